@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
+let package = Package(
+    name: "Jail",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "jaild", targets: ["jaild"]),
+        .executable(name: "jail", targets: ["jail"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // The only C: what Swift cannot do safely (fork-to-exec, variadic calls, cmsg, macros).
+        .target(name: "CJail"),
+        .target(
+            name: "JailSystem",
+            dependencies: ["CJail", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict),
+        .target(name: "JailProtocol", swiftSettings: strict),
+        .target(name: "JailIO", dependencies: ["JailSystem", "JailProtocol"], swiftSettings: strict),
+        .target(
+            name: "JailDaemon",
+            dependencies: [
+                "CJail", "JailSystem", "JailProtocol", "JailIO",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "JailClient",
+            dependencies: ["CJail", "JailSystem", "JailProtocol", "JailIO"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "jaild",
+            dependencies: [
+                "JailDaemon", "JailSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(name: "jail", dependencies: ["JailClient"], swiftSettings: strict),
+        .testTarget(name: "JailProtocolTests", dependencies: ["JailProtocol"]),
+        .testTarget(name: "JailDaemonTests", dependencies: ["JailDaemon", "JailSystem"]),
+    ]
+)

@@ -1,0 +1,119 @@
+/*
+ * CJail: the only C in Jail. It holds what Swift cannot do safely:
+ *  - the fork-to-exec child path (async-signal-safe only, errno reported over a CLOEXEC pipe),
+ *  - variadic calls (ioctl, prctl, fcntl) and kernel calls glibc does not wrap,
+ *  - SCM_RIGHTS and SO_PEERCRED, whose cmsg/struct macros do not import into Swift,
+ *  - the process title, which needs the argv area that only a constructor sees.
+ * Every function returns -1 and leaves errno set on failure unless it says otherwise.
+ */
+#ifndef CJAIL_H
+#define CJAIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <termios.h>
+#include <linux/sched.h>   /* CLONE_NEW*: plain macros, no _GNU_SOURCE needed */
+
+/* O_PATH needs _GNU_SOURCE in <fcntl.h>; Swift gets it from here. */
+extern const int CJ_O_PATH;
+
+/* ---- process ---------------------------------------------------------------------------- */
+
+/* Rewrites what ps shows for this process (the argv area) and its comm name. */
+void cj_set_proctitle(const char *title);
+
+/* clone(2) with fork semantics (no new stack): 0 in the child, the child's pid in the parent.
+ * Only safe in a single-threaded process; the caller checks. */
+pid_t cj_clone(unsigned long flags);
+
+int cj_pivot_root(const char *new_root, const char *put_old);
+int cj_set_parent_death_signal(int signo);
+int cj_set_dumpable(int dumpable);
+/* Marks every fd >= first close-on-exec (close_range with CLOSE_RANGE_CLOEXEC). */
+int cj_cloexec_from(unsigned int first);
+/* Closes every fd >= first except those listed. */
+void cj_close_all_except(unsigned int first, const int *keep, int nkeep);
+int cj_set_cloexec(int fd);
+/* pipe2 with O_CLOEXEC. */
+int cj_pipe(int fds[2]);
+int cj_set_nonblocking(int fd, int on);
+
+/* ---- signals ---------------------------------------------------------------------------- */
+
+/* Blocks the given signals in this (single) thread and returns a CLOEXEC, non-blocking
+ * signalfd that reports them. */
+int cj_signalfd(const int *signals, int count);
+/* Reads one pending signal: 1 if one was read, 0 if none is pending, -1 on error. */
+int cj_read_signal(int fd, int *signo, int32_t *sender_pid);
+/* Unblocks every signal and resets every disposition to SIG_DFL. */
+void cj_reset_signals(void);
+int cj_ignore_signal(int signo);
+
+/* ---- wait status ------------------------------------------------------------------------ */
+
+/* The shell convention: the exit code, or 128+N for death by signal N; -1 if still running. */
+int cj_status_to_code(int status);
+
+/* ---- unix sockets ----------------------------------------------------------------------- */
+
+/* socket+bind+listen on a path (CLOEXEC, non-blocking). The path must be absent. */
+int cj_unix_listen(const char *path, int backlog);
+/* socket+connect (CLOEXEC, blocking). */
+int cj_unix_connect(const char *path);
+/* accept4 with CLOEXEC and O_NONBLOCK (accept4 needs _GNU_SOURCE, which the header avoids). */
+int cj_accept(int listener);
+int cj_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+/* sendmsg with fds attached as SCM_RIGHTS. */
+ssize_t cj_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/* recvmsg taking any SCM_RIGHTS fds (made CLOEXEC); *nfds is how many arrived. Fds beyond
+ * maxfds, and any truncated control data, are closed and make the call fail with EBADMSG. */
+ssize_t cj_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+
+/* ---- terminals -------------------------------------------------------------------------- */
+
+int cj_get_window_size(int fd, uint16_t *rows, uint16_t *cols);
+int cj_set_window_size(int fd, uint16_t rows, uint16_t cols);
+/* Opens a new pty master from the /dev/ptmx in the current root and writes the slave's path. */
+int cj_open_pty_master(char *slave_path, size_t len);
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+/* openat2(2) with RESOLVE_IN_ROOT: `path` is resolved as if `root_fd` were "/", so neither
+ * "..", an absolute symlink nor a magic /proc link can lead outside it. */
+int cj_open_in_root(int root_fd, const char *path, int flags);
+
+/* ---- devices ---------------------------------------------------------------------------- */
+
+int cj_mknod_char(const char *path, mode_t mode, unsigned int major, unsigned int minor);
+
+/* ---- spawn: the fork-to-exec child ------------------------------------------------------ */
+
+struct cj_spawn_request {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    int stdio[3];            /* become fds 0, 1, 2 of the program */
+    int controlling_tty;     /* make stdio[0] the controlling terminal of the new session */
+    uint32_t uid;
+    uint32_t gid;
+    const uint32_t *groups;  /* supplementary groups, set even when empty */
+    size_t ngroups;
+    const char *directory;   /* working directory; "/" if it cannot be entered */
+};
+
+enum cj_spawn_step {
+    CJ_STEP_NONE = 0, CJ_STEP_FORK, CJ_STEP_SETSID, CJ_STEP_TIOCSCTTY, CJ_STEP_DUP,
+    CJ_STEP_SETGROUPS, CJ_STEP_SETGID, CJ_STEP_SETUID, CJ_STEP_EXEC, CJ_STEP_PIPE,
+};
+
+/* Forks a child that becomes the program. Returns its pid, or -1 with *step and *error set
+ * to the step that failed and its errno (the child is reaped in that case). */
+pid_t cj_spawn(const struct cj_spawn_request *request, int *step, int *error);
+
+/* ---- logging ---------------------------------------------------------------------------- */
+
+void cj_syslog(int priority, const char *message);
+void cj_openlog(const char *ident);
+
+#endif

@@ -1,0 +1,162 @@
+/* Process-level calls: title, raw clone, pivot_root, prctl, fds, signals, wait status. */
+#define _GNU_SOURCE
+#include "cjail.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+extern char **environ;
+
+/* The argv strings, as the kernel laid them out; only a constructor sees them (glibc passes
+ * argc/argv/envp to ELF constructors). */
+static char **saved_argv;
+static int saved_argc;
+
+__attribute__((constructor)) static void cj_save_argv(int argc, char **argv, char **envp) {
+    (void)envp;
+    saved_argc = argc;
+    saved_argv = argv;
+}
+
+/* Like setproctitle(3): the title is written over the argv strings and the environment
+ * strings that follow them, so the environment is first copied to the heap. */
+void cj_set_proctitle(const char *title) {
+    static char *area;
+    static size_t area_len;
+    if (area == NULL) {
+        if (saved_argc < 1 || saved_argv == NULL || saved_argv[0] == NULL) return;
+        char *end = saved_argv[0];
+        for (int i = 0; i < saved_argc; i++)
+            if (saved_argv[i] == end) end = saved_argv[i] + strlen(saved_argv[i]) + 1;
+        size_t count = 0;
+        while (environ != NULL && environ[count] != NULL) count++;
+        char **copy = calloc(count + 1, sizeof(char *));
+        if (copy == NULL) return;
+        for (size_t i = 0; i < count; i++) {
+            if (environ[i] == end) end = environ[i] + strlen(environ[i]) + 1;
+            copy[i] = strdup(environ[i]);
+        }
+        environ = copy;
+        area = saved_argv[0];
+        area_len = (size_t)(end - area);
+        for (int i = 1; i < saved_argc; i++) saved_argv[i] = NULL;
+    }
+    size_t n = strlen(title);
+    if (n >= area_len) n = area_len - 1;
+    memcpy(area, title, n);
+    memset(area + n, 0, area_len - n);
+    prctl(PR_SET_NAME, (unsigned long)title, 0, 0, 0);
+}
+
+pid_t cj_clone(unsigned long flags) {
+    /* With a NULL stack, clone behaves like fork: the child runs on a copy of this stack. */
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+int cj_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+int cj_set_parent_death_signal(int signo) {
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signo, 0, 0, 0);
+}
+
+int cj_set_dumpable(int dumpable) {
+    return prctl(PR_SET_DUMPABLE, (unsigned long)dumpable, 0, 0, 0);
+}
+
+int cj_cloexec_from(unsigned int first) {
+    if (syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+    return -1;
+}
+
+void cj_close_all_except(unsigned int first, const int *keep, int nkeep) {
+    /* Walk ranges between kept fds so this stays O(kept) syscalls. */
+    unsigned int from = first;
+    for (;;) {
+        int next = -1;
+        for (int i = 0; i < nkeep; i++)
+            if (keep[i] >= (int)from && (next < 0 || keep[i] < next)) next = keep[i];
+        if (next < 0) {
+            syscall(SYS_close_range, from, ~0U, 0);
+            return;
+        }
+        if ((unsigned int)next > from) syscall(SYS_close_range, from, (unsigned int)next - 1, 0);
+        from = (unsigned int)next + 1;
+    }
+}
+
+const int CJ_O_PATH = O_PATH;
+
+int cj_pipe(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
+}
+
+int cj_set_cloexec(int fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+int cj_set_nonblocking(int fd, int on) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    return fcntl(fd, F_SETFL, flags);
+}
+
+int cj_signalfd(const int *signals, int count) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int cj_read_signal(int fd, int *signo, int32_t *sender_pid) {
+    struct signalfd_siginfo info;
+    ssize_t n;
+    do n = read(fd, &info, sizeof info); while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EAGAIN) ? 0 : -1;
+    if (n != (ssize_t)sizeof info) { errno = EIO; return -1; }
+    *signo = (int)info.ssi_signo;
+    *sender_pid = (int32_t)info.ssi_pid;
+    return 1;
+}
+
+void cj_reset_signals(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &action, NULL);
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+}
+
+int cj_ignore_signal(int signo) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_IGN;
+    return sigaction(signo, &action, NULL);
+}
+
+int cj_status_to_code(int status) {
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return -1;
+}
+

@@ -1,0 +1,94 @@
+/* The fork-to-exec child. Between fork and execve only async-signal-safe calls run, and every
+ * failure is reported to the parent as {step, errno} over a CLOEXEC pipe, then _exit(127). */
+#define _GNU_SOURCE
+#include "cjail.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static void fail(int pipe_fd, int step) {
+    int report[2] = {step, errno};
+    ssize_t ignored = write(pipe_fd, report, sizeof report);
+    (void)ignored;
+    _exit(127);
+}
+
+static void child(const struct cj_spawn_request *r, int report_fd) {
+    /* The parent blocks signals for its signalfd and ignores SIGPIPE; the program must start
+     * with defaults, or `yes | head` would never end. */
+    cj_reset_signals();
+
+    if (setsid() < 0) fail(report_fd, CJ_STEP_SETSID);
+    if (r->controlling_tty && ioctl(r->stdio[0], TIOCSCTTY, 0) < 0) fail(report_fd, CJ_STEP_TIOCSCTTY);
+
+    /* Move the stdio sources above 2 first, so that dup2 into 0..2 never overwrites a source
+     * that is itself 0, 1 or 2. */
+    int moved[3];
+    for (int i = 0; i < 3; i++) {
+        moved[i] = fcntl(r->stdio[i], F_DUPFD_CLOEXEC, 3);
+        if (moved[i] < 0) fail(report_fd, CJ_STEP_DUP);
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(moved[i], i) < 0) fail(report_fd, CJ_STEP_DUP);
+
+    /* Everything else closes at exec; the report pipe must stay open until then. */
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+
+    /* Groups first, then the group, then the user: after setuid neither would be allowed.
+     * setgroups always, even with no groups, so root's groups never leak into a session. */
+    if (setgroups(r->ngroups, (const gid_t *)r->groups) < 0) fail(report_fd, CJ_STEP_SETGROUPS);
+    if (setgid(r->gid) < 0) fail(report_fd, CJ_STEP_SETGID);
+    if (setuid(r->uid) < 0) fail(report_fd, CJ_STEP_SETUID);
+
+    /* As login(1) does: a missing home is not fatal, the session starts in /. */
+    if (r->directory == NULL || chdir(r->directory) < 0) {
+        if (chdir("/") < 0) { /* nothing better to do */ }
+    }
+    execve(r->path, r->argv, r->envp);
+    fail(report_fd, CJ_STEP_EXEC);
+}
+
+pid_t cj_spawn(const struct cj_spawn_request *request, int *step, int *error) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0) {
+        *step = CJ_STEP_PIPE;
+        *error = errno;
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        *step = CJ_STEP_FORK;
+        *error = errno;
+        close(report[0]);
+        close(report[1]);
+        return -1;
+    }
+    if (pid == 0) child(request, report[1]);
+
+    close(report[1]);
+    int result[2];
+    ssize_t n;
+    do n = read(report[0], result, sizeof result); while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof result) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        *step = result[0];
+        *error = result[1];
+        return -1;
+    }
+    *step = CJ_STEP_NONE;
+    *error = 0;
+    return pid;
+}

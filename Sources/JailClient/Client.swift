@@ -1,0 +1,174 @@
+import CJail
+import JailIO
+import JailProtocol
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `jail`: connects to the jail of this uid and gid and runs a session in it.
+///
+/// stdin a terminal → pty mode: the terminal goes raw, its modes and size go to the jail's own
+/// pty, bytes are relayed both ways, SIGWINCH is forwarded. Otherwise stdio mode: stdin,
+/// stdout and stderr are passed to the session as they are (SCM_RIGHTS: exact bytes and EOF
+/// at native speed), except terminals, which are relayed so that no host terminal enters the
+/// jail. The exit code is the program's; jail's own failures are one line and 255.
+public enum Client {
+    public static func main(argv: [String], environment: [String: String]) -> Never {
+        _ = cj_ignore_signal(SIGPIPE)
+        let invocation = Invocation(argv: argv)
+        var session = ClientSession(invocation: invocation, environment: environment)
+        do {
+            let code = try session.run()
+            session.terminal?.restore()
+            exit(code)
+        } catch {
+            session.terminal?.restore()
+            let line = Array("jail: \(error)\n".utf8)
+            _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            exit(255)
+        }
+    }
+}
+
+struct ClientSession {
+    let invocation: Invocation
+    let environment: [String: String]
+    var terminal: TerminalGuard?
+    /// Streams relayed as frames (a terminal never enters the jail); the rest are passed.
+    var relayed: [Int32] = []
+    var stdinOpen = false
+    var watchStdoutHangup = false
+
+    init(invocation: Invocation, environment: [String: String]) {
+        self.invocation = invocation
+        self.environment = environment
+    }
+
+    mutating func run() throws(ClientError) -> Int32 {
+        let uid = getuid()
+        let gid = getgid()
+        let location = Invocation.socketLocation(environment: environment, uid: uid, gid: gid)
+        let socket = try Connection.open(location, uid: uid)
+        let signals: SignalDescriptor
+        do { signals = try SignalDescriptor([SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT]) } catch { throw .system(error) }
+
+        let (hello, passing) = makeHello()
+        let frame = FrameEncoder.encode(.hello(hello))
+        do {
+            let sent = try UnixSocket.send(socket, frame, passing: passing)
+            if sent < frame.count { try socket.writeFully(Array(frame[sent...])) }
+        } catch { throw .system(error) }
+        for fd in passing where fd > 2 { close(fd) }
+        do { try socket.setNonBlocking(true) } catch { throw .system(error) }
+        return try relay(FrameChannel(socket: socket), signals: signals)
+    }
+
+    /// Builds the hello and the descriptors that go with it.
+    mutating func makeHello() -> (Hello, [Int32]) {
+        let offered = Invocation.offeredEnvironment(environment)
+        if isatty(0) == 1, let guardian = TerminalGuard(fd: 0) {
+            terminal = guardian
+            var rows: UInt16 = 24
+            var cols: UInt16 = 80
+            _ = cj_get_window_size(0, &rows, &cols)
+            stdinOpen = true
+            relayed = [0]
+            let mode = Hello.Mode.terminal(guardian.originalModes, WindowSize(rows: rows, columns: cols))
+            return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered), [])
+        }
+        var passed = StdioSet()
+        var fds: [Int32] = []
+        for fd: Int32 in 0...2 {
+            if isatty(fd) == 1 {
+                relayed.append(fd)
+                continue
+            }
+            passed.insert(StdioSet(rawValue: 1 << UInt8(fd)))
+            // A closed stdio descriptor is passed as /dev/null, as if redirected there.
+            fds.append(fcntl(fd, F_GETFD) >= 0 ? fd : Glibc.open("/dev/null", O_RDWR | O_CLOEXEC))
+        }
+        watchStdoutHangup = passed.contains(.output)
+        let mode = Hello.Mode.stdio(passed: passed)
+        return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered), fds)
+    }
+
+    mutating func relay(_ channelIn: FrameChannel, signals: SignalDescriptor) throws(ClientError) -> Int32 {
+        var channel = channelIn
+        var poller = Poller()
+        while true {
+            poller.reset()
+            let signalIndex = poller.add(signals.fd.rawValue, read: true)
+            let socketIndex = poller.add(channel.socket.rawValue, read: true, write: channel.wantsWrite)
+            let stdinIndex = stdinOpen && channel.canAcceptMore ? poller.add(0, read: true) : -1
+            let stdoutIndex = watchStdoutHangup ? poller.add(1) : -1
+            do { _ = try poller.wait() } catch { throw .system(error) }
+
+            if poller.readable(signalIndex) { try handleSignals(signals, &channel) }
+            if stdinIndex >= 0 && poller.readable(stdinIndex) { forwardInput(&channel) }
+            if stdoutIndex >= 0 && poller.hungUp(stdoutIndex) {
+                // Whoever read our stdout is gone (ssh dropped, `| head` done): end the session
+                // as a writer to a closed pipe would end.
+                terminal?.restore()
+                die(by: SIGPIPE)
+            }
+            if poller.writable(socketIndex) { channel.flush() }
+            if poller.readable(socketIndex) {
+                let messages: [Message]
+                do { messages = try channel.receive() } catch { throw .protocolError(error) }
+                for message in messages {
+                    switch message {
+                    case .data(let stream, let bytes) where stream == 1 || stream == 2:
+                        // Blocking writes: a slow reader slows the session down, nothing is lost.
+                        _ = try? FileDescriptor(rawValue: Int32(stream)).writeFully(bytes)
+                    case .exit(let code): return code
+                    case .error(let reason): throw .refused(reason)
+                    default: throw .protocolError(.invalidValue("\(message.type) frame from the server"))
+                    }
+                }
+                if channel.isClosed { throw .connectionLost }
+            }
+        }
+    }
+
+    mutating func forwardInput(_ channel: inout FrameChannel) {
+        let chunk: [UInt8]?
+        do { chunk = try FileDescriptor(rawValue: 0).readChunk(max: 64 << 10) } catch { chunk = [] }
+        guard let chunk else { return }
+        if chunk.isEmpty {
+            stdinOpen = false
+            if terminal == nil { channel.send(.endOfInput) }
+        } else {
+            channel.enqueue(FrameEncoder.dataFrame(stream: 0, chunk[...]))
+        }
+        channel.flush()
+    }
+
+    func handleSignals(_ signals: SignalDescriptor, _ channel: inout FrameChannel) throws(ClientError) {
+        let pending: [(signal: Int32, sender: Int32)]
+        do { pending = try signals.drain() } catch { throw .system(error) }
+        for (signal, _) in pending {
+            if signal == SIGWINCH {
+                var rows: UInt16 = 0
+                var cols: UInt16 = 0
+                if cj_get_window_size(0, &rows, &cols) == 0 {
+                    channel.send(.windowSize(WindowSize(rows: rows, columns: cols)))
+                    channel.flush()
+                }
+                continue
+            }
+            // Killed, hung up or interrupted: put the terminal back, then die the same way so
+            // the caller sees why. Closing the connection hangs up the session inside.
+            terminal?.restore()
+            die(by: signal)
+        }
+    }
+
+    func die(by signal: Int32) -> Never {
+        cj_reset_signals()
+        raise(signal)
+        exit(128 + signal)
+    }
+}

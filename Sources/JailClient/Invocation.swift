@@ -1,0 +1,31 @@
+import JailProtocol
+
+/// How `jail` was started. It takes no options of its own: like any login shell, every
+/// argument goes to the jail user's shell (`jail -c 'cmd'`).
+public struct Invocation: Equatable, Sendable {
+    /// Start the jail user's shell as a login shell: jail was started as one (argv[0] begins
+    /// with '-', as login, su - and sshd do), or with no arguments at all.
+    public var login: Bool
+    public var arguments: [String]
+
+    public init(argv: [String]) {
+        let zero = argv.first ?? "jail"
+        arguments = Array(argv.dropFirst())
+        login = zero.hasPrefix("-") || arguments.isEmpty
+    }
+
+    /// The socket to use: JAIL_SOCKET (a full path), else SOCKET (a prefix, as in 2014),
+    /// else the default for this uid and gid.
+    public static func socketLocation(environment: [String: String], uid: UInt32, gid: UInt32) -> SocketLocation {
+        if let path = environment["JAIL_SOCKET"], !path.isEmpty { return SocketLocation(socketPath: path) }
+        if let prefix = environment["SOCKET"], !prefix.isEmpty { return SocketLocation(prefix: prefix, uid: uid, gid: gid) }
+        return SocketLocation(prefix: nil, uid: uid, gid: gid)
+    }
+
+    /// The variables a jail session may receive; the server filters again.
+    public static func offeredEnvironment(_ environment: [String: String]) -> [String] {
+        environment.filter { name, _ in
+            ["TERM", "LANG", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"].contains(name) || name.hasPrefix("LC_")
+        }.map { "\($0.key)=\($0.value)" }.sorted()
+    }
+}

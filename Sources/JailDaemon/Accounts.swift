@@ -1,0 +1,89 @@
+/// The jail's users and groups, parsed from its own /etc/passwd and /etc/group in Swift:
+/// glibc's NSS after pivot_root could load the jail's own libnss modules into jaild.
+public struct PasswdEntry: Equatable, Sendable {
+    public var name: String
+    public var uid: UInt32
+    public var gid: UInt32
+    public var home: String
+    public var shell: String
+
+    /// Parses passwd(5) text; malformed lines and comments are skipped, as glibc does.
+    public static func parseAll(_ text: String) -> [PasswdEntry] {
+        text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
+            if line.hasPrefix("#") { return nil }
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count >= 7, let uid = UInt32(fields[2]), let gid = UInt32(fields[3]) else { return nil }
+            return PasswdEntry(
+                name: String(fields[0]), uid: uid, gid: gid,
+                home: String(fields[5]), shell: String(fields[6]))
+        }
+    }
+}
+
+public struct GroupEntry: Equatable, Sendable {
+    public var name: String
+    public var gid: UInt32
+    public var members: [String]
+
+    public static func parseAll(_ text: String) -> [GroupEntry] {
+        text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
+            if line.hasPrefix("#") { return nil }
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count >= 4, let gid = UInt32(fields[2]) else { return nil }
+            let members = fields[3].split(separator: ",").map { String($0) }
+            return GroupEntry(name: String(fields[0]), gid: gid, members: members)
+        }
+    }
+}
+
+/// Who a session runs as: resolved from the jail's files at each session start.
+public struct Account: Equatable, Sendable {
+    public var name: String
+    public var uid: UInt32
+    public var gid: UInt32
+    public var groups: [UInt32]
+    public var home: String
+    public var shell: String
+
+    public enum LookupError: Error, Equatable, CustomStringConvertible {
+        case rootNotAllowed
+        case unknownUser(UInt32)
+        case nameMismatch(String, UInt32)
+
+        public var description: String {
+            switch self {
+            case .rootNotAllowed: "uid 0 is not allowed: a jail for root would give away the whole jail"
+            case .unknownUser(let uid): "no user with uid \(uid) in the jail's /etc/passwd"
+            case .nameMismatch(let name, let uid): "user '\(name)' in the jail's /etc/passwd does not have uid \(uid)"
+            }
+        }
+    }
+
+    /// Finds the account for `configuration` in the jail's passwd and group text.
+    public static func resolve(
+        _ configuration: JailConfiguration, passwd: String, group: String
+    ) throws(LookupError) -> Account {
+        guard configuration.uid != 0 else { throw .rootNotAllowed }
+        let entries = PasswdEntry.parseAll(passwd)
+        let entry: PasswdEntry
+        if let name = configuration.userName {
+            guard let byName = entries.first(where: { $0.name == name }) else { throw .unknownUser(configuration.uid) }
+            guard byName.uid == configuration.uid else { throw .nameMismatch(name, configuration.uid) }
+            entry = byName
+        } else {
+            guard let byUID = entries.first(where: { $0.uid == configuration.uid }) else {
+                throw .unknownUser(configuration.uid)
+            }
+            entry = byUID
+        }
+        let gid = configuration.gid ?? entry.gid
+        var groups = [gid]
+        for g in GroupEntry.parseAll(group) where g.members.contains(entry.name) && !groups.contains(g.gid) {
+            groups.append(g.gid)
+        }
+        let shell = configuration.shell ?? (entry.shell.isEmpty ? "/bin/sh" : entry.shell)
+        return Account(
+            name: entry.name, uid: configuration.uid, gid: gid, groups: groups,
+            home: entry.home.isEmpty ? "/" : entry.home, shell: shell)
+    }
+}

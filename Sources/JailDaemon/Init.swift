@@ -1,0 +1,159 @@
+import CJail
+import JailIO
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// PID 1 of the jail: "jaild: init [UID:GID]".
+///
+/// It owns the listening socket (bound on the host side, so the jail cannot see its path),
+/// accepts, checks the peer's credentials, forks one session helper per connection and reaps
+/// every process that ends in the jail. It never reads a byte from a client: if PID 1 dies the
+/// kernel kills the whole jail, so everything that parses runs in a helper, where a crash costs
+/// one session. Single-threaded: it forks without exec.
+struct Init {
+    let configuration: JailConfiguration
+    let account: Account
+    let listener: FileDescriptor
+    let signals: SignalDescriptor
+    var stopping = false
+    var stopDeadline: Int64 = 0
+
+    /// What the first process of the new namespaces does: set up the jail, report readiness
+    /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
+    static func run(configuration: JailConfiguration, account: Account, listener: FileDescriptor,
+                    ready: FileDescriptor, lifeline: FileDescriptor, log logPipe: FileDescriptor) -> Never {
+        currentLogSink = .supervisorPipe
+        // Nothing of the supervisor's stays open here: its pid file lock, its signalfd and the
+        // lifeline's write end (else the check below could never see it close).
+        let keep = [listener.rawValue, ready.rawValue, lifeline.rawValue, logPipe.rawValue]
+        keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
+        // If the supervisor dies, so does the jail: nothing is left running unseen. The
+        // lifeline closes the window between clone and prctl.
+        _ = cj_set_parent_death_signal(SIGKILL)
+        var entry = pollfd(fd: lifeline.rawValue, events: 0, revents: 0)
+        if poll(&entry, 1, 0) > 0 { _exit(1) }
+        lifeline.closeQuietly()
+
+        // init's stdio: nothing from the host. fd 2 is the log pipe to the supervisor.
+        let devNull = open("/dev/null", O_RDWR)
+        dup2(devNull, 0)
+        dup2(devNull, 1)
+        dup2(logPipe.rawValue, 2)
+        if devNull > 2 { close(devNull) }
+        logPipe.closeQuietly()
+
+        do {
+            try MountPlan(configuration: configuration).apply()
+            if let hostname = configuration.hostname {
+                try JailError.wrap { () throws(SystemError) in
+                    try syscall("sethostname") { sethostname(hostname, hostname.utf8.count) }
+                }
+            }
+            if access(account.shell, X_OK) != 0 {
+                throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
+            }
+            _ = cj_set_dumpable(0)
+            cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
+            let signals = try JailError.wrap { () throws(SystemError) in
+                try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
+            }
+            var initProcess = Init(configuration: configuration, account: account, listener: listener, signals: signals)
+            try? ready.writeFully(Array("R".utf8))
+            ready.closeQuietly()
+            initProcess.serve()
+        } catch {
+            try? ready.writeFully(Array(("E" + "\(error)").utf8))
+            _exit(1)
+        }
+    }
+
+    mutating func serve() -> Never {
+        var poller = Poller()
+        while true {
+            poller.reset()
+            let signalIndex = poller.add(signals.fd.rawValue, read: true)
+            let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
+            let timeout: Int32 = stopping ? Int32(max(0, stopDeadline - monotonicMilliseconds())) : -1
+            _ = try? poller.wait(timeout: timeout)
+            if poller.readable(signalIndex) { handleSignals() }
+            if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
+            if stopping && monotonicMilliseconds() >= stopDeadline {
+                log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
+                finish()
+            }
+        }
+    }
+
+    mutating func acceptAll() {
+        while let connection = try? UnixSocket.accept(listener) {
+            guard let peer = try? UnixSocket.peerCredentials(connection) else {
+                connection.closeQuietly()
+                continue
+            }
+            guard peer.uid == account.uid || peer.uid == 0 else {
+                log.warning("refused a connection from uid \(peer.uid) (pid \(peer.pid))")
+                var channel = FrameChannel(socket: connection)
+                channel.send(.error("uid \(peer.uid) may not enter the jail of uid \(account.uid)"))
+                channel.flush()
+                connection.closeQuietly()
+                continue
+            }
+            let pid = fork()
+            if pid == 0 {
+                listener.closeQuietly()
+                signals.fd.closeQuietly()
+                SessionHelper.run(connection: connection, configuration: configuration)
+            }
+            if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") }
+            connection.closeQuietly()
+        }
+    }
+
+    mutating func handleSignals() {
+        guard let pending = try? signals.drain() else { return }
+        for (signal, sender) in pending {
+            switch signal {
+            case SIGCHLD:
+                while reapChild() != nil {}
+                if stopping && !hasChildren() { _exit(0) }
+            default:
+                // Only the host may stop the jail: a sender outside the jail's PID namespace
+                // shows as pid 0. Root inside sending SIGTERM to PID 1 is logged, not obeyed.
+                guard sender == 0 else {
+                    log.warning("ignored signal \(signal) sent to init by pid \(sender) inside the jail")
+                    continue
+                }
+                beginStop()
+            }
+        }
+    }
+
+    /// SIGTERM to everything in the jail, SIGKILL to what is left after the stop timeout.
+    mutating func beginStop() {
+        guard !stopping else { return }
+        stopping = true
+        stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
+        listener.closeQuietly()
+        // kill(-1) from a PID namespace's init reaches every process in it except init.
+        kill(-1, SIGTERM)
+        kill(-1, SIGCONT)
+        while reapChild() != nil {}
+        if !hasChildren() { _exit(0) }
+    }
+
+    func finish() -> Never {
+        kill(-1, SIGKILL)
+        while wait(nil) > 0 || errno == EINTR {}
+        _exit(0)
+    }
+
+    func hasChildren() -> Bool {
+        var info = siginfo_t()
+        let rc = waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT)
+        return rc == 0
+    }
+}

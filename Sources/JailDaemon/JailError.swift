@@ -1,0 +1,41 @@
+import JailProtocol
+import JailSystem
+
+/// Why a jail could not start or a session could not run: one line for the user.
+public enum JailError: Error, CustomStringConvertible {
+    case system(SystemError)
+    case usage(String)
+    case badRoot(String)
+    case badMount(String)
+    case account(Account.LookupError)
+    case alreadyRunning(socket: String, pid: Int32)
+    case unsafeSocketDirectory(String, reason: String)
+    case socketInTheWay(String, reason: String)
+    case notRoot
+    case threaded(Int)
+    case protocolError(ProtocolError)
+    case startFailed(String)
+
+    public var description: String {
+        switch self {
+        case .system(let e): e.description
+        case .usage(let s): s
+        case .badRoot(let s): s
+        case .badMount(let s): s
+        case .account(let e): e.description
+        case .alreadyRunning(let socket, let pid): "a jail is already running on \(socket) (pid \(pid))"
+        case .unsafeSocketDirectory(let path, let reason): "refusing socket directory \(path): it \(reason)"
+        case .socketInTheWay(let path, let reason): "cannot bind \(path): \(reason)"
+        case .notRoot: "jaild must run as root (rootless jails are not supported yet)"
+        case .threaded(let n): "jaild has \(n) threads; namespaces need a single-threaded process"
+        case .protocolError(let e): "protocol error: \(e)"
+        case .startFailed(let s): s
+        }
+    }
+
+    /// Runs a throwing system call, turning its error into a JailError.
+    @discardableResult
+    static func wrap<T>(_ body: () throws(SystemError) -> T) throws(JailError) -> T {
+        do { return try body() } catch { throw .system(error) }
+    }
+}

@@ -1,0 +1,82 @@
+import CJail
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where jaild's log lines go. Set once per process role before the first line.
+public enum LogSink: Sendable {
+    /// `jaild: message` on stderr (foreground).
+    case standardError
+    /// syslog(3), daemon facility (daemonized).
+    case syslog
+    /// Inside the jail: one line per message on fd 2, which is a pipe to the supervisor,
+    /// prefixed with a level letter so the supervisor can log it at the same level.
+    case supervisorPipe
+}
+
+/// The process role picks the sink; a global because swift-log handlers are made by a factory
+/// that cannot be re-bootstrapped, and jaild is single-threaded.
+nonisolated(unsafe) public var currentLogSink = LogSink.standardError
+
+public struct JailLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+
+    public init() {}
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        Self.emit(level: event.level, "\(event.message)")
+    }
+
+    public static func emit(level: Logger.Level, _ text: String) {
+        switch currentLogSink {
+        case .standardError:
+            let prefix = level >= .error ? "jaild: error: " : level == .warning ? "jaild: warning: " : "jaild: "
+            writeLine(prefix + text)
+        case .syslog:
+            let priority: Int32 = level >= .error ? LOG_ERR : level == .warning ? LOG_WARNING : LOG_INFO
+            cj_syslog(priority, text)
+        case .supervisorPipe:
+            let code = level >= .error ? "e" : level == .warning ? "w" : "i"
+            writeLine(code + text)
+        }
+    }
+
+    static func writeLine(_ line: String) {
+        var bytes = Array(line.utf8)
+        bytes.append(10)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// The level a pipe line was sent with, and its text.
+    public static func parsePipeLine(_ line: Substring) -> (Logger.Level, String) {
+        switch line.first {
+        case "e": (.error, String(line.dropFirst()))
+        case "w": (.warning, String(line.dropFirst()))
+        case "i": (.info, String(line.dropFirst()))
+        default: (.info, String(line))
+        }
+    }
+}
+
+let log = Logger(label: "jaild", factory: { _ in JailLogHandler() })
+
+extension JailLogHandler {
+    /// A failure of jaild's first process: always one line on its stderr.
+    public static func emitToTerminal(_ text: String) {
+        writeLine("jaild: " + text)
+    }
+}
+
+public enum LoggingBootstrap {
+    public static func run() {
+        LoggingSystem.bootstrap { _ in JailLogHandler() }
+    }
+}

@@ -1,0 +1,154 @@
+import CJail
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The file system of a jail as a list of steps: data first, so the plan is unit-tested
+/// without privileges, then `apply()` inside the new mount namespace.
+public struct MountPlan: Equatable, Sendable {
+    public enum Step: Equatable, Sendable {
+        /// Stop mount events from flowing back to the host: mount --make-rprivate /.
+        case makePrivate
+        case makeDirectory(String, mode: UInt32)
+        case mount(source: String, target: String, type: String, flags: UInt, data: String?)
+        case makeCharacterDevice(String, major: UInt32, minor: UInt32)
+        case symlink(target: String, at: String)
+        /// A host path onto a target inside the root; the target must not pass a symlink.
+        case bind(host: String, target: String, root: String, readOnly: Bool)
+        /// pivot_root into the root and detach the old root.
+        case pivot(String)
+    }
+
+    public var steps: [Step]
+
+    /// The devices a jail gets: enough for programs, nothing that reaches hardware.
+    static let devices: [(name: String, major: UInt32, minor: UInt32)] = [
+        ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
+    ]
+
+    static let nosuidNodevNoexec = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    public init(configuration: JailConfiguration) {
+        var steps: [Step] = [.makePrivate]
+        guard let root = configuration.root.map(BindMount.normalize) else {
+            // No root: namespaces only, as in 2014, but with a /proc of the new PID namespace
+            // so ps shows the jail's processes.
+            steps.append(.mount(source: "proc", target: "/proc", type: "proc", flags: Self.nosuidNodevNoexec, data: nil))
+            steps += configuration.mounts.map { .bind(host: $0.hostPath, target: $0.jailPath, root: "/", readOnly: $0.readOnly) }
+            self.steps = steps
+            return
+        }
+        let inRoot = { (path: String) in root == "/" ? path : root + path }
+        // pivot_root needs the new root to be a mount point.
+        steps.append(.mount(source: root, target: root, type: "", flags: UInt(MS_BIND | MS_REC), data: nil))
+        for directory in ["/proc", "/sys", "/dev"] { steps.append(.makeDirectory(inRoot(directory), mode: 0o755)) }
+        steps.append(.mount(source: "proc", target: inRoot("/proc"), type: "proc", flags: Self.nosuidNodevNoexec, data: nil))
+        steps.append(.mount(source: "sysfs", target: inRoot("/sys"), type: "sysfs",
+                            flags: Self.nosuidNodevNoexec | UInt(MS_RDONLY), data: nil))
+        // A fresh /dev, never the host's: only harmless devices and the jail's own ptys.
+        steps.append(.mount(source: "tmpfs", target: inRoot("/dev"), type: "tmpfs",
+                            flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=65536k"))
+        for device in Self.devices {
+            steps.append(.makeCharacterDevice(inRoot("/dev/" + device.name), major: device.major, minor: device.minor))
+        }
+        steps.append(.makeDirectory(inRoot("/dev/pts"), mode: 0o755))
+        steps.append(.mount(source: "devpts", target: inRoot("/dev/pts"), type: "devpts",
+                            flags: UInt(MS_NOSUID | MS_NOEXEC),
+                            data: "newinstance,ptmxmode=0666,mode=0620,gid=5"))
+        steps.append(.symlink(target: "pts/ptmx", at: inRoot("/dev/ptmx")))
+        steps.append(.makeDirectory(inRoot("/dev/shm"), mode: 0o1777))
+        steps.append(.mount(source: "shm", target: inRoot("/dev/shm"), type: "tmpfs",
+                            flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=1777,size=65536k"))
+        for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                               ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+            steps.append(.symlink(target: target, at: inRoot("/dev/" + name)))
+        }
+        for mount in configuration.mounts {
+            steps.append(.bind(host: mount.hostPath, target: mount.jailPath, root: root, readOnly: mount.readOnly))
+        }
+        steps.append(.pivot(root))
+        self.steps = steps
+    }
+
+    /// Carries out the plan. Runs in the jail's first process, in its new mount namespace.
+    public func apply() throws(JailError) {
+        for step in steps { try Self.apply(step) }
+    }
+
+    static func apply(_ step: Step) throws(JailError) {
+        do {
+            switch step {
+            case .makePrivate:
+                try syscall("mount(MS_PRIVATE)", path: "/") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
+            case .makeDirectory(let path, let mode):
+                if mkdir(path, mode_t(mode)) < 0 && errno != EEXIST { throw SystemError.last("mkdir", path: path) }
+            case .mount(let source, let target, let type, let flags, let data):
+                try syscall("mount", path: target) { mount(source, target, type.isEmpty ? nil : type, flags, data) }
+            case .makeCharacterDevice(let path, let major, let minor):
+                try syscall("mknod", path: path) { cj_mknod_char(path, 0o666, major, minor) }
+                // mknod honours the umask; the devices must be usable by everyone.
+                try syscall("chmod", path: path) { chmod(path, 0o666) }
+            case .symlink(let target, let path):
+                try syscall("symlink", path: path) { Glibc.symlink(target, path) }
+            case .bind(let host, let target, let root, let readOnly):
+                try bind(host: host, target: target, root: root, readOnly: readOnly)
+            case .pivot(let root):
+                try pivot(into: root)
+            }
+        } catch let error as JailError {
+            throw error
+        } catch let error as SystemError {
+            throw .system(error)
+        } catch {
+            preconditionFailure("unexpected error \(error)")
+        }
+    }
+
+    /// Binds a host path onto a path inside the root. Every component of the target is
+    /// checked with lstat and created if missing; a symlink anywhere on the way is refused,
+    /// so a jail user cannot redirect the mount at the next start (onto /etc, or outside).
+    static func bind(host: String, target: String, root: String, readOnly: Bool) throws(JailError) {
+        guard let hostInfo = try JailError.wrap({ () throws(SystemError) in try fileStatus(host) }) else {
+            throw .badMount("host path \(host) does not exist")
+        }
+        let components = target.split(separator: "/")
+        if components.contains("..") { throw .badMount("jail path \(target) contains '..'") }
+        var path = root == "/" ? "" : root
+        for (index, component) in components.enumerated() {
+            path += "/" + component
+            let isLast = index == components.count - 1
+            if let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(path) }) {
+                if isSymlink(info) {
+                    throw .badMount("jail path \(target): \(path.dropFirst(root == "/" ? 0 : root.count)) is a symlink")
+                }
+                if !isLast && !isDirectory(info) { throw .badMount("jail path \(target): \(path) is not a directory") }
+            } else if isLast && !isDirectory(hostInfo) {
+                let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o644)
+                if fd < 0 { throw .system(.last("create", path: path)) }
+                close(fd)
+            } else if mkdir(path, 0o755) < 0 {
+                throw .system(.last("mkdir", path: path))
+            }
+        }
+        let flags = UInt(MS_BIND | MS_REC)
+        try JailError.wrap { () throws(SystemError) in
+            try syscall("mount(bind)", path: path) { mount(host, path, nil, flags, nil) }
+            if readOnly {
+                try syscall("mount(remount,ro)", path: path) {
+                    mount(nil, path, nil, flags | UInt(MS_REMOUNT | MS_RDONLY), nil)
+                }
+            }
+        }
+    }
+
+    /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then
+    /// detaches it, so no directory for the old root is needed and nothing of it stays.
+    static func pivot(into root: String) throws(SystemError) {
+        try syscall("chdir", path: root) { chdir(root) }
+        try syscall("pivot_root", path: root) { cj_pivot_root(".", ".") }
+        try syscall("umount2(old root)") { umount2(".", Int32(MNT_DETACH)) }
+        try syscall("chdir", path: "/") { chdir("/") }
+    }
+}

@@ -1,0 +1,53 @@
+import JailProtocol
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pid file next to the socket: it holds the supervisor's pid, and its flock is what
+/// makes a jail's socket its own. The lock lives as long as the supervisor; a dead jaild's
+/// lock is gone, so its socket and pid file are known to be stale.
+struct PidFile {
+    let fd: FileDescriptor
+    let path: String
+
+    static func acquire(_ location: SocketLocation) throws(JailError) -> PidFile {
+        let path = location.pidPath
+        let raw = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        if raw < 0 { throw .system(.last("open", path: path)) }
+        let fd = FileDescriptor(rawValue: raw)
+        var info = stat()
+        guard fstat(raw, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else {
+            fd.closeQuietly()
+            throw .socketInTheWay(path, reason: "the pid file is not a regular file of ours")
+        }
+        if flock(raw, LOCK_EX | LOCK_NB) < 0 {
+            let holder = String(decoding: (try? readFile(path)) ?? [], as: UTF8.self)
+            fd.closeQuietly()
+            let pid = Int32(holder.split(separator: "\n").first ?? "") ?? 0
+            throw .alreadyRunning(socket: location.socketPath, pid: pid)
+        }
+        let text = Array("\(getpid())\n".utf8)
+        _ = ftruncate(raw, 0)
+        _ = text.withUnsafeBytes { pwrite(raw, $0.baseAddress, $0.count, 0) }
+        return PidFile(fd: fd, path: path)
+    }
+
+    /// Removes the pid file while still holding the lock, then lets go.
+    func release() {
+        unlink(path)
+        fd.closeQuietly()
+    }
+
+    /// The supervisor pid recorded in a pid file, if a live jaild holds its lock.
+    static func runningPid(_ location: SocketLocation) -> Int32? {
+        let raw = open(location.pidPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if raw < 0 { return nil }
+        defer { close(raw) }
+        if flock(raw, LOCK_SH | LOCK_NB) == 0 { return nil }
+        let text = String(decoding: (try? readFile(location.pidPath)) ?? [], as: UTF8.self)
+        return Int32(text.split(separator: "\n").first ?? "")
+    }
+}

@@ -1,0 +1,60 @@
+import CJail
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Checks made on the host before anything is created, so a bad command line fails with one
+/// clear line and leaves nothing behind.
+public enum Preflight {
+    /// Verifies privileges and the root, and resolves the jail's account from the root's own
+    /// /etc/passwd and /etc/group (read with RESOLVE_IN_ROOT: a symlink in the jail cannot
+    /// make jaild read a host file).
+    public static func check(_ configuration: JailConfiguration) throws(JailError) -> Account {
+        guard geteuid() == 0 else { throw .notRoot }
+        let root = configuration.root ?? "/"
+        guard let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(root) }) else {
+            throw .badRoot("root \(root) does not exist")
+        }
+        guard isDirectory(info) || (isSymlink(info) && isDirectoryFollowing(root)) else {
+            throw .badRoot("root \(root) is not a directory")
+        }
+        for mount in configuration.mounts where (try? fileStatus(mount.hostPath)) == nil {
+            throw .badMount("host path \(mount.hostPath) of mount \(mount.jailPath) does not exist")
+        }
+        let rootFD = open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if rootFD < 0 { throw .system(.last("open", path: root)) }
+        defer { close(rootFD) }
+        let passwd: String
+        do { passwd = try readInRoot(rootFD, "/etc/passwd") } catch {
+            throw .badRoot("cannot read \(root)/etc/passwd: \(error.errno)")
+        }
+        let group = (try? readInRoot(rootFD, "/etc/group")) ?? ""
+        let account: Account
+        do { account = try Account.resolve(configuration, passwd: passwd, group: group) } catch { throw .account(error) }
+        let shell = cj_open_in_root(rootFD, account.shell, CJ_O_PATH)
+        if shell < 0 {
+            throw .badRoot("shell \(account.shell) of \(account.name) does not exist in \(root): \(Errno(rawValue: errno))")
+        }
+        close(shell)
+        return account
+    }
+
+    static func isDirectoryFollowing(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && isDirectory(info)
+    }
+
+    static func readInRoot(_ rootFD: Int32, _ path: String) throws(SystemError) -> String {
+        let fd = try syscall("openat2", path: path) { cj_open_in_root(rootFD, path, O_RDONLY) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        while let chunk = try FileDescriptor(rawValue: fd).readChunk(max: 65536), !chunk.isEmpty {
+            bytes += chunk
+            if bytes.count > 16 << 20 { break }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

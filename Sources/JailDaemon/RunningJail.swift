@@ -1,0 +1,97 @@
+import CJail
+import JailIO
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The supervisor's loop once the jail runs: relay init's log lines, turn SIGTERM, SIGINT and
+/// SIGHUP into a jail shutdown, and clean up when init is gone.
+struct RunningJail {
+    let supervisor: Supervisor
+    let lock: PidFile
+    let initPid: pid_t
+    let signals: SignalDescriptor
+    let logPipe: FileDescriptor
+    var logBuffer: [UInt8] = []
+    var stopRequested = false
+    var killDeadline: Int64 = 0
+
+    init(supervisor: Supervisor, lock: PidFile, initPid: pid_t, signals: SignalDescriptor, logPipe: FileDescriptor) {
+        self.supervisor = supervisor
+        self.lock = lock
+        self.initPid = initPid
+        self.signals = signals
+        self.logPipe = logPipe
+    }
+
+    /// Returns jaild's exit code: 0 after a requested stop, 1 if init died on its own.
+    mutating func superviseUntilStopped() -> Int32 {
+        var poller = Poller()
+        var logOpen = true
+        while true {
+            poller.reset()
+            let signalIndex = poller.add(signals.fd.rawValue, read: true)
+            let logIndex = logOpen ? poller.add(logPipe.rawValue, read: true) : -1
+            var timeout: Int32 = -1
+            if stopRequested { timeout = Int32(max(0, killDeadline - monotonicMilliseconds())) }
+            _ = try? poller.wait(timeout: timeout)
+            if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
+            if poller.readable(signalIndex), let pending = try? signals.drain() {
+                for (signal, _) in pending {
+                    if signal == SIGCHLD {
+                        if let (_, code) = reapChild(initPid) { return finish(initCode: code) }
+                    } else {
+                        requestStop(signal)
+                    }
+                }
+            }
+            if stopRequested && monotonicMilliseconds() >= killDeadline {
+                // init enforces the stop timeout itself; this is the backstop if it cannot.
+                kill(initPid, SIGKILL)
+            }
+        }
+    }
+
+    mutating func requestStop(_ signal: Int32) {
+        guard !stopRequested else { return }
+        stopRequested = true
+        log.info("stopping on signal \(signal)")
+        killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout + 5) * 1000
+        kill(initPid, SIGTERM)
+    }
+
+    /// Logs each complete line from the jail. Returns false once the pipe is closed.
+    mutating func relayLogs() -> Bool {
+        guard let chunk = try? logPipe.readChunk(max: 16384) else { return true }
+        if chunk.isEmpty { return false }
+        absorbLog(chunk)
+        return true
+    }
+
+    mutating func absorbLog(_ chunk: [UInt8]) {
+        logBuffer += chunk
+        while let newline = logBuffer.firstIndex(of: 10) {
+            let line = String(decoding: logBuffer[..<newline], as: UTF8.self)
+            logBuffer.removeSubrange(...newline)
+            let (level, text) = JailLogHandler.parsePipeLine(line[...])
+            JailLogHandler.emit(level: level, text)
+        }
+    }
+
+    mutating func finish(initCode: Int32) -> Int32 {
+        try? logPipe.setNonBlocking(true)
+        while let chunk = try? logPipe.readChunk(max: 16384), !chunk.isEmpty { absorbLog(chunk) }
+        logPipe.closeQuietly()
+        unlink(supervisor.location.socketPath)
+        lock.release()
+        if stopRequested {
+            log.info("jail \(supervisor.account.uid):\(supervisor.account.gid) stopped")
+            return 0
+        }
+        log.error("the jail's init exited unexpectedly (status \(initCode))")
+        return 1
+    }
+}

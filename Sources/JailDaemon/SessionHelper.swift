@@ -1,0 +1,121 @@
+import CJail
+import JailIO
+import JailProtocol
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The session helper: one forked process per client connection, inside the jail.
+///
+/// It owns the connection, reads the hello (init never reads a byte from a client), starts
+/// the user's program as the jail user in a new session, and relays: pty output and relayed
+/// streams to the client, client input to the program, window size changes. The exit status
+/// goes last, after all output. When the client goes away the program's process group gets
+/// SIGHUP. It stays root but non-dumpable, so the user cannot ptrace it nor signal it, and
+/// `kill -9 -1` inside leaves it alive to report the status.
+struct SessionHelper {
+    static let handshakeTimeoutMilliseconds: Int32 = 10_000
+
+    let configuration: JailConfiguration
+    var channel: FrameChannel
+    let signals: SignalDescriptor
+
+    /// Runs the session and exits the process; never returns.
+    static func run(connection: FileDescriptor, configuration: JailConfiguration) -> Never {
+        _ = cj_set_dumpable(0)
+        cj_set_proctitle("jaild: session")
+        do {
+            let signals = try SignalDescriptor([SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGPIPE])
+            var helper = SessionHelper(configuration: configuration, channel: FrameChannel(socket: connection), signals: signals)
+            helper.serve()
+        } catch {
+            log.error("session: \(error)")
+        }
+        _exit(0)
+    }
+
+    mutating func serve() -> Never {
+        let hello: Hello
+        let passed: [Int32]
+        do {
+            (hello, passed) = try readHello()
+        } catch {
+            refuse(error.description)
+        }
+        let session: Session
+        do {
+            session = try Session.start(hello: hello, passed: passed, configuration: configuration)
+        } catch {
+            refuse(error.description)
+        }
+        for fd in passed { close(fd) }
+        var relay = Relay(session: session, channel: channel, signals: signals)
+        relay.run()
+    }
+
+    /// Reads frames until the hello is complete, with the handshake deadline. The client's
+    /// descriptors arrive with the first bytes (SCM_RIGHTS).
+    mutating func readHello() throws(SessionError) -> (Hello, [Int32]) {
+        var fds: [Int32] = []
+        var poller = Poller()
+        let deadline = monotonicMilliseconds() + Int64(Self.handshakeTimeoutMilliseconds)
+        while true {
+            let remaining = deadline - monotonicMilliseconds()
+            guard remaining > 0 else { throw .handshakeTimeout }
+            poller.reset()
+            poller.add(channel.socket.rawValue, read: true)
+            guard (try? poller.wait(timeout: Int32(remaining))) == true else { continue }
+            let received: (bytes: [UInt8], fds: [Int32])?
+            do {
+                received = try UnixSocket.receive(channel.socket, max: 65536, maxDescriptors: 3)
+            } catch {
+                throw .system(error)
+            }
+            guard let received else { continue }
+            fds += received.fds
+            if received.bytes.isEmpty { throw .clientGone }
+            channel.absorb(received.bytes)
+            let messages: [Message]
+            do { messages = try channel.decodeBuffered() } catch { throw .protocolError(error) }
+            guard let first = messages.first else { continue }
+            guard case .hello(let hello) = first else { throw .protocolError(.invalidValue("first frame is not a hello")) }
+            if messages.count > 1 { throw .protocolError(.invalidValue("frames after the hello before the session started")) }
+            return (hello, fds)
+        }
+    }
+
+    /// Tells the client why there is no session, then ends this helper.
+    mutating func refuse(_ reason: String) -> Never {
+        log.warning("session refused: \(reason)")
+        channel.send(.error(reason))
+        channel.flushFully()
+        _exit(0)
+    }
+}
+
+enum SessionError: Error, CustomStringConvertible {
+    case handshakeTimeout
+    case clientGone
+    case system(SystemError)
+    case protocolError(ProtocolError)
+    case refused(String)
+
+    var description: String {
+        switch self {
+        case .handshakeTimeout: "no hello from the client in time"
+        case .clientGone: "the client went away before its hello"
+        case .system(let e): e.description
+        case .protocolError(let e): "protocol error: \(e)"
+        case .refused(let s): s
+        }
+    }
+}
+
+func monotonicMilliseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+}

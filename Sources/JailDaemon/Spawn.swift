@@ -1,0 +1,88 @@
+import CJail
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A program to start as the jail user. Everything is built here, in Swift, before the fork;
+/// the child in between fork and exec is C (CJail/spawn.c).
+struct SpawnRequest {
+    var command: SessionCommand
+    var account: Account
+    /// Become fds 0, 1 and 2.
+    var stdio: [Int32]
+    /// stdio[0] is a pty slave to make the controlling terminal of the new session.
+    var controllingTerminal: Bool
+}
+
+struct SpawnError: Error, CustomStringConvertible {
+    let step: Int32
+    let errno: Int32
+    let request: SpawnRequest
+
+    var description: String {
+        let reason = String(cString: strerror(errno))
+        let a = request.account
+        switch UInt32(step) {
+        case CJ_STEP_EXEC.rawValue: return "cannot run \(request.command.path): \(reason)"
+        case CJ_STEP_SETUID.rawValue: return "setuid(\(a.uid)): \(reason)"
+        case CJ_STEP_SETGID.rawValue: return "setgid(\(a.gid)): \(reason)"
+        case CJ_STEP_SETGROUPS.rawValue: return "setgroups: \(reason)"
+        case CJ_STEP_TIOCSCTTY.rawValue: return "cannot make the terminal controlling: \(reason)"
+        case CJ_STEP_SETSID.rawValue: return "setsid: \(reason)"
+        case CJ_STEP_FORK.rawValue: return "fork: \(reason)"
+        default: return "cannot start the session: \(reason)"
+        }
+    }
+}
+
+/// Starts the program in its own session; returns its pid (also its process group).
+func spawn(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
+    let argv = CStringArray(request.command.arguments)
+    let envp = CStringArray(request.command.environment)
+    defer {
+        argv.free()
+        envp.free()
+    }
+    var step: Int32 = 0
+    var error: Int32 = 0
+    let pid = request.command.path.withCString { path in
+        request.account.home.withCString { home in
+            request.account.groups.withUnsafeBufferPointer { groups in
+                var c = cj_spawn_request()
+                c.path = path
+                c.argv = UnsafePointer(argv.pointers)
+                c.envp = UnsafePointer(envp.pointers)
+                c.stdio = (request.stdio[0], request.stdio[1], request.stdio[2])
+                c.controlling_tty = request.controllingTerminal ? 1 : 0
+                c.uid = request.account.uid
+                c.gid = request.account.gid
+                c.groups = groups.baseAddress
+                c.ngroups = groups.count
+                c.directory = home
+                return cj_spawn(&c, &step, &error)
+            }
+        }
+    }
+    if pid < 0 { throw SpawnError(step: step, errno: error, request: request) }
+    return pid
+}
+
+/// A NULL-terminated array of C strings that outlives a closure (for execve).
+struct CStringArray {
+    let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    let count: Int
+
+    init(_ strings: [String]) {
+        count = strings.count
+        pointers = .allocate(capacity: strings.count + 1)
+        for (i, s) in strings.enumerated() { pointers[i] = strdup(s) }
+        pointers[strings.count] = nil
+    }
+
+    func free() {
+        for i in 0..<count { Glibc.free(pointers[i]) }
+        pointers.deallocate()
+    }
+}

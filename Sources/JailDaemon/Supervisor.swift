@@ -1,0 +1,199 @@
+import CJail
+import JailProtocol
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The host side of a jail: "jaild: supervisor [UID:GID]".
+///
+/// It owns the pid file (locked, so a second jaild for the same socket is refused), binds the
+/// socket, clones the jail's first process into new PID, mount, UTS and IPC namespaces (never
+/// a network namespace), logs what the jail reports, turns SIGTERM into a jail shutdown and,
+/// when init is gone, removes the socket and the pid file. It holds no jail fd after the clone.
+public struct Supervisor {
+    public let configuration: JailConfiguration
+    public let account: Account
+    public let location: SocketLocation
+
+    public init(configuration: JailConfiguration, account: Account) {
+        self.configuration = configuration
+        self.account = account
+        location = SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid)
+    }
+
+    /// Starts the jail. In the foreground it returns the exit code once the jail has stopped;
+    /// otherwise the first process returns 0 as soon as the socket accepts sessions (the
+    /// daemon goes on alone), or throws the reason the start failed.
+    public func run() throws(JailError) -> Int32 {
+        if configuration.foreground {
+            var started = try start(report: nil)
+            return started.superviseUntilStopped()
+        }
+        var ends: [Int32] = [0, 0]
+        try JailError.wrap { () throws(SystemError) in try syscall("pipe2") { cj_pipe(&ends) } }
+        let pid = fork()
+        if pid < 0 { throw .system(.last("fork")) }
+        if pid == 0 {
+            close(ends[0])
+            daemonize()
+            let report = FileDescriptor(rawValue: ends[1])
+            do {
+                var started = try start(report: report)
+                _exit(started.superviseUntilStopped())
+            } catch {
+                try? report.writeFully(Array(("E" + error.description).utf8))
+                _exit(1)
+            }
+        }
+        close(ends[1])
+        return try awaitReadiness(FileDescriptor(rawValue: ends[0]), daemon: pid)
+    }
+
+    /// The daemon's own session, no terminal, logs to syslog.
+    func daemonize() {
+        setsid()
+        let devNull = open("/dev/null", O_RDWR)
+        dup2(devNull, 0)
+        dup2(devNull, 1)
+        dup2(devNull, 2)
+        if devNull > 2 { close(devNull) }
+        currentLogSink = .syslog
+        cj_openlog("jaild")
+    }
+
+    /// Waits for the daemon's word: "R" when ready, "E<reason>" when it failed.
+    func awaitReadiness(_ report: FileDescriptor, daemon: pid_t) throws(JailError) -> Int32 {
+        var message: [UInt8] = []
+        while let chunk = try? report.readChunk(max: 4096), !chunk.isEmpty { message += chunk }
+        report.closeQuietly()
+        if message.first == UInt8(ascii: "R") { return 0 }
+        var status: Int32 = 0
+        waitpid(daemon, &status, 0)
+        if message.first == UInt8(ascii: "E") { throw .startFailed(String(decoding: message.dropFirst(), as: UTF8.self)) }
+        throw .startFailed("the daemon exited before the jail was ready (status \(cj_status_to_code(status)))")
+    }
+
+    /// Everything up to a jail whose socket accepts sessions.
+    func start(report: FileDescriptor?) throws(JailError) -> RunningJail {
+        try prepareDirectory()
+        let lock = try PidFile.acquire(location)
+        let listener: FileDescriptor
+        do {
+            listener = try bindSocket()
+        } catch {
+            lock.release()
+            throw error
+        }
+        let signals: SignalDescriptor
+        let initPid: pid_t
+        let logPipe: FileDescriptor
+        do {
+            signals = try JailError.wrap { () throws(SystemError) in
+                try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+            }
+            (initPid, logPipe) = try cloneInit(listener: listener)
+        } catch {
+            listener.closeQuietly()
+            unlink(location.socketPath)
+            lock.release()
+            throw error
+        }
+        listener.closeQuietly()
+        cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
+        try? report?.writeFully(Array("R".utf8))
+        report?.closeQuietly()
+        log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(initPid)")
+        return RunningJail(supervisor: self, lock: lock, initPid: initPid, signals: signals, logPipe: logPipe)
+    }
+
+    /// The socket directory: created (root's, 0755) when it is the default one, and verified
+    /// in any case, so another local user cannot squat it or swap it for a symlink.
+    func prepareDirectory() throws(JailError) {
+        let directory = location.directory
+        if configuration.socketPrefix == nil && (try? fileStatus(directory)) == nil {
+            if mkdir(directory, 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: directory)) }
+        }
+        let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: [0]) }
+        if let reason { throw .unsafeSocketDirectory(directory, reason: reason) }
+    }
+
+    /// The socket, mode 0600, owned by the jail's user.
+    func bindSocket() throws(JailError) -> FileDescriptor {
+        let path = location.socketPath
+        // We hold the pid file lock, so anything at the path is left over from a dead jaild.
+        if let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(path) }) {
+            guard isSocket(info) || isSymlink(info) else { throw .socketInTheWay(path, reason: "a file that is not a socket is in the way") }
+            if unlink(path) < 0 { throw .system(.last("unlink", path: path)) }
+        }
+        // Nobody may connect before the owner and mode are right.
+        let previous = umask(0o077)
+        defer { umask(previous) }
+        return try JailError.wrap { () throws(SystemError) in
+            let listener = try UnixSocket.listen(path: path)
+            do throws(SystemError) {
+                try syscall("chown", path: path) { lchown(path, account.uid, account.gid) }
+                try syscall("chmod", path: path) { chmod(path, 0o600) }
+            } catch {
+                listener.closeQuietly()
+                unlink(path)
+                throw error
+            }
+            return listener
+        }
+    }
+
+    /// clone(2) into the new namespaces; the child becomes init and never returns here.
+    func cloneInit(listener: FileDescriptor) throws(JailError) -> (pid_t, FileDescriptor) {
+        let threads = threadCount()
+        guard threads == 1 else { throw .threaded(threads) }
+        let ready = try Pipe.make()
+        let logs = try Pipe.make()
+        let lifeline = try Pipe.make()
+        let flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
+        let pid = cj_clone(flags)
+        if pid < 0 {
+            for p in [ready, logs, lifeline] { p.close() }
+            throw .system(.last("clone"))
+        }
+        if pid == 0 {
+            Init.run(configuration: configuration, account: account, listener: listener,
+                     ready: ready.write, lifeline: lifeline.read, log: logs.write)
+        }
+        ready.write.closeQuietly()
+        logs.write.closeQuietly()
+        lifeline.read.closeQuietly()
+        // The lifeline's write end stays open (CLOEXEC) for the supervisor's whole life.
+        var message: [UInt8] = []
+        while let chunk = try? ready.read.readChunk(max: 4096), !chunk.isEmpty {
+            message += chunk
+            if message.first == UInt8(ascii: "R") { break }
+        }
+        ready.read.closeQuietly()
+        if message.first == UInt8(ascii: "R") { return (pid, logs.read) }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        logs.close()
+        lifeline.write.closeQuietly()
+        if message.first == UInt8(ascii: "E") { throw .startFailed(String(decoding: message.dropFirst(), as: UTF8.self)) }
+        throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
+    }
+}
+
+struct Pipe {
+    let read: FileDescriptor
+    let write: FileDescriptor
+
+    static func make() throws(JailError) -> Pipe {
+        var ends: [Int32] = [0, 0]
+        try JailError.wrap { () throws(SystemError) in try syscall("pipe2") { cj_pipe(&ends) } }
+        return Pipe(read: FileDescriptor(rawValue: ends[0]), write: FileDescriptor(rawValue: ends[1]))
+    }
+
+    func close() {
+        read.closeQuietly()
+        write.closeQuietly()
+    }
+}

@@ -1,0 +1,112 @@
+/// The messages of the Jail wire protocol (docs/protocol.md). Pure data: no I/O.
+public enum Message: Equatable, Sendable {
+    /// Client → server, first frame: who I am and what I want to run.
+    case hello(Hello)
+    /// Bytes of one stream: 0 stdin (client → server), 1 stdout and 2 stderr (server → client).
+    case data(stream: UInt8, bytes: [UInt8])
+    /// Client → server: the end of stdin for a relayed stdin.
+    case endOfInput
+    /// Client → server: the client's terminal changed size.
+    case windowSize(WindowSize)
+    /// Server → client, last frame: the program's exit code (128+N for death by signal N).
+    case exit(code: Int32)
+    /// Server → client, last frame: the session could not start; one line for the user.
+    case error(String)
+
+    public var type: FrameType {
+        switch self {
+        case .hello: .hello
+        case .data: .data
+        case .endOfInput: .endOfInput
+        case .windowSize: .windowSize
+        case .exit: .exit
+        case .error: .error
+        }
+    }
+}
+
+public enum FrameType: UInt8, Sendable {
+    case hello = 1
+    case data = 2
+    case endOfInput = 3
+    case windowSize = 4
+    case exit = 5
+    case error = 6
+}
+
+public struct WindowSize: Equatable, Sendable {
+    public var rows: UInt16
+    public var columns: UInt16
+    public init(rows: UInt16, columns: UInt16) {
+        self.rows = rows
+        self.columns = columns
+    }
+}
+
+/// The client's terminal settings, field by field (never a C struct on the wire).
+public struct TerminalModes: Equatable, Sendable {
+    public var inputFlags: UInt32
+    public var outputFlags: UInt32
+    public var controlFlags: UInt32
+    public var localFlags: UInt32
+    public var controlCharacters: [UInt8]
+    public var inputSpeed: UInt32
+    public var outputSpeed: UInt32
+
+    public init(
+        inputFlags: UInt32, outputFlags: UInt32, controlFlags: UInt32, localFlags: UInt32,
+        controlCharacters: [UInt8], inputSpeed: UInt32, outputSpeed: UInt32
+    ) {
+        self.inputFlags = inputFlags
+        self.outputFlags = outputFlags
+        self.controlFlags = controlFlags
+        self.localFlags = localFlags
+        self.controlCharacters = controlCharacters
+        self.inputSpeed = inputSpeed
+        self.outputSpeed = outputSpeed
+    }
+}
+
+public struct Hello: Equatable, Sendable {
+    public enum Mode: Equatable, Sendable {
+        /// A pty inside the jail, relayed; the client's terminal is in raw mode.
+        case terminal(TerminalModes, WindowSize)
+        /// Exact byte streams. `passed` says which of fds 0, 1, 2 travel with this frame as
+        /// SCM_RIGHTS (in that order); the others are relayed as data frames.
+        case stdio(passed: StdioSet)
+    }
+
+    public var version: UInt16
+    public var mode: Mode
+    /// Start the shell as a login shell (the client was started as one, or with no arguments).
+    public var login: Bool
+    /// The arguments for the jail user's shell, without argv[0].
+    public var arguments: [String]
+    /// NAME=VALUE pairs the client offers; the server keeps only the ones it allows.
+    public var environment: [String]
+
+    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String]) {
+        self.version = version
+        self.mode = mode
+        self.login = login
+        self.arguments = arguments
+        self.environment = environment
+    }
+}
+
+public struct StdioSet: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let input = StdioSet(rawValue: 1)
+    public static let output = StdioSet(rawValue: 2)
+    public static let error = StdioSet(rawValue: 4)
+    public static let all: StdioSet = [.input, .output, .error]
+
+    public func contains(stream: Int) -> Bool { rawValue & (1 << UInt8(stream)) != 0 }
+    public var count: Int { rawValue.nonzeroBitCount }
+}
+
+public enum Protocol {
+    public static let magic: [UInt8] = Array("JAIL".utf8)
+    public static let version: UInt16 = 1
+}

@@ -1,0 +1,27 @@
+/// Where a jail's socket and pid file live. Shared by jaild (which creates them) and jail
+/// (which finds them), so both always agree.
+public struct SocketLocation: Equatable, Sendable {
+    public static let defaultDirectory = "/run/jail"
+    public static let defaultPrefix = defaultDirectory + "/jaild"
+
+    public let socketPath: String
+    public let pidPath: String
+
+    /// `PREFIX-UID-GID.sock` and `PREFIX-UID-GID.pid`, as the 2014 version named them.
+    public init(prefix: String?, uid: UInt32, gid: UInt32) {
+        let base = (prefix ?? Self.defaultPrefix) + "-\(uid)-\(gid)"
+        socketPath = base + ".sock"
+        pidPath = base + ".pid"
+    }
+
+    /// A socket given by its full path (JAIL_SOCKET).
+    public init(socketPath: String) {
+        self.socketPath = socketPath
+        pidPath = (socketPath.hasSuffix(".sock") ? String(socketPath.dropLast(5)) : socketPath) + ".pid"
+    }
+
+    public var directory: String {
+        guard let slash = socketPath.lastIndex(of: "/") else { return "." }
+        return slash == socketPath.startIndex ? "/" : String(socketPath[..<slash])
+    }
+}

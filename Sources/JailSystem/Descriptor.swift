@@ -1,0 +1,93 @@
+import CJail
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small helpers on file descriptors that swift-system does not have.
+extension FileDescriptor {
+    /// Reads up to `count` bytes; an empty array is end of file. EAGAIN gives nil.
+    public func readChunk(max count: Int) throws(SystemError) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress, count) }
+        if n < 0 {
+            let error = Glibc.errno
+            if error == EAGAIN { return nil }
+            if error == EINTR { return nil }
+            throw SystemError("read", errno: Errno(rawValue: error))
+        }
+        buffer.removeSubrange(n...)
+        return buffer
+    }
+
+    /// Writes what it can without blocking forever on EINTR; returns the count written,
+    /// 0 when the descriptor would block.
+    public func writeSome(_ bytes: ArraySlice<UInt8>) throws(SystemError) -> Int {
+        while true {
+            let n = bytes.withUnsafeBytes { Glibc.write(rawValue, $0.baseAddress, $0.count) }
+            if n >= 0 { return n }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            if error == EAGAIN { return 0 }
+            throw SystemError("write", errno: Errno(rawValue: error))
+        }
+    }
+
+    /// Writes every byte, waiting for a non-blocking descriptor to drain.
+    public func writeFully(_ bytes: [UInt8]) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = try writeSome(bytes[offset...])
+            if n == 0 { try waitWritable() } else { offset += n }
+        }
+    }
+
+    public func waitWritable() throws(SystemError) {
+        var entry = pollfd(fd: rawValue, events: Int16(POLLOUT), revents: 0)
+        try syscall("poll") { Glibc.poll(&entry, 1, -1) }
+    }
+
+    public func setNonBlocking(_ on: Bool) throws(SystemError) {
+        try syscall("fcntl(O_NONBLOCK)") { cj_set_nonblocking(rawValue, on ? 1 : 0) }
+    }
+
+    public func closeQuietly() {
+        _ = Glibc.close(rawValue)
+    }
+
+    public var isTerminal: Bool { isatty(rawValue) == 1 }
+}
+
+/// Reads a whole (small) file, such as /etc/passwd.
+public func readFile(_ path: String, limit: Int = 16 << 20) throws(SystemError) -> [UInt8] {
+    let fd = try syscall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { _ = close(fd) }
+    var result: [UInt8] = []
+    while result.count < limit {
+        guard let chunk = try FileDescriptor(rawValue: fd).readChunk(max: 65536) else { continue }
+        if chunk.isEmpty { break }
+        result += chunk
+    }
+    return result
+}
+
+/// The number of threads of this process. clone/unshare/fork-without-exec are only safe when
+/// it is 1 (see DESIGN.md), so callers check it first.
+public func threadCount() -> Int {
+    guard let status = try? readFile("/proc/self/status") else { return -1 }
+    for line in String(decoding: status, as: UTF8.self).split(separator: "\n")
+    where line.hasPrefix("Threads:") {
+        return Int(line.dropFirst("Threads:".count).trimmingWhitespace()) ?? -1
+    }
+    return -1
+}
+
+extension Substring {
+    func trimmingWhitespace() -> Substring {
+        var s = self
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import JailDaemon
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// jaild: starts a jail and serves sessions into it. Flags of the 2014 version keep their
+/// meaning: -a -u -g -n -r -s -m -c -h -v.
+struct JailDaemonCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jaild",
+        abstract: "Start a jail: a container that a host account's sessions enter through `jail`.",
+        discussion: """
+            jaild creates new PID, mount, UTS and IPC namespaces (never a network namespace: \
+            the jail shares the host's network, so its daemons bind the host's ports), pivots \
+            into ROOT and stays inside as PID 1. Sessions arrive through a unix socket on the \
+            host side, by default /run/jail/jaild-UID-GID.sock.
+            By default jaild daemonizes and exits 0 once the socket accepts sessions. \
+            SIGTERM to the pid in the pid file next to the socket stops the jail.
+            """,
+        helpNames: [.short, .long])
+
+    @Option(name: [.customShort("a"), .customLong("socket-prefix")],
+            help: ArgumentHelp("Socket path prefix: the socket is PREFIX-UID-GID.sock.", valueName: "prefix"))
+    var socketPrefix: String?
+
+    @Option(name: [.customShort("u"), .customLong("uid")],
+            help: ArgumentHelp("The jail user's uid (not 0); sessions run as this uid.", valueName: "uid"))
+    var uid: UInt32?
+
+    @Option(name: [.customShort("g"), .customLong("gid")],
+            help: ArgumentHelp("The jail user's gid (default: the user's group in the jail's /etc/passwd).", valueName: "gid"))
+    var gid: UInt32?
+
+    @Option(name: [.customShort("n"), .customLong("name")],
+            help: ArgumentHelp("Use this entry of the jail's /etc/passwd (its uid must be UID).", valueName: "name"))
+    var userName: String?
+
+    @Option(name: [.customShort("r"), .customLong("root")],
+            help: ArgumentHelp("The jail's root file system (default: stay in the host's root).", valueName: "dir"))
+    var root: String?
+
+    @Option(name: [.customShort("s"), .customLong("shell")],
+            help: ArgumentHelp("Shell to run in sessions, instead of the user's shell in the jail.", valueName: "path"))
+    var shell: String?
+
+    @Option(name: [.customShort("m"), .customLong("mount")],
+            help: ArgumentHelp("Bind-mount a host path into the jail; add :ro for read-only. Repeatable.",
+                               valueName: "jpath=hpath[:ro]"))
+    var mounts: [String] = []
+
+    @Option(name: .customLong("hostname"), help: ArgumentHelp("The jail's host name (UTS namespace).", valueName: "name"))
+    var hostname: String?
+
+    @Option(name: .customLong("stop-timeout"),
+            help: ArgumentHelp("Seconds between SIGTERM and SIGKILL to the jail's processes at stop.", valueName: "seconds"))
+    var stopTimeout: Int = 10
+
+    @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
+    var foreground = false
+
+    @Flag(name: [.customShort("v"), .customLong("version")], help: "Print the version and exit.")
+    var version = false
+
+    func validate() throws {
+        if version { return }
+        guard uid != nil else { throw ValidationError("-u UID is required") }
+        guard stopTimeout >= 0 else { throw ValidationError("--stop-timeout must be 0 or more") }
+    }
+
+    func configuration() throws(JailError) -> JailConfiguration {
+        var c = JailConfiguration(uid: uid ?? 0)
+        c.gid = gid
+        c.userName = userName
+        c.root = root
+        c.shell = shell
+        c.hostname = hostname
+        c.socketPrefix = socketPrefix
+        c.foreground = foreground
+        c.stopTimeout = stopTimeout
+        for spec in mounts {
+            do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
+        }
+        if let shell, !shell.hasPrefix("/") { throw .usage("shell \(shell) must be an absolute path") }
+        return c
+    }
+
+    func run() throws {
+        if version {
+            print("jaild \(jailVersion)")
+            return
+        }
+        do {
+            let configuration = try configuration()
+            let account = try Preflight.check(configuration)
+            let code = try Supervisor(configuration: configuration, account: account).run()
+            Glibc.exit(code)
+        } catch {
+            JailLogHandler.emitToTerminal("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+let jailVersion = "0.1.0"
+
+LoggingBootstrap.run()
+JailDaemonCommand.main()
