@@ -45,6 +45,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(name: "jail", dependencies: ["JailClient"], swiftSettings: strict),
         .testTarget(name: "JailProtocolTests", dependencies: ["JailProtocol"]),
-        .testTarget(name: "JailDaemonTests", dependencies: ["JailDaemon", "JailSystem"]),
+        .testTarget(name: "JailDaemonTests", dependencies: ["JailDaemon", "JailSystem", "JailProtocol"]),
+        .testTarget(name: "JailClientTests", dependencies: ["JailClient", "JailProtocol"]),
     ]
 )

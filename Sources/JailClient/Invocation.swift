@@ -8,6 +8,11 @@ public struct Invocation: Equatable, Sendable {
     public var login: Bool
     public var arguments: [String]
 
+    public init(login: Bool, arguments: [String]) {
+        self.login = login
+        self.arguments = arguments
+    }
+
     public init(argv: [String]) {
         let zero = argv.first ?? "jail"
         arguments = Array(argv.dropFirst())

@@ -18,7 +18,8 @@ public struct TerminalGuard {
         saved = original
         var raw = original
         cfmakeraw(&raw)
-        tcsetattr(fd, TCSAFLUSH, &raw)
+        // TCSADRAIN, as ssh does: keys typed before the session started are kept, not dropped.
+        tcsetattr(fd, TCSADRAIN, &raw)
     }
 
     public var originalModes: TerminalModes {

@@ -21,6 +21,10 @@ struct Init {
     let signals: SignalDescriptor
     var stopping = false
     var stopDeadline: Int64 = 0
+    /// Session helpers alive now: at stop they outlive the session programs, so each client
+    /// still gets its program's exit status (137 after SIGKILL) instead of a cut connection.
+    var helpers: Set<pid_t> = []
+    var killedPrograms = false
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -82,8 +86,9 @@ struct Init {
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
             if stopping && monotonicMilliseconds() >= stopDeadline {
+                if killedPrograms { finish() }
                 log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
-                finish()
+                killPrograms()
             }
         }
     }
@@ -108,7 +113,7 @@ struct Init {
                 signals.fd.closeQuietly()
                 SessionHelper.run(connection: connection, configuration: configuration)
             }
-            if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") }
+            if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
             connection.closeQuietly()
         }
     }
@@ -118,7 +123,7 @@ struct Init {
         for (signal, sender) in pending {
             switch signal {
             case SIGCHLD:
-                while reapChild() != nil {}
+                reapAll()
                 if stopping && !hasChildren() { _exit(0) }
             default:
                 // Only the host may stop the jail: a sender outside the jail's PID namespace
@@ -141,10 +146,41 @@ struct Init {
         // kill(-1) from a PID namespace's init reaches every process in it except init.
         kill(-1, SIGTERM)
         kill(-1, SIGCONT)
-        while reapChild() != nil {}
+        reapAll()
         if !hasChildren() { _exit(0) }
     }
 
+    mutating func reapAll() {
+        while let child = reapChild() { helpers.remove(child.pid) }
+    }
+
+    /// SIGKILL to every process of the jail except the helpers, which then report 137 to their
+    /// clients and exit. Everything is stopped first, so nothing forks while the list is read.
+    mutating func killPrograms() {
+        killedPrograms = true
+        stopDeadline = monotonicMilliseconds() + Self.helperGraceMilliseconds
+        kill(-1, SIGSTOP)
+        for pid in jailProcesses() where pid != 1 && !helpers.contains(pid) { kill(pid, SIGKILL) }
+        for pid in helpers { kill(pid, SIGCONT) }
+        reapAll()
+        if !hasChildren() { _exit(0) }
+    }
+
+    static let helperGraceMilliseconds: Int64 = 2000
+
+    /// The pids of this PID namespace, from the jail's own /proc.
+    func jailProcesses() -> [pid_t] {
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        var pids: [pid_t] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let pid = pid_t(name) { pids.append(pid) }
+        }
+        return pids
+    }
+
+    /// Last resort when helpers do not finish in time: everything goes.
     func finish() -> Never {
         kill(-1, SIGKILL)
         while wait(nil) > 0 || errno == EINTR {}

@@ -24,7 +24,8 @@ struct Relay {
 
     static let chunk = 64 << 10
 
-    init(session: Session, channel: FrameChannel, signals: SignalDescriptor) {
+    /// `early`: frames the client sent right behind its hello (typeahead, a resize).
+    init(session: Session, channel: FrameChannel, signals: SignalDescriptor, early: [Message]) {
         self.session = session
         self.channel = channel
         self.signals = signals
@@ -32,6 +33,7 @@ struct Relay {
         try? session.pty?.master.setNonBlocking(true)
         try? session.input?.setNonBlocking(true)
         for output in session.outputs { try? output.fd.setNonBlocking(true) }
+        handle(early)
     }
 
     /// Where the program's input goes: the pty master or the stdin pipe.
@@ -84,6 +86,11 @@ struct Relay {
             channel.markClosed()
             return
         }
+        handle(messages)
+        feedProgram()
+    }
+
+    mutating func handle(_ messages: [Message]) {
         for message in messages {
             switch message {
             case .data(0, let bytes): if !inputEnded { inbox += bytes }
@@ -94,7 +101,6 @@ struct Relay {
                 channel.markClosed()
             }
         }
-        feedProgram()
     }
 
     mutating func feedProgram() {

@@ -40,8 +40,9 @@ struct SessionHelper {
     mutating func serve() -> Never {
         let hello: Hello
         let passed: [Int32]
+        let early: [Message]
         do {
-            (hello, passed) = try readHello()
+            (hello, passed, early) = try readHello()
         } catch {
             refuse(error.description)
         }
@@ -52,13 +53,14 @@ struct SessionHelper {
             refuse(error.description)
         }
         for fd in passed { close(fd) }
-        var relay = Relay(session: session, channel: channel, signals: signals)
+        var relay = Relay(session: session, channel: channel, signals: signals, early: early)
         relay.run()
     }
 
     /// Reads frames until the hello is complete, with the handshake deadline. The client's
-    /// descriptors arrive with the first bytes (SCM_RIGHTS).
-    mutating func readHello() throws(SessionError) -> (Hello, [Int32]) {
+    /// descriptors arrive with the first bytes (SCM_RIGHTS). Frames that came in behind the
+    /// hello are returned for the relay.
+    mutating func readHello() throws(SessionError) -> (Hello, [Int32], [Message]) {
         var fds: [Int32] = []
         var poller = Poller()
         let deadline = monotonicMilliseconds() + Int64(Self.handshakeTimeoutMilliseconds)
@@ -82,8 +84,7 @@ struct SessionHelper {
             do { messages = try channel.decodeBuffered() } catch { throw .protocolError(error) }
             guard let first = messages.first else { continue }
             guard case .hello(let hello) = first else { throw .protocolError(.invalidValue("first frame is not a hello")) }
-            if messages.count > 1 { throw .protocolError(.invalidValue("frames after the hello before the session started")) }
-            return (hello, fds)
+            return (hello, fds, Array(messages.dropFirst()))
         }
     }
 
