@@ -195,3 +195,52 @@ def mounts_under(path):
     path = str(path)
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(path)]
+
+
+class HostAccount:
+    """A host login account whose shell is `jail`, created by a test and deleted after it."""
+
+    def __init__(self, name, uid, shell, home):
+        self.name, self.uid, self.shell, self.home = name, uid, shell, home
+
+    def create(self):
+        try:
+            import pwd
+            existing = pwd.getpwnam(self.name)
+        except KeyError:
+            existing = None
+        if existing is not None:
+            raise AssertionError(f"host account {self.name} already exists (uid {existing.pw_uid}); "
+                                 "the tests create and delete it themselves")
+        subprocess.run(["groupadd", "-g", str(self.uid), self.name], check=True)
+        subprocess.run(["useradd", "-u", str(self.uid), "-g", str(self.uid), "-M", "-d", str(self.home),
+                        "-s", self.shell, self.name], check=True)
+        return self
+
+    def delete(self):
+        subprocess.run(["userdel", self.name], capture_output=True)
+        subprocess.run(["groupdel", self.name], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def installed_jail(tmp_path_factory):
+    """The `jail` client where every account can execute it, to serve as a login shell."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="jail-bin-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    shutil.copy2(JAIL, path / "jail")
+    os.chmod(path / "jail", 0o755)
+    yield str(path / "jail")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def host_accounts(installed_jail, public_tmp):
+    """Host accounts centos (61000) and debian (61001) with `jail` as their login shell."""
+    accounts = {}
+    try:
+        for name, uid in (("centos", UID_A), ("debian", UID_B)):
+            accounts[name] = HostAccount(name, uid, installed_jail, public_tmp).create()
+        yield accounts
+    finally:
+        for account in accounts.values():
+            account.delete()

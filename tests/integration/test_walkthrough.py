@@ -1,0 +1,56 @@
+"""The seed walkthrough (../shared/seeds/000): two jails side by side, reached with `su - ACCOUNT`
+through host accounts whose login shell is `jail`."""
+import subprocess
+
+import pexpect
+
+from conftest import UID_A, UID_B, Jail
+
+PROMPT = r"work@[^:]*:~\$ "
+
+
+def test_su_lands_each_account_in_its_own_jail(rootfs_a, rootfs_b, host_accounts):
+    with Jail(rootfs_a, UID_A) as centos, Jail(rootfs_b, UID_B) as debian:
+        seen = {}
+        for name, jail, issue in (("centos", centos, "Jail test rootfs A"), ("debian", debian, "Jail test rootfs B")):
+            child = pexpect.spawn(f"su - {name}", env={"TERM": "xterm", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                                  timeout=15, encoding="utf-8", dimensions=(24, 80))
+            try:
+                child.expect(PROMPT)
+                child.sendline("cat /etc/issue; echo uid=$(id -u) home=$HOME shell=$SHELL; sleep 77 & ps -o pid,args")
+                child.expect(issue)
+                child.expect(r"uid=(\d+) home=(\S+) shell=(\S+)")
+                assert child.match.groups() == (str(jail.uid), "/home/work", "/bin/sh")
+                child.expect(r"\n\s*1 jaild: init \[(\d+):(\d+)\]")
+                assert child.match.groups() == (str(jail.uid), str(jail.uid))
+                child.expect(PROMPT)
+                seen[name] = child.before
+                child.sendline("exit 6")
+                child.expect(pexpect.EOF)
+            finally:
+                child.close()
+            assert child.exitstatus == 6
+        # Each jail sees its own processes only: its `sleep 77`, the other jail's not at all.
+        for jail in (centos, debian):
+            assert jail.run("ps -o args | grep -c '^sleep 77'; true").stdout == b"1\n"
+
+
+def test_su_with_a_command_runs_it_in_the_jail(rootfs_a, host_accounts):
+    with Jail(rootfs_a, UID_A):
+        result = subprocess.run(["su", "-", "centos", "-c", "cat /etc/issue; id -u; echo $0; exit 3"],
+                                capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert result.stdout == b"Jail test rootfs A\n61000\n-sh\n"
+        assert result.returncode == 3
+        data = bytes(range(256)) * 4096
+        result = subprocess.run(["su", "-", "centos", "-c", "cat; echo err >&2"], input=data,
+                                capture_output=True, timeout=30)
+        assert result.returncode == 0
+        assert result.stdout == data
+        assert result.stderr == b"err\n"
+
+
+def test_su_without_a_running_jail_says_so(host_accounts):
+    result = subprocess.run(["su", "-", "debian", "-c", "true"], capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 255
+    assert result.stderr == f"jail: no jail is running for uid {UID_B}: /run/jail/jaild-{UID_B}-{UID_B}.sock: no such file\n"
