@@ -60,10 +60,23 @@ struct ClientSession {
         do {
             let sent = try UnixSocket.send(socket, frame, passing: passing)
             if sent < frame.count { try socket.writeFully(Array(frame[sent...])) }
-        } catch { throw .system(error) }
+        } catch {
+            // jaild may have refused us (too many sessions, wrong uid) and closed before our
+            // hello went out: its reason is already queued on our side of the socket.
+            if let reason = Self.queuedRefusal(socket) { throw .refused(reason) }
+            throw .system(error)
+        }
         for fd in passing where fd > 2 { close(fd) }
         do { try socket.setNonBlocking(true) } catch { throw .system(error) }
         return try relay(FrameChannel(socket: socket), signals: signals)
+    }
+
+    static func queuedRefusal(_ socket: FileDescriptor) -> String? {
+        var channel = FrameChannel(socket: socket)
+        guard let received = try? socket.readChunk(max: 64 << 10), !received.isEmpty else { return nil }
+        channel.absorb(received)
+        guard case .error(let reason)? = (try? channel.decodeBuffered())?.first else { return nil }
+        return reason
     }
 
     /// Builds the hello and the descriptors that go with it.

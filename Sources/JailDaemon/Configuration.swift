@@ -17,6 +17,12 @@ public struct JailConfiguration: Sendable, Equatable {
     public var foreground = false
     /// Seconds between SIGTERM and SIGKILL to the jail's processes at stop.
     public var stopTimeout: Int = 10
+    /// Concurrent sessions; the jail's devpts allows twice as many ptys (programs open their own).
+    public var maxSessions: Int = 256
+    /// Seconds a client has to send its hello before its helper gives up.
+    public var handshakeTimeout: Int = 10
+
+    public var maxPtys: Int { maxSessions * 2 }
 
     public init(uid: UInt32) {
         self.uid = uid

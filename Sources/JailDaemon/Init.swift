@@ -43,15 +43,26 @@ struct Init {
         lifeline.closeQuietly()
 
         // init's stdio: nothing from the host. fd 2 is the log pipe to the supervisor.
-        let devNull = open("/dev/null", O_RDWR)
-        dup2(devNull, 0)
-        dup2(devNull, 1)
-        dup2(logPipe.rawValue, 2)
+        // Close-on-exec like every other descriptor of init: nothing of it reaches a program.
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        for (source, target) in [(devNull, Int32(0)), (devNull, 1), (logPipe.rawValue, 2)] where source != target {
+            dup2(source, target)
+            _ = cj_set_cloexec(target)
+        }
         if devNull > 2 { close(devNull) }
-        logPipe.closeQuietly()
+        if logPipe.rawValue > 2 { logPipe.closeQuietly() }
 
         do {
             try MountPlan(configuration: configuration).apply()
+            // stdin and stdout were the host's /dev/null until now: nothing of the host stays.
+            let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+            if jailNull >= 0 {
+                for target: Int32 in [0, 1] where jailNull != target {
+                    dup2(jailNull, target)
+                    _ = cj_set_cloexec(target)
+                }
+                if jailNull > 2 { close(jailNull) }
+            }
             if let hostname = configuration.hostname {
                 try JailError.wrap { () throws(SystemError) in
                     try syscall("sethostname") { sethostname(hostname, hostname.utf8.count) }
@@ -61,6 +72,7 @@ struct Init {
                 throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
             }
             _ = cj_set_dumpable(0)
+            try Hardening.apply()
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
@@ -99,12 +111,14 @@ struct Init {
                 connection.closeQuietly()
                 continue
             }
+            guard helpers.count < configuration.maxSessions else {
+                log.warning("refused a session of uid \(peer.uid): \(configuration.maxSessions) sessions are running")
+                refuse(connection, "the jail has reached its limit of \(configuration.maxSessions) sessions")
+                continue
+            }
             guard peer.uid == account.uid || peer.uid == 0 else {
                 log.warning("refused a connection from uid \(peer.uid) (pid \(peer.pid))")
-                var channel = FrameChannel(socket: connection)
-                channel.send(.error("uid \(peer.uid) may not enter the jail of uid \(account.uid)"))
-                channel.flush()
-                connection.closeQuietly()
+                refuse(connection, "uid \(peer.uid) may not enter the jail of uid \(account.uid)")
                 continue
             }
             let pid = fork()
@@ -116,6 +130,14 @@ struct Init {
             if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
             connection.closeQuietly()
         }
+    }
+
+    /// One error frame, sent without waiting (init never blocks on a client), then close.
+    func refuse(_ connection: FileDescriptor, _ reason: String) {
+        var channel = FrameChannel(socket: connection)
+        channel.send(.error(reason))
+        channel.flush()
+        connection.closeQuietly()
     }
 
     mutating func handleSignals() {

@@ -17,6 +17,11 @@ public struct MountPlan: Equatable, Sendable {
         case symlink(target: String, at: String)
         /// A host path onto a target inside the root; the target must not pass a symlink.
         case bind(host: String, target: String, root: String, readOnly: Bool)
+        /// Hides a kernel file or directory of /proc or /sys (skipped if this kernel lacks it):
+        /// /dev/null over a file, an empty read-only tmpfs over a directory.
+        case mask(String, null: String)
+        /// Makes a path read-only (skipped if missing): bound onto itself, remounted ro.
+        case readOnly(String)
         /// pivot_root into the root and detach the old root.
         case pivot(String)
     }
@@ -27,6 +32,17 @@ public struct MountPlan: Equatable, Sendable {
     static let devices: [(name: String, major: UInt32, minor: UInt32)] = [
         ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
     ]
+
+    /// Kernel views that leak host memory or state or act on the host: hidden, as runc does.
+    static let masked = [
+        "/proc/kcore", "/proc/kallsyms", "/proc/keys", "/proc/key-users", "/proc/timer_list",
+        "/proc/sched_debug", "/proc/latency_stats", "/proc/sysrq-trigger", "/proc/kmsg",
+        "/proc/config.gz", "/proc/vmallocinfo", "/proc/pagetypeinfo", "/proc/slabinfo",
+        "/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/driver", "/sys/firmware", "/sys/kernel/debug",
+        "/sys/kernel/security",
+    ]
+    /// Host-wide settings: readable, never writable, even by root inside.
+    static let readOnlyInProc = ["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs"]
 
     static let nosuidNodevNoexec = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
@@ -56,7 +72,7 @@ public struct MountPlan: Equatable, Sendable {
         steps.append(.makeDirectory(inRoot("/dev/pts"), mode: 0o755))
         steps.append(.mount(source: "devpts", target: inRoot("/dev/pts"), type: "devpts",
                             flags: UInt(MS_NOSUID | MS_NOEXEC),
-                            data: "newinstance,ptmxmode=0666,mode=0620,gid=5"))
+                            data: "newinstance,ptmxmode=0666,mode=0620,gid=5,max=\(configuration.maxPtys)"))
         steps.append(.symlink(target: "pts/ptmx", at: inRoot("/dev/ptmx")))
         steps.append(.makeDirectory(inRoot("/dev/shm"), mode: 0o1777))
         steps.append(.mount(source: "shm", target: inRoot("/dev/shm"), type: "tmpfs",
@@ -65,6 +81,8 @@ public struct MountPlan: Equatable, Sendable {
                                ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
             steps.append(.symlink(target: target, at: inRoot("/dev/" + name)))
         }
+        steps += Self.masked.map { .mask(inRoot($0), null: inRoot("/dev/null")) }
+        steps += Self.readOnlyInProc.map { .readOnly(inRoot($0)) }
         for mount in configuration.mounts {
             steps.append(.bind(host: mount.hostPath, target: mount.jailPath, root: root, readOnly: mount.readOnly))
         }
@@ -94,6 +112,21 @@ public struct MountPlan: Equatable, Sendable {
                 try syscall("symlink", path: path) { Glibc.symlink(target, path) }
             case .bind(let host, let target, let root, let readOnly):
                 try bind(host: host, target: target, root: root, readOnly: readOnly)
+            case .mask(let path, let null):
+                guard let info = try fileStatus(path) else { return }
+                if isDirectory(info) {
+                    try syscall("mount(mask)", path: path) {
+                        mount("tmpfs", path, "tmpfs", UInt(MS_RDONLY) | nosuidNodevNoexec, "size=0,mode=0555")
+                    }
+                } else {
+                    try syscall("mount(mask)", path: path) { mount(null, path, nil, UInt(MS_BIND), nil) }
+                }
+            case .readOnly(let path):
+                guard try fileStatus(path) != nil else { return }
+                try syscall("mount(bind)", path: path) { mount(path, path, nil, UInt(MS_BIND | MS_REC), nil) }
+                try syscall("mount(remount,ro)", path: path) {
+                    mount(nil, path, nil, UInt(MS_BIND | MS_REMOUNT | MS_RDONLY) | nosuidNodevNoexec, nil)
+                }
             case .pivot(let root):
                 try pivot(into: root)
             }
@@ -132,14 +165,19 @@ public struct MountPlan: Equatable, Sendable {
                 throw .system(.last("mkdir", path: path))
             }
         }
-        let flags = UInt(MS_BIND | MS_REC)
+        // The walk above gives clear errors; the mount itself goes onto an O_PATH descriptor
+        // opened without following any symlink, so a swap after the walk cannot redirect it.
+        let rootFD = open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if rootFD < 0 { throw .system(.last("open", path: root)) }
+        defer { close(rootFD) }
+        let targetFD = cj_open_beneath_no_symlinks(rootFD, target, CJ_O_PATH)
+        if targetFD < 0 {
+            if errno == ELOOP { throw .badMount("jail path \(target) holds a symlink") }
+            throw .system(.last("openat2", path: path))
+        }
+        defer { close(targetFD) }
         try JailError.wrap { () throws(SystemError) in
-            try syscall("mount(bind)", path: path) { mount(host, path, nil, flags, nil) }
-            if readOnly {
-                try syscall("mount(remount,ro)", path: path) {
-                    mount(nil, path, nil, flags | UInt(MS_REMOUNT | MS_RDONLY), nil)
-                }
-            }
+            try syscall("bind mount", path: path) { cj_bind_onto(host, targetFD, readOnly ? 1 : 0) }
         }
     }
 

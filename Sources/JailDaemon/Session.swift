@@ -34,7 +34,12 @@ struct Session {
         case .terminal(let modes, let size):
             guard passed.isEmpty else { throw .refused("descriptors are not accepted in terminal mode") }
             let pty: PTY
-            do { pty = try PTY(owner: account, ttyGroup: ttyGroup, modes: modes, size: size) } catch { throw .system(error) }
+            do { pty = try PTY(owner: account, ttyGroup: ttyGroup, modes: modes, size: size) } catch {
+                if error.errno == .noSpace {
+                    throw .refused("no pty left in the jail: all \(configuration.maxPtys) of its ptys are in use")
+                }
+                throw .system(error)
+            }
             let command = SessionCommand(account: account, hello: hello, terminal: pty.slavePath)
             let slave = pty.slave.rawValue
             let request = SpawnRequest(command: command, account: account, stdio: [slave, slave, slave], controllingTerminal: true)

@@ -17,8 +17,6 @@ import Glibc
 /// SIGHUP. It stays root but non-dumpable, so the user cannot ptrace it nor signal it, and
 /// `kill -9 -1` inside leaves it alive to report the status.
 struct SessionHelper {
-    static let handshakeTimeoutMilliseconds: Int32 = 10_000
-
     let configuration: JailConfiguration
     var channel: FrameChannel
     let signals: SignalDescriptor
@@ -63,7 +61,7 @@ struct SessionHelper {
     mutating func readHello() throws(SessionError) -> (Hello, [Int32], [Message]) {
         var fds: [Int32] = []
         var poller = Poller()
-        let deadline = monotonicMilliseconds() + Int64(Self.handshakeTimeoutMilliseconds)
+        let deadline = monotonicMilliseconds() + Int64(configuration.handshakeTimeout) * 1000
         while true {
             let remaining = deadline - monotonicMilliseconds()
             guard remaining > 0 else { throw .handshakeTimeout }

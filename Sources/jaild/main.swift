@@ -57,6 +57,14 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("Seconds between SIGTERM and SIGKILL to the jail's processes at stop.", valueName: "seconds"))
     var stopTimeout: Int = 10
 
+    @Option(name: .customLong("max-sessions"),
+            help: ArgumentHelp("Concurrent sessions allowed; the jail gets twice as many ptys.", valueName: "n"))
+    var maxSessions: Int = 256
+
+    @Option(name: .customLong("handshake-timeout"),
+            help: ArgumentHelp("Seconds a connecting client has to start its session.", valueName: "seconds"))
+    var handshakeTimeout: Int = 10
+
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
 
@@ -67,6 +75,8 @@ struct JailDaemonCommand: ParsableCommand {
         if version { return }
         guard uid != nil else { throw ValidationError("-u UID is required") }
         guard stopTimeout >= 0 else { throw ValidationError("--stop-timeout must be 0 or more") }
+        guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions must be 1 to 100000") }
+        guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 1 to 3600") }
     }
 
     func configuration() throws(JailError) -> JailConfiguration {
@@ -79,6 +89,8 @@ struct JailDaemonCommand: ParsableCommand {
         c.socketPrefix = socketPrefix
         c.foreground = foreground
         c.stopTimeout = stopTimeout
+        c.maxSessions = maxSessions
+        c.handshakeTimeout = handshakeTimeout
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }

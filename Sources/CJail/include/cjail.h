@@ -55,6 +55,19 @@ int cj_ignore_signal(int signo);
 /* The shell convention: the exit code, or 128+N for death by signal N; -1 if still running. */
 int cj_status_to_code(int status);
 
+/* ---- hardening (harden.c) ---------------------------------------------------------------- */
+
+/* Drops every capability not in `keep` (bit N = capability N) from the bounding set, and
+ * clears the inheritable and ambient sets. */
+int cj_drop_bounding_set(uint64_t keep);
+/* Installs the jail's seccomp filter on this process and all it will fork. */
+int cj_install_seccomp(void);
+/* The kernel's Landlock ABI version, or -1 (errno ENOSYS or EOPNOTSUPP) without Landlock. */
+int cj_landlock_abi(void);
+/* Puts this process in a Landlock domain scoped for abstract unix sockets and signals
+ * (ABI 6): it and its descendants reach only sockets and processes of the same domain. */
+int cj_landlock_scope(void);
+
 /* ---- unix sockets ----------------------------------------------------------------------- */
 
 /* socket+bind+listen on a path (CLOEXEC, non-blocking). The path must be absent. */
@@ -82,6 +95,10 @@ int cj_open_pty_master(char *slave_path, size_t len);
 /* openat2(2) with RESOLVE_IN_ROOT: `path` is resolved as if `root_fd` were "/", so neither
  * "..", an absolute symlink nor a magic /proc link can lead outside it. */
 int cj_open_in_root(int root_fd, const char *path, int flags);
+/* openat2 that stays in root_fd and refuses any symlink on the way (ELOOP). */
+int cj_open_beneath_no_symlinks(int root_fd, const char *path, int flags);
+/* Bind-mounts host_path (recursively, read-only if asked) onto the object target_fd names. */
+int cj_bind_onto(const char *host_path, int target_fd, int read_only);
 
 /* ---- devices ---------------------------------------------------------------------------- */
 

@@ -1,0 +1,168 @@
+/* What keeps a jail's processes away from the host: the capability bounding set, a seccomp
+ * filter for kernel state no namespace isolates, and a Landlock scope for the host's abstract
+ * unix sockets and processes. init applies all three once, after its mounts and before it
+ * serves, so every helper and session program inherits them. docs/security.md says why each
+ * entry is there. */
+#define _GNU_SOURCE
+#include "cjail.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- capabilities ------------------------------------------------------------------------ */
+
+int cj_drop_bounding_set(uint64_t keep) {
+    /* The kernel may know more capabilities than our headers: go until it says EINVAL. */
+    for (int cap = 0; cap < 64; cap++) {
+        if (keep & (1ULL << cap)) continue;
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) break;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return -1;
+    }
+    /* Nothing inherited through exec by a non-root program either. */
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) < 0) return -1;
+    data[0].inheritable = 0;
+    data[1].inheritable = 0;
+    return (int)syscall(SYS_capset, &header, data);
+}
+
+/* ---- seccomp ----------------------------------------------------------------------------- */
+
+#if defined(__x86_64__)
+#define JAIL_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define JAIL_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "seccomp filter: unsupported architecture"
+#endif
+
+#define ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+
+/* Syscalls that reach host-global state. Each fails with EPERM. */
+static const int denied[] = {
+    /* kernel keyrings: no keyring namespace, root inside would see host root's keys */
+    SYS_keyctl, SYS_add_key, SYS_request_key,
+    /* mounts: the jail's file system is fixed at start */
+    SYS_mount, SYS_umount2, SYS_pivot_root,
+#ifdef SYS_open_tree
+    SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
+#endif
+#ifdef SYS_mount_setattr
+    SYS_mount_setattr,
+#endif
+    /* namespaces: joining or making new ones (a user namespace is kernel attack surface) */
+    SYS_setns,
+    /* the kernel itself */
+    SYS_kexec_load, SYS_kexec_file_load, SYS_init_module, SYS_finit_module, SYS_delete_module,
+    SYS_bpf, SYS_perf_event_open, SYS_reboot, SYS_swapon, SYS_swapoff, SYS_acct, SYS_syslog,
+    SYS_quotactl, SYS_userfaultfd, SYS_lookup_dcookie,
+#ifdef SYS_io_uring_setup
+    SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register,
+#endif
+    /* file handles: open_by_handle_at walks from any inode of the file system (shocker) */
+    SYS_open_by_handle_at,
+    /* the host's clock */
+    SYS_settimeofday, SYS_clock_settime, SYS_clock_adjtime, SYS_adjtimex,
+#if defined(__x86_64__)
+    SYS_iopl, SYS_ioperm, SYS_uselib, SYS_vhangup,
+#endif
+};
+
+/* CLONE_NEW* bits that clone() accepts (CLONE_NEWTIME shares a bit with the exit signal). */
+#define CLONE_NAMESPACE_FLAGS 0x7E020000U
+#define UNSHARE_NAMESPACE_FLAGS (CLONE_NAMESPACE_FLAGS | 0x00000080U)
+#define TIOCSTI_REQUEST 0x5412U
+#define TIOCLINUX_REQUEST 0x541CU
+
+#define LOAD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
+#define LOAD_ARG_LOW(n) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[n]))
+#define RETURN(value) BPF_STMT(BPF_RET | BPF_K, (value))
+
+int cj_install_seccomp(void) {
+    enum { ndenied = sizeof denied / sizeof denied[0] };
+    struct sock_filter program[ndenied * 2 + 48];
+    int n = 0;
+    /* Another architecture's syscall numbers would slip past the list: refuse them. */
+    program[n++] = (struct sock_filter)LOAD(arch);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, JAIL_AUDIT_ARCH, 1, 0);
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_KILL_PROCESS);
+    program[n++] = (struct sock_filter)LOAD(nr);
+#if defined(__x86_64__)
+    /* x32 syscalls share the architecture but carry this bit. */
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000U, 0, 1);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+#endif
+    for (int i = 0; i < ndenied; i++) {
+        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i], 0, 1);
+        program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    }
+    /* clone3 hides its flags in memory the filter cannot read: ENOSYS makes libc fall back to
+     * clone, whose flags it can. */
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(ENOSYS));
+    /* clone and unshare: allowed unless they ask for a namespace. */
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 4);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(0);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NAMESPACE_FLAGS, 0, 1);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 0, 4);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(0);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, UNSHARE_NAMESPACE_FLAGS, 0, 1);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+    /* ioctl: no faking input on a terminal (TIOCSTI) nor console tricks (TIOCLINUX). */
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 5);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(1);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI_REQUEST, 2, 0);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX_REQUEST, 1, 0);
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+
+    struct sock_fprog fprog = {.len = (unsigned short)n, .filter = program};
+    /* Root with CAP_SYS_ADMIN may install a filter without no_new_privs; setuid programs in
+     * the jail keep working. SPEC_ALLOW is not set: speculation mitigations stay on. */
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
+}
+
+/* ---- Landlock ---------------------------------------------------------------------------- */
+
+/* Debian 12's headers predate scoping (Linux 6.12, ABI 6): the layout is the kernel's. */
+struct jail_landlock_ruleset_attr {
+    uint64_t handled_access_fs;
+    uint64_t handled_access_net;
+    uint64_t scoped;
+};
+#define JAIL_LANDLOCK_CREATE_RULESET_VERSION (1U << 0)
+#define JAIL_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
+#define JAIL_LANDLOCK_SCOPE_SIGNAL (1ULL << 1)
+#define JAIL_SYS_landlock_create_ruleset 444
+#define JAIL_SYS_landlock_restrict_self 446
+
+int cj_landlock_abi(void) {
+    return (int)syscall(JAIL_SYS_landlock_create_ruleset, NULL, 0, JAIL_LANDLOCK_CREATE_RULESET_VERSION);
+}
+
+int cj_landlock_scope(void) {
+    struct jail_landlock_ruleset_attr attr = {
+        .scoped = JAIL_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | JAIL_LANDLOCK_SCOPE_SIGNAL,
+    };
+    int ruleset = (int)syscall(JAIL_SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    if (ruleset < 0) return -1;
+    int rc = (int)syscall(JAIL_SYS_landlock_restrict_self, ruleset, 0);
+    int saved = errno;
+    close(ruleset);
+    errno = saved;
+    return rc;
+}

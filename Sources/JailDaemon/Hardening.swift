@@ -1,0 +1,37 @@
+import CJail
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The defences init puts on itself once the jail's file system is ready, inherited by every
+/// helper and session program: a reduced capability bounding set, a seccomp filter, and a
+/// Landlock scope. docs/security.md explains each choice.
+enum Hardening {
+    /// What root inside a jail commonly needs and what cannot reach the host: file ownership
+    /// and modes, switching users (su, sshd), signalling its own processes, binding low ports
+    /// of the shared network, chroot (sshd privilege separation), audit writes (login, sshd).
+    /// Everything else (SYS_ADMIN, NET_ADMIN, NET_RAW, MKNOD, SYS_PTRACE, SYS_MODULE, SYS_TIME,
+    /// SYS_BOOT, DAC_READ_SEARCH, SYSLOG, …) is gone from the bounding set.
+    static let keptCapabilities: [(name: String, number: Int)] = [
+        ("CHOWN", 0), ("DAC_OVERRIDE", 1), ("FOWNER", 3), ("FSETID", 4), ("KILL", 5), ("SETGID", 6),
+        ("SETUID", 7), ("SETPCAP", 8), ("NET_BIND_SERVICE", 10), ("SYS_CHROOT", 18), ("AUDIT_WRITE", 29),
+    ]
+
+    static var keptMask: UInt64 { keptCapabilities.reduce(0) { $0 | (1 << UInt64($1.number)) } }
+
+    /// Landlock ABI 6 (Linux 6.12) brought the scopes for abstract unix sockets and signals.
+    static let scopeABI: Int32 = 6
+
+    static func apply() throws(JailError) {
+        let abi = cj_landlock_abi()
+        if abi >= scopeABI {
+            if cj_landlock_scope() != 0 { throw .system(.last("landlock_restrict_self")) }
+        } else {
+            log.warning("this kernel has no Landlock scoping (ABI \(max(abi, 0)), needs \(scopeABI)): the host's abstract unix sockets are reachable from the jail")
+        }
+        if cj_drop_bounding_set(keptMask) != 0 { throw .system(.last("prctl(PR_CAPBSET_DROP)")) }
+        if cj_install_seccomp() != 0 { throw .system(.last("seccomp")) }
+    }
+}

@@ -1,0 +1,159 @@
+/* jailprobe: tries attacks from inside a jail and prints what the kernel answered, one line
+ * per try ("NAME: ok" or "NAME: <errno name>"). Built static by the tests and copied into the
+ * test rootfs twice: /bin/jailprobe, and /bin/rootprobe, setuid root, which becomes uid 0
+ * first, as a tenant would with a setuid binary or a weak root password. Test code only. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <grp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <linux/if_ether.h>
+
+static int report(const char *name, long rc) {
+    if (rc < 0) printf("%s: %s\n", name, strerrorname_np(errno));
+    else printf("%s: ok\n", name);
+    fflush(stdout);
+    return rc < 0;
+}
+
+static long abstract_socket(const char *name, int listen_mode) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t len = strlen(name);
+    memcpy(addr.sun_path + 1, name, len);
+    socklen_t size = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    if (listen_mode) {
+        if (bind(fd, (struct sockaddr *)&addr, size) < 0 || listen(fd, 8) < 0) return -1;
+        printf("listening\n");
+        fflush(stdout);
+        int c = accept(fd, NULL, NULL);
+        if (c < 0) return -1;
+        ssize_t n = write(c, "hello-from-listener\n", 20);
+        return n == 20 ? 0 : -1;
+    }
+    if (connect(fd, (struct sockaddr *)&addr, size) < 0) return -1;
+    char buf[64] = {0};
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (n > 0) fputs(buf, stdout);
+    return n > 0 ? 0 : -1;
+}
+
+/* The classic chroot escape: chroot into a subdirectory while a descriptor of the old root
+ * stays open, climb out with fchdir and "..", chroot to where the climb ends. */
+static long chroot_escape(void) {
+    mkdir("/tmp/escape-dir", 0755);
+    int old = open("/", O_RDONLY | O_DIRECTORY);
+    if (old < 0 || chroot("/tmp/escape-dir") < 0) return -1;
+    if (fchdir(old) < 0) return -1;
+    for (int i = 0; i < 64; i++) if (chdir("..") < 0) return -1;
+    if (chroot(".") < 0) return -1;
+    int fd = open("/etc/issue", O_RDONLY);
+    char buf[256] = {0};
+    if (fd >= 0 && read(fd, buf, sizeof buf - 1) > 0) printf("issue after escape: %s", buf);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (geteuid() == 0 && getuid() != 0) {
+        if (setgid(0) < 0 || setuid(0) < 0) { perror("setuid"); return 1; }
+    }
+    if (argc < 2) { fprintf(stderr, "usage: jailprobe TEST [ARG]\n"); return 2; }
+    const char *t = argv[1];
+    const char *arg = argc > 2 ? argv[2] : "";
+    if (!strcmp(t, "id")) { printf("uid=%d euid=%d\n", getuid(), geteuid()); return 0; }
+    if (!strcmp(t, "exec")) { setgroups(0, NULL); execv(argv[2], argv + 2); perror("execv"); return 127; }
+    if (!strcmp(t, "mount-proc")) return report(t, mount("proc", "/mnt", "proc", 0, NULL));
+    if (!strcmp(t, "remount-proc")) return report(t, mount(NULL, "/proc", NULL, MS_REMOUNT | MS_BIND, NULL));
+    if (!strcmp(t, "remount-sys-rw")) return report(t, mount(NULL, "/sys", NULL, MS_REMOUNT, NULL));
+    if (!strcmp(t, "umount-proc-mask")) return report(t, umount2("/proc/kcore", MNT_DETACH));
+    if (!strcmp(t, "mknod")) return report(t, mknod("/tmp/probe-sda", S_IFBLK | 0600, makedev(8, 0)));
+    if (!strcmp(t, "init-module")) return report(t, syscall(SYS_init_module, "", 0, ""));
+    if (!strcmp(t, "raw-socket")) return report(t, socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+    if (!strcmp(t, "packet-socket")) return report(t, socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)));
+    if (!strcmp(t, "sethostname-host")) return report(t, sethostname("pwned", 5));
+    if (!strcmp(t, "reboot")) return report(t, reboot(RB_POWER_OFF));
+    if (!strcmp(t, "settimeofday")) { struct timeval tv; gettimeofday(&tv, NULL); return report(t, settimeofday(&tv, NULL)); }
+    if (!strcmp(t, "clock-settime")) { struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts); return report(t, clock_settime(CLOCK_REALTIME, &ts)); }
+    if (!strcmp(t, "ptrace")) return report(t, ptrace(PTRACE_ATTACH, atoi(arg), 0, 0));
+    if (!strcmp(t, "open-by-handle")) {
+        struct { unsigned int bytes; int type; unsigned char h[8]; } fh = {8, 1, {2, 0, 0, 0, 0, 0, 0, 0}};
+        return report(t, syscall(SYS_open_by_handle_at, AT_FDCWD, &fh, O_RDONLY));
+    }
+    if (!strcmp(t, "dev-mem")) return report(t, open("/dev/mem", O_RDONLY));
+    if (!strcmp(t, "keyctl")) return report(t, syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -4, 0));
+    if (!strcmp(t, "add-key")) return report(t, syscall(SYS_add_key, "user", "probe", "x", 1, -4));
+    if (!strcmp(t, "bpf")) return report(t, syscall(SYS_bpf, 0, NULL, 0));
+    if (!strcmp(t, "perf-event-open")) return report(t, syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
+    if (!strcmp(t, "kexec-load")) return report(t, syscall(SYS_kexec_load, 0, 0, NULL, 0));
+    if (!strcmp(t, "swapon")) return report(t, syscall(SYS_swapon, "/tmp/none", 0));
+    if (!strcmp(t, "acct")) return report(t, syscall(SYS_acct, NULL));
+    if (!strcmp(t, "unshare-user")) return report(t, unshare(CLONE_NEWUSER));
+    if (!strcmp(t, "unshare-net")) return report(t, unshare(CLONE_NEWNET));
+    if (!strcmp(t, "setns")) { int fd = open("/proc/self/ns/net", O_RDONLY); return report(t, fd < 0 ? fd : setns(fd, 0)); }
+    if (!strcmp(t, "clone-newuser")) {
+        pid_t p = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+        if (p == 0) _exit(0);
+        if (p > 0) waitpid(p, NULL, 0);
+        return report(t, p);
+    }
+    if (!strcmp(t, "fork")) { pid_t p = fork(); if (p == 0) _exit(0); if (p > 0) waitpid(p, NULL, 0); return report(t, p); }
+    if (!strcmp(t, "tiocsti")) {
+        /* Every terminal this process can name: its stdio and its controlling tty. */
+        char c = 'Z';
+        for (int fd = 0; fd < 3; fd++) {
+            char name[16];
+            snprintf(name, sizeof name, "tiocsti-fd%d", fd);
+            if (isatty(fd)) report(name, ioctl(fd, TIOCSTI, &c));
+            else printf("%s: not a tty\n", name);
+        }
+        int tty = open("/dev/tty", O_RDWR);
+        if (tty >= 0) report("tiocsti-devtty", ioctl(tty, TIOCSTI, &c));
+        else report("tiocsti-devtty", -1);
+        return 0;
+    }
+    if (!strcmp(t, "hold-ptys")) {
+        /* Opens ptys until ARG are held or the jail's devpts says no, then waits for stdin EOF. */
+        int held = 0;
+        long rc = 0;
+        while (held < atoi(arg) && (rc = open("/dev/ptmx", O_RDWR | O_NOCTTY)) >= 0) held++;
+        printf("held %d\n", held);
+        report("last-open", rc);
+        char buf[1];
+        while (read(0, buf, 1) > 0) {}
+        return 0;
+    }
+    if (!strcmp(t, "chroot-escape")) return report(t, chroot_escape());
+    if (!strcmp(t, "abstract-listen")) return report(t, abstract_socket(arg, 1));
+    if (!strcmp(t, "abstract-connect")) return report(t, abstract_socket(arg, 0));
+    if (!strcmp(t, "kill")) return report(t, kill(atoi(arg), argc > 3 ? atoi(argv[3]) : SIGTERM));
+    if (!strcmp(t, "write-file")) { int fd = open(arg, O_WRONLY); return report(t, fd < 0 ? fd : write(fd, "x", 1)); }
+    if (!strcmp(t, "read-file")) {
+        int fd = open(arg, O_RDONLY);
+        if (fd < 0) return report(t, fd);
+        char buf[64];
+        return report(t, read(fd, buf, sizeof buf));
+    }
+    fprintf(stderr, "jailprobe: unknown test %s\n", t);
+    return 2;
+}
