@@ -215,6 +215,8 @@ class HostAccount:
         subprocess.run(["groupadd", "-g", str(self.uid), self.name], check=True)
         subprocess.run(["useradd", "-u", str(self.uid), "-g", str(self.uid), "-M", "-d", str(self.home),
                         "-s", self.shell, self.name], check=True)
+        # "*": no password, but not locked ("!"), which sshd would refuse even for a key.
+        subprocess.run(["usermod", "-p", "*", self.name], check=True)
         return self
 
     def delete(self):

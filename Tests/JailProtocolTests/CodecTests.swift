@@ -79,6 +79,22 @@ final class CodecTests: XCTestCase {
         var decoder = FrameDecoder(limits: limits)
         decoder.append(many)
         XCTAssertThrowsError(try decoder.next()) { XCTAssertEqual($0 as? ProtocolError, .tooMany("arguments", 2)) }
+
+        limits = Limits()
+        limits.maxEnvironment = 1
+        let environment = FrameEncoder.encode(.hello(Hello(mode: .stdio(passed: []), login: false, arguments: [],
+                                                           environment: ["A=1", "B=2"])))
+        decoder = FrameDecoder(limits: limits)
+        decoder.append(environment)
+        XCTAssertThrowsError(try decoder.next()) { XCTAssertEqual($0 as? ProtocolError, .tooMany("environment", 2)) }
+
+        limits = Limits()
+        limits.maxStringBytes = 4
+        let long = FrameEncoder.encode(.hello(Hello(mode: .stdio(passed: []), login: false, arguments: ["12345"],
+                                                    environment: [])))
+        decoder = FrameDecoder(limits: limits)
+        decoder.append(long)
+        XCTAssertThrowsError(try decoder.next()) { XCTAssertEqual($0 as? ProtocolError, .stringTooLong(5)) }
     }
 
     func testRejectsUnknownTypeTrailingBytesAndBadValues() {

@@ -429,3 +429,11 @@ def test_exhaustion_from_inside_then_service_resumes(jail):
     assert bomb.stdout.endswith(b"bomb-over\n")
     wait_for(lambda: len(descendants(jail.init_pid)) == 0, 30, "the bomb to be reaped")
     assert jail.run("echo served").stdout == b"served\n"
+
+
+def test_root_inside_cannot_change_host_network_settings(jail):
+    # Setting lo's MTU to the value it already has: harmless on the host even if it passed.
+    mtu = open("/sys/class/net/lo/mtu").read().strip()
+    result = jail.run(f"/bin/rootprobe exec /bin/ip link set lo mtu {mtu}")
+    assert result.returncode != 0
+    assert b"Operation not permitted" in result.stderr or b"ermission denied" in result.stderr, result.stderr

@@ -1,0 +1,321 @@
+"""ssh, scp, sftp and rsync land inside the jail (issue 4): Debian's OpenSSH server on
+127.0.0.1 at a free port, key authentication, host account `centos` (uid 61000) whose login
+shell is `jail`, its jail running a Debian rootfs with openssh-sftp-server and rsync."""
+import concurrent.futures
+import hashlib
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pexpect
+import pytest
+
+from conftest import REPO, UID_A, HostAccount, Jail, descendants, pid_alive, wait_for
+
+CACHE = pathlib.Path(os.environ.get("JAIL_TEST_CACHE", "/var/tmp/jail-test-cache"))
+PLAIN_UID = 61010
+PROMPT = r"work@[^:]*:~\$ "
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def debian_rootfs(tmp_path_factory):
+    cached = CACHE / f"debian-bookworm-{UID_A}"
+    if not (cached / "usr" / "lib" / "openssh" / "sftp-server").exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),
+                        "Jail test Debian rootfs"], check=True, timeout=900)
+    root = tmp_path_factory.mktemp("debian") / "root"
+    subprocess.run(["cp", "-a", str(cached), str(root)], check=True)
+    return root
+
+
+class SSHWorld:
+    """sshd on 127.0.0.1, a jailed account `centos` and a plain account, one client key."""
+
+    def __init__(self, base, rootfs, jail_binary):
+        self.base = base
+        self.rootfs = rootfs
+        self.port = free_port()
+        self.key = base / "client_key"
+        self.accounts = []
+        self.sshd = None
+        self.jail = None
+        self.made_privsep_dir = False
+        self.jail_binary = jail_binary
+
+    def start(self):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.base / "host_key")], check=True)
+        for name, uid, shell in (("centos", UID_A, self.jail_binary), ("jailplain", PLAIN_UID, "/bin/sh")):
+            home = self.base / "home" / name
+            (home / ".ssh").mkdir(parents=True)
+            shutil.copy(str(self.key) + ".pub", home / ".ssh" / "authorized_keys")
+            account = HostAccount(name, uid, shell, home).create()
+            self.accounts.append(account)
+            for path in (home, home / ".ssh", home / ".ssh" / "authorized_keys"):
+                os.chown(path, uid, uid)
+            os.chmod(home / ".ssh", 0o700)
+        os.chmod(self.base / "home", 0o755)
+        if not os.path.isdir("/run/sshd"):
+            os.mkdir("/run/sshd", 0o755)
+            self.made_privsep_dir = True
+        config = self.base / "sshd_config"
+        config.write_text(f"""Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {self.base / 'host_key'}
+PidFile {self.base / 'sshd.pid'}
+AuthenticationMethods publickey
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+AllowUsers centos jailplain
+MaxStartups 50:30:100
+MaxSessions 50
+LogLevel ERROR
+Subsystem sftp /usr/lib/openssh/sftp-server
+""")
+        self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+        wait_for(self.accepting, 20, "sshd to listen")
+        self.jail = Jail(self.rootfs, UID_A).start()
+        return self
+
+    def accepting(self):
+        assert self.sshd.poll() is None, self.sshd.stderr.read()
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.jail:
+            self.jail.stop()
+        if self.sshd:
+            self.sshd.terminate()
+            self.sshd.wait(10)
+        for account in self.accounts:
+            account.delete()
+        if self.made_privsep_dir:
+            os.rmdir("/run/sshd")
+
+    def options(self):
+        return ["-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+
+    def ssh(self, *args, user="centos", **kwargs):
+        argv = ["ssh", *self.options(), "-p", str(self.port), *args[:-1], f"{user}@127.0.0.1", args[-1]] \
+            if args else ["ssh", *self.options(), "-p", str(self.port), f"{user}@127.0.0.1"]
+        kwargs.setdefault("timeout", 120)
+        kwargs.setdefault("capture_output", True)
+        return subprocess.run(argv, **kwargs)
+
+    def inside(self, path):
+        return self.rootfs / path.lstrip("/")
+
+
+@pytest.fixture(scope="module")
+def world(debian_rootfs, tmp_path_factory, installed_jail):
+    base = pathlib.Path(tempfile.mkdtemp(prefix="jail-ssh-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    w = SSHWorld(base, debian_rootfs, installed_jail)
+    try:
+        yield w.start()
+    finally:
+        w.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_interactive_ssh_lands_in_the_jail(world):
+    child = pexpect.spawn("ssh", [*world.options(), "-tt", "-p", str(world.port), "centos@127.0.0.1"],
+                          timeout=20, encoding="utf-8", dimensions=(30, 100))
+    try:
+        child.expect(PROMPT)
+        child.sendline("id -u; cat /etc/issue; ps -o pid=,args= -p 1; echo TTY=$SSH_TTY; stty size")
+        child.expect(r"\r\n(\x1b\[\?2004l\r)?61000\r\n")  # bash's bracketed-paste toggle may come first
+        child.expect("Jail test Debian rootfs")
+        child.expect(r"\s1 jaild: init \[61000:61000\]")
+        child.expect(r"TTY=(/dev/pts/\d+)")
+        child.expect("30 100")
+        child.expect(PROMPT)
+        # The resize reaches the foreground job inside the jail.
+        child.sendline("bash -c 'trap \"echo winch-$((1+1)); stty size; exit\" WINCH; echo armed-$((2+3)); "
+                       "while :; do sleep 0.05; done'")
+        child.expect("armed-5")
+        child.setwinsize(40, 120)
+        child.expect("winch-2")
+        child.expect("40 120")
+        child.expect(PROMPT)
+        child.sendline("exit 5")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 5
+
+
+def test_ssh_command_status_streams_and_stdin(world, tmp_path):
+    result = world.ssh("echo out; echo err >&2; exit 7")
+    assert (result.returncode, result.stdout, result.stderr) == (7, b"out\n", b"err\n")
+    assert world.ssh("-n", "cat /etc/issue; id -un").stdout == b"Jail test Debian rootfs\nwork\n"
+    source = tmp_path / "in"
+    source.write_bytes(b"line one\nline two\n")
+    with open(source, "rb") as f:
+        assert world.ssh("wc -l", stdin=f).stdout.strip() == b"2"
+    payload = os.urandom(64 << 20)
+    result = world.ssh("cat", input=payload)
+    assert result.returncode == 0 and sha(result.stdout) == sha(payload)
+    assert world.ssh("cat > /home/work/blob", input=payload).returncode == 0
+    assert sha(world.inside("/home/work/blob").read_bytes()) == sha(payload)
+    assert os.stat(world.inside("/home/work/blob")).st_uid == UID_A
+    os.unlink(world.inside("/home/work/blob"))
+
+
+def test_ssh_environment_is_visible_inside(world):
+    out = world.ssh("echo C=$SSH_CONNECTION; echo L=$SSH_CLIENT; echo T=${SSH_TTY:-none}").stdout.decode()
+    assert "C=127.0.0.1 " in out and f" 127.0.0.1 {world.port}" in out
+    assert "L=127.0.0.1 " in out and out.rstrip().endswith("T=none")
+
+
+def transfer_rate(nbytes, seconds):
+    return nbytes / seconds / 1e6
+
+
+def test_scp_both_ways_and_trees(world, tmp_path, capsys):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(100 << 20))
+    rates = {}
+    for user, target in (("centos", "/home/work/big"), ("jailplain", "big")):
+        start = time.monotonic()
+        r = subprocess.run(["scp", *world.options(), "-P", str(world.port), str(big), f"{user}@127.0.0.1:{target}"],
+                           capture_output=True, timeout=300)
+        rates[user] = transfer_rate(100 << 20, time.monotonic() - start)
+        assert r.returncode == 0, r.stderr
+    landed = world.inside("/home/work/big")
+    assert sha(landed.read_bytes()) == sha(big.read_bytes())
+    assert os.stat(landed).st_uid == UID_A
+    back = tmp_path / "back"
+    r = subprocess.run(["scp", *world.options(), "-P", str(world.port), "centos@127.0.0.1:/home/work/big", str(back)],
+                       capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert sha(back.read_bytes()) == sha(big.read_bytes())
+    # A tree of small files.
+    tree = tmp_path / "tree"
+    for i in range(200):
+        (tree / f"d{i % 10}").mkdir(parents=True, exist_ok=True)
+        (tree / f"d{i % 10}" / f"f{i}").write_bytes(os.urandom(i * 37))
+    r = subprocess.run(["scp", *world.options(), "-r", "-P", str(world.port), str(tree), "centos@127.0.0.1:/home/work/"],
+                       capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert tree_digest(tree) == tree_digest(world.inside("/home/work/tree"))
+    assert all(os.stat(p).st_uid == UID_A for p in world.inside("/home/work/tree").rglob("*"))
+    os.unlink(landed)
+    shutil.rmtree(world.inside("/home/work/tree"))
+    with capsys.disabled():
+        print(f"\n[figures] scp 100 MiB upload: jail {rates['centos']:.0f} MB/s, plain account {rates['jailplain']:.0f} MB/s")
+
+
+def tree_digest(root):
+    root = pathlib.Path(root)
+    return sorted((str(p.relative_to(root)), sha(p.read_bytes()) if p.is_file() else "dir") for p in root.rglob("*"))
+
+
+def test_sftp_batch(world, tmp_path):
+    local = tmp_path / "up"
+    local.write_bytes(os.urandom(3 << 20))
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {local} up.bin\nls -l\nrename up.bin renamed.bin\nget renamed.bin {tmp_path / 'down'}\n"
+                     "rm renamed.bin\nls\n")
+    r = subprocess.run(["sftp", *world.options(), "-P", str(world.port), "-b", str(batch), "centos@127.0.0.1"],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert b"up.bin" in r.stdout
+    assert sha((tmp_path / "down").read_bytes()) == sha(local.read_bytes())
+    assert not world.inside("/home/work/renamed.bin").exists()
+    assert not world.inside("/home/work/up.bin").exists()
+
+
+def test_rsync_both_ways(world, tmp_path, capsys):
+    tree = tmp_path / "src"
+    for i in range(300):
+        (tree / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+        (tree / f"d{i % 7}" / f"f{i}").write_bytes(os.urandom(i * 101))
+    (tree / "large").write_bytes(os.urandom(100 << 20))
+    size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    ssh = "ssh " + " ".join(world.options()) + f" -p {world.port}"
+    rates = {}
+    for user, dest in (("centos", "/home/work/dst/"), ("jailplain", "dst/")):
+        start = time.monotonic()
+        r = subprocess.run(["rsync", "-a", "-e", ssh, f"{tree}/", f"{user}@127.0.0.1:{dest}"], capture_output=True,
+                           timeout=300)
+        rates[user] = transfer_rate(size, time.monotonic() - start)
+        assert r.returncode == 0, r.stderr
+    assert tree_digest(tree) == tree_digest(world.inside("/home/work/dst"))
+    assert all(os.stat(p).st_uid == UID_A for p in world.inside("/home/work/dst").rglob("*"))
+    back = tmp_path / "back"
+    r = subprocess.run(["rsync", "-a", "-e", ssh, "centos@127.0.0.1:/home/work/dst/", f"{back}/"], capture_output=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert tree_digest(back) == tree_digest(tree)
+    shutil.rmtree(world.inside("/home/work/dst"))
+    with capsys.disabled():
+        print(f"\n[figures] rsync {size / 1e6:.0f} MB upload: jail {rates['centos']:.0f} MB/s, "
+              f"plain account {rates['jailplain']:.0f} MB/s")
+
+
+def test_dropped_connection_hangs_up_the_session_but_not_nohup(world):
+    client = subprocess.Popen(["ssh", *world.options(), "-p", str(world.port), "centos@127.0.0.1",
+                               "nohup sleep 501 >/dev/null 2>&1 & setsid sleep 502 >/dev/null 2>&1 < /dev/null & "
+                               "echo ready; exec sleep 503"], stdout=subprocess.PIPE)
+    try:
+        assert client.stdout.readline() == b"ready\n"
+        wait_for(lambda: b"sleep 503" in world.jail.run("ps -eo args").stdout, 10, "the session's sleep")
+    finally:
+        client.kill()
+        client.wait()
+    wait_for(lambda: b"sleep 503" not in world.jail.run("ps -eo args").stdout, 20, "the hangup to end the session")
+    survivors = world.jail.run("ps -eo args").stdout
+    assert b"sleep 501" in survivors and b"sleep 502" in survivors
+    world.jail.run("pkill -f 'sleep 50[12]'; true")
+
+
+def test_twenty_concurrent_sessions(world):
+    payloads = [os.urandom(4 << 20) for _ in range(20)]
+
+    def one(data):
+        r = world.ssh("sha256sum", input=data)
+        return r.returncode, r.stdout.split()[0].decode() if r.stdout else ""
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(one, payloads))
+    assert results == [(0, sha(p)) for p in payloads]
+
+
+def test_su_behaves_as_ssh_does(world):
+    result = subprocess.run(["su", "-", "centos", "-c", "cat /etc/issue; id -un; exit 4"], capture_output=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    assert (result.returncode, result.stdout) == (4, b"Jail test Debian rootfs\nwork\n")
+    child = pexpect.spawn("su - centos", env={"TERM": "xterm", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=20,
+                          encoding="utf-8")
+    try:
+        child.expect(PROMPT)
+        child.sendline("ps -o pid=,args= -p 1")
+        child.expect(r"\s1 jaild: init \[61000:61000\]")
+        child.expect(PROMPT)
+        child.sendline("exit 9")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 9
