@@ -246,3 +246,16 @@ def host_accounts(installed_jail, public_tmp):
     finally:
         for account in accounts.values():
             account.delete()
+
+
+def resize_reaches_the_foreground_job(child, rows, cols, shell="sh"):
+    """Resizes the client's terminal (pexpect) and checks that the jail's foreground job gets
+    SIGWINCH and sees the new size. The job is a non-interactive shell that traps WINCH and
+    runs the trap between its sleeps; its markers are computed so the echoed command line
+    cannot match them."""
+    child.sendline(f"{shell} -c 'trap \"echo winch-$((1+1)); stty size; exit\" WINCH; "
+                   "echo armed-$((2+3)); while :; do sleep 0.05; done'")
+    child.expect("armed-5")
+    child.setwinsize(rows, cols)
+    child.expect("winch-2")
+    child.expect(f"{rows} {cols}")

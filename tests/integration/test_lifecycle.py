@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, descendants, mounts_under, pid_alive,
+from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, mounts_under, pid_alive,
                       wait_for)
 
 

@@ -10,7 +10,6 @@ import socket
 import stat
 import subprocess
 import sys
-import termios
 
 import pytest
 

@@ -14,7 +14,7 @@ import time
 import pexpect
 import pytest
 
-from conftest import REPO, UID_A, HostAccount, Jail, descendants, pid_alive, wait_for
+from conftest import REPO, UID_A, HostAccount, Jail, resize_reaches_the_foreground_job, wait_for
 
 CACHE = pathlib.Path(os.environ.get("JAIL_TEST_CACHE", "/var/tmp/jail-test-cache"))
 PLAIN_UID = 61010
@@ -152,12 +152,7 @@ def test_interactive_ssh_lands_in_the_jail(world):
         child.expect("30 100")
         child.expect(PROMPT)
         # The resize reaches the foreground job inside the jail.
-        child.sendline("bash -c 'trap \"echo winch-$((1+1)); stty size; exit\" WINCH; echo armed-$((2+3)); "
-                       "while :; do sleep 0.05; done'")
-        child.expect("armed-5")
-        child.setwinsize(40, 120)
-        child.expect("winch-2")
-        child.expect("40 120")
+        resize_reaches_the_foreground_job(child, 40, 120, shell="bash")
         child.expect(PROMPT)
         child.sendline("exit 5")
         child.expect(pexpect.EOF)

@@ -1,6 +1,5 @@
 """Stdio sessions: exact bytes, separate streams, EOF, exit codes, fds (core items 9, 10, 12)."""
 import os
-import signal
 import subprocess
 
 import pytest

@@ -6,7 +6,7 @@ import termios
 
 import pexpect
 
-from conftest import JAIL, UID_A, descendants, wait_for
+from conftest import JAIL, UID_A, descendants, resize_reaches_the_foreground_job, wait_for
 
 PROMPT = r"work@[^:]*:~\$ "
 
@@ -57,15 +57,7 @@ def test_window_size_and_sigwinch(jail_a):
         child.sendline("stty size")
         child.expect("30 100")
         child.expect(PROMPT)
-        # SIGWINCH goes to the pty's foreground job: a non-interactive sh that traps it (and
-        # runs the trap between its sleeps).
-        # The markers are computed, so the echo of the command line cannot match them.
-        child.sendline("sh -c 'trap \"echo winch-$((1+1)); stty size; exit\" WINCH; "
-                       "echo armed-$((2+3)); while :; do sleep 0.05; done'")
-        child.expect("armed-5")
-        child.setwinsize(45, 132)
-        child.expect("winch-2")
-        child.expect("45 132")
+        resize_reaches_the_foreground_job(child, 45, 132)
         child.expect(PROMPT)
         child.sendline("exit")
         child.expect(pexpect.EOF)
