@@ -160,3 +160,7 @@ int cj_status_to_code(int status) {
     return -1;
 }
 
+
+int cj_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}

@@ -122,3 +122,19 @@ ssize_t cj_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, 
     }
     return n;
 }
+
+int cj_sd_notify(const char *socket_path, const char *message) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t len = strlen(socket_path);
+    if (len == 0 || len >= sizeof addr.sun_path) { errno = EINVAL; return -1; }
+    memcpy(addr.sun_path, socket_path, len);
+    if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    socklen_t size = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    ssize_t n = sendto(fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&addr, size);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n < 0 ? -1 : 0;
+}

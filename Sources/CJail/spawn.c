@@ -8,7 +8,10 @@
 #include <grp.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,11 +48,40 @@ static void child(const struct cj_spawn_request *r, int report_fd) {
     /* Everything else closes at exec; the report pipe must stay open until then. */
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 
+    /* Into the jail's program cgroups (where its limits are), out of init's. */
+    for (int i = 0; i < r->ncgroup_procs; i++)
+        if (write(r->cgroup_procs[i], "0", 1) != 1) fail(report_fd, CJ_STEP_CGROUP);
+    if (r->reset_oom_score) {
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t ignored = write(fd, "0", 1);
+            (void)ignored;
+            close(fd);
+        }
+    }
+    for (int i = 0; i < r->nrlimits; i++) {
+        struct rlimit limit = {r->rlimits[i].soft, r->rlimits[i].hard};
+        if (setrlimit(r->rlimits[i].resource, &limit) < 0) fail(report_fd, CJ_STEP_RLIMIT);
+    }
+
     /* Groups first, then the group, then the user: after setuid neither would be allowed.
      * setgroups always, even with no groups, so root's groups never leak into a session. */
     if (setgroups(r->ngroups, (const gid_t *)r->groups) < 0) fail(report_fd, CJ_STEP_SETGROUPS);
     if (setgid(r->gid) < 0) fail(report_fd, CJ_STEP_SETGID);
+    if (r->ambient_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(report_fd, CJ_STEP_CAPS);
     if (setuid(r->uid) < 0) fail(report_fd, CJ_STEP_SETUID);
+    if (r->ambient_caps) {
+        /* Ambient capabilities survive exec for a non-root program: they must be permitted
+         * and inheritable first. What is not asked for is dropped here. */
+        struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2] = {{0}};
+        data[0].permitted = data[0].inheritable = data[0].effective = (uint32_t)r->ambient_caps;
+        data[1].permitted = data[1].inheritable = data[1].effective = (uint32_t)(r->ambient_caps >> 32);
+        if (syscall(SYS_capset, &header, data) < 0) fail(report_fd, CJ_STEP_CAPS);
+        for (int cap = 0; cap < 64; cap++)
+            if ((r->ambient_caps >> cap) & 1)
+                if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) fail(report_fd, CJ_STEP_CAPS);
+    }
 
     /* As login(1) does: a missing home is not fatal, the session starts in /. */
     if (r->directory == NULL || chdir(r->directory) < 0) {

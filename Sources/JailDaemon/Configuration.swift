@@ -24,6 +24,13 @@ public struct JailConfiguration: Sendable, Equatable {
 
     public var maxPtys: Int { maxSessions * 2 }
 
+    /// Commands run at start as the jail's user, supervised by init, output to the log.
+    public var bootCommands: [String] = []
+    /// Ambient capabilities of the jail's programs (numbers from the `--cap` allow-list).
+    public var capabilities: [Int] = []
+    public var limits = CgroupLimits()
+    public var resourceLimits: [ResourceLimit] = []
+
     public init(uid: UInt32) {
         self.uid = uid
     }

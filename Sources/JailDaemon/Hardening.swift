@@ -24,14 +24,15 @@ enum Hardening {
     /// Landlock ABI 6 (Linux 6.12) brought the scopes for abstract unix sockets and signals.
     static let scopeABI: Int32 = 6
 
-    static func apply() throws(JailError) {
+    /// `extraCapabilities`: `--cap` grants outside the default set stay in the bounding set.
+    static func apply(extraCapabilities: [Int]) throws(JailError) {
         let abi = cj_landlock_abi()
         if abi >= scopeABI {
             if cj_landlock_scope() != 0 { throw .system(.last("landlock_restrict_self")) }
         } else {
             log.warning("this kernel has no Landlock scoping (ABI \(max(abi, 0)), needs \(scopeABI)): the host's abstract unix sockets are reachable from the jail")
         }
-        if cj_drop_bounding_set(keptMask) != 0 { throw .system(.last("prctl(PR_CAPBSET_DROP)")) }
+        if cj_drop_bounding_set(keptMask | Capability.mask(extraCapabilities)) != 0 { throw .system(.last("prctl(PR_CAPBSET_DROP)")) }
         if cj_install_seccomp() != 0 { throw .system(.last("seccomp")) }
     }
 }

@@ -1,11 +1,24 @@
 import CJail
 import JailIO
+import JailProtocol
 import JailSystem
 import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// The descriptors the supervisor hands to init across the clone.
+struct InitChannels {
+    let listener: FileDescriptor
+    let ready: FileDescriptor
+    let lifeline: FileDescriptor
+    let log: FileDescriptor
+    /// Where boot commands write; the supervisor logs each line.
+    let bootOutput: FileDescriptor
+    /// `programs/cgroup.procs` of each hierarchy, for the spawn path.
+    let programCgroups: [Int32]
+}
 
 /// PID 1 of the jail: "jaild: init [UID:GID]".
 ///
@@ -25,22 +38,24 @@ struct Init {
     /// still gets its program's exit status (137 after SIGKILL) instead of a cut connection.
     var helpers: Set<pid_t> = []
     var killedPrograms = false
+    /// Boot commands still running: pid → the command, to log how each ended.
+    var bootCommands: [pid_t: String] = [:]
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
-    static func run(configuration: JailConfiguration, account: Account, listener: FileDescriptor,
-                    ready: FileDescriptor, lifeline: FileDescriptor, log logPipe: FileDescriptor) -> Never {
+    static func run(configuration: JailConfiguration, account: Account, channels: InitChannels) -> Never {
         currentLogSink = .supervisorPipe
+        let (listener, ready, lifeline, logPipe) = (channels.listener, channels.ready, channels.lifeline, channels.log)
         // Nothing of the supervisor's stays open here: its pid file lock, its signalfd and the
         // lifeline's write end (else the check below could never see it close).
-        let keep = [listener.rawValue, ready.rawValue, lifeline.rawValue, logPipe.rawValue]
+        let keep = [listener.rawValue, ready.rawValue, lifeline.rawValue, logPipe.rawValue, channels.bootOutput.rawValue]
+            + channels.programCgroups
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // If the supervisor dies, so does the jail: nothing is left running unseen. The
         // lifeline closes the window between clone and prctl.
         _ = cj_set_parent_death_signal(SIGKILL)
         var entry = pollfd(fd: lifeline.rawValue, events: 0, revents: 0)
         if poll(&entry, 1, 0) > 0 { _exit(1) }
-        lifeline.closeQuietly()
 
         // init's stdio: nothing from the host. fd 2 is the log pipe to the supervisor.
         // Close-on-exec like every other descriptor of init: nothing of it reaches a program.
@@ -71,8 +86,15 @@ struct Init {
             if access(account.shell, X_OK) != 0 {
                 throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
             }
+            // The supervisor says "G" once init is in its cgroups: nothing may fork before.
+            var go: UInt8 = 0
+            guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
+            lifeline.closeQuietly()
             _ = cj_set_dumpable(0)
-            try Hardening.apply()
+            try Hardening.apply(extraCapabilities: configuration.capabilities)
+            programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
+                                              resourceLimits: configuration.resourceLimits,
+                                              ambientCapabilities: Capability.mask(configuration.capabilities))
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
@@ -80,6 +102,7 @@ struct Init {
             var initProcess = Init(configuration: configuration, account: account, listener: listener, signals: signals)
             try? ready.writeFully(Array("R".utf8))
             ready.closeQuietly()
+            initProcess.startBootCommands(output: channels.bootOutput)
             initProcess.serve()
         } catch {
             try? ready.writeFully(Array(("E" + "\(error)").utf8))
@@ -173,7 +196,37 @@ struct Init {
     }
 
     mutating func reapAll() {
-        while let child = reapChild() { helpers.remove(child.pid) }
+        while let child = reapChild() {
+            helpers.remove(child.pid)
+            if let command = bootCommands.removeValue(forKey: child.pid) {
+                if child.code == 0 {
+                    log.info("boot command '\(command)' exited with status 0")
+                } else {
+                    log.error("boot command '\(command)' exited with status \(child.code)")
+                }
+            }
+        }
+    }
+
+    /// `--boot` commands, as the jail's user through its shell, in the jail's program cgroups;
+    /// their stdout and stderr go to jaild's log.
+    mutating func startBootCommands(output: FileDescriptor) {
+        defer { output.closeQuietly() }
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { if devNull >= 0 { close(devNull) } }
+        for command in configuration.bootCommands {
+            let hello = Hello(mode: .stdio(passed: []), login: false, arguments: ["-c", command], environment: [])
+            let request = SpawnRequest(command: SessionCommand(account: account, hello: hello, terminal: nil),
+                                       account: account, stdio: [devNull, output.rawValue, output.rawValue],
+                                       controllingTerminal: false)
+            do {
+                let pid = try spawn(request)
+                bootCommands[pid] = command
+                log.info("boot command '\(command)' started (pid \(pid) in the jail)")
+            } catch {
+                log.error("boot command '\(command)' did not start: \(error)")
+            }
+        }
     }
 
     /// SIGKILL to every process of the jail except the helpers, which then report 137 to their

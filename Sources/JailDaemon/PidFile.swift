@@ -43,11 +43,17 @@ struct PidFile {
 
     /// The supervisor pid recorded in a pid file, if a live jaild holds its lock.
     static func runningPid(_ location: SocketLocation) -> Int32? {
-        let raw = open(location.pidPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        runningPid(path: location.pidPath)
+    }
+
+    static func runningPid(path: String) -> Int32? {
+        let raw = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if raw < 0 { return nil }
         defer { close(raw) }
         if flock(raw, LOCK_SH | LOCK_NB) == 0 { return nil }
-        let text = String(decoding: (try? readFile(location.pidPath)) ?? [], as: UTF8.self)
+        let text = String(decoding: (try? readFile(path)) ?? [], as: UTF8.self)
         return Int32(text.split(separator: "\n").first ?? "")
     }
+
+    static func isLocked(_ path: String) -> Bool { runningPid(path: path) != nil }
 }

@@ -15,30 +15,39 @@ struct RunningJail {
     let initPid: pid_t
     let signals: SignalDescriptor
     let logPipe: FileDescriptor
+    let bootOutput: FileDescriptor
+    let cgroups: JailCgroups?
     var logBuffer: [UInt8] = []
+    var bootBuffer: [UInt8] = []
     var stopRequested = false
     var killDeadline: Int64 = 0
 
-    init(supervisor: Supervisor, lock: PidFile, initPid: pid_t, signals: SignalDescriptor, logPipe: FileDescriptor) {
+    init(supervisor: Supervisor, lock: PidFile, initPid: pid_t, signals: SignalDescriptor, logPipe: FileDescriptor,
+         bootOutput: FileDescriptor, cgroups: JailCgroups?) {
         self.supervisor = supervisor
         self.lock = lock
         self.initPid = initPid
         self.signals = signals
         self.logPipe = logPipe
+        self.bootOutput = bootOutput
+        self.cgroups = cgroups
     }
 
     /// Returns jaild's exit code: 0 after a requested stop, 1 if init died on its own.
     mutating func superviseUntilStopped() -> Int32 {
         var poller = Poller()
         var logOpen = true
+        var bootOpen = true
         while true {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let logIndex = logOpen ? poller.add(logPipe.rawValue, read: true) : -1
+            let bootIndex = bootOpen ? poller.add(bootOutput.rawValue, read: true) : -1
             var timeout: Int32 = -1
             if stopRequested { timeout = Int32(max(0, killDeadline - monotonicMilliseconds())) }
             _ = try? poller.wait(timeout: timeout)
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
+            if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
             if poller.readable(signalIndex), let pending = try? signals.drain() {
                 for (signal, _) in pending {
                     if signal == SIGCHLD {
@@ -59,6 +68,7 @@ struct RunningJail {
         guard !stopRequested else { return }
         stopRequested = true
         log.info("stopping on signal \(signal)")
+        SystemdNotifier.fromEnvironment?.send("STOPPING=1")
         killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout + 5) * 1000
         kill(initPid, SIGTERM)
     }
@@ -68,6 +78,22 @@ struct RunningJail {
         guard let chunk = try? logPipe.readChunk(max: 16384) else { return true }
         if chunk.isEmpty { return false }
         absorbLog(chunk)
+        return true
+    }
+
+    /// Boot commands' output: each line logged as it comes.
+    mutating func relayBootOutput() -> Bool {
+        guard let chunk = try? bootOutput.readChunk(max: 16384) else { return true }
+        if chunk.isEmpty {
+            if !bootBuffer.isEmpty { log.info("boot: \(String(decoding: bootBuffer, as: UTF8.self))") }
+            bootBuffer.removeAll()
+            return false
+        }
+        bootBuffer += chunk
+        while let newline = bootBuffer.firstIndex(of: 10) {
+            log.info("boot: \(String(decoding: bootBuffer[..<newline], as: UTF8.self))")
+            bootBuffer.removeSubrange(...newline)
+        }
         return true
     }
 
@@ -85,7 +111,10 @@ struct RunningJail {
         try? logPipe.setNonBlocking(true)
         while let chunk = try? logPipe.readChunk(max: 16384), !chunk.isEmpty { absorbLog(chunk) }
         logPipe.closeQuietly()
+        bootOutput.closeQuietly()
         unlink(supervisor.location.socketPath)
+        cgroups?.remove()
+        JailState.remove(name: supervisor.cgroupName)
         lock.release()
         if stopRequested {
             log.info("jail \(supervisor.account.uid):\(supervisor.account.gid) stopped")

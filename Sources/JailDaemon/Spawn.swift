@@ -5,6 +5,16 @@ import JailSystem
 import Glibc
 #endif
 
+/// What every program of the jail gets, set once in init (and inherited by the helpers it
+/// forks): its cgroups, rlimits and ambient capabilities. init is single-threaded.
+struct ProgramSettings {
+    var cgroupProcs: [Int32] = []
+    var resourceLimits: [ResourceLimit] = []
+    var ambientCapabilities: UInt64 = 0
+}
+
+nonisolated(unsafe) var programSettings = ProgramSettings()
+
 /// A program to start as the jail user. Everything is built here, in Swift, before the fork;
 /// the child in between fork and exec is C (CJail/spawn.c).
 struct SpawnRequest {
@@ -32,6 +42,9 @@ struct SpawnError: Error, CustomStringConvertible {
         case CJ_STEP_TIOCSCTTY.rawValue: return "cannot make the terminal controlling: \(reason)"
         case CJ_STEP_SETSID.rawValue: return "setsid: \(reason)"
         case CJ_STEP_FORK.rawValue: return "fork: \(reason)"
+        case CJ_STEP_CGROUP.rawValue: return "cannot join the jail's cgroup: \(reason)"
+        case CJ_STEP_RLIMIT.rawValue: return "setrlimit: \(reason)"
+        case CJ_STEP_CAPS.rawValue: return "cannot grant the jail's capabilities: \(reason)"
         default: return "cannot start the session: \(reason)"
         }
     }
@@ -61,7 +74,19 @@ func spawn(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
                 c.groups = groups.baseAddress
                 c.ngroups = groups.count
                 c.directory = home
-                return cj_spawn(&c, &step, &error)
+                let settings = programSettings
+                let limits = settings.resourceLimits.map { cj_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
+                return settings.cgroupProcs.withUnsafeBufferPointer { procs in
+                    limits.withUnsafeBufferPointer { rlimits in
+                        c.cgroup_procs = procs.baseAddress
+                        c.ncgroup_procs = Int32(procs.count)
+                        c.reset_oom_score = 1
+                        c.rlimits = rlimits.baseAddress
+                        c.nrlimits = Int32(rlimits.count)
+                        c.ambient_caps = settings.ambientCapabilities
+                        return cj_spawn(&c, &step, &error)
+                    }
+                }
             }
         }
     }

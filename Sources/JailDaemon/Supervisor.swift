@@ -28,6 +28,8 @@ public struct Supervisor {
     /// otherwise the first process returns 0 as soon as the socket accepts sessions (the
     /// daemon goes on alone), or throws the reason the start failed.
     public func run() throws(JailError) -> Int32 {
+        // A write to init's pipes after init died must fail with EPIPE, not kill jaild.
+        _ = cj_ignore_signal(SIGPIPE)
         if configuration.foreground {
             var started = try start(report: nil)
             return started.superviseUntilStopped()
@@ -87,26 +89,50 @@ public struct Supervisor {
             lock.release()
             throw error
         }
+        var cgroups: JailCgroups?
         let signals: SignalDescriptor
-        let initPid: pid_t
-        let logPipe: FileDescriptor
+        let started: StartedInit
         do {
+            cgroups = try makeCgroups()
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
-            (initPid, logPipe) = try cloneInit(listener: listener)
+            started = try cloneInit(listener: listener, cgroups: cgroups)
         } catch {
             listener.closeQuietly()
+            cgroups?.remove()
             unlink(location.socketPath)
             lock.release()
             throw error
         }
         listener.closeQuietly()
         cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
+        let state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
+                              root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
+                              started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "")
+        state.save(as: cgroupName)
         try? report?.writeFully(Array("R".utf8))
         report?.closeQuietly()
-        log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(initPid)")
-        return RunningJail(supervisor: self, lock: lock, initPid: initPid, signals: signals, logPipe: logPipe)
+        SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
+        log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(started.pid)")
+        return RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
+                           bootOutput: started.bootOutput, cgroups: cgroups)
+    }
+
+    /// One name per socket: `jail-UID-GID`, plus a hash of the prefix when it is not the default.
+    var cgroupName: String {
+        guard let prefix = configuration.socketPrefix else { return "jail-\(account.uid)-\(account.gid)" }
+        var hash: UInt32 = 2_166_136_261
+        for byte in prefix.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return "jail-\(account.uid)-\(account.gid)-" + String(hash, radix: 16)
+    }
+
+    /// The jail's cgroups when this host has a cgroup file system (always for limits).
+    func makeCgroups() throws(JailError) -> JailCgroups? {
+        let mountinfo = (try? readText("/proc/self/mountinfo")) ?? ""
+        let mounts = CgroupMounts.parse(mountinfo: mountinfo)
+        if mounts.unified == nil && configuration.limits.controllers.isEmpty { return nil }
+        return try JailCgroups.create(name: cgroupName, limits: configuration.limits, mounts: mounts)
     }
 
     /// The socket directory: created (root's, 0755) when it is the default one, and verified
@@ -143,57 +169,5 @@ public struct Supervisor {
             }
             return listener
         }
-    }
-
-    /// clone(2) into the new namespaces; the child becomes init and never returns here.
-    func cloneInit(listener: FileDescriptor) throws(JailError) -> (pid_t, FileDescriptor) {
-        let threads = threadCount()
-        guard threads == 1 else { throw .threaded(threads) }
-        let ready = try Pipe.make()
-        let logs = try Pipe.make()
-        let lifeline = try Pipe.make()
-        let flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
-        let pid = cj_clone(flags)
-        if pid < 0 {
-            for p in [ready, logs, lifeline] { p.close() }
-            throw .system(.last("clone"))
-        }
-        if pid == 0 {
-            Init.run(configuration: configuration, account: account, listener: listener,
-                     ready: ready.write, lifeline: lifeline.read, log: logs.write)
-        }
-        ready.write.closeQuietly()
-        logs.write.closeQuietly()
-        lifeline.read.closeQuietly()
-        // The lifeline's write end stays open (CLOEXEC) for the supervisor's whole life.
-        var message: [UInt8] = []
-        while let chunk = try? ready.read.readChunk(max: 4096), !chunk.isEmpty {
-            message += chunk
-            if message.first == UInt8(ascii: "R") { break }
-        }
-        ready.read.closeQuietly()
-        if message.first == UInt8(ascii: "R") { return (pid, logs.read) }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        logs.close()
-        lifeline.write.closeQuietly()
-        if message.first == UInt8(ascii: "E") { throw .startFailed(String(decoding: message.dropFirst(), as: UTF8.self)) }
-        throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
-    }
-}
-
-struct Pipe {
-    let read: FileDescriptor
-    let write: FileDescriptor
-
-    static func make() throws(JailError) -> Pipe {
-        var ends: [Int32] = [0, 0]
-        try JailError.wrap { () throws(SystemError) in try syscall("pipe2") { cj_pipe(&ends) } }
-        return Pipe(read: FileDescriptor(rawValue: ends[0]), write: FileDescriptor(rawValue: ends[1]))
-    }
-
-    func close() {
-        read.closeQuietly()
-        write.closeQuietly()
     }
 }

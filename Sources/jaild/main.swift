@@ -65,6 +65,34 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("Seconds a connecting client has to start its session.", valueName: "seconds"))
     var handshakeTimeout: Int = 10
 
+    @Option(name: .customLong("boot"),
+            help: ArgumentHelp("Run CMD in the jail at start, as its user; output to jaild's log. Repeatable.",
+                               valueName: "cmd"))
+    var bootCommands: [String] = []
+
+    @Option(name: .customLong("cap"),
+            help: ArgumentHelp("Give the jail's programs this capability (e.g. NET_BIND_SERVICE). Repeatable.",
+                               valueName: "name"))
+    var capabilities: [String] = []
+
+    @Option(name: .customLong("memory"), help: ArgumentHelp("Memory limit of the jail's programs (e.g. 512M).", valueName: "size"))
+    var memory: String?
+
+    @Option(name: .customLong("pids"), help: ArgumentHelp("Most processes the jail's programs may have.", valueName: "n"))
+    var pids: Int?
+
+    @Option(name: .customLong("cpus"), help: ArgumentHelp("CPU time of the jail's programs, in CPUs (e.g. 0.5).", valueName: "fraction"))
+    var cpus: Double?
+
+    @Option(name: .customLong("rlimit"),
+            help: ArgumentHelp("Resource limit for the jail's programs, e.g. nofile=1024:4096. Repeatable.",
+                               valueName: "name=soft[:hard]"))
+    var resourceLimits: [String] = []
+
+    @Option(name: .customLong("config"),
+            help: ArgumentHelp("Read options from FILE (key = value); flags given here win.", valueName: "file"))
+    var configFile: String?
+
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
 
@@ -77,6 +105,15 @@ struct JailDaemonCommand: ParsableCommand {
         guard stopTimeout >= 0 else { throw ValidationError("--stop-timeout must be 0 or more") }
         guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions must be 1 to 100000") }
         guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 1 to 3600") }
+        if let memory, ByteSize.parse(memory) == nil { throw ValidationError("--memory '\(memory)' is not a size like 512M") }
+        if let pids, pids < 1 { throw ValidationError("--pids must be 1 or more") }
+        if let cpus, !(cpus > 0 && cpus <= 4096) { throw ValidationError("--cpus must be above 0") }
+        for name in capabilities {
+            do { _ = try Capability.parse(name) } catch { throw ValidationError(error.description) }
+        }
+        for spec in resourceLimits {
+            do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
+        }
     }
 
     func configuration() throws(JailError) -> JailConfiguration {
@@ -90,6 +127,12 @@ struct JailDaemonCommand: ParsableCommand {
         c.foreground = foreground
         c.stopTimeout = stopTimeout
         c.maxSessions = maxSessions
+        c.bootCommands = bootCommands
+        c.capabilities = capabilities.compactMap { try? Capability.parse($0) }
+        c.limits = CgroupLimits(memory: memory.flatMap(ByteSize.parse), pids: pids, cpus: cpus)
+        c.resourceLimits = resourceLimits.compactMap { try? ResourceLimit.parse($0) }
+        // systemd's Type=notify wants the main process to stay.
+        if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
@@ -118,4 +161,4 @@ struct JailDaemonCommand: ParsableCommand {
 let jailVersion = "0.1.0"
 
 LoggingBootstrap.run()
-JailDaemonCommand.main()
+JailDaemonCommand.main(ControlCommands.dispatch(Array(CommandLine.arguments.dropFirst())))

@@ -118,8 +118,11 @@ def test_foreground_logs_to_stderr_and_stops_on_sigterm(rootfs_a):
     proc = subprocess.Popen([JAILD, "-c", "-u", str(UID_A), "-r", str(rootfs_a)],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        line = proc.stderr.readline()
-        assert "started on /run/jail/jaild-61000-61000.sock" in line
+        # Host-dependent notes may come first; the start line must come, bounded in time.
+        seen = []
+        wait_for(lambda: seen.append(proc.stderr.readline()) or "started on /run/jail/jaild-61000-61000.sock" in seen[-1]
+                 or proc.poll() is not None, 20, "the start line")
+        assert "started on /run/jail/jaild-61000-61000.sock" in seen[-1], seen
         assert int(open("/run/jail/jaild-61000-61000.pid").read()) == proc.pid
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(20) == 0

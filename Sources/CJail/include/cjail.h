@@ -38,6 +38,8 @@ int cj_set_cloexec(int fd);
 /* pipe2 with O_CLOEXEC. */
 int cj_pipe(int fds[2]);
 int cj_set_nonblocking(int fd, int on);
+/* A pidfd: readable (POLLIN) once the process has exited. */
+int cj_pidfd_open(pid_t pid);
 
 /* ---- signals ---------------------------------------------------------------------------- */
 
@@ -117,16 +119,34 @@ struct cj_spawn_request {
     const uint32_t *groups;  /* supplementary groups, set even when empty */
     size_t ngroups;
     const char *directory;   /* working directory; "/" if it cannot be entered */
+    const int *cgroup_procs; /* cgroup.procs files to join (the jail's program cgroups) */
+    int ncgroup_procs;
+    int reset_oom_score;     /* init is protected from the OOM killer; programs are not */
+    const struct cj_rlimit *rlimits;
+    int nrlimits;
+    uint64_t ambient_caps;   /* bit N: capability N stays with the user as an ambient cap */
+};
+
+struct cj_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
 };
 
 enum cj_spawn_step {
     CJ_STEP_NONE = 0, CJ_STEP_FORK, CJ_STEP_SETSID, CJ_STEP_TIOCSCTTY, CJ_STEP_DUP,
     CJ_STEP_SETGROUPS, CJ_STEP_SETGID, CJ_STEP_SETUID, CJ_STEP_EXEC, CJ_STEP_PIPE,
+    CJ_STEP_CGROUP, CJ_STEP_RLIMIT, CJ_STEP_CAPS,
 };
 
 /* Forks a child that becomes the program. Returns its pid, or -1 with *step and *error set
  * to the step that failed and its errno (the child is reaped in that case). */
 pid_t cj_spawn(const struct cj_spawn_request *request, int *step, int *error);
+
+/* ---- systemd -------------------------------------------------------------------------- */
+
+/* Sends one datagram to $NOTIFY_SOCKET's path (a leading '@' is an abstract address). */
+int cj_sd_notify(const char *socket_path, const char *message);
 
 /* ---- logging ---------------------------------------------------------------------------- */
 

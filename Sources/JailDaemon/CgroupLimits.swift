@@ -1,0 +1,60 @@
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--memory`, `--pids`, `--cpus`: what the jail's programs may use together.
+public struct CgroupLimits: Equatable, Sendable {
+    public var memory: UInt64?
+    public var pids: Int?
+    /// CPUs' worth of time per period, e.g. 0.5 or 2.
+    public var cpus: Double?
+
+    public init(memory: UInt64? = nil, pids: Int? = nil, cpus: Double? = nil) {
+        self.memory = memory
+        self.pids = pids
+        self.cpus = cpus
+    }
+
+    static let cpuPeriod = 100_000
+
+    /// Controller → the flag that asked for it (for error messages).
+    var controllers: [(String, String)] {
+        var out: [(String, String)] = []
+        if memory != nil { out.append(("memory", "--memory")) }
+        if pids != nil { out.append(("pids", "--pids")) }
+        if cpus != nil { out.append(("cpu", "--cpus")) }
+        return out
+    }
+
+    /// The files each limit goes to; optional files (swap) are skipped where missing.
+    func files(unified: Bool, controllers: [String]) -> [(file: String, value: String, optional: Bool)] {
+        var out: [(String, String, Bool)] = []
+        if let memory, controllers.contains("memory") {
+            if unified {
+                out += [("memory.max", "\(memory)", false), ("memory.swap.max", "0", true)]
+            } else {
+                out += [("memory.limit_in_bytes", "\(memory)", false), ("memory.memsw.limit_in_bytes", "\(memory)", true)]
+            }
+        }
+        if let pids, controllers.contains("pids") { out.append(("pids.max", "\(pids)", false)) }
+        if let cpus, controllers.contains("cpu") {
+            let quota = max(1000, Int(cpus * Double(Self.cpuPeriod)))
+            if unified {
+                out.append(("cpu.max", "\(quota) \(Self.cpuPeriod)", false))
+            } else {
+                out += [("cpu.cfs_period_us", "\(Self.cpuPeriod)", false), ("cpu.cfs_quota_us", "\(quota)", false)]
+            }
+        }
+        return out
+    }
+
+    func apply(to directory: String, unified: Bool, controllers: [String]) throws(JailError) {
+        for (file, value, optional) in files(unified: unified, controllers: controllers) {
+            let path = "\(directory)/\(file)"
+            if optional && (try? fileStatus(path)) == nil { continue }
+            try JailCgroups.write(value, to: path)
+        }
+    }
+}

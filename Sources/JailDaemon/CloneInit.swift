@@ -1,0 +1,92 @@
+import CJail
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the supervisor keeps of a freshly cloned init.
+struct StartedInit {
+    let pid: pid_t
+    let log: FileDescriptor
+    let bootOutput: FileDescriptor
+}
+
+extension Supervisor {
+    /// clone(2) into the new namespaces; the child becomes init and never returns here.
+    func cloneInit(listener: FileDescriptor, cgroups: JailCgroups?) throws(JailError) -> StartedInit {
+        let threads = threadCount()
+        guard threads == 1 else { throw .threaded(threads) }
+        let programCgroups = try cgroups?.openProgramProcs() ?? []
+        defer { for fd in programCgroups { close(fd) } }
+        let ready = try Pipe.make()
+        let logs = try Pipe.make()
+        let lifeline = try Pipe.make()
+        let boot = try Pipe.make()
+        let flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
+        let pid = cj_clone(flags)
+        if pid < 0 {
+            for p in [ready, logs, lifeline, boot] { p.close() }
+            throw .system(.last("clone"))
+        }
+        if pid == 0 {
+            let channels = InitChannels(listener: listener, ready: ready.write, lifeline: lifeline.read, log: logs.write,
+                                        bootOutput: boot.write, programCgroups: programCgroups)
+            Init.run(configuration: configuration, account: account, channels: channels)
+        }
+        ready.write.closeQuietly()
+        logs.write.closeQuietly()
+        lifeline.read.closeQuietly()
+        boot.write.closeQuietly()
+        // Into its cgroup and out of the OOM killer's reach before it serves anyone; if this
+        // fails, closing `ready` unread makes init's report fail and the start is undone.
+        do {
+            try cgroups?.attachInit(pid)
+            // Needs CAP_SYS_RESOURCE, which some hosts (containers) withhold: then the memory
+            // limit, which init is outside of, is its protection.
+            do { try JailCgroups.write("-1000", to: "/proc/\(pid)/oom_score_adj") } catch {
+                log.info("init stays killable by the OOM killer: \(error)")
+            }
+        } catch {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            for p in [ready, logs, lifeline, boot] { p.close() }
+            throw error
+        }
+        // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
+        try? lifeline.write.writeFully(Array("G".utf8))
+        // The lifeline's write end stays open (CLOEXEC) for the supervisor's whole life.
+        var message: [UInt8] = []
+        while let chunk = try? ready.read.readChunk(max: 4096), !chunk.isEmpty {
+            message += chunk
+            if message.first == UInt8(ascii: "R") { break }
+        }
+        ready.read.closeQuietly()
+        if message.first == UInt8(ascii: "R") { return StartedInit(pid: pid, log: logs.read, bootOutput: boot.read) }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        logs.close()
+        boot.read.closeQuietly()
+        lifeline.write.closeQuietly()
+        if message.first == UInt8(ascii: "E") { throw .startFailed(String(decoding: message.dropFirst(), as: UTF8.self)) }
+        throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
+    }
+}
+
+struct Pipe {
+    let read: FileDescriptor
+    let write: FileDescriptor
+
+    static func make() throws(JailError) -> Pipe {
+        var ends: [Int32] = [0, 0]
+        try JailError.wrap { () throws(SystemError) in try syscall("pipe2") { cj_pipe(&ends) } }
+        return Pipe(read: FileDescriptor(rawValue: ends[0]), write: FileDescriptor(rawValue: ends[1]))
+    }
+
+    func close() {
+        read.closeQuietly()
+        write.closeQuietly()
+    }
+}

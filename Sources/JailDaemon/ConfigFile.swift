@@ -1,0 +1,65 @@
+/// A jail defined once: `/etc/jail/NAME.conf` or `jaild --config FILE`. One `key = value` per
+/// line, `#` starts a comment; every key is a long option of jaild, repeatable options may
+/// repeat; flags on the command line come after the file, so they win. See docs/config.md.
+public struct ConfigFile {
+    public struct Entry: Equatable, Sendable {
+        public let line: Int
+        public let key: String
+        public let value: String
+    }
+
+    public struct ParseError: Error, Equatable, CustomStringConvertible {
+        public let path: String
+        public let line: Int
+        public let reason: String
+        public var description: String { "\(path):\(line): \(reason)" }
+    }
+
+    /// Keys and whether they take a value (`foreground` is a yes/no switch).
+    public static let keys: [String: Bool] = [
+        "uid": true, "gid": true, "name": true, "root": true, "shell": true, "mount": true, "hostname": true,
+        "socket-prefix": true, "stop-timeout": true, "max-sessions": true, "handshake-timeout": true,
+        "boot": true, "cap": true, "memory": true, "pids": true, "cpus": true, "rlimit": true, "ports": true,
+        "ports-exclusive": false, "foreground": false,
+    ]
+
+    public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {
+        var entries: [Entry] = []
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let content = line.trimmed()
+            if content.isEmpty { continue }
+            guard let equals = content.firstIndex(of: "=") else {
+                throw ParseError(path: path, line: index + 1, reason: "expected 'key = value', got '\(content)'")
+            }
+            let key = String(content[..<equals].trimmed())
+            let value = String(content[content.index(after: equals)...].trimmed())
+            guard keys[key] != nil else {
+                throw ParseError(path: path, line: index + 1,
+                                 reason: "unknown key '\(key)' (known: \(keys.keys.sorted().joined(separator: ", ")))")
+            }
+            guard !value.isEmpty else { throw ParseError(path: path, line: index + 1, reason: "'\(key)' has no value") }
+            entries.append(Entry(line: index + 1, key: key, value: value))
+        }
+        return entries
+    }
+
+    /// The command-line arguments an entry stands for.
+    public static func arguments(for entry: Entry, path: String) throws(ParseError) -> [String] {
+        if keys[entry.key] == true { return ["--\(entry.key)", entry.value] }
+        switch entry.value.lowercased() {
+        case "yes", "true", "1", "on": return ["--\(entry.key)"]
+        case "no", "false", "0", "off": return []
+        default: throw ParseError(path: path, line: entry.line, reason: "'\(entry.key)' is yes or no, not '\(entry.value)'")
+        }
+    }
+}
+
+extension StringProtocol {
+    func trimmed() -> SubSequence {
+        var s = self[...]
+        while let c = s.first, c == " " || c == "\t" || c == "\r" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\t" || c == "\r" { s.removeLast() }
+        return s
+    }
+}

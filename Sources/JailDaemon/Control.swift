@@ -1,0 +1,157 @@
+import CJail
+import JailProtocol
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `jaild list`, `jaild stop SPEC`, `jaild status SPEC`: the running jails, seen from the host.
+/// SPEC is a socket path, a pid file path, or UID:GID (the default socket of that pair).
+public enum Control {
+    public static func list(json: Bool) -> Int32 {
+        let rows = JailState.all().filter(\.alive).map { Row(state: $0.state) }
+        print(json ? Row.json(rows) : Row.table(rows), terminator: "")
+        return 0
+    }
+
+    /// LSB: 0 when running, 3 when not.
+    public static func status(_ spec: String) -> Int32 {
+        guard let pidFile = pidFile(for: spec) else { return usage(spec) }
+        if let pid = PidFile.runningPid(path: pidFile) {
+            print("running: \(spec) (pid \(pid))")
+            return 0
+        }
+        print("not running: \(spec)")
+        return 3
+    }
+
+    /// SIGTERM to the supervisor, then waits until it is gone (it has stopped the jail).
+    public static func stop(_ spec: String, timeoutSeconds: Int32 = 120) -> Int32 {
+        guard let pidFile = pidFile(for: spec) else { return usage(spec) }
+        guard let pid = PidFile.runningPid(path: pidFile) else { return 0 }
+        let pidfd = cj_pidfd_open(pid)
+        // The pid file must still be held after the pidfd exists, or the pid may be another's.
+        guard pidfd >= 0, PidFile.runningPid(path: pidFile) == pid else {
+            if pidfd >= 0 { close(pidfd) }
+            return 0
+        }
+        defer { close(pidfd) }
+        if kill(pid, SIGTERM) < 0 {
+            JailLogHandler.emitToTerminal("cannot signal jaild (pid \(pid)): \(String(cString: strerror(errno)))")
+            return 1
+        }
+        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        var rc: Int32
+        repeat { rc = poll(&entry, 1, timeoutSeconds * 1000) } while rc < 0 && errno == EINTR
+        if rc == 0 {
+            JailLogHandler.emitToTerminal("jaild (pid \(pid)) did not stop within \(timeoutSeconds) s")
+            return 1
+        }
+        return 0
+    }
+
+    static func usage(_ spec: String) -> Int32 {
+        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its socket, its pid file or UID:GID")
+        return 2
+    }
+
+    /// The pid file a SPEC names.
+    static func pidFile(for spec: String) -> String? {
+        if spec.hasSuffix(".pid") { return spec }
+        if spec.hasSuffix(".sock") { return String(spec.dropLast(5)) + ".pid" }
+        let ids = spec.split(separator: ":")
+        if ids.count == 2, let uid = UInt32(ids[0]), let gid = UInt32(ids[1]) {
+            return SocketLocation(prefix: nil, uid: uid, gid: gid).pidPath
+        }
+        return nil
+    }
+}
+
+/// One running jail as `jaild list` shows it.
+struct Row {
+    let state: JailState
+    let sessions: Int
+    let uptime: Int64
+    let memory: UInt64
+
+    init(state: JailState) {
+        self.state = state
+        let helpers = children(of: state.initPid).filter { commandLine(of: $0).hasPrefix("jaild: [") }
+        sessions = helpers.count
+        uptime = max(0, Int64(time(nil)) - state.started)
+        memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
+    }
+
+    static func table(_ rows: [Row]) -> String {
+        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS"]]
+        for r in rows {
+            lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
+                          "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports])
+        }
+        let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
+        return lines.map { line in
+            line.enumerated().map { $0.element + String(repeating: " ", count: widths[$0.offset] - $0.element.count) }
+                .joined(separator: "  ").trimmingTrailingSpaces() + "\n"
+        }.joined()
+    }
+
+    static func json(_ rows: [Row]) -> String {
+        let objects = rows.map { r in
+            "{\"socket\":\(quote(r.state.socket)),\"pid_file\":\(quote(r.state.pidFile)),\"uid\":\(r.state.uid),"
+                + "\"gid\":\(r.state.gid),\"root\":\(quote(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
+                + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions),\"uptime_seconds\":\(r.uptime),"
+                + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup))}"
+        }
+        return "[" + objects.joined(separator: ",") + "]\n"
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default:
+                if scalar.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16) } else { out.unicodeScalars.append(scalar) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        var s = self
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+}
+
+func children(of pid: Int32) -> [Int32] {
+    let text = (try? readText("/proc/\(pid)/task/\(pid)/children")) ?? ""
+    return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters()) }
+}
+
+func descendants(of pid: Int32) -> [Int32] {
+    children(of: pid).flatMap { [$0] + descendants(of: $0) }
+}
+
+func commandLine(of pid: Int32) -> String {
+    String(decoding: ((try? readFile("/proc/\(pid)/cmdline")) ?? []).map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+}
+
+func residentBytes(of pid: Int32) -> UInt64 {
+    let status = (try? readText("/proc/\(pid)/status")) ?? ""
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+    return (UInt64(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+}
+
+extension Substring {
+    func trimmingCharacters() -> Substring {
+        var s = self
+        while let c = s.last, c == "\n" || c == " " { s.removeLast() }
+        return s
+    }
+}

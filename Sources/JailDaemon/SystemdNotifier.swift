@@ -1,0 +1,22 @@
+import CJail
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET (Type=notify units).
+struct SystemdNotifier {
+    let socketPath: String
+
+    static var fromEnvironment: SystemdNotifier? {
+        guard let raw = getenv("NOTIFY_SOCKET") else { return nil }
+        let path = String(cString: raw)
+        return path.isEmpty ? nil : SystemdNotifier(socketPath: path)
+    }
+
+    func send(_ message: String) {
+        if cj_sd_notify(socketPath, message) != 0 {
+            log.warning("cannot notify systemd at \(socketPath): \(String(cString: strerror(errno)))")
+        }
+    }
+}
