@@ -7,6 +7,7 @@ Under CI=true a test that cannot run is a failure, never a skip.
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -259,3 +260,50 @@ def resize_reaches_the_foreground_job(child, rows, cols, shell="sh"):
     child.setwinsize(rows, cols)
     child.expect("winch-2")
     child.expect(f"{rows} {cols}")
+
+
+# ---- the attack probe (tests/probe/jailprobe.c) --------------------------------------------
+
+@pytest.fixture(scope="session")
+def probe_binary(tmp_path_factory):
+    out = tmp_path_factory.mktemp("probe") / "jailprobe"
+    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(out), str(REPO / "tests" / "probe" / "jailprobe.c")],
+                   check=True)
+    return out
+
+
+def install_probe(root, probe_binary):
+    """/bin/jailprobe for the user, /bin/rootprobe setuid root: root inside, as a tenant gets it."""
+    shutil.copy(probe_binary, root / "bin" / "jailprobe")
+    os.chmod(root / "bin" / "jailprobe", 0o755)
+    shutil.copy(probe_binary, root / "bin" / "rootprobe")
+    os.chown(root / "bin" / "rootprobe", 0, 0)
+    os.chmod(root / "bin" / "rootprobe", 0o4755)
+    return root
+
+
+@pytest.fixture(scope="session")
+def rootfs_sec(tmp_path_factory, probe_binary):
+    return install_probe(build_rootfs(tmp_path_factory.mktemp("rootfs") / "sec", UID_A, "Jail security rootfs"),
+                         probe_binary)
+
+
+@pytest.fixture(scope="session")
+def rootfs_sec_b(tmp_path_factory, probe_binary):
+    return install_probe(build_rootfs(tmp_path_factory.mktemp("rootfs") / "secb", UID_B, "Jail security rootfs B"),
+                         probe_binary)
+
+
+def probe(jail, *args, root=True):
+    program = "/bin/rootprobe" if root else "/bin/jailprobe"
+    result = jail.run(None, args=["-c", " ".join([program, *args])])
+    return result.stdout.decode()
+
+
+def outcome(jail, name, *args, root=True):
+    text = probe(jail, name, *args, root=root)
+    match = re.search(rf"^{re.escape(name)}: (\S+)$", text, re.M)
+    assert match, text
+    return match.group(1)
+
+

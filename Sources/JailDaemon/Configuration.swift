@@ -30,6 +30,10 @@ public struct JailConfiguration: Sendable, Equatable {
     public var capabilities: [Int] = []
     public var limits = CgroupLimits()
     public var resourceLimits: [ResourceLimit] = []
+    /// The ports the jail's programs may bind (nil: any, as without Jail).
+    public var ports: PortSet?
+    /// Refuse to start when another running jail owns one of these ports.
+    public var portsExclusive = false
 
     public init(uid: UInt32) {
         self.uid = uid

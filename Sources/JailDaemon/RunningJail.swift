@@ -113,6 +113,7 @@ struct RunningJail {
         logPipe.closeQuietly()
         bootOutput.closeQuietly()
         unlink(supervisor.location.socketPath)
+        PortFilter.detach(from: cgroups)
         cgroups?.remove()
         JailState.remove(name: supervisor.cgroupName)
         lock.release()

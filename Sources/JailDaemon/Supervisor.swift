@@ -94,12 +94,14 @@ public struct Supervisor {
         let started: StartedInit
         do {
             cgroups = try makeCgroups()
+            if let ports = configuration.ports { try PortFilter.attach(ports, to: cgroups) }
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
             started = try cloneInit(listener: listener, cgroups: cgroups)
         } catch {
             listener.closeQuietly()
+            PortFilter.detach(from: cgroups)
             cgroups?.remove()
             unlink(location.socketPath)
             lock.release()
@@ -109,7 +111,8 @@ public struct Supervisor {
         cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
         let state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
-                              started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "")
+                              started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
+                              ports: configuration.ports?.description ?? "")
         state.save(as: cgroupName)
         try? report?.writeFully(Array("R".utf8))
         report?.closeQuietly()
@@ -131,7 +134,7 @@ public struct Supervisor {
     func makeCgroups() throws(JailError) -> JailCgroups? {
         let mountinfo = (try? readText("/proc/self/mountinfo")) ?? ""
         let mounts = CgroupMounts.parse(mountinfo: mountinfo)
-        if mounts.unified == nil && configuration.limits.controllers.isEmpty { return nil }
+        if mounts.unified == nil && configuration.limits.controllers.isEmpty && configuration.ports == nil { return nil }
         return try JailCgroups.create(name: cgroupName, limits: configuration.limits, mounts: mounts)
     }
 

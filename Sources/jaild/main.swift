@@ -1,5 +1,6 @@
 import ArgumentParser
 import JailDaemon
+import JailProtocol
 
 #if canImport(Glibc)
 import Glibc
@@ -89,6 +90,14 @@ struct JailDaemonCommand: ParsableCommand {
                                valueName: "name=soft[:hard]"))
     var resourceLimits: [String] = []
 
+    @Option(name: .customLong("ports"),
+            help: ArgumentHelp("The only ports the jail may bind, e.g. tcp:25,tcp:8000-8099,udp:53 (cgroup-BPF).",
+                               valueName: "spec"))
+    var ports: String?
+
+    @Flag(name: .customLong("ports-exclusive"), help: "Refuse to start if a running jail has one of these ports.")
+    var portsExclusive = false
+
     @Option(name: .customLong("config"),
             help: ArgumentHelp("Read options from FILE (key = value); flags given here win.", valueName: "file"))
     var configFile: String?
@@ -111,6 +120,9 @@ struct JailDaemonCommand: ParsableCommand {
         for name in capabilities {
             do { _ = try Capability.parse(name) } catch { throw ValidationError(error.description) }
         }
+        if let ports {
+            do { _ = try PortSet.parse(ports) } catch { throw ValidationError(error.description) }
+        }
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
         }
@@ -131,6 +143,8 @@ struct JailDaemonCommand: ParsableCommand {
         c.capabilities = capabilities.compactMap { try? Capability.parse($0) }
         c.limits = CgroupLimits(memory: memory.flatMap(ByteSize.parse), pids: pids, cpus: cpus)
         c.resourceLimits = resourceLimits.compactMap { try? ResourceLimit.parse($0) }
+        c.ports = ports.flatMap { try? PortSet.parse($0) }
+        c.portsExclusive = portsExclusive
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
@@ -149,6 +163,8 @@ struct JailDaemonCommand: ParsableCommand {
         do {
             let configuration = try configuration()
             let account = try Preflight.check(configuration)
+            let socket = SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid).socketPath
+            try PortFilter.checkOverlap(configuration, ownSocket: socket)
             let code = try Supervisor(configuration: configuration, account: account).run()
             Glibc.exit(code)
         } catch {

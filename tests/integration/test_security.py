@@ -13,49 +13,17 @@ import sys
 
 import pytest
 
-from conftest import (JAIL, JAILD, REPO, UID_A, UID_B, Jail, as_user, build_rootfs, children_of, descendants,
-                      pid_alive, wait_for)
+from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, children_of, descendants, pid_alive, probe, outcome,
+                      wait_for)
 
 # Capabilities that stay in the bounding set (Sources/JailDaemon/Hardening.swift).
 KEPT = {0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 29}
-
-
-@pytest.fixture(scope="session")
-def probe_binary(tmp_path_factory):
-    out = tmp_path_factory.mktemp("probe") / "jailprobe"
-    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(out), str(REPO / "tests" / "probe" / "jailprobe.c")],
-                   check=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def rootfs_sec(tmp_path_factory, probe_binary):
-    root = build_rootfs(tmp_path_factory.mktemp("rootfs") / "sec", UID_A, "Jail security rootfs")
-    shutil.copy(probe_binary, root / "bin" / "jailprobe")
-    os.chmod(root / "bin" / "jailprobe", 0o755)
-    shutil.copy(probe_binary, root / "bin" / "rootprobe")
-    os.chown(root / "bin" / "rootprobe", 0, 0)
-    os.chmod(root / "bin" / "rootprobe", 0o4755)
-    return root
 
 
 @pytest.fixture
 def jail(rootfs_sec):
     with Jail(rootfs_sec, UID_A) as running:
         yield running
-
-
-def probe(jail, *args, root=True):
-    program = "/bin/rootprobe" if root else "/bin/jailprobe"
-    result = jail.run(None, args=["-c", " ".join([program, *args])])
-    return result.stdout.decode()
-
-
-def outcome(jail, name, *args, root=True):
-    text = probe(jail, name, *args, root=root)
-    match = re.search(rf"^{re.escape(name)}: (\S+)$", text, re.M)
-    assert match, text
-    return match.group(1)
 
 
 def test_root_inside_is_really_root(jail):

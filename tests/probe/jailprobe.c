@@ -132,6 +132,27 @@ int main(int argc, char **argv) {
         else report("tiocsti-devtty", -1);
         return 0;
     }
+    if (!strcmp(t, "bind")) {
+        /* bind tcp4|tcp6|udp4|udp6 PORT on loopback; prints the port bound (0 → ephemeral). */
+        int v6 = strchr(arg, '6') != NULL;
+        int fd = socket(v6 ? AF_INET6 : AF_INET, arg[0] == 't' ? SOCK_STREAM : SOCK_DGRAM, 0);
+        if (fd < 0) return report(t, fd);
+        int port = argc > 3 ? atoi(argv[3]) : 0;
+        long rc;
+        if (v6) {
+            struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+            rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+        } else {
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+        }
+        return report(t, rc);
+    }
+    if (!strcmp(t, "connect4")) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(arg)), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        return report(t, fd < 0 ? fd : connect(fd, (struct sockaddr *)&a, sizeof a));
+    }
     if (!strcmp(t, "hold-ptys")) {
         /* Opens ptys until ARG are held or the jail's devpts says no, then waits for stdin EOF. */
         int held = 0;

@@ -143,6 +143,18 @@ enum cj_spawn_step {
  * to the step that failed and its errno (the child is reaped in that case). */
 pid_t cj_spawn(const struct cj_spawn_request *request, int *step, int *error);
 
+/* ---- port ownership (ports.c) ----------------------------------------------------------- */
+
+struct cj_port_range {
+    int protocol;     /* 6 TCP, 17 UDP */
+    uint16_t low;
+    uint16_t high;
+};
+/* Loads the bind filter for these ranges and attaches it (IPv4 and IPv6) to a cgroup v2
+ * directory. *failed_step: 1 opening the cgroup, 2 loading, 3 attaching. */
+int cj_ports_attach(const char *cgroup_dir, const struct cj_port_range *ranges, int n, int *failed_step);
+int cj_ports_detach(const char *cgroup_dir);
+
 /* ---- systemd -------------------------------------------------------------------------- */
 
 /* Sends one datagram to $NOTIFY_SOCKET's path (a leading '@' is an abstract address). */
