@@ -227,11 +227,13 @@ class HostAccount:
 
 @pytest.fixture(scope="session")
 def installed_jail(tmp_path_factory):
-    """The `jail` client where every account can execute it, to serve as a login shell."""
+    """The `jail` client (and jaild beside it) where every account can execute it: a login
+    shell, or a rootless jail's programs."""
     path = pathlib.Path(tempfile.mkdtemp(prefix="jail-bin-", dir="/tmp"))
     os.chmod(path, 0o755)
-    shutil.copy2(JAIL, path / "jail")
-    os.chmod(path / "jail", 0o755)
+    for binary in (JAIL, JAILD):
+        shutil.copy2(binary, path)
+        os.chmod(path / os.path.basename(binary), 0o755)
     yield str(path / "jail")
     shutil.rmtree(path, ignore_errors=True)
 

@@ -66,7 +66,7 @@ static void child(const struct cj_spawn_request *r, int report_fd) {
 
     /* Groups first, then the group, then the user: after setuid neither would be allowed.
      * setgroups always, even with no groups, so root's groups never leak into a session. */
-    if (setgroups(r->ngroups, (const gid_t *)r->groups) < 0) fail(report_fd, CJ_STEP_SETGROUPS);
+    if (!r->skip_setgroups && setgroups(r->ngroups, (const gid_t *)r->groups) < 0) fail(report_fd, CJ_STEP_SETGROUPS);
     if (setgid(r->gid) < 0) fail(report_fd, CJ_STEP_SETGID);
     if (r->ambient_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(report_fd, CJ_STEP_CAPS);
     if (setuid(r->uid) < 0) fail(report_fd, CJ_STEP_SETUID);

@@ -1,5 +1,9 @@
 import JailProtocol
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// How `jail` was started. It takes no options of its own: like any login shell, every
 /// argument goes to the jail user's shell (`jail -c 'cmd'`).
 public struct Invocation: Equatable, Sendable {
@@ -21,10 +25,19 @@ public struct Invocation: Equatable, Sendable {
 
     /// The socket to use: JAIL_SOCKET (a full path), else SOCKET (a prefix, as in 2014),
     /// else the default for this uid and gid.
-    public static func socketLocation(environment: [String: String], uid: UInt32, gid: UInt32) -> SocketLocation {
+    /// JAIL_SOCKET, SOCKET, else the system location (a jail root started for this uid); for
+    /// a user without one there, the user's own rootless jail if it exists.
+    public static func socketLocation(environment: [String: String], uid: UInt32, gid: UInt32,
+                                      exists: (String) -> Bool = { access($0, F_OK) == 0 }) -> SocketLocation {
         if let path = environment["JAIL_SOCKET"], !path.isEmpty { return SocketLocation(socketPath: path) }
         if let prefix = environment["SOCKET"], !prefix.isEmpty { return SocketLocation(prefix: prefix, uid: uid, gid: gid) }
-        return SocketLocation(prefix: nil, uid: uid, gid: gid)
+        let system = SocketLocation(prefix: nil, uid: uid, gid: gid)
+        if uid != 0 && !exists(system.socketPath) {
+            let prefix = SocketLocation.userDirectory(uid: uid, environment: environment) + "/jaild"
+            let user = SocketLocation(prefix: prefix, uid: uid, gid: gid)
+            if exists(user.socketPath) { return user }
+        }
+        return system
     }
 
     /// The variables a jail session may receive; the server filters again.

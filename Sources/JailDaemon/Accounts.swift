@@ -63,7 +63,8 @@ public struct Account: Equatable, Sendable {
     public static func resolve(
         _ configuration: JailConfiguration, passwd: String, group: String
     ) throws(LookupError) -> Account {
-        guard configuration.uid != 0 else { throw .rootNotAllowed }
+        // Rootless with --map-root, uid 0 inside is the user who started jaild, nobody more.
+        guard configuration.uid != 0 || configuration.mapRoot else { throw .rootNotAllowed }
         let entries = PasswdEntry.parseAll(passwd)
         let entry: PasswdEntry
         if let name = configuration.userName {

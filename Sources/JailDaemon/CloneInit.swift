@@ -24,10 +24,15 @@ extension Supervisor {
         let logs = try Pipe.make()
         let lifeline = try Pipe.make()
         let boot = try Pipe.make()
-        let flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
+        var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
+        if configuration.rootless { flags |= UInt(CLONE_NEWUSER) }
         let pid = cj_clone(flags)
         if pid < 0 {
             for p in [ready, logs, lifeline, boot] { p.close() }
+            if configuration.rootless {
+                throw .rootless("cannot create a user namespace: \(String(cString: strerror(errno))) "
+                    + "(see user.max_user_namespaces; or run jaild as root)")
+            }
             throw .system(.last("clone"))
         }
         if pid == 0 {
@@ -42,11 +47,14 @@ extension Supervisor {
         // Into its cgroup and out of the OOM killer's reach before it serves anyone; if this
         // fails, closing `ready` unread makes init's report fail and the start is undone.
         do {
+            if configuration.rootless { try mapUser(into: pid) }
             try cgroups?.attachInit(pid)
             // Needs CAP_SYS_RESOURCE, which some hosts (containers) withhold: then the memory
             // limit, which init is outside of, is its protection.
-            do { try JailCgroups.write("-1000", to: "/proc/\(pid)/oom_score_adj") } catch {
-                log.info("init stays killable by the OOM killer: \(error)")
+            if !configuration.rootless {
+                do { try JailCgroups.write("-1000", to: "/proc/\(pid)/oom_score_adj") } catch {
+                    log.info("init stays killable by the OOM killer: \(error)")
+                }
             }
         } catch {
             kill(pid, SIGKILL)
@@ -72,6 +80,15 @@ extension Supervisor {
         lifeline.write.closeQuietly()
         if message.first == UInt8(ascii: "E") { throw .startFailed(String(decoding: message.dropFirst(), as: UTF8.self)) }
         throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
+    }
+
+    /// Rootless: the user's own uid and gid, and nothing else, become the jail's (its own, or
+    /// 0 with --map-root). setgroups is denied first, as the kernel requires for a user.
+    func mapUser(into pid: pid_t) throws(JailError) {
+        let inside = Rootless.insideIDs(mapRoot: configuration.mapRoot)
+        try JailCgroups.write("deny", to: "/proc/\(pid)/setgroups")
+        try JailCgroups.write("\(inside.uid) \(getuid()) 1", to: "/proc/\(pid)/uid_map")
+        try JailCgroups.write("\(inside.gid) \(getgid()) 1", to: "/proc/\(pid)/gid_map")
     }
 }
 

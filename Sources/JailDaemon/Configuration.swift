@@ -34,6 +34,10 @@ public struct JailConfiguration: Sendable, Equatable {
     public var ports: PortSet?
     /// Refuse to start when another running jail owns one of these ports.
     public var portsExclusive = false
+    /// Run by an unprivileged user: a user namespace maps that user (only) into the jail.
+    public var rootless = false
+    /// Rootless: the user is uid 0 inside instead of their own uid.
+    public var mapRoot = false
 
     public init(uid: UInt32) {
         self.uid = uid

@@ -68,6 +68,11 @@ struct Init {
         if logPipe.rawValue > 2 { logPipe.closeQuietly() }
 
         do {
+            // The supervisor says "G" once init is in its cgroups (and, rootless, once its
+            // user namespace has the user's ids): nothing may mount or fork before.
+            var go: UInt8 = 0
+            guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
+            lifeline.closeQuietly()
             try MountPlan(configuration: configuration).apply()
             // stdin and stdout were the host's /dev/null until now: nothing of the host stays.
             let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
@@ -86,15 +91,12 @@ struct Init {
             if access(account.shell, X_OK) != 0 {
                 throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
             }
-            // The supervisor says "G" once init is in its cgroups: nothing may fork before.
-            var go: UInt8 = 0
-            guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
-            lifeline.closeQuietly()
             _ = cj_set_dumpable(0)
             try Hardening.apply(extraCapabilities: configuration.capabilities)
             programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
                                               resourceLimits: configuration.resourceLimits,
-                                              ambientCapabilities: Capability.mask(configuration.capabilities))
+                                              ambientCapabilities: Capability.mask(configuration.capabilities),
+                                              supplementaryGroups: !configuration.rootless)
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])

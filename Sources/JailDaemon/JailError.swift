@@ -11,7 +11,7 @@ public enum JailError: Error, CustomStringConvertible {
     case alreadyRunning(socket: String, pid: Int32)
     case unsafeSocketDirectory(String, reason: String)
     case socketInTheWay(String, reason: String)
-    case notRoot
+    case rootless(String)
     case threaded(Int)
     case protocolError(ProtocolError)
     case startFailed(String)
@@ -26,7 +26,7 @@ public enum JailError: Error, CustomStringConvertible {
         case .alreadyRunning(let socket, let pid): "a jail is already running on \(socket) (pid \(pid))"
         case .unsafeSocketDirectory(let path, let reason): "refusing socket directory \(path): it \(reason)"
         case .socketInTheWay(let path, let reason): "cannot bind \(path): \(reason)"
-        case .notRoot: "jaild must run as root (rootless jails are not supported yet)"
+        case .rootless(let s): s
         case .threaded(let n): "jaild has \(n) threads; namespaces need a single-threaded process"
         case .protocolError(let e): "protocol error: \(e)"
         case .startFailed(let s): s

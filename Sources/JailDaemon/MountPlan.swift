@@ -14,6 +14,8 @@ public struct MountPlan: Equatable, Sendable {
         case makeDirectory(String, mode: UInt32)
         case mount(source: String, target: String, type: String, flags: UInt, data: String?)
         case makeCharacterDevice(String, major: UInt32, minor: UInt32)
+        /// Rootless (mknod is not allowed): the host's device, bound onto an empty file.
+        case bindDevice(host: String, target: String)
         case symlink(target: String, at: String)
         /// A host path onto a target inside the root; the target must not pass a symlink.
         case bind(host: String, target: String, root: String, readOnly: Bool)
@@ -61,18 +63,25 @@ public struct MountPlan: Equatable, Sendable {
         steps.append(.mount(source: root, target: root, type: "", flags: UInt(MS_BIND | MS_REC), data: nil))
         for directory in ["/proc", "/sys", "/dev"] { steps.append(.makeDirectory(inRoot(directory), mode: 0o755)) }
         steps.append(.mount(source: "proc", target: inRoot("/proc"), type: "proc", flags: Self.nosuidNodevNoexec, data: nil))
-        steps.append(.mount(source: "sysfs", target: inRoot("/sys"), type: "sysfs",
-                            flags: Self.nosuidNodevNoexec | UInt(MS_RDONLY), data: nil))
+        if configuration.rootless {
+            // A fresh sysfs needs a network namespace of our own; the host's, read-only, instead.
+            steps.append(.bind(host: "/sys", target: "/sys", root: root, readOnly: true))
+        } else {
+            steps.append(.mount(source: "sysfs", target: inRoot("/sys"), type: "sysfs",
+                                flags: Self.nosuidNodevNoexec | UInt(MS_RDONLY), data: nil))
+        }
         // A fresh /dev, never the host's: only harmless devices and the jail's own ptys.
         steps.append(.mount(source: "tmpfs", target: inRoot("/dev"), type: "tmpfs",
                             flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=65536k"))
         for device in Self.devices {
-            steps.append(.makeCharacterDevice(inRoot("/dev/" + device.name), major: device.major, minor: device.minor))
+            steps.append(configuration.rootless
+                ? .bindDevice(host: "/dev/" + device.name, target: inRoot("/dev/" + device.name))
+                : .makeCharacterDevice(inRoot("/dev/" + device.name), major: device.major, minor: device.minor))
         }
         steps.append(.makeDirectory(inRoot("/dev/pts"), mode: 0o755))
         steps.append(.mount(source: "devpts", target: inRoot("/dev/pts"), type: "devpts",
                             flags: UInt(MS_NOSUID | MS_NOEXEC),
-                            data: "newinstance,ptmxmode=0666,mode=0620,gid=5,max=\(configuration.maxPtys)"))
+                            data: "newinstance,ptmxmode=0666,mode=0620,\(configuration.rootless ? "" : "gid=5,")max=\(configuration.maxPtys)"))
         steps.append(.symlink(target: "pts/ptmx", at: inRoot("/dev/ptmx")))
         steps.append(.makeDirectory(inRoot("/dev/shm"), mode: 0o1777))
         steps.append(.mount(source: "shm", target: inRoot("/dev/shm"), type: "tmpfs",
@@ -108,6 +117,11 @@ public struct MountPlan: Equatable, Sendable {
                 try syscall("mknod", path: path) { cj_mknod_char(path, 0o666, major, minor) }
                 // mknod honours the umask; the devices must be usable by everyone.
                 try syscall("chmod", path: path) { chmod(path, 0o666) }
+            case .bindDevice(let host, let target):
+                let fd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o666)
+                if fd < 0 { throw SystemError.last("create", path: target) }
+                close(fd)
+                try syscall("mount(bind)", path: target) { mount(host, target, nil, UInt(MS_BIND), nil) }
             case .symlink(let target, let path):
                 try syscall("symlink", path: path) { Glibc.symlink(target, path) }
             case .bind(let host, let target, let root, let readOnly):

@@ -13,7 +13,7 @@ public enum Preflight {
     /// /etc/passwd and /etc/group (read with RESOLVE_IN_ROOT: a symlink in the jail cannot
     /// make jaild read a host file).
     public static func check(_ configuration: JailConfiguration) throws(JailError) -> Account {
-        guard geteuid() == 0 else { throw .notRoot }
+        if configuration.rootless { try Rootless.check(configuration) }
         let root = configuration.root ?? "/"
         guard let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(root) }) else {
             throw .badRoot("root \(root) does not exist")

@@ -25,7 +25,8 @@ struct Session {
             let passwd = String(decoding: try readFile("/etc/passwd"), as: UTF8.self)
             let group = String(decoding: (try? readFile("/etc/group")) ?? [], as: UTF8.self)
             account = try Account.resolve(configuration, passwd: passwd, group: group)
-            ttyGroup = GroupEntry.parseAll(group).first { $0.name == "tty" }?.gid
+            // Rootless, the jail's tty group is not mapped: the slave goes to the user's group.
+            ttyGroup = configuration.rootless ? nil : GroupEntry.parseAll(group).first { $0.name == "tty" }?.gid
         } catch {
             throw .refused("cannot resolve the jail user: \(error)")
         }

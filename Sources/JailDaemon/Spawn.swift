@@ -11,6 +11,8 @@ struct ProgramSettings {
     var cgroupProcs: [Int32] = []
     var resourceLimits: [ResourceLimit] = []
     var ambientCapabilities: UInt64 = 0
+    /// Rootless jails cannot call setgroups (the kernel denies it to a user's namespace).
+    var supplementaryGroups = true
 }
 
 nonisolated(unsafe) var programSettings = ProgramSettings()
@@ -73,6 +75,7 @@ func spawn(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
                 c.gid = request.account.gid
                 c.groups = groups.baseAddress
                 c.ngroups = groups.count
+                c.skip_setgroups = programSettings.supplementaryGroups ? 0 : 1
                 c.directory = home
                 let settings = programSettings
                 let limits = settings.resourceLimits.map { cj_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }

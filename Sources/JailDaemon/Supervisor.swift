@@ -21,7 +21,19 @@ public struct Supervisor {
     public init(configuration: JailConfiguration, account: Account) {
         self.configuration = configuration
         self.account = account
-        location = SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid)
+        location = Supervisor.location(configuration, account: account)
+    }
+
+    /// Where the socket goes. Its name carries the host's uid and gid (the client looks for
+    /// its own), which rootless differ from the ids inside with --map-root.
+    public static func location(_ configuration: JailConfiguration, account: Account) -> SocketLocation {
+        guard configuration.rootless else {
+            return SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid)
+        }
+        let environment = ["XDG_RUNTIME_DIR": getenv("XDG_RUNTIME_DIR").map { String(cString: $0) } ?? ""]
+        let prefix = configuration.socketPrefix
+            ?? SocketLocation.userDirectory(uid: getuid(), environment: environment) + "/jaild"
+        return SocketLocation(prefix: prefix, uid: getuid(), gid: getgid())
     }
 
     /// Starts the jail. In the foreground it returns the exit code once the jail has stopped;
@@ -134,6 +146,7 @@ public struct Supervisor {
     func makeCgroups() throws(JailError) -> JailCgroups? {
         let mountinfo = (try? readText("/proc/self/mountinfo")) ?? ""
         let mounts = CgroupMounts.parse(mountinfo: mountinfo)
+        if configuration.rootless { return nil }  // not delegated to users; Rootless.check refuses limits
         if mounts.unified == nil && configuration.limits.controllers.isEmpty && configuration.ports == nil { return nil }
         return try JailCgroups.create(name: cgroupName, limits: configuration.limits, mounts: mounts)
     }
@@ -142,11 +155,21 @@ public struct Supervisor {
     /// in any case, so another local user cannot squat it or swap it for a symlink.
     func prepareDirectory() throws(JailError) {
         let directory = location.directory
-        if configuration.socketPrefix == nil && (try? fileStatus(directory)) == nil {
-            if mkdir(directory, 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: directory)) }
+        let isDefault = configuration.socketPrefix == nil
+        if isDefault && (try? fileStatus(directory)) == nil {
+            let mode: mode_t = configuration.rootless ? 0o700 : 0o755
+            if mkdir(directory, mode) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: directory)) }
         }
-        let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: [0]) }
+        let owners: [UInt32] = configuration.rootless ? [0, getuid()] : [0]
+        let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: owners) }
         if let reason { throw .unsafeSocketDirectory(directory, reason: reason) }
+        // A user's own directory must be theirs alone: nobody else may even look in.
+        if configuration.rootless && isDefault, let info = try? fileStatus(directory) {
+            if info.st_uid != getuid() { throw .unsafeSocketDirectory(directory, reason: "is owned by uid \(info.st_uid)") }
+            if info.st_mode & 0o077 != 0 {
+                throw .unsafeSocketDirectory(directory, reason: "is mode \(String(info.st_mode & 0o777, radix: 8)), not 700")
+            }
+        }
     }
 
     /// The socket, mode 0600, owned by the jail's user.
@@ -163,7 +186,9 @@ public struct Supervisor {
         return try JailError.wrap { () throws(SystemError) in
             let listener = try UnixSocket.listen(path: path)
             do throws(SystemError) {
-                try syscall("chown", path: path) { lchown(path, account.uid, account.gid) }
+                if !configuration.rootless {
+                    try syscall("chown", path: path) { lchown(path, account.uid, account.gid) }
+                }
                 try syscall("chmod", path: path) { chmod(path, 0o600) }
             } catch {
                 listener.closeQuietly()

@@ -20,6 +20,13 @@ public struct SocketLocation: Equatable, Sendable {
         pidPath = (socketPath.hasSuffix(".sock") ? String(socketPath.dropLast(5)) : socketPath) + ".pid"
     }
 
+    /// Where an unprivileged user's jails live: $XDG_RUNTIME_DIR/jail, else /tmp/jail-UID
+    /// (jaild creates it 0700 and checks it is the user's before every use).
+    public static func userDirectory(uid: UInt32, environment: [String: String]) -> String {
+        if let runtime = environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") { return runtime + "/jail" }
+        return "/tmp/jail-\(uid)"
+    }
+
     public var directory: String {
         guard let slash = socketPath.lastIndex(of: "/") else { return "." }
         return slash == socketPath.startIndex ? "/" : String(socketPath[..<slash])

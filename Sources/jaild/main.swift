@@ -98,6 +98,10 @@ struct JailDaemonCommand: ParsableCommand {
     @Flag(name: .customLong("ports-exclusive"), help: "Refuse to start if a running jail has one of these ports.")
     var portsExclusive = false
 
+    @Flag(name: .customLong("map-root"),
+          help: "Rootless: be uid 0 inside the jail (still only yourself, mapped by a user namespace).")
+    var mapRoot = false
+
     @Option(name: .customLong("config"),
             help: ArgumentHelp("Read options from FILE (key = value); flags given here win.", valueName: "file"))
     var configFile: String?
@@ -110,7 +114,8 @@ struct JailDaemonCommand: ParsableCommand {
 
     func validate() throws {
         if version { return }
-        guard uid != nil else { throw ValidationError("-u UID is required") }
+        guard uid != nil || Rootless.isRootless else { throw ValidationError("-u UID is required") }
+        if mapRoot && !Rootless.isRootless { throw ValidationError("--map-root is for rootless jails (jaild run by a user)") }
         guard stopTimeout >= 0 else { throw ValidationError("--stop-timeout must be 0 or more") }
         guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions must be 1 to 100000") }
         guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 1 to 3600") }
@@ -129,8 +134,12 @@ struct JailDaemonCommand: ParsableCommand {
     }
 
     func configuration() throws(JailError) -> JailConfiguration {
-        var c = JailConfiguration(uid: uid ?? 0)
-        c.gid = gid
+        // Rootless, -u defaults to the one uid a user namespace can map.
+        var c = JailConfiguration(uid: uid ?? Rootless.insideIDs(mapRoot: mapRoot).uid)
+        c.rootless = Rootless.isRootless
+        c.mapRoot = mapRoot
+        // Rootless, the group is the one the user namespace maps, whatever the jail's passwd says.
+        c.gid = gid ?? (c.rootless ? Rootless.insideIDs(mapRoot: mapRoot).gid : nil)
         c.userName = userName
         c.root = root
         c.shell = shell

@@ -17,6 +17,19 @@ final class InvocationTests: XCTestCase {
         XCTAssertEqual(Invocation.socketLocation(environment: ["SOCKET": "/tmp/j", "JAIL_SOCKET": "/x.sock"], uid: 5, gid: 6).socketPath, "/x.sock")
     }
 
+    func testRootlessJailIsFoundWhenNoSystemJailRuns() {
+        let user = "/run/user/5/jail/jaild-5-6.sock"
+        let environment = ["XDG_RUNTIME_DIR": "/run/user/5"]
+        XCTAssertEqual(Invocation.socketLocation(environment: environment, uid: 5, gid: 6, exists: { $0 == user }).socketPath, user)
+        // A system jail for the uid wins; without either, the system path is the one named in errors.
+        XCTAssertEqual(Invocation.socketLocation(environment: environment, uid: 5, gid: 6, exists: { _ in true }).socketPath,
+                       "/run/jail/jaild-5-6.sock")
+        XCTAssertEqual(Invocation.socketLocation(environment: [:], uid: 5, gid: 6, exists: { _ in false }).socketPath,
+                       "/run/jail/jaild-5-6.sock")
+        XCTAssertEqual(Invocation.socketLocation(environment: [:], uid: 5, gid: 6, exists: { $0.hasPrefix("/tmp/jail-5/") }).socketPath,
+                       "/tmp/jail-5/jaild-5-6.sock")
+    }
+
     func testOfferedEnvironment() {
         let env = ["TERM": "xterm", "LC_CTYPE": "C", "SECRET": "x", "SSH_CLIENT": "1 2 3"]
         XCTAssertEqual(Invocation.offeredEnvironment(env), ["LC_CTYPE=C", "SSH_CLIENT=1 2 3", "TERM=xterm"])

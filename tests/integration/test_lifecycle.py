@@ -190,11 +190,13 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, rootfs_a, tmp_path):
     assert mounts_under(root) == []
 
 
-def test_not_root_is_refused(rootfs_a):
+def test_not_root_gets_a_rootless_jail_of_its_own_uid_only(rootfs_a):
+    # Rootless jails map only the user's own uid; another's needs root (test_rootless.py has the rest).
     result = subprocess.run([JAILD, "-u", str(UID_A), "-r", str(rootfs_a)], capture_output=True, text=True,
-                            preexec_fn=as_user(UID_A), timeout=30)
+                            preexec_fn=as_user(UID_B), timeout=30)
     assert result.returncode == 1
-    assert result.stderr == "jaild: jaild must run as root (rootless jails are not supported yet)\n"
+    assert result.stderr == (f"jaild: uid {UID_A} inside needs root: a rootless jail maps only your own uid "
+                             f"({UID_B}, or 0 with --map-root)\n")
 
 
 def test_client_without_jail_says_so():

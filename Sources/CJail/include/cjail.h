@@ -125,6 +125,7 @@ struct cj_spawn_request {
     const struct cj_rlimit *rlimits;
     int nrlimits;
     uint64_t ambient_caps;   /* bit N: capability N stays with the user as an ambient cap */
+    int skip_setgroups;      /* rootless: setgroups is denied in the user namespace */
 };
 
 struct cj_rlimit {
