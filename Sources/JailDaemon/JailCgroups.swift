@@ -15,6 +15,10 @@ struct JailCgroups {
     /// `…/jail/NAME` in each hierarchy used.
     let directories: [String]
     let unifiedDirectory: String?
+    /// The `…/jail/NAME` directories whose `programs` leaf holds the programs: those with a
+    /// limit. Moving a process between cgroups costs an RCU grace period (milliseconds per
+    /// session), so where there is no limit to enforce the programs stay in `init`'s cgroup.
+    let programDirectories: [String]
 
     static let leaves = ["init", "programs"]
 
@@ -43,6 +47,7 @@ struct JailCgroups {
         if let unified = mounts.unified { hierarchies.append((unified, v2, true)) }
         for mount in Set(v1.values).sorted() { hierarchies.append((mount, v1.filter { $0.value == mount }.map(\.key), false)) }
         var created: [String] = []
+        var limited: [String] = []
         do throws(JailError) {
             for h in hierarchies {
                 let directory = "\(h.root)/jail/\(name)"
@@ -58,13 +63,14 @@ struct JailCgroups {
                 }
                 for leaf in leaves { try makeDirectory("\(directory)/\(leaf)") }
                 try limits.apply(to: "\(directory)/programs", unified: h.unified, controllers: h.controllers)
+                if !h.controllers.isEmpty { limited.append(directory) }
             }
         } catch {
-            JailCgroups(name: name, directories: created, unifiedDirectory: nil).remove()
+            JailCgroups(name: name, directories: created, unifiedDirectory: nil, programDirectories: []).remove()
             throw error
         }
         return JailCgroups(name: name, directories: created,
-                           unifiedDirectory: mounts.unified.map { "\($0)/jail/\(name)" })
+                           unifiedDirectory: mounts.unified.map { "\($0)/jail/\(name)" }, programDirectories: limited)
     }
 
     /// Moves init (and so the helpers it will fork) into `init` of every hierarchy.
@@ -72,11 +78,11 @@ struct JailCgroups {
         for directory in directories { try Self.write("\(pid)", to: "\(directory)/init/cgroup.procs") }
     }
 
-    /// Write-only descriptors of each `programs/cgroup.procs`: the spawn path writes "0" to
+    /// Write-only descriptors of each limited `programs/cgroup.procs`: the spawn path writes "0" to
     /// them, from inside the jail, where the cgroup file systems are not mounted.
     func openProgramProcs() throws(JailError) -> [Int32] {
         var fds: [Int32] = []
-        for directory in directories {
+        for directory in programDirectories {
             let fd = open("\(directory)/programs/cgroup.procs", O_WRONLY | O_CLOEXEC)
             if fd < 0 {
                 for f in fds { close(f) }

@@ -14,7 +14,8 @@ public enum PortFilter {
         guard let unified = cgroups?.unifiedDirectory else {
             throw .startFailed("--ports needs cgroup v2, which is not mounted on this host (mount -t cgroup2 none /sys/fs/cgroup)")
         }
-        let directory = "\(unified)/programs"
+        // The jail's whole cgroup: its programs live in `programs` or, without limits, in `init`.
+        let directory = unified
         let ranges = ports.ranges.map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
         var step: Int32 = 0
         let rc = ranges.withUnsafeBufferPointer { cj_ports_attach(directory, $0.baseAddress, Int32($0.count), &step) }
@@ -30,8 +31,8 @@ public enum PortFilter {
 
     static func detach(from cgroups: JailCgroups?) {
         guard let unified = cgroups?.unifiedDirectory else { return }
-        if cj_ports_detach("\(unified)/programs") != 0 {
-            log.warning("cannot detach the port filter from \(unified)/programs: \(String(cString: strerror(errno)))")
+        if cj_ports_detach(unified) != 0 {
+            log.warning("cannot detach the port filter from \(unified): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -145,12 +145,13 @@ def test_pids_limit_contains_a_fork_bomb(foreground):
     assert jail.run("echo served").stdout == b"served\n"
 
 
-def jail_processes(jail):
+def jail_processes(jail, controller="pids"):
+    """Processes in the jail's limited program cgroup of a v1 controller (this host's limits)."""
     out = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                if "jail-61000-61000/programs" in (cgroup_of(int(pid), "") or ""):
+                if "jail-61000-61000/programs" in (cgroup_of(int(pid), controller) or ""):
                     out.append(int(pid))
             except (FileNotFoundError, ProcessLookupError):
                 pass
@@ -177,7 +178,7 @@ def test_cpus_and_rlimits_are_applied(foreground):
                                env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A))
     try:
         assert session.stdout.readline() == b"ready\n"
-        program = jail_processes(jail)[0]
+        program = jail_processes(jail, "cpu")[0]
         cpu_dir = pathlib.Path("/sys/fs/cgroup/cpu") / cgroup_of(program, "cpu").lstrip("/")
         assert int((cpu_dir / "cpu.cfs_quota_us").read_text()) == 50000
         assert int((cpu_dir / "cpu.cfs_period_us").read_text()) == 100000

@@ -49,7 +49,7 @@ def test_only_listed_ports_bind_for_every_uid(rootfs_sec):
                 assert outcome(jail, "bind", family, str(mine), root=root) == "ok", (family, root)
                 assert outcome(jail, "bind", family, str(other), root=root) == "EPERM", (family, root)
                 assert outcome(jail, "bind", family, "0", root=root) == "ok", (family, root)  # ephemeral
-        cgroup = f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}/programs"
+        cgroup = f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}"
         assert bpf_programs(cgroup) == [("cgroup_inet4_bind", "jail_ports4"), ("cgroup_inet6_bind", "jail_ports6")]
         state = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True).stdout)
         assert [j["ports"] for j in state if j["socket"] == jail.socket] == [f"tcp:{mine},udp:{mine}"]
