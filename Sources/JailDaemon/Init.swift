@@ -96,7 +96,8 @@ struct Init {
             programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
                                               resourceLimits: configuration.resourceLimits,
                                               ambientCapabilities: Capability.mask(configuration.capabilities),
-                                              supplementaryGroups: !configuration.rootless)
+                                              supplementaryGroups: !configuration.rootless,
+                                              resetOOMScore: Init.oomScoreAdjusted())
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
@@ -105,6 +106,7 @@ struct Init {
             try? ready.writeFully(Array("R".utf8))
             ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
+            SessionRehearsal.run(configuration: configuration)
             initProcess.serve()
         } catch {
             try? ready.writeFully(Array(("E" + "\(error)").utf8))
@@ -114,12 +116,13 @@ struct Init {
 
     mutating func serve() -> Never {
         var poller = Poller()
+        var idlePages = IdlePages()
         while true {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
             let timeout: Int32 = stopping ? Int32(max(0, stopDeadline - monotonicMilliseconds())) : -1
-            _ = try? poller.wait(timeout: timeout)
+            idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
             if stopping && monotonicMilliseconds() >= stopDeadline {
@@ -182,6 +185,13 @@ struct Init {
                 beginStop()
             }
         }
+    }
+
+    /// Whether the supervisor took init out of the OOM killer's reach (oom_score_adj not 0);
+    /// only then must each program set its own back, one /proc write per session.
+    static func oomScoreAdjusted() -> Bool {
+        guard let text = try? readFile("/proc/self/oom_score_adj") else { return true }
+        return Int(String(decoding: text, as: UTF8.self)[...].trimmingCharacters()) != 0
     }
 
     func hasChildren() -> Bool {

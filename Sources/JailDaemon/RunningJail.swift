@@ -36,6 +36,7 @@ struct RunningJail {
     /// Returns jaild's exit code: 0 after a requested stop, 1 if init died on its own.
     mutating func superviseUntilStopped() -> Int32 {
         var poller = Poller()
+        var idlePages = IdlePages()
         var logOpen = true
         var bootOpen = true
         while true {
@@ -45,7 +46,7 @@ struct RunningJail {
             let bootIndex = bootOpen ? poller.add(bootOutput.rawValue, read: true) : -1
             var timeout: Int32 = -1
             if stopRequested { timeout = Int32(max(0, killDeadline - monotonicMilliseconds())) }
-            _ = try? poller.wait(timeout: timeout)
+            idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
             if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
             if poller.readable(signalIndex), let pending = try? signals.drain() {

@@ -13,6 +13,8 @@ struct ProgramSettings {
     var ambientCapabilities: UInt64 = 0
     /// Rootless jails cannot call setgroups (the kernel denies it to a user's namespace).
     var supplementaryGroups = true
+    /// init was taken out of the OOM killer's reach; its programs must not inherit that.
+    var resetOOMScore = true
 }
 
 nonisolated(unsafe) var programSettings = ProgramSettings()
@@ -83,7 +85,7 @@ func spawn(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
                     limits.withUnsafeBufferPointer { rlimits in
                         c.cgroup_procs = procs.baseAddress
                         c.ncgroup_procs = Int32(procs.count)
-                        c.reset_oom_score = 1
+                        c.reset_oom_score = settings.resetOOMScore ? 1 : 0
                         c.rlimits = rlimits.baseAddress
                         c.nrlimits = Int32(rlimits.count)
                         c.ambient_caps = settings.ambientCapabilities

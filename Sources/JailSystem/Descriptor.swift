@@ -8,16 +8,16 @@ import Glibc
 /// Small helpers on file descriptors that swift-system does not have.
 extension FileDescriptor {
     /// Reads up to `count` bytes; an empty array is end of file. EAGAIN gives nil.
+    /// The buffer is not cleared first: only what read(2) wrote is ever part of the array.
     public func readChunk(max count: Int) throws(SystemError) -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: count)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress, count) }
-        if n < 0 {
-            let error = Glibc.errno
-            if error == EAGAIN { return nil }
-            if error == EINTR { return nil }
-            throw SystemError("read", errno: Errno(rawValue: error))
+        var error: Int32 = 0
+        let buffer = [UInt8](unsafeUninitializedCapacity: count) { data, initialized in
+            let n = Glibc.read(rawValue, data.baseAddress, count)
+            if n < 0 { error = Glibc.errno }
+            initialized = max(n, 0)
         }
-        buffer.removeSubrange(n...)
+        if error == EAGAIN || error == EINTR { return nil }
+        if error != 0 { throw SystemError("read", errno: Errno(rawValue: error)) }
         return buffer
     }
 

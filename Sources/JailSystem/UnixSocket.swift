@@ -61,19 +61,19 @@ public enum UnixSocket {
     public static func receive(
         _ socket: FileDescriptor, max count: Int, maxDescriptors: Int
     ) throws(SystemError) -> (bytes: [UInt8], fds: [Int32])? {
-        var buffer = [UInt8](repeating: 0, count: count)
         var fds = [Int32](repeating: -1, count: max(maxDescriptors, 1))
         var received: Int32 = 0
-        let n = buffer.withUnsafeMutableBytes { data in
-            fds.withUnsafeMutableBufferPointer {
+        var error: Int32 = 0
+        // Not cleared first: only what recvmsg wrote is ever part of the array.
+        let buffer = [UInt8](unsafeUninitializedCapacity: count) { data, initialized in
+            let n = fds.withUnsafeMutableBufferPointer {
                 cj_recv_with_fds(socket.rawValue, data.baseAddress, count, $0.baseAddress, Int32(maxDescriptors), &received)
             }
+            if n < 0 { error = Glibc.errno }
+            initialized = max(n, 0)
         }
-        if n < 0 {
-            if Glibc.errno == EAGAIN { return nil }
-            throw SystemError.last("recvmsg")
-        }
-        buffer.removeSubrange(n...)
+        if error == EAGAIN { return nil }
+        if error != 0 { throw SystemError("recvmsg", errno: Errno(rawValue: error)) }
         return (buffer, Array(fds.prefix(Int(received))))
     }
 }

@@ -30,6 +30,9 @@ pid_t cj_clone(unsigned long flags);
 int cj_pivot_root(const char *new_root, const char *put_old);
 int cj_set_parent_death_signal(int signo);
 int cj_set_dumpable(int dumpable);
+/* Unmaps the program's pages that are still the file's (code, unwritten data): they fault
+ * back in from the page cache when used. */
+void cj_release_file_pages(void);
 /* Marks every fd >= first close-on-exec (close_range with CLOSE_RANGE_CLOEXEC). */
 int cj_cloexec_from(unsigned int first);
 /* Closes every fd >= first except those listed. */
