@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 
+import pexpect
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -249,6 +250,15 @@ def host_accounts(installed_jail, public_tmp):
     finally:
         for account in accounts.values():
             account.delete()
+
+
+def leave_shell(child, code):
+    """Types `exit CODE` into an interactive session (a pexpect child) and returns the
+    client's exit status once it has ended."""
+    child.sendline(f"exit {code}")
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
 
 
 def resize_reaches_the_foreground_job(child, rows, cols, shell="sh"):

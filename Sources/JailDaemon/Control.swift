@@ -134,7 +134,7 @@ extension String {
 
 func children(of pid: Int32) -> [Int32] {
     let text = (try? readText("/proc/\(pid)/task/\(pid)/children")) ?? ""
-    return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters()) }
+    return text.split(separator: " ").compactMap { Int32($0.trimmingWhitespace()) }
 }
 
 func descendants(of pid: Int32) -> [Int32] {
@@ -149,12 +149,4 @@ func residentBytes(of pid: Int32) -> UInt64 {
     let status = (try? readText("/proc/\(pid)/status")) ?? ""
     guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
     return (UInt64(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
-}
-
-extension Substring {
-    func trimmingCharacters() -> Substring {
-        var s = self
-        while let c = s.last, c == "\n" || c == " " { s.removeLast() }
-        return s
-    }
 }

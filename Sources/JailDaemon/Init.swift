@@ -190,8 +190,7 @@ struct Init {
     /// Whether the supervisor took init out of the OOM killer's reach (oom_score_adj not 0);
     /// only then must each program set its own back, one /proc write per session.
     static func oomScoreAdjusted() -> Bool {
-        guard let text = try? readFile("/proc/self/oom_score_adj") else { return true }
-        return Int(String(decoding: text, as: UTF8.self)[...].trimmingCharacters()) != 0
+        readNumber("/proc/self/oom_score_adj") != 0
     }
 
     func hasChildren() -> Bool {

@@ -49,9 +49,4 @@ public enum Rootless {
                 + "kernel.apparmor_restrict_unprivileged_userns is 1 (allow jaild in an AppArmor profile, or run it as root)")
         }
     }
-
-    static func readNumber(_ path: String) -> Int? {
-        guard let text = try? readText(path) else { return nil }
-        return Int(text[...].trimmingCharacters())
-    }
 }

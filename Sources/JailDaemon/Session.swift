@@ -19,17 +19,7 @@ struct Session {
 
     /// Resolves the account from the jail's own files, prepares stdio and spawns the program.
     static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration) throws(SessionError) -> Session {
-        let account: Account
-        var ttyGroup: UInt32?
-        do {
-            let passwd = String(decoding: try readFile("/etc/passwd"), as: UTF8.self)
-            let group = String(decoding: (try? readFile("/etc/group")) ?? [], as: UTF8.self)
-            account = try Account.resolve(configuration, passwd: passwd, group: group)
-            // Rootless, the jail's tty group is not mapped: the slave goes to the user's group.
-            ttyGroup = configuration.rootless ? nil : GroupEntry.parseAll(group).first { $0.name == "tty" }?.gid
-        } catch {
-            throw .refused("cannot resolve the jail user: \(error)")
-        }
+        let (account, ttyGroup) = try resolveAccount(configuration)
 
         switch hello.mode {
         case .terminal(let modes, let size):
@@ -90,6 +80,21 @@ struct Session {
             do { pid = try spawn(request) } catch { throw .refused(error.description) }
             cj_set_proctitle("jaild: [\(pid)] stdio")
             return Session(pid: pid, pty: nil, input: session.input, outputs: session.outputs)
+        }
+    }
+
+    /// The jail user from the jail's own files, read for each session (they may change), and
+    /// the group that owns its pty.
+    static func resolveAccount(_ configuration: JailConfiguration) throws(SessionError) -> (Account, ttyGroup: UInt32?) {
+        do {
+            let passwd = String(decoding: try readFile("/etc/passwd"), as: UTF8.self)
+            let group = String(decoding: (try? readFile("/etc/group")) ?? [], as: UTF8.self)
+            let account = try Account.resolve(configuration, passwd: passwd, group: group)
+            // Rootless, the jail's tty group is not mapped: the slave goes to the user's group.
+            let ttyGroup = configuration.rootless ? nil : GroupEntry.parseAll(group).first { $0.name == "tty" }?.gid
+            return (account, ttyGroup)
+        } catch {
+            throw .refused("cannot resolve the jail user: \(error)")
         }
     }
 

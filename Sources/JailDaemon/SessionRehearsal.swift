@@ -33,10 +33,7 @@ enum SessionRehearsal {
         channel.send(.exit(code: 0))
         channel.send(.error("rehearsal"))
 
-        let passwd = String(decoding: (try? readFile("/etc/passwd")) ?? [], as: UTF8.self)
-        let group = String(decoding: (try? readFile("/etc/group")) ?? [], as: UTF8.self)
-        guard let account = try? Account.resolve(configuration, passwd: passwd, group: group) else { return }
-        _ = GroupEntry.parseAll(group).first { $0.name == "tty" }
+        guard let (account, _) = try? Session.resolveAccount(configuration) else { return }
         for case .hello(let hello) in messages {
             let command = SessionCommand(account: account, hello: hello, terminal: "/dev/pts/0")
             let argv = CStringArray(command.arguments)

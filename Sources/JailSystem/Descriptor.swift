@@ -83,11 +83,18 @@ public func threadCount() -> Int {
     return -1
 }
 
+/// A file that holds one integer, such as /proc/sys/user/max_user_namespaces; nil if it
+/// cannot be read or is not a number.
+public func readNumber(_ path: String) -> Int? {
+    guard let bytes = try? readFile(path) else { return nil }
+    return Int(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
+}
+
 extension Substring {
-    func trimmingWhitespace() -> Substring {
+    public func trimmingWhitespace() -> Substring {
         var s = self
-        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
-        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        while let c = s.first, c == " " || c == "\t" || c == "\n" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" || c == "\n" { s = s.dropLast() }
         return s
     }
 }

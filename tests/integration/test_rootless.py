@@ -9,7 +9,7 @@ import tempfile
 import pexpect
 import pytest
 
-from conftest import REPO, HostAccount, as_user, pid_alive, sha256, wait_for
+from conftest import REPO, HostAccount, as_user, leave_shell, pid_alive, sha256, wait_for
 
 RL_UID = 62600
 PROMPT = r"work@[^:]*:~\$ "
@@ -84,11 +84,9 @@ def test_pty_session(jail):
         child.expect("33 99")
         child.expect(r"/dev/pts/\d+")
         child.expect(PROMPT)
-        child.sendline("exit 5")
-        child.expect(pexpect.EOF)
+        assert leave_shell(child, 5) == 5
     finally:
         child.close()
-    assert child.exitstatus == 5
 
 
 def test_map_root(user):

@@ -14,7 +14,8 @@ import time
 import pexpect
 import pytest
 
-from conftest import REPO, UID_A, HostAccount, Jail, resize_reaches_the_foreground_job, wait_for
+from conftest import (REPO, UID_A, HostAccount, Jail, leave_shell, resize_reaches_the_foreground_job,
+                      wait_for)
 
 CACHE = pathlib.Path(os.environ.get("JAIL_TEST_CACHE", "/var/tmp/jail-test-cache"))
 PLAIN_UID = 61010
@@ -154,11 +155,9 @@ def test_interactive_ssh_lands_in_the_jail(world):
         # The resize reaches the foreground job inside the jail.
         resize_reaches_the_foreground_job(child, 40, 120, shell="bash")
         child.expect(PROMPT)
-        child.sendline("exit 5")
-        child.expect(pexpect.EOF)
+        assert leave_shell(child, 5) == 5
     finally:
         child.close()
-    assert child.exitstatus == 5
 
 
 def test_ssh_command_status_streams_and_stdin(world, tmp_path):
@@ -309,8 +308,6 @@ def test_su_behaves_as_ssh_does(world):
         child.sendline("ps -o pid=,args= -p 1")
         child.expect(r"\s1 jaild: init \[61000:61000\]")
         child.expect(PROMPT)
-        child.sendline("exit 9")
-        child.expect(pexpect.EOF)
+        assert leave_shell(child, 9) == 9
     finally:
         child.close()
-    assert child.exitstatus == 9

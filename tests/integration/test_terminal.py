@@ -6,7 +6,7 @@ import termios
 
 import pexpect
 
-from conftest import JAIL, UID_A, descendants, resize_reaches_the_foreground_job, wait_for
+from conftest import JAIL, UID_A, descendants, leave_shell, resize_reaches_the_foreground_job, wait_for
 
 PROMPT = r"work@[^:]*:~\$ "
 
@@ -43,11 +43,9 @@ def test_interactive_shell_on_the_jails_pty(jail_a):
         child.expect(r"SSH_TTY=(\S+)\r\n")
         assert child.match.group(1) == pts  # rewritten to the jail's own pty
         child.expect(PROMPT)
-        child.sendline("exit 5")
-        child.expect(pexpect.EOF)
+        assert leave_shell(child, 5) == 5
     finally:
         child.close()
-    assert child.exitstatus == 5
 
 
 def test_window_size_and_sigwinch(jail_a):
@@ -84,11 +82,9 @@ def test_ctrl_c_interrupts_only_the_foreground_job(jail_a):
         wait_for(lambda: in_foreground(jail_a, b"sleep\x00200"), 10, "sleep 200 in the foreground")
         child.sendcontrol("c")
         child.expect(PROMPT)
-        child.sendline("exit 0")
-        child.expect(pexpect.EOF)
+        assert leave_shell(child, 0) == 0
     finally:
         child.close()
-    assert child.exitstatus == 0
     assert b"sleep" not in jail_a.run("ps -o args").stdout
 
 

@@ -4,7 +4,7 @@ import subprocess
 
 import pexpect
 
-from conftest import UID_A, UID_B, Jail
+from conftest import UID_A, UID_B, Jail, leave_shell
 
 PROMPT = r"work@[^:]*:~\$ "
 
@@ -25,11 +25,9 @@ def test_su_lands_each_account_in_its_own_jail(rootfs_a, rootfs_b, host_accounts
                 assert child.match.groups() == (str(jail.uid), str(jail.uid))
                 child.expect(PROMPT)
                 seen[name] = child.before
-                child.sendline("exit 6")
-                child.expect(pexpect.EOF)
+                assert leave_shell(child, 6) == 6
             finally:
                 child.close()
-            assert child.exitstatus == 6
         # Each jail sees its own processes only: its `sleep 77`, the other jail's not at all.
         for jail in (centos, debian):
             assert jail.run("ps -o args | grep -c '^sleep 77'; true").stdout == b"1\n"
