@@ -1,5 +1,5 @@
 """Hardening (issue 5): every test tries the attack for real, mostly as root inside the jail
-(through /bin/rootprobe, a setuid-root copy of tests/probe/jailprobe.c, as a tenant with a
+(through /bin/rootprobe, a setuid-root copy of integration/probe/jailprobe.c, as a tenant with a
 setuid binary or a weak root password would), and checks that it fails."""
 import os
 import random

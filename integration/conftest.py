@@ -274,12 +274,12 @@ def resize_reaches_the_foreground_job(child, rows, cols, shell="sh"):
     child.expect(f"{rows} {cols}")
 
 
-# ---- the attack probe (tests/probe/jailprobe.c) --------------------------------------------
+# ---- the attack probe (integration/probe/jailprobe.c) --------------------------------------------
 
 @pytest.fixture(scope="session")
 def probe_binary(tmp_path_factory):
     out = tmp_path_factory.mktemp("probe") / "jailprobe"
-    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(out), str(REPO / "tests" / "probe" / "jailprobe.c")],
+    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(out), str(REPO / "integration" / "probe" / "jailprobe.c")],
                    check=True)
     return out
 

@@ -149,10 +149,10 @@ def test_runtime_dir_and_an_unsafe_socket_directory(user, public_tmp):
 def test_disabled_user_namespaces_are_named(user, tmp_path):
     """user.max_user_namespaces = 0, set in a user namespace of the test's own (the host's value
     needs CAP_SYS_RESOURCE, which this machine's root lacks, and would affect the whole host):
-    tests/probe/userns-limit.c. The host's value is checked unchanged afterwards."""
+    integration/probe/userns-limit.c. The host's value is checked unchanged afterwards."""
     host_value = open("/proc/sys/user/max_user_namespaces").read()
     helper = tmp_path / "userns-limit"
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(helper), str(REPO / "tests" / "probe" / "userns-limit.c")],
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(helper), str(REPO / "integration" / "probe" / "userns-limit.c")],
                    check=True)
     result = subprocess.run([str(helper), str(RL_UID), str(RL_UID), "0", user["jaild"], "-r", str(user["root"])],
                             capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
