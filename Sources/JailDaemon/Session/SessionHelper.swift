@@ -51,8 +51,9 @@ struct SessionHelper {
             refuse(error.description)
         }
         for fd in passed { close(fd) }
-        var relay = Relay(session: session, channel: channel, signals: signals, early: early)
-        relay.run()
+        var relay = session.relay(channel: channel, signals: signals, early: early)
+        if relay.run() == .clientGone { session.hangUp() }
+        _exit(0)
     }
 
     /// Reads frames until the hello is complete, with the handshake deadline. The client's
