@@ -18,6 +18,8 @@ struct InitChannels {
     let bootOutput: FileDescriptor
     /// `programs/cgroup.procs` of each hierarchy, for the spawn path.
     let programCgroups: [Int32]
+    /// `sessions/cgroup.procs` of each hierarchy with a helpers' memory limit.
+    var sessionCgroups: [Int32] = []
 }
 
 /// PID 1 of the jail: "jaild: init [UID:GID]".
@@ -40,6 +42,8 @@ struct Init {
     var killedPrograms = false
     /// Boot commands still running: pid → the command, to log how each ended.
     var bootCommands: [pid_t: String] = [:]
+    /// Each new helper joins these (`InitChannels.sessionCgroups`).
+    var sessionCgroups: [Int32] = []
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -49,7 +53,7 @@ struct Init {
         // Nothing of the supervisor's stays open here: its pid file lock, its signalfd and the
         // lifeline's write end (else the check below could never see it close).
         let keep = [listener.rawValue, ready.rawValue, lifeline.rawValue, logPipe.rawValue, channels.bootOutput.rawValue]
-            + channels.programCgroups
+            + channels.programCgroups + channels.sessionCgroups
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // If the supervisor dies, so does the jail: nothing is left running unseen. The
         // lifeline closes the window between clone and prctl.
@@ -103,6 +107,7 @@ struct Init {
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
             }
             var initProcess = Init(configuration: configuration, account: account, listener: listener, signals: signals)
+            initProcess.sessionCgroups = channels.sessionCgroups
             try? ready.writeFully(Array("R".utf8))
             ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
@@ -153,6 +158,7 @@ struct Init {
             if pid == 0 {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
+                SessionCgroup.join(sessionCgroups)
                 SessionHelper.run(connection: connection, configuration: configuration)
             }
             if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
