@@ -8,7 +8,9 @@ import socket
 import stat
 import struct
 import subprocess
+import threading
 import time
+import tty
 
 import pytest
 
@@ -269,22 +271,61 @@ def limited_jail(rootfs_sec):
         yield running
 
 
-def test_helper_memory_is_bounded_when_the_client_stops_reading(limited_jail):
+def test_helper_memory_is_bounded_with_a_client_slower_than_the_program(limited_jail):
     jail = limited_jail
-    # A writer left behind after the program exits, and a client whose stdout (a terminal,
-    # relayed) nobody reads: the helper used to drain it into memory until EAGAIN.
+    # A terminal as stdout (relayed), read as fast as a pty goes, which is slower than the
+    # program writes: the client's queue is never empty. The helper used to keep everything
+    # it had sent (tens of MiB after two seconds, growing with the bytes relayed).
     master, slave = os.openpty()
-    proc = subprocess.Popen([JAIL, "-c", "head -c 2000000000 /dev/zero & exit 0"], stdin=subprocess.DEVNULL,
-                            stdout=slave, stderr=subprocess.DEVNULL, env={"JAIL_SOCKET": jail.socket},
-                            preexec_fn=as_user(UID_A))
+    tty.setraw(slave)
+    proc = subprocess.Popen([JAIL, "-c", "head -c 3000000000 /dev/zero"], stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=subprocess.DEVNULL, env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A))
     os.close(slave)
+    received = [0]
+
+    def drain():
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            received[0] += len(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     try:
         helper = wait_for(lambda: helper_pids(jail), 10, "the session helper")[0]
         # In the sessions cgroup, whose limit is max(32 MiB, --memory / 4).
         cgroup, limit = memory_cgroup(helper)
         assert cgroup.endswith("/sessions"), cgroup
         assert limit == 32 * MiB
-        assert max_rss_over(helper, 1.5) < 16 * 1024
+        assert max_rss_over(helper, 2.0) < 16 * 1024
+        assert received[0] > 16 * MiB, "the relay must keep moving"
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+        reader.join(10)
+    wait_for(lambda: not helper_pids(jail), 10, "the helper to end with its client")
+
+
+def test_helper_memory_is_bounded_when_the_client_stops_reading(limited_jail):
+    jail = limited_jail
+    # A writer left behind after the program exits, and a client whose stdout (a terminal,
+    # relayed) nobody reads: the helper used to drain it into memory until EAGAIN. The sleep
+    # lets the writer fill the relay first, so the client is stuck when the program exits.
+    master, slave = os.openpty()
+    proc = subprocess.Popen([JAIL, "-c", "/bin/jailprobe fd-flood 1 & /bin/jailprobe fd-flood 1 & sleep 1; exit 0"],
+                            stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=subprocess.DEVNULL, env={"JAIL_SOCKET": jail.socket},
+                            preexec_fn=as_user(UID_A))
+    os.close(slave)
+    try:
+        helper = wait_for(lambda: helper_pids(jail), 10, "the session helper")[0]
+        assert max_rss_over(helper, 2.0) < 16 * 1024
+        assert proc.poll() is None, "the client cannot have finished: nobody reads its stdout"
     finally:
         proc.kill()
         proc.wait()
@@ -300,7 +341,6 @@ def test_relayed_output_resumes_exactly_after_a_stall(limited_jail):
                             stderr=subprocess.DEVNULL, env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A))
     inside.close()
     try:
-        import threading
         feeder = threading.Thread(target=lambda: (proc.stdin.write(payload), proc.stdin.close()))
         feeder.start()
         helper = wait_for(lambda: helper_pids(jail), 10, "the session helper")[0]

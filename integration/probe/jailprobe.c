@@ -76,7 +76,7 @@ static long chroot_escape(void) {
 
 /* The stdio descriptors a session got (issue 22 item 1): what they are, and whether root
  * inside can change the object behind them. fd-kind N, fd-same N PATH, fd-fchmod N MODE,
- * fd-fchown N UID, fd-reopen-write N (through /proc/self/fd/N). */
+ * fd-fchown N UID, fd-reopen-write N (through /proc/self/fd/N), fd-flood N (writes forever). */
 static int fd_probe(const char *t, int argc, char **argv) {
     int fd = argc > 2 ? atoi(argv[2]) : 0;
     struct stat st;
@@ -109,6 +109,14 @@ static int fd_probe(const char *t, int argc, char **argv) {
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
         int w = open(path, O_WRONLY | O_NONBLOCK); /* a full pipe must not block the probe */
         return report(t, w < 0 ? w : write(w, "x", 1));
+    }
+    if (!strcmp(t, "fd-flood")) {
+        /* A writer that keeps a big pipe full (F_SETPIPE_SZ, 1 MiB): a relay that drains
+         * "until EAGAIN" never gets there. Writes zeros until the reader is gone. */
+        static char zeros[65536];
+        fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+        while (write(fd, zeros, sizeof zeros) > 0) {}
+        return 0;
     }
     fprintf(stderr, "jailprobe: unknown test %s\n", t);
     return 2;
