@@ -20,10 +20,9 @@ public struct CgroupLimits: Equatable, Sendable {
     static let cpuPeriod = 100_000
 
     /// The session helpers' memory, together, beside the programs' `--memory`: a quarter of
-    /// it, at least 32 MiB. A helper's own buffers are bounded (about 1 MiB at most, see
-    /// JailIO/Relay.swift) and its code is shared with init, so this is room for well over a
-    /// hundred sessions with a full queue each; a jail cannot make its helpers hold the host's
-    /// memory outside every limit.
+    /// it, at least 32 MiB. A helper's buffers are bounded (at most about 2.5 MiB, see
+    /// JailIO/Relay.swift; an idle one charges a few hundred KiB here, its code is shared with
+    /// init), so a jail cannot make its helpers hold the host's memory outside every limit.
     var sessionMemory: UInt64? { memory.map { max(32 << 20, $0 / 4) } }
 
     /// The limits of the `sessions` cgroup: only memory (nil when there is no `--memory`).
