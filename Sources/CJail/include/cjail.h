@@ -33,8 +33,6 @@ int cj_set_dumpable(int dumpable);
 /* Unmaps the program's pages that are still the file's (code, unwritten data): they fault
  * back in from the page cache when used. */
 void cj_release_file_pages(void);
-/* Marks every fd >= first close-on-exec (close_range with CLOSE_RANGE_CLOEXEC). */
-int cj_cloexec_from(unsigned int first);
 /* Closes every fd >= first except those listed. */
 void cj_close_all_except(unsigned int first, const int *keep, int nkeep);
 int cj_set_cloexec(int fd);

@@ -53,18 +53,11 @@ extension Init {
 
     /// The pids of this PID namespace, from the jail's own /proc.
     func jailProcesses() -> [pid_t] {
-        guard let directory = opendir("/proc") else { return [] }
-        defer { closedir(directory) }
-        var pids: [pid_t] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let pid = pid_t(name) { pids.append(pid) }
-        }
-        return pids
+        listDirectory("/proc").compactMap { pid_t($0) }
     }
 
     /// Last resort when helpers do not finish in time: everything goes.
-    func finish() -> Never {
+    func killEverythingAndExit() -> Never {
         kill(-1, SIGKILL)
         while wait(nil) > 0 || errno == EINTR {}
         _exit(0)
