@@ -77,6 +77,8 @@ int cj_landlock_scope(void);
 int cj_unix_listen(const char *path, int backlog);
 /* socket+connect (CLOEXEC, blocking). */
 int cj_unix_connect(const char *path);
+/* The same for another socket type (SOCK_DGRAM: /dev/log). */
+int cj_unix_connect_type(const char *path, int type);
 /* accept4 with CLOEXEC and O_NONBLOCK (accept4 needs _GNU_SOURCE, which the header avoids). */
 int cj_accept(int listener);
 int cj_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);

@@ -27,7 +27,10 @@ extension Init {
         while let child = reapChild() {
             helpers.remove(child.pid)
             if let command = bootCommands.removeValue(forKey: child.pid) {
-                if child.code == 0 {
+                if stopping && (child.code == 128 + SIGTERM || child.code == 128 + SIGKILL) {
+                    // The stop ended it: that is how a service ends, not a failure.
+                    log.info("boot command '\(command)' stopped")
+                } else if child.code == 0 {
                     log.info("boot command '\(command)' exited with status 0")
                 } else {
                     log.error("boot command '\(command)' exited with status \(child.code)")
