@@ -181,6 +181,9 @@ struct JailDaemonCommand: ParsableCommand {
         do {
             let configuration = try configuration()
             let account = try Preflight.check(configuration)
+            if let warning = Preflight.hostNameWarning(configuration, account: account) {
+                JailLogHandler.emitToTerminal(warning)
+            }
             let socket = SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid).socketPath
             try PortFilter.checkOverlap(configuration, ownSocket: socket)
             let code = try Supervisor(configuration: configuration, account: account).run()
