@@ -148,10 +148,6 @@ struct JailDaemonCommand: ParsableCommand {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
         }
         guard (1...3600).contains(rcTimeout) else { throw ValidationError("--rc-timeout must be 1 to 3600") }
-        if rcRequired && rc == nil { throw ValidationError("--rc-required needs --rc") }
-        if (rc != nil || rcStop != nil) && Rootless.isRootless && !mapRoot {
-            throw ValidationError("--rc and --rc-stop run as root inside: a rootless jail needs --map-root for that")
-        }
     }
 
     func configuration() throws(JailError) -> JailConfiguration {
@@ -178,6 +174,11 @@ struct JailDaemonCommand: ParsableCommand {
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
+        // Checked here, not in validate(): a config file's lines are validated one by one.
+        if rcRequired && rc == nil { throw .usage("--rc-required needs --rc") }
+        if (rc != nil || rcStop != nil) && Rootless.isRootless && !mapRoot {
+            throw .usage("--rc and --rc-stop run as root inside: a rootless jail needs --map-root for that")
+        }
         c.rc = rc
         c.rcStop = rcStop
         c.rcTimeout = rcTimeout
