@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from conftest import JAILD, UID_A, UID_B, Jail, cached_debian_rootfs, descendants, mounts_under, pid_alive, wait_for
+from conftest import (JAILD, UID_A, UID_B, Jail, cached_debian_rootfs, children_of, descendants, mounts_under,
+                      pid_alive, wait_for)
 
 ADDRESS = "127.0.0.2"
 ISSUE = "Jail test Debian rootfs"
@@ -106,6 +107,10 @@ def listed(jail):
     return next(r for r in rows if r["socket"] == jail.socket)
 
 
+def has_userns(jail):
+    return open(f"/proc/{jail.init_pid}/uid_map").read().split()[:3] != ["0", "0", "4294967295"]
+
+
 def jail_cgroup_dirs(uid=UID_A):
     found = []
     for base in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
@@ -147,7 +152,12 @@ class ServicesJail:
         self.jail = Jail(self.root, UID_A, ["--ports", "tcp:22,tcp:25", "--rc", "/etc/rc.jail",
                                             "--rc-stop", "/etc/rc.jail.stop", "--stop-timeout", "10"])
         start = time.monotonic()
-        self.jail.start()
+        # As if an admin started it from a login session: jaild has a login uid (1000).
+        result = subprocess.run(self.jail.command(), capture_output=True, text=True, timeout=90,
+                                preexec_fn=lambda: open("/proc/self/loginuid", "w").write("1000"))
+        assert result.returncode == 0, result.stderr
+        self.jail.supervisor = int(open(self.jail.pidfile).read())
+        self.jail.init_pid = children_of(self.jail.supervisor)[0]
         # jaild has returned: the rc has finished, so sshd answers now, without waiting.
         first = banner()
         self.figures["start_to_sshd_ms"] = (time.monotonic() - start) * 1000
@@ -197,10 +207,14 @@ def test_ssh_login_through_the_jails_own_sshd_with_debians_pam(services):
     assert re.search(r"^session\s+required\s+pam_loginuid\.so", pam, re.M)
     assert re.search(r"^session\s+optional\s+pam_keyinit\.so", pam, re.M)
     assert not re.search(r"^UsePAM\s+no", inside(services.root, "/etc/ssh/sshd_config").read_text(), re.M)
-    result = services.ssh("id -un; cat /etc/issue; ps -o args= -p 1; ps -eo args=")
+    result = services.ssh("id -un; cat /etc/issue; ps -o args= -p 1; cat /proc/self/loginuid; echo; ps -eo args=")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     assert lines[:3] == ["work", ISSUE, f"jaild: init [{UID_A}:{UID_A}]"]
+    if not has_userns(services.jail):
+        # jaild's own login uid (1000) did not reach the rc's sshd: pam_loginuid set the user's.
+        # (In a user namespace pam_loginuid leaves it alone.)
+        assert lines[3] == str(UID_A)
     assert any(line.startswith("sshd: /usr/sbin/sshd -o ListenAddress=127.0.0.2:22") for line in lines[3:]), lines
     assert any(line.startswith("sshd: work") for line in lines[3:]), lines
     # A terminal session is in the jail's utmp (sshd writes it through PAM's session).
@@ -251,8 +265,7 @@ def test_the_daemons_host_uids(services):
         if name in ("sshd", "exim4", "cron", "syslogd"):
             daemons.setdefault(name, []).append(host_uid(pid))
     assert set(daemons) == {"sshd", "exim4", "cron", "syslogd"}, daemons
-    init_map = open(f"/proc/{services.jail.init_pid}/uid_map").read().split()
-    userns = init_map[:3] != ["0", "0", "4294967295"]
+    userns = has_userns(services.jail)
     # issue 15 records the jail's range in `jaild list --json`; the lead settles the field name.
     start = next((row[k] for k in ("userns_uid_start", "uid_range_start", "range_start") if k in row), None)
     for name in ("sshd", "cron"):

@@ -27,10 +27,42 @@ extension Init {
         let root = Self.rootAccount()
         let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if devNull >= 0 { close(devNull) } }
+        // A daemon that writes a lot must not stall the start while the supervisor, waiting
+        // for readiness, does not read its output yet.
+        _ = fcntl(output.rawValue, Self.setPipeSize, Self.outputPipeSize)
         let hello = Hello(mode: .stdio(passed: []), login: false, arguments: ["-c", command], environment: [])
         let request = SpawnRequest(command: SessionCommand(account: root, hello: hello, terminal: nil), account: root,
                                    stdio: [devNull, output.rawValue, output.rawValue], controllingTerminal: false)
-        return try spawn(request)
+        return try Self.withoutLoginUID { () throws(SpawnError) in try spawn(request) }
+    }
+
+    static let outputPipeSize: Int32 = 1 << 20
+    /// F_SETPIPE_SZ (F_LINUX_SPECIFIC_BASE + 7), which Glibc's Swift module does not export.
+    static let setPipeSize: Int32 = 1031
+
+    static let unsetLoginUID = "4294967295"
+
+    /// Runs `body` (a spawn) with init's login uid unset, so the program starts as a system
+    /// service does under systemd: with no login uid, which sshd's and cron's pam_loginuid
+    /// then set to each login's user. jaild started from a login session carries its admin's
+    /// login uid, which root inside (no CAP_AUDIT_CONTROL) cannot replace: Debian's sshd,
+    /// whose pam_loginuid is "required", would refuse every login. init's own is put back.
+    /// In a user namespace both writes fail and nothing changes: pam_loginuid ignores the
+    /// login uid there.
+    static func withoutLoginUID<T>(_ body: () throws(SpawnError) -> T) throws(SpawnError) -> T {
+        let path = "/proc/self/loginuid"
+        let current = ((try? readText(path)) ?? unsetLoginUID)[...].trimmingWhitespace()
+        guard current != unsetLoginUID else { return try body() }
+        let written = writeLoginUID(unsetLoginUID)
+        defer { if written { _ = writeLoginUID(String(current)) } }
+        return try body()
+    }
+
+    static func writeLoginUID(_ value: String) -> Bool {
+        let fd = open("/proc/self/loginuid", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return value.withCString { write(fd, $0, strlen($0)) } == value.utf8.count
     }
 
     /// Runs `--rc` and waits for it (at most `--rc-timeout` seconds) before init reports
