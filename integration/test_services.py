@@ -95,6 +95,11 @@ def host_uid(pid):
         return int(next(line for line in f if line.startswith("Uid:")).split()[1])
 
 
+def status_fields(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
 def comm(pid):
     try:
         return open(f"/proc/{pid}/comm").read().strip()
@@ -145,11 +150,15 @@ class ServicesJail:
         shutil.copy(str(self.key) + ".pub", ssh_dir / "authorized_keys")
         for path in (ssh_dir, ssh_dir / "authorized_keys"):
             os.chown(path, UID_A, UID_A)
+        # A supplementary group of the jail's own: sshd's initgroups must give it to the login.
+        group = inside(self.root, "/etc/group")
+        group.write_text(group.read_text().replace("\nusers:x:100:\n", "\nusers:x:100:work\n"))
         return self
 
     def start(self):
         assert listeners(22) == "" and listeners(25) == "", "something already listens on 127.0.0.2:22/25"
-        self.jail = Jail(self.root, UID_A, ["--ports", "tcp:22,tcp:25", "--rc", "/etc/rc.jail",
+        # A limit, so the jail's programs have a cgroup of their own (without one they share init's).
+        self.jail = Jail(self.root, UID_A, ["--ports", "tcp:22,tcp:25", "--pids", "1024", "--rc", "/etc/rc.jail",
                                             "--rc-stop", "/etc/rc.jail.stop", "--stop-timeout", "10"])
         start = time.monotonic()
         # As if an admin started it from a login session: jaild has a login uid (1000).
@@ -207,7 +216,8 @@ def test_ssh_login_through_the_jails_own_sshd_with_debians_pam(services):
     assert re.search(r"^session\s+required\s+pam_loginuid\.so", pam, re.M)
     assert re.search(r"^session\s+optional\s+pam_keyinit\.so", pam, re.M)
     assert not re.search(r"^UsePAM\s+no", inside(services.root, "/etc/ssh/sshd_config").read_text(), re.M)
-    result = services.ssh("id -un; cat /etc/issue; ps -o args= -p 1; cat /proc/self/loginuid; echo; ps -eo args=")
+    result = services.ssh("id -un; cat /etc/issue; ps -o args= -p 1; cat /proc/self/loginuid; echo; id -G; "
+                          "ps -eo args=")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     assert lines[:3] == ["work", ISSUE, f"jaild: init [{UID_A}:{UID_A}]"]
@@ -215,6 +225,7 @@ def test_ssh_login_through_the_jails_own_sshd_with_debians_pam(services):
         # jaild's own login uid (1000) did not reach the rc's sshd: pam_loginuid set the user's.
         # (In a user namespace pam_loginuid leaves it alone.)
         assert lines[3] == str(UID_A)
+    assert lines[4].split() == [str(UID_A), "100"]  # setgroups/initgroups by the jail's sshd
     assert any(line.startswith("sshd: /usr/sbin/sshd -o ListenAddress=127.0.0.2:22") for line in lines[3:]), lines
     assert any(line.startswith("sshd: work") for line in lines[3:]), lines
     # A terminal session is in the jail's utmp (sshd writes it through PAM's session).
@@ -265,6 +276,16 @@ def test_the_daemons_host_uids(services):
         if name in ("sshd", "exim4", "cron", "syslogd"):
             daemons.setdefault(name, []).append(host_uid(pid))
     assert set(daemons) == {"sshd", "exim4", "cron", "syslogd"}, daemons
+    # Reparented to init, in the jail's program cgroup, under the jail's bounding set and seccomp.
+    init_status = status_fields(services.jail.init_pid)
+    for pid in descendants(services.jail.init_pid):
+        if comm(pid) not in daemons:
+            continue
+        fields = status_fields(pid)
+        assert fields["PPid"] == str(services.jail.init_pid) or comm(int(fields["PPid"])) in daemons, (pid, fields)
+        assert fields["CapBnd"] == init_status["CapBnd"] and fields["Seccomp"] == "2", (comm(pid), fields)
+        cgroup = open(f"/proc/{pid}/cgroup").read()
+        assert f"/jail/jail-{UID_A}-{UID_A}/programs" in cgroup, (comm(pid), cgroup)
     userns = has_userns(services.jail)
     # issue 15 records the jail's range in `jaild list --json`; the lead settles the field name.
     start = next((row[k] for k in ("userns_uid_start", "uid_range_start", "range_start") if k in row), None)
