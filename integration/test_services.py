@@ -402,3 +402,23 @@ def test_rc_keys_in_a_config_file(rootfs_b, tmp_path):
         assert listed(jail)["rc_status"] == 0
     finally:
         jail.stop()
+
+
+def test_rc_stop_is_bounded_by_the_stop_timeout(rootfs_b, tmp_path):
+    log_path = tmp_path / "jaild.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([JAILD, "-c", "-u", str(UID_B), "-r", str(rootfs_b), "--stop-timeout", "1",
+                                 "--rc-stop", "echo rc-stop-began; exec sleep 600"], stdout=log, stderr=log)
+    jail = Jail(rootfs_b, UID_B)
+    try:
+        wait_for(lambda: jail.run("true").returncode == 0, 20, "the jail to serve")
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert time.monotonic() - start < 8
+        text = log_path.read_text(errors="replace")
+        assert "boot: rc-stop-began" in text and "rc-stop did not finish within 1s" in text, text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
