@@ -19,33 +19,25 @@ import time
 
 import pytest
 
-from conftest import (JAILD, UID_A, UID_B, Jail, cached_debian_rootfs, children_of, descendants, mounts_under,
+from conftest import (JAILD, REPO, UID_A, UID_B, Jail, cached_debian_rootfs, children_of, descendants, mounts_under,
                       pid_alive, wait_for)
 
 ADDRESS = "127.0.0.2"
 ISSUE = "Jail test Debian rootfs"
 
-RC = """#!/bin/sh
-# The test jail's services, as root inside (jaild --rc). /run is a fresh tmpfs at each start.
-set -e
+# The test runs the documented example rc scripts, plus a few checks of its own.
+RC = (REPO / "contrib" / "rc.jail.example").read_text() + """
 id -u > /run/rc-uid
-mkdir -p /run/sshd
-install -m 664 -g utmp /dev/null /run/utmp
-syslogd -O /var/log/messages          # busybox: serves /dev/log
-cron
-ssh-keygen -A                          # this copy's own host keys
-/usr/sbin/sshd -o ListenAddress=127.0.0.2:22
-/usr/sbin/exim4 -bd -q30m -oX 127.0.0.2.25
 # Not one of the jail's --ports: refused, even to root inside.
 perl -MIO::Socket::INET -e 'IO::Socket::INET->new(LocalAddr => "127.0.0.2:23", Listen => 1, ReuseAddr => 1)
     and exit 0; print "$!\\n"; exit 1' > /run/bind-23 || true
 echo services started
 """
 
-RC_STOP = """#!/bin/sh
 # At stop, before everything gets SIGTERM: the services are still there to see.
+RC_STOP = (REPO / "contrib" / "rc.jail.stop.example").read_text().replace("#!/bin/sh\n", """#!/bin/sh
 { id -u; pgrep -x sshd >/dev/null && echo sshd-running; } > /var/tmp/rc-stop-ran
-"""
+""", 1)
 
 CRON_FILE = "/home/work/cron-ran"
 
