@@ -74,6 +74,13 @@ def listeners(port):
     return out.stdout.strip()
 
 
+def port_holders(port):
+    """Host listeners on `port` that cover 127.0.0.2: that address itself or a wildcard."""
+    out = subprocess.run(["ss", "-H", "-ltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines()
+            if line.split()[3].rsplit(":", 1)[0] in ("0.0.0.0", "*", "[::]", ADDRESS, f"[::ffff:{ADDRESS}]")]
+
+
 def pss_kib(pid):
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -148,7 +155,11 @@ class ServicesJail:
         return self
 
     def start(self):
-        assert listeners(22) == "" and listeners(25) == "", "something already listens on 127.0.0.2:22/25"
+        for port in (22, 25):
+            # A host daemon on every address (Debian's sshd on 0.0.0.0:22 and [::]:22) holds the
+            # port on 127.0.0.2 too: the jail's daemon could not bind it.
+            assert not port_holders(port), (f"the host holds port {port} on 127.0.0.2: {port_holders(port)}; "
+                                            "make the host's daemon listen on 127.0.0.1 only for this test")
         # A limit, so the jail's programs have a cgroup of their own (without one they share init's).
         self.jail = Jail(self.root, UID_A, ["--ports", "tcp:22,tcp:25", "--pids", "1024", "--rc", "/etc/rc.jail",
                                             "--rc-stop", "/etc/rc.jail.stop", "--stop-timeout", "10"])
