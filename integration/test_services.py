@@ -5,6 +5,7 @@ crontab; `--rc-stop` runs at stop, and nothing of the jail is left after it.
 
 One jail for the module: the crontab is set first and its minute runs while the ssh and SMTP
 checks do, so the module costs about a minute of wall time, not several."""
+import hashlib
 import json
 import os
 import pathlib
@@ -52,7 +53,6 @@ def ssh_options(key):
 
 
 def sha_file(path):
-    import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -335,7 +335,7 @@ def test_stop_runs_rc_stop_then_nothing_is_left(services):
     assert listeners(22) == "" and listeners(25) == ""
     assert mounts_under(services.root) == []
     assert jail_cgroup_dirs() == []
-    assert not os.path.exists(jail.socket)
+    assert not os.path.exists(jail.socket) and not os.path.exists(f"/run/jail/state/jail-{UID_A}-{UID_A}.state")
     services.jail = None
 
 
