@@ -117,6 +117,22 @@ struct JailDaemonCommand: ParsableCommand {
     @Flag(name: [.customShort("v"), .customLong("version")], help: "Print the version and exit.")
     var version = false
 
+    @Option(name: .customLong("rc"),
+            help: ArgumentHelp("Run CMD once at start as root inside the jail (/bin/sh -c): its system services. "
+                               + "The start waits for it.", valueName: "cmd"))
+    var rc: String?
+
+    @Option(name: .customLong("rc-stop"),
+            help: ArgumentHelp("Run CMD at stop as root inside, before the rest gets SIGTERM.", valueName: "cmd"))
+    var rcStop: String?
+
+    @Option(name: .customLong("rc-timeout"),
+            help: ArgumentHelp("Seconds the start waits for --rc before killing it.", valueName: "seconds"))
+    var rcTimeout: Int = 60
+
+    @Flag(name: .customLong("rc-required"), help: "A failing --rc fails the start (default: logged, the jail runs).")
+    var rcRequired = false
+
     func validate() throws {
         if version { return }
         guard uid != nil || Rootless.isRootless else { throw ValidationError("-u UID is required") }
@@ -139,6 +155,7 @@ struct JailDaemonCommand: ParsableCommand {
         for pattern in acceptEnvironment {
             if let problem = EnvironmentPolicy.problem(with: pattern) { throw ValidationError(problem) }
         }
+        guard (1...3600).contains(rcTimeout) else { throw ValidationError("--rc-timeout must be 1 to 3600") }
     }
 
     func configuration() throws(JailError) -> JailConfiguration {
@@ -166,6 +183,15 @@ struct JailDaemonCommand: ParsableCommand {
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
+        // Checked here, not in validate(): a config file's lines are validated one by one.
+        if rcRequired && rc == nil { throw .usage("--rc-required needs --rc") }
+        if (rc != nil || rcStop != nil) && Rootless.isRootless && !mapRoot {
+            throw .usage("--rc and --rc-stop run as root inside: a rootless jail needs --map-root for that")
+        }
+        c.rc = rc
+        c.rcStop = rcStop
+        c.rcTimeout = rcTimeout
+        c.rcRequired = rcRequired
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }

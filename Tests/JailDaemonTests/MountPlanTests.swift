@@ -20,6 +20,8 @@ final class MountPlanTests: XCTestCase {
                                             flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY), data: nil)))
         XCTAssertTrue(steps.contains(.makeCharacterDevice("/srv/jail/dev/urandom", major: 1, minor: 9)))
         XCTAssertTrue(steps.contains(.symlink(target: "pts/ptmx", at: "/srv/jail/dev/ptmx")))
+        XCTAssertTrue(steps.contains(.mount(source: "tmpfs", target: "/srv/jail/run", type: "tmpfs",
+                                            flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=755,size=65536k")))
         XCTAssertEqual(steps[steps.count - 2], .bind(host: "/srv/data", target: "/data", root: "/srv/jail", readOnly: true))
         // No host device is ever bound into the jail.
         for case .bind(let host, _, _, _) in steps { XCTAssertFalse(host.hasPrefix("/dev")) }

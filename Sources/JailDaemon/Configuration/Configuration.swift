@@ -42,6 +42,14 @@ public struct JailConfiguration: Sendable, Equatable {
     public var mapRoot = false
     /// Which of the client's environment variables sessions receive (`--accept-env`).
     public var environmentPolicy = EnvironmentPolicy()
+    /// `--rc`: run once at start as root inside, through /bin/sh -c; the start waits for it.
+    public var rc: String?
+    /// `--rc-stop`: run at stop as root inside, before everything left gets SIGTERM.
+    public var rcStop: String?
+    /// Seconds the start waits for the rc before it kills it and counts it as failed.
+    public var rcTimeout: Int = 60
+    /// A failing rc fails the start (everything is undone) instead of being logged.
+    public var rcRequired = false
 
     public init(uid: UInt32) {
         self.uid = uid

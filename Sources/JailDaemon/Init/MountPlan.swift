@@ -86,6 +86,11 @@ public struct MountPlan: Equatable, Sendable {
         steps.append(.makeDirectory(inRoot("/dev/shm"), mode: 0o1777))
         steps.append(.mount(source: "shm", target: inRoot("/dev/shm"), type: "tmpfs",
                             flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=1777,size=65536k"))
+        // /run as a fresh tmpfs, as on a booted system: daemons make /run/sshd, pid files and
+        // sockets there, and nothing of an earlier start is left in it.
+        steps.append(.makeDirectory(inRoot("/run"), mode: 0o755))
+        steps.append(.mount(source: "tmpfs", target: inRoot("/run"), type: "tmpfs",
+                            flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=755,size=65536k"))
         for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                                ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
             steps.append(.symlink(target: target, at: inRoot("/dev/" + name)))

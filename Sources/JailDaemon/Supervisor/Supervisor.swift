@@ -159,7 +159,7 @@ public struct Supervisor {
         let state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
-                              ports: configuration.ports?.description ?? "")
+                              ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus)
         state.save(as: cgroupName)
         try? report?.writeFully(Array("R".utf8))
         report?.closeQuietly()
