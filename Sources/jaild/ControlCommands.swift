@@ -8,7 +8,7 @@ import Glibc
 /// `jaild list|stop|status|start …` beside the 2014 form `jaild -u UID …`, which stays the
 /// default. Returns the arguments for the starting command, or exits.
 enum ControlCommands {
-    static let configDirectory = "/etc/jail"
+    static var configDirectory: String { ProvisionPaths.fromEnvironment().configDirectory }
 
     static func dispatch(_ arguments: [String]) -> [String] {
         guard let first = arguments.first else { return arguments }
@@ -25,6 +25,9 @@ enum ControlCommands {
                 fail("usage: jaild start NAME (reads \(configDirectory)/NAME.conf)", code: 2)
             }
             return expandConfig(["--config", "\(configDirectory)/\(name).conf"] + rest.dropFirst())
+        case "create": exit(ProvisionCommands.create(rest))
+        case "destroy": exit(ProvisionCommands.destroy(rest))
+        case "base": exit(ProvisionCommands.base(rest))
         default:
             return expandConfig(arguments)
         }
