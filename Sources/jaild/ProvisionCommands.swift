@@ -37,7 +37,7 @@ enum ProvisionCommands {
             } else if argument.count == 2, argument.hasPrefix("-"), let long = shortOptions[argument.last!] {
                 key = long
             } else {
-                ControlCommands.fail("create: unexpected argument '\(argument)'\n\(createUsage)", code: 2)
+                ControlCommands.fail("create: unexpected argument '\(argument)'", code: 2)
             }
             if key == "copy" {
                 copy = true
@@ -45,7 +45,7 @@ enum ProvisionCommands {
             }
             let takesValue = ownOptions.contains(key) || ConfigFile.keys[key] == true
             guard ownOptions.contains(key) || (ConfigFile.keys[key] != nil && !reservedKeys.contains(key)) else {
-                ControlCommands.fail("create: option --\(key) is not one create takes or writes into the config\n\(createUsage)", code: 2)
+                ControlCommands.fail("create: option --\(key) is not one create takes or writes into the config", code: 2)
             }
             var value = "yes"
             if takesValue {

@@ -144,8 +144,14 @@ public enum Provision {
         let text: String
         do { text = try readText(path) } catch { throw ProvisionError("cannot read key \(path): \(error.errno)") }
         let lines = text.split(separator: "\n").map { $0.trimmed() }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
-        guard !lines.isEmpty, text.utf8.count < 65536,
-              lines.allSatisfy({ $0.split(separator: " ").count >= 2 && !$0.contains("\0") }) else {
+        // Each line: [options] TYPE BASE64 [comment], TYPE one of OpenSSH's key types.
+        let types = ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-"]
+        let isKey = { (line: Substring) -> Bool in
+            let fields = line.split(separator: " ")
+            guard let index = fields.firstIndex(where: { f in types.contains { f.hasPrefix($0) } }) else { return false }
+            return index + 1 < fields.count && fields[index + 1].hasPrefix("AAAA")
+        }
+        guard !lines.isEmpty, text.utf8.count < 65536, lines.allSatisfy(isKey) else {
             throw ProvisionError("key \(path) is not an ssh public key file (lines like 'ssh-ed25519 AAAA… comment')")
         }
         return lines.joined(separator: "\n") + "\n"

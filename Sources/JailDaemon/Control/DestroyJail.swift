@@ -64,6 +64,7 @@ extension Provision {
             }
         }
         removeTree(paths.home(name))
+        rmdir(paths.homes)  // only if it is empty: the homes of other tenants stay
         return keepData ? "destroyed jail \(name); its files stay in \(paths.upper(name))" : "destroyed jail \(name)"
     }
 

@@ -34,10 +34,12 @@ enum HostAccounts {
     }
 
     /// "*" as the password: none will ever match, but unlike "!" it is not "locked", which
-    /// sshd (without PAM) would refuse even for a key.
+    /// sshd (without PAM) would refuse even for a key. No /etc/subuid range: the account never
+    /// runs a program on the host (its shell is `jail`), and the user-namespace ranges of the
+    /// jails must not compete with 65,536 ids per tenant.
     static func addUser(_ name: String, uid: UInt32, gid: UInt32, home: String, shell: String) throws(ProvisionError) {
         try run("/usr/sbin/useradd", ["-u", "\(uid)", "-g", "\(gid)", "-M", "-d", home, "-s", shell, "-p", "*",
-                                      "-c", "jail \(name)", name])
+                                      "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", "-c", "jail \(name)", name])
     }
 
     static func deleteUser(_ name: String) throws(ProvisionError) {
