@@ -289,6 +289,25 @@ def test_two_jails_share_a_base_and_keep_their_writes(prov):
     prov.destroy("jt-p53")
 
 
+def test_copy_is_a_tree_of_its_own(prov):
+    base = prov.base / "copy-base"
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", ISSUE], check=True)
+    before = tree_hash(base)
+    prov.create("jt-p54", 63054, base, "--copy")
+    root = prov.state / "jt-p54" / "root"
+    assert sorted(os.listdir(prov.state / "jt-p54")) == ["root"]
+    assert (root / "etc" / "issue").read_text() == ISSUE + "\n"
+    assert os.stat(root / "bin" / "busybox").st_ino != os.stat(base / "bin" / "busybox").st_ino
+    assert "base =" not in (prov.conf / "jt-p54.conf").read_text()
+    assert tree_hash(base) == before
+    (base / "etc" / "issue").write_text("changed\n")
+    prov.jaild("stop", "63054:63054", check=True)
+    prov.jaild("start", "jt-p54", check=True)
+    assert prov.session(63054, "id -un; cat /etc/issue").stdout == f"work\n{ISSUE}\n".encode()
+    assert prov.destroy("jt-p54").returncode == 0
+    assert not (prov.state / "jt-p54").exists()
+
+
 def test_bad_input_changes_nothing(prov, tmp_path):
     busybox = prov.state / "bases" / "busybox"
     empty = prov.base / "not-a-rootfs"

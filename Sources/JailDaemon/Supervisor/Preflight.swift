@@ -50,6 +50,10 @@ public enum Preflight {
         for path in [layers.lower, layers.upper, layers.work] where !isDirectoryFollowing(path) {
             throw .badRoot("overlay layer \(path) of root \(layers.target) is not a directory")
         }
+        // A second overlay on layers in use is "undefined behaviour" to the kernel: refuse first.
+        if let running = JailState.all().first(where: { $0.alive && BindMount.normalize($0.state.root) == layers.target }) {
+            throw .alreadyRunning(socket: running.state.socket, pid: running.state.supervisor)
+        }
         let fd = cj_overlay_open(layers.lower, layers.upper, layers.work)
         if fd < 0 { throw .system(.last("overlay", path: layers.target)) }
         return fd
