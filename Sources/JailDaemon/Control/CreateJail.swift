@@ -216,7 +216,9 @@ public enum Provision {
         if tree.status("/etc/gshadow") != nil, user.ownsGroup((try tree.read("/etc/group")) ?? "") {
             try tree.rewrite("/etc/gshadow", defaultMode: 0o600, user.gshadow)
         }
+        let newHome = tree.status(plan.home) == nil
         try tree.makeDirectory(plan.home, mode: 0o755, uid: plan.uid, gid: plan.gid)
+        if newHome { try tree.copySkeleton("/etc/skel", to: plan.home, uid: plan.uid, gid: plan.gid) }
         try tree.chownTree(plan.home, uid: plan.uid, gid: plan.gid)
         if let key = plan.key {
             try tree.makeDirectory(plan.home + "/.ssh", mode: 0o700, uid: plan.uid, gid: plan.gid)

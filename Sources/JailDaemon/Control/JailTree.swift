@@ -94,6 +94,27 @@ struct JailTree {
         }
     }
 
+    /// Copies the regular files at the top of `skeleton` (/etc/skel: .bashrc, .profile) into a
+    /// new home, as useradd -m does; anything else there (links, directories) is left out.
+    func copySkeleton(_ skeleton: String, to home: String, uid: UInt32, gid: UInt32) throws(SystemError) {
+        let fd = cj_open_in_root(root, skeleton, O_RDONLY | O_DIRECTORY)
+        if fd < 0 { return }
+        guard let dir = fdopendir(fd) else {
+            close(fd)
+            return
+        }
+        var names: [String] = []
+        while let entry = readdir(dir), names.count < 256 {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if entry.pointee.d_type == UInt8(DT_REG) { names.append(name) }
+        }
+        closedir(dir)
+        for name in names {
+            guard let text = try read(skeleton + "/" + name), let info = status(skeleton + "/" + name) else { continue }
+            try write(home + "/" + name, text, mode: info.st_mode & 0o777, uid: uid, gid: gid)
+        }
+    }
+
     /// Gives everything beneath a directory to uid:gid (a home the base made for another uid).
     /// Symlinks are changed themselves, never followed.
     func chownTree(_ path: String, uid: UInt32, gid: UInt32) throws(SystemError) {
