@@ -338,6 +338,8 @@ def test_bad_input_changes_nothing(prov, tmp_path):
         (["jt-p54", "--uid", "63054", "--base", "busybox", "--shell", "/bin/zsh"], "does not exist in base"),
         (["jt-p54", "--uid", "63059", "--base", str(taken)], "belongs to user 'other' in the base"),
         (["jt-p54", "--base", "busybox"], "--uid UID is required"),
+        (["jt-p54", "--uid", "63054", "--base", "busybox", "--user", "root"], "is a system account"),
+        (["jt-p54", "--uid", "63054", "--gid", "0", "--base", "busybox"], "gid 0 is not allowed"),
     ]
     for args, message in cases:
         result = prov.jaild("create", *args)
@@ -348,13 +350,14 @@ def test_bad_input_changes_nothing(prov, tmp_path):
                             capture_output=True, text=True, env=prov.env, preexec_fn=as_user(65534))
     assert result.returncode != 0 and "must run as root" in result.stderr
     assert prov.snapshot() == before
-    # A failure at the last step (the config directory refuses new files) undoes the rest:
+    # A failure at the last step (the config directory is read-only) undoes the rest:
     # the host account, its group, its home, the /etc/shells line, the jail's directories.
-    subprocess.run(["chattr", "+i", str(prov.conf)], check=True)
+    subprocess.run(["mount", "--bind", str(prov.conf), str(prov.conf)], check=True)
     try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(prov.conf)], check=True)
         result = prov.jaild("create", "jt-p54", "--uid", "63054", "--base", "busybox")
     finally:
-        subprocess.run(["chattr", "-i", str(prov.conf)], check=True)
+        subprocess.run(["umount", str(prov.conf)], check=True)
     assert result.returncode != 0 and "jt-p54.conf" in result.stderr, result.stderr
     assert prov.snapshot() == before
     os.unlink(prov.conf / "jt-p58.conf")

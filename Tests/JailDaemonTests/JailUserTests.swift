@@ -31,5 +31,7 @@ final class JailUserTests: XCTestCase {
     func testAnotherUserWithTheUidIsAConflict() {
         XCTAssertThrowsError(try user.checkConflicts(passwd: "alice:x:63000:63000::/:/bin/sh\n"))
         XCTAssertNoThrow(try user.checkConflicts(passwd: "work:x:63000:1::/:/bin/sh\nbob:x:61000:1::/:/bin/sh\n"))
+        let root = JailUser(name: "root", uid: 63000, gid: 63000, home: "/root", shell: "/bin/sh")
+        XCTAssertThrowsError(try root.checkConflicts(passwd: "root:x:0:0::/root:/bin/sh\n"))
     }
 }

@@ -92,6 +92,7 @@ public enum Provision {
             throw ProvisionError("uid \(r.uid) is in use by the running jail on \(running.state.socket)")
         }
         let gid = r.gid ?? r.uid
+        guard gid != 0 else { throw ProvisionError("gid 0 is not allowed: the host account would be in root's group") }
         let existingGroup = groups.first { $0.gid == gid }
         if let existingGroup, r.gid == nil {
             throw ProvisionError("gid \(gid) is in use by host group \(existingGroup.name) (give --gid \(gid) to share it)")

@@ -13,8 +13,12 @@ struct JailUser: Equatable, Sendable {
         var description: String { reason }
     }
 
-    /// Refuses a base where another user already has the uid: sessions would be ambiguous.
+    /// Refuses a base where another user already has the uid (sessions would be ambiguous), or
+    /// where the name is a system account's (replacing root or daemon would break the base).
     func checkConflicts(passwd: String) throws(Conflict) {
+        if let same = PasswdEntry.parseAll(passwd).first(where: { $0.name == name }), same.uid < 1000 {
+            throw Conflict(reason: "user '\(name)' is a system account (uid \(same.uid)) in the base's /etc/passwd")
+        }
         if let other = PasswdEntry.parseAll(passwd).first(where: { $0.uid == uid && $0.name != name }) {
             throw Conflict(reason: "uid \(uid) belongs to user '\(other.name)' in the base's /etc/passwd")
         }
