@@ -277,8 +277,10 @@ def test_two_jails_share_a_base_and_keep_their_writes(prov):
     assert tree_hash(base) == before
     # A change to the base while both are stopped is seen by both at their next start,
     # except where a jail has its own copy.
-    for name, uid in (("jt-p52", 63052), ("jt-p53", 63053)):
-        prov.jaild("stop", f"{uid}:{uid}", check=True)
+    for name in ("jt-p52", "jt-p53"):
+        assert prov.jaild("status", name).returncode == 0
+        prov.jaild("stop", name, check=True)
+        assert prov.jaild("status", name).returncode == 3
     (data / "later").write_text("changed later\n")
     (data / "seed").write_text("changed seed\n")
     for name in ("jt-p52", "jt-p53"):

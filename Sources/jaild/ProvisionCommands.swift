@@ -109,13 +109,18 @@ enum ProvisionCommands {
         return 0
     }
 
-    /// The `jail` client beside this jaild: the host account's login shell.
+    /// The `jail` client beside this jaild (or in ../bin of an sbin): the host account's login shell.
     static func jailBinary() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard n > 0 else { return "/usr/local/bin/jail" }
         let path = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard let slash = path.lastIndex(of: "/") else { return "/usr/local/bin/jail" }
-        return String(path[...slash]) + "jail"
+        let directory = String(path[..<slash])
+        // jaild in an sbin directory (/usr/local/sbin), jail in the bin beside it.
+        if access(directory + "/jail", X_OK) != 0 && directory.hasSuffix("/sbin") {
+            return String(directory.dropLast(4)) + "bin/jail"
+        }
+        return directory + "/jail"
     }
 }

@@ -1,3 +1,5 @@
+import JailSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif

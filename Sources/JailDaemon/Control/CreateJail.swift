@@ -144,7 +144,7 @@ public enum Provision {
     static func readKey(_ path: String) throws(ProvisionError) -> String {
         let text: String
         do { text = try readText(path) } catch { throw ProvisionError("cannot read key \(path): \(error.errno)") }
-        let lines = text.split(separator: "\n").map { $0.trimmed() }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        let lines = text.split(separator: "\n").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
         // Each line: [options] TYPE BASE64 [comment], TYPE one of OpenSSH's key types.
         let types = ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-"]
         let isKey = { (line: Substring) -> Bool in

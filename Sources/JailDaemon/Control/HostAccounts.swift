@@ -51,7 +51,7 @@ enum HostAccounts {
     }
 
     static func shells() -> [String] {
-        ((try? readText(shellsFile)) ?? "").split(separator: "\n").map { String($0.trimmed()) }
+        ((try? readText(shellsFile)) ?? "").split(separator: "\n").map { String($0.trimmingWhitespace()) }
     }
 
     /// Adds `shell` to /etc/shells; false if it was there already.
@@ -64,7 +64,7 @@ enum HostAccounts {
 
     static func removeShell(_ shell: String) throws(ProvisionError) {
         let text = (try? readText(shellsFile)) ?? ""
-        let kept = text.split(separator: "\n", omittingEmptySubsequences: false).filter { String($0.trimmed()) != shell }
+        let kept = text.split(separator: "\n", omittingEmptySubsequences: false).filter { String($0.trimmingWhitespace()) != shell }
         try replaceShells(kept.joined(separator: "\n"))
     }
 

@@ -1,3 +1,6 @@
+import JailProtocol
+import JailSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,18 +62,23 @@ public struct ProvisionPaths: Sendable, Equatable {
     }
 }
 
-/// The names in a directory, without "." and ".."; empty when it cannot be read.
-func listDirectory(_ path: String) -> [String] {
-    guard let dir = opendir(path) else { return [] }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-}
-
 extension [ConfigFile.Entry] {
     func value(_ key: String) -> String? { last { $0.key == key }?.value }
+}
+
+extension Provision {
+    /// The pid file of the jail that CONFIG/NAME.conf defines (`jaild stop NAME`), from its
+    /// uid, gid and socket prefix; nil when there is no such config.
+    static func pidFile(ofJail name: String, paths: ProvisionPaths) -> String? {
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), let text = try? readText(paths.config(name)),
+              let entries = try? ConfigFile.parse(text, path: paths.config(name)),
+              let uid = entries.value("uid").flatMap({ UInt32($0) }) else { return nil }
+        let prefix = entries.value("socket-prefix")
+        // Without a gid in the config, the group is the jail's: the running jail of this uid says it.
+        let gid = entries.value("gid").flatMap { UInt32($0) }
+            ?? JailState.all().first { $0.alive && $0.state.uid == uid
+                && $0.state.socket.hasPrefix((prefix ?? SocketLocation.defaultPrefix) + "-") }?.state.gid
+            ?? uid
+        return SocketLocation(prefix: prefix, uid: uid, gid: gid).pidPath
+    }
 }
