@@ -90,7 +90,8 @@ class Provisioning:
         self.names.add(name)
         self.jaild("create", name, "--uid", str(uid), "--base", str(base), *extra, check=True)
         if start:
-            self.jaild("start", name, check=True)
+            # No warning either: the host account's name is an alias of the jail's user.
+            assert "warning" not in self.jaild("start", name, check=True).stderr
 
     def destroy(self, name, *extra):
         result = self.jaild("destroy", name, "--yes", *extra)
@@ -214,6 +215,8 @@ def test_busybox_tenant_lands_inside_by_su_and_ssh(prov, sshd, capsys):
     prov.create("jt-p50", 63050, "busybox", "--key", str(sshd.key) + ".pub", "--hostname", "tenant50")
     elapsed = time.monotonic() - started
     assert su("jt-p50", "id -un; cat /etc/issue").stdout == f"work\n{ISSUE}\n".encode()
+    # The host account's name is the jail user's too: ~jt-p50 is the home inside.
+    assert prov.session(63050, "cd ~jt-p50 && pwd").stdout == b"/home/work\n"
     result = sshd.ssh("jt-p50", "id -un; id -u; cat /etc/issue; hostname; ps -o pid,args | grep -c 'jaild: init'")
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().split("\n")[:4] == ["work", "63050", ISSUE, "tenant50"]
@@ -377,6 +380,7 @@ def test_destroy_leaves_nothing_and_keep_data_keeps_the_upper(prov):
     assert result.returncode == 0, result.stderr
     assert prov.snapshot() == before
     assert not os.path.exists("/run/jail/jaild-63055-63055.sock")
+    assert not os.path.exists("/var/log/jail/jail-63055-63055.log")
 
     prov.create("jt-p56", 63056, "busybox")
     prov.session(63056, "echo kept > /home/work/file")

@@ -13,6 +13,14 @@ final class JailUserTests: XCTestCase {
         XCTAssertEqual(user.passwd(""), "work:x:63000:63000:work:/home/work:/bin/sh\n")
     }
 
+    func testTheHostNameIsAnAliasAfterTheUser() {
+        let text = user.alias("alice").passwd(user.passwd("root:x:0:0::/root:/bin/sh\nalice:x:5:5::/:/bin/sh\n"))
+        XCTAssertEqual(text, "root:x:0:0::/root:/bin/sh\nwork:x:63000:63000:work:/home/work:/bin/sh\n"
+                             + "alice:x:63000:63000:alice:/home/work:/bin/sh\n")
+        XCTAssertNoThrow(try user.checkConflicts(passwd: "alice:x:63000:1::/:/bin/sh\n", aliases: ["alice"]))
+        XCTAssertThrowsError(try user.checkConflicts(passwd: "daemon:x:1:1::/:/bin/sh\n", aliases: ["daemon"]))
+    }
+
     func testGroupIsMadeUnlessTheGidHasOne() {
         XCTAssertEqual(user.group("root:x:0:\nwork:x:61000:\nusers:x:100:work\n"),
                        "root:x:0:\nusers:x:100:work\nwork:x:63000:\n")

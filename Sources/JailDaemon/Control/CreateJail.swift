@@ -109,7 +109,8 @@ public enum Provision {
         let tree = JailTree(root: rootFD, description: base)
         let passwd = (try? tree.read("/etc/passwd")) ?? nil
         guard let passwd else { throw ProvisionError("base \(base) is not a root file system: it has no /etc/passwd") }
-        do { try JailUser(name: r.user, uid: r.uid, gid: gid, home: "", shell: "").checkConflicts(passwd: passwd) } catch {
+        let aliases = r.name == r.user ? [] : [r.name]
+        do { try JailUser(name: r.user, uid: r.uid, gid: gid, home: "", shell: "").checkConflicts(passwd: passwd, aliases: aliases) } catch {
             throw ProvisionError("base \(base): \(error)")
         }
         let existing = PasswdEntry.parseAll(passwd).first { $0.name == r.user }
@@ -211,9 +212,15 @@ public enum Provision {
     static func writeJailUser(_ plan: Plan, into tree: JailTree) throws(SystemError) {
         let r = plan.request
         let user = JailUser(name: r.user, uid: plan.uid, gid: plan.gid, home: plan.home, shell: plan.shell)
-        try tree.rewrite("/etc/passwd", defaultMode: 0o644, user.passwd)
+        // The host account's name too, as an alias of the user (docs/ssh.md, "One name on both sides").
+        let alias = r.name == r.user ? nil : user.alias(r.name)
+        let today = Int(time(nil) / 86400)
+        try tree.rewrite("/etc/passwd", defaultMode: 0o644) { text in alias.map { $0.passwd(user.passwd(text)) } ?? user.passwd(text) }
         try tree.rewrite("/etc/group", defaultMode: 0o644, user.group)
-        try tree.rewrite("/etc/shadow", defaultMode: 0o600) { user.shadow($0, today: Int(time(nil) / 86400)) }
+        try tree.rewrite("/etc/shadow", defaultMode: 0o600) { text in
+            let own = user.shadow(text, today: today)
+            return alias.map { $0.shadow(own, today: today) } ?? own
+        }
         if tree.status("/etc/gshadow") != nil, user.ownsGroup((try tree.read("/etc/group")) ?? "") {
             try tree.rewrite("/etc/gshadow", defaultMode: 0o600, user.gshadow)
         }

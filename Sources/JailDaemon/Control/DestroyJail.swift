@@ -7,8 +7,8 @@ import Glibc
 
 /// `jaild destroy NAME --yes [--keep-data]`: stops the jail if it runs, then removes its
 /// config, its state directory (root mount point, upper and work; the upper stays with
-/// `keepData`), the host account and group, its home, and the /etc/shells line of its login
-/// shell when no other account uses it. The base is never touched: the state directory is
+/// `keepData`, and its log file), the host account and group, its home, and the /etc/shells
+/// line of its login shell when no other account uses it. The base is never touched: the state directory is
 /// removed without crossing into another file system, and only after no mount is left in it.
 extension Provision {
     public static func destroy(name: String, keepData: Bool, paths: ProvisionPaths) throws(ProvisionError) -> String {
@@ -44,6 +44,12 @@ extension Provision {
             throw ProvisionError("\(mounted) is still mounted; nothing removed")
         }
 
+        // The supervisor's own log file (written where no syslog listens), rotations too.
+        if !keepData, let uid, entries?.value("socket-prefix") == nil {
+            let gid = entries?.value("gid").flatMap { UInt32($0) } ?? uid
+            let log = LogFile(name: "jail-\(uid)-\(gid)").path
+            for suffix in ["", ".1", ".2", ".3"] { unlink(log + suffix) }
+        }
         if entries != nil, unlink(configPath) < 0 { throw ProvisionError("\(SystemError.last("unlink", path: configPath))") }
         if hasState {
             let removed = keepData

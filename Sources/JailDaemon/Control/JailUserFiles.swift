@@ -15,17 +15,25 @@ struct JailUser: Equatable, Sendable {
 
     /// Refuses a base where another user already has the uid (sessions would be ambiguous), or
     /// where the name is a system account's (replacing root or daemon would break the base).
-    func checkConflicts(passwd: String) throws(Conflict) {
-        if let same = PasswdEntry.parseAll(passwd).first(where: { $0.name == name }), same.uid < 1000 {
-            throw Conflict(reason: "user '\(name)' is a system account (uid \(same.uid)) in the base's /etc/passwd")
+    /// `aliases`: other names this edit gives the same uid (the host account's name).
+    func checkConflicts(passwd: String, aliases: [String] = []) throws(Conflict) {
+        let names = [name] + aliases
+        if let same = PasswdEntry.parseAll(passwd).first(where: { names.contains($0.name) && $0.uid < 1000 }) {
+            throw Conflict(reason: "user '\(same.name)' is a system account (uid \(same.uid)) in the base's /etc/passwd")
         }
-        if let other = PasswdEntry.parseAll(passwd).first(where: { $0.uid == uid && $0.name != name }) {
+        if let other = PasswdEntry.parseAll(passwd).first(where: { $0.uid == uid && !names.contains($0.name) }) {
             throw Conflict(reason: "uid \(uid) belongs to user '\(other.name)' in the base's /etc/passwd")
         }
     }
 
     func passwd(_ text: String) -> String {
         replacing(text, "\(name):x:\(uid):\(gid):\(name):\(home):\(shell)")
+    }
+
+    /// The same user under another name (the host account's), after the user's own line, so
+    /// `~NAME` expands inside (scp and rsync paths, Ansible) while uid → name stays USER.
+    func alias(_ other: String) -> JailUser {
+        JailUser(name: other, uid: uid, gid: gid, home: home, shell: shell)
     }
 
     /// A group named after the user with its gid, unless the base has a group with that gid
