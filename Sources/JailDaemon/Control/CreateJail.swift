@@ -42,6 +42,14 @@ public enum Provision {
     /// Creates the jail; returns the line to print.
     public static func create(_ request: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> String {
         let plan = try check(request, paths: paths)
+        // Ctrl-C or a TERM waits until the jail is made or undone: never half of it. (A program
+        // run meanwhile, useradd, gets the signal and fails, which undoes the rest.)
+        var blocked = sigset_t()
+        var previous = sigset_t()
+        sigemptyset(&blocked)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&blocked, signal) }
+        sigprocmask(SIG_BLOCK, &blocked, &previous)
+        defer { sigprocmask(SIG_SETMASK, &previous, nil) }
         var undo: [() -> Void] = []
         do {
             try carryOut(plan, paths: paths, undo: &undo)
