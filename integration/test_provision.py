@@ -373,6 +373,9 @@ def test_destroy_leaves_nothing_and_keep_data_keeps_the_upper(prov):
     before = prov.snapshot()
     prov.create("jt-p55", 63055, "busybox", "--pids", "64")
     prov.session(63055, "echo mine > /home/work/file")
+    # A second start is refused before a second overlay could be mounted over the layers in use.
+    again = prov.jaild("start", "jt-p55")
+    assert again.returncode == 1 and "already running" in again.stderr
     refused = prov.jaild("destroy", "jt-p55")
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert prov.session(63055, "cat /home/work/file").stdout == b"mine\n"
