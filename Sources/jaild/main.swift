@@ -111,6 +111,11 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("Read options from FILE (key = value); flags given here win.", valueName: "file"))
     var configFile: String?
 
+    @Option(name: .customLong("base"),
+            help: ArgumentHelp("ROOT is a copy-on-write overlay of DIR (read-only), with ROOT/../upper and ROOT/../work.",
+                               valueName: "dir"))
+    var base: String?
+
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
 
@@ -196,6 +201,8 @@ struct JailDaemonCommand: ParsableCommand {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }
         if let shell, !shell.hasPrefix("/") { throw .usage("shell \(shell) must be an absolute path") }
+        c.base = base
+        if base != nil && root == nil { throw .usage("--base needs --root (the overlay's mount point)") }
         return c
     }
 

@@ -35,4 +35,15 @@ final class MountPlanTests: XCTestCase {
         XCTAssertEqual(steps, [.makePrivate, .mount(source: "proc", target: "/proc", type: "proc",
                                                     flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), data: nil)])
     }
+
+    func testOverlayRootIsMountedFirst() {
+        var c = JailConfiguration(uid: 63000)
+        c.root = "/var/lib/jail/alice/root"
+        c.base = "/var/lib/jail/bases/debian"
+        let steps = MountPlan(configuration: c).steps
+        XCTAssertEqual(steps[1], .overlay(lower: "/var/lib/jail/bases/debian", upper: "/var/lib/jail/alice/upper",
+                                          work: "/var/lib/jail/alice/work", target: "/var/lib/jail/alice/root"))
+        XCTAssertEqual(steps[2], .mount(source: c.root!, target: c.root!, type: "", flags: UInt(MS_BIND | MS_REC), data: nil))
+        XCTAssertEqual(steps.filter { if case .overlay = $0 { true } else { false } }.count, 1)
+    }
 }

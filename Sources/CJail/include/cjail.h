@@ -104,6 +104,8 @@ int cj_open_in_root(int root_fd, const char *path, int flags);
 int cj_open_beneath_no_symlinks(int root_fd, const char *path, int flags);
 /* Bind-mounts host_path (recursively, read-only if asked) onto the object target_fd names. */
 int cj_bind_onto(const char *host_path, int target_fd, int read_only);
+/* A detached overlay mount of lower/upper/work: a descriptor of its root, attached nowhere. */
+int cj_overlay_open(const char *lower, const char *upper, const char *work);
 
 /* ---- devices ---------------------------------------------------------------------------- */
 

@@ -22,6 +22,7 @@ public struct ConfigFile {
         "boot": true, "cap": true, "memory": true, "pids": true, "cpus": true, "rlimit": true, "ports": true,
         "ports-exclusive": false, "foreground": false, "accept-env": true,
         "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
+        "base": true,
     ]
 
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {

@@ -52,7 +52,7 @@ public enum Control {
     }
 
     static func usage(_ spec: String) -> Int32 {
-        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its socket, its pid file or UID:GID")
+        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its name (a config), its socket, its pid file or UID:GID")
         return 2
     }
 
@@ -64,7 +64,7 @@ public enum Control {
         if ids.count == 2, let uid = UInt32(ids[0]), let gid = UInt32(ids[1]) {
             return SocketLocation(prefix: nil, uid: uid, gid: gid).pidPath
         }
-        return nil
+        return Provision.pidFile(ofJail: spec, paths: .fromEnvironment())
     }
 }
 

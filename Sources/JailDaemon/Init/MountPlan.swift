@@ -26,6 +26,9 @@ public struct MountPlan: Equatable, Sendable {
         case readOnly(String)
         /// pivot_root into the root and detach the old root.
         case pivot(String)
+        /// A copy-on-write root: overlayfs of a read-only base and the jail's own upper layer,
+        /// mounted in the jail's mount namespace only (the host never sees the merged tree).
+        case overlay(lower: String, upper: String, work: String, target: String)
     }
 
     public var steps: [Step]
@@ -59,6 +62,9 @@ public struct MountPlan: Equatable, Sendable {
             return
         }
         let inRoot = { (path: String) in root == "/" ? path : root + path }
+        if let layers = configuration.overlay {
+            steps.append(.overlay(lower: layers.lower, upper: layers.upper, work: layers.work, target: layers.target))
+        }
         // pivot_root needs the new root to be a mount point.
         steps.append(.mount(source: root, target: root, type: "", flags: UInt(MS_BIND | MS_REC), data: nil))
         for directory in ["/proc", "/sys", "/dev"] { steps.append(.makeDirectory(inRoot(directory), mode: 0o755)) }
@@ -148,6 +154,10 @@ public struct MountPlan: Equatable, Sendable {
                 }
             case .pivot(let root):
                 try pivot(into: root)
+            case .overlay(let lower, let upper, let work, let target):
+                try syscall("mount(overlay)", path: target) {
+                    mount("overlay", target, "overlay", 0, "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)")
+                }
             }
         } catch let error as JailError {
             throw error
