@@ -38,6 +38,8 @@ public struct JailConfiguration: Sendable, Equatable {
     public var rootless = false
     /// Rootless: the user is uid 0 inside instead of their own uid.
     public var mapRoot = false
+    /// Kernel AIO (io_setup, io_submit) allowed: it draws on the host-wide fs.aio-max-nr.
+    public var allowAio = false
 
     public init(uid: UInt32) {
         self.uid = uid
