@@ -7,7 +7,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -221,9 +220,8 @@ def test_port_range_option_is_refused_in_the_jail(rootfs_sec):
 def test_a_chosen_port_of_another_jail_is_refused(rootfs_sec, rootfs_sec_b, with_ports):
     owned = ephemeral_port()
     unowned = free_port(owned + 1)
-    b = Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{owned},udp:{owned}", "--ports-exclusive"]).start()
-    a = Jail(rootfs_sec, UID_A, ["--ports", f"tcp:{free_port(unowned + 1)}"] if with_ports else []).start()
-    try:
+    with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{owned},udp:{owned}", "--ports-exclusive"]) as b, \
+            Jail(rootfs_sec, UID_A, ["--ports", f"tcp:{free_port(unowned + 1)}"] if with_ports else []) as a:
         for family in FAMILIES:
             assert chosen_port_in_cgroup(jail_cgroup(UID_A), family, owned) == "EPERM", family
             assert chosen_port_in_cgroup(jail_cgroup(UID_A), family, unowned) == f"bound {unowned}", family
@@ -233,9 +231,6 @@ def test_a_chosen_port_of_another_jail_is_refused(rootfs_sec, rootfs_sec_b, with
             for family in FAMILIES:
                 assert outcome(a, "bind", family, str(owned), root=root) == "EPERM", (family, root)
         assert outcome(b, "bind", "tcp4", str(owned)) == "ok"
-    finally:
-        a.stop()
-        b.stop()
 
 
 def test_bind0_retries_never_reach_another_jails_port(rootfs_sec, rootfs_sec_b):
@@ -243,17 +238,12 @@ def test_bind0_retries_never_reach_another_jails_port(rootfs_sec, rootfs_sec_b):
     # about half the time, unless the post-bind check refuses it.
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     middle = (low + high) // 2
-    b = Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{middle}-{high},udp:{middle}-{high}"]).start()
-    a = Jail(rootfs_sec, UID_A).start()
-    try:
+    with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{middle}-{high},udp:{middle}-{high}"]), Jail(rootfs_sec, UID_A) as a:
         for family in ("tcp4", "udp6"):
             text = probe(a, "bind0-loop", family, str(middle), str(high), "400")
             match = re.search(r"^not reached in 400 \((\d+) refused\)$", text, re.M)
             assert match, text
             assert 100 < int(match.group(1)) < 300, text  # about half refused: none of them kept
-    finally:
-        a.stop()
-        b.stop()
 
 
 def test_outgoing_connections_work_from_a_jail_without_ports(rootfs_sec, rootfs_sec_b):
@@ -262,23 +252,20 @@ def test_outgoing_connections_work_from_a_jail_without_ports(rootfs_sec, rootfs_
     server.listen(8)
     port = server.getsockname()[1]
     owned = ephemeral_port()
-    b = Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{owned}"]).start()
-    a = Jail(rootfs_sec, UID_A).start()
     try:
-        accepted = []
-        t = threading.Thread(target=lambda: accepted.append(server.accept()))
-        t.start()
-        assert "connect4: ok" in a.run(f"/bin/jailprobe connect4 {port}").stdout.decode()
-        t.join(10)
-        assert accepted
-        accepted[0][0].close()
-        # connect chooses its source port without the post-bind hook: what the port range
-        # narrows it to is not checked (seccomp refuses the option in the jail itself).
-        result = chosen_port_in_cgroup(jail_cgroup(UID_A), "tcp4", owned, how="connect", target=port)
-        assert result == f"bound {owned}", result
+        with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{owned}"]), Jail(rootfs_sec, UID_A) as a:
+            accepted = []
+            t = threading.Thread(target=lambda: accepted.append(server.accept()))
+            t.start()
+            assert "connect4: ok" in a.run(f"/bin/jailprobe connect4 {port}").stdout.decode()
+            t.join(10)
+            assert accepted
+            accepted[0][0].close()
+            # connect chooses its source port without the post-bind hook: what the port range
+            # narrows it to is not checked (seccomp refuses the option in the jail itself).
+            result = chosen_port_in_cgroup(jail_cgroup(UID_A), "tcp4", owned, how="connect", target=port)
+            assert result == f"bound {owned}", result
     finally:
-        a.stop()
-        b.stop()
         server.close()
 
 

@@ -163,7 +163,7 @@ struct JailDaemonCommand: ParsableCommand {
         // jail's own ports, while the capability would not reach the host's network from a
         // user namespace, and without the filter it would give every low port. With --ports
         // it is redundant and accepted.
-        if c.ports == nil && c.capabilities.contains(Capability.netBindService) {
+        if !c.rootless && c.ports == nil && c.capabilities.contains(Capability.netBindService) {
             throw .usage("--cap NET_BIND_SERVICE: use --ports (e.g. --ports tcp:80) to let the jail bind its own low ports")
         }
         // systemd's Type=notify wants the main process to stay.

@@ -18,4 +18,18 @@ final class PortTests: XCTestCase {
             XCTAssertTrue("\($0)".hasPrefix("--ports needs cgroup v2, which is not mounted on this host"))
         }
     }
+
+    func testJailsWithoutPortsOrCgroupV2NeedNothing() throws {
+        XCTAssertNoThrow(try PortFilter.attach(nil, to: nil))
+    }
+
+    func testOwnedPortsMapEntries() throws {
+        let a = try PortSet.parse("tcp:25,udp:53-54")
+        let b = try PortSet.parse("tcp:25-26,udp:65535")
+        let (keys, owners) = OwnedPorts.entries([(owner: 7, ports: a), (owner: 9, ports: b)])
+        let expected: [UInt32] = [0x06_0019, 0x11_0035, 0x11_0036, 0x06_001A, 0x11_FFFF]
+        XCTAssertEqual(keys, expected)
+        XCTAssertEqual(owners, [7, 7, 7, 9, 9])  // a shared port names its first owner
+        XCTAssertEqual(OwnedPorts.key(protocol: 17, port: 53), 0x11_0035)
+    }
 }
