@@ -208,6 +208,24 @@ int main(int argc, char **argv) {
         printf("not reached in %d (%d refused)\n", tries, failed);
         return 0;
     }
+    if (!strcmp(t, "autobind-loop")) {
+        /* autobind-loop KIND LOW HIGH TRIES DEST: the kernel picks the port without bind(2):
+         * connect (TCP, to a listener on DEST) or sendto (UDP, to DEST), again and again. */
+        int low = atoi(argv[3]), high = atoi(argv[4]), tries = atoi(argv[5]), dest = atoi(argv[6]), failed = 0;
+        for (int i = 0; i < tries; i++) {
+            struct sockaddr_storage a;
+            socklen_t size;
+            int fd = loopback_socket(arg, dest, &a, &size);
+            if (fd < 0) return report(t, fd);
+            long rc = arg[0] == 't' ? connect(fd, (struct sockaddr *)&a, size)
+                                    : sendto(fd, "x", 1, 0, (struct sockaddr *)&a, size);
+            int port = rc < 0 ? (failed++, -1) : bound_port(fd);
+            close(fd);
+            if (port >= low && port <= high) { printf("reached %d after %d\n", port, i + 1); return 0; }
+        }
+        printf("not reached in %d (%d refused)\n", tries, failed);
+        return 0;
+    }
     if (!strcmp(t, "io-setup")) {
         unsigned long context = 0;
         long rc = syscall(SYS_io_setup, 1, &context);

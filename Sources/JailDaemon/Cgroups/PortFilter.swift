@@ -70,24 +70,24 @@ public enum PortFilter {
         guard let lock = try? Lock.acquire() else { return }
         defer { lock.release() }
         if let owner = cgroupID(unified) { unlink("\(recordDirectory)/\(owner)") }
-        // The map lives as long as some jail's program uses it: none left, nothing to clean.
+        // The map lives as long as some jail's program uses it: none left, no map to clean.
         let map = cj_owned_ports_open(0)
-        guard map >= 0 else { return }
-        defer { close(map) }
+        defer { if map >= 0 { close(map) } }
         do throws(JailError) { try sync(map: map, jailRoot: parent(of: unified), excluding: unified) } catch {
             log.warning("cannot update the owned-ports map: \(error)")
         }
     }
 
-    /// The map gets exactly the ports of the records whose jail's cgroup still exists; the
-    /// records of dead jails are removed. The first record of a shared port names its owner.
+    /// The map (if there is one) gets exactly the ports of the records whose jail's cgroup still
+    /// exists, and those ports are reserved from the kernel's automatic choice; the records of
+    /// dead jails are removed. The first record of a shared port names its owner.
     private static func sync(map: Int32, jailRoot: String, excluding: String? = nil) throws(JailError) {
         var live: Set<UInt64> = []
-        for name in directoryEntries(jailRoot) where "\(jailRoot)/\(name)" != excluding {
+        for name in listDirectory(jailRoot) where "\(jailRoot)/\(name)" != excluding {
             if let id = cgroupID("\(jailRoot)/\(name)") { live.insert(id) }
         }
         var records: [(owner: UInt64, ports: PortSet)] = []
-        for name in directoryEntries(recordDirectory) {
+        for name in listDirectory(recordDirectory) {
             guard let owner = UInt64(name) else { continue }
             let path = "\(recordDirectory)/\(name)"
             guard live.contains(owner), let text = try? readFile(path),
@@ -98,6 +98,8 @@ public enum PortFilter {
             records.append((owner, ports))
         }
         let (keys, owners) = OwnedPorts.entries(records.sorted { $0.owner < $1.owner })
+        ReservedPorts.update(owned: Set(keys.map { UInt16(truncatingIfNeeded: $0) }))
+        guard map >= 0 else { return }
         let rc = keys.withUnsafeBufferPointer { k in
             owners.withUnsafeBufferPointer { o in cj_owned_ports_sync(map, k.baseAddress, o.baseAddress, Int32(k.count)) }
         }
@@ -125,17 +127,6 @@ public enum PortFilter {
 
     private static func parent(of path: String) -> String {
         String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
-    }
-
-    private static func directoryEntries(_ path: String) -> [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 
     /// One jaild at a time changes the map, so a start never loses another's entries.
