@@ -104,8 +104,11 @@ def test_own_low_ports_bind_without_any_capability(rootfs_sec):
 
 
 def test_net_bind_service_without_ports_is_refused(rootfs_sec):
-    result = subprocess.run([JAILD, "-u", str(UID_A), "-r", str(rootfs_sec), "--cap", "NET_BIND_SERVICE"],
-                            capture_output=True, text=True, timeout=30)
+    jail = Jail(rootfs_sec, UID_A, ["--cap", "NET_BIND_SERVICE"])
+    result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+    if result.returncode == 0:  # started after all: stop it (by its pid) before failing
+        jail.supervisor = int(open(jail.pidfile).read())
+        jail.stop()
     assert result.returncode != 0
     assert "--cap NET_BIND_SERVICE: use --ports (e.g. --ports tcp:80)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
