@@ -51,6 +51,7 @@ enum ReservedPorts {
             if !owned.isEmpty { log.warning("cannot read \(sysctl): the owned ports are not reserved from the kernel's own choice") }
             return
         }
+        warnIfCrowded(owned)
         let previous = (try? readText(addedPath)).flatMap(parse) ?? []
         let (reserved, added) = plan(current: current, previouslyAdded: previous, owned: owned)
         if reserved != current {
@@ -66,6 +67,17 @@ enum ReservedPorts {
             let text = Array(format(added).utf8)
             _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             close(fd)
+        }
+    }
+
+    /// Reserved ports are gone from every process's outgoing connections: say so when the
+    /// jails own more than half of the ephemeral range.
+    static func warnIfCrowded(_ owned: Set<UInt16>) {
+        let bounds = ((try? readText("/proc/sys/net/ipv4/ip_local_port_range")) ?? "").split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+        guard bounds.count == 2, let low = UInt16(bounds[0]), let high = UInt16(bounds[1]), low <= high else { return }
+        let taken = owned.filter { (low...high).contains($0) }.count
+        if taken * 2 > Int(high - low) + 1 {
+            log.warning("the jails own \(taken) of the \(Int(high - low) + 1) ephemeral ports (\(low)-\(high)), reserved from every process's outgoing connections")
         }
     }
 }
