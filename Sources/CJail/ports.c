@@ -94,6 +94,7 @@ static int emit_post_bind(struct bpf_insn *p, int map, const struct cj_port_rang
     p[k++] = INSN(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_3, BPF_REG_1, offsetof(struct bpf_sock, protocol), 0);
     k = emit_ranges(p, k, ranges, n, jumps, &njumps);
     if (k < 0) return -1;
+    if (k + 24 >= MAX_INSNS) { errno = E2BIG; return -1; }  /* the lookup below */
     jumps[njumps++] = k;
     p[k++] = JUMP_IMM(BPF_JEQ, BPF_REG_2, 0, 0);                 /* no port yet (IP_BIND_ADDRESS_NO_PORT) */
     p[k++] = JUMP_IMM(BPF_JEQ, BPF_REG_3, TCP, 1);
