@@ -138,6 +138,10 @@ struct JailDaemonCommand: ParsableCommand {
     @Flag(name: .customLong("rc-required"), help: "A failing --rc fails the start (default: logged, the jail runs).")
     var rcRequired = false
 
+    @Flag(name: .customLong("allow-aio"),
+          help: "Allow kernel AIO (io_setup/io_submit, e.g. for databases using libaio): it draws on the host-wide fs.aio-max-nr.")
+    var allowAio = false
+
     func validate() throws {
         if version { return }
         guard uid != nil || Rootless.isRootless else { throw ValidationError("-u UID is required") }
@@ -185,6 +189,14 @@ struct JailDaemonCommand: ParsableCommand {
         c.ports = ports.flatMap { try? PortSet.parse($0) }
         c.portsExclusive = portsExclusive
         c.environmentPolicy = EnvironmentPolicy(extra: acceptEnvironment)
+        c.allowAio = allowAio
+        // Low ports come from --ports: the bind filter waives the capability check for the
+        // jail's own ports, while the capability would not reach the host's network from a
+        // user namespace, and without the filter it would give every low port. With --ports
+        // it is redundant and accepted.
+        if !c.rootless && c.ports == nil && c.capabilities.contains(Capability.netBindService) {
+            throw .usage("--cap NET_BIND_SERVICE: use --ports (e.g. --ports tcp:80) to let the jail bind its own low ports")
+        }
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout

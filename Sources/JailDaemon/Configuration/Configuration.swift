@@ -61,6 +61,8 @@ public struct JailConfiguration: Sendable, Equatable {
     /// `--base DIR`: ROOT is a copy-on-write overlay mounted at each start, DIR the read-only
     /// lower layer, ROOT's siblings `upper/` and `work/` the jail's own (see `overlay`).
     public var base: String?
+    /// Kernel AIO (io_setup, io_submit) allowed: it draws on the host-wide fs.aio-max-nr.
+    public var allowAio = false
 
     public init(uid: UInt32) {
         self.uid = uid

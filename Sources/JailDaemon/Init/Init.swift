@@ -100,7 +100,7 @@ struct Init {
                 throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
             }
             _ = cj_set_dumpable(0)
-            try Hardening.apply(extraCapabilities: configuration.capabilities)
+            try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
             programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
                                               resourceLimits: configuration.resourceLimits,
                                               ambientCapabilities: Capability.mask(configuration.capabilities),

@@ -141,7 +141,7 @@ public struct Supervisor {
         let started: StartedInit
         do {
             cgroups = try makeCgroups()
-            if let ports = configuration.ports { try PortFilter.attach(ports, to: cgroups) }
+            try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
