@@ -33,8 +33,6 @@ int cj_set_dumpable(int dumpable);
 /* Unmaps the program's pages that are still the file's (code, unwritten data): they fault
  * back in from the page cache when used. */
 void cj_release_file_pages(void);
-/* Marks every fd >= first close-on-exec (close_range with CLOSE_RANGE_CLOEXEC). */
-int cj_cloexec_from(unsigned int first);
 /* Closes every fd >= first except those listed. */
 void cj_close_all_except(unsigned int first, const int *keep, int nkeep);
 int cj_set_cloexec(int fd);
@@ -66,7 +64,7 @@ int cj_status_to_code(int status);
  * clears the inheritable and ambient sets. */
 int cj_drop_bounding_set(uint64_t keep);
 /* Installs the jail's seccomp filter on this process and all it will fork. */
-int cj_install_seccomp(void);
+int cj_install_seccomp(int allow_aio);
 /* The kernel's Landlock ABI version, or -1 (errno ENOSYS or EOPNOTSUPP) without Landlock. */
 int cj_landlock_abi(void);
 /* Puts this process in a Landlock domain scoped for abstract unix sockets and signals
@@ -79,6 +77,8 @@ int cj_landlock_scope(void);
 int cj_unix_listen(const char *path, int backlog);
 /* socket+connect (CLOEXEC, blocking). */
 int cj_unix_connect(const char *path);
+/* The same for another socket type (SOCK_DGRAM: /dev/log). */
+int cj_unix_connect_type(const char *path, int type);
 /* accept4 with CLOEXEC and O_NONBLOCK (accept4 needs _GNU_SOURCE, which the header avoids). */
 int cj_accept(int listener);
 int cj_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
@@ -111,6 +111,8 @@ int cj_open_in_root(int root_fd, const char *path, int flags);
 int cj_open_beneath_no_symlinks(int root_fd, const char *path, int flags);
 /* Bind-mounts host_path (recursively, read-only if asked) onto the object target_fd names. */
 int cj_bind_onto(const char *host_path, int target_fd, int read_only);
+/* A detached overlay mount of lower/upper/work: a descriptor of its root, attached nowhere. */
+int cj_overlay_open(const char *lower, const char *upper, const char *work);
 
 /* ---- devices ---------------------------------------------------------------------------- */
 
@@ -161,9 +163,15 @@ struct cj_port_range {
     uint16_t low;
     uint16_t high;
 };
-/* Loads the bind filter for these ranges and attaches it (IPv4 and IPv6) to a cgroup v2
- * directory. *failed_step: 1 opening the cgroup, 2 loading, 3 attaching. */
-int cj_ports_attach(const char *cgroup_dir, const struct cj_port_range *ranges, int n, int *failed_step);
+/* The map of owned ports shared by every jail (found by name, or created when `create`). */
+int cj_owned_ports_open(int create);
+/* Makes the map hold exactly these keys (protocol << 16 | port) with these owners (cgroup ids). */
+int cj_owned_ports_sync(int map, const uint32_t *keys, const uint64_t *owners, int n);
+/* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6) and,
+ * with `bind_filter`, the bind filter for these ranges. *failed_step: 1 opening the cgroup,
+ * 2 loading, 3 attaching. */
+int cj_ports_attach(const char *cgroup_dir, int map, const struct cj_port_range *ranges, int n, int bind_filter,
+                    int *failed_step);
 int cj_ports_detach(const char *cgroup_dir);
 
 /* ---- systemd -------------------------------------------------------------------------- */

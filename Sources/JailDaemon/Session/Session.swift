@@ -32,7 +32,8 @@ struct Session {
             try checkPassable(passed)
             var plumbing = try StdioPlumbing(passed: passed, passedSet: passedSet, null: null, stderrJoinsStdout: joined)
             defer { plumbing.closeChildEnds() }
-            let command = SessionCommand(account: account, hello: hello, terminal: nil)
+            let command = SessionCommand(account: account, hello: hello, terminal: nil,
+                                         policy: configuration.environmentPolicy)
             let request = SpawnRequest(command: command, account: account, stdio: plumbing.stdio, controllingTerminal: false)
             let pid: pid_t
             do { pid = try spawn(request) } catch {
@@ -54,7 +55,8 @@ struct Session {
             }
             throw .system(error)
         }
-        let command = SessionCommand(account: account, hello: hello, terminal: pty.slavePath)
+        let command = SessionCommand(account: account, hello: hello, terminal: pty.slavePath,
+                                     policy: configuration.environmentPolicy)
         let slave = pty.slave.rawValue
         let request = SpawnRequest(command: command, account: account, stdio: [slave, slave, slave], controllingTerminal: true)
         let pid: pid_t

@@ -46,13 +46,14 @@ public struct Supervisor {
             var started = try start(report: nil)
             return started.superviseUntilStopped()
         }
+        let logFile = logFileWithoutSyslog()
         var ends: [Int32] = [0, 0]
         try JailError.wrap { () throws(SystemError) in try syscall("pipe2") { cj_pipe(&ends) } }
         let pid = fork()
         if pid < 0 { throw .system(.last("fork")) }
         if pid == 0 {
             close(ends[0])
-            daemonize()
+            daemonize(logFile: logFile)
             let report = FileDescriptor(rawValue: ends[1])
             do {
                 var started = try start(report: report)
@@ -66,16 +67,50 @@ public struct Supervisor {
         return try awaitReadiness(FileDescriptor(rawValue: ends[0]), daemon: pid)
     }
 
-    /// The daemon's own session, no terminal, logs to syslog.
-    func daemonize() {
+    /// The daemon's own session, no terminal, logs to syslog (or to its file, without one).
+    func daemonize(logFile: LogFile?) {
         setsid()
         let devNull = open("/dev/null", O_RDWR)
         dup2(devNull, 0)
         dup2(devNull, 1)
         dup2(devNull, 2)
         if devNull > 2 { close(devNull) }
-        currentLogSink = .syslog
-        cj_openlog("jaild")
+        if let logFile {
+            currentLogSink = .file(logFile)
+            log.info("syslog is unreachable (nothing listens on /dev/log): logging to \(logFile.path)")
+        } else {
+            currentLogSink = .syslog
+            cj_openlog("jaild")
+        }
+    }
+
+    /// The daemon's log file when nobody listens on /dev/log, opened before the fork and
+    /// announced once, when the file is new, to an operator at a terminal (scripts and units
+    /// get no extra line on stderr; the file itself always says why it exists).
+    func logFileWithoutSyslog() -> LogFile? {
+        guard !LogFile.syslogIsReachable() else { return nil }
+        guard let directory = logDirectory else { return nil }
+        let file = LogFile(name: cgroupName, directory: directory)
+        let atTerminal = isatty(2) == 1
+        do { try file.open() } catch {
+            if atTerminal {
+                JailLogHandler.emitToTerminal("warning: syslog is unreachable and \(file.path) cannot be opened (\(error)): "
+                    + "the daemon's log is lost")
+            }
+            return nil
+        }
+        if file.created && atTerminal {
+            JailLogHandler.emitToTerminal("syslog is unreachable (nothing listens on /dev/log): logging to \(file.path)")
+        }
+        return file
+    }
+
+    /// /var/log/jail for root; a rootless jail's user keeps its own, in its state directory.
+    var logDirectory: String? {
+        guard configuration.rootless else { return LogFile.directory }
+        if let state = getenv("XDG_STATE_HOME").map({ String(cString: $0) }), state.hasPrefix("/") { return state + "/jail" }
+        guard let home = getenv("HOME").map({ String(cString: $0) }), home.hasPrefix("/") else { return nil }
+        return home + "/.local/state/jail"
     }
 
     /// Waits for the daemon's word: "R" when ready, "E<reason>" when it failed.
@@ -106,7 +141,7 @@ public struct Supervisor {
         let started: StartedInit
         do {
             cgroups = try makeCgroups()
-            if let ports = configuration.ports { try PortFilter.attach(ports, to: cgroups) }
+            try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
@@ -124,7 +159,7 @@ public struct Supervisor {
         let state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
-                              ports: configuration.ports?.description ?? "")
+                              ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus)
         state.save(as: cgroupName)
         try? report?.writeFully(Array("R".utf8))
         report?.closeQuietly()
