@@ -24,7 +24,7 @@ enum ControlCommands {
             guard let name = rest.first, !name.contains("/"), !name.hasPrefix(".") else {
                 fail("usage: jaild start NAME (reads \(configDirectory)/NAME.conf)", code: 2)
             }
-            return expandConfig(["--config", "\(configDirectory)/\(name).conf"] + rest.dropFirst())
+            return expandConfig(["--config", "\(configDirectory)/\(name).conf", "--jail-name", name] + rest.dropFirst())
         default:
             return expandConfig(arguments)
         }

@@ -169,4 +169,10 @@ int cj_sd_notify(const char *socket_path, const char *message);
 void cj_syslog(int priority, const char *message);
 void cj_openlog(const char *ident);
 
+/* ---- accounting (accounting.c) ---------------------------------------------------------- */
+
+/* A memfd named NAME holding LEN bytes of DATA, sealed against every change (write, grow,
+ * shrink, new seals), close-on-exec. The session helper's record for `jaild sessions`. */
+int cj_sealed_memfd(const char *name, const void *data, size_t len);
+
 #endif

@@ -38,6 +38,17 @@ public struct JailConfiguration: Sendable, Equatable {
     public var rootless = false
     /// Rootless: the user is uid 0 inside instead of their own uid.
     public var mapRoot = false
+    /// The jail's name in session records and syslog tags: NAME of `jaild start NAME`, else
+    /// nil, which means `UID-GID` of the jail account (see `name(account:)`).
+    public var jailName: String?
+    /// Serve /dev/log inside and relay each message to `syslogTarget`, tagged `jail/NAME`.
+    public var syslog = false
+    public var syslogTarget = "/dev/log"
+
+    /// What session records, `jaild sessions` and syslog tags call this jail.
+    public func name(account: Account) -> String {
+        jailName ?? "\(account.uid)-\(account.gid)"
+    }
 
     public init(uid: UInt32) {
         self.uid = uid

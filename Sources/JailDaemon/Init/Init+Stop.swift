@@ -25,7 +25,9 @@ extension Init {
 
     mutating func reapAll() {
         while let child = reapChild() {
-            helpers.remove(child.pid)
+            // A helper that did not exit 0 (a crash, SIGKILL) may have left its pty session
+            // "logged in": its utmp entry carries its pid, so mark it dead (Utmp.swift).
+            if helpers.remove(child.pid) != nil && child.code != 0 { Utmp.logoutStale(pid: child.pid) }
             if let command = bootCommands.removeValue(forKey: child.pid) {
                 if child.code == 0 {
                     log.info("boot command '\(command)' exited with status 0")

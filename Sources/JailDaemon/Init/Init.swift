@@ -40,6 +40,9 @@ struct Init {
     var killedPrograms = false
     /// Boot commands still running: pid → the command, to log how each ended.
     var bootCommands: [pid_t: String] = [:]
+    /// The number of the next session (session records: `id=N`).
+    var nextSessionID = 1
+    var jailName: String { configuration.name(account: account) }
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -140,24 +143,31 @@ struct Init {
                 continue
             }
             guard helpers.count < configuration.maxSessions else {
-                log.warning("refused a session of uid \(peer.uid): \(configuration.maxSessions) sessions are running")
+                logRefusal(peer, "\(configuration.maxSessions) sessions are running")
                 refuse(connection, "the jail has reached its limit of \(configuration.maxSessions) sessions")
                 continue
             }
             guard peer.uid == account.uid || peer.uid == 0 else {
-                log.warning("refused a connection from uid \(peer.uid) (pid \(peer.pid))")
+                logRefusal(peer, "wrong peer uid \(peer.uid)")
                 refuse(connection, "uid \(peer.uid) may not enter the jail of uid \(account.uid)")
                 continue
             }
+            let id = nextSessionID
+            nextSessionID += 1
             let pid = fork()
             if pid == 0 {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
-                SessionHelper.run(connection: connection, configuration: configuration)
+                SessionHelper.run(connection: connection, configuration: configuration, jail: jailName, id: id)
             }
             if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
             connection.closeQuietly()
         }
+    }
+
+    /// The refusal's session record (pure text from init's own values: nothing from the client).
+    func logRefusal(_ peer: PeerCredentials, _ reason: String) {
+        log.warning("\(Logfmt.line("session refused", [("jail", jailName), ("peer_uid", "\(peer.uid)"), ("peer_pid", "\(peer.pid)"), ("reason", reason)]))")
     }
 
     /// One error frame, sent without waiting (init never blocks on a client), then close.

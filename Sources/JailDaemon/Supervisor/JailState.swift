@@ -18,13 +18,15 @@ public struct JailState: Equatable, Sendable {
     public var started: Int64
     public var cgroup: String
     public var ports: String = ""
+    /// The jail's name (`JailConfiguration.name(account:)`), for `jaild sessions NAME`.
+    public var name: String = ""
 
     public static let directory = "/run/jail/state"
 
     public func encoded() -> String {
         [("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
          ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
-         ("ports", ports)]
+         ("ports", ports), ("name", name)]
             .map { "\($0)=\($1)\n" }.joined()
     }
 
@@ -40,7 +42,7 @@ public struct JailState: Equatable, Sendable {
         else { return nil }
         return JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
                          supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
-                         ports: fields["ports"] ?? "")
+                         ports: fields["ports"] ?? "", name: fields["name"] ?? "\(uid)-\(gid)")
     }
 
     func save(as name: String) {
