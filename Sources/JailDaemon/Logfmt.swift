@@ -76,3 +76,62 @@ public enum Logfmt {
         return "\\u{" + hex + "}"
     }
 }
+
+extension Logfmt {
+    /// The fields of one line written by `line` (the event words are skipped): what
+    /// `jaild sessions` reads back from a session's record. Unknown escapes stay as they are.
+    public static func fields(_ text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        let s = Array(text.unicodeScalars)
+        var i = 0
+        while i < s.count {
+            while i < s.count && s[i] == " " { i += 1 }
+            var key = ""
+            while i < s.count && s[i] != "=" && s[i] != " " {
+                key.unicodeScalars.append(s[i])
+                i += 1
+            }
+            guard i < s.count, s[i] == "=" else { continue }
+            i += 1
+            var value = ""
+            if i < s.count && s[i] == "\"" {
+                i += 1
+                while i < s.count && s[i] != "\"" {
+                    if s[i] == "\\" && i + 1 < s.count {
+                        i += 1
+                        switch s[i] {
+                        case "n": value += "\n"
+                        case "r": value += "\r"
+                        case "t": value += "\t"
+                        case "x" where i + 2 < s.count:
+                            let hex = String(String.UnicodeScalarView(s[(i + 1)...(i + 2)]))
+                            if let v = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(v) { value.unicodeScalars.append(scalar) }
+                            i += 2
+                        case "u" where i + 1 < s.count && s[i + 1] == "{":
+                            var j = i + 2
+                            var hex = ""
+                            while j < s.count && s[j] != "}" && hex.count < 8 {
+                                hex.unicodeScalars.append(s[j])
+                                j += 1
+                            }
+                            if let v = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(v) { value.unicodeScalars.append(scalar) }
+                            i = j
+                        default: value.unicodeScalars.append(s[i])
+                        }
+                    } else {
+                        value.unicodeScalars.append(s[i])
+                    }
+                    i += 1
+                }
+                i += 1
+            } else {
+                while i < s.count && s[i] != " " {
+                    value.unicodeScalars.append(s[i])
+                    i += 1
+                }
+            }
+            out[key] = value
+        }
+        return out
+    }
+}

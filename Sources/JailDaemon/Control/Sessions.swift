@@ -1,0 +1,166 @@
+import CJail
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `jaild sessions [JAIL] [--json]` and `jaild sessions JAIL --kill ID`: the live sessions, seen
+/// from the host by root.
+///
+/// Where the data comes from: each session helper holds its record in a sealed memfd (see
+/// SessionRecord.publish). This command finds the helpers as the children of the jail's init
+/// that run init's own executable (a program inside cannot: jaild's binary is not in the jail,
+/// so a process that merely names itself "jaild: [...]" is not taken), and reads each record
+/// through /proc/PID/fd, which only the host's root can do (the helper is not dumpable). No
+/// host directory is shared with the jail, init answers nothing, and a dead helper has no
+/// record to go stale. The live parts come from /proc: the program's host pid (the helper's
+/// child) and the idle time (the pty's access time, as `w` computes it).
+public enum Sessions {
+    public struct Live: Sendable {
+        public var jail: String
+        public var fields: [String: String]
+        public var helperPid: Int32
+        /// The program's pid on the host (also its process group), 0 if it is gone.
+        public var programPid: Int32
+        /// Seconds since the pty was last used; nil for stdio sessions.
+        public var idleSeconds: Int64?
+
+        public var id: Int { Int(fields["id"] ?? "") ?? 0 }
+        public var tty: String { fields["tty"] ?? "stdio" }
+    }
+
+    public static func list(_ spec: String?, json: Bool) -> Int32 {
+        guard getuid() == 0 else { return refuse("only root may list a jail's sessions") }
+        let jails: [JailState]
+        if let spec {
+            guard let state = Control.runningJail(spec) else { return Control.noSuchJail(spec) }
+            jails = [state]
+        } else {
+            jails = JailState.all().filter(\.alive).map(\.state)
+        }
+        let sessions = jails.flatMap(live)
+        print(json ? self.json(sessions) : table(sessions), terminator: "")
+        return 0
+    }
+
+    /// SIGHUP to the session's process group (as a terminal hangup), SIGKILL after 5 s.
+    public static func kill(_ spec: String, id: Int, graceSeconds: Int32 = 5) -> Int32 {
+        guard getuid() == 0 else { return refuse("only root may end a jail's sessions") }
+        guard let state = Control.runningJail(spec) else { return Control.noSuchJail(spec) }
+        guard let session = live(state).first(where: { $0.id == id }) else {
+            JailLogHandler.emitToTerminal("jail \(state.name) has no session \(id)")
+            return 1
+        }
+        cj_openlog("jaild")
+        cj_syslog(LOG_NOTICE, Logfmt.line("session kill", [("jail", state.name), ("id", "\(id)"), ("by_uid", "\(getuid())"),
+                                                           ("program_pid", "\(session.programPid)")]))
+        let helper = cj_pidfd_open(session.helperPid)
+        if session.programPid > 0 {
+            Glibc.kill(-session.programPid, SIGHUP)
+            Glibc.kill(-session.programPid, SIGCONT)
+        }
+        guard helper >= 0 else { return 0 }
+        defer { close(helper) }
+        var entry = pollfd(fd: helper, events: Int16(POLLIN), revents: 0)
+        var rc: Int32
+        repeat { rc = poll(&entry, 1, graceSeconds * 1000) } while rc < 0 && errno == EINTR
+        if rc == 0 && session.programPid > 0 {
+            cj_syslog(LOG_NOTICE, Logfmt.line("session kill", [("jail", state.name), ("id", "\(id)"), ("signal", "KILL")]))
+            Glibc.kill(-session.programPid, SIGKILL)
+        }
+        return 0
+    }
+
+    /// The sessions of one jail, by id.
+    public static func live(_ state: JailState) -> [Live] {
+        var initExe = stat()
+        guard stat("/proc/\(state.initPid)/exe", &initExe) == 0 else { return [] }
+        var out: [Live] = []
+        for helper in children(of: state.initPid) {
+            var exe = stat()
+            guard stat("/proc/\(helper)/exe", &exe) == 0, exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
+                  let text = record(of: helper) else { continue }
+            let fields = Logfmt.fields(text)
+            guard fields["id"] != nil else { continue }
+            let program = children(of: helper).first ?? 0
+            var idle: Int64?
+            if let tty = fields["tty"], tty.hasPrefix("/dev/pts/") {
+                var info = stat()
+                // The jail's devpts, as the host sees it through init's root.
+                if stat("/proc/\(state.initPid)/root\(tty)", &info) == 0 {
+                    idle = max(0, Int64(time(nil)) - Int64(max(info.st_atim.tv_sec, info.st_mtim.tv_sec)))
+                }
+            }
+            out.append(Live(jail: state.name, fields: fields, helperPid: helper, programPid: program, idleSeconds: idle))
+        }
+        return out.sorted { $0.id < $1.id }
+    }
+
+    /// The helper's session record: the memfd named `jail-session` among its descriptors.
+    static func record(of helper: Int32) -> String? {
+        guard let dir = opendir("/proc/\(helper)/fd") else { return nil }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name) else { continue }
+            var target = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/\(helper)/fd/\(fd)", &target, target.count - 1)
+            guard n > 0 else { continue }
+            let link = String(decoding: target[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard link.hasPrefix("/memfd:jail-session") else { continue }
+            guard let bytes = try? readFile("/proc/\(helper)/fd/\(fd)", limit: 64 << 10) else { continue }
+            return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
+        }
+        return nil
+    }
+
+    static func table(_ sessions: [Live]) -> String {
+        var lines = [["JAIL", "ID", "USER", "TTY", "FROM", "STARTED", "IDLE", "PID", "COMMAND"]]
+        for s in sessions {
+            let started = Int64(s.fields["started"] ?? "") ?? 0
+            lines.append([s.jail, "\(s.id)", s.fields["user"] ?? "?", s.tty, s.fields["from"] ?? "?", clock(started),
+                          s.idleSeconds.map { "\($0)s" } ?? "-", "\(s.programPid)",
+                          Logfmt.quote(s.fields["command"] ?? "")].map(Logfmt.printable))
+        }
+        let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
+        return lines.map { line in
+            line.enumerated().map { $0.element + String(repeating: " ", count: widths[$0.offset] - $0.element.count) }
+                .joined(separator: "  ").trimmingTrailingSpaces() + "\n"
+        }.joined()
+    }
+
+    static func json(_ sessions: [Live]) -> String {
+        let objects = sessions.map { s in
+            let f = s.fields
+            return "{\"jail\":\(Row.quote(s.jail)),\"id\":\(s.id),\"user\":\(Row.quote(f["user"] ?? "")),"
+                + "\"uid\":\(Int64(f["uid"] ?? "") ?? -1),\"peer_uid\":\(Int64(f["peer_uid"] ?? "") ?? -1),"
+                + "\"tty\":\(Row.quote(s.tty)),\"from\":\(Row.quote(f["from"] ?? "")),"
+                + "\"started\":\(Int64(f["started"] ?? "") ?? 0),"
+                + "\"idle_seconds\":\(s.idleSeconds.map { "\($0)" } ?? "null"),\"pid\":\(s.programPid),"
+                + "\"helper_pid\":\(s.helperPid),\"command\":\(Row.quote(f["command"] ?? ""))}"
+        }
+        return "[" + objects.joined(separator: ",") + "]\n"
+    }
+
+    /// `HH:MM:SS` UTC of a unix time.
+    static func clock(_ t: Int64) -> String {
+        var time = time_t(t)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+
+    static func refuse(_ message: String) -> Int32 {
+        JailLogHandler.emitToTerminal(message)
+        return 1
+    }
+}
+
+extension Logfmt {
+    /// A table cell: control characters escaped (a cell never moves the terminal's cursor).
+    static func printable(_ text: String) -> String {
+        text.unicodeScalars.contains(where: isUnsafe) ? String(quote(text).dropFirst().dropLast()) : text
+    }
+}
