@@ -144,6 +144,7 @@ struct JailDaemonCommand: ParsableCommand {
                   jailName.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) })
             else { throw ValidationError("--jail-name must be 1 to 64 letters, digits, '-', '_' or '.'") }
         }
+        if syslog && root == nil { throw ValidationError("--syslog needs -r ROOT: without one the jail has the host's /dev/log") }
         if !syslogTarget.hasPrefix("/") { throw ValidationError("--syslog-target must be an absolute path") }
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }

@@ -175,4 +175,9 @@ void cj_openlog(const char *ident);
  * shrink, new seals), close-on-exec. The session helper's record for `jaild sessions`. */
 int cj_sealed_memfd(const char *name, const void *data, size_t len);
 
+/* A close-on-exec AF_UNIX datagram socket bound at PATH (the jail's /dev/log), or connected
+ * to PATH (the host's /dev/log, before pivot_root). */
+int cj_unix_dgram_bind(const char *path);
+int cj_unix_dgram_connect(const char *path);
+
 #endif

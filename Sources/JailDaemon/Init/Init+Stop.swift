@@ -28,6 +28,9 @@ extension Init {
             // A helper that did not exit 0 (a crash, SIGKILL) may have left its pty session
             // "logged in": its utmp entry carries its pid, so mark it dead (Utmp.swift).
             if helpers.remove(child.pid) != nil && child.code != 0 { Utmp.logoutStale(pid: child.pid) }
+            if child.pid == syslogRelay && !stopping {
+                log.error("the syslog relay exited with status \(child.code): the jail's /dev/log is not served")
+            }
             if let command = bootCommands.removeValue(forKey: child.pid) {
                 if child.code == 0 {
                     log.info("boot command '\(command)' exited with status 0")

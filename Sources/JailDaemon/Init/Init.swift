@@ -40,6 +40,8 @@ struct Init {
     var killedPrograms = false
     /// Boot commands still running: pid → the command, to log how each ended.
     var bootCommands: [pid_t: String] = [:]
+    /// The --syslog relay process (0: none).
+    var syslogRelay: pid_t = 0
     /// The number of the next session (session records: `id=N`).
     var nextSessionID = 1
     var jailName: String { configuration.name(account: account) }
@@ -76,6 +78,8 @@ struct Init {
             var go: UInt8 = 0
             guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
             lifeline.closeQuietly()
+            // --syslog: the host's socket is reachable only before pivot_root (SyslogRelay).
+            let syslogTarget = configuration.syslog ? try SyslogRelay.connectTarget(configuration.syslogTarget) : nil
             try MountPlan(configuration: configuration).apply()
             // stdin and stdout were the host's /dev/null until now: nothing of the host stays.
             let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
@@ -106,6 +110,9 @@ struct Init {
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
             }
             var initProcess = Init(configuration: configuration, account: account, listener: listener, signals: signals)
+            if let syslogTarget {
+                initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
+            }
             try? ready.writeFully(Array("R".utf8))
             ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
