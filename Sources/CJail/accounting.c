@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -68,4 +69,12 @@ int cj_unix_dgram_connect(const char *path) {
         return -1;
     }
     return fd;
+}
+
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+int cj_pidfd_getfd(int pidfd, int fd) {
+    return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
 }

@@ -180,4 +180,8 @@ int cj_sealed_memfd(const char *name, const void *data, size_t len);
 int cj_unix_dgram_bind(const char *path);
 int cj_unix_dgram_connect(const char *path);
 
+/* pidfd_getfd(2): a copy of descriptor FD of the process PIDFD refers to (close-on-exec).
+ * `jaild sessions` reads a helper's peer credentials in the host's PID namespace with it. */
+int cj_pidfd_getfd(int pidfd, int fd);
+
 #endif

@@ -25,6 +25,8 @@ public enum Sessions {
         public var programPid: Int32
         /// Seconds since the pty was last used; nil for stdio sessions.
         public var idleSeconds: Int64?
+        /// The client's pid on the host (the record has it only as the jail sees it: 0).
+        public var peerPid: Int32?
 
         public var id: Int { Int(fields["id"] ?? "") ?? 0 }
         public var tty: String { fields["tty"] ?? "stdio" }
@@ -54,7 +56,8 @@ public enum Sessions {
         }
         cj_openlog("jaild")
         cj_syslog(LOG_NOTICE, Logfmt.line("session kill", [("jail", state.name), ("id", "\(id)"), ("by_uid", "\(getuid())"),
-                                                           ("program_pid", "\(session.programPid)")]))
+                                                           ("program_pid", "\(session.programPid)"),
+                                                           ("peer_pid", session.peerPid.map { "\($0)" } ?? "?")]))
         let helper = cj_pidfd_open(session.helperPid)
         if session.programPid > 0 {
             Glibc.kill(-session.programPid, SIGHUP)
@@ -92,9 +95,28 @@ public enum Sessions {
                     idle = max(0, Int64(time(nil)) - Int64(max(info.st_atim.tv_sec, info.st_mtim.tv_sec)))
                 }
             }
-            out.append(Live(jail: state.name, fields: fields, helperPid: helper, programPid: program, idleSeconds: idle))
+            let peer = Int32(fields["connection_fd"] ?? "").flatMap { hostPeerPid(helper: helper, fd: $0) }
+            out.append(Live(jail: state.name, fields: fields, helperPid: helper, programPid: program, idleSeconds: idle,
+                            peerPid: peer))
         }
         return out.sorted { $0.id < $1.id }
+    }
+
+    /// The client's pid as the host sees it: SO_PEERCRED read here, in the host's PID
+    /// namespace, on a copy of the helper's connection (pidfd_getfd; root may, as the
+    /// helper's ancestor's owner, though the helper is not dumpable).
+    static func hostPeerPid(helper: Int32, fd: Int32) -> Int32? {
+        let pidfd = cj_pidfd_open(helper)
+        guard pidfd >= 0 else { return nil }
+        defer { close(pidfd) }
+        let copy = cj_pidfd_getfd(pidfd, fd)
+        guard copy >= 0 else { return nil }
+        defer { close(copy) }
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+        guard cj_peer_credentials(copy, &pid, &uid, &gid) == 0, pid > 0 else { return nil }
+        return pid
     }
 
     /// The helper's session record: the memfd named `jail-session` among its descriptors.
@@ -135,6 +157,7 @@ public enum Sessions {
             let f = s.fields
             return "{\"jail\":\(Row.quote(s.jail)),\"id\":\(s.id),\"user\":\(Row.quote(f["user"] ?? "")),"
                 + "\"uid\":\(Int64(f["uid"] ?? "") ?? -1),\"peer_uid\":\(Int64(f["peer_uid"] ?? "") ?? -1),"
+                + "\"peer_pid\":\(s.peerPid.map { "\($0)" } ?? "null"),"
                 + "\"tty\":\(Row.quote(s.tty)),\"from\":\(Row.quote(f["from"] ?? "")),"
                 + "\"started\":\(Int64(f["started"] ?? "") ?? 0),"
                 + "\"idle_seconds\":\(s.idleSeconds.map { "\($0)" } ?? "null"),\"pid\":\(s.programPid),"

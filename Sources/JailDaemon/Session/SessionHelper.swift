@@ -63,6 +63,7 @@ struct SessionHelper {
                                    peer: peer,
                                    hello: hello, tty: session.pty?.slavePath)
         record.programPid = session.pid
+        record.connectionFD = channel.socket.rawValue
         record.recordLogin(ttyGroup: session.ttyGroup)
         // Held (close-on-exec) until the helper exits: `jaild sessions` reads it from the host.
         _ = record.publish()

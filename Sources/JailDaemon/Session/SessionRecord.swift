@@ -31,6 +31,9 @@ struct SessionRecord {
     let startedWall: Int64
     /// The program's pid in the jail, and its utmp entry (pty sessions).
     var programPid: pid_t = 0
+    /// The helper's descriptor of the client connection: `jaild sessions` reads the client's
+    /// host pid through it (SO_PEERCRED read inside the jail says 0 for any host process).
+    var connectionFD: Int32 = -1
     var utmp: Utmp.Entry?
     var utmpGroup: UInt32?
 
@@ -112,7 +115,8 @@ struct SessionRecord {
     /// The host's root reads it through /proc/PID/fd; inside the jail nobody can, because the
     /// helper is not dumpable and no jail process has CAP_SYS_PTRACE.
     func publish() -> Int32 {
-        let fields = startFields + [("started", "\(startedWall)"), ("program_pid", "\(programPid)")]
+        let fields = startFields + [("started", "\(startedWall)"), ("program_pid", "\(programPid)"),
+                                    ("connection_fd", "\(connectionFD)")]
         let bytes = Array((Logfmt.line("session", fields) + "\n").utf8)
         let fd = cj_sealed_memfd("jail-session", bytes, bytes.count)
         return fd
