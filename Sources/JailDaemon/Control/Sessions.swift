@@ -121,10 +121,7 @@ public enum Sessions {
 
     /// The helper's session record: the memfd named `jail-session` among its descriptors.
     static func record(of helper: Int32) -> String? {
-        guard let dir = opendir("/proc/\(helper)/fd") else { return nil }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        for name in listDirectory("/proc/\(helper)/fd") {
             guard let fd = Int32(name) else { continue }
             var target = [CChar](repeating: 0, count: 256)
             let n = readlink("/proc/\(helper)/fd/\(fd)", &target, target.count - 1)
@@ -147,8 +144,10 @@ public enum Sessions {
         }
         let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
         return lines.map { line in
-            line.enumerated().map { $0.element + String(repeating: " ", count: widths[$0.offset] - $0.element.count) }
-                .joined(separator: "  ").trimmingTrailingSpaces() + "\n"
+            line.enumerated().map { column in
+                column.offset == line.count - 1 ? column.element
+                    : column.element + String(repeating: " ", count: widths[column.offset] - column.element.count)
+            }.joined(separator: "  ") + "\n"
         }.joined()
     }
 
