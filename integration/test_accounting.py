@@ -200,6 +200,7 @@ def who_and_last(jail, checks, root):
     finally:
         child.close(force=True)
     wait_for(lambda: line not in run("who").stdout.decode(), 10, "who to drop the killed session")
+    assert record(jail, "end", status="lost")["helper_status"] == "137"
     entries = utmp_entries(root / checks["utmp"])
     assert not [e for e in entries if e[0] == 7 and e[2] == line], entries
 

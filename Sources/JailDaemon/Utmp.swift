@@ -180,10 +180,19 @@ public enum Utmp {
     /// regular file owned by root: the helper is privileged, the jail's files are not trusted.
     /// A missing file is created root-owned 0664, group utmp when the jail has one (when the
     /// directory is missing, nothing is written: jaild does not make directories in a root).
+    /// The directory must be root's and writable by root only, checked on the directory that
+    /// is then used (openat), so a user cannot steer the file elsewhere by a symlink swap.
     static func openRecords(_ path: String, create: Bool, group: UInt32?) -> Int32? {
-        var fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard let slash = path.lastIndex(of: "/") else { return nil }
+        let directory = open(String(path[..<slash]), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else { return nil }
+        defer { close(directory) }
+        var dirInfo = stat()
+        guard fstat(directory, &dirInfo) == 0, dirInfo.st_uid == 0, dirInfo.st_mode & 0o022 == 0 else { return nil }
+        let name = String(path[path.index(after: slash)...])
+        var fd = openat(directory, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         if fd < 0 && errno == ENOENT && create {
-            fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o664)
+            fd = openat(directory, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o664)
             if fd >= 0 {
                 _ = fchown(fd, 0, group ?? 0)
                 _ = fchmod(fd, 0o664)

@@ -42,8 +42,10 @@ struct Init {
     var bootCommands: [pid_t: String] = [:]
     /// The --syslog relay process (0: none).
     var syslogRelay: pid_t = 0
-    /// The number of the next session (session records: `id=N`).
+    /// The number of the next session (session records: `id=N`), and each helper's number:
+    /// a helper that dies before its end line (a crash, SIGKILL) gets one from init.
     var nextSessionID = 1
+    var sessionIDs: [pid_t: Int] = [:]
     var jailName: String { configuration.name(account: account) }
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
@@ -167,7 +169,12 @@ struct Init {
                 signals.fd.closeQuietly()
                 SessionHelper.run(connection: connection, configuration: configuration, jail: jailName, id: id)
             }
-            if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
+            if pid < 0 {
+                log.error("fork of a session helper: \(Errno(rawValue: errno))")
+            } else {
+                helpers.insert(pid)
+                sessionIDs[pid] = id
+            }
             connection.closeQuietly()
         }
     }
