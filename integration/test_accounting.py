@@ -89,8 +89,8 @@ def test_stdio_and_pty_sessions_are_recorded_with_their_fields(started):
     assert end["status"] == "3" and re.fullmatch(r"\d+\.\d{3}s", end["duration"]), end
 
     child = spawn_pty("-c 'tty; exit 4'", env={"SSH_CONNECTION": "127.0.0.9 1 127.0.0.1 22"})
-    child.expect(r"/dev/pts/\d+")
-    tty = child.after
+    child.expect(r"(/dev/pts/\d+)\r\n")
+    tty = child.match.group(1)
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 4
@@ -150,7 +150,7 @@ def test_refusals_are_recorded_with_the_reason(started):
     # CAP_DAC_OVERRIDE) is refused by init on its peer uid.
     connect = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect(%r); print(s.recv(4096))" % SOCKET)
     wrong = subprocess.run(["setpriv", f"--reuid={UID_B}", f"--regid={UID_B}", "--clear-groups",
-                            "--inh-caps=+dac_override", "--ambient-caps=+dac_override", "python3", "-c", connect],
+                            "--inh-caps=+dac_override", "--ambient-caps=+dac_override", "/usr/bin/python3", "-c", connect],
                            capture_output=True, text=True, timeout=30)
     assert f"uid {UID_B} may not enter" in wrong.stdout, wrong.stderr
     refused = record(jail, "refused", reason=f"wrong peer uid {UID_B}")
@@ -173,7 +173,7 @@ def who_and_last(jail, checks, root):
     try:
         child.expect(PROMPT)
         child.sendline("tty")
-        child.expect(r"/dev/(pts/\d+)")
+        child.expect(r"/dev/(pts/\d+)\r\n")
         line = child.match.group(1)
         wait_for(lambda: re.search(rf"^work\s+{re.escape(line)}\s", run("who").stdout.decode(), re.M), 10,
                  f"who to list work on {line}")
@@ -191,7 +191,7 @@ def who_and_last(jail, checks, root):
     try:
         child.expect(PROMPT)
         child.sendline("tty")
-        child.expect(r"/dev/(pts/\d+)")
+        child.expect(r"/dev/(pts/\d+)\r\n")
         line = child.match.group(1)
         wait_for(lambda: re.search(rf"^work\s+{re.escape(line)}\s", run("who").stdout.decode(), re.M), 10, "who")
         helper = next(s["helper_pid"] for s in sessions() if s["tty"] == "/dev/" + line)

@@ -18,8 +18,6 @@ struct Session {
     var outputs: [(stream: UInt8, fd: FileDescriptor)]
     /// Who the program runs as: the jail's user, or root inside for `jaild enter --root`.
     var account: Account?
-    /// The group that owns the session's pty (also the utmp/wtmp group, if no utmp group).
-    var ttyGroup: UInt32?
 
     /// Resolves the account from the jail's own files, prepares stdio and spawns the program.
     static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration) throws(SessionError) -> Session {
@@ -49,7 +47,7 @@ struct Session {
             // master reads EIO, which is how the relay knows the output is complete.
             pty.slave.closeQuietly()
             cj_set_proctitle("jaild: [\(pid)] \(pty.slavePath)")
-            return Session(pid: pid, pty: pty, input: nil, outputs: [], account: account, ttyGroup: ttyGroup)
+            return Session(pid: pid, pty: pty, input: nil, outputs: [], account: account)
 
         case .stdio(let passedSet):
             guard passed.count == passedSet.count else {

@@ -64,7 +64,7 @@ struct SessionHelper {
                                    hello: hello, tty: session.pty?.slavePath)
         record.programPid = session.pid
         record.connectionFD = channel.socket.rawValue
-        record.recordLogin(ttyGroup: session.ttyGroup)
+        record.recordLogin()
         // Held (close-on-exec) until the helper exits: `jaild sessions` reads it from the host.
         _ = record.publish()
         record.logStart()

@@ -91,7 +91,7 @@ struct SessionRecord {
     }
 
     /// The pty session's utmp/wtmp login, as the helper's pid (the login process).
-    mutating func recordLogin(ttyGroup: UInt32?) {
+    mutating func recordLogin() {
         guard let tty else { return }
         let entry = Utmp.Entry(type: Utmp.userProcess, pid: getpid(), tty: tty, user: user,
                                host: from == "local" ? "" : from, now: Utmp.now())
