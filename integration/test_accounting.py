@@ -18,22 +18,44 @@ from conftest import CACHE, JAIL, JAILD, REPO, UID_A, UID_B, as_user, children_o
 from test_operations import Foreground
 
 NAME = "acct"
-SOCKET = f"/run/jail/jaild-{UID_A}-{UID_A}.sock"
 PROMPT = r"\$ "
 
 
+class Daemon(Foreground):
+    """A foreground jaild named `acct` whose log is its stderr, on a socket of its own (so it
+    cannot meet a jail of the same uid on the default socket)."""
+
+    def __init__(self, root, args, log_path, prefix):
+        self.prefix = prefix
+        super().__init__(root, ["-a", prefix, "--jail-name", NAME, *args], log_path)
+
+    @property
+    def socket(self):
+        return f"{self.prefix}-{UID_A}-{UID_A}.sock"
+
+    @socket.setter
+    def socket(self, value):
+        pass
+
+
 @pytest.fixture
-def started(rootfs_a, tmp_path):
-    """Starts foreground jaild's named `acct` (the log is jaild's stderr) and stops them."""
+def started(rootfs_a, tmp_path, public_tmp):
+    """Starts foreground jaild's named `acct` and stops them."""
     jails = []
+    global SOCKET
 
     def start(*args, root=None):
-        jail = Foreground(root or rootfs_a, ["--jail-name", NAME, *args], tmp_path / f"jaild-{len(jails)}.log")
+        jail = Daemon(root or rootfs_a, list(args), tmp_path / f"jaild-{len(jails)}.log", str(public_tmp / "jaild"))
         jails.append(jail)
         return jail
+    SOCKET = f"{public_tmp}/jaild-{UID_A}-{UID_A}.sock"
     yield start
     for jail in jails:
         jail.stop()
+
+
+# The socket of the jail `started` made last: the helpers below talk to it.
+SOCKET = None
 
 
 def run(script, env=None, uid=UID_A, timeout=30, **kwargs):
@@ -122,8 +144,11 @@ def test_long_commands_are_cut_at_256_bytes(started):
 
 
 def init_pid():
-    state = open(f"/run/jail/state/jail-{UID_A}-{UID_A}.state").read()
-    return int(re.search(r"^init=(\d+)$", state, re.M).group(1))
+    for name in os.listdir("/run/jail/state"):
+        state = open(f"/run/jail/state/{name}").read()
+        if f"socket={SOCKET}\n" in state:
+            return int(re.search(r"^init=(\d+)$", state, re.M).group(1))
+    raise AssertionError(f"no state for {SOCKET}")
 
 
 def helpers():
@@ -285,7 +310,7 @@ def test_enter_as_the_user_and_as_root(started):
     user = subprocess.run([JAILD, "enter", NAME, "--", "id", "-u"], capture_output=True, text=True, timeout=30,
                           stdin=subprocess.DEVNULL)
     assert (user.returncode, user.stdout) == (0, f"{UID_A}\n"), user.stderr
-    root = subprocess.run([JAILD, "enter", f"{UID_A}:{UID_A}", "--root", "--", "sh", "-c", "id -u; exit 5"],
+    root = subprocess.run([JAILD, "enter", SOCKET.replace(".sock", ".pid"), "--root", "--", "sh", "-c", "id -u; exit 5"],
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert (root.returncode, root.stdout) == (5, "0\n"), root.stderr
     start = record(jail, "start", user="root")
