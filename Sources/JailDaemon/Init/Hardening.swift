@@ -25,7 +25,8 @@ enum Hardening {
     static let scopeABI: Int32 = 6
 
     /// `extraCapabilities`: `--cap` grants outside the default set stay in the bounding set.
-    static func apply(extraCapabilities: [Int]) throws(JailError) {
+    /// `allowAio`: `--allow-aio` lets io_setup/io_submit through the seccomp filter.
+    static func apply(extraCapabilities: [Int], allowAio: Bool) throws(JailError) {
         let abi = cj_landlock_abi()
         if abi >= scopeABI {
             if cj_landlock_scope() != 0 { throw .system(.last("landlock_restrict_self")) }
@@ -33,6 +34,6 @@ enum Hardening {
             log.warning("this kernel has no Landlock scoping (ABI \(max(abi, 0)), needs \(scopeABI)): the host's abstract unix sockets are reachable from the jail")
         }
         if cj_drop_bounding_set(keptMask | Capability.mask(extraCapabilities)) != 0 { throw .system(.last("prctl(PR_CAPBSET_DROP)")) }
-        if cj_install_seccomp() != 0 { throw .system(.last("seccomp")) }
+        if cj_install_seccomp(allowAio ? 1 : 0) != 0 { throw .system(.last("seccomp")) }
     }
 }
