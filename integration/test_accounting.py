@@ -191,7 +191,7 @@ def _cmdline(pid):
 
 # ---- utmp/wtmp inside: who, last -----------------------------------------------------------
 
-def who_and_last(jail, checks, root):
+def who_and_last(jail, checks):
     """A pty session is listed by `who` inside while it runs, by `last` after, and a helper
     killed with SIGKILL leaves no stale `who` entry."""
     child = spawn_pty()
@@ -209,7 +209,8 @@ def who_and_last(jail, checks, root):
     wait_for(lambda: line not in run("who").stdout.decode(), 10, "who to forget the session")
     last = run("last").stdout.decode()
     assert re.search(rf"^work\s+{re.escape(line)}\s", last, re.M), last
-    assert oct(os.stat(root / checks["wtmp"]).st_mode & 0o777) == "0o664"
+    inside = f"/proc/{init_pid()}/root"  # the jail's own view (its /run may be a tmpfs)
+    assert oct(os.stat(f"{inside}/{checks['wtmp']}").st_mode & 0o777) == "0o664"
 
     # A helper that dies without its logout: init marks its entry dead.
     child = spawn_pty()
@@ -226,7 +227,7 @@ def who_and_last(jail, checks, root):
         child.close(force=True)
     wait_for(lambda: line not in run("who").stdout.decode(), 10, "who to drop the killed session")
     assert record(jail, "end", status="lost")["helper_status"] == "137"
-    entries = utmp_entries(root / checks["utmp"])
+    entries = utmp_entries(f"{inside}/{checks['utmp']}")
     assert not [e for e in entries if e[0] == 7 and e[2] == line], entries
 
 
@@ -242,8 +243,8 @@ def utmp_entries(path):
 
 def test_who_and_last_in_the_busybox_jail(started, rootfs_a):
     jail = started()
-    who_and_last(jail, {"utmp": "var/run/utmp", "wtmp": "var/log/wtmp"}, rootfs_a)
-    assert os.stat(rootfs_a / "var/run/utmp").st_uid == 0
+    who_and_last(jail, {"utmp": "var/run/utmp", "wtmp": "var/log/wtmp"})
+    assert os.stat(f"/proc/{init_pid()}/root/var/run/utmp").st_uid == 0
 
 
 @pytest.fixture(scope="module")
@@ -261,9 +262,10 @@ def debian_root(tmp_path_factory):
 
 def test_who_and_last_in_the_debian_jail(started, debian_root):
     jail = started(root=debian_root)
-    # Debian's /var/run is /run; wtmp is there already (root:utmp 0664), utmp is made.
-    who_and_last(jail, {"utmp": "run/utmp", "wtmp": "var/log/wtmp"}, debian_root)
-    utmp = os.stat(debian_root / "run/utmp")
+    # Debian's /var/run is /run (a fresh tmpfs inside); wtmp is there already (root:utmp
+    # 0664), utmp is made.
+    who_and_last(jail, {"utmp": "run/utmp", "wtmp": "var/log/wtmp"})
+    utmp = os.stat(f"/proc/{init_pid()}/root/run/utmp")
     assert utmp.st_uid == 0 and utmp.st_gid == 43 and oct(utmp.st_mode & 0o777) == "0o664"
 
 
