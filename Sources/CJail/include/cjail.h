@@ -177,4 +177,19 @@ int cj_sd_notify(const char *socket_path, const char *message);
 void cj_syslog(int priority, const char *message);
 void cj_openlog(const char *ident);
 
+/* ---- accounting (accounting.c) ---------------------------------------------------------- */
+
+/* A memfd named NAME holding LEN bytes of DATA, sealed against every change (write, grow,
+ * shrink, new seals), close-on-exec. The session helper's record for `jaild sessions`. */
+int cj_sealed_memfd(const char *name, const void *data, size_t len);
+
+/* A close-on-exec AF_UNIX datagram socket bound at PATH (the jail's /dev/log), or connected
+ * to PATH (the host's /dev/log, before pivot_root). */
+int cj_unix_dgram_bind(const char *path);
+int cj_unix_dgram_connect(const char *path);
+
+/* pidfd_getfd(2): a copy of descriptor FD of the process PIDFD refers to (close-on-exec).
+ * `jaild sessions` reads a helper's peer credentials in the host's PID namespace with it. */
+int cj_pidfd_getfd(int pidfd, int fd);
+
 #endif

@@ -159,7 +159,8 @@ public struct Supervisor {
         let state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
-                              ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus)
+                              ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus,
+                              name: configuration.name(account: account))
         state.save(as: cgroupName)
         try? report?.writeFully(Array("R".utf8))
         report?.closeQuietly()
