@@ -123,7 +123,7 @@ static int exe_chown(int fd, int uid) {
 
 /* Root inside listens on an abstract socket; a host process connects in and passes a
  * descriptor of the host's "/". Then: read a secret, create a file, list the directory. */
-static int abstract_receive_fd(const char *name, const char *create) {
+static int abstract_receive_fd(const char *name, const char *create, const char *chmod_target) {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     size_t len = strlen(name);
@@ -149,6 +149,11 @@ static int abstract_receive_fd(const char *name, const char *create) {
     report("list-root", openat(host, ".", O_RDONLY | O_DIRECTORY));
     report("create", openat(host, create, O_CREAT | O_WRONLY | O_EXCL, 0644));
     report("mkdir", mkdirat(host, create[0] ? "tmp/jail-landlock-probe-dir" : "", 0755));
+    /* Not file-system accesses Landlock controls (see docs/security.md): only reported. */
+    if (chmod_target[0]) {
+        report("chmod", fchmodat(host, chmod_target, 0604, 0));
+        report("chown", fchownat(host, chmod_target, 1, 1, 0));
+    }
     return 0;
 }
 
@@ -255,7 +260,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(t, "exe-attack")) return exe_attack(arg, argc > 3 ? argv[3] : "0", argc > 4 ? atoi(argv[4]) : 200);
     if (!strcmp(t, "exe-chown")) return exe_chown(atoi(arg), argc > 3 ? atoi(argv[3]) : 0);
-    if (!strcmp(t, "abstract-receive-fd")) return abstract_receive_fd(arg, argc > 3 ? argv[3] : "");
+    if (!strcmp(t, "abstract-receive-fd")) return abstract_receive_fd(arg, argc > 3 ? argv[3] : "", argc > 4 ? argv[4] : "");
     if (!strcmp(t, "write-text")) {
         int fd = open(arg, O_WRONLY);
         const char *text = argc > 3 ? argv[3] : "";
