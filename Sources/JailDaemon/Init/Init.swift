@@ -127,7 +127,7 @@ struct Init {
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
             if stopping && monotonicMilliseconds() >= stopDeadline {
-                if killedPrograms { finish() }
+                if killedPrograms { killEverythingAndExit() }
                 log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
                 killPrograms()
             }

@@ -62,11 +62,8 @@ public struct JailState: Equatable, Sendable {
 
     /// Every state file, with whether its jail is alive (its pid file is locked by its supervisor).
     public static func all() -> [(state: JailState, alive: Bool)] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
         var out: [(JailState, Bool)] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        for name in listDirectory(directory) {
             guard name.hasSuffix(".state"), let bytes = try? readFile("\(directory)/\(name)"),
                   let state = decode(String(decoding: bytes, as: UTF8.self)) else { continue }
             out.append((state, PidFile.isLocked(state.pidFile)))
