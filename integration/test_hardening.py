@@ -141,6 +141,9 @@ def test_landlock_leaves_the_jail_usable(jail):
     assert (out.returncode, out.stdout) == (0, b"x\npiped\n"), out.stderr
     assert probe(jail, "id") == "uid=0 euid=0\n"
     assert outcome(jail, "read-file", "/etc/passwd") == "ok"
+    # Root inside switching users (su), as sshd and login do.
+    assert jail.run("/bin/rootprobe exec /bin/su -s /bin/sh work -c 'id -u; ls / >/dev/null && echo listed'").stdout == \
+        f"{UID_A}\nlisted\n".encode()
 
 
 def supervisor_usage(pid):
