@@ -28,7 +28,7 @@ def user(tmp_path_factory, installed_jail):
                        check=True, preexec_fn=as_user(RL_UID))
         bindir = os.path.dirname(installed_jail)
         yield {"root": root, "jaild": os.path.join(bindir, "jaild"), "jail": installed_jail,
-               "dir": f"{home}/.local/state/jail"}
+               "dir": f"{home}/.local/state/jail/sockets"}
     finally:
         account.delete()
         shutil.rmtree(f"/tmp/jail-{RL_UID}", ignore_errors=True)
@@ -138,14 +138,16 @@ def test_runtime_dir_and_an_unsafe_socket_directory(user, public_tmp):
     # A socket directory readable by others is refused, and the error says where it comes from.
     shutil.rmtree(user["dir"], ignore_errors=True)
     os.makedirs(user["dir"], 0o755)
-    for path in (user["dir"], os.path.dirname(user["dir"]), os.path.dirname(os.path.dirname(user["dir"]))):
+    path = user["dir"]
+    while path != str(user["root"].parent):
         os.chown(path, RL_UID, RL_UID)
+        path = os.path.dirname(path)
     os.chmod(user["dir"], 0o755)
     result = as_rl([user["jaild"], "-r", str(user["root"])])
     assert result.returncode == 1
     assert result.stderr.decode().endswith(
         f"jaild: refusing socket directory {user['dir']}: it is mode 755, not 700 (without $XDG_RUNTIME_DIR "
-        f"a rootless jail's socket lives in ~/.local/state/jail)\n")
+        f"a rootless jail's socket lives in ~/.local/state/jail/sockets)\n")
     os.rmdir(user["dir"])
 
 

@@ -71,6 +71,9 @@ static const int denied[] = {
 #endif
     /* file handles: open_by_handle_at walks from any inode of the file system (shocker) */
     SYS_open_by_handle_at,
+    /* fanotify groups count against the uid's host-wide limit (max_user_groups), and since
+     * Linux 5.13 an unprivileged process may make them: no jail program needs one */
+    SYS_fanotify_init,
     /* the host's clock */
     SYS_settimeofday, SYS_clock_settime, SYS_clock_adjtime, SYS_adjtimex,
 #if defined(__x86_64__)
@@ -83,14 +86,17 @@ static const int denied[] = {
 #define UNSHARE_NAMESPACE_FLAGS (CLONE_NAMESPACE_FLAGS | 0x00000080U)
 #define TIOCSTI_REQUEST 0x5412U
 #define TIOCLINUX_REQUEST 0x541CU
+/* setsockopt(SOL_IP, IP_LOCAL_PORT_RANGE): Debian 12's headers predate it (Linux 6.3). */
+#define SOL_IP_LEVEL 0U
+#define IP_LOCAL_PORT_RANGE_OPTION 51U
 
 #define LOAD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
 #define LOAD_ARG_LOW(n) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[n]))
 #define RETURN(value) BPF_STMT(BPF_RET | BPF_K, (value))
 
-int cj_install_seccomp(void) {
+int cj_install_seccomp(int allow_aio) {
     enum { ndenied = sizeof denied / sizeof denied[0] };
-    struct sock_filter program[ndenied * 2 + 48];
+    struct sock_filter program[ndenied * 2 + 64];
     int n = 0;
     /* Another architecture's syscall numbers would slip past the list: refuse them. */
     program[n++] = (struct sock_filter)LOAD(arch);
@@ -106,6 +112,25 @@ int cj_install_seccomp(void) {
         program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i], 0, 1);
         program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
     }
+    /* Kernel AIO contexts count against fs.aio-max-nr, one limit for the whole host: without
+     * --allow-aio the jail looks like a kernel built without AIO (ENOSYS), which libaio users
+     * (databases) already handle by falling back to threads. */
+    if (!allow_aio) {
+        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_setup, 0, 1);
+        program[n++] = (struct sock_filter)RETURN(ERRNO(ENOSYS));
+        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_submit, 0, 1);
+        program[n++] = (struct sock_filter)RETURN(ERRNO(ENOSYS));
+    }
+    /* IP_LOCAL_PORT_RANGE narrows the ports bind(0) and connect choose from to any one port:
+     * a way to aim at another jail's port (the post-bind check catches it too). It also
+     * applies to IPv6 sockets, at this level. */
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setsockopt, 0, 6);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(1);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOL_IP_LEVEL, 0, 3);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(2);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IP_LOCAL_PORT_RANGE_OPTION, 0, 1);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
     /* clone3 hides its flags in memory the filter cannot read: ENOSYS makes libc fall back to
      * clone, whose flags it can. */
     program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1);

@@ -28,8 +28,8 @@ final class InvocationTests: XCTestCase {
                        "/run/jail/jaild-5-6.sock")
         // Without a runtime directory: below the home, never a predictable /tmp path.
         XCTAssertEqual(Invocation.socketLocation(environment: ["HOME": "/home/u"], uid: 5, gid: 6,
-                                                 exists: { $0.hasPrefix("/home/u/.local/state/jail/") }).socketPath,
-                       "/home/u/.local/state/jail/jaild-5-6.sock")
+                                                 exists: { $0.hasPrefix("/home/u/.local/state/jail/sockets/") }).socketPath,
+                       "/home/u/.local/state/jail/sockets/jaild-5-6.sock")
     }
 
     func testOfferedEnvironment() {

@@ -15,9 +15,9 @@ final class SocketLocationTests: XCTestCase {
     func testUserDirectoryIsNeverInTmp() {
         XCTAssertEqual(SocketLocation.userDirectory(uid: 5, environment: ["XDG_RUNTIME_DIR": "/run/user/5", "HOME": "/h"]),
                        "/run/user/5/jail")
-        XCTAssertEqual(SocketLocation.userDirectory(uid: 5, environment: ["HOME": "/home/u/"]), "/home/u/.local/state/jail")
+        XCTAssertEqual(SocketLocation.userDirectory(uid: 5, environment: ["HOME": "/home/u/"]), "/home/u/.local/state/jail/sockets")
         XCTAssertEqual(SocketLocation.userDirectory(uid: 5, environment: ["XDG_RUNTIME_DIR": "relative", "HOME": "/h"]),
-                       "/h/.local/state/jail")
+                       "/h/.local/state/jail/sockets")
         XCTAssertFalse(SocketLocation.userDirectory(uid: 5, environment: [:]).hasPrefix("/tmp"))
     }
 }

@@ -30,6 +30,38 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <linux/if_ether.h>
+#include <sys/fanotify.h>
+
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51
+#endif
+
+/* A loopback TCP or UDP socket of IPv4 or IPv6 ("tcp4", "udp6", …) and its address. */
+static int loopback_socket(const char *kind, int port, struct sockaddr_storage *address, socklen_t *size) {
+    int v6 = strchr(kind, '6') != NULL;
+    memset(address, 0, sizeof *address);
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)address;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        a->sin6_addr = in6addr_loopback;
+        *size = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)address;
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *size = sizeof *a;
+    }
+    return socket(v6 ? AF_INET6 : AF_INET, kind[0] == 't' ? SOCK_STREAM : SOCK_DGRAM, 0);
+}
+
+static int bound_port(int fd) {
+    struct sockaddr_storage a;
+    socklen_t size = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &size) < 0) return -1;
+    return ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port : ((struct sockaddr_in *)&a)->sin_port);
+}
 
 static int report(const char *name, long rc) {
     if (rc < 0) printf("%s: %s\n", name, strerrorname_np(errno));
@@ -231,6 +263,59 @@ int main(int argc, char **argv) {
         }
         return report(t, rc);
     }
+    if (!strcmp(t, "port-range")) {
+        /* port-range KIND PORT: narrow bind(0) to PORT with IP_LOCAL_PORT_RANGE, then bind(0). */
+        struct sockaddr_storage a;
+        socklen_t size;
+        int port = atoi(argv[3]);
+        int fd = loopback_socket(arg, 0, &a, &size);
+        if (fd < 0) return report(t, fd);
+        uint32_t range = (uint32_t)port | (uint32_t)port << 16;
+        report("setsockopt", setsockopt(fd, IPPROTO_IP, IP_LOCAL_PORT_RANGE, &range, sizeof range));
+        long rc = bind(fd, (struct sockaddr *)&a, size);
+        if (rc == 0) printf("bound %d\n", bound_port(fd));
+        return report("bind0", rc);
+    }
+    if (!strcmp(t, "bind0-loop")) {
+        /* bind0-loop KIND LOW HIGH TRIES: bind(0) again and again, hoping for a port in LOW-HIGH. */
+        int low = atoi(argv[3]), high = atoi(argv[4]), tries = atoi(argv[5]), failed = 0;
+        for (int i = 0; i < tries; i++) {
+            struct sockaddr_storage a;
+            socklen_t size;
+            int fd = loopback_socket(arg, 0, &a, &size);
+            if (fd < 0) return report(t, fd);
+            int port = bind(fd, (struct sockaddr *)&a, size) < 0 ? (failed++, -1) : bound_port(fd);
+            close(fd);
+            if (port >= low && port <= high) { printf("reached %d after %d\n", port, i + 1); return 0; }
+        }
+        printf("not reached in %d (%d refused)\n", tries, failed);
+        return 0;
+    }
+    if (!strcmp(t, "autobind-loop")) {
+        /* autobind-loop KIND LOW HIGH TRIES DEST: the kernel picks the port without bind(2):
+         * connect (TCP, to a listener on DEST) or sendto (UDP, to DEST), again and again. */
+        int low = atoi(argv[3]), high = atoi(argv[4]), tries = atoi(argv[5]), dest = atoi(argv[6]), failed = 0;
+        for (int i = 0; i < tries; i++) {
+            struct sockaddr_storage a;
+            socklen_t size;
+            int fd = loopback_socket(arg, dest, &a, &size);
+            if (fd < 0) return report(t, fd);
+            long rc = arg[0] == 't' ? connect(fd, (struct sockaddr *)&a, size)
+                                    : sendto(fd, "x", 1, 0, (struct sockaddr *)&a, size);
+            int port = rc < 0 ? (failed++, -1) : bound_port(fd);
+            close(fd);
+            if (port >= low && port <= high) { printf("reached %d after %d\n", port, i + 1); return 0; }
+        }
+        printf("not reached in %d (%d refused)\n", tries, failed);
+        return 0;
+    }
+    if (!strcmp(t, "io-setup")) {
+        unsigned long context = 0;
+        long rc = syscall(SYS_io_setup, 1, &context);
+        if (rc == 0) syscall(SYS_io_destroy, context);
+        return report(t, rc);
+    }
+    if (!strcmp(t, "fanotify-init")) return report(t, fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_FID, O_RDONLY));
     if (!strcmp(t, "connect4")) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(arg)), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

@@ -64,7 +64,7 @@ int cj_status_to_code(int status);
  * clears the inheritable and ambient sets. */
 int cj_drop_bounding_set(uint64_t keep);
 /* Installs the jail's seccomp filter on this process and all it will fork. */
-int cj_install_seccomp(void);
+int cj_install_seccomp(int allow_aio);
 /* The kernel's Landlock ABI version, or -1 (errno ENOSYS or EOPNOTSUPP) without Landlock. */
 int cj_landlock_abi(void);
 /* Puts this process in a Landlock domain scoped for abstract unix sockets and signals
@@ -118,6 +118,8 @@ int cj_open_in_root(int root_fd, const char *path, int flags);
 int cj_open_beneath_no_symlinks(int root_fd, const char *path, int flags);
 /* Bind-mounts host_path (recursively, read-only if asked) onto the object target_fd names. */
 int cj_bind_onto(const char *host_path, int target_fd, int read_only);
+/* A detached overlay mount of lower/upper/work: a descriptor of its root, attached nowhere. */
+int cj_overlay_open(const char *lower, const char *upper, const char *work);
 
 /* ---- devices ---------------------------------------------------------------------------- */
 
@@ -168,9 +170,15 @@ struct cj_port_range {
     uint16_t low;
     uint16_t high;
 };
-/* Loads the bind filter for these ranges and attaches it (IPv4 and IPv6) to a cgroup v2
- * directory. *failed_step: 1 opening the cgroup, 2 loading, 3 attaching. */
-int cj_ports_attach(const char *cgroup_dir, const struct cj_port_range *ranges, int n, int *failed_step);
+/* The map of owned ports shared by every jail (found by name, or created when `create`). */
+int cj_owned_ports_open(int create);
+/* Makes the map hold exactly these keys (protocol << 16 | port) with these owners (cgroup ids). */
+int cj_owned_ports_sync(int map, const uint32_t *keys, const uint64_t *owners, int n);
+/* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6) and,
+ * with `bind_filter`, the bind filter for these ranges. *failed_step: 1 opening the cgroup,
+ * 2 loading, 3 attaching. */
+int cj_ports_attach(const char *cgroup_dir, int map, const struct cj_port_range *ranges, int n, int bind_filter,
+                    int *failed_step);
 int cj_ports_detach(const char *cgroup_dir);
 
 /* ---- systemd -------------------------------------------------------------------------- */

@@ -25,10 +25,11 @@ enum Hardening {
     static let scopeABI: Int32 = 6
 
     /// `extraCapabilities`: `--cap` grants outside the default set stay in the bounding set.
-    static func apply(extraCapabilities: [Int]) throws(JailError) {
+    /// `allowAio`: `--allow-aio` lets io_setup/io_submit through the seccomp filter.
+    static func apply(extraCapabilities: [Int], allowAio: Bool) throws(JailError) {
         try restrictFileSystemAndScope()
         if cj_drop_bounding_set(keptMask | Capability.mask(extraCapabilities)) != 0 { throw .system(.last("prctl(PR_CAPBSET_DROP)")) }
-        if cj_install_seccomp() != 0 { throw .system(.last("seccomp")) }
+        if cj_install_seccomp(allowAio ? 1 : 0) != 0 { throw .system(.last("seccomp")) }
     }
 
     /// One Landlock domain (any ABI ≥ 1, Linux 5.13+): file-system access only beneath the

@@ -40,6 +40,14 @@ struct Init {
     var killedPrograms = false
     /// Boot commands still running: pid → the command, to log how each ended.
     var bootCommands: [pid_t: String] = [:]
+    /// Where `--rc` and `--rc-stop` write (the boot output pipe), kept open for rc-stop.
+    var serviceOutput: FileDescriptor?
+    /// `--rc-stop` while it runs; the TERM to everything waits for it.
+    var rcStopPid: pid_t?
+    /// SIGTERM has gone to everything (after rc-stop, if any).
+    var terminating = false
+    /// The host asked to stop while the rc ran: the stop begins once the jail is ready.
+    var stopPending = false
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -93,7 +101,7 @@ struct Init {
             }
             try AuditIdentity.setLoginUID(account.uid)
             _ = cj_set_dumpable(0)
-            try Hardening.apply(extraCapabilities: configuration.capabilities)
+            try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
             programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
                                               resourceLimits: configuration.resourceLimits,
                                               ambientCapabilities: Capability.mask(configuration.capabilities),
@@ -104,9 +112,13 @@ struct Init {
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
             }
             var initProcess = Init(configuration: configuration, account: account, listener: listener, signals: signals)
-            try? ready.writeFully(Array("R".utf8))
+            initProcess.serviceOutput = channels.bootOutput
+            // "R" and the rc's exit status, in one write (atomic on a pipe).
+            let rcStatus = try initProcess.runStartRC(output: channels.bootOutput)
+            try? ready.writeFully(Array(("R" + (rcStatus.map { "\($0)" } ?? "")).utf8))
             ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
+            if initProcess.stopPending { initProcess.beginStop() }
             SessionRehearsal.run(configuration: configuration)
             initProcess.serve()
         } catch {
@@ -126,11 +138,7 @@ struct Init {
             idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
-            if stopping && monotonicMilliseconds() >= stopDeadline {
-                if killedPrograms { killEverythingAndExit() }
-                log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
-                killPrograms()
-            }
+            if stopping && monotonicMilliseconds() >= stopDeadline { stopDeadlinePassed() }
         }
     }
 

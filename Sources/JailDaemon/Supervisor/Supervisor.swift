@@ -87,20 +87,32 @@ public struct Supervisor {
     }
 
     /// The daemon's log file when nobody listens on /dev/log, opened before the fork and
-    /// announced on the terminal once (when the file is new), so the operator learns where
-    /// the lines go without a line at every start.
+    /// announced once, when the file is new, to an operator at a terminal (scripts and units
+    /// get no extra line on stderr; the file itself always says why it exists).
     func logFileWithoutSyslog() -> LogFile? {
         guard !LogFile.syslogIsReachable() else { return nil }
-        let file = LogFile(name: cgroupName)
+        guard let directory = logDirectory else { return nil }
+        let file = LogFile(name: cgroupName, directory: directory)
+        let atTerminal = isatty(2) == 1
         do { try file.open() } catch {
-            JailLogHandler.emitToTerminal("warning: syslog is unreachable and \(file.path) cannot be opened (\(error)): "
-                + "the daemon's log is lost")
+            if atTerminal {
+                JailLogHandler.emitToTerminal("warning: syslog is unreachable and \(file.path) cannot be opened (\(error)): "
+                    + "the daemon's log is lost")
+            }
             return nil
         }
-        if file.created {
+        if file.created && atTerminal {
             JailLogHandler.emitToTerminal("syslog is unreachable (nothing listens on /dev/log): logging to \(file.path)")
         }
         return file
+    }
+
+    /// /var/log/jail for root; a rootless jail's user keeps its own, in its state directory.
+    var logDirectory: String? {
+        guard configuration.rootless else { return LogFile.directory }
+        if let state = getenv("XDG_STATE_HOME").map({ String(cString: $0) }), state.hasPrefix("/") { return state + "/jail" }
+        guard let home = getenv("HOME").map({ String(cString: $0) }), home.hasPrefix("/") else { return nil }
+        return home + "/.local/state/jail"
     }
 
     /// Waits for the daemon's word: "R" when ready, "E<reason>" when it failed.
@@ -131,7 +143,7 @@ public struct Supervisor {
         let started: StartedInit
         do {
             cgroups = try makeCgroups()
-            if let ports = configuration.ports { try PortFilter.attach(ports, to: cgroups) }
+            try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
@@ -149,7 +161,7 @@ public struct Supervisor {
         let state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
-                              ports: configuration.ports?.description ?? "")
+                              ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus)
         state.save(as: cgroupName)
         try? report?.writeFully(Array("R".utf8))
         report?.closeQuietly()
@@ -182,7 +194,7 @@ public struct Supervisor {
         let directory = location.directory
         let isDefault = configuration.socketPrefix == nil
         if isDefault && (try? fileStatus(directory)) == nil {
-            // A rootless user's directory may be several levels below the home (~/.local/state/jail).
+            // A rootless user's directory may be several levels below the home (~/.local/state/jail/sockets).
             let missing = configuration.rootless ? missingDirectories(directory) : [directory]
             let mode: mode_t = configuration.rootless ? 0o700 : 0o755
             for path in missing where mkdir(path, mode) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
