@@ -244,6 +244,7 @@ struct JailDaemonCommand: ParsableCommand {
             print("jaild \(jailVersion)")
             return
         }
+        ProtectedBinary.reexecIfNeeded()
         do {
             let configuration = try configuration()
             let account = try Preflight.check(configuration)

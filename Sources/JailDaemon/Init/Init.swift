@@ -108,6 +108,7 @@ struct Init {
             if access(account.shell, X_OK) != 0 {
                 throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
             }
+            try AuditIdentity.setLoginUID(account.uid)
             _ = cj_set_dumpable(0)
             try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
             programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
