@@ -1,6 +1,6 @@
 /* What keeps a jail's processes away from the host: the capability bounding set, a seccomp
- * filter for kernel state no namespace isolates, and a Landlock scope for the host's abstract
- * unix sockets and processes. init applies all three once, after its mounts and before it
+ * filter for kernel state no namespace isolates, and a Landlock domain: file-system access
+ * only beneath the jail's root, scoped for the host's abstract unix sockets and processes. init applies all three once, after its mounts and before it
  * serves, so every helper and session program inherits them. docs/security.md says why each
  * entry is there. */
 #define _GNU_SOURCE
@@ -177,6 +177,45 @@ struct jail_landlock_ruleset_attr {
 
 int cj_landlock_abi(void) {
     return (int)syscall(JAIL_SYS_landlock_create_ruleset, NULL, 0, JAIL_LANDLOCK_CREATE_RULESET_VERSION);
+}
+
+/* File-system access rights, by the ABI that brought them: 1 has bits 0..12 (execute, read,
+ * write, directories, every kind of make and remove), 2 refer (link and rename across
+ * directories), 3 truncate, 5 ioctl on devices. */
+static uint64_t landlock_fs_rights(int abi) {
+    uint64_t rights = (1ULL << 13) - 1;
+    if (abi >= 2) rights |= 1ULL << 13;
+    if (abi >= 3) rights |= 1ULL << 14;
+    if (abi >= 5) rights |= 1ULL << 15;
+    return rights;
+}
+
+#define JAIL_LANDLOCK_RULE_PATH_BENEATH 1
+#define JAIL_SYS_landlock_add_rule 445
+struct jail_landlock_path_beneath_attr {
+    uint64_t allowed_access;
+    int32_t parent_fd;
+} __attribute__((packed));
+
+int cj_landlock_restrict_beneath(int root_fd, int abi) {
+    uint64_t rights = landlock_fs_rights(abi);
+    struct jail_landlock_ruleset_attr attr = {
+        .handled_access_fs = rights,
+        .scoped = abi >= 6 ? (JAIL_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | JAIL_LANDLOCK_SCOPE_SIGNAL) : 0,
+    };
+    /* Older kernels take the larger struct as long as the fields they do not know are 0. */
+    int ruleset = (int)syscall(JAIL_SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    if (ruleset < 0) return -1;
+    /* Everything beneath the jail's root, its bind mounts, /proc, /dev and /sys included
+     * (they are mounted beneath it): Landlock walks a path up through its mounts, so only a
+     * file reached through a descriptor of the host's tree is outside. */
+    struct jail_landlock_path_beneath_attr beneath = {.allowed_access = rights, .parent_fd = root_fd};
+    int rc = (int)syscall(JAIL_SYS_landlock_add_rule, ruleset, JAIL_LANDLOCK_RULE_PATH_BENEATH, &beneath, 0);
+    if (rc == 0) rc = (int)syscall(JAIL_SYS_landlock_restrict_self, ruleset, 0);
+    int saved = errno;
+    close(ruleset);
+    errno = saved;
+    return rc;
 }
 
 int cj_landlock_scope(void) {

@@ -116,6 +116,17 @@ struct JailDaemonCommand: ParsableCommand {
                                valueName: "dir"))
     var base: String?
 
+    @Option(name: .customLong("jail-name"),
+            help: ArgumentHelp("The jail's name in session records and syslog tags (default: UID-GID).", valueName: "name"))
+    var jailName: String?
+
+    @Flag(name: .customLong("syslog"), help: "Serve /dev/log inside and relay messages to the host's, tagged jail/NAME.")
+    var syslog = false
+
+    @Option(name: .customLong("syslog-target"),
+            help: ArgumentHelp("Where --syslog relays to (a datagram socket).", valueName: "path"))
+    var syslogTarget: String = "/dev/log"
+
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
 
@@ -158,6 +169,13 @@ struct JailDaemonCommand: ParsableCommand {
         if let ports {
             do { _ = try PortSet.parse(ports) } catch { throw ValidationError(error.description) }
         }
+        if let jailName {
+            guard !jailName.isEmpty, jailName.utf8.count <= 64,
+                  jailName.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) })
+            else { throw ValidationError("--jail-name must be 1 to 64 letters, digits, '-', '_' or '.'") }
+        }
+        if syslog && root == nil { throw ValidationError("--syslog needs -r ROOT: without one the jail has the host's /dev/log") }
+        if !syslogTarget.hasPrefix("/") { throw ValidationError("--syslog-target must be an absolute path") }
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
         }
@@ -209,6 +227,9 @@ struct JailDaemonCommand: ParsableCommand {
         c.rcStop = rcStop
         c.rcTimeout = rcTimeout
         c.rcRequired = rcRequired
+        c.jailName = jailName
+        c.syslog = syslog
+        c.syslogTarget = syslogTarget
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }
@@ -223,6 +244,7 @@ struct JailDaemonCommand: ParsableCommand {
             print("jaild \(jailVersion)")
             return
         }
+        ProtectedBinary.reexecIfNeeded()
         do {
             let configuration = try configuration()
             let account = try Preflight.check(configuration)

@@ -23,6 +23,7 @@ public struct ConfigFile {
         "ports-exclusive": false, "foreground": false, "accept-env": true, "allow-aio": false,
         "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
         "base": true,
+        "jail-name": true, "syslog": false, "syslog-target": true,
     ]
 
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {

@@ -63,6 +63,17 @@ public struct JailConfiguration: Sendable, Equatable {
     public var base: String?
     /// Kernel AIO (io_setup, io_submit) allowed: it draws on the host-wide fs.aio-max-nr.
     public var allowAio = false
+    /// The jail's name in session records and syslog tags: NAME of `jaild start NAME`, else
+    /// nil, which means `UID-GID` of the jail account (see `name(account:)`).
+    public var jailName: String?
+    /// Serve /dev/log inside and relay each message to `syslogTarget`, tagged `jail/NAME`.
+    public var syslog = false
+    public var syslogTarget = "/dev/log"
+
+    /// What session records, `jaild sessions` and syslog tags call this jail.
+    public func name(account: Account) -> String {
+        jailName ?? "\(account.uid)-\(account.gid)"
+    }
 
     public init(uid: UInt32) {
         self.uid = uid

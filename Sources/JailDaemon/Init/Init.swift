@@ -44,6 +44,13 @@ struct Init {
     var bootCommands: [pid_t: String] = [:]
     /// Each new helper joins these (`InitChannels.sessionCgroups`).
     var sessionCgroups: [Int32] = []
+    /// The --syslog relay process (0: none).
+    var syslogRelay: pid_t = 0
+    /// The number of the next session (session records: `id=N`), and each helper's number:
+    /// a helper that dies before its end line (a crash, SIGKILL) gets one from init.
+    var nextSessionID = 1
+    var sessionIDs: [pid_t: Int] = [:]
+    var jailName: String { configuration.name(account: account) }
     /// Where `--rc` and `--rc-stop` write (the boot output pipe), kept open for rc-stop.
     var serviceOutput: FileDescriptor?
     /// `--rc-stop` while it runs; the TERM to everything waits for it.
@@ -85,6 +92,8 @@ struct Init {
             var go: UInt8 = 0
             guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
             lifeline.closeQuietly()
+            // --syslog: the host's socket is reachable only before pivot_root (SyslogRelay).
+            let syslogTarget = configuration.syslog ? try SyslogRelay.connectTarget(configuration.syslogTarget) : nil
             try MountPlan(configuration: configuration).apply()
             // stdin and stdout were the host's /dev/null until now: nothing of the host stays.
             let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
@@ -103,6 +112,7 @@ struct Init {
             if access(account.shell, X_OK) != 0 {
                 throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
             }
+            try AuditIdentity.setLoginUID(account.uid)
             _ = cj_set_dumpable(0)
             try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
             programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
@@ -116,6 +126,9 @@ struct Init {
             }
             var initProcess = Init(configuration: configuration, account: account, listener: listener, signals: signals)
             initProcess.sessionCgroups = channels.sessionCgroups
+            if let syslogTarget {
+                initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
+            }
             initProcess.serviceOutput = channels.bootOutput
             // "R" and the rc's exit status, in one write (atomic on a pipe).
             let rcStatus = try initProcess.runStartRC(output: channels.bootOutput)
@@ -153,25 +166,37 @@ struct Init {
                 continue
             }
             guard helpers.count < configuration.maxSessions else {
-                log.warning("refused a session of uid \(peer.uid): \(configuration.maxSessions) sessions are running")
+                logRefusal(peer, "\(configuration.maxSessions) sessions are running")
                 refuse(connection, "the jail has reached its limit of \(configuration.maxSessions) sessions")
                 continue
             }
             guard peer.uid == account.uid || peer.uid == 0 else {
-                log.warning("refused a connection from uid \(peer.uid) (pid \(peer.pid))")
+                logRefusal(peer, "wrong peer uid \(peer.uid)")
                 refuse(connection, "uid \(peer.uid) may not enter the jail of uid \(account.uid)")
                 continue
             }
+            let id = nextSessionID
+            nextSessionID += 1
             let pid = fork()
             if pid == 0 {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
                 SessionCgroup.join(sessionCgroups)
-                SessionHelper.run(connection: connection, configuration: configuration)
+                SessionHelper.run(connection: connection, configuration: configuration, jail: jailName, id: id)
             }
-            if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
+            if pid < 0 {
+                log.error("fork of a session helper: \(Errno(rawValue: errno))")
+            } else {
+                helpers.insert(pid)
+                sessionIDs[pid] = id
+            }
             connection.closeQuietly()
         }
+    }
+
+    /// The refusal's session record (pure text from init's own values: nothing from the client).
+    func logRefusal(_ peer: PeerCredentials, _ reason: String) {
+        log.warning("\(Logfmt.line("session refused", [("jail", jailName), ("peer_uid", "\(peer.uid)"), ("peer_pid", "\(peer.pid)"), ("reason", reason)]))")
     }
 
     /// One error frame, sent without waiting (init never blocks on a client), then close.

@@ -20,13 +20,15 @@ public struct JailState: Equatable, Sendable {
     public var ports: String = ""
     /// How `--rc` ended (its exit status); nil when the jail has no rc.
     public var rcStatus: Int32? = nil
+    /// The jail's name (`JailConfiguration.name(account:)`), for `jaild sessions NAME`.
+    public var name: String = ""
 
     public static let directory = "/run/jail/state"
 
     public func encoded() -> String {
         [("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
          ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
-         ("ports", ports), ("rc", rcStatus.map { "\($0)" } ?? "")]
+         ("ports", ports), ("rc", rcStatus.map { "\($0)" } ?? ""), ("name", name)]
             .map { "\($0)=\($1)\n" }.joined()
     }
 
@@ -42,7 +44,8 @@ public struct JailState: Equatable, Sendable {
         else { return nil }
         return JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
                          supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
-                         ports: fields["ports"] ?? "", rcStatus: fields["rc"].flatMap { Int32($0) })
+                         ports: fields["ports"] ?? "", rcStatus: fields["rc"].flatMap { Int32($0) },
+                         name: fields["name"] ?? "\(uid)-\(gid)")
     }
 
     func save(as name: String) {
