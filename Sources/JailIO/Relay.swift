@@ -56,6 +56,9 @@ public struct Relay {
 
     public private(set) var channel: FrameChannel
     var program: Program
+    /// Called with the program's status once its output is out, just before the status goes
+    /// to the client (the session record's end line: logged before the client can see it).
+    public var beforeStatus: (Int32) -> Void = { _ in }
     /// Client bytes not yet taken by the program's pty or stdin pipe; `inboxStart` of them are
     /// already written (the front is dropped in bulk, not byte by byte).
     var inbox: [UInt8] = []
@@ -219,6 +222,7 @@ public struct Relay {
             channel.flush()
             if !channel.canAcceptMore && !channel.isClosed { try? channel.socket.waitWritable() }
         }
+        beforeStatus(code)
         channel.send(.exit(code: code))
         channel.flushFully()
         return .exited(code)

@@ -69,10 +69,11 @@ struct SessionHelper {
         _ = record.publish()
         record.logStart()
         var relay = session.relay(channel: channel, signals: signals, early: early)
-        // The session record's end line and utmp logout, once the status is out (or the client gone).
-        switch relay.run() {
-        case .exited(let code): record.end(status: "\(code)")
-        case .clientGone:
+        // The session record's end line and utmp logout: before the status goes out, or after
+        // the hangup when the client left first.
+        let ended = record
+        relay.beforeStatus = { ended.end(status: "\($0)") }
+        if relay.run() == .clientGone {
             session.hangUp()
             record.end(status: "hangup")
         }
