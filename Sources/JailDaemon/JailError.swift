@@ -15,6 +15,7 @@ public enum JailError: Error, CustomStringConvertible {
     case threaded(Int)
     case protocolError(ProtocolError)
     case startFailed(String)
+    case userNamespace(String)
 
     public var description: String {
         switch self {
@@ -30,6 +31,7 @@ public enum JailError: Error, CustomStringConvertible {
         case .threaded(let n): "jaild has \(n) threads; namespaces need a single-threaded process"
         case .protocolError(let e): "protocol error: \(e)"
         case .startFailed(let s): s
+        case .userNamespace(let s): s
         }
     }
 

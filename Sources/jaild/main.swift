@@ -106,6 +106,15 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("Read options from FILE (key = value); flags given here win.", valueName: "file"))
     var configFile: String?
 
+    @Flag(name: .customLong("no-userns"),
+          help: "Root inside is host root (no user namespace): less safe, see docs/security.md.")
+    var noUserns = false
+
+    @Option(name: .customLong("userns-pool"),
+            help: ArgumentHelp("Host ids for jails' user namespaces: COUNT ids from START, 65536 per jail.",
+                               valueName: "start:count"))
+    var usernsPool: String?
+
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
 
@@ -130,6 +139,9 @@ struct JailDaemonCommand: ParsableCommand {
         }
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
+        }
+        if let usernsPool {
+            do { _ = try UserRangePool.parse(usernsPool) } catch { throw ValidationError(error.description) }
         }
     }
 
@@ -157,6 +169,8 @@ struct JailDaemonCommand: ParsableCommand {
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
+        c.userNamespace = !c.rootless && !noUserns
+        if let pool = usernsPool.flatMap({ try? UserRangePool.parse($0) }) { c.userNamespacePool = pool }
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }

@@ -21,6 +21,7 @@ public struct ConfigFile {
         "socket-prefix": true, "stop-timeout": true, "max-sessions": true, "handshake-timeout": true,
         "boot": true, "cap": true, "memory": true, "pids": true, "cpus": true, "rlimit": true, "ports": true,
         "ports-exclusive": false, "foreground": false,
+        "no-userns": false, "userns-pool": true,
     ]
 
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {

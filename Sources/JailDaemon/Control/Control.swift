@@ -84,10 +84,11 @@ struct Row {
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS"]]
+        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "USERNS"]]
         for r in rows {
             lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
-                          "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports])
+                          "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
+                          r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"])
         }
         let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
         return lines.map { line in
@@ -101,7 +102,9 @@ struct Row {
             "{\"socket\":\(quote(r.state.socket)),\"pid_file\":\(quote(r.state.pidFile)),\"uid\":\(r.state.uid),"
                 + "\"gid\":\(r.state.gid),\"root\":\(quote(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions),\"uptime_seconds\":\(r.uptime),"
-                + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup))}"
+                + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup)),"
+                + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
+                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount)}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }

@@ -18,13 +18,15 @@ public struct JailState: Equatable, Sendable {
     public var started: Int64
     public var cgroup: String
     public var ports: String = ""
+    /// The first host id of the jail's user-namespace range (root inside); nil without one.
+    public var userRange: UInt32?
 
     public static let directory = "/run/jail/state"
 
     public func encoded() -> String {
         [("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
          ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
-         ("ports", ports)]
+         ("ports", ports), ("userns", userRange.map { "\($0)" } ?? "")]
             .map { "\($0)=\($1)\n" }.joined()
     }
 
@@ -40,7 +42,7 @@ public struct JailState: Equatable, Sendable {
         else { return nil }
         return JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
                          supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
-                         ports: fields["ports"] ?? "")
+                         ports: fields["ports"] ?? "", userRange: fields["userns"].flatMap { UInt32($0) })
     }
 
     func save(as name: String) {
