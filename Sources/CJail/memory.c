@@ -63,8 +63,8 @@ static int release_object(struct dl_phdr_info *info, size_t size, void *unused) 
     return 0;
 }
 
-/* Kept open from now on. In a user namespace, init's /proc/self files belong to host root
- * (init is not dumpable and was exec'd on the host), which root inside cannot open later. */
+/* Kept open from now on. In root's user namespace, init's /proc/self files belong to host
+ * root (init was exec'd on the host and is not dumpable), which root inside cannot open. */
 int cj_keep_pagemap_open(void) {
     if (pagemap < 0) pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     return pagemap;

@@ -50,7 +50,6 @@ struct Init {
         keepOnlyOwnDescriptors(channels)
         dieWithTheSupervisor(lifeline: channels.lifeline)
         takeStdio(log: channels.log)
-        if configuration.mapsRange { _ = cj_keep_pagemap_open() }
         do {
             try awaitGo(lifeline: channels.lifeline)
             try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)

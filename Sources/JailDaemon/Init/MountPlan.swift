@@ -175,6 +175,9 @@ public struct MountPlan: Equatable, Sendable {
                 guard let rootTree else { throw JailError.startFailed("the idmapped root tree of \(root) is missing") }
                 try syscall("move_mount", path: root) { cj_attach_tree(rootTree.rawValue, root) }
             case .becomeNamespaceRoot:
+                // The jail's /proc/self/pagemap (for IdlePages) is host root's from now on:
+                // opened while init still has host root's ids.
+                _ = cj_keep_pagemap_open()
                 try syscall("setresuid(0) in the user namespace") { cj_become_root() }
             case .makeDirectory(let path, let mode):
                 if mkdir(path, mode_t(mode)) < 0 && errno != EEXIST { throw SystemError.last("mkdir", path: path) }
