@@ -34,6 +34,8 @@ struct Init {
     let account: Account
     let listener: FileDescriptor
     let signals: SignalDescriptor
+    /// What every program gets (cgroups, rlimits, capabilities), handed to each helper.
+    let programSettings: ProgramSettings
     var stopping = false
     var stopDeadline: Int64 = 0
     /// Session helpers alive now: at stop they outlive the session programs, so each client
@@ -60,13 +62,13 @@ struct Init {
             channels.lifeline.closeQuietly()
             replaceHostNull()
             try setUpIdentity(configuration: configuration, account: account)
-            programSettings = try harden(configuration: configuration, channels: channels)
+            let settings = try harden(configuration: configuration, channels: channels)
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
             }
             var initProcess = Init(configuration: configuration, account: account, listener: channels.listener,
-                                   signals: signals)
+                                   signals: signals, programSettings: settings)
             Readiness.ready.send(on: channels.ready)
             channels.ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
@@ -188,7 +190,7 @@ struct Init {
             if pid == 0 {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
-                SessionHelper.run(connection: connection, configuration: configuration)
+                SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings)
             }
             if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
             connection.closeQuietly()

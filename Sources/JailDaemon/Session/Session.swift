@@ -18,7 +18,8 @@ struct Session {
     var outputs: [(stream: UInt8, fd: FileDescriptor)]
 
     /// Resolves the account from the jail's own files, prepares stdio and spawns the program.
-    static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration) throws(SessionError) -> Session {
+    static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration,
+                      settings: ProgramSettings) throws(SessionError) -> Session {
         let (account, ttyGroup) = try resolveAccount(configuration)
 
         switch hello.mode {
@@ -35,7 +36,7 @@ struct Session {
             let slave = pty.slave.rawValue
             let request = SpawnRequest(command: command, account: account, stdio: [slave, slave, slave], controllingTerminal: true)
             let pid: pid_t
-            do { pid = try spawn(request) } catch {
+            do { pid = try spawn(request, settings: settings) } catch {
                 pty.master.closeQuietly()
                 pty.slave.closeQuietly()
                 throw .refused(error.description)
@@ -77,7 +78,7 @@ struct Session {
             let request = SpawnRequest(command: command, account: account, stdio: stdio, controllingTerminal: false)
             defer { for fd in childEnds { close(fd) } }
             let pid: pid_t
-            do { pid = try spawn(request) } catch { throw .refused(error.description) }
+            do { pid = try spawn(request, settings: settings) } catch { throw .refused(error.description) }
             cj_set_proctitle("jaild: [\(pid)] stdio")
             return Session(pid: pid, pty: nil, input: session.input, outputs: session.outputs)
         }

@@ -18,16 +18,18 @@ import Glibc
 /// `kill -9 -1` inside leaves it alive to report the status.
 struct SessionHelper {
     let configuration: JailConfiguration
+    let settings: ProgramSettings
     var channel: FrameChannel
     let signals: SignalDescriptor
 
     /// Runs the session and exits the process; never returns.
-    static func run(connection: FileDescriptor, configuration: JailConfiguration) -> Never {
+    static func run(connection: FileDescriptor, configuration: JailConfiguration, settings: ProgramSettings) -> Never {
         _ = cj_set_dumpable(0)
         cj_set_proctitle("jaild: session")
         do {
             let signals = try SignalDescriptor([SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGPIPE])
-            var helper = SessionHelper(configuration: configuration, channel: FrameChannel(socket: connection), signals: signals)
+            var helper = SessionHelper(configuration: configuration, settings: settings, channel: FrameChannel(socket: connection),
+                                       signals: signals)
             helper.serve()
         } catch {
             log.error("session: \(error)")
@@ -46,7 +48,7 @@ struct SessionHelper {
         }
         let session: Session
         do {
-            session = try Session.start(hello: hello, passed: passed, configuration: configuration)
+            session = try Session.start(hello: hello, passed: passed, configuration: configuration, settings: settings)
         } catch {
             refuse(error.description)
         }
