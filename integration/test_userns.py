@@ -204,3 +204,19 @@ def test_sessions_boot_and_groups_in_both_modes(rootfs_sec, tmp_path, userns):
         assert (row["userns_start"] is not None) == userns
         expected = row["userns_start"] if userns else 0
         assert host_uid(jail.init_pid) == expected
+
+
+def test_a_file_system_that_cannot_be_idmapped_is_named(rootfs_sec, tmp_path):
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(ram)], check=True)
+    try:
+        subprocess.run(["cp", "-a", str(rootfs_sec), str(ram / "r")], check=True)
+        jail = Jail(ram / "r", UID_A, prefix="/run/jail/ramfs")
+        result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert f"the file system of {ram / 'r'} (ramfs) cannot be idmapped" in result.stderr
+        assert "--no-userns" in result.stderr
+        assert not os.path.exists(jail.socket)
+    finally:
+        subprocess.run(["umount", "-l", str(ram)], check=True)
