@@ -96,6 +96,9 @@ def test_two_jails_get_disjoint_ranges_and_a_restart_keeps_its_range(rootfs_sec,
         # A pool with no free range left: one clear line.
         c = Jail(rootfs_sec_b, UID_B, ["--userns-pool", f"{first_a}:{RANGE}"], prefix="/run/jail/pooltest")
         result = subprocess.run(c.command(), capture_output=True, text=True, timeout=30)
+        if result.returncode == 0:  # started after all: stop it on the way out
+            c.supervisor = int(open(c.pidfile).read())
+            c.stop()
         assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
         assert "no free id range in the user-namespace pool" in result.stderr
     finally:
@@ -142,14 +145,19 @@ def test_a_world_reachable_root_is_refused(public_tmp):
     subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(root), str(UID_A)], check=True,
                    capture_output=True)
     jail = Jail(root, UID_A)
-    result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert f"root {root} (mode 755) is reachable by every host user" in result.stderr
-    assert not os.path.exists(jail.socket)
-    # A private directory above it is enough.
-    os.chmod(root.parent, 0o700)
-    with jail:
+    try:
+        result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+        if result.returncode == 0:  # started after all: stop it on the way out
+            jail.supervisor = int(open(jail.pidfile).read())
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert f"root {root} (mode 755) is reachable by every host user" in result.stderr
+        assert not os.path.exists(jail.socket)
+        # A private directory above it is enough.
+        os.chmod(root.parent, 0o700)
+        jail.start()
         assert jail.run("echo in").stdout == b"in\n"
+    finally:
+        jail.stop()
 
 
 def test_root_inside_cannot_read_host_secrets_nor_chown_to_host_root(rootfs_sec, tmp_path):
@@ -214,6 +222,9 @@ def test_a_file_system_that_cannot_be_idmapped_is_named(rootfs_sec, tmp_path):
         subprocess.run(["cp", "-a", str(rootfs_sec), str(ram / "r")], check=True)
         jail = Jail(ram / "r", UID_A, prefix="/run/jail/ramfs")
         result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+        if result.returncode == 0:  # started after all: stop it on the way out
+            jail.supervisor = int(open(jail.pidfile).read())
+            jail.stop()
         assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
         assert f"the file system of {ram / 'r'} (ramfs) cannot be idmapped" in result.stderr
         assert "--no-userns" in result.stderr

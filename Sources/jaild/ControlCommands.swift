@@ -1,5 +1,6 @@
 import ArgumentParser
 import JailDaemon
+import JailSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +9,7 @@ import Glibc
 /// `jaild list|stop|status|start …` beside the 2014 form `jaild -u UID …`, which stays the
 /// default. Returns the arguments for the starting command, or exits.
 enum ControlCommands {
-    static let configDirectory = "/etc/jail"
+    static var configDirectory: String { ProvisionPaths.fromEnvironment().configDirectory }
 
     static func dispatch(_ arguments: [String]) -> [String] {
         guard let first = arguments.first else { return arguments }
@@ -18,13 +19,16 @@ enum ControlCommands {
             guard rest.allSatisfy({ $0 == "--json" }) else { fail("usage: jaild list [--json]", code: 2) }
             exit(Control.list(json: rest.contains("--json")))
         case "status", "stop":
-            guard rest.count == 1 else { fail("usage: jaild \(first) SOCKET|PIDFILE|UID:GID", code: 2) }
+            guard rest.count == 1 else { fail("usage: jaild \(first) NAME|SOCKET|PIDFILE|UID:GID", code: 2) }
             exit(first == "stop" ? Control.stop(rest[0]) : Control.status(rest[0]))
         case "start":
             guard let name = rest.first, !name.contains("/"), !name.hasPrefix(".") else {
                 fail("usage: jaild start NAME (reads \(configDirectory)/NAME.conf)", code: 2)
             }
             return expandConfig(["--config", "\(configDirectory)/\(name).conf"] + rest.dropFirst())
+        case "create": exit(ProvisionCommands.create(rest))
+        case "destroy": exit(ProvisionCommands.destroy(rest))
+        case "base": exit(ProvisionCommands.base(rest))
         default:
             return expandConfig(arguments)
         }
@@ -46,7 +50,8 @@ enum ControlCommands {
             i += 1
         }
         guard let path else { return arguments }
-        guard let bytes = readAll(path) else { fail("cannot read config \(path): \(String(cString: strerror(errno)))") }
+        let bytes: [UInt8]
+        do { bytes = try readFile(path) } catch { fail("cannot read config \(path): \(error.errno)") }
         do {
             var fromFile: [String] = []
             for entry in try ConfigFile.parse(String(decoding: bytes, as: UTF8.self), path: path) {
@@ -65,19 +70,6 @@ enum ControlCommands {
         }
     }
 
-    static func readAll(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { return nil }
-            if n == 0 { return out }
-            out += buffer[..<n]
-        }
-    }
 
     static func fail(_ message: String, code: Int32 = 1) -> Never {
         JailLogHandler.emitToTerminal(message)

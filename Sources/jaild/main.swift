@@ -102,10 +102,19 @@ struct JailDaemonCommand: ParsableCommand {
           help: "Rootless: be uid 0 inside the jail (still only yourself, mapped by a user namespace).")
     var mapRoot = false
 
+    @Option(name: .customLong("accept-env"),
+            help: ArgumentHelp("Also pass the client's variable NAME (or every NAME* of a prefix) into sessions, "
+                               + "like sshd's AcceptEnv. Repeatable.", valueName: "name"))
+    var acceptEnvironment: [String] = []
+
     @Option(name: .customLong("config"),
             help: ArgumentHelp("Read options from FILE (key = value); flags given here win.", valueName: "file"))
     var configFile: String?
 
+    @Option(name: .customLong("base"),
+            help: ArgumentHelp("ROOT is a copy-on-write overlay of DIR (read-only), with ROOT/../upper and ROOT/../work.",
+                               valueName: "dir"))
+    var base: String?
     @Flag(name: .customLong("no-userns"),
           help: "Root inside is host root (no user namespace): less safe, see docs/security.md.")
     var noUserns = false
@@ -120,6 +129,22 @@ struct JailDaemonCommand: ParsableCommand {
 
     @Flag(name: [.customShort("v"), .customLong("version")], help: "Print the version and exit.")
     var version = false
+
+    @Option(name: .customLong("rc"),
+            help: ArgumentHelp("Run CMD once at start as root inside the jail (/bin/sh -c): its system services. "
+                               + "The start waits for it.", valueName: "cmd"))
+    var rc: String?
+
+    @Option(name: .customLong("rc-stop"),
+            help: ArgumentHelp("Run CMD at stop as root inside, before the rest gets SIGTERM.", valueName: "cmd"))
+    var rcStop: String?
+
+    @Option(name: .customLong("rc-timeout"),
+            help: ArgumentHelp("Seconds the start waits for --rc before killing it.", valueName: "seconds"))
+    var rcTimeout: Int = 60
+
+    @Flag(name: .customLong("rc-required"), help: "A failing --rc fails the start (default: logged, the jail runs).")
+    var rcRequired = false
 
     func validate() throws {
         if version { return }
@@ -140,6 +165,10 @@ struct JailDaemonCommand: ParsableCommand {
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
         }
+        for pattern in acceptEnvironment {
+            if let problem = EnvironmentPolicy.problem(with: pattern) { throw ValidationError(problem) }
+        }
+        guard (1...3600).contains(rcTimeout) else { throw ValidationError("--rc-timeout must be 1 to 3600") }
         if let usernsPool {
             do { _ = try UserRangePool.parse(usernsPool) } catch { throw ValidationError(error.description) }
         }
@@ -166,15 +195,27 @@ struct JailDaemonCommand: ParsableCommand {
         c.resourceLimits = resourceLimits.compactMap { try? ResourceLimit.parse($0) }
         c.ports = ports.flatMap { try? PortSet.parse($0) }
         c.portsExclusive = portsExclusive
+        c.environmentPolicy = EnvironmentPolicy(extra: acceptEnvironment)
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
+        // Checked here, not in validate(): a config file's lines are validated one by one.
+        if rcRequired && rc == nil { throw .usage("--rc-required needs --rc") }
+        if (rc != nil || rcStop != nil) && Rootless.isRootless && !mapRoot {
+            throw .usage("--rc and --rc-stop run as root inside: a rootless jail needs --map-root for that")
+        }
+        c.rc = rc
+        c.rcStop = rcStop
+        c.rcTimeout = rcTimeout
+        c.rcRequired = rcRequired
         c.userNamespace = !c.rootless && !noUserns
         if let pool = usernsPool.flatMap({ try? UserRangePool.parse($0) }) { c.userNamespacePool = pool }
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }
         if let shell, !shell.hasPrefix("/") { throw .usage("shell \(shell) must be an absolute path") }
+        c.base = base
+        if base != nil && root == nil { throw .usage("--base needs --root (the overlay's mount point)") }
         return c
     }
 
@@ -186,6 +227,9 @@ struct JailDaemonCommand: ParsableCommand {
         do {
             let configuration = try configuration()
             let account = try Preflight.check(configuration)
+            if let warning = Preflight.hostNameWarning(configuration, account: account) {
+                JailLogHandler.emitToTerminal(warning)
+            }
             let socket = SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid).socketPath
             try PortFilter.checkOverlap(configuration, ownSocket: socket)
             let code = try Supervisor(configuration: configuration, account: account).run()

@@ -37,8 +37,6 @@ int cj_become_root(void);
 void cj_release_file_pages(void);
 /* Opens /proc/self/pagemap for cj_release_file_pages for good (before losing access to it). */
 int cj_keep_pagemap_open(void);
-/* Marks every fd >= first close-on-exec (close_range with CLOSE_RANGE_CLOEXEC). */
-int cj_cloexec_from(unsigned int first);
 /* Closes every fd >= first except those listed. */
 void cj_close_all_except(unsigned int first, const int *keep, int nkeep);
 int cj_set_cloexec(int fd);
@@ -83,6 +81,8 @@ int cj_landlock_scope(void);
 int cj_unix_listen(const char *path, int backlog);
 /* socket+connect (CLOEXEC, blocking). */
 int cj_unix_connect(const char *path);
+/* The same for another socket type (SOCK_DGRAM: /dev/log). */
+int cj_unix_connect_type(const char *path, int type);
 /* accept4 with CLOEXEC and O_NONBLOCK (accept4 needs _GNU_SOURCE, which the header avoids). */
 int cj_accept(int listener);
 int cj_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
@@ -115,6 +115,8 @@ int cj_open_detached_tree(const char *path);
 int cj_idmap_tree(int tree_fd, int userns_fd);
 /* move_mount of a detached tree onto a path of the caller's mount namespace. */
 int cj_attach_tree(int tree_fd, const char *target);
+/* A detached overlay mount of lower/upper/work: a descriptor of its root, attached nowhere. */
+int cj_overlay_open(const char *lower, const char *upper, const char *work);
 
 /* ---- devices ---------------------------------------------------------------------------- */
 

@@ -1,3 +1,5 @@
+import JailProtocol
+
 /// Everything that defines one jail, as jaild's command line gives it.
 public struct JailConfiguration: Sendable, Equatable {
     public var uid: UInt32
@@ -24,6 +26,14 @@ public struct JailConfiguration: Sendable, Equatable {
 
     public var maxPtys: Int { maxSessions * 2 }
 
+    /// The overlay's layers when the root is made from a base: `jaild create` lays out
+    /// STATE/NAME/{root,upper,work}, so upper and work are found beside the root.
+    public var overlay: OverlayLayers? {
+        guard let base, let root = root.map(BindMount.normalize) else { return nil }
+        let parent = root.lastIndex(of: "/").map { String(root[..<$0]) } ?? ""
+        return OverlayLayers(lower: BindMount.normalize(base), upper: parent + "/upper", work: parent + "/work", target: root)
+    }
+
     /// Commands run at start as the jail's user, supervised by init, output to the log.
     public var bootCommands: [String] = []
     /// Ambient capabilities of the jail's programs (numbers from the `--cap` allow-list).
@@ -38,6 +48,19 @@ public struct JailConfiguration: Sendable, Equatable {
     public var rootless = false
     /// Rootless: the user is uid 0 inside instead of their own uid.
     public var mapRoot = false
+    /// Which of the client's environment variables sessions receive (`--accept-env`).
+    public var environmentPolicy = EnvironmentPolicy()
+    /// `--rc`: run once at start as root inside, through /bin/sh -c; the start waits for it.
+    public var rc: String?
+    /// `--rc-stop`: run at stop as root inside, before everything left gets SIGTERM.
+    public var rcStop: String?
+    /// Seconds the start waits for the rc before it kills it and counts it as failed.
+    public var rcTimeout: Int = 60
+    /// A failing rc fails the start (everything is undone) instead of being logged.
+    public var rcRequired = false
+    /// `--base DIR`: ROOT is a copy-on-write overlay mounted at each start, DIR the read-only
+    /// lower layer, ROOT's siblings `upper/` and `work/` the jail's own (see `overlay`).
+    public var base: String?
     /// Started by root: a user namespace maps root inside (and every id but the user's own)
     /// to a host range of the jail's own; `--no-userns` turns it off (root inside is host root).
     public var userNamespace = true
@@ -45,9 +68,11 @@ public struct JailConfiguration: Sendable, Equatable {
     public var userNamespacePool = UserRangePool.standard
 
     /// root's user namespace (not the rootless one): ranges, idmapped rootfs, private root.
-    public var mapsRange: Bool { userNamespace && !rootless }
+    /// Not for a root on a base: an overlay mount cannot be idmapped (EINVAL on Linux 6.18),
+    /// so such a jail runs without one, with a warning (a known gap, docs/security.md).
+    public var mapsRange: Bool { userNamespace && !rootless && base == nil }
     /// Either kind of user namespace: no mknod, no fresh sysfs.
-    public var inUserNamespace: Bool { rootless || userNamespace }
+    public var inUserNamespace: Bool { rootless || mapsRange }
 
     public init(uid: UInt32) {
         self.uid = uid
@@ -109,5 +134,22 @@ public struct BindMount: Sendable, Equatable {
     /// `/a//b/./c/` → `/a/b/c`. `..` is kept: the mount code refuses it.
     static func normalize(_ path: String) -> String {
         "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+    }
+}
+
+/// The layers of a jail's copy-on-write root.
+public struct OverlayLayers: Sendable, Equatable {
+    public var lower: String
+    public var upper: String
+    public var work: String
+    /// Where the merged tree is mounted: the jail's root.
+    public var target: String
+
+    /// overlayfs takes its layers as one comma- and colon-separated option string.
+    public var unsafeCharacter: Character? {
+        for path in [lower, upper, work] {
+            if let c = path.first(where: { $0 == "," || $0 == ":" || $0 == "\\" }) { return c }
+        }
+        return nil
     }
 }

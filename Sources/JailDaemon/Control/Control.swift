@@ -52,7 +52,7 @@ public enum Control {
     }
 
     static func usage(_ spec: String) -> Int32 {
-        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its socket, its pid file or UID:GID")
+        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its name (a config), its socket, its pid file or UID:GID")
         return 2
     }
 
@@ -64,7 +64,7 @@ public enum Control {
         if ids.count == 2, let uid = UInt32(ids[0]), let gid = UInt32(ids[1]) {
             return SocketLocation(prefix: nil, uid: uid, gid: gid).pidPath
         }
-        return nil
+        return Provision.pidFile(ofJail: spec, paths: .fromEnvironment())
     }
 }
 
@@ -84,16 +84,20 @@ struct Row {
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "USERNS"]]
+        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS"]]
         for r in rows {
             lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
                           "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
+                          r.state.rcStatus.map { "\($0)" } ?? "-",
                           r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"])
         }
         let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
         return lines.map { line in
-            line.enumerated().map { $0.element + String(repeating: " ", count: widths[$0.offset] - $0.element.count) }
-                .joined(separator: "  ").trimmingTrailingSpaces() + "\n"
+            // The last column is not padded: no trailing spaces.
+            line.enumerated().map { column in
+                column.offset == line.count - 1 ? column.element
+                    : column.element + String(repeating: " ", count: widths[column.offset] - column.element.count)
+            }.joined(separator: "  ") + "\n"
         }.joined()
     }
 
@@ -103,6 +107,7 @@ struct Row {
                 + "\"gid\":\(r.state.gid),\"root\":\(quote(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions),\"uptime_seconds\":\(r.uptime),"
                 + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup)),"
+                + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
                 + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount)}"
         }
@@ -124,14 +129,6 @@ struct Row {
             }
         }
         return out + "\""
-    }
-}
-
-extension String {
-    func trimmingTrailingSpaces() -> String {
-        var s = self
-        while s.last == " " { s.removeLast() }
-        return s
     }
 }
 

@@ -10,12 +10,30 @@ import Glibc
 /// Stopping the jail: TERM to everything, then KILL to all but the session helpers, which
 /// report how their programs ended before they go.
 extension Init {
-    /// SIGTERM to everything in the jail, SIGKILL to what is left after the stop timeout.
+    /// Stops taking sessions, runs `--rc-stop` (if any) and waits for it, at most the stop
+    /// timeout; then SIGTERM to everything, SIGKILL to what is left after the stop timeout.
     mutating func beginStop() {
         guard !stopping else { return }
         stopping = true
-        stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
         listener.closeQuietly()
+        if let command = configuration.rcStop, let output = serviceOutput {
+            do {
+                let pid = try spawnAsRoot(command, output: output)
+                rcStopPid = pid
+                stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
+                log.info("rc-stop started (pid \(pid) in the jail)")
+                return
+            } catch {
+                log.error("rc-stop did not start: \(error)")
+            }
+        }
+        terminateAll()
+    }
+
+    /// SIGTERM to everything in the jail; the stop timeout starts now.
+    mutating func terminateAll() {
+        terminating = true
+        stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
         // kill(-1) from a PID namespace's init reaches every process in it except init.
         kill(-1, SIGTERM)
         kill(-1, SIGCONT)
@@ -23,19 +41,43 @@ extension Init {
         if !hasChildren() { _exit(0) }
     }
 
+    /// The stop deadline passed: rc-stop took too long, or processes outlived SIGTERM.
+    mutating func stopDeadlinePassed() {
+        if !terminating {
+            log.warning("rc-stop did not finish within \(configuration.stopTimeout)s: stopping the jail anyway")
+            terminateAll()
+            return
+        }
+        if killedPrograms { killEverythingAndExit() }
+        log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
+        killPrograms()
+    }
+
     mutating func reapAll() {
         while let child = reapChild() {
             helpers.remove(child.pid)
-            if let command = bootCommands.removeValue(forKey: child.pid) {
+            if child.pid == rcStopPid {
+                rcStopPid = nil
                 if child.code == 0 {
+                    log.info("rc-stop exited with status 0")
+                } else {
+                    log.error("rc-stop exited with status \(child.code)")
+                }
+            }
+            if let command = bootCommands.removeValue(forKey: child.pid) {
+                if stopping && (child.code == 128 + SIGTERM || child.code == 128 + SIGKILL) {
+                    // The stop ended it: that is how a service ends, not a failure.
+                    log.info("boot command '\(command)' stopped")
+                } else if child.code == 0 {
                     log.info("boot command '\(command)' exited with status 0")
                 } else {
                     log.error("boot command '\(command)' exited with status \(child.code)")
                 }
             }
         }
+        // rc-stop is done: now the rest of the jail.
+        if stopping && !terminating && rcStopPid == nil { terminateAll() }
     }
-
 
     /// SIGKILL to every process of the jail except the helpers, which then report 137 to their
     /// clients and exit. Everything is stopped first, so nothing forks while the list is read.
@@ -53,18 +95,11 @@ extension Init {
 
     /// The pids of this PID namespace, from the jail's own /proc.
     func jailProcesses() -> [pid_t] {
-        guard let directory = opendir("/proc") else { return [] }
-        defer { closedir(directory) }
-        var pids: [pid_t] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let pid = pid_t(name) { pids.append(pid) }
-        }
-        return pids
+        listDirectory("/proc").compactMap { pid_t($0) }
     }
 
     /// Last resort when helpers do not finish in time: everything goes.
-    func finish() -> Never {
+    func killEverythingAndExit() -> Never {
         kill(-1, SIGKILL)
         while wait(nil) > 0 || errno == EINTR {}
         _exit(0)

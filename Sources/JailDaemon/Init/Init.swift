@@ -44,6 +44,14 @@ struct Init {
     var killedPrograms = false
     /// Boot commands still running: pid → the command, to log how each ended.
     var bootCommands: [pid_t: String] = [:]
+    /// Where `--rc` and `--rc-stop` write (the boot output pipe), kept open for rc-stop.
+    var serviceOutput: FileDescriptor?
+    /// `--rc-stop` while it runs; the TERM to everything waits for it.
+    var rcStopPid: pid_t?
+    /// SIGTERM has gone to everything (after rc-stop, if any).
+    var terminating = false
+    /// The host asked to stop while the rc ran: the stop begins once the jail is ready.
+    var stopPending = false
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -69,9 +77,13 @@ struct Init {
             }
             var initProcess = Init(configuration: configuration, account: account, listener: channels.listener,
                                    signals: signals, programSettings: settings)
-            Readiness.ready.send(on: channels.ready)
+            initProcess.serviceOutput = channels.bootOutput
+            // "R" and the rc's exit status, in one write (atomic on a pipe).
+            let rcStatus = try initProcess.runStartRC(output: channels.bootOutput)
+            Readiness.ready(rcStatus.map { "\($0)" } ?? "").send(on: channels.ready)
             channels.ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
+            if initProcess.stopPending { initProcess.beginStop() }
             SessionRehearsal.run(configuration: configuration)
             initProcess.serve()
         } catch {
@@ -159,11 +171,7 @@ struct Init {
             idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
-            if stopping && monotonicMilliseconds() >= stopDeadline {
-                if killedPrograms { finish() }
-                log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
-                killPrograms()
-            }
+            if stopping && monotonicMilliseconds() >= stopDeadline { stopDeadlinePassed() }
         }
     }
 

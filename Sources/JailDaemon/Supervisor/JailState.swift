@@ -18,15 +18,17 @@ public struct JailState: Equatable, Sendable {
     public var started: Int64
     public var cgroup: String
     public var ports: String = ""
+    /// How `--rc` ended (its exit status); nil when the jail has no rc.
+    public var rcStatus: Int32? = nil
     /// The first host id of the jail's user-namespace range (root inside); nil without one.
-    public var userRange: UInt32?
+    public var userRange: UInt32? = nil
 
     public static let directory = "/run/jail/state"
 
     public func encoded() -> String {
         [("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
          ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
-         ("ports", ports), ("userns", userRange.map { "\($0)" } ?? "")]
+         ("ports", ports), ("rc", rcStatus.map { "\($0)" } ?? ""), ("userns", userRange.map { "\($0)" } ?? "")]
             .map { "\($0)=\($1)\n" }.joined()
     }
 
@@ -42,7 +44,8 @@ public struct JailState: Equatable, Sendable {
         else { return nil }
         return JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
                          supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
-                         ports: fields["ports"] ?? "", userRange: fields["userns"].flatMap { UInt32($0) })
+                         ports: fields["ports"] ?? "", rcStatus: fields["rc"].flatMap { Int32($0) },
+                         userRange: fields["userns"].flatMap { UInt32($0) })
     }
 
     func save(as name: String) {
@@ -64,11 +67,8 @@ public struct JailState: Equatable, Sendable {
 
     /// Every state file, with whether its jail is alive (its pid file is locked by its supervisor).
     public static func all() -> [(state: JailState, alive: Bool)] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
         var out: [(JailState, Bool)] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        for name in listDirectory(directory) {
             guard name.hasSuffix(".state"), let bytes = try? readFile("\(directory)/\(name)"),
                   let state = decode(String(decoding: bytes, as: UTF8.self)) else { continue }
             out.append((state, PidFile.isLocked(state.pidFile)))

@@ -25,7 +25,10 @@ public enum Preflight {
         for mount in configuration.mounts where (try? fileStatus(mount.hostPath)) == nil {
             throw .badMount("host path \(mount.hostPath) of mount \(mount.jailPath) does not exist")
         }
-        let rootFD = open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        // A root made from a base is empty until init mounts the overlay: read the merged
+        // tree through a detached overlay mount that nobody else can see.
+        let rootFD = try configuration.overlay.map { layers throws(JailError) in try openOverlay(layers) }
+            ?? open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
         if rootFD < 0 { throw .system(.last("open", path: root)) }
         defer { close(rootFD) }
         let passwd: String
@@ -75,6 +78,20 @@ public enum Preflight {
         return String(path[..<slash])
     }
 
+    static func openOverlay(_ layers: OverlayLayers) throws(JailError) -> Int32 {
+        if let c = layers.unsafeCharacter { throw .badRoot("overlay layer paths must not contain '\(c)'") }
+        for path in [layers.lower, layers.upper, layers.work] where !isDirectoryFollowing(path) {
+            throw .badRoot("overlay layer \(path) of root \(layers.target) is not a directory")
+        }
+        // A second overlay on layers in use is "undefined behaviour" to the kernel: refuse first.
+        if let running = JailState.all().first(where: { $0.alive && BindMount.normalize($0.state.root) == layers.target }) {
+            throw .alreadyRunning(socket: running.state.socket, pid: running.state.supervisor)
+        }
+        let fd = cj_overlay_open(layers.lower, layers.upper, layers.work)
+        if fd < 0 { throw .system(.last("overlay", path: layers.target)) }
+        return fd
+    }
+
     static func isDirectoryFollowing(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && isDirectory(info)
@@ -83,11 +100,6 @@ public enum Preflight {
     static func readInRoot(_ rootFD: Int32, _ path: String) throws(SystemError) -> String {
         let fd = try syscall("openat2", path: path) { cj_open_in_root(rootFD, path, O_RDONLY) }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        while let chunk = try FileDescriptor(rawValue: fd).readChunk(max: 65536), !chunk.isEmpty {
-            bytes += chunk
-            if bytes.count > 16 << 20 { break }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        return String(decoding: try readAll(FileDescriptor(rawValue: fd)), as: UTF8.self)
     }
 }

@@ -70,7 +70,9 @@ struct RunningJail {
         stopRequested = true
         log.info("stopping on signal \(signal)")
         SystemdNotifier.fromEnvironment?.send("STOPPING=1")
-        killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout + 5) * 1000
+        // rc-stop may take one stop timeout before the TERM-then-KILL takes another.
+        let timeouts = supervisor.configuration.rcStop == nil ? 1 : 2
+        killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout * timeouts + 5) * 1000
         kill(initPid, SIGTERM)
     }
 

@@ -11,6 +11,8 @@ struct StartedInit {
     let pid: pid_t
     let log: FileDescriptor
     let bootOutput: FileDescriptor
+    /// The exit status of `--rc`, which init ran before it reported ready ("R" + status).
+    var rcStatus: Int32? = nil
 }
 
 /// Everything opened for the clone, so that whatever fails, one place closes it.
@@ -51,12 +53,13 @@ extension Supervisor {
         guard threads == 1 else { throw .threaded(threads) }
         let channels = try openChannels(cgroups: cgroups)
         var pid: pid_t = 0
+        var rcStatus: Int32?
         do {
             pid = try clone(channels, listener: listener)
             try prepare(init: pid, channels: channels, cgroups: cgroups, range: range)
             // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
             try? channels.lifeline.write.writeFully(Array("G".utf8))
-            try awaitInit(pid, channels: channels)
+            rcStatus = try awaitInit(pid, channels: channels)
         } catch {
             if pid > 0 {
                 kill(pid, SIGKILL)
@@ -69,7 +72,7 @@ extension Supervisor {
         }
         channels.closeSetup()
         // The lifeline's write end stays open (CLOEXEC) for the supervisor's whole life.
-        return StartedInit(pid: pid, log: channels.logs.read, bootOutput: channels.boot.read)
+        return StartedInit(pid: pid, log: channels.logs.read, bootOutput: channels.boot.read, rcStatus: rcStatus)
     }
 
     func openChannels(cgroups: JailCgroups?) throws(JailError) -> CloneChannels {
@@ -129,16 +132,17 @@ extension Supervisor {
         // limit, which init is outside of, is its protection.
         if !configuration.rootless {
             do { try writeKernelFile("/proc/\(pid)/oom_score_adj", "-1000") } catch {
-                log.info("init stays killable by the OOM killer: \(error)")
+                log.debug("init stays killable by the OOM killer: \(error)")
             }
         }
     }
 
-    /// Init's readiness: "R", or the reason it failed (then it has exited).
-    func awaitInit(_ pid: pid_t, channels: CloneChannels) throws(JailError) {
+    /// Init's readiness: "R" with the exit status of `--rc` (if it has one), or the reason it
+    /// failed (then it has exited).
+    func awaitInit(_ pid: pid_t, channels: CloneChannels) throws(JailError) -> Int32? {
         switch Readiness.receive(from: channels.ready.read) {
-        case .ready:
-            return
+        case .ready(let rcStatus):
+            return Int32(rcStatus)
         case .failed(let reason):
             throw .startFailed(reason)
         case nil:

@@ -46,12 +46,13 @@ public struct Supervisor {
             var started = try start(report: nil)
             return started.superviseUntilStopped()
         }
+        let logFile = logFileWithoutSyslog()
         let report = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
         let pid = fork()
         if pid < 0 { throw .system(.last("fork")) }
         if pid == 0 {
             report.read.closeQuietly()
-            daemonize()
+            daemonize(logFile: logFile)
             do {
                 var started = try start(report: report.write)
                 _exit(started.superviseUntilStopped())
@@ -64,22 +65,56 @@ public struct Supervisor {
         return try awaitReadiness(report.read, daemon: pid)
     }
 
-    /// The daemon's own session, no terminal, logs to syslog.
-    func daemonize() {
+    /// The daemon's own session, no terminal, logs to syslog (or to its file, without one).
+    func daemonize(logFile: LogFile?) {
         setsid()
         let devNull = open("/dev/null", O_RDWR)
         dup2(devNull, 0)
         dup2(devNull, 1)
         dup2(devNull, 2)
         if devNull > 2 { close(devNull) }
-        currentLogSink = .syslog
-        cj_openlog("jaild")
+        if let logFile {
+            currentLogSink = .file(logFile)
+            log.info("syslog is unreachable (nothing listens on /dev/log): logging to \(logFile.path)")
+        } else {
+            currentLogSink = .syslog
+            cj_openlog("jaild")
+        }
+    }
+
+    /// The daemon's log file when nobody listens on /dev/log, opened before the fork and
+    /// announced once, when the file is new, to an operator at a terminal (scripts and units
+    /// get no extra line on stderr; the file itself always says why it exists).
+    func logFileWithoutSyslog() -> LogFile? {
+        guard !LogFile.syslogIsReachable() else { return nil }
+        guard let directory = logDirectory else { return nil }
+        let file = LogFile(name: cgroupName, directory: directory)
+        let atTerminal = isatty(2) == 1
+        do { try file.open() } catch {
+            if atTerminal {
+                JailLogHandler.emitToTerminal("warning: syslog is unreachable and \(file.path) cannot be opened (\(error)): "
+                    + "the daemon's log is lost")
+            }
+            return nil
+        }
+        if file.created && atTerminal {
+            JailLogHandler.emitToTerminal("syslog is unreachable (nothing listens on /dev/log): logging to \(file.path)")
+        }
+        return file
+    }
+
+    /// /var/log/jail for root; a rootless jail's user keeps its own, in its state directory.
+    var logDirectory: String? {
+        guard configuration.rootless else { return LogFile.directory }
+        if let state = getenv("XDG_STATE_HOME").map({ String(cString: $0) }), state.hasPrefix("/") { return state + "/jail" }
+        guard let home = getenv("HOME").map({ String(cString: $0) }), home.hasPrefix("/") else { return nil }
+        return home + "/.local/state/jail"
     }
 
     /// Waits for the daemon's word: "R" when ready, "E<reason>" when it failed.
     func awaitReadiness(_ report: FileDescriptor, daemon: pid_t) throws(JailError) -> Int32 {
         let readiness = Readiness.receive(from: report)
-        if readiness == .ready { return 0 }
+        if case .ready = readiness { return 0 }
         var status: Int32 = 0
         waitpid(daemon, &status, 0)
         if case .failed(let reason) = readiness { throw .startFailed(reason) }
@@ -122,10 +157,11 @@ public struct Supervisor {
         let state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
-                              ports: configuration.ports?.description ?? "", userRange: range)
+                              ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus,
+                              userRange: range)
         state.save(as: cgroupName)
         if let report {
-            Readiness.ready.send(on: report)
+            Readiness.ready("").send(on: report)
             report.closeQuietly()
         }
         SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
@@ -136,6 +172,9 @@ public struct Supervisor {
 
     /// The jail's host id range (root's user namespace only), the same at every start.
     func allocateRange() throws(JailError) -> UInt32? {
+        if configuration.userNamespace && !configuration.rootless && configuration.base != nil {
+            log.warning("jail on a base: no user namespace (an overlay cannot be idmapped): root inside is host root")
+        }
         guard configuration.mapsRange else { return nil }
         return try UserRangeStore().range(for: cgroupName, socket: location.socketPath, pool: configuration.userNamespacePool,
                                           ids: [account.uid, account.gid])
