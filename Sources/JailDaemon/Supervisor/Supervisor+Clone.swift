@@ -54,14 +54,16 @@ extension Supervisor {
         let channels = try openChannels(cgroups: cgroups)
         var pid: pid_t = 0
         var rcStatus: Int32?
+        var reaped = false
         do {
             pid = try clone(channels, listener: listener)
             try prepare(init: pid, channels: channels, cgroups: cgroups, range: range)
             // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
             try? channels.lifeline.write.writeFully(Array("G".utf8))
-            rcStatus = try awaitInit(pid, channels: channels)
+            rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
-            if pid > 0 {
+            // Never a signal to a reaped pid: it may be another process's by now.
+            if pid > 0 && !reaped {
                 kill(pid, SIGKILL)
                 var status: Int32 = 0
                 waitpid(pid, &status, 0)
@@ -139,7 +141,7 @@ extension Supervisor {
 
     /// Init's readiness: "R" with the exit status of `--rc` (if it has one), or the reason it
     /// failed (then it has exited).
-    func awaitInit(_ pid: pid_t, channels: CloneChannels) throws(JailError) -> Int32? {
+    func awaitInit(_ pid: pid_t, channels: CloneChannels, reaped: inout Bool) throws(JailError) -> Int32? {
         switch Readiness.receive(from: channels.ready.read) {
         case .ready(let rcStatus):
             return Int32(rcStatus)
@@ -148,6 +150,7 @@ extension Supervisor {
         case nil:
             var status: Int32 = 0
             waitpid(pid, &status, 0)
+            reaped = true
             throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
         }
     }
