@@ -124,6 +124,17 @@ struct JailDaemonCommand: ParsableCommand {
                                valueName: "start:count"))
     var usernsPool: String?
 
+    @Option(name: .customLong("jail-name"),
+            help: ArgumentHelp("The jail's name in session records and syslog tags (default: UID-GID).", valueName: "name"))
+    var jailName: String?
+
+    @Flag(name: .customLong("syslog"), help: "Serve /dev/log inside and relay messages to the host's, tagged jail/NAME.")
+    var syslog = false
+
+    @Option(name: .customLong("syslog-target"),
+            help: ArgumentHelp("Where --syslog relays to (a datagram socket).", valueName: "path"))
+    var syslogTarget: String = "/dev/log"
+
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
 
@@ -146,6 +157,10 @@ struct JailDaemonCommand: ParsableCommand {
     @Flag(name: .customLong("rc-required"), help: "A failing --rc fails the start (default: logged, the jail runs).")
     var rcRequired = false
 
+    @Flag(name: .customLong("allow-aio"),
+          help: "Allow kernel AIO (io_setup/io_submit, e.g. for databases using libaio): it draws on the host-wide fs.aio-max-nr.")
+    var allowAio = false
+
     func validate() throws {
         if version { return }
         guard uid != nil || Rootless.isRootless else { throw ValidationError("-u UID is required") }
@@ -162,6 +177,13 @@ struct JailDaemonCommand: ParsableCommand {
         if let ports {
             do { _ = try PortSet.parse(ports) } catch { throw ValidationError(error.description) }
         }
+        if let jailName {
+            guard !jailName.isEmpty, jailName.utf8.count <= 64,
+                  jailName.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) })
+            else { throw ValidationError("--jail-name must be 1 to 64 letters, digits, '-', '_' or '.'") }
+        }
+        if syslog && root == nil { throw ValidationError("--syslog needs -r ROOT: without one the jail has the host's /dev/log") }
+        if !syslogTarget.hasPrefix("/") { throw ValidationError("--syslog-target must be an absolute path") }
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
         }
@@ -196,6 +218,14 @@ struct JailDaemonCommand: ParsableCommand {
         c.ports = ports.flatMap { try? PortSet.parse($0) }
         c.portsExclusive = portsExclusive
         c.environmentPolicy = EnvironmentPolicy(extra: acceptEnvironment)
+        c.allowAio = allowAio
+        // Low ports come from --ports: the bind filter waives the capability check for the
+        // jail's own ports, while the capability would not reach the host's network from a
+        // user namespace, and without the filter it would give every low port. With --ports
+        // it is redundant and accepted.
+        if !c.rootless && c.ports == nil && c.capabilities.contains(Capability.netBindService) {
+            throw .usage("--cap NET_BIND_SERVICE: use --ports (e.g. --ports tcp:80) to let the jail bind its own low ports")
+        }
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
@@ -208,6 +238,9 @@ struct JailDaemonCommand: ParsableCommand {
         c.rcStop = rcStop
         c.rcTimeout = rcTimeout
         c.rcRequired = rcRequired
+        c.jailName = jailName
+        c.syslog = syslog
+        c.syslogTarget = syslogTarget
         c.userNamespace = !c.rootless && !noUserns
         if let pool = usernsPool.flatMap({ try? UserRangePool.parse($0) }) { c.userNamespacePool = pool }
         for spec in mounts {
@@ -224,6 +257,7 @@ struct JailDaemonCommand: ParsableCommand {
             print("jaild \(jailVersion)")
             return
         }
+        ProtectedBinary.reexecIfNeeded()
         do {
             let configuration = try configuration()
             let account = try Preflight.check(configuration)

@@ -61,6 +61,19 @@ public struct JailConfiguration: Sendable, Equatable {
     /// `--base DIR`: ROOT is a copy-on-write overlay mounted at each start, DIR the read-only
     /// lower layer, ROOT's siblings `upper/` and `work/` the jail's own (see `overlay`).
     public var base: String?
+    /// Kernel AIO (io_setup, io_submit) allowed: it draws on the host-wide fs.aio-max-nr.
+    public var allowAio = false
+    /// The jail's name in session records and syslog tags: NAME of `jaild start NAME`, else
+    /// nil, which means `UID-GID` of the jail account (see `name(account:)`).
+    public var jailName: String?
+    /// Serve /dev/log inside and relay each message to `syslogTarget`, tagged `jail/NAME`.
+    public var syslog = false
+    public var syslogTarget = "/dev/log"
+
+    /// What session records, `jaild sessions` and syslog tags call this jail.
+    public func name(account: Account) -> String {
+        jailName ?? "\(account.uid)-\(account.gid)"
+    }
     /// Started by root: a user namespace maps root inside (and every id but the user's own)
     /// to a host range of the jail's own; `--no-userns` turns it off (root inside is host root).
     public var userNamespace = true

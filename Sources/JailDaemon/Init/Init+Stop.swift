@@ -55,7 +55,16 @@ extension Init {
 
     mutating func reapAll() {
         while let child = reapChild() {
-            helpers.remove(child.pid)
+            // A helper that did not exit 0 (a crash, SIGKILL) may have left its pty session
+            // "logged in": its utmp entry carries its pid, so mark it dead (Utmp.swift).
+            let sessionID = sessionIDs.removeValue(forKey: child.pid)
+            if helpers.remove(child.pid) != nil && child.code != 0 {
+                Utmp.logoutStale(pid: child.pid)
+                log.warning("\(Logfmt.line("session end", [("jail", jailName), ("id", "\(sessionID ?? 0)"), ("status", "lost"), ("helper_status", "\(child.code)")]))")
+            }
+            if child.pid == syslogRelay && !stopping {
+                log.error("the syslog relay exited with status \(child.code): the jail's /dev/log is not served")
+            }
             if child.pid == rcStopPid {
                 rcStopPid = nil
                 if child.code == 0 {

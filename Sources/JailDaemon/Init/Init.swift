@@ -44,6 +44,13 @@ struct Init {
     var killedPrograms = false
     /// Boot commands still running: pid → the command, to log how each ended.
     var bootCommands: [pid_t: String] = [:]
+    /// The --syslog relay process (0: none).
+    var syslogRelay: pid_t = 0
+    /// The number of the next session (session records: `id=N`), and each helper's number:
+    /// a helper that dies before its end line (a crash, SIGKILL) gets one from init.
+    var nextSessionID = 1
+    var sessionIDs: [pid_t: Int] = [:]
+    var jailName: String { configuration.name(account: account) }
     /// Where `--rc` and `--rc-stop` write (the boot output pipe), kept open for rc-stop.
     var serviceOutput: FileDescriptor?
     /// `--rc-stop` while it runs; the TERM to everything waits for it.
@@ -62,6 +69,11 @@ struct Init {
         takeStdio(log: channels.log)
         do {
             try awaitGo(lifeline: channels.lifeline)
+            // Root's user namespace: the login uid is set now, while init still has host root's
+            // ids; once it is the namespace's root its /proc/self files are host root's.
+            if configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
+            // --syslog: the host's socket is reachable only before pivot_root (SyslogRelay).
+            let syslogTarget = configuration.syslog ? try SyslogRelay.connectTarget(configuration.syslogTarget) : nil
             try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)
             channels.rootTree?.closeQuietly()
             // Becoming the user namespace's root changed init's credentials, which clears the
@@ -70,13 +82,16 @@ struct Init {
             channels.lifeline.closeQuietly()
             replaceHostNull()
             try setUpIdentity(configuration: configuration, account: account)
-            let settings = try harden(configuration: configuration, channels: channels)
+            let settings = try harden(configuration: configuration, account: account, channels: channels)
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
             }
             var initProcess = Init(configuration: configuration, account: account, listener: channels.listener,
                                    signals: signals, programSettings: settings)
+            if let syslogTarget {
+                initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
+            }
             initProcess.serviceOutput = channels.bootOutput
             // "R" and the rc's exit status, in one write (atomic on a pipe).
             let rcStatus = try initProcess.runStartRC(output: channels.bootOutput)
@@ -149,10 +164,11 @@ struct Init {
         }
     }
 
-    /// Non-dumpable, bounding set, seccomp, Landlock; then what every program gets.
-    static func harden(configuration: JailConfiguration, channels: InitChannels) throws(JailError) -> ProgramSettings {
+    /// Login uid, non-dumpable, bounding set, seccomp, Landlock; then what every program gets.
+    static func harden(configuration: JailConfiguration, account: Account, channels: InitChannels) throws(JailError) -> ProgramSettings {
+        if !configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
         _ = cj_set_dumpable(0)
-        try Hardening.apply(extraCapabilities: configuration.capabilities)
+        try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
         return ProgramSettings(cgroupProcs: channels.programCgroups,
                                resourceLimits: configuration.resourceLimits,
                                ambientCapabilities: Capability.mask(configuration.capabilities),
@@ -182,7 +198,7 @@ struct Init {
                 continue
             }
             guard helpers.count < configuration.maxSessions else {
-                log.warning("refused a session of uid \(peer.uid): \(configuration.maxSessions) sessions are running")
+                logRefusal(peer, "\(configuration.maxSessions) sessions are running")
                 refuse(connection, "the jail has reached its limit of \(configuration.maxSessions) sessions")
                 continue
             }
@@ -190,19 +206,32 @@ struct Init {
             // too) as the overflow uid 65534: refused, as the jail's own nobody would be.
             guard peer.uid == account.uid || (peer.uid == 0 && !configuration.inUserNamespace) else {
                 let who = configuration.inUserNamespace && peer.uid == 65534 ? "a host uid without an id in the jail" : "uid \(peer.uid)"
-                log.warning("refused a connection from \(who) (pid \(peer.pid))")
+                logRefusal(peer, "wrong peer uid \(peer.uid)")
                 refuse(connection, "\(who) may not enter the jail of uid \(account.uid)")
                 continue
             }
+            let id = nextSessionID
+            nextSessionID += 1
             let pid = fork()
             if pid == 0 {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
-                SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings)
+                SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings,
+                                  jail: jailName, id: id)
             }
-            if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
+            if pid < 0 {
+                log.error("fork of a session helper: \(Errno(rawValue: errno))")
+            } else {
+                helpers.insert(pid)
+                sessionIDs[pid] = id
+            }
             connection.closeQuietly()
         }
+    }
+
+    /// The refusal's session record (pure text from init's own values: nothing from the client).
+    func logRefusal(_ peer: PeerCredentials, _ reason: String) {
+        log.warning("\(Logfmt.line("session refused", [("jail", jailName), ("peer_uid", "\(peer.uid)"), ("peer_pid", "\(peer.pid)"), ("reason", reason)]))")
     }
 
     /// One error frame, sent without waiting (init never blocks on a client), then close.

@@ -30,7 +30,9 @@ public struct Supervisor {
         guard configuration.rootless else {
             return SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid)
         }
-        let environment = ["XDG_RUNTIME_DIR": getenv("XDG_RUNTIME_DIR").map { String(cString: $0) } ?? ""]
+        let home = getenv("HOME").map { String(cString: $0) } ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_dir) }
+        let environment = ["XDG_RUNTIME_DIR": getenv("XDG_RUNTIME_DIR").map { String(cString: $0) } ?? "",
+                           "HOME": home ?? ""]
         let prefix = configuration.socketPrefix
             ?? SocketLocation.userDirectory(uid: getuid(), environment: environment) + "/jaild"
         return SocketLocation(prefix: prefix, uid: getuid(), gid: getgid())
@@ -138,7 +140,7 @@ public struct Supervisor {
         let started: StartedInit
         do {
             cgroups = try makeCgroups()
-            if let ports = configuration.ports { try PortFilter.attach(ports, to: cgroups) }
+            try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
@@ -158,7 +160,8 @@ public struct Supervisor {
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
                               ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus,
-                              userRange: range)
+                              userRange: range,
+                              name: configuration.name(account: account))
         state.save(as: cgroupName)
         if let report {
             Readiness.ready("").send(on: report)
@@ -203,19 +206,37 @@ public struct Supervisor {
         let directory = location.directory
         let isDefault = configuration.socketPrefix == nil
         if isDefault && (try? fileStatus(directory)) == nil {
+            // A rootless user's directory may be several levels below the home (~/.local/state/jail/sockets).
+            let missing = configuration.rootless ? missingDirectories(directory) : [directory]
             let mode: mode_t = configuration.rootless ? 0o700 : 0o755
-            if mkdir(directory, mode) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: directory)) }
+            for path in missing where mkdir(path, mode) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
         }
+        // Rootless without $XDG_RUNTIME_DIR the directory is in the home, never in /tmp (where
+        // another user could make it first): the error says where it comes from.
+        let hint = configuration.rootless && isDefault && getenv("XDG_RUNTIME_DIR") == nil
+            ? " (without $XDG_RUNTIME_DIR a rootless jail's socket lives in ~/\(SocketLocation.userStateDirectory))" : ""
         let owners: [UInt32] = configuration.rootless ? [0, getuid()] : [0]
         let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: owners) }
-        if let reason { throw .unsafeSocketDirectory(directory, reason: reason) }
+        if let reason { throw .unsafeSocketDirectory(directory, reason: reason + hint) }
         // A user's own directory must be theirs alone: nobody else may even look in.
         if configuration.rootless && isDefault, let info = try? fileStatus(directory) {
-            if info.st_uid != getuid() { throw .unsafeSocketDirectory(directory, reason: "is owned by uid \(info.st_uid)") }
+            if info.st_uid != getuid() { throw .unsafeSocketDirectory(directory, reason: "is owned by uid \(info.st_uid)" + hint) }
             if info.st_mode & 0o077 != 0 {
-                throw .unsafeSocketDirectory(directory, reason: "is mode \(String(info.st_mode & 0o777, radix: 8)), not 700")
+                throw .unsafeSocketDirectory(directory, reason: "is mode \(String(info.st_mode & 0o777, radix: 8)), not 700" + hint)
             }
         }
+    }
+
+    /// The directories from the first missing one down to `directory`, outermost first.
+    func missingDirectories(_ directory: String) -> [String] {
+        var missing: [String] = []
+        var path = directory
+        while path.count > 1, (try? fileStatus(path)) == nil {
+            missing.insert(path, at: 0)
+            guard let slash = path.lastIndex(of: "/") else { break }
+            path = String(path[..<slash])
+        }
+        return missing
     }
 
     /// The socket, mode 0600, owned by the jail's user.
