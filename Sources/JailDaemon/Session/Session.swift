@@ -20,13 +20,14 @@ struct Session {
     var account: Account?
 
     /// Resolves the account from the jail's own files, prepares stdio and spawns the program.
-    static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration) throws(SessionError) -> Session {
+    static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration,
+                      settings: ProgramSettings) throws(SessionError) -> Session {
         let (account, ttyGroup) = try resolveAccount(configuration, root: hello.root)
         switch hello.mode {
         case .terminal(let modes, let size):
             guard passed.isEmpty else { throw .refused("descriptors are not accepted in terminal mode") }
             return try startTerminal(hello: hello, account: account, ttyGroup: ttyGroup, modes: modes, size: size,
-                                     configuration: configuration)
+                                     configuration: configuration, settings: settings)
         case .stdio(let passedSet, let null, let joined):
             guard passed.count == passedSet.count else {
                 throw .refused("expected \(passedSet.count) descriptors, got \(passed.count)")
@@ -38,7 +39,7 @@ struct Session {
                                          policy: configuration.environmentPolicy)
             let request = SpawnRequest(command: command, account: account, stdio: plumbing.stdio, controllingTerminal: false)
             let pid: pid_t
-            do { pid = try spawn(request) } catch {
+            do { pid = try spawn(request, settings: settings) } catch {
                 plumbing.closeRelayEnds()
                 throw .refused(error.description)
             }
@@ -49,7 +50,7 @@ struct Session {
 
     /// A pty of the jail's own devpts; the slave becomes the program's controlling terminal.
     static func startTerminal(hello: Hello, account: Account, ttyGroup: UInt32?, modes: TerminalModes, size: WindowSize,
-                              configuration: JailConfiguration) throws(SessionError) -> Session {
+                              configuration: JailConfiguration, settings: ProgramSettings) throws(SessionError) -> Session {
         let pty: PTY
         do { pty = try PTY(owner: account, ttyGroup: ttyGroup, modes: modes, size: size) } catch {
             if error.errno == .noSpace {
@@ -62,7 +63,7 @@ struct Session {
         let slave = pty.slave.rawValue
         let request = SpawnRequest(command: command, account: account, stdio: [slave, slave, slave], controllingTerminal: true)
         let pid: pid_t
-        do { pid = try spawn(request) } catch {
+        do { pid = try spawn(request, settings: settings) } catch {
             pty.master.closeQuietly()
             pty.slave.closeQuietly()
             throw .refused(error.description)
