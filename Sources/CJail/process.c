@@ -164,3 +164,7 @@ int cj_status_to_code(int status) {
 int cj_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
+
+int cj_pidfd_send_signal(int pidfd, int signo) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signo, NULL, 0);
+}

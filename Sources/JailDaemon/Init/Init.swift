@@ -18,6 +18,9 @@ struct InitChannels {
     let bootOutput: FileDescriptor
     /// `programs/cgroup.procs` of each hierarchy, for the spawn path.
     let programCgroups: [Int32]
+    /// The adoption socket and the read ends of the log and boot pipes (Init+Adoption.swift);
+    /// nil for a rootless jail, which dies with its supervisor.
+    let adoption: (control: FileDescriptor, logRead: FileDescriptor, bootRead: FileDescriptor)?
 }
 
 /// PID 1 of the jail: "jaild: init [UID:GID]".
@@ -40,6 +43,8 @@ struct Init {
     var killedPrograms = false
     /// Boot commands still running: pid → the command, to log how each ended.
     var bootCommands: [pid_t: String] = [:]
+    /// How init outlives its supervisor and is adopted by the next one.
+    var adoption: InitAdoption?
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -50,10 +55,12 @@ struct Init {
         // lifeline's write end (else the check below could never see it close).
         let keep = [listener.rawValue, ready.rawValue, lifeline.rawValue, logPipe.rawValue, channels.bootOutput.rawValue]
             + channels.programCgroups
+            + (channels.adoption.map { [$0.control.rawValue, $0.logRead.rawValue, $0.bootRead.rawValue] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
-        // If the supervisor dies, so does the jail: nothing is left running unseen. The
-        // lifeline closes the window between clone and prctl.
-        _ = cj_set_parent_death_signal(SIGKILL)
+        // The jail outlives its supervisor (it is adopted by the next one, Init+Adoption.swift);
+        // a rootless jail, which no other jaild can find, dies with it. The lifeline closes
+        // the window between clone and prctl, and during setup a dead supervisor ends it.
+        if channels.adoption == nil { _ = cj_set_parent_death_signal(SIGKILL) }
         var entry = pollfd(fd: lifeline.rawValue, events: 0, revents: 0)
         if poll(&entry, 1, 0) > 0 { _exit(1) }
 
@@ -72,7 +79,7 @@ struct Init {
             // user namespace has the user's ids): nothing may mount or fork before.
             var go: UInt8 = 0
             guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
-            lifeline.closeQuietly()
+            if channels.adoption == nil { lifeline.closeQuietly() }
             try MountPlan(configuration: configuration).apply()
             // stdin and stdout were the host's /dev/null until now: nothing of the host stays.
             let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
@@ -103,6 +110,9 @@ struct Init {
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
             }
             var initProcess = Init(configuration: configuration, account: account, listener: listener, signals: signals)
+            initProcess.adoption = channels.adoption.map {
+                InitAdoption(control: $0.control, lifeline: lifeline, logRead: $0.logRead, bootRead: $0.bootRead)
+            }
             try? ready.writeFully(Array("R".utf8))
             ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
@@ -121,10 +131,12 @@ struct Init {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
+            let adoptionWatch = adoption?.addPolls(&poller)
             let timeout: Int32 = stopping ? Int32(max(0, stopDeadline - monotonicMilliseconds())) : -1
             idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
+            if let adoptionWatch { adoption?.handle(poller, adoptionWatch) }
             if stopping && monotonicMilliseconds() >= stopDeadline {
                 if killedPrograms { finish() }
                 log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
@@ -153,6 +165,7 @@ struct Init {
             if pid == 0 {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
+                adoption?.closeInChild()
                 SessionHelper.run(connection: connection, configuration: configuration)
             }
             if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }

@@ -7,6 +7,10 @@ import Glibc
 /// What `jaild list`, `stop` and `status` know of a running jail: one small key=value file per
 /// jail in /run/jail/state, written by its supervisor once the jail is ready and removed at
 /// stop. Liveness is never taken from it alone: the pid file's lock decides.
+///
+/// It is also how a new supervisor finds a jail whose supervisor died (adoption): `version`
+/// is the format, `identity` pins init (start time and namespaces, so a recycled pid is never
+/// taken for it), `control` is init's adoption socket and `cgroups` every directory to remove.
 public struct JailState: Equatable, Sendable {
     public var socket: String
     public var pidFile: String
@@ -18,13 +22,21 @@ public struct JailState: Equatable, Sendable {
     public var started: Int64
     public var cgroup: String
     public var ports: String = ""
+    public var version: Int = JailState.formatVersion
+    public var identity: ProcessIdentity?
+    public var control: String = ""
+    public var cgroups: [String] = []
 
     public static let directory = "/run/jail/state"
+    /// 1: before adoption (no identity, no control socket). 2: adoptable.
+    public static let formatVersion = 2
 
     public func encoded() -> String {
         [("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
          ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
-         ("ports", ports)]
+         ("ports", ports), ("version", "\(version)"), ("initstart", identity.map { "\($0.startTime)" } ?? ""),
+         ("pidns", identity?.pidNamespace ?? ""), ("mntns", identity?.mountNamespace ?? ""), ("control", control),
+         ("cgroups", cgroups.joined(separator: ":"))]
             .map { "\($0)=\($1)\n" }.joined()
     }
 
@@ -38,9 +50,22 @@ public struct JailState: Equatable, Sendable {
               let gid = fields["gid"].flatMap({ UInt32($0) }), let supervisor = fields["supervisor"].flatMap({ Int32($0) }),
               let initPid = fields["init"].flatMap({ Int32($0) }), let started = fields["started"].flatMap({ Int64($0) })
         else { return nil }
-        return JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
-                         supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
-                         ports: fields["ports"] ?? "")
+        var state = JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
+                              supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
+                              ports: fields["ports"] ?? "")
+        state.version = fields["version"].flatMap { Int($0) } ?? 1
+        if let start = fields["initstart"].flatMap({ UInt64($0) }), let pidns = fields["pidns"], let mntns = fields["mntns"],
+           !pidns.isEmpty, !mntns.isEmpty {
+            state.identity = ProcessIdentity(startTime: start, pidNamespace: pidns, mountNamespace: mntns)
+        }
+        state.control = fields["control"] ?? ""
+        state.cgroups = (fields["cgroups"] ?? "").split(separator: ":").map(String.init)
+        return state
+    }
+
+    static func load(name: String) -> JailState? {
+        guard let bytes = try? readFile("\(directory)/\(name).state") else { return nil }
+        return decode(String(decoding: bytes, as: UTF8.self))
     }
 
     func save(as name: String) {
@@ -72,5 +97,39 @@ public struct JailState: Equatable, Sendable {
             out.append((state, PidFile.isLocked(state.pidFile)))
         }
         return out.sorted { $0.0.socket < $1.0.socket }
+    }
+}
+
+/// What tells one process from a later one with the same pid: its start time (clock ticks
+/// since boot, /proc/PID/stat field 22) and, for a jail's init, its own PID and mount
+/// namespaces, which no other process on the host is PID 1 of.
+public struct ProcessIdentity: Equatable, Sendable {
+    public var startTime: UInt64
+    public var pidNamespace: String
+    public var mountNamespace: String
+
+    /// The identity of `pid` now, seen through `proc` (the host's /proc, or the jail's own).
+    public static func of(_ pid: String, proc: String = "/proc") -> ProcessIdentity? {
+        guard let stat = try? readFile("\(proc)/\(pid)/stat"), let start = startTime(stat: stat),
+              let pidns = link("\(proc)/\(pid)/ns/pid"), let mntns = link("\(proc)/\(pid)/ns/mnt")
+        else { return nil }
+        return ProcessIdentity(startTime: start, pidNamespace: pidns, mountNamespace: mntns)
+    }
+
+    /// Field 22 of /proc/PID/stat; the command name (field 2) may hold spaces and parentheses,
+    /// so fields are counted from the last ')'.
+    static func startTime(stat: [UInt8]) -> UInt64? {
+        guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        // After ')' come field 3 (state) onwards: field 22 is the 20th.
+        guard fields.count >= 20 else { return nil }
+        return UInt64(String(decoding: fields[19], as: UTF8.self))
+    }
+
+    static func link(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

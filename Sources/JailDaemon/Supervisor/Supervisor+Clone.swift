@@ -15,7 +15,7 @@ struct StartedInit {
 
 extension Supervisor {
     /// clone(2) into the new namespaces; the child becomes init and never returns here.
-    func cloneInit(listener: FileDescriptor, cgroups: JailCgroups?) throws(JailError) -> StartedInit {
+    func cloneInit(listener: FileDescriptor, control: FileDescriptor?, cgroups: JailCgroups?) throws(JailError) -> StartedInit {
         let threads = threadCount()
         guard threads == 1 else { throw .threaded(threads) }
         let programCgroups = try cgroups?.openProgramProcs() ?? []
@@ -37,7 +37,8 @@ extension Supervisor {
         }
         if pid == 0 {
             let channels = InitChannels(listener: listener, ready: ready.write, lifeline: lifeline.read, log: logs.write,
-                                        bootOutput: boot.write, programCgroups: programCgroups)
+                                        bootOutput: boot.write, programCgroups: programCgroups,
+                                        adoption: control.map { ($0, logs.read, boot.read) })
             Init.run(configuration: configuration, account: account, channels: channels)
         }
         ready.write.closeQuietly()
