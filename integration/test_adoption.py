@@ -218,6 +218,21 @@ def test_recycled_pid_is_neither_adopted_nor_signalled(tracked):
         stranger.wait()
 
 
+def test_an_orphaned_jail_is_listed_and_stopped_without_a_supervisor(tracked):
+    t = tracked(["--ports", f"tcp:{free_port()}"])
+    jail = t.jail.start()
+    t.note()
+    init = jail.init_pid
+    cgroup = listed(jail)[0]["cgroup"]
+    session = session_sleep(jail, 1005)
+    kill_supervisor(jail)
+    rows = listed(jail)
+    assert len(rows) == 1 and rows[0]["init_pid"] == init and rows[0]["supervisor_pid"] == 0
+    status = subprocess.run([JAILD, "status", jail.socket], capture_output=True, text=True)
+    assert status.returncode == 0 and "running without a supervisor" in status.stdout
+    assert_stopped_cleanly(jail, {init, session}, cgroup)
+
+
 def test_incompatible_state_is_refused_and_the_jail_runs_on(tracked):
     t = tracked()
     jail = t.jail.start()

@@ -85,18 +85,35 @@ public struct JailState: Equatable, Sendable {
         unlink("\(directory)/\(name).state")
     }
 
-    /// Every state file, with whether its jail is alive (its pid file is locked by its supervisor).
+    /// Every state file, with whether its jail is alive: its pid file is locked by its
+    /// supervisor, or its supervisor died and its init runs on (then `supervisor` is 0).
     public static func all() -> [(state: JailState, alive: Bool)] {
+        named().map { entry in
+            var state = entry.state
+            if PidFile.isLocked(state.pidFile) { return (state, true) }
+            guard state.initIsAlive else { return (state, false) }
+            state.supervisor = 0
+            return (state, true)
+        }
+    }
+
+    /// Every state file with its name (the jail's cgroup name).
+    static func named() -> [(name: String, state: JailState)] {
         guard let dir = opendir(directory) else { return [] }
         defer { closedir(dir) }
-        var out: [(JailState, Bool)] = []
+        var out: [(String, JailState)] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasSuffix(".state"), let bytes = try? readFile("\(directory)/\(name)"),
-                  let state = decode(String(decoding: bytes, as: UTF8.self)) else { continue }
-            out.append((state, PidFile.isLocked(state.pidFile)))
+            guard name.hasSuffix(".state"), let state = load(name: String(name.dropLast(6))) else { continue }
+            out.append((String(name.dropLast(6)), state))
         }
-        return out.sorted { $0.0.socket < $1.0.socket }
+        return out.sorted { $0.1.socket < $1.1.socket }
+    }
+
+    /// Whether the init this state names still runs: the same process, not a later one with its pid.
+    var initIsAlive: Bool {
+        guard let identity, initPid > 0 else { return false }
+        return ProcessIdentity.of("\(initPid)") == identity
     }
 }
 
