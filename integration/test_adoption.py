@@ -148,7 +148,8 @@ def adoption_round_trip(tracked, binary):
     assert bpf_programs(cgroup) == [("cgroup_inet4_bind", "jail_ports4"), ("cgroup_inet6_bind", "jail_ports6")]
     boot = wait_for(lambda: next((p for p in descendants(init) if cmdline(p) == "sleep 1001"), None), 10, "the boot service")
     session = session_sleep(jail, 1002)
-    before = set(jail_pids(init))
+    before = {init, boot, session}
+    wait_for(lambda: set(jail_pids(init)) == before, 10, "the session's helper to be gone")
     kill_supervisor(jail)
     # The jail goes on: init, its boot service and the session's process, untouched.
     for pid in (init, boot, session):
@@ -159,7 +160,8 @@ def adoption_round_trip(tracked, binary):
     took = readopt(jail, binary)
     t.note()
     assert [p for p in jail_pids(init) if cmdline(p).startswith("jaild: init")] == [init]
-    assert set(jail_pids(init)) == before  # no second init, nothing new, nothing gone
+    # No second init, nothing new, nothing gone (once the probes' session helpers are reaped).
+    wait_for(lambda: set(jail_pids(init)) == before, 10, "the jail's processes to be as before")
     rows = listed(jail)
     assert len(rows) == 1 and rows[0]["init_pid"] == init and rows[0]["supervisor_pid"] == jail.supervisor
     assert bpf_programs(cgroup) == [("cgroup_inet4_bind", "jail_ports4"), ("cgroup_inet6_bind", "jail_ports6")]
@@ -285,11 +287,14 @@ def fd_count(pid):
 
 
 def test_twenty_kill_and_adopt_cycles_leak_nothing(tracked):
-    t = tracked(["--boot", "exec sleep 1004"])
+    # A boot service that writes all the time: with no supervisor reading, init drains its
+    # pipe, so it neither blocks nor dies of SIGPIPE.
+    t = tracked(["--boot", "exec sleep 1004", "--boot", "while :; do echo tick; sleep 0.01; done"])
     jail = t.jail.start()
     t.note()
     init = jail.init_pid
     assert jail.run("echo 0").stdout == b"0\n"
+    ticker = wait_for(lambda: next((p for p in descendants(init) if "echo tick" in cmdline(p)), None), 10, "the ticker")
     fds, processes = fd_count(init), len(jail_pids(init))
     times = []
     for n in range(1, 21):
@@ -298,8 +303,9 @@ def test_twenty_kill_and_adopt_cycles_leak_nothing(tracked):
         times.append(readopt(jail))
         t.pids.add(jail.supervisor)
         assert jail.run(f"echo {n}").stdout == f"{n}\n".encode()
+    assert pid_alive(ticker)
     assert fd_count(init) == fds
-    assert len(jail_pids(init)) == processes
+    wait_for(lambda: len(jail_pids(init)) == processes, 5, "no more processes than before")
     times.sort()
     print(f"adoption (jaild start to exit 0): median {times[10] * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms")
     jail.stop()

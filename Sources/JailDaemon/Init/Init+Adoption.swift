@@ -78,11 +78,14 @@ struct InitAdoption {
         }
     }
 
-    /// One adoption request, answered at once. The peer is root (or, rootless, the user who
-    /// started the jail): the only one who can reach the 0600 socket, and checked again here.
-    /// Its one line is read with a short bound, so init never waits long on it.
+    /// One adoption request, answered at once. The socket is the host root's, mode 0600, in a
+    /// directory the jail cannot see; the peer must also be outside the jail's PID namespace
+    /// (pid 0 here), so no process of the jail adopts it even if the directory is bound in,
+    /// and root: init's own uid, or the overflow uid 65534 when a user namespace does not map
+    /// the host's root. Its one line is read with a short bound, so init never waits long.
     mutating func answer(_ connection: FileDescriptor) {
-        guard let peer = try? UnixSocket.peerCredentials(connection), peer.uid == getuid() else { return }
+        guard let peer = try? UnixSocket.peerCredentials(connection), peer.pid == 0,
+              peer.uid == getuid() || peer.uid == 65534 else { return }
         var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
         guard poll(&entry, 1, 2000) == 1,
               let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 1) else { return }
