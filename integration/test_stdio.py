@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import JAIL, UID_A, as_user, children_of, sha256, wait_for
+from conftest import JAIL, UID_A, Jail, as_user, children_of, sha256, wait_for
 
 MiB = 1 << 20
 
@@ -129,3 +129,26 @@ def test_passed_directory_is_refused(jail_a, tmp_path):
         os.close(fd)
     assert result.returncode == 255
     assert result.stderr == b"jail: a directory cannot be a session's stdio\n"
+
+
+def test_environment_policy_default_and_accept_env(rootfs_a):
+    """GIT_PROTOCOL and the locale cross by default (git protocol v2 over ssh needs it);
+    --accept-env adds names and prefixes, as sshd's AcceptEnv; the session's own variables
+    and the dynamic loader's never come from the client."""
+    env = {"GIT_PROTOCOL": "version=2", "TZ": "UTC", "APP_MODE": "blue", "OTHER": "no",
+           "LD_PRELOAD": "/nonexistent.so", "HOME": "/host/home"}
+    script = 'echo "$GIT_PROTOCOL|$TZ|$APP_MODE|$OTHER|$LD_PRELOAD|$HOME"'
+    with Jail(rootfs_a, UID_A) as plain:
+        out = plain.run(script, env=env)
+        assert out.stdout == b"version=2|UTC||||/home/work\n", out
+    with Jail(rootfs_a, UID_A, args=["--accept-env", "APP_*"]) as accepting:
+        out = accepting.run(script, env=env)
+        assert out.stdout == b"version=2|UTC|blue|||/home/work\n", out
+
+
+def test_accept_env_refuses_what_the_session_sets(rootfs_a):
+    from conftest import JAILD
+    result = subprocess.run([JAILD, "-u", str(UID_A), "-r", str(rootfs_a), "--accept-env", "LD_PRELOAD"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "LD_PRELOAD" in result.stderr.splitlines()[0], result.stderr

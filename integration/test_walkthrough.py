@@ -52,3 +52,33 @@ def test_su_without_a_running_jail_says_so(host_accounts):
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 255
     assert result.stderr == f"jail: no jail is running for uid {UID_B}: /run/jail/jaild-{UID_B}-{UID_B}.sock: no such file\n"
+
+
+def test_jaild_warns_once_when_the_host_name_is_not_in_the_jail(rootfs_a, host_accounts):
+    """The seed's set-up (host `centos`, jail user `work`) works, but `~centos` does not expand
+    inside: jaild says so in one line, with the fix; an alias entry silences it."""
+    jail = Jail(rootfs_a, UID_A)
+    result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+    try:
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+        assert len(warnings) == 1, result.stderr
+        assert "'centos'" in warnings[0] and "~centos" in warnings[0] and "centos:x:61000:61000" in warnings[0]
+    finally:
+        jail.supervisor = int(open(jail.pidfile).read())
+        jail.stop()
+    passwd = rootfs_a / "etc" / "passwd"
+    original = passwd.read_bytes()
+    try:
+        passwd.write_bytes(original + b"centos:x:61000:61000:alias:/home/work:/bin/sh\n")
+        aliased = Jail(rootfs_a, UID_A)
+        quiet = subprocess.run(aliased.command(), capture_output=True, text=True, timeout=30)
+        assert quiet.returncode == 0, quiet.stderr
+        aliased.supervisor = int(open(aliased.pidfile).read())
+        try:
+            assert "warning" not in quiet.stderr, quiet.stderr
+            assert aliased.run("id -un").stdout == b"work\n"  # the first entry with the uid names the user
+        finally:
+            aliased.stop()
+    finally:
+        passwd.write_bytes(original)

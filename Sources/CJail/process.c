@@ -78,11 +78,6 @@ int cj_set_dumpable(int dumpable) {
     return prctl(PR_SET_DUMPABLE, (unsigned long)dumpable, 0, 0, 0);
 }
 
-int cj_cloexec_from(unsigned int first) {
-    if (syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return 0;
-    return -1;
-}
-
 void cj_close_all_except(unsigned int first, const int *keep, int nkeep) {
     /* Walk ranges between kept fds so this stays O(kept) syscalls. */
     unsigned int from = first;

@@ -35,9 +35,13 @@ int cj_unix_listen(const char *path, int backlog) {
 }
 
 int cj_unix_connect(const char *path) {
+    return cj_unix_connect_type(path, SOCK_STREAM);
+}
+
+int cj_unix_connect_type(const char *path, int type) {
     struct sockaddr_un address;
     if (fill_address(&address, path) < 0) return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     int rc;
     do rc = connect(fd, (struct sockaddr *)&address, sizeof address); while (rc < 0 && errno == EINTR);

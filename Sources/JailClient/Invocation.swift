@@ -23,10 +23,9 @@ public struct Invocation: Equatable, Sendable {
         login = zero.hasPrefix("-") || arguments.isEmpty
     }
 
-    /// The socket to use: JAIL_SOCKET (a full path), else SOCKET (a prefix, as in 2014),
-    /// else the default for this uid and gid.
-    /// JAIL_SOCKET, SOCKET, else the system location (a jail root started for this uid); for
-    /// a user without one there, the user's own rootless jail if it exists.
+    /// The socket to use: JAIL_SOCKET (a full path), else SOCKET (a prefix, as in 2014), else
+    /// the system location (a jail root started for this uid and gid); for a user without one
+    /// there, the user's own rootless jail if it exists.
     public static func socketLocation(environment: [String: String], uid: UInt32, gid: UInt32,
                                       exists: (String) -> Bool = { access($0, F_OK) == 0 }) -> SocketLocation {
         if let path = environment["JAIL_SOCKET"], !path.isEmpty { return SocketLocation(socketPath: path) }
@@ -40,10 +39,14 @@ public struct Invocation: Equatable, Sendable {
         return system
     }
 
-    /// The variables a jail session may receive; the server filters again.
-    public static func offeredEnvironment(_ environment: [String: String]) -> [String] {
-        environment.filter { name, _ in
-            ["TERM", "LANG", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"].contains(name) || name.hasPrefix("LC_")
+    /// The variables a jail session may receive: any the jail's policy could accept (the
+    /// operator may accept more than the defaults with --accept-env); the helper filters with
+    /// the jail's own policy. Bounded by the protocol's limits, so a huge environment cannot
+    /// make the hello fail.
+    public static func offeredEnvironment(_ environment: [String: String], limits: Limits = .standard) -> [String] {
+        let offered = environment.filter { name, value in
+            EnvironmentPolicy.isOffered(name) && name.utf8.count + value.utf8.count < limits.maxStringBytes / 16
         }.map { "\($0.key)=\($0.value)" }.sorted()
+        return Array(offered.prefix(limits.maxEnvironment / 2))
     }
 }

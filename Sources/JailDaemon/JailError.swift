@@ -1,7 +1,8 @@
 import JailProtocol
 import JailSystem
 
-/// Why a jail could not start or a session could not run: one line for the user.
+/// Why a jail could not start, or a control command (list, stop, status) failed: one line for
+/// the user. Sessions have their own error, SessionError, which reaches the client.
 public enum JailError: Error, CustomStringConvertible {
     case system(SystemError)
     case usage(String)
@@ -13,7 +14,6 @@ public enum JailError: Error, CustomStringConvertible {
     case socketInTheWay(String, reason: String)
     case rootless(String)
     case threaded(Int)
-    case protocolError(ProtocolError)
     case startFailed(String)
 
     public var description: String {
@@ -28,7 +28,6 @@ public enum JailError: Error, CustomStringConvertible {
         case .socketInTheWay(let path, let reason): "cannot bind \(path): \(reason)"
         case .rootless(let s): s
         case .threaded(let n): "jaild has \(n) threads; namespaces need a single-threaded process"
-        case .protocolError(let e): "protocol error: \(e)"
         case .startFailed(let s): s
         }
     }

@@ -14,6 +14,8 @@ public enum LogSink: Sendable {
     /// Inside the jail: one line per message on fd 2, which is a pipe to the supervisor,
     /// prefixed with a level letter so the supervisor can log it at the same level.
     case supervisorPipe
+    /// Daemonized on a host without syslog: a file of its own (Supervisor/LogFile.swift).
+    case file(LogFile)
 }
 
 /// The process role picks the sink; a global because swift-log handlers are made by a factory
@@ -46,6 +48,8 @@ public struct JailLogHandler: LogHandler {
         case .supervisorPipe:
             let code = level >= .error ? "e" : level == .warning ? "w" : "i"
             writeLine(code + text)
+        case .file(let file):
+            file.write(level: level >= .error ? "error: " : level == .warning ? "warning: " : "", text)
         }
     }
 

@@ -56,45 +56,4 @@ extension FileDescriptor {
         _ = Glibc.close(rawValue)
     }
 
-    public var isTerminal: Bool { isatty(rawValue) == 1 }
-}
-
-/// Reads a whole (small) file, such as /etc/passwd.
-public func readFile(_ path: String, limit: Int = 16 << 20) throws(SystemError) -> [UInt8] {
-    let fd = try syscall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { _ = close(fd) }
-    var result: [UInt8] = []
-    while result.count < limit {
-        guard let chunk = try FileDescriptor(rawValue: fd).readChunk(max: 65536) else { continue }
-        if chunk.isEmpty { break }
-        result += chunk
-    }
-    return result
-}
-
-/// The number of threads of this process. clone/unshare/fork-without-exec are only safe when
-/// it is 1 (see DESIGN.md), so callers check it first.
-public func threadCount() -> Int {
-    guard let status = try? readFile("/proc/self/status") else { return -1 }
-    for line in String(decoding: status, as: UTF8.self).split(separator: "\n")
-    where line.hasPrefix("Threads:") {
-        return Int(line.dropFirst("Threads:".count).trimmingWhitespace()) ?? -1
-    }
-    return -1
-}
-
-/// A file that holds one integer, such as /proc/sys/user/max_user_namespaces; nil if it
-/// cannot be read or is not a number.
-public func readNumber(_ path: String) -> Int? {
-    guard let bytes = try? readFile(path) else { return nil }
-    return Int(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
-}
-
-extension Substring {
-    public func trimmingWhitespace() -> Substring {
-        var s = self
-        while let c = s.first, c == " " || c == "\t" || c == "\n" { s = s.dropFirst() }
-        while let c = s.last, c == " " || c == "\t" || c == "\n" { s = s.dropLast() }
-        return s
-    }
 }

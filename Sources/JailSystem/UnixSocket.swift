@@ -22,6 +22,11 @@ public enum UnixSocket {
         FileDescriptor(rawValue: try syscall("connect", path: path) { cj_unix_connect(path) })
     }
 
+    /// A connected datagram socket (CLOEXEC), such as one to /dev/log.
+    public static func connectDatagram(path: String) throws(SystemError) -> FileDescriptor {
+        FileDescriptor(rawValue: try syscall("connect", path: path) { cj_unix_connect_type(path, Int32(SOCK_DGRAM.rawValue)) })
+    }
+
     /// Accepts one connection (CLOEXEC, non-blocking), or nil when none is waiting.
     public static func accept(_ listener: FileDescriptor) throws(SystemError) -> FileDescriptor? {
         while true {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import JailDaemon
+import JailSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -46,7 +47,8 @@ enum ControlCommands {
             i += 1
         }
         guard let path else { return arguments }
-        guard let bytes = readAll(path) else { fail("cannot read config \(path): \(String(cString: strerror(errno)))") }
+        let bytes: [UInt8]
+        do { bytes = try readFile(path) } catch { fail("cannot read config \(path): \(error.errno)") }
         do {
             var fromFile: [String] = []
             for entry in try ConfigFile.parse(String(decoding: bytes, as: UTF8.self), path: path) {
@@ -65,19 +67,6 @@ enum ControlCommands {
         }
     }
 
-    static func readAll(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { return nil }
-            if n == 0 { return out }
-            out += buffer[..<n]
-        }
-    }
 
     static func fail(_ message: String, code: Int32 = 1) -> Never {
         JailLogHandler.emitToTerminal(message)

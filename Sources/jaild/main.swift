@@ -102,6 +102,11 @@ struct JailDaemonCommand: ParsableCommand {
           help: "Rootless: be uid 0 inside the jail (still only yourself, mapped by a user namespace).")
     var mapRoot = false
 
+    @Option(name: .customLong("accept-env"),
+            help: ArgumentHelp("Also pass the client's variable NAME (or every NAME* of a prefix) into sessions, "
+                               + "like sshd's AcceptEnv. Repeatable.", valueName: "name"))
+    var acceptEnvironment: [String] = []
+
     @Option(name: .customLong("config"),
             help: ArgumentHelp("Read options from FILE (key = value); flags given here win.", valueName: "file"))
     var configFile: String?
@@ -131,6 +136,9 @@ struct JailDaemonCommand: ParsableCommand {
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
         }
+        for pattern in acceptEnvironment {
+            if let problem = EnvironmentPolicy.problem(with: pattern) { throw ValidationError(problem) }
+        }
     }
 
     func configuration() throws(JailError) -> JailConfiguration {
@@ -154,6 +162,7 @@ struct JailDaemonCommand: ParsableCommand {
         c.resourceLimits = resourceLimits.compactMap { try? ResourceLimit.parse($0) }
         c.ports = ports.flatMap { try? PortSet.parse($0) }
         c.portsExclusive = portsExclusive
+        c.environmentPolicy = EnvironmentPolicy(extra: acceptEnvironment)
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
@@ -172,6 +181,9 @@ struct JailDaemonCommand: ParsableCommand {
         do {
             let configuration = try configuration()
             let account = try Preflight.check(configuration)
+            if let warning = Preflight.hostNameWarning(configuration, account: account) {
+                JailLogHandler.emitToTerminal(warning)
+            }
             let socket = SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid).socketPath
             try PortFilter.checkOverlap(configuration, ownSocket: socket)
             let code = try Supervisor(configuration: configuration, account: account).run()

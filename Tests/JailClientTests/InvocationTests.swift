@@ -31,7 +31,10 @@ final class InvocationTests: XCTestCase {
     }
 
     func testOfferedEnvironment() {
-        let env = ["TERM": "xterm", "LC_CTYPE": "C", "SECRET": "x", "SSH_CLIENT": "1 2 3"]
-        XCTAssertEqual(Invocation.offeredEnvironment(env), ["LC_CTYPE=C", "SSH_CLIENT=1 2 3", "TERM=xterm"])
+        // Anything a policy could accept is offered; what the session sets itself never is.
+        let env = ["TERM": "xterm", "LC_CTYPE": "C", "GIT_PROTOCOL": "version=2", "LD_PRELOAD": "/x.so",
+                   "PATH": "/host/bin", "HOME": "/root", "SSH_CLIENT": "1 2 3"]
+        XCTAssertEqual(Invocation.offeredEnvironment(env),
+                       ["GIT_PROTOCOL=version=2", "LC_CTYPE=C", "SSH_CLIENT=1 2 3", "TERM=xterm"])
     }
 }

@@ -58,3 +58,20 @@ final class AccountTests: XCTestCase {
         XCTAssertEqual(try Account.resolve(c, passwd: passwd, group: group).shell, "/bin/zsh")
     }
 }
+
+extension AccountTests {
+    func testHostAccountsWhoseNameTheJailLacks() {
+        let host = """
+        root:x:0:0:root:/root:/bin/bash
+        centos:x:61000:61000::/srv/jails/centos/home/work:/usr/local/bin/jail
+        work:x:61000:61000::/home/work:/usr/local/bin/jail
+        other:x:61000:61000::/home/other:/bin/bash
+        debian:x:61001:61001::/x:/usr/local/bin/jail
+        """
+        let jail = "root:x:0:0:root:/root:/bin/sh\nwork:x:61000:61000:work:/home/work:/bin/sh\n"
+        XCTAssertEqual(Preflight.hostNamesMissingInJail(hostPasswd: host, jailPasswd: jail, uid: 61000), ["centos"])
+        XCTAssertEqual(Preflight.hostNamesMissingInJail(hostPasswd: host, jailPasswd: jail + "centos:x:61000:61000::/home/work:/bin/sh\n",
+                                                        uid: 61000), [])
+        XCTAssertEqual(Preflight.hostNamesMissingInJail(hostPasswd: host, jailPasswd: jail, uid: 61002), [])
+    }
+}

@@ -29,3 +29,15 @@ final class SessionCommandTests: XCTestCase {
         XCTAssertFalse(c.environment.contains { $0.hasPrefix("SSH_TTY=") })
     }
 }
+
+extension SessionCommandTests {
+    func testAcceptEnvAddsNamesButNeverTheSessionsOwn() {
+        let hello = Hello(mode: .stdio(passed: .all), login: false, arguments: [],
+                          environment: ["GIT_PROTOCOL=version=2", "APP_MODE=x", "OTHER=y", "HOME=/root"])
+        let c = SessionCommand(account: account, hello: hello, terminal: nil, policy: EnvironmentPolicy(extra: ["APP_*"]))
+        XCTAssertTrue(c.environment.contains("GIT_PROTOCOL=version=2"))
+        XCTAssertTrue(c.environment.contains("APP_MODE=x"))
+        XCTAssertFalse(c.environment.contains("OTHER=y"))
+        XCTAssertEqual(c.environment.filter { $0.hasPrefix("HOME=") }, ["HOME=/home/work"])
+    }
+}

@@ -33,8 +33,6 @@ int cj_set_dumpable(int dumpable);
 /* Unmaps the program's pages that are still the file's (code, unwritten data): they fault
  * back in from the page cache when used. */
 void cj_release_file_pages(void);
-/* Marks every fd >= first close-on-exec (close_range with CLOSE_RANGE_CLOEXEC). */
-int cj_cloexec_from(unsigned int first);
 /* Closes every fd >= first except those listed. */
 void cj_close_all_except(unsigned int first, const int *keep, int nkeep);
 int cj_set_cloexec(int fd);
@@ -81,6 +79,8 @@ int cj_landlock_scope(void);
 int cj_unix_listen(const char *path, int backlog);
 /* socket+connect (CLOEXEC, blocking). */
 int cj_unix_connect(const char *path);
+/* The same for another socket type (SOCK_DGRAM: /dev/log). */
+int cj_unix_connect_type(const char *path, int type);
 /* accept4 with CLOEXEC and O_NONBLOCK (accept4 needs _GNU_SOURCE, which the header avoids). */
 int cj_accept(int listener);
 int cj_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);

@@ -118,14 +118,6 @@ struct JailCgroups {
     }
 
     static func write(_ text: String, to path: String) throws(JailError) {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        if fd < 0 { throw .system(.last("open", path: path)) }
-        defer { close(fd) }
-        let n = text.withCString { Glibc.write(fd, $0, strlen($0)) }
-        if n < 0 { throw .system(.last("write", path: path)) }
+        try JailError.wrap { () throws(SystemError) in try writeKernelFile(path, text) }
     }
-}
-
-func readText(_ path: String) throws(SystemError) -> String {
-    String(decoding: try readFile(path), as: UTF8.self)
 }

@@ -20,20 +20,20 @@ public struct ConfigFile {
         "uid": true, "gid": true, "name": true, "root": true, "shell": true, "mount": true, "hostname": true,
         "socket-prefix": true, "stop-timeout": true, "max-sessions": true, "handshake-timeout": true,
         "boot": true, "cap": true, "memory": true, "pids": true, "cpus": true, "rlimit": true, "ports": true,
-        "ports-exclusive": false, "foreground": false,
+        "ports-exclusive": false, "foreground": false, "accept-env": true,
     ]
 
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {
         var entries: [Entry] = []
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let content = line.trimmed()
+            let content = line.trimmingWhitespace()
             if content.isEmpty { continue }
             guard let equals = content.firstIndex(of: "=") else {
                 throw ParseError(path: path, line: index + 1, reason: "expected 'key = value', got '\(content)'")
             }
-            let key = String(content[..<equals].trimmed())
-            let value = String(content[content.index(after: equals)...].trimmed())
+            let key = String(content[..<equals].trimmingWhitespace())
+            let value = String(content[content.index(after: equals)...].trimmingWhitespace())
             guard keys[key] != nil else {
                 throw ParseError(path: path, line: index + 1,
                                  reason: "unknown key '\(key)' (known: \(keys.keys.sorted().joined(separator: ", ")))")
@@ -52,14 +52,5 @@ public struct ConfigFile {
         case "no", "false", "0", "off": return []
         default: throw ParseError(path: path, line: entry.line, reason: "'\(entry.key)' is yes or no, not '\(entry.value)'")
         }
-    }
-}
-
-extension StringProtocol {
-    func trimmed() -> SubSequence {
-        var s = self[...]
-        while let c = s.first, c == " " || c == "\t" || c == "\r" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\t" || c == "\r" { s.removeLast() }
-        return s
     }
 }

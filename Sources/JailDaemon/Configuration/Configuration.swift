@@ -1,3 +1,5 @@
+import JailProtocol
+
 /// Everything that defines one jail, as jaild's command line gives it.
 public struct JailConfiguration: Sendable, Equatable {
     public var uid: UInt32
@@ -38,6 +40,8 @@ public struct JailConfiguration: Sendable, Equatable {
     public var rootless = false
     /// Rootless: the user is uid 0 inside instead of their own uid.
     public var mapRoot = false
+    /// Which of the client's environment variables sessions receive (`--accept-env`).
+    public var environmentPolicy = EnvironmentPolicy()
 
     public init(uid: UInt32) {
         self.uid = uid

@@ -95,8 +95,11 @@ struct Row {
         }
         let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
         return lines.map { line in
-            line.enumerated().map { $0.element + String(repeating: " ", count: widths[$0.offset] - $0.element.count) }
-                .joined(separator: "  ").trimmingTrailingSpaces() + "\n"
+            // The last column is not padded: no trailing spaces.
+            line.enumerated().map { column in
+                column.offset == line.count - 1 ? column.element
+                    : column.element + String(repeating: " ", count: widths[column.offset] - column.element.count)
+            }.joined(separator: "  ") + "\n"
         }.joined()
     }
 
@@ -125,14 +128,6 @@ struct Row {
             }
         }
         return out + "\""
-    }
-}
-
-extension String {
-    func trimmingTrailingSpaces() -> String {
-        var s = self
-        while s.last == " " { s.removeLast() }
-        return s
     }
 }
 

@@ -27,7 +27,10 @@ extension Init {
         while let child = reapChild() {
             helpers.remove(child.pid)
             if let command = bootCommands.removeValue(forKey: child.pid) {
-                if child.code == 0 {
+                if stopping && (child.code == 128 + SIGTERM || child.code == 128 + SIGKILL) {
+                    // The stop ended it: that is how a service ends, not a failure.
+                    log.info("boot command '\(command)' stopped")
+                } else if child.code == 0 {
                     log.info("boot command '\(command)' exited with status 0")
                 } else {
                     log.error("boot command '\(command)' exited with status \(child.code)")
@@ -53,18 +56,11 @@ extension Init {
 
     /// The pids of this PID namespace, from the jail's own /proc.
     func jailProcesses() -> [pid_t] {
-        guard let directory = opendir("/proc") else { return [] }
-        defer { closedir(directory) }
-        var pids: [pid_t] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let pid = pid_t(name) { pids.append(pid) }
-        }
-        return pids
+        listDirectory("/proc").compactMap { pid_t($0) }
     }
 
     /// Last resort when helpers do not finish in time: everything goes.
-    func finish() -> Never {
+    func killEverythingAndExit() -> Never {
         kill(-1, SIGKILL)
         while wait(nil) > 0 || errno == EINTR {}
         _exit(0)

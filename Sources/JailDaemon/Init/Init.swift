@@ -138,7 +138,7 @@ struct Init {
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
             if let adoptionWatch { adoption?.handle(poller, adoptionWatch) }
             if stopping && monotonicMilliseconds() >= stopDeadline {
-                if killedPrograms { finish() }
+                if killedPrograms { killEverythingAndExit() }
                 log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
                 killPrograms()
             }

@@ -31,7 +31,8 @@ struct Session {
                 }
                 throw .system(error)
             }
-            let command = SessionCommand(account: account, hello: hello, terminal: pty.slavePath)
+            let command = SessionCommand(account: account, hello: hello, terminal: pty.slavePath,
+                                         policy: configuration.environmentPolicy)
             let slave = pty.slave.rawValue
             let request = SpawnRequest(command: command, account: account, stdio: [slave, slave, slave], controllingTerminal: true)
             let pid: pid_t
@@ -73,7 +74,8 @@ struct Session {
                     session.outputs.append((UInt8(stream), FileDescriptor(rawValue: ends[0])))
                 }
             }
-            let command = SessionCommand(account: account, hello: hello, terminal: nil)
+            let command = SessionCommand(account: account, hello: hello, terminal: nil,
+                                         policy: configuration.environmentPolicy)
             let request = SpawnRequest(command: command, account: account, stdio: stdio, controllingTerminal: false)
             defer { for fd in childEnds { close(fd) } }
             let pid: pid_t

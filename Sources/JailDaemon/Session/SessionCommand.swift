@@ -7,15 +7,10 @@ public struct SessionCommand: Equatable, Sendable {
     public var arguments: [String]
     public var environment: [String]
 
-    /// Host variables that may cross into the jail; everything else stays outside.
-    static let passedThrough: Set<String> = ["TERM", "LANG", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"]
-
-    static func isPassedThrough(_ name: Substring) -> Bool {
-        passedThrough.contains(String(name)) || name.hasPrefix("LC_")
-    }
-
     /// - Parameter terminal: the session's pty inside the jail, if any (SSH_TTY names it).
-    public init(account: Account, hello: Hello, terminal: String?) {
+    /// - Parameter policy: which of the client's variables may cross into the jail; everything
+    ///   else stays outside.
+    public init(account: Account, hello: Hello, terminal: String?, policy: EnvironmentPolicy = EnvironmentPolicy()) {
         let shellName = account.shell.split(separator: "/").last.map(String.init) ?? account.shell
         path = account.shell
         arguments = [hello.login ? "-" + shellName : shellName] + hello.arguments
@@ -32,7 +27,7 @@ public struct SessionCommand: Equatable, Sendable {
         for pair in hello.environment {
             guard let equals = pair.firstIndex(of: "=") else { continue }
             let name = pair[..<equals]
-            guard Self.isPassedThrough(name), !seen.contains(name) else { continue }
+            guard policy.accepts(name), !seen.contains(name) else { continue }
             seen.insert(name)
             if name == "SSH_TTY" {
                 // The host's tty means nothing inside; the session's own pty does.

@@ -99,11 +99,8 @@ public struct JailState: Equatable, Sendable {
 
     /// Every state file with its name (the jail's cgroup name).
     static func named() -> [(name: String, state: JailState)] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
         var out: [(String, JailState)] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        for name in listDirectory(directory) {
             guard name.hasSuffix(".state"), let state = load(name: String(name.dropLast(6))) else { continue }
             out.append((String(name.dropLast(6)), state))
         }

@@ -42,10 +42,6 @@ struct PidFile {
     }
 
     /// The supervisor pid recorded in a pid file, if a live jaild holds its lock.
-    static func runningPid(_ location: SocketLocation) -> Int32? {
-        runningPid(path: location.pidPath)
-    }
-
     static func runningPid(path: String) -> Int32? {
         let raw = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if raw < 0 { return nil }

@@ -50,11 +50,6 @@ public enum Preflight {
     static func readInRoot(_ rootFD: Int32, _ path: String) throws(SystemError) -> String {
         let fd = try syscall("openat2", path: path) { cj_open_in_root(rootFD, path, O_RDONLY) }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        while let chunk = try FileDescriptor(rawValue: fd).readChunk(max: 65536), !chunk.isEmpty {
-            bytes += chunk
-            if bytes.count > 16 << 20 { break }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        return String(decoding: try readAll(FileDescriptor(rawValue: fd)), as: UTF8.self)
     }
 }

@@ -54,7 +54,7 @@ extension Supervisor {
             // limit, which init is outside of, is its protection.
             if !configuration.rootless {
                 do { try JailCgroups.write("-1000", to: "/proc/\(pid)/oom_score_adj") } catch {
-                    log.info("init stays killable by the OOM killer: \(error)")
+                    log.debug("init stays killable by the OOM killer: \(error)")
                 }
             }
         } catch {

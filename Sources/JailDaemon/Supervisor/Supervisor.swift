@@ -49,13 +49,14 @@ public struct Supervisor {
             var started = try start(report: nil)
             return started.superviseUntilStopped()
         }
+        let logFile = logFileWithoutSyslog()
         var ends: [Int32] = [0, 0]
         try JailError.wrap { () throws(SystemError) in try syscall("pipe2") { cj_pipe(&ends) } }
         let pid = fork()
         if pid < 0 { throw .system(.last("fork")) }
         if pid == 0 {
             close(ends[0])
-            daemonize()
+            daemonize(logFile: logFile)
             let report = FileDescriptor(rawValue: ends[1])
             do {
                 var started = try start(report: report)
@@ -69,16 +70,38 @@ public struct Supervisor {
         return try awaitReadiness(FileDescriptor(rawValue: ends[0]), daemon: pid)
     }
 
-    /// The daemon's own session, no terminal, logs to syslog.
-    func daemonize() {
+    /// The daemon's own session, no terminal, logs to syslog (or to its file, without one).
+    func daemonize(logFile: LogFile?) {
         setsid()
         let devNull = open("/dev/null", O_RDWR)
         dup2(devNull, 0)
         dup2(devNull, 1)
         dup2(devNull, 2)
         if devNull > 2 { close(devNull) }
-        currentLogSink = .syslog
-        cj_openlog("jaild")
+        if let logFile {
+            currentLogSink = .file(logFile)
+            log.info("syslog is unreachable (nothing listens on /dev/log): logging to \(logFile.path)")
+        } else {
+            currentLogSink = .syslog
+            cj_openlog("jaild")
+        }
+    }
+
+    /// The daemon's log file when nobody listens on /dev/log, opened before the fork and
+    /// announced on the terminal once (when the file is new), so the operator learns where
+    /// the lines go without a line at every start.
+    func logFileWithoutSyslog() -> LogFile? {
+        guard !LogFile.syslogIsReachable() else { return nil }
+        let file = LogFile(name: cgroupName)
+        do { try file.open() } catch {
+            JailLogHandler.emitToTerminal("warning: syslog is unreachable and \(file.path) cannot be opened (\(error)): "
+                + "the daemon's log is lost")
+            return nil
+        }
+        if file.created {
+            JailLogHandler.emitToTerminal("syslog is unreachable (nothing listens on /dev/log): logging to \(file.path)")
+        }
+        return file
     }
 
     /// Waits for the daemon's word: "R" when ready, "E<reason>" when it failed.

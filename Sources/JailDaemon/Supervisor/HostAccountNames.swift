@@ -1,0 +1,37 @@
+import CJail
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A host account that lands in a jail (login shell `jail`, the jail's uid) under a name the
+/// jail's own passwd lacks — the seed's own set-up: host `centos`, jail user `work`. Logins
+/// work, but `~centos` does not exist inside: Ansible, and scp or rsync paths with `~NAME`,
+/// expand it there and write into a literal `~centos/` directory. Said once, at start.
+extension Preflight {
+    /// The names of host accounts with this uid and `jail` as their shell that the jail's
+    /// passwd does not have. Pure: the two passwd texts in, the names out.
+    public static func hostNamesMissingInJail(hostPasswd: String, jailPasswd: String, uid: UInt32) -> [String] {
+        let inside = Set(PasswdEntry.parseAll(jailPasswd).map(\.name))
+        return PasswdEntry.parseAll(hostPasswd).filter { entry in
+            entry.uid == uid && entry.shell.split(separator: "/").last == "jail" && !inside.contains(entry.name)
+        }.map(\.name)
+    }
+
+    /// The one-line warning for `jaild` to print, or nil when the names agree.
+    public static func hostNameWarning(_ configuration: JailConfiguration, account: Account) -> String? {
+        guard let hostPasswd = try? readText("/etc/passwd") else { return nil }
+        let root = configuration.root ?? "/"
+        let rootFD = open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        guard rootFD >= 0 else { return nil }
+        defer { close(rootFD) }
+        guard let jailPasswd = try? readInRoot(rootFD, "/etc/passwd") else { return nil }
+        let missing = hostNamesMissingInJail(hostPasswd: hostPasswd, jailPasswd: jailPasswd, uid: account.uid)
+        guard let name = missing.first else { return nil }
+        return "warning: host account '\(name)' (uid \(account.uid)) logs into this jail, whose /etc/passwd has no '\(name)' "
+            + "(its user is '\(account.name)'): '~\(name)' does not expand inside (Ansible, scp and rsync paths break); "
+            + "add '\(name):x:\(account.uid):\(account.gid)::\(account.home):\(account.shell)' to the jail's /etc/passwd "
+            + "as an alias, or use one name"
+    }
+}

@@ -1,0 +1,368 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# A tenant of a jail host: `jaild create/start/stop/destroy`, idempotent.
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: jail_tenant
+short_description: A tenant of a Jail host, made with jaild create and kept as declared
+description:
+  - Creates, starts, stops and destroys one jail with C(jaild create), C(jaild start),
+    C(jaild stop) and C(jaild destroy). A tenant is a copy-on-write root over a shared base,
+    its jail user, a host account of the same name whose login shell is C(jail), and
+    C(/etc/jail/NAME.conf).
+  - Idempotent. A second run with the same arguments changes nothing and says so.
+  - The options that can change in place (I(ports), I(memory), I(pids), I(cpus), I(rc)) are
+    rewritten in the tenant's config file; a running tenant is then restarted so they apply.
+    I(uid), I(gid), I(base) and I(user) cannot change once the tenant exists; the module fails
+    and says to destroy the tenant first.
+  - jaild's one-line errors are the module's failure messages.
+version_added: "0.1.0"
+author:
+  - Jail developers
+options:
+  name:
+    description: The tenant's name; also its host account's name and its config file's.
+    type: str
+    required: true
+  uid:
+    description: The tenant's uid, on the host and inside the jail. Required to create it.
+    type: int
+  gid:
+    description: The tenant's gid (default the uid).
+    type: int
+  base:
+    description: A base name under C(/var/lib/jail/bases), or a path to a root file system.
+      Required to create the tenant.
+    type: str
+  user:
+    description: The jail user's name inside the jail.
+    type: str
+    default: work
+  keys:
+    description: ssh public keys (lines of authorized_keys) for the host account and the
+      jail user.
+    type: list
+    elements: str
+    default: []
+  ports:
+    description: The ports the tenant owns, e.g. C(tcp:25) or C(tcp:22,tcp:8000-8099).
+    type: str
+  memory:
+    description: Memory limit of the tenant's programs, e.g. C(512M).
+    type: str
+  pids:
+    description: Most processes the tenant's programs may have.
+    type: int
+  cpus:
+    description: CPU time of the tenant's programs, in CPUs.
+    type: float
+  rc:
+    description: Command run as root inside the jail at each start (its services).
+    type: str
+  state:
+    description:
+      - C(present) the tenant exists; C(started) it exists and runs; C(stopped) it exists and
+        does not run; C(absent) nothing of it is left (its data neither).
+    type: str
+    choices: [present, absent, started, stopped]
+    default: started
+  jaild:
+    description: The jaild program.
+    type: path
+    default: /usr/local/sbin/jaild
+  config_dir:
+    description: Where tenant config files are (jaild's C(JAIL_CONFIG_DIR)).
+    type: path
+    default: /etc/jail
+  state_dir:
+    description: Where tenant data and bases are (jaild's C(JAIL_STATE_DIR)).
+    type: path
+    default: /var/lib/jail
+notes:
+  - Supports check mode and diff mode.
+"""
+
+EXAMPLES = r"""
+- name: A mail tenant that owns port 25 and starts its MTA as root inside
+  jail.hosting.jail_tenant:
+    name: mail
+    uid: 62100
+    base: bookworm
+    ports: tcp:25
+    memory: 256M
+    rc: /usr/sbin/exim4 -bd -q30m
+    keys:
+      - "ssh-ed25519 AAAAC3Nza... operator@example"
+
+- name: The tenant is gone, with its data
+  jail.hosting.jail_tenant:
+    name: mail
+    state: absent
+"""
+
+RETURN = r"""
+config:
+  description: The tenant's config entries after the run (key to value).
+  returned: when the tenant exists after the run
+  type: dict
+running:
+  description: Whether the tenant runs after the run.
+  returned: always
+  type: bool
+commands:
+  description: The jaild commands the module ran (or would run, in check mode).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import pwd
+import shlex
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+# The options that can change in place: module parameter -> config key.
+MUTABLE = {"ports": "ports", "memory": "memory", "pids": "pids", "cpus": "cpus", "rc": "rc"}
+
+
+def parse_config(text):
+    """The entries of a jaild config file, as jaild reads them (docs/config.md): one key =
+    value per line, '#' starts a comment; the last of a repeated key wins for our keys."""
+    entries = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        entries[key.strip()] = value.strip()
+    return entries
+
+
+def rewrite_config(text, desired):
+    """The config text with each key of `desired` set (value) or removed (None), every other
+    line kept as it was."""
+    out, done = [], set()
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        key = line.split("=", 1)[0].strip() if "=" in line else None
+        if key in desired:
+            if key not in done and desired[key] is not None:
+                out.append(f"{key} = {desired[key]}")
+            done.add(key)
+            continue
+        out.append(raw)
+    for key, value in desired.items():
+        if key not in done and value is not None:
+            out.append(f"{key} = {value}")
+    return "\n".join(out) + "\n"
+
+
+def format_value(value):
+    if isinstance(value, float):
+        return ("%f" % value).rstrip("0").rstrip(".")
+    return str(value)
+
+
+class Tenant:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.name = self.p["name"]
+        self.config_path = os.path.join(self.p["config_dir"], self.name + ".conf")
+        self.env = {"JAIL_CONFIG_DIR": self.p["config_dir"], "JAIL_STATE_DIR": self.p["state_dir"]}
+        self.commands = []
+        self.changed = False
+
+    def jaild(self, *args, check=True):
+        argv = [self.p["jaild"], *args]
+        self.commands.append(shlex.join(argv))
+        if self.module.check_mode:
+            return 0, "", ""
+        rc, out, err = self.module.run_command(argv, environ_update=self.env)
+        if check and rc != 0:
+            message = (err or out).strip().splitlines()
+            self.module.fail_json(msg=message[-1] if message else f"{argv[0]} {args[0]} exited {rc}",
+                                  rc=rc, stdout=out, stderr=err, commands=self.commands)
+        return rc, out, err
+
+    def config_text(self):
+        try:
+            with open(self.config_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def host_account(self):
+        try:
+            return pwd.getpwnam(self.name)
+        except KeyError:
+            return None
+
+    def running(self):
+        if self.config_text() is None:
+            return False
+        rc, _, _ = self.module.run_command([self.p["jaild"], "status", self.name], environ_update=self.env)
+        return rc == 0
+
+    def desired_mutable(self):
+        return {key: (None if self.p[param] is None else format_value(self.p[param])) for param, key in MUTABLE.items()}
+
+    def create(self):
+        for required in ("uid", "base"):
+            if self.p[required] is None:
+                self.module.fail_json(msg=f"tenant {self.name} does not exist: {required} is required to create it")
+        args = ["create", self.name, "--uid", str(self.p["uid"]), "--base", self.p["base"], "--user", self.p["user"]]
+        if self.p["gid"] is not None:
+            args += ["--gid", str(self.p["gid"])]
+        for key, value in self.desired_mutable().items():
+            if value is not None:
+                args += [f"--{key}", value]
+        key_file = None
+        try:
+            if self.p["keys"]:
+                handle, key_file = tempfile.mkstemp(prefix="jail-tenant-keys-")
+                with os.fdopen(handle, "w") as f:
+                    f.write("\n".join(self.p["keys"]) + "\n")
+                args += ["--key", key_file]
+            self.jaild(*args)
+        finally:
+            if key_file:
+                os.unlink(key_file)
+        self.changed = True
+
+    def check_fixed(self, entries):
+        """uid, gid, base and user are the tenant's identity: they do not change in place."""
+        fixed = {"uid": self.p["uid"], "gid": self.p["gid"], "name": self.p["user"]}
+        for key, value in fixed.items():
+            if value is not None and key in entries and entries[key] != str(value):
+                self.module.fail_json(msg=f"tenant {self.name} exists with {key} {entries[key]}, not {value}: "
+                                          f"destroy it first (state: absent) to change it")
+        base = self.p["base"]
+        if base is not None and "base" in entries:
+            wanted = base if "/" in base else os.path.join(self.p["state_dir"], "bases", base)
+            if os.path.realpath(wanted) != os.path.realpath(entries["base"]):
+                self.module.fail_json(msg=f"tenant {self.name} exists on base {entries['base']}, not {base}: "
+                                          f"destroy it first (state: absent) to change it")
+
+    def update(self, text):
+        """Rewrites the options that may change; True when the file changed."""
+        wanted = rewrite_config(text, self.desired_mutable())
+        if parse_config(wanted) == parse_config(text):
+            return False
+        self.diff["before"]["config"] = parse_config(text)
+        self.diff["after"]["config"] = parse_config(wanted)
+        if not self.module.check_mode:
+            temporary = self.config_path + ".tmp"
+            with open(temporary, "w") as f:
+                f.write(wanted)
+            os.chmod(temporary, 0o644)
+            os.rename(temporary, self.config_path)
+        self.commands.append(f"rewrite {self.config_path}")
+        self.changed = True
+        return True
+
+    def update_host_keys(self):
+        """The host account's authorized keys hold every key asked for (others are kept)."""
+        account = self.host_account()
+        if not self.p["keys"] or account is None:
+            return
+        path = os.path.join(account.pw_dir, ".ssh", "authorized_keys")
+        try:
+            with open(path) as f:
+                present = f.read()
+        except FileNotFoundError:
+            present = ""
+        missing = [key for key in self.p["keys"] if key.strip() not in present.splitlines()]
+        if not missing:
+            return
+        self.changed = True
+        self.commands.append(f"add {len(missing)} key(s) to {path}")
+        if self.module.check_mode:
+            return
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "a") as f:
+            if present and not present.endswith("\n"):
+                f.write("\n")
+            f.write("\n".join(k.strip() for k in missing) + "\n")
+
+    def run(self):
+        state = self.p["state"]
+        text = self.config_text()
+        exists = text is not None
+        was_running = self.running()
+        self.diff = {"before": {"state": "absent" if not exists else ("started" if was_running else "stopped")},
+                     "after": {}}
+        if state == "absent":
+            if exists or self.host_account() is not None:
+                self.jaild("destroy", self.name, "--yes")
+                self.changed = True
+            self.diff["after"]["state"] = "absent"
+            return self.result(False)
+        reconfigured = False
+        if not exists:
+            self.create()
+        else:
+            entries = parse_config(text)
+            self.check_fixed(entries)
+            reconfigured = self.update(text)
+            self.update_host_keys()
+        running = was_running
+        if state == "started":
+            if running and reconfigured:
+                self.jaild("stop", self.name)
+                running = False
+            if not running:
+                self.jaild("start", self.name)
+                self.changed = True
+                running = True
+        elif state == "stopped" and running:
+            self.jaild("stop", self.name)
+            self.changed = True
+            running = False
+        self.diff["after"]["state"] = "started" if running else ("stopped" if state != "absent" else "absent")
+        return self.result(running)
+
+    def result(self, running):
+        text = self.config_text()
+        out = {"changed": self.changed, "running": running, "commands": self.commands}
+        if text is not None:
+            out["config"] = parse_config(text)
+        if self.module._diff:
+            out["diff"] = self.diff
+        return out
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            uid=dict(type="int"),
+            gid=dict(type="int"),
+            base=dict(type="str"),
+            user=dict(type="str", default="work"),
+            keys=dict(type="list", elements="str", default=[], no_log=False),
+            ports=dict(type="str"),
+            memory=dict(type="str"),
+            pids=dict(type="int"),
+            cpus=dict(type="float"),
+            rc=dict(type="str"),
+            state=dict(type="str", default="started", choices=["present", "absent", "started", "stopped"]),
+            jaild=dict(type="path", default="/usr/local/sbin/jaild"),
+            config_dir=dict(type="path", default="/etc/jail"),
+            state_dir=dict(type="path", default="/var/lib/jail"),
+        ),
+        supports_check_mode=True,
+    )
+    if os.geteuid() != 0:
+        module.fail_json(msg="jail_tenant needs root (become: true): jaild create makes host accounts")
+    module.exit_json(**Tenant(module).run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Logs that never vanish (issue 19, item 7): a daemon without syslog writes its own file, a
+service ended by the stop is "stopped" and not an error, and a start says nothing it need not."""
+import os
+import pathlib
+import socket
+import subprocess
+
+from conftest import JAILD, UID_A, Jail, wait_for
+from test_operations import foreground  # noqa: F401  (the fixture)
+
+LOG_DIR = pathlib.Path("/var/log/jail")
+LOG = LOG_DIR / f"jail-{UID_A}-{UID_A}.log"
+
+
+def syslog_listening():
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect("/dev/log")
+            return True
+        except OSError:
+            return False
+
+
+def test_boot_service_ended_by_the_stop_is_logged_as_stopped(foreground):
+    jail = foreground("--boot", "exec sleep 1000", "--stop-timeout", "5")
+    jail.stop()
+    text = jail.text()
+    assert "boot command 'exec sleep 1000' stopped" in text, text
+    assert "error" not in text, text
+    assert "OOM" not in text, text
+
+
+def test_daemon_without_syslog_writes_its_own_log_file(rootfs_a):
+    saved = {path: path.read_bytes() for path in LOG_DIR.glob(LOG.name + "*")} if LOG_DIR.exists() else {}
+    for path in saved:
+        path.unlink()
+    try:
+        jail = Jail(rootfs_a, UID_A, args=["--boot", "echo booted-$((20+22))"])
+        result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        jail.supervisor = int(open(jail.pidfile).read())
+        try:
+            if syslog_listening():
+                assert not LOG.exists(), "a host with syslog keeps logging to syslog"
+                return
+            # Said once on the terminal (the file is new), then every line is in the file.
+            assert result.stderr.strip() == f"jaild: syslog is unreachable (nothing listens on /dev/log): logging to {LOG}"
+            wait_for(lambda: "boot: booted-42" in LOG.read_text(), 10, "the boot output in the log file")
+            assert "started on /run/jail/" in LOG.read_text()
+            assert oct(LOG.stat().st_mode & 0o777) == "0o640" and LOG.stat().st_uid == 0
+            assert oct(LOG_DIR.stat().st_mode & 0o777) == "0o750"
+        finally:
+            jail.stop()
+        wait_for(lambda: "stopped" in LOG.read_text(), 10, "the stop in the log file")
+        again = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+        jail.supervisor = int(open(jail.pidfile).read())
+        jail.stop()
+        assert again.returncode == 0 and again.stderr == "", again.stderr  # once, not at every start
+    finally:
+        for path in LOG_DIR.glob(LOG.name + "*"):
+            path.unlink()
+        for path, content in saved.items():
+            path.write_bytes(content)
