@@ -61,6 +61,9 @@ struct Init {
         // a rootless jail, which no other jaild can find, dies with it. The lifeline closes
         // the window between clone and prctl, and during setup a dead supervisor ends it.
         if channels.adoption == nil { _ = cj_set_parent_death_signal(SIGKILL) }
+        // Inherited from the supervisor, and set again: a log line written after it died must
+        // fail with EPIPE (or, with init holding the read end, just wait), never kill init.
+        _ = cj_ignore_signal(SIGPIPE)
         var entry = pollfd(fd: lifeline.rawValue, events: 0, revents: 0)
         if poll(&entry, 1, 0) > 0 { _exit(1) }
 
