@@ -7,6 +7,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -280,6 +281,48 @@ def test_init_killed_under_an_adopting_supervisor_cleans_up(tracked):
     for path in (base + ".sock", base + ".pid", base + ".ctl"):
         assert not os.path.lexists(path), path
     assert state_file(jail) is None and not os.path.exists(cgroup)
+
+
+def test_as_under_systemd_a_restarted_jaild_adopts_relays_logs_and_stops(tracked, tmp_path):
+    """What systemd does with jaild@NAME: Type=notify, the main process killed, restarted."""
+    t = tracked(["--boot", "while :; do echo tick; sleep 0.05; done"])
+    jail = t.jail
+    path = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(20)
+    env = {"NOTIFY_SOCKET": path, "PATH": "/usr/bin:/bin"}
+    procs = []
+    try:
+        first = subprocess.Popen(jail.command(), env=env, stderr=subprocess.DEVNULL)
+        procs.append(first)
+        assert listener.recv(4096).decode() == f"READY=1\nMAINPID={first.pid}"
+        jail.supervisor = first.pid
+        jail.init_pid = children_of(first.pid)[0]
+        t.note()
+        init = jail.init_pid
+        first.kill()  # systemctl kill --kill-whom=main -s KILL
+        first.wait()
+        assert jail.run("echo alone").stdout == b"alone\n"
+        again = subprocess.Popen(jail.command(), env=env, stderr=subprocess.PIPE, text=True)
+        procs.append(again)
+        t.pids.add(again.pid)
+        assert listener.recv(4096).decode() == f"READY=1\nMAINPID={again.pid}"
+        assert children_of(again.pid) == [] and pid_alive(init)
+        seen = []
+        # The boot service's output and init's own log reach the new supervisor.
+        wait_for(lambda: seen.append(again.stderr.readline()) or "boot: tick" in seen[-1], 20, "boot output")
+        assert any("adopted" in line for line in seen), seen
+        again.send_signal(signal.SIGTERM)  # systemctl stop
+        assert listener.recv(4096) == b"STOPPING=1"
+        assert again.wait(30) == 0
+        wait_for(lambda: not pid_alive(init), 20, "init to stop")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        listener.close()
 
 
 def fd_count(pid):
