@@ -45,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "jaild",
             dependencies: [
-                "JailDaemon", "JailSystem",
+                "JailDaemon", "JailSystem", "JailClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

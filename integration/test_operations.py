@@ -99,13 +99,13 @@ def free_low_port():
     raise AssertionError("no free port below 1024 on 127.0.0.1")
 
 
-def test_net_bind_service_lets_the_user_bind_a_low_port(foreground, rootfs_a):
+def test_own_port_lets_the_user_bind_a_low_port_without_capabilities(foreground, rootfs_a):
     port = free_low_port()
     page = rootfs_a / "home" / "work" / "www" / "index.html"
     page.parent.mkdir(exist_ok=True)
     token = secrets.token_hex(8)
     page.write_text(token)
-    jail = foreground("--cap", "NET_BIND_SERVICE", "--boot", f"exec httpd -f -p 127.0.0.1:{port} -h /home/work/www")
+    jail = foreground("--ports", f"tcp:{port}", "--boot", f"exec httpd -f -p 127.0.0.1:{port} -h /home/work/www")
 
     def answers():
         try:
@@ -201,11 +201,13 @@ def test_list_status_and_stop(rootfs_a, rootfs_b):
     b = Jail(rootfs_b, UID_B).start()
     try:
         table = subprocess.run([JAILD, "list"], capture_output=True, text=True).stdout
-        assert table.splitlines()[0].split() == ["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS"]
+        assert table.splitlines()[0].split() == ["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS",
+                                               "RC"]
         listed = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True).stdout)
         mine = {j["socket"]: j for j in listed}
         assert mine[a.socket]["init_pid"] == a.init_pid and mine[a.socket]["uid"] == UID_A
         assert mine[b.socket]["root"] == str(rootfs_b) and mine[b.socket]["memory_bytes"] > 0
+        assert mine[a.socket]["rc_status"] is None  # no --rc
         assert f"{UID_A}:{UID_A}" in table and a.socket in table
         assert subprocess.run([JAILD, "status", f"{UID_A}:{UID_A}"], capture_output=True).returncode == 0
         # Stop by socket: returns only when the jail is gone.

@@ -1,15 +1,21 @@
-"""Port ownership on the shared network (issue 9): `--ports` is enforced by a cgroup-BPF bind
-filter on the jail's cgroup, for IPv4 and IPv6, TCP and UDP, whatever the uid inside."""
+"""Port ownership on the shared network (issues 9, 15, 22): `--ports` is enforced by a cgroup-BPF
+bind filter on the jail's cgroup, for IPv4 and IPv6, TCP and UDP, whatever the uid inside; it
+waives CAP_NET_BIND_SERVICE for the jail's own ports; and a post-bind check on every jail's
+cgroup keeps every other jail off them, however the port was chosen."""
 import json
 import os
+import random
+import re
 import shutil
 import socket
+import struct
 import subprocess
+import sys
 import threading
 
 import pytest
 
-from conftest import JAILD, UID_A, UID_B, Jail, outcome
+from conftest import JAILD, UID_A, UID_B, Jail, outcome, probe, wait_for
 
 FAMILIES = ["tcp4", "tcp6", "udp4", "udp6"]
 
@@ -50,12 +56,14 @@ def test_only_listed_ports_bind_for_every_uid(rootfs_sec):
                 assert outcome(jail, "bind", family, str(other), root=root) == "EPERM", (family, root)
                 assert outcome(jail, "bind", family, "0", root=root) == "ok", (family, root)  # ephemeral
         cgroup = f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}"
-        assert bpf_programs(cgroup) == [("cgroup_inet4_bind", "jail_ports4"), ("cgroup_inet6_bind", "jail_ports6")]
+        assert bpf_programs(cgroup) == [("cgroup_inet4_bind", "jail_ports4"), ("cgroup_inet4_post_bind", "jail_owned4"),
+                                        ("cgroup_inet6_bind", "jail_ports6"), ("cgroup_inet6_post_bind", "jail_owned6")]
         state = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True).stdout)
         assert [j["ports"] for j in state if j["socket"] == jail.socket] == [f"tcp:{mine},udp:{mine}"]
     assert not os.path.exists(cgroup)
     names = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
-    assert "jail_ports4" not in names and "jail_ports6" not in names  # detached and freed
+    for name in ("jail_ports4", "jail_ports6", "jail_owned4", "jail_owned6"):
+        assert name not in names  # detached and freed
 
 
 def test_outgoing_connections_still_work(rootfs_sec):
@@ -78,13 +86,40 @@ def test_outgoing_connections_still_work(rootfs_sec):
         server.close()
 
 
-def test_low_ports_with_net_bind_service_are_exactly_the_listed_ones(rootfs_sec):
-    low = next(p for p in range(81, 1024) if free_port(p) == p)
-    other_low = next(p for p in range(low + 1, 1024) if free_port(p) == p)
+def free_low_port(low=81):
+    return next(p for p in range(low, 1024) if free_port(p) == p)
+
+
+def test_own_low_ports_bind_without_any_capability(rootfs_sec):
+    low = free_low_port()
+    other_low = free_low_port(low + 1)
+    with Jail(rootfs_sec, UID_A, ["--ports", f"tcp:{low},udp:{low}"]) as jail:
+        for family in FAMILIES:
+            assert outcome(jail, "bind", family, str(low), root=False) == "ok", family
+        assert outcome(jail, "bind", "tcp4", str(other_low), root=False) == "EPERM"
+        assert outcome(jail, "bind", "tcp6", str(other_low), root=False) == "EPERM"
+        assert outcome(jail, "bind", "tcp4", str(low), root=True) == "ok"
+        assert outcome(jail, "bind", "tcp4", str(other_low), root=True) == "EPERM"
+        assert "CapEff:\t0000000000000000" in jail.run("grep CapEff /proc/self/status").stdout.decode()
+
+
+def test_net_bind_service_without_ports_is_refused(rootfs_sec):
+    jail = Jail(rootfs_sec, UID_A, ["--cap", "NET_BIND_SERVICE"])
+    result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+    if result.returncode == 0:  # started after all: stop it (by its pid) before failing
+        jail.supervisor = int(open(jail.pidfile).read())
+        jail.stop()
+    assert result.returncode != 0
+    assert "--cap NET_BIND_SERVICE: use --ports (e.g. --ports tcp:80)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_net_bind_service_with_ports_is_accepted_and_changes_nothing(rootfs_sec):
+    low = free_low_port()
+    other_low = free_low_port(low + 1)
     with Jail(rootfs_sec, UID_A, ["--ports", f"tcp:{low}", "--cap", "NET_BIND_SERVICE"]) as jail:
         assert outcome(jail, "bind", "tcp4", str(low), root=False) == "ok"
         assert outcome(jail, "bind", "tcp4", str(other_low), root=False) == "EPERM"
-        assert outcome(jail, "bind", "tcp6", str(other_low), root=False) == "EPERM"
 
 
 def test_two_jails_each_bind_only_their_own(rootfs_sec, rootfs_sec_b):
@@ -130,3 +165,210 @@ def test_bad_port_specs_are_refused(rootfs_sec):
                                 text=True, timeout=30)
         assert result.returncode != 0
         assert f"--ports '{spec}': {reason}" in result.stderr
+
+
+# ---- issue 22 item 4: another jail's port by any route ------------------------------------------
+
+def ephemeral_port():
+    """A port free right now inside the kernel's ephemeral range, where bind(0) may land."""
+    low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    return free_port(random.randint(low, high - 2000))
+
+
+def jail_cgroup(uid):
+    return f"/sys/fs/cgroup/unified/jail/jail-{uid}-{uid}"
+
+
+CHOSEN_PORT = r"""
+import errno, socket, struct, sys
+kind, port, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+family = socket.AF_INET6 if kind.endswith("6") else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM if kind.startswith("tcp") else socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 51, struct.pack("<HH", port, port))  # IP_LOCAL_PORT_RANGE: port-port
+address = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+try:
+    if how == "bind":
+        s.bind((address, 0))
+    else:
+        s.connect((address, int(sys.argv[4])))
+    print("bound", s.getsockname()[1])
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+
+
+def chosen_port_in_cgroup(cgroup, kind, port, how="bind", target=0):
+    """IP_LOCAL_PORT_RANGE then bind(0) (or connect) from a host process put into a jail's
+    cgroup: the BPF programs alone, without the jail's seccomp filter in the way."""
+    def enter():
+        with open(f"{cgroup}/init/cgroup.procs", "w") as procs:
+            procs.write(str(os.getpid()))
+    result = subprocess.run([sys.executable, "-c", CHOSEN_PORT, kind, str(port), how, str(target)], preexec_fn=enter,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_port_range_option_is_refused_in_the_jail(rootfs_sec):
+    port = ephemeral_port()
+    with Jail(rootfs_sec, UID_A) as jail:
+        for root in (False, True):
+            for family in FAMILIES:
+                text = probe(jail, "port-range", family, str(port), root=root)
+                assert "setsockopt: EPERM" in text, (family, root, text)
+                assert f"bound {port}" not in text, (family, root, text)
+
+
+@pytest.mark.parametrize("with_ports", [False, True], ids=["without-ports", "with-ports"])
+def test_a_chosen_port_of_another_jail_is_refused(rootfs_sec, rootfs_sec_b, with_ports):
+    owned = ephemeral_port()
+    unowned = free_port(owned + 1)
+    with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{owned},udp:{owned}", "--ports-exclusive"]) as b, \
+            Jail(rootfs_sec, UID_A, ["--ports", f"tcp:{free_port(unowned + 1)}"] if with_ports else []) as a:
+        for family in FAMILIES:
+            # EADDRINUSE: the port is reserved, bind(0) finds none; EPERM: post-bind refused it
+            assert chosen_port_in_cgroup(jail_cgroup(UID_A), family, owned) in ("EADDRINUSE", "EPERM"), family
+            assert chosen_port_in_cgroup(jail_cgroup(UID_A), family, unowned) == f"bound {unowned}", family
+        # and explicitly, from inside, as the user and as root
+        for root in (False, True):
+            for family in FAMILIES:
+                assert outcome(a, "bind", family, str(owned), root=root) == "EPERM", (family, root)
+        assert outcome(b, "bind", "tcp4", str(owned)) == "ok"
+
+
+def test_bind0_retries_never_reach_another_jails_port(rootfs_sec, rootfs_sec_b):
+    # Every port of the upper half of the ephemeral range is B's: A's bind(0) would land there
+    # about half the time, but the kernel does not choose them (reserved) and post-bind
+    # would refuse them.
+    low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    middle = (low + high) // 2
+    with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{middle}-{high},udp:{middle}-{high}"]), Jail(rootfs_sec, UID_A) as a:
+        for family in ("tcp4", "udp6"):
+            text = probe(a, "bind0-loop", family, str(middle), str(high), "400")
+            assert re.search(r"^not reached in 400 \(\d+ refused\)$", text, re.M), text
+
+
+def test_outgoing_connections_work_from_a_jail_without_ports(rootfs_sec, rootfs_sec_b):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    owned = ephemeral_port()
+    try:
+        with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{owned}"]), Jail(rootfs_sec, UID_A) as a:
+            accepted = []
+            t = threading.Thread(target=lambda: accepted.append(server.accept()))
+            t.start()
+            assert "connect4: ok" in a.run(f"/bin/jailprobe connect4 {port}").stdout.decode()
+            t.join(10)
+            assert accepted
+            accepted[0][0].close()
+            # connect chooses its source port without any bind hook; narrowed to the owned port
+            # it finds none, because the owned port is reserved from the kernel's own choice.
+            result = chosen_port_in_cgroup(jail_cgroup(UID_A), "tcp4", owned, how="connect", target=port)
+            assert result == "EADDRNOTAVAIL", result
+    finally:
+        server.close()
+
+
+def owned_map():
+    """The shared owned-ports map as {(protocol, port): owner cgroup id}, or None if absent."""
+    maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True).stdout or "[]")
+    found = []
+    for map_id in [m["id"] for m in maps if m.get("name") == "jail_owned_port"]:
+        dump = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)], capture_output=True,
+                                         text=True).stdout or "{}")
+        if not isinstance(dump, list):
+            continue  # a map of jails gone, being freed by the kernel
+        entries = {}
+        for entry in dump:
+            key = struct.unpack("<I", bytes(int(b, 16) for b in entry["key"]))[0]
+            entries[(key >> 16, key & 0xFFFF)] = struct.unpack("<Q", bytes(int(b, 16) for b in entry["value"]))[0]
+        found.append((map_id, entries))
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def reserved_ports():
+    ports = set()
+    for item in open("/proc/sys/net/ipv4/ip_local_reserved_ports").read().strip().split(","):
+        if item:
+            low, _, high = item.partition("-")
+            ports.update(range(int(low), int(high or low) + 1))
+    return ports
+
+
+def test_owned_ports_map_follows_the_jails(rootfs_sec, rootfs_sec_b):
+    owned = ephemeral_port()
+    stale = free_port(owned + 1)
+    b = Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{owned},udp:{owned + 1}"]).start()
+    try:
+        map_id, entries = owned_map()
+        owner = os.stat(jail_cgroup(UID_B)).st_ino
+        assert entries[(6, owned)] == owner and entries[(17, owned + 1)] == owner
+        assert {owned, owned + 1} <= reserved_ports()
+        # A jail that died without its stop: its record and entry are stale (no such cgroup).
+        record = f"/run/jail/ports/{owner + 999983}"
+        with open(record, "w") as f:
+            f.write(f"tcp:{stale}")
+        key = " ".join(str(b) for b in struct.pack("<I", 6 << 16 | stale))
+        value = " ".join(str(b) for b in struct.pack("<Q", owner + 999983))
+        subprocess.run(f"bpftool map update id {map_id} key {key} value {value}".split(), check=True)
+        assert (6, stale) in owned_map()[1]
+        a = Jail(rootfs_sec, UID_A).start()
+        try:
+            entries = owned_map()[1]
+            assert (6, stale) not in entries and (6, owned) in entries
+            assert not os.path.exists(record)
+        finally:
+            a.stop()
+        assert (6, owned) in owned_map()[1]  # a stop takes only its own
+    finally:
+        b.stop()
+    assert not os.path.exists(jail_cgroup(UID_B))
+    left = owned_map()
+    assert left is None or not {(6, owned), (17, owned + 1)} & set(left[1]), left
+    assert not [name for name in os.listdir("/run/jail/ports") if name == str(owner)]
+    assert not {owned, owned + 1} & reserved_ports()
+    jails = "/sys/fs/cgroup/unified/jail"
+    if not os.path.isdir(jails) or not os.listdir(jails):  # no other jail running: nothing left at all
+        # The kernel frees programs, then their map, after an RCU grace period.
+        wait_for(lambda: owned_map() is None, 10, "the owned-ports map to be freed")
+        names = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+        assert "jail_owned" not in names
+
+
+# ---- issue 22 item 7: host-wide kernel quotas ---------------------------------------------------
+
+def test_kernel_aio_needs_allow_aio(rootfs_sec):
+    with Jail(rootfs_sec, UID_A) as jail:
+        assert outcome(jail, "io-setup", root=False) == "ENOSYS"
+        assert outcome(jail, "io-setup", root=True) == "ENOSYS"
+    with Jail(rootfs_sec, UID_A, ["--allow-aio"]) as jail:
+        assert outcome(jail, "io-setup", root=False) == "ok"
+
+
+def test_fanotify_is_refused(rootfs_sec):
+    with Jail(rootfs_sec, UID_A) as jail:
+        assert outcome(jail, "fanotify-init", root=False) == "EPERM"
+        assert outcome(jail, "fanotify-init", root=True) == "EPERM"
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "udp4", "udp6"])
+def test_implicit_ports_never_land_on_another_jails_port(rootfs_sec, rootfs_sec_b, kind):
+    # connect and sendto choose a source port with no bind hook at all: the owned ports are
+    # reserved from the kernel's automatic choice (ip_local_reserved_ports) instead.
+    low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    middle = (low + high) // 2
+    family = socket.AF_INET6 if kind.endswith("6") else socket.AF_INET
+    server = socket.socket(family, socket.SOCK_STREAM if kind.startswith("tcp") else socket.SOCK_DGRAM)
+    server.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+    if kind.startswith("tcp"):
+        server.listen(512)
+    try:
+        with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{middle}-{high},udp:{middle}-{high}"]), \
+                Jail(rootfs_sec, UID_A) as a:
+            text = probe(a, "autobind-loop", kind, str(middle), str(high), "100", str(server.getsockname()[1]))
+            assert "not reached in 100 (0 refused)" in text, text
+    finally:
+        server.close()

@@ -28,7 +28,7 @@ def user(tmp_path_factory, installed_jail):
                        check=True, preexec_fn=as_user(RL_UID))
         bindir = os.path.dirname(installed_jail)
         yield {"root": root, "jaild": os.path.join(bindir, "jaild"), "jail": installed_jail,
-               "dir": f"/tmp/jail-{RL_UID}"}
+               "dir": f"{home}/.local/state/jail/sockets"}
     finally:
         account.delete()
         shutil.rmtree(f"/tmp/jail-{RL_UID}", ignore_errors=True)
@@ -135,15 +135,45 @@ def test_runtime_dir_and_an_unsafe_socket_directory(user, public_tmp):
         supervisor = int(open(str(sock)[:-5] + ".pid").read())
         os.kill(supervisor, 15)
         wait_for(lambda: not pid_alive(supervisor), 20, "the stop")
-    # A socket directory readable by others is refused.
+    # A socket directory readable by others is refused, and the error says where it comes from.
     shutil.rmtree(user["dir"], ignore_errors=True)
-    os.mkdir(user["dir"], 0o755)
-    os.chown(user["dir"], RL_UID, RL_UID)
+    os.makedirs(user["dir"], 0o755)
+    path = user["dir"]
+    while path != str(user["root"].parent):
+        os.chown(path, RL_UID, RL_UID)
+        path = os.path.dirname(path)
     os.chmod(user["dir"], 0o755)
     result = as_rl([user["jaild"], "-r", str(user["root"])])
-    assert (result.returncode, result.stderr.decode()) == (
-        1, f"jaild: refusing socket directory {user['dir']}: it is mode 755, not 700\n")
+    assert result.returncode == 1
+    assert result.stderr.decode().endswith(
+        f"jaild: refusing socket directory {user['dir']}: it is mode 755, not 700 (without $XDG_RUNTIME_DIR "
+        f"a rootless jail's socket lives in ~/.local/state/jail/sockets)\n")
     os.rmdir(user["dir"])
+
+
+def test_a_squatted_tmp_directory_does_not_stop_the_jail(user):
+    """Another local user makes /tmp/jail-UID (the old, predictable place) before the user's
+    first rootless jail: it starts anyway, below the user's home, and `jail` finds it there."""
+    squat = f"/tmp/jail-{RL_UID}"
+    shutil.rmtree(squat, ignore_errors=True)
+    subprocess.run(["mkdir", "-m", "0777", squat], check=True, preexec_fn=as_user(61001))
+    shutil.rmtree(user["dir"], ignore_errors=True)
+    try:
+        result = as_rl([user["jaild"], "-r", str(user["root"])])
+        assert result.returncode == 0, result.stderr
+        pidfile = f"{user['dir']}/jaild-{RL_UID}-{RL_UID}.pid"
+        supervisor = int(open(pidfile).read())
+        try:
+            info = os.stat(user["dir"])
+            assert (info.st_uid, info.st_mode & 0o777) == (RL_UID, 0o700)
+            out = as_rl([user["jail"], "-c", "echo found-in-home"], stdin=subprocess.DEVNULL)
+            assert out.stdout == b"found-in-home\n", out.stderr
+            assert os.listdir(squat) == []
+        finally:
+            os.kill(supervisor, 15)
+            wait_for(lambda: not pid_alive(supervisor), 20, "the stop")
+    finally:
+        shutil.rmtree(squat, ignore_errors=True)
 
 
 def test_disabled_user_namespaces_are_named(user, tmp_path):

@@ -132,9 +132,11 @@ def test_init_and_helpers_hold_no_host_directory_and_all_cloexec(jail):
                     info = open(f"/proc/{pid}/fdinfo/{fd}").read()
                 except FileNotFoundError:
                     continue  # closed meanwhile (init closes each connection after the fork)
-                # The jail's own devices, or the write-only cgroup.procs of its program cgroups.
+                # The jail's own devices, the write-only cgroup.procs of its program cgroups, or
+                # the helper's sealed session record (a memfd, for `jaild sessions`).
                 assert not os.path.isdir(f"/proc/{pid}/fd/{fd}"), (pid, fd, target)
                 assert not target.startswith("/") or target.startswith("/dev/") or \
+                    target == "/memfd:jail-session (deleted)" or \
                     re.fullmatch(r"/sys/fs/cgroup/[^ ]*/jail/jail-\d+-\d+/programs/cgroup.procs", target), (pid, fd, target)
                 flags = int(info.split("flags:")[1].split()[0], 8)
                 assert flags & 0o2000000, (pid, fd, target, "not close-on-exec")

@@ -14,10 +14,9 @@ import time
 import pexpect
 import pytest
 
-from conftest import (REPO, UID_A, HostAccount, Jail, leave_shell, resize_reaches_the_foreground_job,
-                      wait_for)
+from conftest import (UID_A, HostAccount, Jail, cached_debian_rootfs, leave_shell,
+                      resize_reaches_the_foreground_job, wait_for)
 
-CACHE = pathlib.Path(os.environ.get("JAIL_TEST_CACHE", "/var/tmp/jail-test-cache"))
 PLAIN_UID = 61010
 PROMPT = r"work@[^:]*:~\$ "
 
@@ -30,13 +29,8 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def debian_rootfs(tmp_path_factory):
-    cached = CACHE / f"debian-bookworm-{UID_A}"
-    if not (cached / "usr" / "lib" / "openssh" / "sftp-server").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),
-                        "Jail test Debian rootfs"], check=True, timeout=900)
     root = tmp_path_factory.mktemp("debian") / "root"
-    subprocess.run(["cp", "-a", str(cached), str(root)], check=True)
+    subprocess.run(["cp", "-a", str(cached_debian_rootfs()), str(root)], check=True)
     return root
 
 

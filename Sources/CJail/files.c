@@ -51,3 +51,28 @@ int cj_bind_onto(const char *host_path, int target_fd, int read_only) {
     errno = saved;
     return rc;
 }
+
+/* A detached overlay mount: fsopen/fsconfig/fsmount without move_mount, so the merged tree
+ * is reachable only through the returned descriptor (attached nowhere, invisible to every
+ * other process) and goes away when it is closed. jaild reads a jail's /etc/passwd through
+ * it before the start, and `jaild create` writes the jail's user into the upper layer. */
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+
+int cj_overlay_open(const char *lower, const char *upper, const char *work) {
+    int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    if (fs < 0) return -1;
+    int rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "lowerdir", lower, 0);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "upperdir", upper, 0);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "workdir", work, 0);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0);
+    int mnt = rc == 0 ? (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0) : -1;
+    int saved = errno;
+    close(fs);
+    errno = saved;
+    return mnt;
+}

@@ -1,6 +1,6 @@
 /* What keeps a jail's processes away from the host: the capability bounding set, a seccomp
- * filter for kernel state no namespace isolates, and a Landlock scope for the host's abstract
- * unix sockets and processes. init applies all three once, after its mounts and before it
+ * filter for kernel state no namespace isolates, and a Landlock domain: file-system access
+ * only beneath the jail's root, scoped for the host's abstract unix sockets and processes. init applies all three once, after its mounts and before it
  * serves, so every helper and session program inherits them. docs/security.md says why each
  * entry is there. */
 #define _GNU_SOURCE
@@ -71,6 +71,9 @@ static const int denied[] = {
 #endif
     /* file handles: open_by_handle_at walks from any inode of the file system (shocker) */
     SYS_open_by_handle_at,
+    /* fanotify groups count against the uid's host-wide limit (max_user_groups), and since
+     * Linux 5.13 an unprivileged process may make them: no jail program needs one */
+    SYS_fanotify_init,
     /* the host's clock */
     SYS_settimeofday, SYS_clock_settime, SYS_clock_adjtime, SYS_adjtimex,
 #if defined(__x86_64__)
@@ -83,14 +86,17 @@ static const int denied[] = {
 #define UNSHARE_NAMESPACE_FLAGS (CLONE_NAMESPACE_FLAGS | 0x00000080U)
 #define TIOCSTI_REQUEST 0x5412U
 #define TIOCLINUX_REQUEST 0x541CU
+/* setsockopt(SOL_IP, IP_LOCAL_PORT_RANGE): Debian 12's headers predate it (Linux 6.3). */
+#define SOL_IP_LEVEL 0U
+#define IP_LOCAL_PORT_RANGE_OPTION 51U
 
 #define LOAD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
 #define LOAD_ARG_LOW(n) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[n]))
 #define RETURN(value) BPF_STMT(BPF_RET | BPF_K, (value))
 
-int cj_install_seccomp(void) {
+int cj_install_seccomp(int allow_aio) {
     enum { ndenied = sizeof denied / sizeof denied[0] };
-    struct sock_filter program[ndenied * 2 + 48];
+    struct sock_filter program[ndenied * 2 + 64];
     int n = 0;
     /* Another architecture's syscall numbers would slip past the list: refuse them. */
     program[n++] = (struct sock_filter)LOAD(arch);
@@ -106,6 +112,25 @@ int cj_install_seccomp(void) {
         program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i], 0, 1);
         program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
     }
+    /* Kernel AIO contexts count against fs.aio-max-nr, one limit for the whole host: without
+     * --allow-aio the jail looks like a kernel built without AIO (ENOSYS), which libaio users
+     * (databases) already handle by falling back to threads. */
+    if (!allow_aio) {
+        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_setup, 0, 1);
+        program[n++] = (struct sock_filter)RETURN(ERRNO(ENOSYS));
+        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_submit, 0, 1);
+        program[n++] = (struct sock_filter)RETURN(ERRNO(ENOSYS));
+    }
+    /* IP_LOCAL_PORT_RANGE narrows the ports bind(0) and connect choose from to any one port:
+     * a way to aim at another jail's port (the post-bind check catches it too). It also
+     * applies to IPv6 sockets, at this level. */
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setsockopt, 0, 6);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(1);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOL_IP_LEVEL, 0, 3);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(2);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IP_LOCAL_PORT_RANGE_OPTION, 0, 1);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
     /* clone3 hides its flags in memory the filter cannot read: ENOSYS makes libc fall back to
      * clone, whose flags it can. */
     program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1);
@@ -152,6 +177,45 @@ struct jail_landlock_ruleset_attr {
 
 int cj_landlock_abi(void) {
     return (int)syscall(JAIL_SYS_landlock_create_ruleset, NULL, 0, JAIL_LANDLOCK_CREATE_RULESET_VERSION);
+}
+
+/* File-system access rights, by the ABI that brought them: 1 has bits 0..12 (execute, read,
+ * write, directories, every kind of make and remove), 2 refer (link and rename across
+ * directories), 3 truncate, 5 ioctl on devices. */
+static uint64_t landlock_fs_rights(int abi) {
+    uint64_t rights = (1ULL << 13) - 1;
+    if (abi >= 2) rights |= 1ULL << 13;
+    if (abi >= 3) rights |= 1ULL << 14;
+    if (abi >= 5) rights |= 1ULL << 15;
+    return rights;
+}
+
+#define JAIL_LANDLOCK_RULE_PATH_BENEATH 1
+#define JAIL_SYS_landlock_add_rule 445
+struct jail_landlock_path_beneath_attr {
+    uint64_t allowed_access;
+    int32_t parent_fd;
+} __attribute__((packed));
+
+int cj_landlock_restrict_beneath(int root_fd, int abi) {
+    uint64_t rights = landlock_fs_rights(abi);
+    struct jail_landlock_ruleset_attr attr = {
+        .handled_access_fs = rights,
+        .scoped = abi >= 6 ? (JAIL_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | JAIL_LANDLOCK_SCOPE_SIGNAL) : 0,
+    };
+    /* Older kernels take the larger struct as long as the fields they do not know are 0. */
+    int ruleset = (int)syscall(JAIL_SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    if (ruleset < 0) return -1;
+    /* Everything beneath the jail's root, its bind mounts, /proc, /dev and /sys included
+     * (they are mounted beneath it): Landlock walks a path up through its mounts, so only a
+     * file reached through a descriptor of the host's tree is outside. */
+    struct jail_landlock_path_beneath_attr beneath = {.allowed_access = rights, .parent_fd = root_fd};
+    int rc = (int)syscall(JAIL_SYS_landlock_add_rule, ruleset, JAIL_LANDLOCK_RULE_PATH_BENEATH, &beneath, 0);
+    if (rc == 0) rc = (int)syscall(JAIL_SYS_landlock_restrict_self, ruleset, 0);
+    int saved = errno;
+    close(ruleset);
+    errno = saved;
+    return rc;
 }
 
 int cj_landlock_scope(void) {

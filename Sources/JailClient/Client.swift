@@ -17,16 +17,37 @@ import Glibc
 /// jail. The exit code is the program's; jail's own failures are one line and 255.
 public enum Client {
     public static func main(argv: [String], environment: [String: String]) -> Never {
-        _ = cj_ignore_signal(SIGPIPE)
         let invocation = Invocation(argv: argv)
+        run(ClientSession(invocation: invocation, environment: environment), prefix: "jail")
+    }
+
+    /// `jaild enter`: root on the host opens a session in the jail served at `socket` (owned
+    /// by the jail's uid `owner`), as the jail's user or, with `root`, as root inside. The
+    /// command's words are quoted for the jail's shell; none gives a login shell.
+    public static func enter(socket: String, owner: UInt32, root: Bool, command: [String], environment: [String: String]) -> Never {
+        let invocation = command.isEmpty ? Invocation(login: true, arguments: [])
+            : Invocation(login: false, arguments: ["-c", command.map(shellQuoted).joined(separator: " ")])
         var session = ClientSession(invocation: invocation, environment: environment)
+        session.target = (socket, owner)
+        session.asRoot = root
+        run(session, prefix: "jaild enter")
+    }
+
+    /// `'word'`, with each `'` as `'\''`: the jail's shell gets the words as they were given.
+    public static func shellQuoted(_ word: String) -> String {
+        "'" + word.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+    }
+
+    static func run(_ initial: ClientSession, prefix: String) -> Never {
+        _ = cj_ignore_signal(SIGPIPE)
+        var session = initial
         do {
             let code = try session.run()
             session.terminal?.restore()
             exit(code)
         } catch {
             session.terminal?.restore()
-            let line = Array("jail: \(error)\n".utf8)
+            let line = Array("\(prefix): \(error)\n".utf8)
             _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
             exit(255)
         }
@@ -41,6 +62,10 @@ struct ClientSession {
     var relayed: [Int32] = []
     var stdinOpen = false
     var watchStdoutHangup = false
+    /// `jaild enter`: this socket (whose owner, the jail's uid, is trusted too) instead of
+    /// the caller's own, and whether to ask for root inside.
+    var target: (socket: String, owner: UInt32)?
+    var asRoot = false
 
     init(invocation: Invocation, environment: [String: String]) {
         self.invocation = invocation
@@ -50,8 +75,9 @@ struct ClientSession {
     mutating func run() throws(ClientError) -> Int32 {
         let uid = getuid()
         let gid = getgid()
-        let location = Invocation.socketLocation(environment: environment, uid: uid, gid: gid)
-        let socket = try Connection.open(location, uid: uid)
+        let location = target.map { SocketLocation(socketPath: $0.socket) }
+            ?? Invocation.socketLocation(environment: environment, uid: uid, gid: gid)
+        let socket = try Connection.open(location, uid: uid, alsoTrusted: target?.owner)
         let signals: SignalDescriptor
         do { signals = try SignalDescriptor([SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT]) } catch { throw .system(error) }
 
@@ -90,7 +116,8 @@ struct ClientSession {
             stdinOpen = true
             relayed = [0]
             let mode = Hello.Mode.terminal(guardian.originalModes, WindowSize(rows: rows, columns: cols))
-            return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered), [])
+            return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered,
+                          root: asRoot), [])
         }
         var passed = StdioSet()
         var fds: [Int32] = []
@@ -105,7 +132,8 @@ struct ClientSession {
         }
         watchStdoutHangup = passed.contains(.output)
         let mode = Hello.Mode.stdio(passed: passed)
-        return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered), fds)
+        return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered,
+                      root: asRoot), fds)
     }
 
     mutating func relay(_ channelIn: FrameChannel, signals: SignalDescriptor) throws(ClientError) -> Int32 {

@@ -11,9 +11,11 @@ import Glibc
 /// must belong to root (or to this user), and the process serving it must be root (or this
 /// user). Another local user who squats the path gets a refusal, not our session.
 enum Connection {
-    static func open(_ location: SocketLocation, uid: UInt32) throws(ClientError) -> FileDescriptor {
+    /// `alsoTrusted`: `jaild enter` run by root also trusts the jail's own uid, which owns
+    /// the socket of a root jail and serves a rootless one.
+    static func open(_ location: SocketLocation, uid: UInt32, alsoTrusted: UInt32? = nil) throws(ClientError) -> FileDescriptor {
         let path = location.socketPath
-        let trusted: [UInt32] = [0, uid]
+        let trusted: [UInt32] = [0, uid] + (alsoTrusted.map { [$0] } ?? [])
         let info: stat?
         do { info = try fileStatus(path) } catch { throw .system(error) }
         guard let info else { throw .noJail(uid: uid, socket: path, reason: "no such file") }

@@ -32,6 +32,8 @@ public struct Invocation: Equatable, Sendable {
         if let prefix = environment["SOCKET"], !prefix.isEmpty { return SocketLocation(prefix: prefix, uid: uid, gid: gid) }
         let system = SocketLocation(prefix: nil, uid: uid, gid: gid)
         if uid != 0 && !exists(system.socketPath) {
+            var environment = environment
+            if environment["HOME"] == nil, let entry = getpwuid(uid) { environment["HOME"] = String(cString: entry.pointee.pw_dir) }
             let prefix = SocketLocation.userDirectory(uid: uid, environment: environment) + "/jaild"
             let user = SocketLocation(prefix: prefix, uid: uid, gid: gid)
             if exists(user.socketPath) { return user }

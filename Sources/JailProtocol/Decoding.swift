@@ -63,8 +63,8 @@ public struct FrameDecoder {
         guard try r.bytes(4, "magic").elementsEqual(Protocol.magic) else { throw .badMagic }
         let version = try r.u16("version")
         guard version == Protocol.version else { throw .unsupportedVersion(version) }
-        let login = try r.u8("login flag")
-        guard login <= 1 else { throw .invalidValue("login flag \(login)") }
+        let flags = try r.u8("flags")
+        guard flags & ~(Hello.loginFlag | Hello.rootFlag) == 0 else { throw .invalidValue("hello flags \(flags)") }
         let arguments = try r.stringList("arguments", max: limits.maxArguments, maxString: limits.maxStringBytes)
         let environment = try r.stringList("environment", max: limits.maxEnvironment, maxString: limits.maxStringBytes)
         let modeByte = try r.u8("mode")
@@ -90,7 +90,8 @@ public struct FrameDecoder {
             mode = .terminal(modes, try decodeWindowSize(&r))
         default: throw .invalidValue("mode \(modeByte)")
         }
-        return Hello(version: version, mode: mode, login: login == 1, arguments: arguments, environment: environment)
+        return Hello(version: version, mode: mode, login: flags & Hello.loginFlag != 0, arguments: arguments,
+                     environment: environment, root: flags & Hello.rootFlag != 0)
     }
 
     private static func decodeWindowSize(_ r: inout ByteReader) throws(ProtocolError) -> WindowSize {

@@ -37,7 +37,7 @@ public enum FrameEncoder {
     private static func encode(_ hello: Hello, into w: inout ByteWriter) {
         w.raw(Protocol.magic)
         w.u16(hello.version)
-        w.u8(hello.login ? 1 : 0)
+        w.u8((hello.login ? Hello.loginFlag : 0) | (hello.root ? Hello.rootFlag : 0))
         w.stringList(hello.arguments)
         w.stringList(hello.environment)
         switch hello.mode {

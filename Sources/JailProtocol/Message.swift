@@ -84,14 +84,23 @@ public struct Hello: Equatable, Sendable {
     public var arguments: [String]
     /// NAME=VALUE pairs the client offers; the server keeps only the ones it allows.
     public var environment: [String]
+    /// Run as root inside the jail instead of the jail's user (`jaild enter --root`). The
+    /// server honours it only when the peer is uid 0 on the host; for anyone else it refuses.
+    public var root: Bool
 
-    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String]) {
+    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String],
+                root: Bool = false) {
         self.version = version
         self.mode = mode
         self.login = login
         self.arguments = arguments
         self.environment = environment
+        self.root = root
     }
+
+    /// The hello's flags byte: bit 0 login, bit 1 root. Version 1 clients sent 0 or 1 here.
+    public static let loginFlag: UInt8 = 1
+    public static let rootFlag: UInt8 = 2
 }
 
 public struct StdioSet: OptionSet, Equatable, Sendable {

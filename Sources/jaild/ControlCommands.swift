@@ -9,7 +9,7 @@ import Glibc
 /// `jaild list|stop|status|start …` beside the 2014 form `jaild -u UID …`, which stays the
 /// default. Returns the arguments for the starting command, or exits.
 enum ControlCommands {
-    static let configDirectory = "/etc/jail"
+    static var configDirectory: String { ProvisionPaths.fromEnvironment().configDirectory }
 
     static func dispatch(_ arguments: [String]) -> [String] {
         guard let first = arguments.first else { return arguments }
@@ -19,16 +19,49 @@ enum ControlCommands {
             guard rest.allSatisfy({ $0 == "--json" }) else { fail("usage: jaild list [--json]", code: 2) }
             exit(Control.list(json: rest.contains("--json")))
         case "status", "stop":
-            guard rest.count == 1 else { fail("usage: jaild \(first) SOCKET|PIDFILE|UID:GID", code: 2) }
+            guard rest.count == 1 else { fail("usage: jaild \(first) NAME|SOCKET|PIDFILE|UID:GID", code: 2) }
             exit(first == "stop" ? Control.stop(rest[0]) : Control.status(rest[0]))
+        case "sessions":
+            exit(sessions(rest))
+        case "enter":
+            Enter.run(rest)
         case "start":
             guard let name = rest.first, !name.contains("/"), !name.hasPrefix(".") else {
                 fail("usage: jaild start NAME (reads \(configDirectory)/NAME.conf)", code: 2)
             }
-            return expandConfig(["--config", "\(configDirectory)/\(name).conf"] + rest.dropFirst())
+            return expandConfig(["--config", "\(configDirectory)/\(name).conf", "--jail-name", name] + rest.dropFirst())
+        case "create": exit(ProvisionCommands.create(rest))
+        case "destroy": exit(ProvisionCommands.destroy(rest))
+        case "base": exit(ProvisionCommands.base(rest))
         default:
             return expandConfig(arguments)
         }
+    }
+
+    /// `jaild sessions [JAIL] [--json]`, `jaild sessions JAIL --kill ID`.
+    static func sessions(_ arguments: [String]) -> Int32 {
+        let usage = "usage: jaild sessions [JAIL] [--json] | jaild sessions JAIL --kill ID"
+        var json = false
+        var kill: Int?
+        var spec: String?
+        var i = 0
+        while i < arguments.count {
+            switch arguments[i] {
+            case "--json": json = true
+            case "--kill":
+                guard i + 1 < arguments.count, let id = Int(arguments[i + 1]) else { fail(usage, code: 2) }
+                kill = id
+                i += 1
+            case let a where spec == nil && !a.hasPrefix("-"): spec = a
+            default: fail(usage, code: 2)
+            }
+            i += 1
+        }
+        if let kill {
+            guard let spec else { fail(usage, code: 2) }
+            return Sessions.kill(spec, id: kill)
+        }
+        return Sessions.list(spec, json: json)
     }
 
     /// `--config FILE` becomes the file's options, placed first so the command line wins.

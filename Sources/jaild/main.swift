@@ -111,11 +111,47 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("Read options from FILE (key = value); flags given here win.", valueName: "file"))
     var configFile: String?
 
+    @Option(name: .customLong("base"),
+            help: ArgumentHelp("ROOT is a copy-on-write overlay of DIR (read-only), with ROOT/../upper and ROOT/../work.",
+                               valueName: "dir"))
+    var base: String?
+
+    @Option(name: .customLong("jail-name"),
+            help: ArgumentHelp("The jail's name in session records and syslog tags (default: UID-GID).", valueName: "name"))
+    var jailName: String?
+
+    @Flag(name: .customLong("syslog"), help: "Serve /dev/log inside and relay messages to the host's, tagged jail/NAME.")
+    var syslog = false
+
+    @Option(name: .customLong("syslog-target"),
+            help: ArgumentHelp("Where --syslog relays to (a datagram socket).", valueName: "path"))
+    var syslogTarget: String = "/dev/log"
+
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
 
     @Flag(name: [.customShort("v"), .customLong("version")], help: "Print the version and exit.")
     var version = false
+
+    @Option(name: .customLong("rc"),
+            help: ArgumentHelp("Run CMD once at start as root inside the jail (/bin/sh -c): its system services. "
+                               + "The start waits for it.", valueName: "cmd"))
+    var rc: String?
+
+    @Option(name: .customLong("rc-stop"),
+            help: ArgumentHelp("Run CMD at stop as root inside, before the rest gets SIGTERM.", valueName: "cmd"))
+    var rcStop: String?
+
+    @Option(name: .customLong("rc-timeout"),
+            help: ArgumentHelp("Seconds the start waits for --rc before killing it.", valueName: "seconds"))
+    var rcTimeout: Int = 60
+
+    @Flag(name: .customLong("rc-required"), help: "A failing --rc fails the start (default: logged, the jail runs).")
+    var rcRequired = false
+
+    @Flag(name: .customLong("allow-aio"),
+          help: "Allow kernel AIO (io_setup/io_submit, e.g. for databases using libaio): it draws on the host-wide fs.aio-max-nr.")
+    var allowAio = false
 
     func validate() throws {
         if version { return }
@@ -133,12 +169,20 @@ struct JailDaemonCommand: ParsableCommand {
         if let ports {
             do { _ = try PortSet.parse(ports) } catch { throw ValidationError(error.description) }
         }
+        if let jailName {
+            guard !jailName.isEmpty, jailName.utf8.count <= 64,
+                  jailName.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) })
+            else { throw ValidationError("--jail-name must be 1 to 64 letters, digits, '-', '_' or '.'") }
+        }
+        if syslog && root == nil { throw ValidationError("--syslog needs -r ROOT: without one the jail has the host's /dev/log") }
+        if !syslogTarget.hasPrefix("/") { throw ValidationError("--syslog-target must be an absolute path") }
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
         }
         for pattern in acceptEnvironment {
             if let problem = EnvironmentPolicy.problem(with: pattern) { throw ValidationError(problem) }
         }
+        guard (1...3600).contains(rcTimeout) else { throw ValidationError("--rc-timeout must be 1 to 3600") }
     }
 
     func configuration() throws(JailError) -> JailConfiguration {
@@ -163,13 +207,35 @@ struct JailDaemonCommand: ParsableCommand {
         c.ports = ports.flatMap { try? PortSet.parse($0) }
         c.portsExclusive = portsExclusive
         c.environmentPolicy = EnvironmentPolicy(extra: acceptEnvironment)
+        c.allowAio = allowAio
+        // Low ports come from --ports: the bind filter waives the capability check for the
+        // jail's own ports, while the capability would not reach the host's network from a
+        // user namespace, and without the filter it would give every low port. With --ports
+        // it is redundant and accepted.
+        if !c.rootless && c.ports == nil && c.capabilities.contains(Capability.netBindService) {
+            throw .usage("--cap NET_BIND_SERVICE: use --ports (e.g. --ports tcp:80) to let the jail bind its own low ports")
+        }
         // systemd's Type=notify wants the main process to stay.
         if getenv("NOTIFY_SOCKET") != nil { c.foreground = true }
         c.handshakeTimeout = handshakeTimeout
+        // Checked here, not in validate(): a config file's lines are validated one by one.
+        if rcRequired && rc == nil { throw .usage("--rc-required needs --rc") }
+        if (rc != nil || rcStop != nil) && Rootless.isRootless && !mapRoot {
+            throw .usage("--rc and --rc-stop run as root inside: a rootless jail needs --map-root for that")
+        }
+        c.rc = rc
+        c.rcStop = rcStop
+        c.rcTimeout = rcTimeout
+        c.rcRequired = rcRequired
+        c.jailName = jailName
+        c.syslog = syslog
+        c.syslogTarget = syslogTarget
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }
         if let shell, !shell.hasPrefix("/") { throw .usage("shell \(shell) must be an absolute path") }
+        c.base = base
+        if base != nil && root == nil { throw .usage("--base needs --root (the overlay's mount point)") }
         return c
     }
 
@@ -178,6 +244,7 @@ struct JailDaemonCommand: ParsableCommand {
             print("jaild \(jailVersion)")
             return
         }
+        ProtectedBinary.reexecIfNeeded()
         do {
             let configuration = try configuration()
             let account = try Preflight.check(configuration)

@@ -26,8 +26,10 @@ final class InvocationTests: XCTestCase {
                        "/run/jail/jaild-5-6.sock")
         XCTAssertEqual(Invocation.socketLocation(environment: [:], uid: 5, gid: 6, exists: { _ in false }).socketPath,
                        "/run/jail/jaild-5-6.sock")
-        XCTAssertEqual(Invocation.socketLocation(environment: [:], uid: 5, gid: 6, exists: { $0.hasPrefix("/tmp/jail-5/") }).socketPath,
-                       "/tmp/jail-5/jaild-5-6.sock")
+        // Without a runtime directory: below the home, never a predictable /tmp path.
+        XCTAssertEqual(Invocation.socketLocation(environment: ["HOME": "/home/u"], uid: 5, gid: 6,
+                                                 exists: { $0.hasPrefix("/home/u/.local/state/jail/sockets/") }).socketPath,
+                       "/home/u/.local/state/jail/sockets/jaild-5-6.sock")
     }
 
     func testOfferedEnvironment() {

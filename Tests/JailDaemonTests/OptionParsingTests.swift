@@ -22,6 +22,10 @@ final class OptionParsingTests: XCTestCase {
         XCTAssertEqual(entries.map(\.line), [2, 4, 5, 6])
         XCTAssertEqual(try entries.flatMap { try ConfigFile.arguments(for: $0, path: "x") },
                        ["--uid", "61000", "--mount", "/data=/srv/data:ro", "--foreground", "--boot", "echo hi"])
+        let services = try ConfigFile.parse("rc = /bin/sh /etc/rc.jail\nrc-stop = /etc/rc.stop\nrc-timeout = 30\nrc-required = yes\n",
+                                            path: "f")
+        XCTAssertEqual(try services.flatMap { try ConfigFile.arguments(for: $0, path: "f") },
+                       ["--rc", "/bin/sh /etc/rc.jail", "--rc-stop", "/etc/rc.stop", "--rc-timeout", "30", "--rc-required"])
         XCTAssertThrowsError(try ConfigFile.parse("uid = 1\nbogus = 2\n", path: "f")) {
             XCTAssertTrue("\($0)".hasPrefix("f:2: unknown key 'bogus'"))
         }
@@ -36,5 +40,9 @@ final class OptionParsingTests: XCTestCase {
                               root: "/srv/a=b", supervisor: 10, initPid: 11, started: 1_700_000_000, cgroup: "", ports: "tcp:25")
         XCTAssertEqual(JailState.decode(state.encoded()), state)
         XCTAssertNil(JailState.decode("socket=/x\n"))
+        var withRC = state
+        withRC.rcStatus = 4
+        XCTAssertEqual(JailState.decode(withRC.encoded()), withRC)
+        XCTAssertNil(JailState.decode(state.encoded())?.rcStatus)
     }
 }

@@ -11,4 +11,13 @@ final class SocketLocationTests: XCTestCase {
         XCTAssertEqual(p.socketPath, "/tmp/jaild-1-2.sock")
         XCTAssertEqual(SocketLocation(socketPath: "/x/y.sock").pidPath, "/x/y.pid")
     }
+
+    func testUserDirectoryIsNeverInTmp() {
+        XCTAssertEqual(SocketLocation.userDirectory(uid: 5, environment: ["XDG_RUNTIME_DIR": "/run/user/5", "HOME": "/h"]),
+                       "/run/user/5/jail")
+        XCTAssertEqual(SocketLocation.userDirectory(uid: 5, environment: ["HOME": "/home/u/"]), "/home/u/.local/state/jail/sockets")
+        XCTAssertEqual(SocketLocation.userDirectory(uid: 5, environment: ["XDG_RUNTIME_DIR": "relative", "HOME": "/h"]),
+                       "/h/.local/state/jail/sockets")
+        XCTAssertFalse(SocketLocation.userDirectory(uid: 5, environment: [:]).hasPrefix("/tmp"))
+    }
 }

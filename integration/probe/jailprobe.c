@@ -25,9 +25,43 @@
 #include <time.h>
 #include <unistd.h>
 #include <grp.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <linux/if_ether.h>
+#include <sys/fanotify.h>
+
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51
+#endif
+
+/* A loopback TCP or UDP socket of IPv4 or IPv6 ("tcp4", "udp6", …) and its address. */
+static int loopback_socket(const char *kind, int port, struct sockaddr_storage *address, socklen_t *size) {
+    int v6 = strchr(kind, '6') != NULL;
+    memset(address, 0, sizeof *address);
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)address;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        a->sin6_addr = in6addr_loopback;
+        *size = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)address;
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *size = sizeof *a;
+    }
+    return socket(v6 ? AF_INET6 : AF_INET, kind[0] == 't' ? SOCK_STREAM : SOCK_DGRAM, 0);
+}
+
+static int bound_port(int fd) {
+    struct sockaddr_storage a;
+    socklen_t size = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &size) < 0) return -1;
+    return ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port : ((struct sockaddr_in *)&a)->sin_port);
+}
 
 static int report(const char *name, long rc) {
     if (rc < 0) printf("%s: %s\n", name, strerrorname_np(errno));
@@ -71,6 +105,87 @@ static long chroot_escape(void) {
     int fd = open("/etc/issue", O_RDONLY);
     char buf[256] = {0};
     if (fd >= 0 && read(fd, buf, sizeof buf - 1) > 0) printf("issue after escape: %s", buf);
+    return 0;
+}
+
+/* CVE-2019-5736 as the jail user: find a process of this jail whose command line contains
+ * PATTERN (jaild run as the user's shell), open its /proc/PID/exe, and hand the descriptor
+ * to root inside (rootprobe exe-chown) by exec. */
+static int exe_attack(const char *pattern, const char *uid, int tries) {
+    for (int round = 0; round < tries; round++) {
+        DIR *dir = opendir("/proc");
+        struct dirent *entry;
+        while (dir && (entry = readdir(dir))) {
+            if (!isdigit((unsigned char)entry->d_name[0]) || atoi(entry->d_name) == getpid()) continue;
+            char path[300], text[4096];
+            snprintf(path, sizeof path, "/proc/%s/cmdline", entry->d_name);
+            int fd = open(path, O_RDONLY);
+            if (fd < 0) continue;
+            ssize_t n = read(fd, text, sizeof text - 1);
+            close(fd);
+            if (n <= 0) continue;
+            for (ssize_t i = 0; i < n; i++) if (!text[i]) text[i] = ' ';
+            text[n] = 0;
+            if (!strstr(text, pattern)) continue;
+            printf("found %s\n", entry->d_name);
+            snprintf(path, sizeof path, "/proc/%s/exe", entry->d_name);
+            int exe = open(path, O_RDONLY);
+            if (report("open-exe", exe)) return 1;
+            char number[16];
+            snprintf(number, sizeof number, "%d", exe);
+            execl("/bin/rootprobe", "rootprobe", "exe-chown", number, uid, (char *)NULL);
+            return report("exec-rootprobe", -1);
+        }
+        if (dir) closedir(dir);
+        usleep(10000);
+    }
+    printf("not-found\n");
+    return 1;
+}
+
+/* Root inside with a descriptor of jaild's file: take it, make it setuid, reopen it for writing. */
+static int exe_chown(int fd, int uid) {
+    report("fchown", fchown(fd, (uid_t)uid, (gid_t)uid));
+    report("fchmod", fchmod(fd, 04777));
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    report("reopen-write", open(path, O_WRONLY));
+    return 0;
+}
+
+/* Root inside listens on an abstract socket; a host process connects in and passes a
+ * descriptor of the host's "/". Then: read a secret, create a file, list the directory. */
+static int abstract_receive_fd(const char *name, const char *create, const char *chmod_target) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t len = strlen(name);
+    memcpy(addr.sun_path + 1, name, len);
+    socklen_t size = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    if (bind(fd, (struct sockaddr *)&addr, size) < 0 || listen(fd, 1) < 0) return report("listen", -1);
+    printf("listening\n");
+    fflush(stdout);
+    int c = accept(fd, NULL, NULL);
+    if (c < 0) return report("accept", -1);
+    char byte;
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    if (recvmsg(c, &msg, 0) < 1) return report("recvmsg", -1);
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    if (!cmsg || cmsg->cmsg_type != SCM_RIGHTS) { printf("no-fd\n"); return 1; }
+    int host;
+    memcpy(&host, CMSG_DATA(cmsg), sizeof host);
+    printf("got-fd\n");
+    report("read-shadow", openat(host, "etc/shadow", O_RDONLY));
+    report("read-passwd", openat(host, "etc/passwd", O_RDONLY));
+    report("list-root", openat(host, ".", O_RDONLY | O_DIRECTORY));
+    report("create", openat(host, create, O_CREAT | O_WRONLY | O_EXCL, 0644));
+    report("mkdir", mkdirat(host, create[0] ? "tmp/jail-landlock-probe-dir" : "", 0755));
+    /* Not file-system accesses Landlock controls (see docs/security.md): only reported. */
+    if (chmod_target[0]) {
+        report("chmod", fchmodat(host, chmod_target, 0604, 0));
+        report("chown", fchownat(host, chmod_target, 1, 1, 0));
+    }
     return 0;
 }
 
@@ -148,6 +263,59 @@ int main(int argc, char **argv) {
         }
         return report(t, rc);
     }
+    if (!strcmp(t, "port-range")) {
+        /* port-range KIND PORT: narrow bind(0) to PORT with IP_LOCAL_PORT_RANGE, then bind(0). */
+        struct sockaddr_storage a;
+        socklen_t size;
+        int port = atoi(argv[3]);
+        int fd = loopback_socket(arg, 0, &a, &size);
+        if (fd < 0) return report(t, fd);
+        uint32_t range = (uint32_t)port | (uint32_t)port << 16;
+        report("setsockopt", setsockopt(fd, IPPROTO_IP, IP_LOCAL_PORT_RANGE, &range, sizeof range));
+        long rc = bind(fd, (struct sockaddr *)&a, size);
+        if (rc == 0) printf("bound %d\n", bound_port(fd));
+        return report("bind0", rc);
+    }
+    if (!strcmp(t, "bind0-loop")) {
+        /* bind0-loop KIND LOW HIGH TRIES: bind(0) again and again, hoping for a port in LOW-HIGH. */
+        int low = atoi(argv[3]), high = atoi(argv[4]), tries = atoi(argv[5]), failed = 0;
+        for (int i = 0; i < tries; i++) {
+            struct sockaddr_storage a;
+            socklen_t size;
+            int fd = loopback_socket(arg, 0, &a, &size);
+            if (fd < 0) return report(t, fd);
+            int port = bind(fd, (struct sockaddr *)&a, size) < 0 ? (failed++, -1) : bound_port(fd);
+            close(fd);
+            if (port >= low && port <= high) { printf("reached %d after %d\n", port, i + 1); return 0; }
+        }
+        printf("not reached in %d (%d refused)\n", tries, failed);
+        return 0;
+    }
+    if (!strcmp(t, "autobind-loop")) {
+        /* autobind-loop KIND LOW HIGH TRIES DEST: the kernel picks the port without bind(2):
+         * connect (TCP, to a listener on DEST) or sendto (UDP, to DEST), again and again. */
+        int low = atoi(argv[3]), high = atoi(argv[4]), tries = atoi(argv[5]), dest = atoi(argv[6]), failed = 0;
+        for (int i = 0; i < tries; i++) {
+            struct sockaddr_storage a;
+            socklen_t size;
+            int fd = loopback_socket(arg, dest, &a, &size);
+            if (fd < 0) return report(t, fd);
+            long rc = arg[0] == 't' ? connect(fd, (struct sockaddr *)&a, size)
+                                    : sendto(fd, "x", 1, 0, (struct sockaddr *)&a, size);
+            int port = rc < 0 ? (failed++, -1) : bound_port(fd);
+            close(fd);
+            if (port >= low && port <= high) { printf("reached %d after %d\n", port, i + 1); return 0; }
+        }
+        printf("not reached in %d (%d refused)\n", tries, failed);
+        return 0;
+    }
+    if (!strcmp(t, "io-setup")) {
+        unsigned long context = 0;
+        long rc = syscall(SYS_io_setup, 1, &context);
+        if (rc == 0) syscall(SYS_io_destroy, context);
+        return report(t, rc);
+    }
+    if (!strcmp(t, "fanotify-init")) return report(t, fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_FID, O_RDONLY));
     if (!strcmp(t, "connect4")) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(arg)), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -174,6 +342,14 @@ int main(int argc, char **argv) {
         if (fd < 0) return report(t, fd);
         char buf[64];
         return report(t, read(fd, buf, sizeof buf));
+    }
+    if (!strcmp(t, "exe-attack")) return exe_attack(arg, argc > 3 ? argv[3] : "0", argc > 4 ? atoi(argv[4]) : 200);
+    if (!strcmp(t, "exe-chown")) return exe_chown(atoi(arg), argc > 3 ? atoi(argv[3]) : 0);
+    if (!strcmp(t, "abstract-receive-fd")) return abstract_receive_fd(arg, argc > 3 ? argv[3] : "", argc > 4 ? argv[4] : "");
+    if (!strcmp(t, "write-text")) {
+        int fd = open(arg, O_WRONLY);
+        const char *text = argc > 3 ? argv[3] : "";
+        return report(t, fd < 0 ? fd : write(fd, text, strlen(text)));
     }
     fprintf(stderr, "jailprobe: unknown test %s\n", t);
     return 2;

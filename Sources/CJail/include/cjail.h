@@ -66,12 +66,26 @@ int cj_status_to_code(int status);
  * clears the inheritable and ambient sets. */
 int cj_drop_bounding_set(uint64_t keep);
 /* Installs the jail's seccomp filter on this process and all it will fork. */
-int cj_install_seccomp(void);
+int cj_install_seccomp(int allow_aio);
 /* The kernel's Landlock ABI version, or -1 (errno ENOSYS or EOPNOTSUPP) without Landlock. */
 int cj_landlock_abi(void);
 /* Puts this process in a Landlock domain scoped for abstract unix sockets and signals
  * (ABI 6): it and its descendants reach only sockets and processes of the same domain. */
 int cj_landlock_scope(void);
+
+/* Puts this process in a Landlock domain that also limits file-system access to what is
+ * beneath `root_fd` (the jail's root after pivot_root), for every access right of the kernel's
+ * ABI: a directory of the host reached through a passed descriptor is refused. With ABI 6 the
+ * same domain carries the scopes of cj_landlock_scope. */
+int cj_landlock_restrict_beneath(int root_fd, int abi);
+
+/* ---- jaild's own binary (selfexec.c) ----------------------------------------------------- */
+
+/* 1 if this process runs from a file on a read-only mount, 0 if not, -1 on error. */
+int cj_executable_is_read_only(void);
+/* Re-executes this program from a read-only, detached bind mount of its own file; returns
+ * only on failure (-1, errno set). Needs CAP_SYS_ADMIN. */
+int cj_reexec_read_only(char *const argv[], char *const envp[]);
 
 /* ---- unix sockets ----------------------------------------------------------------------- */
 
@@ -106,6 +120,8 @@ int cj_open_in_root(int root_fd, const char *path, int flags);
 int cj_open_beneath_no_symlinks(int root_fd, const char *path, int flags);
 /* Bind-mounts host_path (recursively, read-only if asked) onto the object target_fd names. */
 int cj_bind_onto(const char *host_path, int target_fd, int read_only);
+/* A detached overlay mount of lower/upper/work: a descriptor of its root, attached nowhere. */
+int cj_overlay_open(const char *lower, const char *upper, const char *work);
 
 /* ---- devices ---------------------------------------------------------------------------- */
 
@@ -156,9 +172,15 @@ struct cj_port_range {
     uint16_t low;
     uint16_t high;
 };
-/* Loads the bind filter for these ranges and attaches it (IPv4 and IPv6) to a cgroup v2
- * directory. *failed_step: 1 opening the cgroup, 2 loading, 3 attaching. */
-int cj_ports_attach(const char *cgroup_dir, const struct cj_port_range *ranges, int n, int *failed_step);
+/* The map of owned ports shared by every jail (found by name, or created when `create`). */
+int cj_owned_ports_open(int create);
+/* Makes the map hold exactly these keys (protocol << 16 | port) with these owners (cgroup ids). */
+int cj_owned_ports_sync(int map, const uint32_t *keys, const uint64_t *owners, int n);
+/* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6) and,
+ * with `bind_filter`, the bind filter for these ranges. *failed_step: 1 opening the cgroup,
+ * 2 loading, 3 attaching. */
+int cj_ports_attach(const char *cgroup_dir, int map, const struct cj_port_range *ranges, int n, int bind_filter,
+                    int *failed_step);
 int cj_ports_detach(const char *cgroup_dir);
 
 /* ---- systemd -------------------------------------------------------------------------- */
@@ -170,5 +192,20 @@ int cj_sd_notify(const char *socket_path, const char *message);
 
 void cj_syslog(int priority, const char *message);
 void cj_openlog(const char *ident);
+
+/* ---- accounting (accounting.c) ---------------------------------------------------------- */
+
+/* A memfd named NAME holding LEN bytes of DATA, sealed against every change (write, grow,
+ * shrink, new seals), close-on-exec. The session helper's record for `jaild sessions`. */
+int cj_sealed_memfd(const char *name, const void *data, size_t len);
+
+/* A close-on-exec AF_UNIX datagram socket bound at PATH (the jail's /dev/log), or connected
+ * to PATH (the host's /dev/log, before pivot_root). */
+int cj_unix_dgram_bind(const char *path);
+int cj_unix_dgram_connect(const char *path);
+
+/* pidfd_getfd(2): a copy of descriptor FD of the process PIDFD refers to (close-on-exec).
+ * `jaild sessions` reads a helper's peer credentials in the host's PID namespace with it. */
+int cj_pidfd_getfd(int pidfd, int fd);
 
 #endif

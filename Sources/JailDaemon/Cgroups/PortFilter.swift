@@ -6,34 +6,144 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Puts `--ports` into force: the bind filter of ports.c on the jail's program cgroup in the
-/// unified hierarchy. Without cgroup v2 or cgroup-BPF the jail does not start: a jail that
-/// silently allows every port would be worse than none.
+/// Puts port ownership into force (ports.c): every jail's cgroup gets the post-bind check
+/// against the owned-ports map shared by all jails, so no jail — with or without `--ports` —
+/// ends up bound to a port another jail owns, whatever route it took (bind(0),
+/// IP_LOCAL_PORT_RANGE, retries); a `--ports` jail also gets the bind filter. The map is derived
+/// from one record per `--ports` jail, /run/jail/ports/CGROUP-ID, rebuilt under a lock at each
+/// start and stop, so entries of a jail that died without stopping go with the next start.
+/// Without cgroup v2 or cgroup-BPF a `--ports` jail does not start: a jail that silently
+/// allows every port would be worse than none.
 public enum PortFilter {
-    static func attach(_ ports: PortSet, to cgroups: JailCgroups?) throws(JailError) {
-        guard let unified = cgroups?.unifiedDirectory else {
-            throw .startFailed("--ports needs cgroup v2, which is not mounted on this host (mount -t cgroup2 none /sys/fs/cgroup)")
+    static let recordDirectory = "/run/jail/ports"
+    static let lockPath = "/run/jail/ports.lock"
+
+    static func attach(_ ports: PortSet?, to cgroups: JailCgroups?) throws(JailError) {
+        guard let directory = cgroups?.unifiedDirectory else {
+            guard ports == nil else {
+                throw .startFailed("--ports needs cgroup v2, which is not mounted on this host (mount -t cgroup2 none /sys/fs/cgroup)")
+            }
+            return  // no cgroup v2: no jail here can own a port either
         }
-        // The jail's whole cgroup: its programs live in `programs` or, without limits, in `init`.
-        let directory = unified
-        let ranges = ports.ranges.map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
+        do throws(JailError) {
+            try attachLocked(ports, directory: directory)
+        } catch {
+            guard ports == nil else { throw error }
+            // No --ports jail can start where the kernel refuses these programs: nothing to guard.
+            log.warning("cannot guard other jails' ports: \(error)")
+        }
+    }
+
+    private static func attachLocked(_ ports: PortSet?, directory: String) throws(JailError) {
+        let lock = try Lock.acquire()
+        defer { lock.release() }
+        guard let owner = cgroupID(directory) else {
+            throw .startFailed("--ports: cannot open cgroup \(directory): \(String(cString: strerror(errno)))")
+        }
+        if let ports { try writeRecord(ports, owner: owner) }
+        let map = cj_owned_ports_open(1)
+        if map < 0 { throw .startFailed("--ports: this kernel refused the owned-ports map (BPF): \(String(cString: strerror(errno)))") }
+        defer { close(map) }
+        try sync(map: map, jailRoot: parent(of: directory))
+        let ranges = (ports?.ranges ?? []).map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
         var step: Int32 = 0
-        let rc = ranges.withUnsafeBufferPointer { cj_ports_attach(directory, $0.baseAddress, Int32($0.count), &step) }
+        let rc = ranges.withUnsafeBufferPointer {
+            cj_ports_attach(directory, map, $0.baseAddress, Int32($0.count), ports == nil ? 0 : 1, &step)
+        }
         guard rc == 0 else {
             let reason = String(cString: strerror(errno))
+            _ = cj_ports_detach(directory)
             switch step {
             case 1: throw .startFailed("--ports: cannot open cgroup \(directory): \(reason)")
-            case 2: throw .startFailed("--ports: this kernel refused the bind filter (cgroup-BPF): \(reason)")
-            default: throw .startFailed("--ports: cannot attach the bind filter to \(directory): \(reason)")
+            case 2: throw .startFailed("--ports: this kernel refused the port filter (cgroup-BPF): \(reason)")
+            default: throw .startFailed("--ports: cannot attach the port filter to \(directory): \(reason)")
             }
         }
     }
 
+    /// Detaches the programs and gives the jail's ports back (at stop, or a failed start).
     static func detach(from cgroups: JailCgroups?) {
         guard let unified = cgroups?.unifiedDirectory else { return }
         if cj_ports_detach(unified) != 0 {
             log.warning("cannot detach the port filter from \(unified): \(String(cString: strerror(errno)))")
         }
+        guard let lock = try? Lock.acquire() else { return }
+        defer { lock.release() }
+        if let owner = cgroupID(unified) { unlink("\(recordDirectory)/\(owner)") }
+        // The map lives as long as some jail's program uses it: none left, no map to clean.
+        let map = cj_owned_ports_open(0)
+        defer { if map >= 0 { close(map) } }
+        do throws(JailError) { try sync(map: map, jailRoot: parent(of: unified), excluding: unified) } catch {
+            log.warning("cannot update the owned-ports map: \(error)")
+        }
+    }
+
+    /// The map (if there is one) gets exactly the ports of the records whose jail's cgroup still
+    /// exists, and those ports are reserved from the kernel's automatic choice; the records of
+    /// dead jails are removed. The first record of a shared port names its owner.
+    private static func sync(map: Int32, jailRoot: String, excluding: String? = nil) throws(JailError) {
+        var live: Set<UInt64> = []
+        for name in listDirectory(jailRoot) where "\(jailRoot)/\(name)" != excluding {
+            if let id = cgroupID("\(jailRoot)/\(name)") { live.insert(id) }
+        }
+        var records: [(owner: UInt64, ports: PortSet)] = []
+        for name in listDirectory(recordDirectory) {
+            guard let owner = UInt64(name) else { continue }
+            let path = "\(recordDirectory)/\(name)"
+            guard live.contains(owner), let text = try? readFile(path),
+                  let ports = try? PortSet.parse(String(decoding: text, as: UTF8.self)) else {
+                unlink(path)
+                continue
+            }
+            records.append((owner, ports))
+        }
+        let (keys, owners) = OwnedPorts.entries(records.sorted { $0.owner < $1.owner })
+        ReservedPorts.update(owned: Set(keys.map { UInt16(truncatingIfNeeded: $0) }))
+        guard map >= 0 else { return }
+        let rc = keys.withUnsafeBufferPointer { k in
+            owners.withUnsafeBufferPointer { o in cj_owned_ports_sync(map, k.baseAddress, o.baseAddress, Int32(k.count)) }
+        }
+        if rc != 0 { throw .startFailed("--ports: cannot update the owned-ports map: \(String(cString: strerror(errno)))") }
+    }
+
+    private static func writeRecord(_ ports: PortSet, owner: UInt64) throws(JailError) {
+        for directory in ["/run/jail", recordDirectory] where mkdir(directory, directory == recordDirectory ? 0o700 : 0o755) < 0 && errno != EEXIST {
+            throw .system(.last("mkdir", path: directory))
+        }
+        let path = "\(recordDirectory)/\(owner)"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 { throw .system(.last("open", path: path)) }
+        defer { close(fd) }
+        let text = Array(ports.description.utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if written != text.count { throw .system(.last("write", path: path)) }
+    }
+
+    /// A cgroup's id is its directory's inode number (what bpf_get_current_cgroup_id returns).
+    private static func cgroupID(_ directory: String) -> UInt64? {
+        guard let info = try? fileStatus(directory), info.st_mode & S_IFMT == S_IFDIR else { return nil }
+        return UInt64(info.st_ino)
+    }
+
+    private static func parent(of path: String) -> String {
+        String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+    }
+
+    /// One jaild at a time changes the map, so a start never loses another's entries.
+    private struct Lock {
+        let fd: Int32
+
+        static func acquire() throws(JailError) -> Lock {
+            if mkdir("/run/jail", 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: "/run/jail")) }
+            let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            if fd < 0 { throw .system(.last("open", path: lockPath)) }
+            while flock(fd, LOCK_EX) < 0 {
+                if errno != EINTR { close(fd); throw .system(.last("flock", path: lockPath)) }
+            }
+            return Lock(fd: fd)
+        }
+
+        func release() { close(fd) }
     }
 
     /// Other running jails whose ports overlap: a warning each, or an error when exclusive.
@@ -49,5 +159,29 @@ public enum PortFilter {
             }
             JailLogHandler.emitToTerminal("warning: ports \(text) are also the ports of the jail on \(state.socket)")
         }
+    }
+}
+
+/// The owned-ports map's content: key protocol << 16 | port, value the owner's cgroup id.
+public enum OwnedPorts {
+    public static func key(protocol number: Int32, port: UInt16) -> UInt32 { UInt32(number) << 16 | UInt32(port) }
+
+    /// Every port of every record once; a port that several records list belongs to the first.
+    public static func entries(_ records: [(owner: UInt64, ports: PortSet)]) -> (keys: [UInt32], owners: [UInt64]) {
+        var seen: Set<UInt32> = []
+        var keys: [UInt32] = []
+        var owners: [UInt64] = []
+        for record in records {
+            for range in record.ports.ranges {
+                for port in range.low...range.high {
+                    let key = key(protocol: range.protocolNumber, port: port)
+                    if seen.insert(key).inserted {
+                        keys.append(key)
+                        owners.append(record.owner)
+                    }
+                }
+            }
+        }
+        return (keys, owners)
     }
 }

@@ -88,3 +88,14 @@ public struct Account: Equatable, Sendable {
             home: entry.home.isEmpty ? "/" : entry.home, shell: shell)
     }
 }
+
+extension Account {
+    /// Root inside the jail, for `jaild enter --root` (the helper checks the peer is host
+    /// root first): the jail's uid-0 passwd entry, or plain defaults when it has none.
+    public static func root(passwd: String) -> Account {
+        let entry = PasswdEntry.parseAll(passwd).first { $0.uid == 0 }
+        return Account(name: entry?.name ?? "root", uid: 0, gid: 0, groups: [0],
+                       home: entry.map { $0.home.isEmpty ? "/" : $0.home } ?? "/root",
+                       shell: entry.map { $0.shell.isEmpty ? "/bin/sh" : $0.shell } ?? "/bin/sh")
+    }
+}

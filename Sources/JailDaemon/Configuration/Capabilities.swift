@@ -8,6 +8,8 @@ public enum Capability {
         "AUDIT_WRITE": 29,
     ]
 
+    public static let netBindService = 10
+
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         public let name: String
         public var description: String {

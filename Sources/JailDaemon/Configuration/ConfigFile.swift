@@ -20,7 +20,10 @@ public struct ConfigFile {
         "uid": true, "gid": true, "name": true, "root": true, "shell": true, "mount": true, "hostname": true,
         "socket-prefix": true, "stop-timeout": true, "max-sessions": true, "handshake-timeout": true,
         "boot": true, "cap": true, "memory": true, "pids": true, "cpus": true, "rlimit": true, "ports": true,
-        "ports-exclusive": false, "foreground": false, "accept-env": true,
+        "ports-exclusive": false, "foreground": false, "accept-env": true, "allow-aio": false,
+        "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
+        "base": true,
+        "jail-name": true, "syslog": false, "syslog-target": true,
     ]
 
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {

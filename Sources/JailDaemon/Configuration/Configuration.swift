@@ -26,6 +26,14 @@ public struct JailConfiguration: Sendable, Equatable {
 
     public var maxPtys: Int { maxSessions * 2 }
 
+    /// The overlay's layers when the root is made from a base: `jaild create` lays out
+    /// STATE/NAME/{root,upper,work}, so upper and work are found beside the root.
+    public var overlay: OverlayLayers? {
+        guard let base, let root = root.map(BindMount.normalize) else { return nil }
+        let parent = root.lastIndex(of: "/").map { String(root[..<$0]) } ?? ""
+        return OverlayLayers(lower: BindMount.normalize(base), upper: parent + "/upper", work: parent + "/work", target: root)
+    }
+
     /// Commands run at start as the jail's user, supervised by init, output to the log.
     public var bootCommands: [String] = []
     /// Ambient capabilities of the jail's programs (numbers from the `--cap` allow-list).
@@ -42,6 +50,30 @@ public struct JailConfiguration: Sendable, Equatable {
     public var mapRoot = false
     /// Which of the client's environment variables sessions receive (`--accept-env`).
     public var environmentPolicy = EnvironmentPolicy()
+    /// `--rc`: run once at start as root inside, through /bin/sh -c; the start waits for it.
+    public var rc: String?
+    /// `--rc-stop`: run at stop as root inside, before everything left gets SIGTERM.
+    public var rcStop: String?
+    /// Seconds the start waits for the rc before it kills it and counts it as failed.
+    public var rcTimeout: Int = 60
+    /// A failing rc fails the start (everything is undone) instead of being logged.
+    public var rcRequired = false
+    /// `--base DIR`: ROOT is a copy-on-write overlay mounted at each start, DIR the read-only
+    /// lower layer, ROOT's siblings `upper/` and `work/` the jail's own (see `overlay`).
+    public var base: String?
+    /// Kernel AIO (io_setup, io_submit) allowed: it draws on the host-wide fs.aio-max-nr.
+    public var allowAio = false
+    /// The jail's name in session records and syslog tags: NAME of `jaild start NAME`, else
+    /// nil, which means `UID-GID` of the jail account (see `name(account:)`).
+    public var jailName: String?
+    /// Serve /dev/log inside and relay each message to `syslogTarget`, tagged `jail/NAME`.
+    public var syslog = false
+    public var syslogTarget = "/dev/log"
+
+    /// What session records, `jaild sessions` and syslog tags call this jail.
+    public func name(account: Account) -> String {
+        jailName ?? "\(account.uid)-\(account.gid)"
+    }
 
     public init(uid: UInt32) {
         self.uid = uid
@@ -96,5 +128,22 @@ public struct BindMount: Sendable, Equatable {
     /// `/a//b/./c/` → `/a/b/c`. `..` is kept: the mount code refuses it.
     static func normalize(_ path: String) -> String {
         "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+    }
+}
+
+/// The layers of a jail's copy-on-write root.
+public struct OverlayLayers: Sendable, Equatable {
+    public var lower: String
+    public var upper: String
+    public var work: String
+    /// Where the merged tree is mounted: the jail's root.
+    public var target: String
+
+    /// overlayfs takes its layers as one comma- and colon-separated option string.
+    public var unsafeCharacter: Character? {
+        for path in [lower, upper, work] {
+            if let c = path.first(where: { $0 == "," || $0 == ":" || $0 == "\\" }) { return c }
+        }
+        return nil
     }
 }

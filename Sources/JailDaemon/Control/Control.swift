@@ -56,7 +56,7 @@ public enum Control {
     }
 
     static func usage(_ spec: String) -> Int32 {
-        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its socket, its pid file or UID:GID")
+        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its name (a config), its socket, its pid file or UID:GID")
         return 2
     }
 
@@ -68,7 +68,7 @@ public enum Control {
         if ids.count == 2, let uid = UInt32(ids[0]), let gid = UInt32(ids[1]) {
             return SocketLocation(prefix: nil, uid: uid, gid: gid).pidPath
         }
-        return nil
+        return Provision.pidFile(ofJail: spec, paths: .fromEnvironment())
     }
 }
 
@@ -88,10 +88,11 @@ struct Row {
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS"]]
+        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC"]]
         for r in rows {
             lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
-                          "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports])
+                          "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
+                          r.state.rcStatus.map { "\($0)" } ?? "-"])
         }
         let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
         return lines.map { line in
@@ -108,7 +109,8 @@ struct Row {
             "{\"socket\":\(quote(r.state.socket)),\"pid_file\":\(quote(r.state.pidFile)),\"uid\":\(r.state.uid),"
                 + "\"gid\":\(r.state.gid),\"root\":\(quote(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions),\"uptime_seconds\":\(r.uptime),"
-                + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup))}"
+                + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup)),"
+                + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null")}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }

@@ -25,14 +25,29 @@ enum Hardening {
     static let scopeABI: Int32 = 6
 
     /// `extraCapabilities`: `--cap` grants outside the default set stay in the bounding set.
-    static func apply(extraCapabilities: [Int]) throws(JailError) {
-        let abi = cj_landlock_abi()
-        if abi >= scopeABI {
-            if cj_landlock_scope() != 0 { throw .system(.last("landlock_restrict_self")) }
-        } else {
-            log.warning("this kernel has no Landlock scoping (ABI \(max(abi, 0)), needs \(scopeABI)): the host's abstract unix sockets are reachable from the jail")
-        }
+    /// `allowAio`: `--allow-aio` lets io_setup/io_submit through the seccomp filter.
+    static func apply(extraCapabilities: [Int], allowAio: Bool) throws(JailError) {
+        try restrictFileSystemAndScope()
         if cj_drop_bounding_set(keptMask | Capability.mask(extraCapabilities)) != 0 { throw .system(.last("prctl(PR_CAPBSET_DROP)")) }
-        if cj_install_seccomp() != 0 { throw .system(.last("seccomp")) }
+        if cj_install_seccomp(allowAio ? 1 : 0) != 0 { throw .system(.last("seccomp")) }
+    }
+
+    /// One Landlock domain (any ABI ≥ 1, Linux 5.13+): file-system access only beneath the
+    /// jail's root, so a descriptor of the host's tree passed into the jail (over a unix socket
+    /// a host process connected to) opens nothing; with ABI 6 also the scopes. Older kernels
+    /// get a warning naming what is missing.
+    static func restrictFileSystemAndScope() throws(JailError) {
+        let abi = cj_landlock_abi()
+        guard abi >= 1 else {
+            log.warning("this kernel has no Landlock: a host directory passed into the jail is usable there, and the host's abstract unix sockets are reachable")
+            return
+        }
+        let root = open("/", CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if root < 0 { throw .system(.last("open", path: "/")) }
+        defer { close(root) }
+        if cj_landlock_restrict_beneath(root, abi) != 0 { throw .system(.last("landlock_restrict_self")) }
+        if abi < scopeABI {
+            log.warning("this kernel has no Landlock scoping (ABI \(abi), needs \(scopeABI)): the host's abstract unix sockets are reachable from the jail")
+        }
     }
 }

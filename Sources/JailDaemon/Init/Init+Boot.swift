@@ -12,7 +12,8 @@ extension Init {
     /// `--boot` commands, as the jail's user through its shell, in the jail's program cgroups;
     /// their stdout and stderr go to jaild's log.
     mutating func startBootCommands(output: FileDescriptor) {
-        defer { output.closeQuietly() }
+        // rc-stop writes there too at stop: then the pipe stays open.
+        defer { if configuration.rcStop == nil { output.closeQuietly() } }
         let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if devNull >= 0 { close(devNull) } }
         for command in configuration.bootCommands {

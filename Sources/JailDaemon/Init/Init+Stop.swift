@@ -10,12 +10,30 @@ import Glibc
 /// Stopping the jail: TERM to everything, then KILL to all but the session helpers, which
 /// report how their programs ended before they go.
 extension Init {
-    /// SIGTERM to everything in the jail, SIGKILL to what is left after the stop timeout.
+    /// Stops taking sessions, runs `--rc-stop` (if any) and waits for it, at most the stop
+    /// timeout; then SIGTERM to everything, SIGKILL to what is left after the stop timeout.
     mutating func beginStop() {
         guard !stopping else { return }
         stopping = true
-        stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
         listener.closeQuietly()
+        if let command = configuration.rcStop, let output = serviceOutput {
+            do {
+                let pid = try spawnAsRoot(command, output: output)
+                rcStopPid = pid
+                stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
+                log.info("rc-stop started (pid \(pid) in the jail)")
+                return
+            } catch {
+                log.error("rc-stop did not start: \(error)")
+            }
+        }
+        terminateAll()
+    }
+
+    /// SIGTERM to everything in the jail; the stop timeout starts now.
+    mutating func terminateAll() {
+        terminating = true
+        stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
         // kill(-1) from a PID namespace's init reaches every process in it except init.
         kill(-1, SIGTERM)
         kill(-1, SIGCONT)
@@ -23,9 +41,38 @@ extension Init {
         if !hasChildren() { _exit(0) }
     }
 
+    /// The stop deadline passed: rc-stop took too long, or processes outlived SIGTERM.
+    mutating func stopDeadlinePassed() {
+        if !terminating {
+            log.warning("rc-stop did not finish within \(configuration.stopTimeout)s: stopping the jail anyway")
+            terminateAll()
+            return
+        }
+        if killedPrograms { killEverythingAndExit() }
+        log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
+        killPrograms()
+    }
+
     mutating func reapAll() {
         while let child = reapChild() {
-            helpers.remove(child.pid)
+            // A helper that did not exit 0 (a crash, SIGKILL) may have left its pty session
+            // "logged in": its utmp entry carries its pid, so mark it dead (Utmp.swift).
+            let sessionID = sessionIDs.removeValue(forKey: child.pid)
+            if helpers.remove(child.pid) != nil && child.code != 0 {
+                Utmp.logoutStale(pid: child.pid)
+                log.warning("\(Logfmt.line("session end", [("jail", jailName), ("id", "\(sessionID ?? 0)"), ("status", "lost"), ("helper_status", "\(child.code)")]))")
+            }
+            if child.pid == syslogRelay && !stopping {
+                log.error("the syslog relay exited with status \(child.code): the jail's /dev/log is not served")
+            }
+            if child.pid == rcStopPid {
+                rcStopPid = nil
+                if child.code == 0 {
+                    log.info("rc-stop exited with status 0")
+                } else {
+                    log.error("rc-stop exited with status \(child.code)")
+                }
+            }
             if let command = bootCommands.removeValue(forKey: child.pid) {
                 if stopping && (child.code == 128 + SIGTERM || child.code == 128 + SIGKILL) {
                     // The stop ended it: that is how a service ends, not a failure.
@@ -37,8 +84,9 @@ extension Init {
                 }
             }
         }
+        // rc-stop is done: now the rest of the jail.
+        if stopping && !terminating && rcStopPid == nil { terminateAll() }
     }
-
 
     /// SIGKILL to every process of the jail except the helpers, which then report 137 to their
     /// clients and exit. Everything is stopped first, so nothing forks while the list is read.

@@ -45,6 +45,21 @@ struct Init {
     var bootCommands: [pid_t: String] = [:]
     /// How init outlives its supervisor and is adopted by the next one.
     var adoption: InitAdoption?
+    /// The --syslog relay process (0: none).
+    var syslogRelay: pid_t = 0
+    /// The number of the next session (session records: `id=N`), and each helper's number:
+    /// a helper that dies before its end line (a crash, SIGKILL) gets one from init.
+    var nextSessionID = 1
+    var sessionIDs: [pid_t: Int] = [:]
+    var jailName: String { configuration.name(account: account) }
+    /// Where `--rc` and `--rc-stop` write (the boot output pipe), kept open for rc-stop.
+    var serviceOutput: FileDescriptor?
+    /// `--rc-stop` while it runs; the TERM to everything waits for it.
+    var rcStopPid: pid_t?
+    /// SIGTERM has gone to everything (after rc-stop, if any).
+    var terminating = false
+    /// The host asked to stop while the rc ran: the stop begins once the jail is ready.
+    var stopPending = false
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -83,6 +98,8 @@ struct Init {
             var go: UInt8 = 0
             guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
             if channels.adoption == nil { lifeline.closeQuietly() }
+            // --syslog: the host's socket is reachable only before pivot_root (SyslogRelay).
+            let syslogTarget = configuration.syslog ? try SyslogRelay.connectTarget(configuration.syslogTarget) : nil
             try MountPlan(configuration: configuration).apply()
             // stdin and stdout were the host's /dev/null until now: nothing of the host stays.
             let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
@@ -101,8 +118,9 @@ struct Init {
             if access(account.shell, X_OK) != 0 {
                 throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
             }
+            try AuditIdentity.setLoginUID(account.uid)
             _ = cj_set_dumpable(0)
-            try Hardening.apply(extraCapabilities: configuration.capabilities)
+            try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
             programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
                                               resourceLimits: configuration.resourceLimits,
                                               ambientCapabilities: Capability.mask(configuration.capabilities),
@@ -116,9 +134,16 @@ struct Init {
             initProcess.adoption = channels.adoption.map {
                 InitAdoption(control: $0.control, lifeline: lifeline, logRead: $0.logRead, bootRead: $0.bootRead)
             }
-            try? ready.writeFully(Array("R".utf8))
+            if let syslogTarget {
+                initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
+            }
+            initProcess.serviceOutput = channels.bootOutput
+            // "R" and the rc's exit status, in one write (atomic on a pipe).
+            let rcStatus = try initProcess.runStartRC(output: channels.bootOutput)
+            try? ready.writeFully(Array(("R" + (rcStatus.map { "\($0)" } ?? "")).utf8))
             ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
+            if initProcess.stopPending { initProcess.beginStop() }
             SessionRehearsal.run(configuration: configuration)
             initProcess.serve()
         } catch {
@@ -140,11 +165,7 @@ struct Init {
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
             if let adoptionWatch { adoption?.handle(poller, adoptionWatch) }
-            if stopping && monotonicMilliseconds() >= stopDeadline {
-                if killedPrograms { killEverythingAndExit() }
-                log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
-                killPrograms()
-            }
+            if stopping && monotonicMilliseconds() >= stopDeadline { stopDeadlinePassed() }
         }
     }
 
@@ -155,25 +176,37 @@ struct Init {
                 continue
             }
             guard helpers.count < configuration.maxSessions else {
-                log.warning("refused a session of uid \(peer.uid): \(configuration.maxSessions) sessions are running")
+                logRefusal(peer, "\(configuration.maxSessions) sessions are running")
                 refuse(connection, "the jail has reached its limit of \(configuration.maxSessions) sessions")
                 continue
             }
             guard peer.uid == account.uid || peer.uid == 0 else {
-                log.warning("refused a connection from uid \(peer.uid) (pid \(peer.pid))")
+                logRefusal(peer, "wrong peer uid \(peer.uid)")
                 refuse(connection, "uid \(peer.uid) may not enter the jail of uid \(account.uid)")
                 continue
             }
+            let id = nextSessionID
+            nextSessionID += 1
             let pid = fork()
             if pid == 0 {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
                 adoption?.closeInChild()
-                SessionHelper.run(connection: connection, configuration: configuration)
+                SessionHelper.run(connection: connection, configuration: configuration, jail: jailName, id: id)
             }
-            if pid < 0 { log.error("fork of a session helper: \(Errno(rawValue: errno))") } else { helpers.insert(pid) }
+            if pid < 0 {
+                log.error("fork of a session helper: \(Errno(rawValue: errno))")
+            } else {
+                helpers.insert(pid)
+                sessionIDs[pid] = id
+            }
             connection.closeQuietly()
         }
+    }
+
+    /// The refusal's session record (pure text from init's own values: nothing from the client).
+    func logRefusal(_ peer: PeerCredentials, _ reason: String) {
+        log.warning("\(Logfmt.line("session refused", [("jail", jailName), ("peer_uid", "\(peer.uid)"), ("peer_pid", "\(peer.pid)"), ("reason", reason)]))")
     }
 
     /// One error frame, sent without waiting (init never blocks on a client), then close.

@@ -26,6 +26,9 @@ public struct MountPlan: Equatable, Sendable {
         case readOnly(String)
         /// pivot_root into the root and detach the old root.
         case pivot(String)
+        /// A copy-on-write root: overlayfs of a read-only base and the jail's own upper layer,
+        /// mounted in the jail's mount namespace only (the host never sees the merged tree).
+        case overlay(lower: String, upper: String, work: String, target: String)
     }
 
     public var steps: [Step]
@@ -59,6 +62,9 @@ public struct MountPlan: Equatable, Sendable {
             return
         }
         let inRoot = { (path: String) in root == "/" ? path : root + path }
+        if let layers = configuration.overlay {
+            steps.append(.overlay(lower: layers.lower, upper: layers.upper, work: layers.work, target: layers.target))
+        }
         // pivot_root needs the new root to be a mount point.
         steps.append(.mount(source: root, target: root, type: "", flags: UInt(MS_BIND | MS_REC), data: nil))
         for directory in ["/proc", "/sys", "/dev"] { steps.append(.makeDirectory(inRoot(directory), mode: 0o755)) }
@@ -86,6 +92,11 @@ public struct MountPlan: Equatable, Sendable {
         steps.append(.makeDirectory(inRoot("/dev/shm"), mode: 0o1777))
         steps.append(.mount(source: "shm", target: inRoot("/dev/shm"), type: "tmpfs",
                             flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=1777,size=65536k"))
+        // /run as a fresh tmpfs, as on a booted system: daemons make /run/sshd, pid files and
+        // sockets there, and nothing of an earlier start is left in it.
+        steps.append(.makeDirectory(inRoot("/run"), mode: 0o755))
+        steps.append(.mount(source: "tmpfs", target: inRoot("/run"), type: "tmpfs",
+                            flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=755,size=65536k"))
         for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                                ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
             steps.append(.symlink(target: target, at: inRoot("/dev/" + name)))
@@ -143,6 +154,10 @@ public struct MountPlan: Equatable, Sendable {
                 }
             case .pivot(let root):
                 try pivot(into: root)
+            case .overlay(let lower, let upper, let work, let target):
+                try syscall("mount(overlay)", path: target) {
+                    mount("overlay", target, "overlay", 0, "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)")
+                }
             }
         } catch let error as JailError {
             throw error

@@ -21,6 +21,9 @@ struct Relay {
     var exitCode: Int32?
     /// The pty master read EIO: nobody holds the slave any more.
     var terminalClosed = false
+    /// Called once as the session ends, with the status (`hangup` if the client left first):
+    /// the session record's end line and utmp logout (SessionRecord).
+    var ended: (String) -> Void = { _ in }
 
     static let chunk = 64 << 10
 
@@ -154,6 +157,7 @@ struct Relay {
     /// The program has exited: send what it left in the pty or pipes, then its status.
     mutating func finish(_ code: Int32) -> Never {
         for source in outputSources { forwardOutput(source, drain: true) }
+        ended("\(code)")
         channel.send(.exit(code: code))
         channel.flushFully()
         _exit(0)
@@ -163,6 +167,7 @@ struct Relay {
     func hangUp() -> Never {
         kill(-session.pid, SIGHUP)
         kill(-session.pid, SIGCONT)
+        ended("hangup")
         _exit(0)
     }
 }

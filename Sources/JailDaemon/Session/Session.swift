@@ -16,10 +16,12 @@ struct Session {
     var input: FileDescriptor?
     /// Relayed stdout/stderr: the read ends, with their stream numbers.
     var outputs: [(stream: UInt8, fd: FileDescriptor)]
+    /// Who the program runs as: the jail's user, or root inside for `jaild enter --root`.
+    var account: Account?
 
     /// Resolves the account from the jail's own files, prepares stdio and spawns the program.
     static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration) throws(SessionError) -> Session {
-        let (account, ttyGroup) = try resolveAccount(configuration)
+        let (account, ttyGroup) = try resolveAccount(configuration, root: hello.root)
 
         switch hello.mode {
         case .terminal(let modes, let size):
@@ -45,7 +47,7 @@ struct Session {
             // master reads EIO, which is how the relay knows the output is complete.
             pty.slave.closeQuietly()
             cj_set_proctitle("jaild: [\(pid)] \(pty.slavePath)")
-            return Session(pid: pid, pty: pty, input: nil, outputs: [])
+            return Session(pid: pid, pty: pty, input: nil, outputs: [], account: account)
 
         case .stdio(let passedSet):
             guard passed.count == passedSet.count else {
@@ -81,17 +83,17 @@ struct Session {
             let pid: pid_t
             do { pid = try spawn(request) } catch { throw .refused(error.description) }
             cj_set_proctitle("jaild: [\(pid)] stdio")
-            return Session(pid: pid, pty: nil, input: session.input, outputs: session.outputs)
+            return Session(pid: pid, pty: nil, input: session.input, outputs: session.outputs, account: account)
         }
     }
 
     /// The jail user from the jail's own files, read for each session (they may change), and
     /// the group that owns its pty.
-    static func resolveAccount(_ configuration: JailConfiguration) throws(SessionError) -> (Account, ttyGroup: UInt32?) {
+    static func resolveAccount(_ configuration: JailConfiguration, root: Bool = false) throws(SessionError) -> (Account, ttyGroup: UInt32?) {
         do {
             let passwd = String(decoding: try readFile("/etc/passwd"), as: UTF8.self)
             let group = String(decoding: (try? readFile("/etc/group")) ?? [], as: UTF8.self)
-            let account = try Account.resolve(configuration, passwd: passwd, group: group)
+            let account = root ? Account.root(passwd: passwd) : try Account.resolve(configuration, passwd: passwd, group: group)
             // Rootless, the jail's tty group is not mapped: the slave goes to the user's group.
             let ttyGroup = configuration.rootless ? nil : GroupEntry.parseAll(group).first { $0.name == "tty" }?.gid
             return (account, ttyGroup)

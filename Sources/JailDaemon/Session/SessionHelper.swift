@@ -20,14 +20,19 @@ struct SessionHelper {
     let configuration: JailConfiguration
     var channel: FrameChannel
     let signals: SignalDescriptor
+    /// The jail's name and this session's number (from init), for the session records.
+    let jail: String
+    let id: Int
+    let peer: PeerCredentials?
 
     /// Runs the session and exits the process; never returns.
-    static func run(connection: FileDescriptor, configuration: JailConfiguration) -> Never {
+    static func run(connection: FileDescriptor, configuration: JailConfiguration, jail: String, id: Int) -> Never {
         _ = cj_set_dumpable(0)
         cj_set_proctitle("jaild: session")
         do {
             let signals = try SignalDescriptor([SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGPIPE])
-            var helper = SessionHelper(configuration: configuration, channel: FrameChannel(socket: connection), signals: signals)
+            var helper = SessionHelper(configuration: configuration, channel: FrameChannel(socket: connection), signals: signals,
+                                       jail: jail, id: id, peer: try? UnixSocket.peerCredentials(connection))
             helper.serve()
         } catch {
             log.error("session: \(error)")
@@ -44,6 +49,9 @@ struct SessionHelper {
         } catch {
             refuse(error.description)
         }
+        // Root inside only for root on the host (`jaild enter --root`): the jail's own user
+        // asking for it is refused, not quietly given a normal session.
+        if hello.root && peer?.uid != 0 { refuse("only root on the host may enter the jail as root") }
         let session: Session
         do {
             session = try Session.start(hello: hello, passed: passed, configuration: configuration)
@@ -51,7 +59,18 @@ struct SessionHelper {
             refuse(error.description)
         }
         for fd in passed { close(fd) }
+        var record = SessionRecord(jail: jail, id: id, account: session.account ?? Account.root(passwd: ""),
+                                   peer: peer,
+                                   hello: hello, tty: session.pty?.slavePath)
+        record.programPid = session.pid
+        record.connectionFD = channel.socket.rawValue
+        record.recordLogin()
+        // Held (close-on-exec) until the helper exits: `jaild sessions` reads it from the host.
+        _ = record.publish()
+        record.logStart()
         var relay = Relay(session: session, channel: channel, signals: signals, early: early)
+        let ended = record
+        relay.ended = { ended.end(status: $0) }
         relay.run()
     }
 
@@ -88,7 +107,7 @@ struct SessionHelper {
 
     /// Tells the client why there is no session, then ends this helper.
     mutating func refuse(_ reason: String) -> Never {
-        log.warning("session refused: \(reason)")
+        SessionRecord.logRefusal(jail: jail, id: id, peer: peer, reason: reason)
         channel.send(.error(reason))
         channel.flushFully()
         _exit(0)

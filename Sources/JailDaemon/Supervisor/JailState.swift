@@ -22,6 +22,10 @@ public struct JailState: Equatable, Sendable {
     public var started: Int64
     public var cgroup: String
     public var ports: String = ""
+    /// How `--rc` ended (its exit status); nil when the jail has no rc.
+    public var rcStatus: Int32? = nil
+    /// The jail's name (`JailConfiguration.name(account:)`), for `jaild sessions NAME`.
+    public var name: String = ""
     public var version: Int = JailState.formatVersion
     public var identity: ProcessIdentity?
     public var control: String = ""
@@ -34,9 +38,9 @@ public struct JailState: Equatable, Sendable {
     public func encoded() -> String {
         [("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
          ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
-         ("ports", ports), ("version", "\(version)"), ("initstart", identity.map { "\($0.startTime)" } ?? ""),
-         ("pidns", identity?.pidNamespace ?? ""), ("mntns", identity?.mountNamespace ?? ""), ("control", control),
-         ("cgroups", cgroups.joined(separator: ":"))]
+         ("ports", ports), ("rc", rcStatus.map { "\($0)" } ?? ""), ("name", name), ("version", "\(version)"),
+         ("initstart", identity.map { "\($0.startTime)" } ?? ""), ("pidns", identity?.pidNamespace ?? ""),
+         ("mntns", identity?.mountNamespace ?? ""), ("control", control), ("cgroups", cgroups.joined(separator: ":"))]
             .map { "\($0)=\($1)\n" }.joined()
     }
 
@@ -52,7 +56,8 @@ public struct JailState: Equatable, Sendable {
         else { return nil }
         var state = JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
                               supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
-                              ports: fields["ports"] ?? "")
+                              ports: fields["ports"] ?? "", rcStatus: fields["rc"].flatMap { Int32($0) },
+                              name: fields["name"] ?? "\(uid)-\(gid)")
         state.version = fields["version"].flatMap { Int($0) } ?? 1
         if let start = fields["initstart"].flatMap({ UInt64($0) }), let pidns = fields["pidns"], let mntns = fields["mntns"],
            !pidns.isEmpty, !mntns.isEmpty {

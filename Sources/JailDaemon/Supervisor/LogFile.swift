@@ -38,7 +38,12 @@ public final class LogFile: @unchecked Sendable {
     /// Opens (creating the directory, root's, 0750) the file for appending.
     public func open() throws(SystemError) {
         created = access(path, F_OK) != 0
-        if mkdir(directory, 0o750) < 0 && errno != EEXIST { throw .last("mkdir", path: directory) }
+        // Parents too (a rootless user's ~/.local/state may not exist yet), private to the owner.
+        var partial = ""
+        for component in directory.split(separator: "/") {
+            partial += "/" + component
+            if mkdir(partial, partial == directory ? 0o750 : 0o700) < 0 && errno != EEXIST { throw .last("mkdir", path: partial) }
+        }
         fd = try syscall("open", path: path) {
             Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
         }

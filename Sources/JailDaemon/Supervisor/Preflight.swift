@@ -24,7 +24,10 @@ public enum Preflight {
         for mount in configuration.mounts where (try? fileStatus(mount.hostPath)) == nil {
             throw .badMount("host path \(mount.hostPath) of mount \(mount.jailPath) does not exist")
         }
-        let rootFD = open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        // A root made from a base is empty until init mounts the overlay: read the merged
+        // tree through a detached overlay mount that nobody else can see.
+        let rootFD = try configuration.overlay.map { layers throws(JailError) in try openOverlay(layers) }
+            ?? open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
         if rootFD < 0 { throw .system(.last("open", path: root)) }
         defer { close(rootFD) }
         let passwd: String
@@ -40,6 +43,20 @@ public enum Preflight {
         }
         close(shell)
         return account
+    }
+
+    static func openOverlay(_ layers: OverlayLayers) throws(JailError) -> Int32 {
+        if let c = layers.unsafeCharacter { throw .badRoot("overlay layer paths must not contain '\(c)'") }
+        for path in [layers.lower, layers.upper, layers.work] where !isDirectoryFollowing(path) {
+            throw .badRoot("overlay layer \(path) of root \(layers.target) is not a directory")
+        }
+        // A second overlay on layers in use is "undefined behaviour" to the kernel: refuse first.
+        if let running = JailState.all().first(where: { $0.alive && BindMount.normalize($0.state.root) == layers.target }) {
+            throw .alreadyRunning(socket: running.state.socket, pid: running.state.supervisor)
+        }
+        let fd = cj_overlay_open(layers.lower, layers.upper, layers.work)
+        if fd < 0 { throw .system(.last("overlay", path: layers.target)) }
+        return fd
     }
 
     static func isDirectoryFollowing(_ path: String) -> Bool {

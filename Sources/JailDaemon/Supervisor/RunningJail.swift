@@ -17,8 +17,10 @@ struct RunningJail {
     let logPipe: FileDescriptor
     let bootOutput: FileDescriptor
     let cgroups: JailCgroups?
-    var logBuffer: [UInt8] = []
-    var bootBuffer: [UInt8] = []
+    var logLines = LineSplitter()
+    var bootLines = LineSplitter()
+    /// Boot commands' output is the jail's to write: bounded per second (LogLines.swift).
+    var bootBudget = LogBudget()
     var stopRequested = false
     var killDeadline: Int64 = 0
     /// An adopted init is not this supervisor's child: its pidfd says when it has exited, and
@@ -47,10 +49,14 @@ struct RunningJail {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let logIndex = logOpen ? poller.add(logPipe.rawValue, read: true) : -1
-            let bootIndex = bootOpen ? poller.add(bootOutput.rawValue, read: true) : -1
+            reportDroppedBootLines()
+            let bootIndex = bootOpen && bootBudget.mayRead ? poller.add(bootOutput.rawValue, read: true) : -1
+            var timeout: Int32 = bootOpen ? bootBudget.timeout(now: monotonicMilliseconds()) : -1
+            if stopRequested {
+                let untilKill = Int32(max(0, killDeadline - monotonicMilliseconds()))
+                timeout = timeout < 0 ? untilKill : min(timeout, untilKill)
+            }
             let pidfdIndex = initPidfd.map { poller.add($0, read: true) } ?? -1
-            var timeout: Int32 = -1
-            if stopRequested { timeout = Int32(max(0, killDeadline - monotonicMilliseconds())) }
             idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
             if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
@@ -76,7 +82,9 @@ struct RunningJail {
         stopRequested = true
         log.info("stopping on signal \(signal)")
         SystemdNotifier.fromEnvironment?.send("STOPPING=1")
-        killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout + 5) * 1000
+        // rc-stop may take one stop timeout before the TERM-then-KILL takes another.
+        let timeouts = supervisor.configuration.rcStop == nil ? 1 : 2
+        killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout * timeouts + 5) * 1000
         signalInit(SIGTERM)
     }
 
@@ -92,28 +100,35 @@ struct RunningJail {
         return true
     }
 
-    /// Boot commands' output: each line logged as it comes.
+    /// Boot commands' output: each line logged as it comes, escaped, cut at 4 KiB, at most
+    /// `bootBudget.lines` a second and `bootBudget.bytes` read a second.
     mutating func relayBootOutput() -> Bool {
-        guard let chunk = try? bootOutput.readChunk(max: 16384) else { return true }
+        let room = min(16384, bootBudget.bytes - bootBudget.bytesUsed)
+        guard room > 0, let chunk = try? bootOutput.readChunk(max: room) else { return true }
+        var budget = bootBudget
+        defer { bootBudget = budget }
+        let emit = { (line: [UInt8], cut: Bool) in
+            if budget.admitLine() { log.info("boot: \(LineSplitter.escaped(line))\(cut ? " [cut at 4096 bytes]" : "")") }
+        }
         if chunk.isEmpty {
-            if !bootBuffer.isEmpty { log.info("boot: \(String(decoding: bootBuffer, as: UTF8.self))") }
-            bootBuffer.removeAll()
+            bootLines.finish(emit)
             return false
         }
-        bootBuffer += chunk
-        while let newline = bootBuffer.firstIndex(of: 10) {
-            log.info("boot: \(String(decoding: bootBuffer[..<newline], as: UTF8.self))")
-            bootBuffer.removeSubrange(...newline)
-        }
+        budget.consumed(bytes: chunk.count)
+        bootLines.feed(chunk, emit)
         return true
     }
 
+    /// Once a second at most: how many boot lines the rate limit dropped.
+    mutating func reportDroppedBootLines() {
+        let dropped = bootBudget.tick(now: monotonicMilliseconds())
+        if dropped > 0 { log.warning("boot: \(dropped) lines of boot output dropped (more than \(bootBudget.lines) a second)") }
+    }
+
+    /// init's and the helpers' log lines (jaild's own code writes them; cut at 4 KiB all the same).
     mutating func absorbLog(_ chunk: [UInt8]) {
-        logBuffer += chunk
-        while let newline = logBuffer.firstIndex(of: 10) {
-            let line = String(decoding: logBuffer[..<newline], as: UTF8.self)
-            logBuffer.removeSubrange(...newline)
-            let (level, text) = JailLogHandler.parsePipeLine(line[...])
+        logLines.feed(chunk) { line, _ in
+            let (level, text) = JailLogHandler.parsePipeLine(LineSplitter.escaped(line)[...])
             JailLogHandler.emit(level: level, text)
         }
     }

@@ -11,6 +11,8 @@ struct StartedInit {
     let pid: pid_t
     let log: FileDescriptor
     let bootOutput: FileDescriptor
+    /// The exit status of `--rc`, which init ran before it reported ready ("R" + status).
+    var rcStatus: Int32? = nil
 }
 
 extension Supervisor {
@@ -73,7 +75,10 @@ extension Supervisor {
             if message.first == UInt8(ascii: "R") { break }
         }
         ready.read.closeQuietly()
-        if message.first == UInt8(ascii: "R") { return StartedInit(pid: pid, log: logs.read, bootOutput: boot.read) }
+        if message.first == UInt8(ascii: "R") {
+            return StartedInit(pid: pid, log: logs.read, bootOutput: boot.read,
+                               rcStatus: Int32(String(decoding: message.dropFirst(), as: UTF8.self)))
+        }
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         logs.close()

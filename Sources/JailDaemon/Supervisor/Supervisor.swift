@@ -33,7 +33,9 @@ public struct Supervisor {
         guard configuration.rootless else {
             return SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid)
         }
-        let environment = ["XDG_RUNTIME_DIR": getenv("XDG_RUNTIME_DIR").map { String(cString: $0) } ?? ""]
+        let home = getenv("HOME").map { String(cString: $0) } ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_dir) }
+        let environment = ["XDG_RUNTIME_DIR": getenv("XDG_RUNTIME_DIR").map { String(cString: $0) } ?? "",
+                           "HOME": home ?? ""]
         let prefix = configuration.socketPrefix
             ?? SocketLocation.userDirectory(uid: getuid(), environment: environment) + "/jaild"
         return SocketLocation(prefix: prefix, uid: getuid(), gid: getgid())
@@ -88,20 +90,32 @@ public struct Supervisor {
     }
 
     /// The daemon's log file when nobody listens on /dev/log, opened before the fork and
-    /// announced on the terminal once (when the file is new), so the operator learns where
-    /// the lines go without a line at every start.
+    /// announced once, when the file is new, to an operator at a terminal (scripts and units
+    /// get no extra line on stderr; the file itself always says why it exists).
     func logFileWithoutSyslog() -> LogFile? {
         guard !LogFile.syslogIsReachable() else { return nil }
-        let file = LogFile(name: cgroupName)
+        guard let directory = logDirectory else { return nil }
+        let file = LogFile(name: cgroupName, directory: directory)
+        let atTerminal = isatty(2) == 1
         do { try file.open() } catch {
-            JailLogHandler.emitToTerminal("warning: syslog is unreachable and \(file.path) cannot be opened (\(error)): "
-                + "the daemon's log is lost")
+            if atTerminal {
+                JailLogHandler.emitToTerminal("warning: syslog is unreachable and \(file.path) cannot be opened (\(error)): "
+                    + "the daemon's log is lost")
+            }
             return nil
         }
-        if file.created {
+        if file.created && atTerminal {
             JailLogHandler.emitToTerminal("syslog is unreachable (nothing listens on /dev/log): logging to \(file.path)")
         }
         return file
+    }
+
+    /// /var/log/jail for root; a rootless jail's user keeps its own, in its state directory.
+    var logDirectory: String? {
+        guard configuration.rootless else { return LogFile.directory }
+        if let state = getenv("XDG_STATE_HOME").map({ String(cString: $0) }), state.hasPrefix("/") { return state + "/jail" }
+        guard let home = getenv("HOME").map({ String(cString: $0) }), home.hasPrefix("/") else { return nil }
+        return home + "/.local/state/jail"
     }
 
     /// Waits for the daemon's word: "R" when ready, "E<reason>" when it failed.
@@ -135,7 +149,7 @@ public struct Supervisor {
         let started: StartedInit
         do {
             cgroups = try makeCgroups()
-            if let ports = configuration.ports { try PortFilter.attach(ports, to: cgroups) }
+            try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
@@ -156,7 +170,8 @@ public struct Supervisor {
         var state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
-                              ports: configuration.ports?.description ?? "")
+                              ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus,
+                              name: configuration.name(account: account))
         if control != nil {
             state.identity = ProcessIdentity.of("\(started.pid)")
             state.control = controlPath
@@ -194,19 +209,37 @@ public struct Supervisor {
         let directory = location.directory
         let isDefault = configuration.socketPrefix == nil
         if isDefault && (try? fileStatus(directory)) == nil {
+            // A rootless user's directory may be several levels below the home (~/.local/state/jail/sockets).
+            let missing = configuration.rootless ? missingDirectories(directory) : [directory]
             let mode: mode_t = configuration.rootless ? 0o700 : 0o755
-            if mkdir(directory, mode) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: directory)) }
+            for path in missing where mkdir(path, mode) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
         }
+        // Rootless without $XDG_RUNTIME_DIR the directory is in the home, never in /tmp (where
+        // another user could make it first): the error says where it comes from.
+        let hint = configuration.rootless && isDefault && getenv("XDG_RUNTIME_DIR") == nil
+            ? " (without $XDG_RUNTIME_DIR a rootless jail's socket lives in ~/\(SocketLocation.userStateDirectory))" : ""
         let owners: [UInt32] = configuration.rootless ? [0, getuid()] : [0]
         let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: owners) }
-        if let reason { throw .unsafeSocketDirectory(directory, reason: reason) }
+        if let reason { throw .unsafeSocketDirectory(directory, reason: reason + hint) }
         // A user's own directory must be theirs alone: nobody else may even look in.
         if configuration.rootless && isDefault, let info = try? fileStatus(directory) {
-            if info.st_uid != getuid() { throw .unsafeSocketDirectory(directory, reason: "is owned by uid \(info.st_uid)") }
+            if info.st_uid != getuid() { throw .unsafeSocketDirectory(directory, reason: "is owned by uid \(info.st_uid)" + hint) }
             if info.st_mode & 0o077 != 0 {
-                throw .unsafeSocketDirectory(directory, reason: "is mode \(String(info.st_mode & 0o777, radix: 8)), not 700")
+                throw .unsafeSocketDirectory(directory, reason: "is mode \(String(info.st_mode & 0o777, radix: 8)), not 700" + hint)
             }
         }
+    }
+
+    /// The directories from the first missing one down to `directory`, outermost first.
+    func missingDirectories(_ directory: String) -> [String] {
+        var missing: [String] = []
+        var path = directory
+        while path.count > 1, (try? fileStatus(path)) == nil {
+            missing.insert(path, at: 0)
+            guard let slash = path.lastIndex(of: "/") else { break }
+            path = String(path[..<slash])
+        }
+        return missing
     }
 
     /// The socket, mode 0600, owned by the jail's user.

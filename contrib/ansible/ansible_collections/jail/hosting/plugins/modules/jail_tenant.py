@@ -20,7 +20,7 @@ description:
     I(uid), I(gid), I(base) and I(user) cannot change once the tenant exists; the module fails
     and says to destroy the tenant first.
   - jaild's one-line errors are the module's failure messages.
-version_added: "0.1.0"
+version_added: "1.0.0"
 author:
   - Jail developers
 options:

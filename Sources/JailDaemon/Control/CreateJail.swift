@@ -1,0 +1,289 @@
+import CJail
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `jaild create NAME --uid UID --base BASE …`: a tenant in one command, all or nothing.
+///
+/// Everything is checked first (nothing is touched until then), and every step that changes
+/// the host registers how to undo it; on any failure the undo list runs backwards, so the host
+/// is as it was. The steps: STATE/NAME (0700) with the root mount point and the overlay's
+/// upper and work directories (or a full copy of the base with `copy`); the jail user written
+/// into the merged tree through a detached overlay mount (so the kernel copies up what changes
+/// and the base is never written); the host group and account; its home and key; /etc/shells;
+/// last the config file that `jaild start NAME` reads.
+public struct JailCreation: Sendable {
+    public var name: String
+    public var uid: UInt32
+    public var gid: UInt32?
+    /// A name under STATE/bases, or a path.
+    public var base: String
+    public var user = "work"
+    public var keyFile: String?
+    public var shell: String?
+    public var copy = false
+    /// Further jaild options (config keys and values), already checked by the caller.
+    public var options: [(key: String, value: String)] = []
+    /// The `jail` client that becomes the host account's login shell.
+    public var jailBinary: String
+
+    public init(name: String, uid: UInt32, base: String, jailBinary: String) {
+        self.name = name
+        self.uid = uid
+        self.base = base
+        self.jailBinary = jailBinary
+    }
+}
+
+public enum Provision {
+    /// Creates the jail; returns the line to print.
+    public static func create(_ request: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> String {
+        let plan = try check(request, paths: paths)
+        // Ctrl-C or a TERM waits until the jail is made or undone: never half of it. (A program
+        // run meanwhile, useradd, gets the signal and fails, which undoes the rest.)
+        var blocked = sigset_t()
+        var previous = sigset_t()
+        sigemptyset(&blocked)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&blocked, signal) }
+        sigprocmask(SIG_BLOCK, &blocked, &previous)
+        defer { sigprocmask(SIG_SETMASK, &previous, nil) }
+        var undo: [() -> Void] = []
+        do {
+            try carryOut(plan, paths: paths, undo: &undo)
+        } catch {
+            for step in undo.reversed() { step() }
+            throw error
+        }
+        let how = request.copy ? "a copy of" : "an overlay of"
+        return "created jail \(request.name) (uid \(plan.uid), gid \(plan.gid), user \(request.user)): \(how) \(plan.base); "
+            + "start it with: jaild start \(request.name)"
+    }
+
+    /// What was checked, resolved.
+    struct Plan {
+        let request: JailCreation
+        let uid: UInt32
+        let gid: UInt32
+        let makeHostGroup: Bool
+        let base: String
+        let key: String?
+        let home: String
+        let shell: String
+    }
+
+    static func check(_ r: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> Plan {
+        guard geteuid() == 0 else { throw ProvisionError("jaild create must run as root") }
+        guard ProvisionPaths.isValidName(r.name) else {
+            throw ProvisionError("jail name '\(r.name)' is not a valid account name (a-z, 0-9, _ and -, at most 32, not bases or home)")
+        }
+        guard ProvisionPaths.isValidName(r.user) else { throw ProvisionError("user name '\(r.user)' is not a valid account name") }
+        guard r.uid != 0 else { throw ProvisionError("uid 0 is not allowed: a jail for root would give away the whole jail") }
+        let users = HostAccounts.users()
+        let groups = HostAccounts.groups()
+        if users.contains(where: { $0.name == r.name }) { throw ProvisionError("\(r.name) is taken: a host account of that name exists") }
+        if groups.contains(where: { $0.name == r.name }) { throw ProvisionError("\(r.name) is taken: a host group of that name exists") }
+        if (try? fileStatus(paths.config(r.name))) != nil {
+            throw ProvisionError("\(r.name) is taken: \(paths.config(r.name)) exists")
+        }
+        if (try? fileStatus(paths.jail(r.name))) != nil { throw ProvisionError("\(r.name) is taken: \(paths.jail(r.name)) exists") }
+        if (try? fileStatus(paths.home(r.name))) != nil { throw ProvisionError("\(r.name) is taken: \(paths.home(r.name)) exists") }
+        if let other = users.first(where: { $0.uid == r.uid }) {
+            throw ProvisionError("uid \(r.uid) is in use by host account \(other.name)")
+        }
+        for config in paths.configs() where config.entries.value("uid") == "\(r.uid)" {
+            throw ProvisionError("uid \(r.uid) is in use by jail \(config.name) (\(paths.config(config.name)))")
+        }
+        if let running = JailState.all().first(where: { $0.alive && $0.state.uid == r.uid }) {
+            throw ProvisionError("uid \(r.uid) is in use by the running jail on \(running.state.socket)")
+        }
+        let gid = r.gid ?? r.uid
+        guard gid != 0 else { throw ProvisionError("gid 0 is not allowed: the host account would be in root's group") }
+        let existingGroup = groups.first { $0.gid == gid }
+        if let existingGroup, r.gid == nil {
+            throw ProvisionError("gid \(gid) is in use by host group \(existingGroup.name) (give --gid \(gid) to share it)")
+        }
+        let base = try resolveBase(r.base, paths: paths)
+        let key = try r.keyFile.map { path throws(ProvisionError) in try readKey(path) }
+        guard access(r.jailBinary, X_OK) == 0 else {
+            throw ProvisionError("the jail client \(r.jailBinary) (the login shell) is not executable: \(Errno(rawValue: errno))")
+        }
+        // The base's own accounts: the user must not collide, the shell must exist.
+        let rootFD = open(base, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if rootFD < 0 { throw ProvisionError("\(SystemError.last("open", path: base))") }
+        defer { close(rootFD) }
+        let tree = JailTree(root: rootFD, description: base)
+        let passwd = (try? tree.read("/etc/passwd")) ?? nil
+        guard let passwd else { throw ProvisionError("base \(base) is not a root file system: it has no /etc/passwd") }
+        let aliases = r.name == r.user ? [] : [r.name]
+        do { try JailUser(name: r.user, uid: r.uid, gid: gid, home: "", shell: "").checkConflicts(passwd: passwd, aliases: aliases) } catch {
+            throw ProvisionError("base \(base): \(error)")
+        }
+        let existing = PasswdEntry.parseAll(passwd).first { $0.name == r.user }
+        let shell = r.shell ?? existing.map(\.shell).flatMap { $0.isEmpty ? nil : $0 }
+            ?? (tree.status("/bin/bash") != nil ? "/bin/bash" : "/bin/sh")
+        guard shell.hasPrefix("/") else { throw ProvisionError("shell \(shell) must be an absolute path") }
+        let shellFD = cj_open_in_root(rootFD, shell, CJ_O_PATH)
+        if shellFD < 0 { throw ProvisionError("shell \(shell) does not exist in base \(base)") }
+        close(shellFD)
+        let home = existing.map(\.home).flatMap { $0.isEmpty || $0 == "/" ? nil : $0 } ?? "/home/\(r.user)"
+        return Plan(request: r, uid: r.uid, gid: gid, makeHostGroup: existingGroup == nil, base: base, key: key,
+                    home: home, shell: shell)
+    }
+
+    /// `debian` is STATE/bases/debian; anything with a slash is a path. The result is a real
+    /// directory path (symlinks resolved once, here) with /etc/passwd.
+    static func resolveBase(_ spec: String, paths: ProvisionPaths) throws(ProvisionError) -> String {
+        let path = spec.contains("/") ? spec : "\(paths.bases)/\(spec)"
+        guard let resolved = realpath(path, nil) else {
+            throw ProvisionError("base \(spec) does not exist (\(path): \(Errno(rawValue: errno)))")
+        }
+        defer { free(resolved) }
+        let real = String(cString: resolved)
+        var info = stat()
+        guard stat(real, &info) == 0, isDirectory(info) else { throw ProvisionError("base \(real) is not a directory") }
+        if let c = real.first(where: { $0 == "," || $0 == ":" || $0 == "\\" }) {
+            throw ProvisionError("base path \(real) must not contain '\(c)' (overlayfs separates layers with it)")
+        }
+        return real
+    }
+
+    static func readKey(_ path: String) throws(ProvisionError) -> String {
+        let text: String
+        do { text = try readText(path) } catch { throw ProvisionError("cannot read key \(path): \(error.errno)") }
+        let lines = text.split(separator: "\n").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        // Each line: [options] TYPE BASE64 [comment], TYPE one of OpenSSH's key types.
+        let types = ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-"]
+        let isKey = { (line: Substring) -> Bool in
+            let fields = line.split(separator: " ")
+            guard let index = fields.firstIndex(where: { f in types.contains { f.hasPrefix($0) } }) else { return false }
+            return index + 1 < fields.count && fields[index + 1].hasPrefix("AAAA")
+        }
+        guard !lines.isEmpty, text.utf8.count < 65536, lines.allSatisfy(isKey) else {
+            throw ProvisionError("key \(path) is not an ssh public key file (lines like 'ssh-ed25519 AAAA… comment')")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func carryOut(_ plan: Plan, paths: ProvisionPaths, undo: inout [() -> Void]) throws(ProvisionError) {
+        let r = plan.request
+        for directory in [paths.stateDirectory, paths.configDirectory] {
+            if try makeDirectory(directory, mode: 0o755) { undo.append { rmdir(directory) } }
+        }
+        let jailDirectory = paths.jail(r.name)
+        _ = try makeDirectory(jailDirectory, mode: 0o700)
+        undo.append { removeTree(jailDirectory) }
+        let rootFD: Int32
+        if r.copy {
+            try HostAccounts.run("/bin/cp", ["--reflink=auto", "-a", "--", plan.base, paths.root(r.name)])
+            rootFD = open(paths.root(r.name), CJ_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        } else {
+            // The merged root takes its mode from the upper directory's: as the base's root.
+            var info = stat()
+            guard stat(plan.base, &info) == 0 else { throw ProvisionError("\(SystemError.last("stat", path: plan.base))") }
+            _ = try makeDirectory(paths.root(r.name), mode: 0o755)
+            _ = try makeDirectory(paths.upper(r.name), mode: info.st_mode & 0o7777, uid: info.st_uid, gid: info.st_gid)
+            _ = try makeDirectory(paths.work(r.name), mode: 0o700)
+            rootFD = cj_overlay_open(plan.base, paths.upper(r.name), paths.work(r.name))
+        }
+        if rootFD < 0 { throw ProvisionError("\(SystemError.last(r.copy ? "open" : "overlay", path: paths.root(r.name)))") }
+        defer { close(rootFD) }
+        do {
+            try writeJailUser(plan, into: JailTree(root: rootFD, description: paths.root(r.name)))
+        } catch {
+            throw ProvisionError("\(error)")
+        }
+
+        if plan.makeHostGroup {
+            try HostAccounts.addGroup(r.name, gid: plan.gid)
+            undo.append { try? HostAccounts.deleteGroup(r.name) }
+        }
+        let home = paths.home(r.name)
+        if try makeDirectory(paths.homes, mode: 0o755) { undo.append { rmdir(paths.homes) } }
+        _ = try makeDirectory(home, mode: 0o755)
+        undo.append { removeTree(home) }
+        // The home and its key are root's: the tenant's sessions run in the jail and cannot
+        // change which keys the host's sshd accepts; sshd reads them as the user.
+        if let key = plan.key {
+            _ = try makeDirectory(home + "/.ssh", mode: 0o755)
+            try writeFile(home + "/.ssh/authorized_keys", key, mode: 0o644)
+        }
+        try HostAccounts.addUser(r.name, uid: plan.uid, gid: plan.gid, home: home, shell: r.jailBinary)
+        undo.append { try? HostAccounts.deleteUser(r.name) }
+        if try HostAccounts.addShell(r.jailBinary) { undo.append { try? HostAccounts.removeShell(r.jailBinary) } }
+
+        try writeFile(paths.config(r.name), configText(plan, paths: paths), mode: 0o644)
+    }
+
+    static func writeJailUser(_ plan: Plan, into tree: JailTree) throws(SystemError) {
+        let r = plan.request
+        let user = JailUser(name: r.user, uid: plan.uid, gid: plan.gid, home: plan.home, shell: plan.shell)
+        // The host account's name too, as an alias of the user (docs/ssh.md, "One name on both sides").
+        let alias = r.name == r.user ? nil : user.alias(r.name)
+        let today = Int(time(nil) / 86400)
+        try tree.rewrite("/etc/passwd", defaultMode: 0o644) { text in alias.map { $0.passwd(user.passwd(text)) } ?? user.passwd(text) }
+        try tree.rewrite("/etc/group", defaultMode: 0o644, user.group)
+        try tree.rewrite("/etc/shadow", defaultMode: 0o600) { text in
+            let own = user.shadow(text, today: today)
+            return alias.map { $0.shadow(own, today: today) } ?? own
+        }
+        if tree.status("/etc/gshadow") != nil, user.ownsGroup((try tree.read("/etc/group")) ?? "") {
+            try tree.rewrite("/etc/gshadow", defaultMode: 0o600, user.gshadow)
+        }
+        let newHome = tree.status(plan.home) == nil
+        try tree.makeDirectory(plan.home, mode: 0o755, uid: plan.uid, gid: plan.gid)
+        if newHome { try tree.copySkeleton("/etc/skel", to: plan.home, uid: plan.uid, gid: plan.gid) }
+        try tree.chownTree(plan.home, uid: plan.uid, gid: plan.gid)
+        if let key = plan.key {
+            try tree.makeDirectory(plan.home + "/.ssh", mode: 0o700, uid: plan.uid, gid: plan.gid)
+            try tree.write(plan.home + "/.ssh/authorized_keys", key, mode: 0o600, uid: plan.uid, gid: plan.gid)
+        }
+    }
+
+    /// Every option given, in the format of docs/config.md.
+    static func configText(_ plan: Plan, paths: ProvisionPaths) -> String {
+        let r = plan.request
+        var lines = ["# \(paths.config(r.name)): written by jaild create; `jaild start \(r.name)` reads it.",
+                     "uid = \(plan.uid)", "gid = \(plan.gid)", "name = \(r.user)", "root = \(paths.root(r.name))"]
+        if r.copy { lines.append("# copied from \(plan.base)") } else { lines.append("base = \(plan.base)") }
+        lines += r.options.map { "\($0.key) = \($0.value)" }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// mkdir that reports whether it made the directory (false: it was there). The mode is
+    /// set explicitly (the umask does not decide it).
+    static func makeDirectory(_ path: String, mode: mode_t, uid: UInt32 = 0, gid: UInt32 = 0) throws(ProvisionError) -> Bool {
+        if mkdir(path, 0o700) < 0 {
+            if errno == EEXIST, Preflight.isDirectoryFollowing(path) { return false }
+            throw ProvisionError("\(SystemError.last("mkdir", path: path))")
+        }
+        guard chown(path, uid, gid) == 0, chmod(path, mode) == 0 else {
+            let error = SystemError.last("chmod", path: path)
+            rmdir(path)
+            throw ProvisionError("\(error)")
+        }
+        return true
+    }
+
+    static func writeFile(_ path: String, _ text: String, mode: mode_t) throws(ProvisionError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        if fd < 0 { throw ProvisionError("\(SystemError.last("create", path: path))") }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        fchmod(fd, mode)
+        close(fd)
+        guard written == bytes.count else {
+            unlink(path)
+            throw ProvisionError("\(SystemError.last("write", path: path))")
+        }
+    }
+
+    /// rm -rf that stays on one file system: a mount left beneath (a base, by mistake) is
+    /// never descended into.
+    @discardableResult
+    static func removeTree(_ path: String) -> Bool {
+        (try? runProgram("/bin/rm", ["-rf", "--one-file-system", "--", path]))?.status == 0
+    }
+}

@@ -1,0 +1,101 @@
+import JailProtocol
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `jaild destroy NAME --yes [--keep-data]`: stops the jail if it runs, then removes its
+/// config, its state directory (root mount point, upper and work; the upper stays with
+/// `keepData`, and its log file), the host account and group, its home, and the /etc/shells
+/// line of its login shell when no other account uses it. The base is never touched: the state directory is
+/// removed without crossing into another file system, and only after no mount is left in it.
+extension Provision {
+    public static func destroy(name: String, keepData: Bool, paths: ProvisionPaths) throws(ProvisionError) -> String {
+        guard geteuid() == 0 else { throw ProvisionError("jaild destroy must run as root") }
+        guard ProvisionPaths.isValidName(name) else { throw ProvisionError("'\(name)' is not a jail name") }
+        let configPath = paths.config(name)
+        let entries: [ConfigFile.Entry]?
+        if (try? fileStatus(configPath)) != nil {
+            do { entries = try ConfigFile.parse(try readText(configPath), path: configPath) } catch {
+                throw ProvisionError("cannot read \(configPath): \(error)")
+            }
+        } else {
+            entries = nil
+        }
+        let account = HostAccounts.users().first { $0.name == name }
+        let hasState = (try? fileStatus(paths.jail(name))) != nil
+        guard entries != nil || hasState || account != nil else {
+            throw ProvisionError("no jail \(name): neither \(configPath) nor \(paths.jail(name)) exists")
+        }
+        let uid = entries?.value("uid").flatMap { UInt32($0) }
+        // Only an account that is this jail's: its uid, or (config gone) a `jail` login shell.
+        let ownAccount = account.flatMap { a in
+            (uid.map { $0 == a.uid } ?? a.shell.hasSuffix("/jail")) ? a : nil
+        }
+
+        if let uid {
+            let gid = entries?.value("gid").flatMap { UInt32($0) } ?? ownAccount?.gid ?? uid
+            let location = SocketLocation(prefix: entries?.value("socket-prefix"), uid: uid, gid: gid)
+            guard Control.stop(location.pidPath) == 0 else { throw ProvisionError("cannot stop jail \(name); nothing removed") }
+        }
+        let jailDirectory = paths.jail(name)
+        if let mounted = mountPoints().first(where: { $0 == jailDirectory || $0.hasPrefix(jailDirectory + "/") }) {
+            throw ProvisionError("\(mounted) is still mounted; nothing removed")
+        }
+
+        // The supervisor's own log file (written where no syslog listens), rotations too.
+        if !keepData, let uid, entries?.value("socket-prefix") == nil {
+            let gid = entries?.value("gid").flatMap { UInt32($0) } ?? uid
+            let log = LogFile(name: "jail-\(uid)-\(gid)").path
+            for suffix in ["", ".1", ".2", ".3"] { unlink(log + suffix) }
+        }
+        if entries != nil, unlink(configPath) < 0 { throw ProvisionError("\(SystemError.last("unlink", path: configPath))") }
+        if hasState {
+            let removed = keepData
+                ? removeTree(paths.work(name)) && removeTree(paths.root(name))
+                : removeTree(jailDirectory)
+            if !removed { throw ProvisionError("cannot remove \(keepData ? paths.work(name) : jailDirectory)") }
+        }
+        if let ownAccount {
+            try HostAccounts.deleteUser(name)
+            // userdel removes a user's own group where USERGROUPS_ENAB says so; else we do.
+            if HostAccounts.groups().contains(where: { $0.name == name && $0.gid == ownAccount.gid }),
+               !HostAccounts.users().contains(where: { $0.gid == ownAccount.gid }) {
+                try HostAccounts.deleteGroup(name)
+            }
+            if !HostAccounts.users().contains(where: { $0.shell == ownAccount.shell }),
+               HostAccounts.shells().contains(ownAccount.shell) {
+                try HostAccounts.removeShell(ownAccount.shell)
+            }
+        }
+        removeTree(paths.home(name))
+        rmdir(paths.homes)  // only if it is empty: the homes of other tenants stay
+        return keepData ? "destroyed jail \(name); its files stay in \(paths.upper(name))" : "destroyed jail \(name)"
+    }
+
+    /// Mount points of this mount namespace (mountinfo's fifth field, octal escapes undone).
+    static func mountPoints() -> [String] {
+        let text = (try? readText("/proc/self/mountinfo")) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 4 else { return nil }
+            return unescapeMountPath(String(fields[4]))
+        }
+    }
+
+    static func unescapeMountPath(_ s: String) -> String {
+        var out: [UInt8] = []
+        var bytes = Array(s.utf8)[...]
+        while let b = bytes.first {
+            bytes = bytes.dropFirst()
+            if b == UInt8(ascii: "\\"), bytes.count >= 3, let v = UInt8(String(decoding: bytes.prefix(3), as: UTF8.self), radix: 8) {
+                out.append(v)
+                bytes = bytes.dropFirst(3)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,84 @@
+import JailProtocol
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where `jaild create`, `destroy`, `start NAME` and `base list` keep things. Tests point both
+/// roots elsewhere (JAIL_CONFIG_DIR, JAIL_STATE_DIR), so they never touch the host's own.
+///
+/// STATE/NAME is 0700 root: the jail's upper layer, work directory and root mount point live
+/// beneath it, out of every host user's reach (files root inside writes are root's on disk).
+/// STATE/home/NAME is the host account's home: root's, readable, holding its authorized keys.
+public struct ProvisionPaths: Sendable, Equatable {
+    public var configDirectory: String
+    public var stateDirectory: String
+
+    public init(configDirectory: String = "/etc/jail", stateDirectory: String = "/var/lib/jail") {
+        self.configDirectory = configDirectory
+        self.stateDirectory = stateDirectory
+    }
+
+    public static func fromEnvironment() -> ProvisionPaths {
+        func value(_ name: String) -> String? {
+            guard let raw = getenv(name) else { return nil }
+            let s = String(cString: raw)
+            return s.hasPrefix("/") ? s : nil
+        }
+        return ProvisionPaths(configDirectory: value("JAIL_CONFIG_DIR") ?? "/etc/jail",
+                              stateDirectory: value("JAIL_STATE_DIR") ?? "/var/lib/jail")
+    }
+
+    public func config(_ name: String) -> String { "\(configDirectory)/\(name).conf" }
+    public func jail(_ name: String) -> String { "\(stateDirectory)/\(name)" }
+    public func root(_ name: String) -> String { jail(name) + "/root" }
+    public func upper(_ name: String) -> String { jail(name) + "/upper" }
+    public func work(_ name: String) -> String { jail(name) + "/work" }
+    public var bases: String { stateDirectory + "/bases" }
+    public var homes: String { stateDirectory + "/home" }
+    public func home(_ name: String) -> String { homes + "/" + name }
+
+    /// Names under STATE that are not jails.
+    static let reserved: Set<String> = ["bases", "home"]
+
+    /// A jail's name is also its host account's: what useradd accepts on Debian, in short.
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, name.utf8.count <= 32, !reserved.contains(name) else { return false }
+        guard first == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) else { return false }
+        return name.utf8.allSatisfy { c in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c)
+                || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
+        }
+    }
+
+    /// Every jail config: name → its entries (unreadable or malformed files are skipped).
+    public func configs() -> [(name: String, entries: [ConfigFile.Entry])] {
+        listDirectory(configDirectory).filter { $0.hasSuffix(".conf") }.sorted().compactMap { file in
+            let path = "\(configDirectory)/\(file)"
+            guard let text = try? readText(path), let entries = try? ConfigFile.parse(text, path: path) else { return nil }
+            return (String(file.dropLast(5)), entries)
+        }
+    }
+}
+
+extension [ConfigFile.Entry] {
+    func value(_ key: String) -> String? { last { $0.key == key }?.value }
+}
+
+extension Provision {
+    /// The pid file of the jail that CONFIG/NAME.conf defines (`jaild stop NAME`), from its
+    /// uid, gid and socket prefix; nil when there is no such config.
+    static func pidFile(ofJail name: String, paths: ProvisionPaths) -> String? {
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), let text = try? readText(paths.config(name)),
+              let entries = try? ConfigFile.parse(text, path: paths.config(name)),
+              let uid = entries.value("uid").flatMap({ UInt32($0) }) else { return nil }
+        let prefix = entries.value("socket-prefix")
+        // Without a gid in the config, the group is the jail's: the running jail of this uid says it.
+        let gid = entries.value("gid").flatMap { UInt32($0) }
+            ?? JailState.all().first { $0.alive && $0.state.uid == uid
+                && $0.state.socket.hasPrefix((prefix ?? SocketLocation.defaultPrefix) + "-") }?.state.gid
+            ?? uid
+        return SocketLocation(prefix: prefix, uid: uid, gid: gid).pidPath
+    }
+}

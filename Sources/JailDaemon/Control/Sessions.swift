@@ -1,0 +1,188 @@
+import CJail
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `jaild sessions [JAIL] [--json]` and `jaild sessions JAIL --kill ID`: the live sessions, seen
+/// from the host by root.
+///
+/// Where the data comes from: each session helper holds its record in a sealed memfd (see
+/// SessionRecord.publish). This command finds the helpers as the children of the jail's init
+/// that run init's own executable (a program inside cannot: jaild's binary is not in the jail,
+/// so a process that merely names itself "jaild: [...]" is not taken), and reads each record
+/// through /proc/PID/fd, which only the host's root can do (the helper is not dumpable). No
+/// host directory is shared with the jail, init answers nothing, and a dead helper has no
+/// record to go stale. The live parts come from /proc: the program's host pid (the helper's
+/// child) and the idle time (the pty's access time, as `w` computes it).
+public enum Sessions {
+    public struct Live: Sendable {
+        public var jail: String
+        public var fields: [String: String]
+        public var helperPid: Int32
+        /// The program's pid on the host (also its process group), 0 if it is gone.
+        public var programPid: Int32
+        /// Seconds since the pty was last used; nil for stdio sessions.
+        public var idleSeconds: Int64?
+        /// The client's pid on the host (the record has it only as the jail sees it: 0).
+        public var peerPid: Int32?
+
+        public var id: Int { Int(fields["id"] ?? "") ?? 0 }
+        public var tty: String { fields["tty"] ?? "stdio" }
+    }
+
+    public static func list(_ spec: String?, json: Bool) -> Int32 {
+        guard getuid() == 0 else { return refuse("only root may list a jail's sessions") }
+        let jails: [JailState]
+        if let spec {
+            guard let state = Control.runningJail(spec) else { return Control.noSuchJail(spec) }
+            jails = [state]
+        } else {
+            jails = JailState.all().filter(\.alive).map(\.state)
+        }
+        let sessions = jails.flatMap(live)
+        print(json ? self.json(sessions) : table(sessions), terminator: "")
+        return 0
+    }
+
+    /// SIGHUP to the session's process group (as a terminal hangup), SIGKILL after 5 s.
+    public static func kill(_ spec: String, id: Int, graceSeconds: Int32 = 5) -> Int32 {
+        guard getuid() == 0 else { return refuse("only root may end a jail's sessions") }
+        guard let state = Control.runningJail(spec) else { return Control.noSuchJail(spec) }
+        guard let session = live(state).first(where: { $0.id == id }) else {
+            JailLogHandler.emitToTerminal("jail \(state.name) has no session \(id)")
+            return 1
+        }
+        cj_openlog("jaild")
+        cj_syslog(LOG_NOTICE, Logfmt.line("session kill", [("jail", state.name), ("id", "\(id)"), ("by_uid", "\(getuid())"),
+                                                           ("program_pid", "\(session.programPid)"),
+                                                           ("peer_pid", session.peerPid.map { "\($0)" } ?? "?")]))
+        let helper = cj_pidfd_open(session.helperPid)
+        if session.programPid > 0 {
+            Glibc.kill(-session.programPid, SIGHUP)
+            Glibc.kill(-session.programPid, SIGCONT)
+        }
+        guard helper >= 0 else { return 0 }
+        defer { close(helper) }
+        var entry = pollfd(fd: helper, events: Int16(POLLIN), revents: 0)
+        var rc: Int32
+        repeat { rc = poll(&entry, 1, graceSeconds * 1000) } while rc < 0 && errno == EINTR
+        if rc == 0 && session.programPid > 0 {
+            cj_syslog(LOG_NOTICE, Logfmt.line("session kill", [("jail", state.name), ("id", "\(id)"), ("signal", "KILL")]))
+            Glibc.kill(-session.programPid, SIGKILL)
+        }
+        return 0
+    }
+
+    /// The sessions of one jail, by id.
+    public static func live(_ state: JailState) -> [Live] {
+        var initExe = stat()
+        guard stat("/proc/\(state.initPid)/exe", &initExe) == 0 else { return [] }
+        var out: [Live] = []
+        for helper in children(of: state.initPid) {
+            var exe = stat()
+            guard stat("/proc/\(helper)/exe", &exe) == 0, exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
+                  let text = record(of: helper) else { continue }
+            let fields = Logfmt.fields(text)
+            guard fields["id"] != nil else { continue }
+            let program = children(of: helper).first ?? 0
+            var idle: Int64?
+            if let tty = fields["tty"], tty.hasPrefix("/dev/pts/") {
+                var info = stat()
+                // The jail's devpts, as the host sees it through init's root.
+                if stat("/proc/\(state.initPid)/root\(tty)", &info) == 0 {
+                    idle = max(0, Int64(time(nil)) - Int64(max(info.st_atim.tv_sec, info.st_mtim.tv_sec)))
+                }
+            }
+            let peer = Int32(fields["connection_fd"] ?? "").flatMap { hostPeerPid(helper: helper, fd: $0) }
+            out.append(Live(jail: state.name, fields: fields, helperPid: helper, programPid: program, idleSeconds: idle,
+                            peerPid: peer))
+        }
+        return out.sorted { $0.id < $1.id }
+    }
+
+    /// The client's pid as the host sees it: SO_PEERCRED read here, in the host's PID
+    /// namespace, on a copy of the helper's connection (pidfd_getfd; root may, as the
+    /// helper's ancestor's owner, though the helper is not dumpable).
+    static func hostPeerPid(helper: Int32, fd: Int32) -> Int32? {
+        let pidfd = cj_pidfd_open(helper)
+        guard pidfd >= 0 else { return nil }
+        defer { close(pidfd) }
+        let copy = cj_pidfd_getfd(pidfd, fd)
+        guard copy >= 0 else { return nil }
+        defer { close(copy) }
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+        guard cj_peer_credentials(copy, &pid, &uid, &gid) == 0, pid > 0 else { return nil }
+        return pid
+    }
+
+    /// The helper's session record: the memfd named `jail-session` among its descriptors.
+    static func record(of helper: Int32) -> String? {
+        for name in listDirectory("/proc/\(helper)/fd") {
+            guard let fd = Int32(name) else { continue }
+            var target = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/\(helper)/fd/\(fd)", &target, target.count - 1)
+            guard n > 0 else { continue }
+            let link = String(decoding: target[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard link.hasPrefix("/memfd:jail-session") else { continue }
+            guard let bytes = try? readFile("/proc/\(helper)/fd/\(fd)", limit: 64 << 10) else { continue }
+            return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
+        }
+        return nil
+    }
+
+    static func table(_ sessions: [Live]) -> String {
+        var lines = [["JAIL", "ID", "USER", "TTY", "FROM", "STARTED", "IDLE", "PID", "COMMAND"]]
+        for s in sessions {
+            let started = Int64(s.fields["started"] ?? "") ?? 0
+            lines.append([s.jail, "\(s.id)", s.fields["user"] ?? "?", s.tty, s.fields["from"] ?? "?", clock(started),
+                          s.idleSeconds.map { "\($0)s" } ?? "-", "\(s.programPid)",
+                          Logfmt.quote(s.fields["command"] ?? "")].map(Logfmt.printable))
+        }
+        let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
+        return lines.map { line in
+            line.enumerated().map { column in
+                column.offset == line.count - 1 ? column.element
+                    : column.element + String(repeating: " ", count: widths[column.offset] - column.element.count)
+            }.joined(separator: "  ") + "\n"
+        }.joined()
+    }
+
+    static func json(_ sessions: [Live]) -> String {
+        let objects = sessions.map { s in
+            let f = s.fields
+            return "{\"jail\":\(Row.quote(s.jail)),\"id\":\(s.id),\"user\":\(Row.quote(f["user"] ?? "")),"
+                + "\"uid\":\(Int64(f["uid"] ?? "") ?? -1),\"peer_uid\":\(Int64(f["peer_uid"] ?? "") ?? -1),"
+                + "\"peer_pid\":\(s.peerPid.map { "\($0)" } ?? "null"),"
+                + "\"tty\":\(Row.quote(s.tty)),\"from\":\(Row.quote(f["from"] ?? "")),"
+                + "\"started\":\(Int64(f["started"] ?? "") ?? 0),"
+                + "\"idle_seconds\":\(s.idleSeconds.map { "\($0)" } ?? "null"),\"pid\":\(s.programPid),"
+                + "\"helper_pid\":\(s.helperPid),\"command\":\(Row.quote(f["command"] ?? ""))}"
+        }
+        return "[" + objects.joined(separator: ",") + "]\n"
+    }
+
+    /// `HH:MM:SS` UTC of a unix time.
+    static func clock(_ t: Int64) -> String {
+        var time = time_t(t)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+
+    static func refuse(_ message: String) -> Int32 {
+        JailLogHandler.emitToTerminal(message)
+        return 1
+    }
+}
+
+extension Logfmt {
+    /// A table cell: control characters escaped (a cell never moves the terminal's cursor).
+    static func printable(_ text: String) -> String {
+        text.unicodeScalars.contains(where: isUnsafe) ? String(quote(text).dropFirst().dropLast()) : text
+    }
+}

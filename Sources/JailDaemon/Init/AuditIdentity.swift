@@ -1,0 +1,37 @@
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The audit login uid of everything in the jail, as pam_loginuid sets it for a login: the
+/// jail user's. While a process's loginuid is unset, the kernel lets it set it once without
+/// any privilege, so root inside could otherwise make it 0 and forge host audit records.
+/// init writes it before it forks anything; every helper, session and boot program inherits
+/// it, and changing it later needs CAP_AUDIT_CONTROL, which is not in the bounding set.
+///
+/// The number is read in the user namespace of the writer (/proc's rules), so with a user
+/// namespace the jail user's uid inside becomes the host uid it maps to.
+enum AuditIdentity {
+    static let path = "/proc/self/loginuid"
+    static let unset = "4294967295"
+
+    static func setLoginUID(_ uid: UInt32) throws(JailError) {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        // Without audit support in the kernel there is no loginuid to forge.
+        if fd < 0 && errno == ENOENT { return }
+        if fd < 0 { throw .system(.last("open", path: path)) }
+        defer { close(fd) }
+        let text = Array("\(uid)".utf8)
+        if write(fd, text, text.count) == text.count { return }
+        let failure = SystemError.last("write", path: path)
+        // Already set (jaild started from a login) and not ours to change (a user namespace,
+        // or loginuid_immutable): the jail keeps that identity, and cannot change it either.
+        if current() != unset { return }
+        throw .system(failure)
+    }
+
+    static func current() -> String {
+        readNumber(path).map { String($0) } ?? unset
+    }
+}

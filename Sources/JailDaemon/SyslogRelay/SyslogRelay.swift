@@ -1,0 +1,115 @@
+import CJail
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The syslog relay: "jaild: syslog relay", a child of init that serves the jail's /dev/log
+/// (`--syslog`) and forwards each message to the host's, rewritten by SyslogMessage so the
+/// host files it under `jail/NAME`.
+///
+/// Why a process of its own: it reads bytes any program in the jail sends, and init never
+/// reads such bytes (if PID 1 dies the jail dies). A crash here costs the jail its syslog,
+/// nothing more (init logs it). How it reaches a host path from inside: init connects a
+/// datagram socket to the host's target *before* pivot_root (`connectTarget`), and only this
+/// process keeps it (close-on-exec, never in a session helper or a program); a connected
+/// datagram socket needs no path to send, so nothing of the host's file system is reachable
+/// through it. Sends never block (MSG_DONTWAIT): a busy host daemon costs messages, counted,
+/// not a stuck relay. Rate limit: at most `perSecond` messages each second; the excess is
+/// counted and reported in one message once per second.
+struct SyslogRelay {
+    let inside: FileDescriptor
+    let target: FileDescriptor
+    let jail: String
+    var perSecond = 1000
+    var windowStart: Int64 = 0
+    var forwarded = 0
+    var dropped = 0
+
+    /// Before pivot_root: a socket connected to the host's syslog socket.
+    static func connectTarget(_ path: String) throws(JailError) -> FileDescriptor {
+        let fd = cj_unix_dgram_connect(path)
+        guard fd >= 0 else {
+            throw JailError.startFailed("--syslog: cannot connect to \(path): \(String(cString: strerror(errno)))")
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// After pivot_root and hardening: binds the jail's /dev/log (mode 0666, every program may
+    /// log) and forks the relay. Returns its pid; init keeps no descriptor of either socket.
+    static func start(target: FileDescriptor, jail: String) throws(JailError) -> pid_t {
+        let path = "/dev/log"
+        unlink(path)
+        let old = umask(0)
+        let fd = cj_unix_dgram_bind(path)
+        umask(old)
+        guard fd >= 0 else {
+            target.closeQuietly()
+            throw JailError.startFailed("--syslog: cannot bind \(path) in the jail: \(String(cString: strerror(errno)))")
+        }
+        _ = chmod(path, 0o666)
+        let pid = fork()
+        if pid == 0 {
+            var relay = SyslogRelay(inside: FileDescriptor(rawValue: fd), target: target, jail: jail)
+            relay.run()
+        }
+        close(fd)
+        target.closeQuietly()
+        if pid < 0 { throw JailError.startFailed("--syslog: fork: \(String(cString: strerror(errno)))") }
+        return pid
+    }
+
+    mutating func run() -> Never {
+        let keep = [inside.rawValue, target.rawValue, 2]
+        keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
+        // init blocks its signals for its signalfd; the relay must die of SIGTERM at stop.
+        cj_reset_signals()
+        _ = cj_set_dumpable(0)
+        cj_set_proctitle("jaild: syslog relay")
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let now = monotonicMilliseconds()
+            if now - windowStart >= 1000 { nextWindow(now) }
+            var entry = pollfd(fd: inside.rawValue, events: Int16(POLLIN), revents: 0)
+            // While messages are being dropped, wake at the window's end to report them.
+            let timeout: Int32 = dropped > 0 ? Int32(max(1, windowStart + 1000 - now)) : -1
+            let ready = poll(&entry, 1, timeout)
+            if ready <= 0 { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(inside.rawValue, $0.baseAddress, $0.count, Int32(MSG_TRUNC | MSG_DONTWAIT)) }
+            guard n >= 0 else { continue }
+            if monotonicMilliseconds() - windowStart >= 1000 { nextWindow(monotonicMilliseconds()) }
+            guard forwarded < perSecond else {
+                dropped += 1
+                continue
+            }
+            let message = SyslogMessage.rewrite(buffer[..<min(n, buffer.count)], jail: jail, receivedBytes: n)
+            if send(message) { forwarded += 1 } else { dropped += 1 }
+        }
+    }
+
+    mutating func nextWindow(_ now: Int64) {
+        if dropped > 0 {
+            let report = "<44>jail/\(jail): jaild: \(dropped) messages from the jail dropped in the last second "
+                + "(rate limit \(perSecond)/s, or the host's syslog busy)"
+            _ = send(Array(report.utf8))
+        }
+        windowStart = now
+        forwarded = 0
+        dropped = 0
+    }
+
+    /// One datagram, without blocking; a host daemon with a smaller limit gets it cut in half
+    /// until it fits (truncated, not dropped).
+    func send(_ message: [UInt8]) -> Bool {
+        var length = message.count
+        while true {
+            let rc = message.withUnsafeBytes { Glibc.send(target.rawValue, $0.baseAddress, length, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            if rc >= 0 { return true }
+            if errno == EINTR { continue }
+            guard errno == EMSGSIZE, length > 512 else { return false }
+            length /= 2
+        }
+    }
+}

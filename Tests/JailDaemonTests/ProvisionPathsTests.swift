@@ -1,0 +1,40 @@
+@testable import JailDaemon
+import XCTest
+
+final class ProvisionPathsTests: XCTestCase {
+    func testJailNamesAreAccountNames() {
+        for good in ["alice", "jt-p00", "_svc", "a1"] { XCTAssertTrue(ProvisionPaths.isValidName(good), good) }
+        for bad in ["", "Alice", "1a", "-a", "a/b", "a.b", "bases", "home", String(repeating: "a", count: 33), "a b", "é"] {
+            XCTAssertFalse(ProvisionPaths.isValidName(bad), bad)
+        }
+    }
+
+    func testLayoutAndOverlayLayers() {
+        let paths = ProvisionPaths(configDirectory: "/etc/jail", stateDirectory: "/var/lib/jail")
+        XCTAssertEqual(paths.config("alice"), "/etc/jail/alice.conf")
+        XCTAssertEqual(paths.root("alice"), "/var/lib/jail/alice/root")
+        var c = JailConfiguration(uid: 63000)
+        c.root = paths.root("alice") + "/"
+        XCTAssertNil(c.overlay)
+        c.base = "/var/lib/jail/bases/debian"
+        XCTAssertEqual(c.overlay, OverlayLayers(lower: "/var/lib/jail/bases/debian", upper: "/var/lib/jail/alice/upper",
+                                                work: "/var/lib/jail/alice/work", target: "/var/lib/jail/alice/root"))
+        c.base = "/srv/a,b"
+        XCTAssertEqual(c.overlay?.unsafeCharacter, ",")
+    }
+
+    func testBaseTable() {
+        let table = Provision.baseTable([.init(name: "debian", path: "/var/lib/jail/bases/debian", jails: ["alice", "bob"]),
+                                         .init(name: "-", path: "/srv/busybox", jails: [])])
+        XCTAssertEqual(table, """
+            BASE    PATH                        JAILS
+            debian  /var/lib/jail/bases/debian  alice,bob
+            -       /srv/busybox                -
+
+            """)
+    }
+
+    func testMountinfoEscapes() {
+        XCTAssertEqual(Provision.unescapeMountPath("/srv/a\\040b"), "/srv/a b")
+    }
+}

@@ -1,0 +1,58 @@
+import JailDaemon
+import XCTest
+
+final class SyslogMessageTests: XCTestCase {
+    func rewrite(_ s: String, limit: Int = SyslogMessage.defaultLimit) -> String {
+        String(decoding: SyslogMessage.rewrite(Array(s.utf8)[...], jail: "mail", limit: limit), as: UTF8.self)
+    }
+
+    func testRFC3164FromSyslog3() {
+        XCTAssertEqual(rewrite("<14>Dec  1 07:40:00 app[42]: hello"), "<14>jail/mail: app[42]: hello")
+        XCTAssertEqual(rewrite("<13>Dec 11 07:40:00 app: hello\n"), "<13>jail/mail: app: hello")
+    }
+
+    func testAClaimedHostnameOrTagStaysBehindTheJailsTag() {
+        XCTAssertEqual(rewrite("<38>Dec  1 07:40:00 otherhost sshd[1]: Accepted publickey for root"),
+                       "<38>jail/mail: otherhost sshd[1]: Accepted publickey for root")
+        XCTAssertEqual(rewrite("<38>jail/other: hi"), "<38>jail/mail: jail/other: hi")
+    }
+
+    func testRFC5424HostnameIsDropped() {
+        XCTAssertEqual(rewrite("<165>1 2026-12-01T07:40:00Z otherhost app 99 ID47 - hello"), "<165>jail/mail: app[99]: hello")
+        XCTAssertEqual(rewrite("<165>1 2026-12-01T07:40:00Z host - - - [x@1 a=\"b\"] m"), "<165>jail/mail: [x@1 a=\"b\"] m")
+    }
+
+    func testNoPriorityOrABadOne() {
+        XCTAssertEqual(rewrite("plain"), "<13>jail/mail: plain")
+        XCTAssertEqual(rewrite("<999>x"), "<13>jail/mail: <999>x")
+        XCTAssertEqual(rewrite("<"), "<13>jail/mail: <")
+        XCTAssertEqual(rewrite(""), "<13>jail/mail: ")
+    }
+
+    func testKernelFacilityBecomesUser() {
+        XCTAssertEqual(rewrite("<0>panic"), "<8>jail/mail: panic")
+        XCTAssertEqual(rewrite("<6>x"), "<14>jail/mail: x")
+    }
+
+    func testControlCharactersCannotSplitTheLine() {
+        XCTAssertEqual(rewrite("<13>a\nb\rc\u{1b}[2J\td"), "<13>jail/mail: a#012b#015c#033[2J\td")
+        XCTAssertEqual(rewrite("<13>1 - - ta\ng - - - m"), "<13>jail/mail: ta#012g: m")
+    }
+
+    func testLongMessagesAreTruncatedNotDropped() {
+        let out = rewrite("<13>" + String(repeating: "x", count: 20000), limit: 8192)
+        XCTAssertEqual(out.utf8.count, 8192)
+        XCTAssertTrue(out.hasSuffix(" [truncated from 20004 bytes]"))
+        XCTAssertTrue(out.hasPrefix("<13>jail/mail: xxx"))
+    }
+
+    func testHostileBytesDoNotTrap() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let bytes = (0..<Int.random(in: 0...64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let out = SyslogMessage.rewrite(([60, 49] + bytes)[...], jail: "j", limit: 100)
+            XCTAssertLessThanOrEqual(out.count, 100 + 40)
+            XCTAssertFalse(out.contains(10))
+        }
+    }
+}

@@ -1,0 +1,427 @@
+"""A tenant in one command (issue 20): `jaild create` makes a copy-on-write root over a shared
+base, the jail's user, the host account (login shell `jail`, an ssh key) and the config that
+`jaild start NAME` reads; `jaild destroy` removes all of it; `jaild base list` shows the bases.
+
+The tests point jaild's config and state roots at a temporary directory (JAIL_CONFIG_DIR,
+JAIL_STATE_DIR); host accounts are real (jt-p00…, uids 63000–63059) and removed at the end."""
+import hashlib
+import os
+import pathlib
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import REPO, as_user, pid_alive, wait_for
+
+ISSUE = "Jail provision base"
+DEBIAN_ISSUE = "Jail test Debian rootfs"
+FIFTY = [(f"jt-p{i:02d}", 63000 + i) for i in range(50)]
+HOST_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/shells", "/etc/subuid", "/etc/subgid")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_listing(root):
+    """Every entry beneath root with its type, mode, owner, size, mtime and content hash
+    (symlink: its target; device: its number): equal listings are equal trees."""
+    root = pathlib.Path(root)
+    if not root.exists():
+        return None
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            p = pathlib.Path(dirpath) / name
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                content = hashlib.sha256(p.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                content = os.readlink(p)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                content = f"dev {st.st_rdev}"
+            else:
+                content = ""
+            mtime = 0 if stat.S_ISDIR(st.st_mode) else st.st_mtime_ns
+            out.append((str(p.relative_to(root)), st.st_mode, st.st_uid, st.st_gid, st.st_size, mtime, content))
+    return out
+
+
+def tree_hash(root):
+    return hashlib.sha256(repr(tree_listing(root)).encode()).hexdigest()
+
+
+def disk_bytes(path):
+    """Blocks allocated beneath path (what du counts), in bytes."""
+    return int(subprocess.run(["du", "-s", "-B1", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+class Provisioning:
+    """jaild with its config and state roots in a temporary directory; every tenant it made
+    is destroyed at the end, whatever happened."""
+
+    def __init__(self, base, jail_binary):
+        self.base = base
+        self.conf = base / "conf"
+        self.state = base / "state"
+        self.bin = pathlib.Path(jail_binary).parent
+        self.jaild_path = str(self.bin / "jaild")
+        self.jail_path = jail_binary
+        self.names = set()
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "JAIL_CONFIG_DIR": str(self.conf),
+                    "JAIL_STATE_DIR": str(self.state)}
+
+    def jaild(self, *args, check=False, **kwargs):
+        result = subprocess.run([self.jaild_path, *args], capture_output=True, text=True, timeout=60, env=self.env,
+                                **kwargs)
+        if check:
+            assert result.returncode == 0, f"jaild {' '.join(args)}: {result.stderr}"
+        return result
+
+    def create(self, name, uid, base, *extra, start=True):
+        self.names.add(name)
+        self.jaild("create", name, "--uid", str(uid), "--base", str(base), *extra, check=True)
+        if start:
+            # No warning either: the host account's name is an alias of the jail's user.
+            assert "warning" not in self.jaild("start", name, check=True).stderr
+
+    def destroy(self, name, *extra):
+        result = self.jaild("destroy", name, "--yes", *extra)
+        self.names.discard(name)
+        return result
+
+    def cleanup(self):
+        for name in sorted(self.names):
+            self.jaild("destroy", name, "--yes")
+            # If destroy itself is what broke, leave the host clean anyway.
+            subprocess.run(["userdel", name], capture_output=True)
+            subprocess.run(["groupdel", name], capture_output=True)
+        shells = pathlib.Path("/etc/shells")
+        lines = shells.read_text().splitlines(keepends=True)
+        if any(line.strip() == self.jail_path for line in lines):
+            shells.write_text("".join(line for line in lines if line.strip() != self.jail_path))
+
+    def session(self, uid, script):
+        """`jail -c script` as the host uid: the default socket of uid:uid."""
+        return subprocess.run([self.jail_path, "-c", script], capture_output=True, timeout=30,
+                              env={"PATH": "/usr/bin:/bin"}, preexec_fn=as_user(uid))
+
+    def upper(self, name):
+        return self.state / name / "upper"
+
+    def snapshot(self):
+        """The host as the bad-input and destroy tests compare it."""
+        files = {p: pathlib.Path(p).read_bytes() if os.path.exists(p) else None for p in HOST_FILES}
+        return files, tree_listing(self.conf), tree_listing(self.state)
+
+
+@pytest.fixture(scope="module")
+def prov(installed_jail):
+    base = pathlib.Path(tempfile.mkdtemp(prefix="jail-prov-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    p = Provisioning(base, installed_jail)
+    (p.state / "bases").mkdir(parents=True)
+    p.conf.mkdir()
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(p.state / "bases" / "busybox"), "61000", ISSUE],
+                   check=True)
+    try:
+        yield p
+    finally:
+        p.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class Sshd:
+    """Debian's sshd on 127.0.0.1 at a free port for the given accounts, one client key."""
+
+    def __init__(self, base, users):
+        self.base, self.port, self.users = base, free_port(), users
+        self.key = base / "client_key"
+        self.process = None
+        self.made_privsep_dir = False
+
+    def start(self):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.base / "host_key")], check=True)
+        if not os.path.isdir("/run/sshd"):
+            os.mkdir("/run/sshd", 0o755)
+            self.made_privsep_dir = True
+        config = self.base / "sshd_config"
+        config.write_text(f"""Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {self.base / 'host_key'}
+PidFile {self.base / 'sshd.pid'}
+AuthenticationMethods publickey
+AuthorizedKeysFile .ssh/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+AllowUsers {' '.join(self.users)}
+LogLevel ERROR
+""")
+        self.process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+        wait_for(self.accepting, 20, "sshd to listen")
+        return self
+
+    def accepting(self):
+        assert self.process.poll() is None, self.process.stderr.read()
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def ssh(self, user, command):
+        return subprocess.run(["ssh", "-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o",
+                               "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+                               "-p", str(self.port), f"{user}@127.0.0.1", command],
+                              capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    def stop(self):
+        if self.process:
+            self.process.terminate()
+            self.process.wait(10)
+        if self.made_privsep_dir:
+            os.rmdir("/run/sshd")
+
+
+@pytest.fixture(scope="module")
+def sshd(prov):
+    base = prov.base / "sshd"
+    base.mkdir()
+    server = Sshd(base, ["jt-p50", "jt-p51"])
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def su(name, script):
+    return subprocess.run(["su", "-", name, "-c", script], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_busybox_tenant_lands_inside_by_su_and_ssh(prov, sshd, capsys):
+    busybox = prov.state / "bases" / "busybox"
+    before = tree_hash(busybox)
+    started = time.monotonic()
+    prov.create("jt-p50", 63050, "busybox", "--key", str(sshd.key) + ".pub", "--hostname", "tenant50")
+    elapsed = time.monotonic() - started
+    assert su("jt-p50", "id -un; cat /etc/issue").stdout == f"work\n{ISSUE}\n".encode()
+    # The host account's name is the jail user's too: ~jt-p50 is the home inside.
+    assert prov.session(63050, "cd ~jt-p50 && pwd").stdout == b"/home/work\n"
+    result = sshd.ssh("jt-p50", "id -un; id -u; cat /etc/issue; hostname; ps -o pid,args | grep -c 'jaild: init'")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split("\n")[:4] == ["work", "63050", ISSUE, "tenant50"]
+    # The jail's own sshd would accept the same key for its user.
+    inside = prov.session(63050, "cat /home/work/.ssh/authorized_keys; stat -c '%u %a' /home/work /home/work/.ssh")
+    assert inside.stdout == (sshd.key.with_suffix(".pub").read_bytes() + b"63050 755\n63050 700\n")
+    # The layout: private directories, an upper layer of a few small files.
+    jail_dir = prov.state / "jt-p50"
+    for path, mode in ((jail_dir, 0o700), (jail_dir / "work", 0o700)):
+        st = os.stat(path)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, mode), path
+    upper = disk_bytes(prov.upper("jt-p50"))
+    assert upper < 1 << 20
+    config = (prov.conf / "jt-p50.conf").read_text()
+    assert "uid = 63050\n" in config and f"base = {busybox}\n" in config and "hostname = tenant50\n" in config
+    listing = prov.jaild("base", "list", check=True).stdout
+    assert any(line.split()[:3] == ["busybox", str(busybox), "jt-p50"] for line in listing.splitlines()), listing
+    assert tree_hash(busybox) == before
+    with capsys.disabled():
+        print(f"\n[figures] jaild create + start from the busybox base: {elapsed * 1000:.0f} ms; "
+              f"upper directory {upper} bytes")
+
+
+def test_debian_tenant_lands_inside_by_su_and_ssh(prov, sshd, debian_cache):
+    before = tree_hash(debian_cache / "etc")
+    prov.create("jt-p51", 63051, str(debian_cache), "--key", str(sshd.key) + ".pub")
+    assert su("jt-p51", "id -un; cat /etc/issue").stdout == f"work\n{DEBIAN_ISSUE}\n".encode()
+    result = sshd.ssh("jt-p51", "id -un; cat /etc/issue; getent passwd work; echo x > ~/mine; stat -c %u ~/mine")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split("\n")[:4] == ["work", DEBIAN_ISSUE, "work:x:63051:63051:work:/home/work:/bin/bash",
+                                                      "63051"]
+    # Debian's own files for the user moved to the new uid; the base's stayed as they were.
+    assert prov.session(63051, "stat -c %u /home/work/.bashrc").stdout == b"63051\n"
+    assert os.stat(debian_cache / "home" / "work" / ".bashrc").st_uid == 61000
+    assert (prov.upper("jt-p51") / "home" / "work" / "mine").read_bytes() == b"x\n"
+    assert tree_hash(debian_cache / "etc") == before
+
+
+def test_two_jails_share_a_base_and_keep_their_writes(prov):
+    base = prov.base / "shared-base"
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", ISSUE], check=True)
+    data = base / "data"
+    data.mkdir()
+    os.chmod(data, 0o777)  # the jail users may write and delete here, as apt does in /usr as root
+    for name in ("seed", "gone", "later"):
+        (data / name).write_text(f"base {name}\n")
+        os.chmod(data / name, 0o666)
+    before = tree_hash(base)
+    prov.create("jt-p52", 63052, base)
+    prov.create("jt-p53", 63053, base)
+    a = prov.session(63052, "echo a > /data/seed; rm /data/gone; echo new > /data/new-a; mkdir -p /data/dir-a; "
+                            "cat /data/seed; ls /data")
+    assert a.stdout == b"a\ndir-a\nlater\nnew-a\nseed\n", a.stderr
+    b = prov.session(63053, "cat /data/seed /data/gone; ls /data")
+    assert b.stdout == b"base seed\nbase gone\ngone\nlater\nseed\n"
+    # A's writes are in A's upper directory only: the deletion is a whiteout there.
+    upper_a = prov.upper("jt-p52") / "data"
+    assert (upper_a / "seed").read_text() == "a\n" and (upper_a / "new-a").exists()
+    assert stat.S_ISCHR(os.lstat(upper_a / "gone").st_mode)
+    assert not (prov.upper("jt-p53") / "data").exists()
+    assert tree_hash(base) == before
+    # A change to the base while both are stopped is seen by both at their next start,
+    # except where a jail has its own copy.
+    for name in ("jt-p52", "jt-p53"):
+        assert prov.jaild("status", name).returncode == 0
+        prov.jaild("stop", name, check=True)
+        assert prov.jaild("status", name).returncode == 3
+    (data / "later").write_text("changed later\n")
+    (data / "seed").write_text("changed seed\n")
+    for name in ("jt-p52", "jt-p53"):
+        prov.jaild("start", name, check=True)
+    assert prov.session(63052, "cat /data/later /data/seed").stdout == b"changed later\na\n"
+    assert prov.session(63053, "cat /data/later /data/seed").stdout == b"changed later\nchanged seed\n"
+    prov.destroy("jt-p52")
+    prov.destroy("jt-p53")
+
+
+def test_copy_is_a_tree_of_its_own(prov):
+    base = prov.base / "copy-base"
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", ISSUE], check=True)
+    before = tree_hash(base)
+    prov.create("jt-p54", 63054, base, "--copy")
+    root = prov.state / "jt-p54" / "root"
+    assert sorted(os.listdir(prov.state / "jt-p54")) == ["root"]
+    assert (root / "etc" / "issue").read_text() == ISSUE + "\n"
+    assert os.stat(root / "bin" / "busybox").st_ino != os.stat(base / "bin" / "busybox").st_ino
+    assert "base =" not in (prov.conf / "jt-p54.conf").read_text()
+    assert tree_hash(base) == before
+    (base / "etc" / "issue").write_text("changed\n")
+    prov.jaild("stop", "63054:63054", check=True)
+    prov.jaild("start", "jt-p54", check=True)
+    assert prov.session(63054, "id -un; cat /etc/issue").stdout == f"work\n{ISSUE}\n".encode()
+    assert prov.destroy("jt-p54").returncode == 0
+    assert not (prov.state / "jt-p54").exists()
+
+
+def test_bad_input_changes_nothing(prov, tmp_path):
+    busybox = prov.state / "bases" / "busybox"
+    empty = prov.base / "not-a-rootfs"
+    empty.mkdir(exist_ok=True)
+    taken = prov.base / "uid-taken-base"
+    (taken / "etc").mkdir(parents=True, exist_ok=True)
+    (taken / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nother:x:63059:63059::/:/bin/sh\n")
+    (prov.conf / "jt-p58.conf").write_text("uid = 63058\nroot = /nonexistent\n")  # a jail of another's
+    (prov.state / "jt-p57").mkdir()  # state left by a jail
+    key = tmp_path / "bad.pub"
+    key.write_text("not a key\n")
+    before = prov.snapshot()
+    cases = [
+        (["daemon", "--uid", "63054", "--base", "busybox"], "a host account of that name exists"),
+        (["jt-p58", "--uid", "63054", "--base", "busybox"], "jt-p58.conf exists"),
+        (["jt-p57", "--uid", "63054", "--base", "busybox"], "jt-p57 exists"),
+        (["jt-p54", "--uid", "1", "--base", "busybox"], "uid 1 is in use by host account daemon"),
+        (["jt-p54", "--uid", "63058", "--base", "busybox"], "uid 63058 is in use by jail jt-p58"),
+        (["jt-p54", "--uid", "63054", "--base", "/nonexistent/base"], "does not exist"),
+        (["jt-p54", "--uid", "63054", "--base", "nosuchbase"], "does not exist"),
+        (["jt-p54", "--uid", "63054", "--base", str(empty)], "it has no /etc/passwd"),
+        (["jt-p54", "--uid", "0", "--base", "busybox"], "uid 0 is not allowed"),
+        (["Bad/Name", "--uid", "63054", "--base", "busybox"], "not a valid account name"),
+        (["jt-p54", "--uid", "63054", "--base", "busybox", "--key", str(key)], "is not an ssh public key"),
+        (["jt-p54", "--uid", "63054", "--base", "busybox", "--key", "/nonexistent.pub"], "cannot read key"),
+        (["jt-p54", "--uid", "63054", "--base", "busybox", "--memory", "lots"], "--memory"),
+        (["jt-p54", "--uid", "63054", "--base", "busybox", "--bogus", "1"], "--bogus"),
+        (["jt-p54", "--uid", "63054", "--base", "busybox", "--shell", "/bin/zsh"], "does not exist in base"),
+        (["jt-p54", "--uid", "63059", "--base", str(taken)], "belongs to user 'other' in the base"),
+        (["jt-p54", "--base", "busybox"], "--uid UID is required"),
+        (["jt-p54", "--uid", "63054", "--base", "busybox", "--user", "root"], "is a system account"),
+        (["jt-p54", "--uid", "63054", "--gid", "0", "--base", "busybox"], "gid 0 is not allowed"),
+    ]
+    for args, message in cases:
+        result = prov.jaild("create", *args)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert prov.snapshot() == before, args
+    result = subprocess.run([prov.jaild_path, "create", "jt-p54", "--uid", "63054", "--base", "busybox"],
+                            capture_output=True, text=True, env=prov.env, preexec_fn=as_user(65534))
+    assert result.returncode != 0 and "must run as root" in result.stderr
+    assert prov.snapshot() == before
+    # A failure at the last step (the config directory is read-only) undoes the rest:
+    # the host account, its group, its home, the /etc/shells line, the jail's directories.
+    subprocess.run(["mount", "--bind", str(prov.conf), str(prov.conf)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(prov.conf)], check=True)
+        result = prov.jaild("create", "jt-p54", "--uid", "63054", "--base", "busybox")
+    finally:
+        subprocess.run(["umount", str(prov.conf)], check=True)
+    assert result.returncode != 0 and "jt-p54.conf" in result.stderr, result.stderr
+    assert prov.snapshot() == before
+    os.unlink(prov.conf / "jt-p58.conf")
+    os.rmdir(prov.state / "jt-p57")
+
+
+def test_destroy_leaves_nothing_and_keep_data_keeps_the_upper(prov):
+    before = prov.snapshot()
+    prov.create("jt-p55", 63055, "busybox", "--pids", "64")
+    prov.session(63055, "echo mine > /home/work/file")
+    # A second start is refused before a second overlay could be mounted over the layers in use.
+    again = prov.jaild("start", "jt-p55")
+    assert again.returncode == 1 and "already running" in again.stderr
+    refused = prov.jaild("destroy", "jt-p55")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert prov.session(63055, "cat /home/work/file").stdout == b"mine\n"
+    result = prov.destroy("jt-p55")
+    assert result.returncode == 0, result.stderr
+    assert prov.snapshot() == before
+    assert not os.path.exists("/run/jail/jaild-63055-63055.sock")
+    assert not os.path.exists("/var/log/jail/jail-63055-63055.log")
+
+    prov.create("jt-p56", 63056, "busybox")
+    prov.session(63056, "echo kept > /home/work/file")
+    result = prov.destroy("jt-p56", "--keep-data")
+    assert result.returncode == 0, result.stderr
+    assert (prov.upper("jt-p56") / "home" / "work" / "file").read_text() == "kept\n"
+    assert sorted(os.listdir(prov.state / "jt-p56")) == ["upper"]
+    shutil.rmtree(prov.state / "jt-p56")
+    for log in pathlib.Path("/var/log/jail").glob("jail-63056-63056.log*"):  # kept with the data
+        log.unlink()
+    assert prov.snapshot() == before
+    assert prov.jaild("destroy", "jt-p56", "--yes").returncode != 0
+
+
+def test_fifty_jails_from_one_base(prov, capsys):
+    busybox = prov.state / "bases" / "busybox"
+    before = tree_hash(busybox)
+    times = []
+    started = time.monotonic()
+    for name, uid in FIFTY:
+        t = time.monotonic()
+        prov.create(name, uid, "busybox")
+        times.append(time.monotonic() - t)
+    total = time.monotonic() - started
+    for name, uid in FIFTY:
+        result = prov.session(uid, "id -u; cat /etc/issue")
+        assert result.stdout == f"{uid}\n{ISSUE}\n".encode(), (name, result.stderr)
+    uppers = sum(disk_bytes(prov.upper(name)) for name, _ in FIFTY)
+    listing = prov.jaild("base", "list", check=True).stdout
+    row = next(line for line in listing.splitlines() if line.startswith("busybox "))
+    assert {name for name, _ in FIFTY} <= set(row.split()[2].split(","))
+    t = time.monotonic()
+    for name, _ in FIFTY:
+        assert prov.destroy(name).returncode == 0
+    destroyed = time.monotonic() - t
+    assert tree_hash(busybox) == before
+    with capsys.disabled():
+        print(f"\n[figures] 50 jails from one base: create + start {total:.2f} s "
+              f"(mean {sum(times) / 50 * 1000:.0f} ms, max {max(times) * 1000:.0f} ms), "
+              f"upper directories {uppers} bytes in all ({uppers / 50 / 1024:.0f} KiB each), "
+              f"destroy {destroyed:.2f} s, base {disk_bytes(busybox) / 1e6:.1f} MB")
