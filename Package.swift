@@ -56,5 +56,8 @@ let package = Package(
         .testTarget(name: "JailProtocolTests", dependencies: ["JailProtocol"]),
         .testTarget(name: "JailDaemonTests", dependencies: ["JailDaemon", "JailSystem", "JailProtocol"]),
         .testTarget(name: "JailClientTests", dependencies: ["JailClient", "JailProtocol"]),
+        .testTarget(name: "JailIOTests", dependencies: [
+            "JailIO", "JailProtocol", "JailSystem", .product(name: "SystemPackage", package: "swift-system"),
+        ]),
     ]
 )

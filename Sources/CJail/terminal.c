@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -22,6 +23,19 @@ int cj_get_window_size(int fd, uint16_t *rows, uint16_t *cols) {
 int cj_set_window_size(int fd, uint16_t rows, uint16_t cols) {
     struct winsize size = {.ws_row = rows, .ws_col = cols};
     return ioctl(fd, TIOCSWINSZ, &size);
+}
+
+int cj_bytes_queued(int fd) {
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) < 0 ? -1 : n;
+}
+
+unsigned int cj_device_major(dev_t device) { return major(device); }
+unsigned int cj_device_minor(dev_t device) { return minor(device); }
+
+long cj_filesystem_type(int fd) {
+    struct statfs fs;
+    return fstatfs(fd, &fs) < 0 ? -1 : (long)fs.f_type;
 }
 
 int cj_open_pty_master(char *slave_path, size_t len) {

@@ -11,10 +11,13 @@ import Glibc
 /// `jail`: connects to the jail of this uid and gid and runs a session in it.
 ///
 /// stdin a terminal → pty mode: the terminal goes raw, its modes and size go to the jail's own
-/// pty, bytes are relayed both ways, SIGWINCH is forwarded. Otherwise stdio mode: stdin,
-/// stdout and stderr are passed to the session as they are (SCM_RIGHTS: exact bytes and EOF
-/// at native speed), except terminals, which are relayed so that no host terminal enters the
-/// jail. The exit code is the program's; jail's own failures are one line and 255.
+/// pty, bytes are relayed both ways, SIGWINCH is forwarded. Otherwise stdio mode, per
+/// descriptor: pipes and unix sockets are passed to the session as they are (SCM_RIGHTS: exact
+/// bytes and EOF at native speed, `cat file | jail -c …`, ssh's socketpairs); /dev/null (or a
+/// closed descriptor) becomes the jail's own /dev/null; everything else — regular files,
+/// devices, named FIFOs, inet sockets, terminals — is relayed as frames, so no host object
+/// enters the jail (docs/security.md). The exit code is the program's; jail's own failures
+/// are one line and 255.
 public enum Client {
     public static func main(argv: [String], environment: [String: String]) -> Never {
         let invocation = Invocation(argv: argv)
@@ -58,9 +61,9 @@ struct ClientSession {
     let invocation: Invocation
     let environment: [String: String]
     var terminal: TerminalGuard?
-    /// Streams relayed as frames (a terminal never enters the jail); the rest are passed.
-    var relayed: [Int32] = []
+    /// stdin is relayed and has not ended: read it and send it as frames.
     var stdinOpen = false
+    /// stdout was passed: the session ends when its reader goes away.
     var watchStdoutHangup = false
     /// `jaild enter`: this socket (whose owner, the jail's uid, is trusted too) instead of
     /// the caller's own, and whether to ask for root inside.
@@ -77,11 +80,11 @@ struct ClientSession {
         let gid = getgid()
         let location = target.map { SocketLocation(socketPath: $0.socket) }
             ?? Invocation.socketLocation(environment: environment, uid: uid, gid: gid)
+        let (hello, passing) = try Self.makeHello(invocation: invocation, environment: environment, root: asRoot)
         let socket = try Connection.open(location, uid: uid, alsoTrusted: target?.owner)
         let signals: SignalDescriptor
         do { signals = try SignalDescriptor([SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT]) } catch { throw .system(error) }
 
-        let (hello, passing) = makeHello()
         let frame = FrameEncoder.encode(.hello(hello))
         do {
             let sent = try UnixSocket.send(socket, frame, passing: passing)
@@ -92,7 +95,7 @@ struct ClientSession {
             if let reason = Self.queuedRefusal(socket) { throw .refused(reason) }
             throw .system(error)
         }
-        for fd in passing where fd > 2 { close(fd) }
+        begin(hello.mode)
         do { try socket.setNonBlocking(true) } catch { throw .system(error) }
         return try relay(FrameChannel(socket: socket), signals: signals)
     }
@@ -105,35 +108,70 @@ struct ClientSession {
         return reason
     }
 
-    /// Builds the hello and the descriptors that go with it.
-    mutating func makeHello() -> (Hello, [Int32]) {
+    /// Builds the hello and the descriptors that go with it; changes nothing.
+    static func makeHello(invocation: Invocation, environment: [String: String],
+                          root: Bool) throws(ClientError) -> (Hello, [Int32]) {
         let offered = Invocation.offeredEnvironment(environment)
-        if isatty(0) == 1, let guardian = TerminalGuard(fd: 0) {
-            terminal = guardian
+        if isatty(0) == 1, let modes = TerminalGuard.modes(of: 0) {
             var rows: UInt16 = 24
             var cols: UInt16 = 80
             _ = cj_get_window_size(0, &rows, &cols)
-            stdinOpen = true
-            relayed = [0]
-            let mode = Hello.Mode.terminal(guardian.originalModes, WindowSize(rows: rows, columns: cols))
+            let mode = Hello.Mode.terminal(modes, WindowSize(rows: rows, columns: cols))
             return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered,
-                          root: asRoot), [])
+                          root: root), [])
         }
         var passed = StdioSet()
+        var null = StdioSet()
         var fds: [Int32] = []
         for fd: Int32 in 0...2 {
-            if isatty(fd) == 1 {
-                relayed.append(fd)
-                continue
+            let stream = StdioSet(rawValue: 1 << UInt8(fd))
+            switch try route(DescriptorKind.of(fd)) {
+            case .passed:
+                passed.insert(stream)
+                fds.append(fd)
+            case .null: null.insert(stream)
+            case .relayed: break
             }
-            passed.insert(StdioSet(rawValue: 1 << UInt8(fd)))
-            // A closed stdio descriptor is passed as /dev/null, as if redirected there.
-            fds.append(fcntl(fd, F_GETFD) >= 0 ? fd : Glibc.open("/dev/null", O_RDWR | O_CLOEXEC))
         }
-        watchStdoutHangup = passed.contains(.output)
-        let mode = Hello.Mode.stdio(passed: passed)
+        let relayedOutputs = passed.union(null).isDisjoint(with: [.output, .error])
+        let mode = Hello.Mode.stdio(passed: passed, null: null,
+                                    stderrJoinsStdout: relayedOutputs && sameFile(1, 2))
         return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered,
-                      root: asRoot), fds)
+                      root: root), fds)
+    }
+
+    enum Route { case passed, null, relayed }
+
+    /// Only pipes and unix sockets enter the jail; /dev/null (or nothing) becomes the jail's
+    /// own; every other kind is relayed, so the jail gets its bytes but never the object.
+    static func route(_ kind: DescriptorKind) throws(ClientError) -> Route {
+        switch kind {
+        case .pipe, .unixSocket: return .passed
+        case .null, .closed: return .null
+        case .directory: throw .refused("a directory cannot be a session's stdio")
+        case .pathOnly: throw .refused("an O_PATH descriptor cannot be a session's stdio")
+        case .namedFIFO, .otherSocket, .terminal, .regularFile, .device: return .relayed
+        }
+    }
+
+    /// `2>&1`: stdout and stderr are one file (and so one offset, or one terminal).
+    static func sameFile(_ a: Int32, _ b: Int32) -> Bool {
+        var x = stat()
+        var y = stat()
+        guard fstat(a, &x) == 0, fstat(b, &y) == 0 else { return false }
+        return x.st_dev == y.st_dev && x.st_ino == y.st_ino
+    }
+
+    /// The session has started: raw mode for a terminal, and which streams to relay.
+    mutating func begin(_ mode: Hello.Mode) {
+        switch mode {
+        case .terminal:
+            terminal = TerminalGuard(fd: 0)
+            stdinOpen = true
+        case .stdio(let passed, let null, _):
+            stdinOpen = !passed.union(null).contains(.input)
+            watchStdoutHangup = passed.contains(.output)
+        }
     }
 
     mutating func relay(_ channelIn: FrameChannel, signals: SignalDescriptor) throws(ClientError) -> Int32 {
@@ -162,8 +200,15 @@ struct ClientSession {
                 for message in messages {
                     switch message {
                     case .data(let stream, let bytes) where stream == 1 || stream == 2:
-                        // Blocking writes: a slow reader slows the session down, nothing is lost.
-                        _ = try? FileDescriptor(rawValue: Int32(stream)).writeFully(bytes)
+                        // Blocking writes: a slow reader slows the session down, nothing is lost,
+                        // and nothing piles up here (the session's queue holds the rest).
+                        do { try FileDescriptor(rawValue: Int32(stream)).writeFully(bytes) } catch {
+                            if stream == 1 && error.errno == .brokenPipe {
+                                // Our stdout's reader is gone: end as a writer to it would.
+                                terminal?.restore()
+                                die(by: SIGPIPE)
+                            }
+                        }
                     case .exit(let code): return code
                     case .error(let reason): throw .refused(reason)
                     default: throw .protocolError(.invalidValue("\(message.type) frame from the server"))

@@ -22,7 +22,16 @@ public struct TerminalGuard {
         tcsetattr(fd, TCSADRAIN, &raw)
     }
 
-    public var originalModes: TerminalModes {
+    /// The modes `fd` has now, for the hello; nil if it is not a terminal.
+    public static func modes(of fd: Int32) -> TerminalModes? {
+        var t = termios()
+        guard tcgetattr(fd, &t) == 0 else { return nil }
+        return modes(t)
+    }
+
+    public var originalModes: TerminalModes { Self.modes(saved) }
+
+    static func modes(_ saved: termios) -> TerminalModes {
         var t = saved
         let cc = withUnsafeBytes(of: &t.c_cc) { Array($0) }
         return TerminalModes(

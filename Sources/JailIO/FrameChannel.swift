@@ -59,6 +59,11 @@ public struct FrameChannel {
         if sent == outgoing.count {
             outgoing.removeAll(keepingCapacity: true)
             sent = 0
+        } else if sent >= Self.highWater {
+            // A reader that is slow but never quite idle would keep `sent` short of the end
+            // forever: drop what went out so the buffer stays bounded by what is pending.
+            outgoing.removeFirst(sent)
+            sent = 0
         }
     }
 

@@ -73,7 +73,16 @@ public struct FrameDecoder {
         case 0:
             let passed = StdioSet(rawValue: try r.u8("passed descriptors"))
             guard passed.rawValue & ~StdioSet.all.rawValue == 0 else { throw .invalidValue("passed descriptors") }
-            mode = .stdio(passed: passed)
+            let null = StdioSet(rawValue: try r.u8("null streams"))
+            guard null.rawValue & ~StdioSet.all.rawValue == 0, passed.isDisjoint(with: null) else {
+                throw .invalidValue("null streams")
+            }
+            let joined = try r.u8("stderr joins stdout")
+            // Only a relayed stderr can join a relayed stdout.
+            guard joined <= 1, joined == 0 || passed.union(null).isDisjoint(with: [.output, .error]) else {
+                throw .invalidValue("stderr joins stdout \(joined)")
+            }
+            mode = .stdio(passed: passed, null: null, stderrJoinsStdout: joined == 1)
         case 1:
             let input = try r.u32("termios")
             let output = try r.u32("termios")

@@ -41,9 +41,11 @@ public enum FrameEncoder {
         w.stringList(hello.arguments)
         w.stringList(hello.environment)
         switch hello.mode {
-        case .stdio(let passed):
+        case .stdio(let passed, let null, let joined):
             w.u8(0)
             w.u8(passed.rawValue)
+            w.u8(null.rawValue)
+            w.u8(joined ? 1 : 0)
         case .terminal(let modes, let size):
             w.u8(1)
             w.u32(modes.inputFlags)

@@ -72,8 +72,11 @@ public struct Hello: Equatable, Sendable {
         /// A pty inside the jail, relayed; the client's terminal is in raw mode.
         case terminal(TerminalModes, WindowSize)
         /// Exact byte streams. `passed` says which of fds 0, 1, 2 travel with this frame as
-        /// SCM_RIGHTS (in that order); the others are relayed as data frames.
-        case stdio(passed: StdioSet)
+        /// SCM_RIGHTS (in that order); `null` which the session opens on the jail's own
+        /// /dev/null; the others are relayed as data frames. `stderrJoinsStdout`: the client's
+        /// relayed stderr is its stdout (`2>&1`), so the program gets one pipe for both and
+        /// their order is kept.
+        case stdio(passed: StdioSet, null: StdioSet = [], stderrJoinsStdout: Bool = false)
     }
 
     public var version: UInt16
@@ -117,5 +120,5 @@ public struct StdioSet: OptionSet, Equatable, Sendable {
 
 public enum Protocol {
     public static let magic: [UInt8] = Array("JAIL".utf8)
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
 }

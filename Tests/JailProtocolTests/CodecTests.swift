@@ -19,6 +19,9 @@ final class CodecTests: XCTestCase {
         .exit(code: 137),
         .error("no such user"),
         .hello(Hello(mode: .stdio(passed: [.input, .error]), login: false, arguments: [], environment: [])),
+        .hello(Hello(mode: .stdio(passed: [.input], null: [.error]), login: false, arguments: [], environment: [])),
+        .hello(Hello(mode: .stdio(passed: [], null: [.input], stderrJoinsStdout: true), login: false, arguments: [],
+                     environment: [])),
     ]
 
     func decodeAll(_ bytes: [UInt8]) throws -> [Message] {
@@ -62,6 +65,22 @@ final class CodecTests: XCTestCase {
         var decoder = FrameDecoder()
         decoder.append([0x7f, 0xff, 0xff, 0xff])
         XCTAssertThrowsError(try decoder.next()) { XCTAssertEqual($0 as? ProtocolError, .frameTooLarge(0x7fff_ffff)) }
+    }
+
+    func testStdioHelloLayoutAndItsRules() {
+        let hello = Hello(mode: .stdio(passed: [.input], null: [.error], stderrJoinsStdout: false), login: false,
+                          arguments: [], environment: [])
+        let frame = FrameEncoder.encode(.hello(hello))
+        // … magic, version 2, login, 0 arguments, 0 environment, mode 0, passed, null, joined.
+        XCTAssertEqual(Array(frame[5...]), Array("JAIL".utf8) + [0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0])
+        var both = frame
+        both[frame.count - 2] = 1  // stdin both passed and /dev/null
+        XCTAssertThrowsError(try decodeAll(both)) { XCTAssertEqual($0 as? ProtocolError, .invalidValue("null streams")) }
+        var joined = frame
+        joined[frame.count - 1] = 1  // stderr joins stdout, but stderr is /dev/null
+        XCTAssertThrowsError(try decodeAll(joined)) {
+            XCTAssertEqual($0 as? ProtocolError, .invalidValue("stderr joins stdout 1"))
+        }
     }
 
     func testRejectsBadHellos() {

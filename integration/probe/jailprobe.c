@@ -189,6 +189,54 @@ static int abstract_receive_fd(const char *name, const char *create, const char 
     return 0;
 }
 
+/* The stdio descriptors a session got (issue 22 item 1): what they are, and whether root
+ * inside can change the object behind them. fd-kind N, fd-same N PATH, fd-fchmod N MODE,
+ * fd-fchown N UID, fd-reopen-write N (through /proc/self/fd/N), fd-flood N (writes forever). */
+static int fd_probe(const char *t, int argc, char **argv) {
+    int fd = argc > 2 ? atoi(argv[2]) : 0;
+    struct stat st;
+    if (!strcmp(t, "fd-kind")) {
+        if (fstat(fd, &st) < 0) return report(t, -1);
+        const char *kind = "other";
+        if (S_ISFIFO(st.st_mode)) kind = "pipe";
+        else if (S_ISREG(st.st_mode)) kind = "regular";
+        else if (S_ISDIR(st.st_mode)) kind = "directory";
+        else if (S_ISCHR(st.st_mode)) kind = major(st.st_rdev) == 1 && minor(st.st_rdev) == 3 ? "null" : "char";
+        else if (S_ISSOCK(st.st_mode)) {
+            int domain = 0;
+            socklen_t len = sizeof domain;
+            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+            kind = domain == AF_UNIX ? "unix-socket" : domain == AF_INET || domain == AF_INET6 ? "inet-socket" : "socket";
+        }
+        printf("%s: %s ino=%lu\n", t, kind, (unsigned long)st.st_ino);
+        return 0;
+    }
+    if (!strcmp(t, "fd-same") && argc > 3) {
+        struct stat other;
+        if (fstat(fd, &st) < 0 || stat(argv[3], &other) < 0) return report(t, -1);
+        printf("%s: %s\n", t, st.st_dev == other.st_dev && st.st_ino == other.st_ino ? "yes" : "no");
+        return 0;
+    }
+    if (!strcmp(t, "fd-fchmod") && argc > 3) return report(t, fchmod(fd, strtol(argv[3], NULL, 8)));
+    if (!strcmp(t, "fd-fchown") && argc > 3) return report(t, fchown(fd, atoi(argv[3]), atoi(argv[3])));
+    if (!strcmp(t, "fd-reopen-write")) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        int w = open(path, O_WRONLY | O_NONBLOCK); /* a full pipe must not block the probe */
+        return report(t, w < 0 ? w : write(w, "x", 1));
+    }
+    if (!strcmp(t, "fd-flood")) {
+        /* A writer that keeps a big pipe full (F_SETPIPE_SZ, 1 MiB): a relay that drains
+         * "until EAGAIN" never gets there. Writes zeros until the reader is gone. */
+        static char zeros[65536];
+        fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+        while (write(fd, zeros, sizeof zeros) > 0) {}
+        return 0;
+    }
+    fprintf(stderr, "jailprobe: unknown test %s\n", t);
+    return 2;
+}
+
 int main(int argc, char **argv) {
     if (geteuid() == 0 && getuid() != 0) {
         if (setgid(0) < 0 || setuid(0) < 0) { perror("setuid"); return 1; }
@@ -351,6 +399,7 @@ int main(int argc, char **argv) {
         const char *text = argc > 3 ? argv[3] : "";
         return report(t, fd < 0 ? fd : write(fd, text, strlen(text)));
     }
+    if (!strncmp(t, "fd-", 3)) return fd_probe(t, argc, argv);
     fprintf(stderr, "jailprobe: unknown test %s\n", t);
     return 2;
 }

@@ -110,6 +110,13 @@ int cj_get_window_size(int fd, uint16_t *rows, uint16_t *cols);
 int cj_set_window_size(int fd, uint16_t rows, uint16_t cols);
 /* Opens a new pty master from the /dev/ptmx in the current root and writes the slave's path. */
 int cj_open_pty_master(char *slave_path, size_t len);
+/* FIONREAD: bytes waiting to be read in a pipe, socket or pty master; -1 on error. */
+int cj_bytes_queued(int fd);
+/* major(3)/minor(3) of a device number (macros in C). */
+unsigned int cj_device_major(dev_t device);
+unsigned int cj_device_minor(dev_t device);
+/* fstatfs(2)'s f_type of the file system `fd` lives on (PIPEFS_MAGIC for pipe(2)); -1 on error. */
+long cj_filesystem_type(int fd);
 
 /* ---- files ------------------------------------------------------------------------------ */
 

@@ -5,9 +5,10 @@ import SystemPackage
 import Glibc
 #endif
 
-/// The cgroups of one jail, in every hierarchy it uses: `jail/NAME/init` holds init and the
-/// session helpers (no limits, so the operator is never locked out), `jail/NAME/programs`
-/// holds everything the jail runs, with the limits. The unified (v2) hierarchy is always used
+/// The cgroups of one jail, in every hierarchy it uses: `jail/NAME/init` holds init (no
+/// limits, so the operator is never locked out), `jail/NAME/sessions` the session helpers
+/// (with `--memory`, a memory limit of their own: `CgroupLimits.sessionMemory`),
+/// `jail/NAME/programs` everything the jail runs, with the limits. The unified (v2) hierarchy is always used
 /// when mounted (process tracking, and the port filter attaches there); v1 hierarchies only
 /// for limits that v2 cannot serve on this host. Only cgroups jaild created are touched.
 struct JailCgroups {
@@ -19,8 +20,11 @@ struct JailCgroups {
     /// limit. Moving a process between cgroups costs an RCU grace period (milliseconds per
     /// session), so where there is no limit to enforce the programs stay in `init`'s cgroup.
     let programDirectories: [String]
+    /// The `…/jail/NAME` directories whose `sessions` leaf has a memory limit; the helpers move
+    /// there right after init forks them (elsewhere they stay in `init`, for the same reason).
+    var sessionDirectories: [String] = []
 
-    static let leaves = ["init", "programs"]
+    static let leaves = ["init", "programs", "sessions"]
 
     /// The controller each limit needs, and where it is served: v2 if its root offers it.
     static func plan(_ limits: CgroupLimits, mounts: CgroupMounts,
@@ -48,6 +52,7 @@ struct JailCgroups {
         for mount in Set(v1.values).sorted() { hierarchies.append((mount, v1.filter { $0.value == mount }.map(\.key), false)) }
         var created: [String] = []
         var limited: [String] = []
+        var sessions: [String] = []
         do throws(JailError) {
             for h in hierarchies {
                 let directory = "\(h.root)/jail/\(name)"
@@ -64,13 +69,18 @@ struct JailCgroups {
                 for leaf in leaves { try makeDirectory("\(directory)/\(leaf)") }
                 try limits.apply(to: "\(directory)/programs", unified: h.unified, controllers: h.controllers)
                 if !h.controllers.isEmpty { limited.append(directory) }
+                if let sessionLimits = limits.sessionLimits, h.controllers.contains("memory") {
+                    try sessionLimits.apply(to: "\(directory)/sessions", unified: h.unified, controllers: ["memory"])
+                    sessions.append(directory)
+                }
             }
         } catch {
             JailCgroups(name: name, directories: created, unifiedDirectory: nil, programDirectories: []).remove()
             throw error
         }
         return JailCgroups(name: name, directories: created,
-                           unifiedDirectory: mounts.unified.map { "\($0)/jail/\(name)" }, programDirectories: limited)
+                           unifiedDirectory: mounts.unified.map { "\($0)/jail/\(name)" }, programDirectories: limited,
+                           sessionDirectories: sessions)
     }
 
     /// Moves init (and so the helpers it will fork) into `init` of every hierarchy.
@@ -81,12 +91,21 @@ struct JailCgroups {
     /// Write-only descriptors of each limited `programs/cgroup.procs`: the spawn path writes "0" to
     /// them, from inside the jail, where the cgroup file systems are not mounted.
     func openProgramProcs() throws(JailError) -> [Int32] {
+        try Self.openProcs(programDirectories.map { "\($0)/programs/cgroup.procs" })
+    }
+
+    /// The same for each limited `sessions/cgroup.procs`: a new helper writes "0" to join.
+    func openSessionProcs() throws(JailError) -> [Int32] {
+        try Self.openProcs(sessionDirectories.map { "\($0)/sessions/cgroup.procs" })
+    }
+
+    static func openProcs(_ paths: [String]) throws(JailError) -> [Int32] {
         var fds: [Int32] = []
-        for directory in programDirectories {
-            let fd = open("\(directory)/programs/cgroup.procs", O_WRONLY | O_CLOEXEC)
+        for path in paths {
+            let fd = open(path, O_WRONLY | O_CLOEXEC)
             if fd < 0 {
                 for f in fds { close(f) }
-                throw .system(.last("open", path: "\(directory)/programs/cgroup.procs"))
+                throw .system(.last("open", path: path))
             }
             fds.append(fd)
         }

@@ -19,6 +19,15 @@ public struct CgroupLimits: Equatable, Sendable {
 
     static let cpuPeriod = 100_000
 
+    /// The session helpers' memory, together, beside the programs' `--memory`: a quarter of
+    /// it, at least 32 MiB. A helper's buffers are bounded (at most about 2.5 MiB, see
+    /// JailIO/Relay.swift; its code and what it shares with init stay charged to init), so a
+    /// jail cannot make its helpers hold the host's memory outside every limit.
+    var sessionMemory: UInt64? { memory.map { max(32 << 20, $0 / 4) } }
+
+    /// The limits of the `sessions` cgroup: only memory (nil when there is no `--memory`).
+    var sessionLimits: CgroupLimits? { sessionMemory.map { CgroupLimits(memory: $0) } }
+
     /// Controller → the flag that asked for it (for error messages).
     var controllers: [(String, String)] {
         var out: [(String, String)] = []

@@ -21,6 +21,8 @@ struct InitChannels {
     /// The adoption socket and the read ends of the log and boot pipes (Init+Adoption.swift);
     /// nil for a rootless jail, which dies with its supervisor.
     let adoption: (control: FileDescriptor, logRead: FileDescriptor, bootRead: FileDescriptor)?
+    /// `sessions/cgroup.procs` of each hierarchy with a helpers' memory limit.
+    var sessionCgroups: [Int32] = []
 }
 
 /// PID 1 of the jail: "jaild: init [UID:GID]".
@@ -45,6 +47,8 @@ struct Init {
     var bootCommands: [pid_t: String] = [:]
     /// How init outlives its supervisor and is adopted by the next one.
     var adoption: InitAdoption?
+    /// Each new helper joins these (`InitChannels.sessionCgroups`).
+    var sessionCgroups: [Int32] = []
     /// The --syslog relay process (0: none).
     var syslogRelay: pid_t = 0
     /// The number of the next session (session records: `id=N`), and each helper's number:
@@ -69,7 +73,7 @@ struct Init {
         // Nothing of the supervisor's stays open here: its pid file lock, its signalfd and the
         // lifeline's write end (else the check below could never see it close).
         let keep = [listener.rawValue, ready.rawValue, lifeline.rawValue, logPipe.rawValue, channels.bootOutput.rawValue]
-            + channels.programCgroups
+            + channels.programCgroups + channels.sessionCgroups
             + (channels.adoption.map { [$0.control.rawValue, $0.logRead.rawValue, $0.bootRead.rawValue] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // The jail outlives its supervisor (it is adopted by the next one, Init+Adoption.swift);
@@ -134,6 +138,7 @@ struct Init {
             initProcess.adoption = channels.adoption.map {
                 InitAdoption(control: $0.control, lifeline: lifeline, logRead: $0.logRead, bootRead: $0.bootRead)
             }
+            initProcess.sessionCgroups = channels.sessionCgroups
             if let syslogTarget {
                 initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
             }
@@ -192,6 +197,7 @@ struct Init {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
                 adoption?.closeInChild()
+                SessionCgroup.join(sessionCgroups)
                 SessionHelper.run(connection: connection, configuration: configuration, jail: jailName, id: id)
             }
             if pid < 0 {

@@ -22,69 +22,56 @@ struct Session {
     /// Resolves the account from the jail's own files, prepares stdio and spawns the program.
     static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration) throws(SessionError) -> Session {
         let (account, ttyGroup) = try resolveAccount(configuration, root: hello.root)
-
         switch hello.mode {
         case .terminal(let modes, let size):
             guard passed.isEmpty else { throw .refused("descriptors are not accepted in terminal mode") }
-            let pty: PTY
-            do { pty = try PTY(owner: account, ttyGroup: ttyGroup, modes: modes, size: size) } catch {
-                if error.errno == .noSpace {
-                    throw .refused("no pty left in the jail: all \(configuration.maxPtys) of its ptys are in use")
-                }
-                throw .system(error)
-            }
-            let command = SessionCommand(account: account, hello: hello, terminal: pty.slavePath,
-                                         policy: configuration.environmentPolicy)
-            let slave = pty.slave.rawValue
-            let request = SpawnRequest(command: command, account: account, stdio: [slave, slave, slave], controllingTerminal: true)
-            let pid: pid_t
-            do { pid = try spawn(request) } catch {
-                pty.master.closeQuietly()
-                pty.slave.closeQuietly()
-                throw .refused(error.description)
-            }
-            // Only the program may hold the slave: when it and its children are gone, the
-            // master reads EIO, which is how the relay knows the output is complete.
-            pty.slave.closeQuietly()
-            cj_set_proctitle("jaild: [\(pid)] \(pty.slavePath)")
-            return Session(pid: pid, pty: pty, input: nil, outputs: [], account: account)
-
-        case .stdio(let passedSet):
+            return try startTerminal(hello: hello, account: account, ttyGroup: ttyGroup, modes: modes, size: size,
+                                     configuration: configuration)
+        case .stdio(let passedSet, let null, let joined):
             guard passed.count == passedSet.count else {
                 throw .refused("expected \(passedSet.count) descriptors, got \(passed.count)")
             }
             try checkPassable(passed)
-            var stdio: [Int32] = []
-            var childEnds: [Int32] = []
-            var session = Session(pid: 0, pty: nil, input: nil, outputs: [])
-            var next = 0
-            for stream in 0..<3 {
-                if passedSet.contains(stream: stream) {
-                    stdio.append(passed[next])
-                    next += 1
-                    continue
-                }
-                var ends: [Int32] = [0, 0]
-                do { try syscall("pipe2") { cj_pipe(&ends) } } catch { throw .system(error) }
-                if stream == 0 {
-                    stdio.append(ends[0])
-                    childEnds.append(ends[0])
-                    session.input = FileDescriptor(rawValue: ends[1])
-                } else {
-                    stdio.append(ends[1])
-                    childEnds.append(ends[1])
-                    session.outputs.append((UInt8(stream), FileDescriptor(rawValue: ends[0])))
-                }
-            }
+            var plumbing = try StdioPlumbing(passed: passed, passedSet: passedSet, null: null, stderrJoinsStdout: joined)
+            defer { plumbing.closeChildEnds() }
             let command = SessionCommand(account: account, hello: hello, terminal: nil,
                                          policy: configuration.environmentPolicy)
-            let request = SpawnRequest(command: command, account: account, stdio: stdio, controllingTerminal: false)
-            defer { for fd in childEnds { close(fd) } }
+            let request = SpawnRequest(command: command, account: account, stdio: plumbing.stdio, controllingTerminal: false)
             let pid: pid_t
-            do { pid = try spawn(request) } catch { throw .refused(error.description) }
+            do { pid = try spawn(request) } catch {
+                plumbing.closeRelayEnds()
+                throw .refused(error.description)
+            }
             cj_set_proctitle("jaild: [\(pid)] stdio")
-            return Session(pid: pid, pty: nil, input: session.input, outputs: session.outputs, account: account)
+            return Session(pid: pid, pty: nil, input: plumbing.input, outputs: plumbing.outputs, account: account)
         }
+    }
+
+    /// A pty of the jail's own devpts; the slave becomes the program's controlling terminal.
+    static func startTerminal(hello: Hello, account: Account, ttyGroup: UInt32?, modes: TerminalModes, size: WindowSize,
+                              configuration: JailConfiguration) throws(SessionError) -> Session {
+        let pty: PTY
+        do { pty = try PTY(owner: account, ttyGroup: ttyGroup, modes: modes, size: size) } catch {
+            if error.errno == .noSpace {
+                throw .refused("no pty left in the jail: all \(configuration.maxPtys) of its ptys are in use")
+            }
+            throw .system(error)
+        }
+        let command = SessionCommand(account: account, hello: hello, terminal: pty.slavePath,
+                                     policy: configuration.environmentPolicy)
+        let slave = pty.slave.rawValue
+        let request = SpawnRequest(command: command, account: account, stdio: [slave, slave, slave], controllingTerminal: true)
+        let pid: pid_t
+        do { pid = try spawn(request) } catch {
+            pty.master.closeQuietly()
+            pty.slave.closeQuietly()
+            throw .refused(error.description)
+        }
+        // Only the program may hold the slave: when it and its children are gone, the
+        // master reads EIO, which is how the relay knows the output is complete.
+        pty.slave.closeQuietly()
+        cj_set_proctitle("jaild: [\(pid)] \(pty.slavePath)")
+        return Session(pid: pid, pty: pty, input: nil, outputs: [], account: account)
     }
 
     /// The jail user from the jail's own files, read for each session (they may change), and
@@ -102,17 +89,76 @@ struct Session {
         }
     }
 
-    /// Descriptors from the client become the program's stdio. A directory would be a way out
-    /// of the root (fchdir), and a terminal would let the program type into the host's
-    /// terminal (TIOCSTI): both are refused.
+    /// Descriptors from the client become the program's stdio, so they must be nothing but a
+    /// way to move bytes: an anonymous pipe or a unix socket. Whatever the client is (a
+    /// modified one may be root), a file, a device (even /dev/null), a named FIFO, an inet
+    /// socket, a directory or a terminal is refused here: through a host object root inside
+    /// could fchmod/fchown it, re-open it for writing through /proc/self/fd, bind an inet
+    /// socket to a port, fchdir out of the root or type into the host's terminal. The client
+    /// relays those kinds instead (docs/security.md).
     static func checkPassable(_ fds: [Int32]) throws(SessionError) {
         for fd in fds {
-            var info = stat()
-            guard fstat(fd, &info) == 0 else { throw .system(.last("fstat")) }
-            if isDirectory(info) { throw .refused("a directory cannot be a session's stdio") }
-            if isatty(fd) == 1 { throw .refused("a terminal cannot be passed into the jail; it must be relayed") }
-            // CJ_O_PATH descriptors cannot be read or written; they only name a file.
-            if fcntl(fd, F_GETFL) & CJ_O_PATH != 0 { throw .refused("an CJ_O_PATH descriptor cannot be a session's stdio") }
+            let kind = DescriptorKind.of(fd)
+            guard kind.isPassable else {
+                throw .refused("\(kind.description) cannot be passed into the jail: only pipes and unix sockets are, the rest is relayed")
+            }
         }
+    }
+}
+
+/// The stdio of a stdio session: which descriptors the program gets as 0, 1 and 2 (passed
+/// ones, the jail's /dev/null, or pipe ends), and the helper's ends of the relayed pipes.
+struct StdioPlumbing {
+    var stdio: [Int32] = []
+    /// Descriptors made here for the program: closed in the helper once it is spawned.
+    var childEnds: [Int32] = []
+    /// A relayed stdin: the write end of the program's stdin pipe.
+    var input: FileDescriptor?
+    /// Relayed stdout/stderr: the read ends, with their stream numbers.
+    var outputs: [(stream: UInt8, fd: FileDescriptor)] = []
+
+    init(passed: [Int32], passedSet: StdioSet, null: StdioSet, stderrJoinsStdout: Bool) throws(SessionError) {
+        var next = 0
+        do throws(SystemError) {
+            for stream in 0..<3 {
+                if passedSet.contains(stream: stream) {
+                    stdio.append(passed[next])
+                    next += 1
+                } else if null.contains(stream: stream) {
+                    // The jail's own /dev/null, never the host's (root inside could fchmod it).
+                    let fd = try syscall("open", path: "/dev/null") { open("/dev/null", O_RDWR | O_CLOEXEC) }
+                    childEnds.append(fd)
+                    stdio.append(fd)
+                } else if stream == 2 && stderrJoinsStdout {
+                    // `2>&1` on the client: one pipe keeps the order of stdout and stderr.
+                    stdio.append(stdio[1])
+                } else {
+                    var ends: [Int32] = [0, 0]
+                    try syscall("pipe2") { cj_pipe(&ends) }
+                    let (programEnd, helperEnd) = stream == 0 ? (ends[0], ends[1]) : (ends[1], ends[0])
+                    childEnds.append(programEnd)
+                    stdio.append(programEnd)
+                    if stream == 0 {
+                        input = FileDescriptor(rawValue: helperEnd)
+                    } else {
+                        outputs.append((UInt8(stream), FileDescriptor(rawValue: helperEnd)))
+                    }
+                }
+            }
+        } catch {
+            closeChildEnds()
+            closeRelayEnds()
+            throw .system(error)
+        }
+    }
+
+    mutating func closeChildEnds() {
+        for fd in childEnds { close(fd) }
+        childEnds = []
+    }
+
+    func closeRelayEnds() {
+        input?.closeQuietly()
+        for output in outputs { output.fd.closeQuietly() }
     }
 }

@@ -68,10 +68,16 @@ struct SessionHelper {
         // Held (close-on-exec) until the helper exits: `jaild sessions` reads it from the host.
         _ = record.publish()
         record.logStart()
-        var relay = Relay(session: session, channel: channel, signals: signals, early: early)
+        var relay = session.relay(channel: channel, signals: signals, early: early)
+        // The session record's end line and utmp logout: before the status goes out, or after
+        // the hangup when the client left first.
         let ended = record
-        relay.ended = { ended.end(status: $0) }
-        relay.run()
+        relay.beforeStatus = { ended.end(status: "\($0)") }
+        if relay.run() == .clientGone {
+            session.hangUp()
+            record.end(status: "hangup")
+        }
+        _exit(0)
     }
 
     /// Reads frames until the hello is complete, with the handshake deadline. The client's

@@ -22,6 +22,8 @@ extension Supervisor {
         guard threads == 1 else { throw .threaded(threads) }
         let programCgroups = try cgroups?.openProgramProcs() ?? []
         defer { for fd in programCgroups { close(fd) } }
+        let sessionCgroups = try cgroups?.openSessionProcs() ?? []
+        defer { for fd in sessionCgroups { close(fd) } }
         let ready = try Pipe.make()
         let logs = try Pipe.make()
         let lifeline = try Pipe.make()
@@ -40,7 +42,8 @@ extension Supervisor {
         if pid == 0 {
             let channels = InitChannels(listener: listener, ready: ready.write, lifeline: lifeline.read, log: logs.write,
                                         bootOutput: boot.write, programCgroups: programCgroups,
-                                        adoption: control.map { ($0, logs.read, boot.read) })
+                                        adoption: control.map { ($0, logs.read, boot.read) },
+                                        sessionCgroups: sessionCgroups)
             Init.run(configuration: configuration, account: account, channels: channels)
         }
         ready.write.closeQuietly()

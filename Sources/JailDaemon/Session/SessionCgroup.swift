@@ -1,0 +1,16 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A new session helper's first step: into the jail's `sessions` cgroup, whose memory limit
+/// (derived from `--memory`, see CgroupLimits.sessionMemory) holds every helper together.
+/// Pages the helper shares with init stay charged to init; what it allocates from now on,
+/// its relay buffers above all, is charged here.
+enum SessionCgroup {
+    static func join(_ procs: [Int32]) {
+        for fd in procs where write(fd, "0", 1) < 0 {
+            // The helper then stays in init's cgroup: a session still works, unbounded as before.
+            log.warning("session helper cannot join its cgroup: \(String(cString: strerror(errno)))")
+        }
+    }
+}
