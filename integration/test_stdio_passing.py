@@ -193,7 +193,16 @@ def refusal(jail, fd):
     return data[9:4 + length].decode()
 
 
-def test_helper_refuses_host_objects_from_a_modified_client(jail, public_tmp):
+@pytest.fixture
+def jail_root_peer(rootfs_sec):
+    """A jail without a user namespace: there host root, which the raw client below runs as,
+    is a peer the jail's socket admits (in one it is the overflow uid and refused)."""
+    with Jail(rootfs_sec, UID_A, args=["--no-userns"]) as running:
+        yield running
+
+
+def test_helper_refuses_host_objects_from_a_modified_client(jail_root_peer, public_tmp):
+    jail = jail_root_peer
     path = public_tmp / "file"
     path.write_bytes(b"x")
     inside, outside = tcp_pair()

@@ -167,3 +167,7 @@ int cj_become_root(void) {
     if (setgroups(0, NULL) < 0) return -1;
     return setresuid(0, 0, 0);
 }
+
+int cj_pidfd_send_signal(int pidfd, int signo) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signo, NULL, 0);
+}

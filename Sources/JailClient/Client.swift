@@ -27,11 +27,15 @@ public enum Client {
     /// `jaild enter`: root on the host opens a session in the jail served at `socket` (owned
     /// by the jail's uid `owner`), as the jail's user or, with `root`, as root inside. The
     /// command's words are quoted for the jail's shell; none gives a login shell.
-    public static func enter(socket: String, owner: UInt32, root: Bool, command: [String], environment: [String: String]) -> Never {
+    /// `control`: `socket` is the jail's root-only control socket (OperatorEntry), as for every
+    /// jail started by root; else the jail's own socket, which admits root only without a user
+    /// namespace.
+    public static func enter(socket: String, control: Bool, owner: UInt32, root: Bool, command: [String],
+                             environment: [String: String]) -> Never {
         let invocation = command.isEmpty ? Invocation(login: true, arguments: [])
             : Invocation(login: false, arguments: ["-c", command.map(shellQuoted).joined(separator: " ")])
         var session = ClientSession(invocation: invocation, environment: environment)
-        session.target = (socket, owner)
+        session.target = (socket, owner, control)
         session.asRoot = root
         run(session, prefix: "jaild enter")
     }
@@ -67,12 +71,29 @@ struct ClientSession {
     var watchStdoutHangup = false
     /// `jaild enter`: this socket (whose owner, the jail's uid, is trusted too) instead of
     /// the caller's own, and whether to ask for root inside.
-    var target: (socket: String, owner: UInt32)?
+    var target: (socket: String, owner: UInt32, control: Bool)?
     var asRoot = false
 
     init(invocation: Invocation, environment: [String: String]) {
         self.invocation = invocation
         self.environment = environment
+    }
+
+    /// One request line, one answer line (bounded by 10 s), before the hello.
+    static func askForOperatorSession(_ socket: FileDescriptor) throws(ClientError) {
+        do { try socket.writeFully(OperatorEntry.request) } catch { throw .system(error) }
+        var answer: [UInt8] = []
+        var entry = pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)
+        while answer.last != 10 && answer.count < 512 {
+            guard poll(&entry, 1, 10_000) == 1 else { throw .refused("the jail's init did not answer on its control socket") }
+            var byte: UInt8 = 0
+            guard read(socket.rawValue, &byte, 1) == 1 else { throw .refused("the jail's init closed its control socket") }
+            answer.append(byte)
+        }
+        guard answer == OperatorEntry.accepted else {
+            let text = String(decoding: answer, as: UTF8.self).trimmingWhitespace()
+            throw .refused("the jail's init refused the session: \(text.isEmpty ? "no answer" : String(text))")
+        }
     }
 
     mutating func run() throws(ClientError) -> Int32 {
@@ -82,6 +103,7 @@ struct ClientSession {
             ?? Invocation.socketLocation(environment: environment, uid: uid, gid: gid)
         let (hello, passing) = try Self.makeHello(invocation: invocation, environment: environment, root: asRoot)
         let socket = try Connection.open(location, uid: uid, alsoTrusted: target?.owner)
+        if target?.control == true { try Self.askForOperatorSession(socket) }
         let signals: SignalDescriptor
         do { signals = try SignalDescriptor([SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT]) } catch { throw .system(error) }
 

@@ -41,6 +41,10 @@ enum Enter {
         for name in ["TERM", "LANG", "SSH_CONNECTION"] {
             if let value = getenv(name) { environment[name] = String(cString: value) }
         }
-        Client.enter(socket: state.socket, owner: state.uid, root: root, command: command, environment: environment)
+        // The root-only control socket where the jail has one (every jail started by root):
+        // there root is root also through a user namespace, which hides it on the jail's own.
+        let control = !state.control.isEmpty && access(state.control, F_OK) == 0
+        Client.enter(socket: control ? state.control : state.socket, control: control, owner: state.uid, root: root,
+                     command: command, environment: environment)
     }
 }

@@ -45,6 +45,8 @@ int cj_pipe(int fds[2]);
 int cj_set_nonblocking(int fd, int on);
 /* A pidfd: readable (POLLIN) once the process has exited. */
 int cj_pidfd_open(pid_t pid);
+/* A signal through a pidfd: it reaches that process, never a later one with its pid. */
+int cj_pidfd_send_signal(int pidfd, int signo);
 
 /* ---- signals ---------------------------------------------------------------------------- */
 

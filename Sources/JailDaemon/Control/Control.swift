@@ -22,6 +22,10 @@ public enum Control {
             print("running: \(spec) (pid \(pid))")
             return 0
         }
+        if let orphan = JailState.named().first(where: { $0.state.pidFile == pidFile }), orphan.state.initIsAlive {
+            print("running without a supervisor: \(spec) (init pid \(orphan.state.initPid); the next jaild for it adopts it)")
+            return 0
+        }
         print("not running: \(spec)")
         return 3
     }
@@ -29,7 +33,7 @@ public enum Control {
     /// SIGTERM to the supervisor, then waits until it is gone (it has stopped the jail).
     public static func stop(_ spec: String, timeoutSeconds: Int32 = 120) -> Int32 {
         guard let pidFile = pidFile(for: spec) else { return usage(spec) }
-        guard let pid = PidFile.runningPid(path: pidFile) else { return 0 }
+        guard let pid = PidFile.runningPid(path: pidFile) else { return stopOrphan(pidFile: pidFile, timeoutSeconds: timeoutSeconds) }
         let pidfd = cj_pidfd_open(pid)
         // The pid file must still be held after the pidfd exists, or the pid may be another's.
         guard pidfd >= 0, PidFile.runningPid(path: pidFile) == pid else {

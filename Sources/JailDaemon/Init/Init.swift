@@ -18,6 +18,9 @@ struct InitChannels {
     let bootOutput: FileDescriptor
     /// `programs/cgroup.procs` of each hierarchy, for the spawn path.
     let programCgroups: [Int32]
+    /// The adoption socket and the read ends of the log and boot pipes (Init+Adoption.swift);
+    /// nil for a rootless jail, which dies with its supervisor.
+    let adoption: (control: FileDescriptor, logRead: FileDescriptor, bootRead: FileDescriptor)?
     /// `sessions/cgroup.procs` of each hierarchy with a helpers' memory limit.
     let sessionCgroups: [Int32]
     /// Root's user namespace with a rootfs: the rootfs, idmapped by the supervisor, detached.
@@ -46,6 +49,8 @@ struct Init {
     var killedPrograms = false
     /// Boot commands still running: pid → the command, to log how each ended.
     var bootCommands: [pid_t: String] = [:]
+    /// How init outlives its supervisor and is adopted by the next one.
+    var adoption: InitAdoption?
     /// Each new helper joins these (`InitChannels.sessionCgroups`).
     var sessionCgroups: [Int32] = []
     /// The --syslog relay process (0: none).
@@ -69,7 +74,7 @@ struct Init {
     static func run(configuration: JailConfiguration, account: Account, channels: InitChannels) -> Never {
         currentLogSink = .supervisorPipe
         keepOnlyOwnDescriptors(channels)
-        dieWithTheSupervisor(lifeline: channels.lifeline)
+        tieToTheSupervisor(channels)
         takeStdio(log: channels.log)
         do {
             try awaitGo(lifeline: channels.lifeline)
@@ -82,8 +87,9 @@ struct Init {
             channels.rootTree?.closeQuietly()
             // Becoming the user namespace's root changed init's credentials, which clears the
             // parent-death signal: armed again, and the lifeline checked once more.
-            if configuration.mapsRange { dieWithTheSupervisor(lifeline: channels.lifeline) }
-            channels.lifeline.closeQuietly()
+            if configuration.mapsRange { tieToTheSupervisor(channels) }
+            // With adoption, the lifeline's end of file is how init learns the supervisor is gone.
+            if channels.adoption == nil { channels.lifeline.closeQuietly() }
             replaceHostNull()
             try setUpIdentity(configuration: configuration, account: account)
             let settings = try harden(configuration: configuration, account: account, channels: channels)
@@ -93,6 +99,9 @@ struct Init {
             }
             var initProcess = Init(configuration: configuration, account: account, listener: channels.listener,
                                    signals: signals, programSettings: settings)
+            initProcess.adoption = channels.adoption.map {
+                InitAdoption(control: $0.control, lifeline: channels.lifeline, logRead: $0.logRead, bootRead: $0.bootRead)
+            }
             initProcess.sessionCgroups = channels.sessionCgroups
             if let syslogTarget {
                 initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
@@ -113,19 +122,26 @@ struct Init {
     }
 
     /// Nothing of the supervisor's stays open here: its pid file lock, its signalfd and the
-    /// lifeline's write end (else `dieWithTheSupervisor` could never see it close).
+    /// lifeline's write end (else `tieToTheSupervisor` could never see it close).
     static func keepOnlyOwnDescriptors(_ channels: InitChannels) {
         let keep = [channels.listener.rawValue, channels.ready.rawValue, channels.lifeline.rawValue, channels.log.rawValue,
                     channels.bootOutput.rawValue] + channels.programCgroups + channels.sessionCgroups
             + (channels.rootTree.map { [$0.rawValue] } ?? [])
+            + (channels.adoption.map { [$0.control.rawValue, $0.logRead.rawValue, $0.bootRead.rawValue] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
     }
 
-    /// If the supervisor dies, so does the jail: nothing is left running unseen. The lifeline
-    /// closes the window between clone and prctl.
-    static func dieWithTheSupervisor(lifeline: FileDescriptor) {
-        _ = cj_set_parent_death_signal(SIGKILL)
-        var entry = pollfd(fd: lifeline.rawValue, events: 0, revents: 0)
+    /// What the supervisor's death does to init: during setup it ends the start; once running,
+    /// a root jail lives on to be adopted and a rootless one dies with it.
+    static func tieToTheSupervisor(_ channels: InitChannels) {
+        // The jail outlives its supervisor (it is adopted by the next one, Init+Adoption.swift);
+        // a rootless jail, which no other jaild can find, dies with it. The lifeline closes
+        // the window between clone and prctl, and during setup a dead supervisor ends it.
+        if channels.adoption == nil { _ = cj_set_parent_death_signal(SIGKILL) }
+        // Inherited from the supervisor, and set again: a log line written after it died must
+        // fail with EPIPE (or, with init holding the read end, just wait), never kill init.
+        _ = cj_ignore_signal(SIGPIPE)
+        var entry = pollfd(fd: channels.lifeline.rawValue, events: 0, revents: 0)
         if poll(&entry, 1, 0) > 0 { _exit(1) }
     }
 
@@ -189,10 +205,21 @@ struct Init {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
+            let adoptionWatch = adoption?.addPolls(&poller)
             let timeout: Int32 = stopping ? Int32(max(0, stopDeadline - monotonicMilliseconds())) : -1
             idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
+            if let adoptionWatch {
+                adoption?.handle(poller, adoptionWatch)
+                for connection in adoption?.takeOperatorSessions() ?? [] {
+                    guard !stopping, helpers.count < configuration.maxSessions else {
+                        connection.closeQuietly()
+                        continue
+                    }
+                    startHelper(connection, hostRoot: true)
+                }
+            }
             if stopping && monotonicMilliseconds() >= stopDeadline { stopDeadlinePassed() }
         }
     }
@@ -209,31 +236,40 @@ struct Init {
                 continue
             }
             // In a user namespace SO_PEERCRED shows a host uid without an id inside (host root
-            // too) as the overflow uid 65534: refused, as the jail's own nobody would be.
+            // too) as the overflow uid 65534: refused, as the jail's own nobody would be. Root
+            // on the host enters through the control socket instead (`jaild enter`).
             guard peer.uid == account.uid || (peer.uid == 0 && !configuration.inUserNamespace) else {
                 let who = configuration.inUserNamespace && peer.uid == 65534 ? "a host uid without an id in the jail" : "uid \(peer.uid)"
                 logRefusal(peer, "wrong peer uid \(peer.uid)")
                 refuse(connection, "\(who) may not enter the jail of uid \(account.uid)")
                 continue
             }
-            let id = nextSessionID
-            nextSessionID += 1
-            let pid = fork()
-            if pid == 0 {
-                listener.closeQuietly()
-                signals.fd.closeQuietly()
-                SessionCgroup.join(sessionCgroups)
-                SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings,
-                                  jail: jailName, id: id)
-            }
-            if pid < 0 {
-                log.error("fork of a session helper: \(Errno(rawValue: errno))")
-            } else {
-                helpers.insert(pid)
-                sessionIDs[pid] = id
-            }
-            connection.closeQuietly()
+            startHelper(connection, hostRoot: peer.uid == 0 && !configuration.inUserNamespace)
         }
+    }
+
+    /// One session helper for a connection (closed here, the helper has its own copy).
+    /// `hostRoot`: root on the host, known by the socket it came through (the jail's socket
+    /// without a user namespace, or the root-only control socket).
+    mutating func startHelper(_ connection: FileDescriptor, hostRoot: Bool) {
+        let id = nextSessionID
+        nextSessionID += 1
+        let pid = fork()
+        if pid == 0 {
+            listener.closeQuietly()
+            signals.fd.closeQuietly()
+            adoption?.closeInChild()
+            SessionCgroup.join(sessionCgroups)
+            SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings,
+                              jail: jailName, id: id, hostRoot: hostRoot)
+        }
+        if pid < 0 {
+            log.error("fork of a session helper: \(Errno(rawValue: errno))")
+        } else {
+            helpers.insert(pid)
+            sessionIDs[pid] = id
+        }
+        connection.closeQuietly()
     }
 
     /// The refusal's session record (pure text from init's own values: nothing from the client).

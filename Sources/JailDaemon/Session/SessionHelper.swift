@@ -28,18 +28,26 @@ struct SessionHelper {
 
     /// Runs the session and exits the process; never returns.
     static func run(connection: FileDescriptor, configuration: JailConfiguration, settings: ProgramSettings, jail: String,
-                    id: Int) -> Never {
+                    id: Int, hostRoot: Bool) -> Never {
         _ = cj_set_dumpable(0)
         cj_set_proctitle("jaild: session")
         do {
             let signals = try SignalDescriptor([SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGPIPE])
             var helper = SessionHelper(configuration: configuration, settings: settings, channel: FrameChannel(socket: connection),
-                                       signals: signals, jail: jail, id: id, peer: try? UnixSocket.peerCredentials(connection))
+                                       signals: signals, jail: jail, id: id,
+                                       peer: peerOnTheHost(connection, hostRoot: hostRoot))
             helper.serve()
         } catch {
             log.error("session: \(error)")
         }
         _exit(0)
+    }
+
+    /// The peer as the log and the `--root` check see it: root on the host is uid 0, also
+    /// where a user namespace shows it as the overflow uid (it came through the control socket).
+    static func peerOnTheHost(_ connection: FileDescriptor, hostRoot: Bool) -> PeerCredentials? {
+        guard let peer = try? UnixSocket.peerCredentials(connection) else { return nil }
+        return hostRoot ? PeerCredentials(pid: peer.pid, uid: 0, gid: 0) : peer
     }
 
     mutating func serve() -> Never {

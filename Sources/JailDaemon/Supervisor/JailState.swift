@@ -7,6 +7,10 @@ import Glibc
 /// What `jaild list`, `stop` and `status` know of a running jail: one small key=value file per
 /// jail in /run/jail/state, written by its supervisor once the jail is ready and removed at
 /// stop. Liveness is never taken from it alone: the pid file's lock decides.
+///
+/// It is also how a new supervisor finds a jail whose supervisor died (adoption): `version`
+/// is the format, `identity` pins init (start time and namespaces, so a recycled pid is never
+/// taken for it), `control` is init's adoption socket and `cgroups` every directory to remove.
 public struct JailState: Equatable, Sendable {
     public var socket: String
     public var pidFile: String
@@ -24,15 +28,27 @@ public struct JailState: Equatable, Sendable {
     public var userRange: UInt32? = nil
     /// The jail's name (`JailConfiguration.name(account:)`), for `jaild sessions NAME`.
     public var name: String = ""
+    public var version: Int = JailState.formatVersion
+    public var identity: ProcessIdentity?
+    public var control: String = ""
+    public var cgroups: [String] = []
 
     public static let directory = "/run/jail/state"
+    /// 1: before adoption (no identity, no control socket). 2: adoptable.
+    public static let formatVersion = 2
 
     public func encoded() -> String {
-        [("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
-         ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
-         ("ports", ports), ("rc", rcStatus.map { "\($0)" } ?? ""), ("userns", userRange.map { "\($0)" } ?? ""),
-         ("name", name)]
-            .map { "\($0)=\($1)\n" }.joined()
+        let jail: [(String, String)] = [
+            ("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
+            ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
+            ("ports", ports), ("rc", rcStatus.map { "\($0)" } ?? ""), ("userns", userRange.map { "\($0)" } ?? ""),
+            ("name", name), ("version", "\(version)"),
+        ]
+        let initIdentity: [(String, String)] = [
+            ("initstart", identity.map { "\($0.startTime)" } ?? ""), ("pidns", identity?.pidNamespace ?? ""),
+            ("mntns", identity?.mountNamespace ?? ""), ("control", control), ("cgroups", cgroups.joined(separator: ":")),
+        ]
+        return (jail + initIdentity).map { "\($0.0)=\($0.1)\n" }.joined()
     }
 
     public static func decode(_ text: String) -> JailState? {
@@ -45,11 +61,24 @@ public struct JailState: Equatable, Sendable {
               let gid = fields["gid"].flatMap({ UInt32($0) }), let supervisor = fields["supervisor"].flatMap({ Int32($0) }),
               let initPid = fields["init"].flatMap({ Int32($0) }), let started = fields["started"].flatMap({ Int64($0) })
         else { return nil }
-        return JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
-                         supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
-                         ports: fields["ports"] ?? "", rcStatus: fields["rc"].flatMap { Int32($0) },
-                         userRange: fields["userns"].flatMap { UInt32($0) },
-                         name: fields["name"] ?? "\(uid)-\(gid)")
+        var state = JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
+                              supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
+                              ports: fields["ports"] ?? "", rcStatus: fields["rc"].flatMap { Int32($0) },
+                              userRange: fields["userns"].flatMap { UInt32($0) },
+                              name: fields["name"] ?? "\(uid)-\(gid)")
+        state.version = fields["version"].flatMap { Int($0) } ?? 1
+        if let start = fields["initstart"].flatMap({ UInt64($0) }), let pidns = fields["pidns"], let mntns = fields["mntns"],
+           !pidns.isEmpty, !mntns.isEmpty {
+            state.identity = ProcessIdentity(startTime: start, pidNamespace: pidns, mountNamespace: mntns)
+        }
+        state.control = fields["control"] ?? ""
+        state.cgroups = (fields["cgroups"] ?? "").split(separator: ":").map(String.init)
+        return state
+    }
+
+    static func load(name: String) -> JailState? {
+        guard let bytes = try? readFile("\(directory)/\(name).state") else { return nil }
+        return decode(String(decoding: bytes, as: UTF8.self))
     }
 
     func save(as name: String) {
@@ -69,14 +98,65 @@ public struct JailState: Equatable, Sendable {
         unlink("\(directory)/\(name).state")
     }
 
-    /// Every state file, with whether its jail is alive (its pid file is locked by its supervisor).
+    /// Every state file, with whether its jail is alive: its pid file is locked by its
+    /// supervisor, or its supervisor died and its init runs on (then `supervisor` is 0).
     public static func all() -> [(state: JailState, alive: Bool)] {
-        var out: [(JailState, Bool)] = []
-        for name in listDirectory(directory) {
-            guard name.hasSuffix(".state"), let bytes = try? readFile("\(directory)/\(name)"),
-                  let state = decode(String(decoding: bytes, as: UTF8.self)) else { continue }
-            out.append((state, PidFile.isLocked(state.pidFile)))
+        named().map { entry in
+            var state = entry.state
+            if PidFile.isLocked(state.pidFile) { return (state, true) }
+            guard state.initIsAlive else { return (state, false) }
+            state.supervisor = 0
+            return (state, true)
         }
-        return out.sorted { $0.0.socket < $1.0.socket }
+    }
+
+    /// Every state file with its name (the jail's cgroup name).
+    static func named() -> [(name: String, state: JailState)] {
+        var out: [(String, JailState)] = []
+        for name in listDirectory(directory) {
+            guard name.hasSuffix(".state"), let state = load(name: String(name.dropLast(6))) else { continue }
+            out.append((String(name.dropLast(6)), state))
+        }
+        return out.sorted { $0.1.socket < $1.1.socket }
+    }
+
+    /// Whether the init this state names still runs: the same process, not a later one with its pid.
+    var initIsAlive: Bool {
+        guard let identity, initPid > 0 else { return false }
+        return ProcessIdentity.of("\(initPid)") == identity
+    }
+}
+
+/// What tells one process from a later one with the same pid: its start time (clock ticks
+/// since boot, /proc/PID/stat field 22) and, for a jail's init, its own PID and mount
+/// namespaces, which no other process on the host is PID 1 of.
+public struct ProcessIdentity: Equatable, Sendable {
+    public var startTime: UInt64
+    public var pidNamespace: String
+    public var mountNamespace: String
+
+    /// The identity of `pid` now, seen through `proc` (the host's /proc, or the jail's own).
+    public static func of(_ pid: String, proc: String = "/proc") -> ProcessIdentity? {
+        guard let stat = try? readFile("\(proc)/\(pid)/stat"), let start = startTime(stat: stat),
+              let pidns = link("\(proc)/\(pid)/ns/pid"), let mntns = link("\(proc)/\(pid)/ns/mnt")
+        else { return nil }
+        return ProcessIdentity(startTime: start, pidNamespace: pidns, mountNamespace: mntns)
+    }
+
+    /// Field 22 of /proc/PID/stat; the command name (field 2) may hold spaces and parentheses,
+    /// so fields are counted from the last ')'.
+    static func startTime(stat: [UInt8]) -> UInt64? {
+        guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        // After ')' come field 3 (state) onwards: field 22 is the 20th.
+        guard fields.count >= 20 else { return nil }
+        return UInt64(String(decoding: fields[19], as: UTF8.self))
+    }
+
+    static func link(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -23,9 +23,13 @@ struct RunningJail {
     var bootBudget = LogBudget()
     var stopRequested = false
     var killDeadline: Int64 = 0
+    /// An adopted init is not this supervisor's child: its pidfd says when it has exited, and
+    /// signals go through it (never to a later process with the same pid).
+    let initPidfd: Int32?
 
     init(supervisor: Supervisor, lock: PidFile, initPid: pid_t, signals: SignalDescriptor, logPipe: FileDescriptor,
-         bootOutput: FileDescriptor, cgroups: JailCgroups?) {
+         bootOutput: FileDescriptor, cgroups: JailCgroups?, initPidfd: Int32?) {
+        self.initPidfd = initPidfd
         self.supervisor = supervisor
         self.lock = lock
         self.initPid = initPid
@@ -52,9 +56,11 @@ struct RunningJail {
                 let untilKill = Int32(max(0, killDeadline - monotonicMilliseconds()))
                 timeout = timeout < 0 ? untilKill : min(timeout, untilKill)
             }
+            let pidfdIndex = initPidfd.map { poller.add($0, read: true) } ?? -1
             idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
             if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
+            if pidfdIndex >= 0 && poller.readable(pidfdIndex) { return finish(initCode: nil) }
             if poller.readable(signalIndex), let pending = try? signals.drain() {
                 for (signal, _) in pending {
                     if signal == SIGCHLD {
@@ -66,7 +72,7 @@ struct RunningJail {
             }
             if stopRequested && monotonicMilliseconds() >= killDeadline {
                 // init enforces the stop timeout itself; this is the backstop if it cannot.
-                kill(initPid, SIGKILL)
+                signalInit(SIGKILL)
             }
         }
     }
@@ -79,7 +85,11 @@ struct RunningJail {
         // rc-stop may take one stop timeout before the TERM-then-KILL takes another.
         let timeouts = supervisor.configuration.rcStop == nil ? 1 : 2
         killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout * timeouts + 5) * 1000
-        kill(initPid, SIGTERM)
+        signalInit(SIGTERM)
+    }
+
+    func signalInit(_ signal: Int32) {
+        if let initPidfd { _ = cj_pidfd_send_signal(initPidfd, signal) } else { kill(initPid, signal) }
     }
 
     /// Logs each complete line from the jail. Returns false once the pipe is closed.
@@ -123,12 +133,14 @@ struct RunningJail {
         }
     }
 
-    mutating func finish(initCode: Int32) -> Int32 {
+    /// `initCode` is nil for an adopted init, whose status only its parent could read.
+    mutating func finish(initCode: Int32?) -> Int32 {
         try? logPipe.setNonBlocking(true)
         while let chunk = try? logPipe.readChunk(max: 16384), !chunk.isEmpty { absorbLog(chunk) }
         logPipe.closeQuietly()
         bootOutput.closeQuietly()
         unlink(supervisor.location.socketPath)
+        unlink(supervisor.controlPath)
         PortFilter.detach(from: cgroups)
         cgroups?.remove()
         JailState.remove(name: supervisor.cgroupName)
@@ -136,6 +148,10 @@ struct RunningJail {
         if stopRequested {
             log.info("jail \(supervisor.account.uid):\(supervisor.account.gid) stopped")
             return 0
+        }
+        guard let initCode else {
+            log.error("the jail's init exited unexpectedly (status unknown: this jaild adopted it and is not its parent)")
+            return 1
         }
         log.error("the jail's init exited unexpectedly (status \(initCode))")
         return 1

@@ -50,7 +50,8 @@ extension Supervisor {
     /// clone(2) into the new namespaces; the child becomes init and never returns here. The
     /// steps: open the channels, clone, give init its ids, root and cgroups, say "G", wait
     /// for its readiness. Any failure undoes all of it in the one `catch` below.
-    func cloneInit(listener: FileDescriptor, cgroups: JailCgroups?, range: UInt32?) throws(JailError) -> StartedInit {
+    func cloneInit(listener: FileDescriptor, control: FileDescriptor?, cgroups: JailCgroups?,
+                   range: UInt32?) throws(JailError) -> StartedInit {
         let threads = threadCount()
         guard threads == 1 else { throw .threaded(threads) }
         let channels = try openChannels(cgroups: cgroups)
@@ -58,7 +59,7 @@ extension Supervisor {
         var rcStatus: Int32?
         var reaped = false
         do {
-            pid = try clone(channels, listener: listener)
+            pid = try clone(channels, listener: listener, control: control)
             try prepare(init: pid, channels: channels, cgroups: cgroups, range: range)
             // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
             try? channels.lifeline.write.writeFully(Array("G".utf8))
@@ -103,7 +104,7 @@ extension Supervisor {
     }
 
     /// Returns init's pid in the supervisor; in the child, runs init.
-    func clone(_ channels: CloneChannels, listener: FileDescriptor) throws(JailError) -> pid_t {
+    func clone(_ channels: CloneChannels, listener: FileDescriptor, control: FileDescriptor?) throws(JailError) -> pid_t {
         var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
         if configuration.inUserNamespace { flags |= UInt(CLONE_NEWUSER) }
         let pid = cj_clone(flags)
@@ -111,6 +112,7 @@ extension Supervisor {
             let initChannels = InitChannels(listener: listener, ready: channels.ready.write, lifeline: channels.lifeline.read,
                                             log: channels.logs.write, bootOutput: channels.boot.write,
                                             programCgroups: channels.programCgroups,
+                                            adoption: control.map { ($0, channels.logs.read, channels.boot.read) },
                                             sessionCgroups: channels.sessionCgroups, rootTree: channels.rootTree)
             Init.run(configuration: configuration, account: account, channels: initChannels)
         }

@@ -13,6 +13,9 @@ import Glibc
 /// socket, clones the jail's first process into new PID, mount, UTS and IPC namespaces (never
 /// a network namespace), logs what the jail reports, turns SIGTERM into a jail shutdown and,
 /// when init is gone, removes the socket and the pid file. It holds no jail fd after the clone.
+///
+/// The jail does not depend on it: if it dies, init runs on, and the next jaild started for
+/// the same socket adopts the jail instead of starting another (Supervisor+Adopt.swift).
 public struct Supervisor {
     public let configuration: JailConfiguration
     public let account: Account
@@ -127,9 +130,12 @@ public struct Supervisor {
     func start(report: FileDescriptor?) throws(JailError) -> RunningJail {
         try prepareDirectory()
         let lock = try PidFile.acquire(location)
+        if let adopted = try adoptRunningJail(lock: lock, report: report) { return adopted }
         let listener: FileDescriptor
+        var control: FileDescriptor?
         do {
             listener = try bindSocket()
+            if !configuration.rootless { control = try bindControlSocket() }
         } catch {
             lock.release()
             throw error
@@ -145,9 +151,11 @@ public struct Supervisor {
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
             range = try allocateRange()
-            started = try cloneInit(listener: listener, cgroups: cgroups, range: range)
+            started = try cloneInit(listener: listener, control: control, cgroups: cgroups, range: range)
         } catch {
             listener.closeQuietly()
+            control?.closeQuietly()
+            unlink(controlPath)
             PortFilter.detach(from: cgroups)
             cgroups?.remove()
             unlink(location.socketPath)
@@ -155,13 +163,19 @@ public struct Supervisor {
             throw error
         }
         listener.closeQuietly()
+        control?.closeQuietly()
         cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
-        let state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
+        var state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
                               ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus,
                               userRange: range,
                               name: configuration.name(account: account))
+        if control != nil {
+            state.identity = ProcessIdentity.of("\(started.pid)")
+            state.control = controlPath
+            state.cgroups = cgroups?.directories ?? []
+        }
         state.save(as: cgroupName)
         if let report {
             Readiness.ready("").send(on: report)
@@ -170,7 +184,7 @@ public struct Supervisor {
         SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
         log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(started.pid)")
         return RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
-                           bootOutput: started.bootOutput, cgroups: cgroups)
+                           bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
     }
 
     /// The jail's host id range (root's user namespace only), the same at every start.

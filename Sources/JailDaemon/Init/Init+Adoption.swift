@@ -1,0 +1,146 @@
+import CJail
+import JailIO
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What lets init outlive its supervisor: the jail is the tenants', jaild is only its keeper.
+///
+/// The lifeline's read end tells init its supervisor is gone (EOF): init then keeps serving
+/// sessions, signals nobody, and drains its own log pipe and the boot commands' pipe so that
+/// nothing in the jail blocks on a full pipe or dies of EPIPE (init holds their read ends for
+/// exactly that). Those lines are dropped; the count is logged once a new supervisor adopts
+/// the jail through the adoption socket (AdoptionChannel) and gets both pipes' read ends.
+struct InitAdoption {
+    let control: FileDescriptor
+    var lifeline: FileDescriptor
+    let logRead: FileDescriptor
+    let bootRead: FileDescriptor
+    var supervised = true
+    var bootOpen = true
+    var dropped = 0
+    /// Accepted `jail-enter` connections waiting for a helper.
+    var operatorSessions: [FileDescriptor] = []
+    var orphanedAt: Int64 = 0
+
+    /// Indexes in the poller of what this watches, -1 where nothing.
+    struct Watch {
+        var lifeline = -1
+        var control = -1
+        var log = -1
+        var boot = -1
+    }
+
+    func addPolls(_ poller: inout Poller) -> Watch {
+        var watch = Watch()
+        watch.control = poller.add(control.rawValue, read: true)
+        if supervised {
+            watch.lifeline = poller.add(lifeline.rawValue, read: true)
+        } else {
+            watch.log = poller.add(logRead.rawValue, read: true)
+            if bootOpen { watch.boot = poller.add(bootRead.rawValue, read: true) }
+        }
+        return watch
+    }
+
+    mutating func handle(_ poller: Poller, _ watch: Watch) {
+        if watch.lifeline >= 0 && poller.readable(watch.lifeline) { noticeLifeline() }
+        if watch.log >= 0 && poller.readable(watch.log) { _ = drain(logRead) }
+        if watch.boot >= 0 && poller.readable(watch.boot) { bootOpen = drain(bootRead) }
+        if poller.readable(watch.control) { acceptAdopters() }
+    }
+
+    /// EOF on the lifeline: the supervisor died (a stop would have come as SIGTERM first).
+    mutating func noticeLifeline() {
+        var byte: UInt8 = 0
+        let n = read(lifeline.rawValue, &byte, 1)
+        guard n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) else { return }
+        supervised = false
+        orphanedAt = monotonicMilliseconds()
+        try? logRead.setNonBlocking(true)
+        try? bootRead.setNonBlocking(true)
+    }
+
+    /// Reads and drops what is waiting. Returns false at EOF.
+    mutating func drain(_ fd: FileDescriptor) -> Bool {
+        while true {
+            guard let chunk = try? fd.readChunk(max: 65536) else { return true }
+            if chunk.isEmpty { return false }
+            dropped += chunk.count
+        }
+    }
+
+    mutating func acceptAdopters() {
+        while let connection = try? UnixSocket.accept(control) {
+            if answer(connection) { operatorSessions.append(connection) } else { connection.closeQuietly() }
+        }
+    }
+
+    /// Connections of root on the host that asked for a session (`jaild enter`), for init to
+    /// hand to a helper: this root-only socket is how host root is known, even where a user
+    /// namespace shows it only as the overflow uid on the jail's own socket.
+    mutating func takeOperatorSessions() -> [FileDescriptor] {
+        defer { operatorSessions = [] }
+        return operatorSessions
+    }
+
+    /// One adoption request, answered at once. The socket is the host root's, mode 0600, in a
+    /// directory the jail cannot see; the peer must also be outside the jail's PID namespace
+    /// (pid 0 here), so no process of the jail adopts it even if the directory is bound in,
+    /// and root: init's own uid, or the overflow uid 65534 when a user namespace does not map
+    /// the host's root. Its one line is read with a short bound, so init never waits long.
+    /// Returns true when the connection is an operator's session to start (`jail-enter`).
+    mutating func answer(_ connection: FileDescriptor) -> Bool {
+        guard let peer = try? UnixSocket.peerCredentials(connection), peer.pid == 0,
+              peer.uid == getuid() || peer.uid == 65534 else { return false }
+        var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, 2000) == 1,
+              let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 1) else { return false }
+        if AdoptionChannel.isEnterRequest(message.bytes) {
+            for fd in message.fds { close(fd) }
+            // The client sends its hello only after this line: nothing of it was read here.
+            return (try? UnixSocket.send(connection, AdoptionChannel.enterAccepted, passing: [])) != nil
+        }
+        var newLifeline = message.fds.first.map { FileDescriptor(rawValue: $0) }
+        defer { newLifeline?.closeQuietly() }
+        for extra in message.fds.dropFirst() { close(extra) }
+        guard let version = AdoptionChannel.requestedVersion(message.bytes) else { return false }
+        func refuse(_ reason: String) -> Bool {
+            _ = try? UnixSocket.send(connection, AdoptionChannel.refusal(reason), passing: [])
+            return false
+        }
+        guard version == AdoptionChannel.version else {
+            return refuse("adoption channel version \(version) is not this init's (\(AdoptionChannel.version))")
+        }
+        if supervised { noticeLifelineNow() }
+        guard !supervised else { return refuse("the jail's supervisor is alive") }
+        guard let lifelineEnd = newLifeline else { return refuse("no lifeline came with the request") }
+        guard let me = ProcessIdentity.of("self") else { return refuse("cannot read /proc/self") }
+        let seconds = (monotonicMilliseconds() - orphanedAt) / 1000
+        let reply = AdoptionChannel.reply(start: me.startTime, pidNamespace: me.pidNamespace, dropped: dropped,
+                                          orphanedSeconds: seconds)
+        guard (try? UnixSocket.send(connection, reply, passing: [logRead.rawValue, bootRead.rawValue])) != nil else { return false }
+        // From here the new supervisor reads both pipes; if it dies at once, its lifeline says so.
+        lifeline.closeQuietly()
+        lifeline = lifelineEnd
+        newLifeline = nil
+        supervised = true
+        log.info("adopted by a new supervisor after \(seconds) s without one; \(dropped) bytes of log output were dropped meanwhile")
+        dropped = 0
+        return false
+    }
+
+    /// Whether the lifeline has closed, without waiting.
+    mutating func noticeLifelineNow() {
+        var entry = pollfd(fd: lifeline.rawValue, events: Int16(POLLIN), revents: 0)
+        if poll(&entry, 1, 0) > 0 { noticeLifeline() }
+    }
+
+    /// A session helper or boot command has no use for any of these.
+    func closeInChild() {
+        for fd in [control, lifeline, logRead, bootRead] { fd.closeQuietly() }
+    }
+}

@@ -1,0 +1,155 @@
+import CJail
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Adoption: a jaild started for a jail whose supervisor died takes over its running init
+/// instead of starting a second jail. Found through the state file, verified against /proc
+/// (start time and namespaces, then a pidfd, so a recycled pid is never signalled or adopted),
+/// and taken over through init's adoption socket (AdoptionChannel).
+extension Supervisor {
+    /// `…-UID-GID.ctl` beside the socket.
+    var controlPath: String { AdoptionChannel.controlPath(socketPath: location.socketPath) }
+
+    /// Called with the pid file lock held, so no other supervisor is alive for this socket.
+    /// Returns nil when there is nothing to adopt (start afresh), the adopted jail, or throws
+    /// when a live init cannot be adopted (the jail runs on untouched).
+    func adoptRunningJail(lock: PidFile, report: FileDescriptor?) throws(JailError) -> RunningJail? {
+        guard !configuration.rootless, let state = JailState.load(name: cgroupName),
+              state.socket == location.socketPath else { return nil }
+        let begun = monotonicMilliseconds()
+        let pid = state.initPid
+        // A jail of a jaild before adoption existed died with its supervisor.
+        guard let recorded = state.identity, pid > 0 else { return nil }
+        guard ProcessIdentity.of("\(pid)") == recorded else {
+            log.info("the earlier init (pid \(pid)) of the jail on \(state.socket) is gone: starting afresh")
+            return nil
+        }
+        let pidfd = cj_pidfd_open(pid)
+        // Checked again once the pidfd pins the process: it is init, not a later one.
+        guard pidfd >= 0, ProcessIdentity.of("\(pid)") == recorded else {
+            if pidfd >= 0 { close(pidfd) }
+            return nil
+        }
+        do throws(JailError) {
+            guard state.version == JailState.formatVersion else {
+                throw .startFailed(
+                    "the jail on \(state.socket) (init pid \(pid)) was started by a jaild with state format \(state.version); "
+                        + "this jaild reads format \(JailState.formatVersion): stop the jail (kill -TERM \(pid)) and start it again")
+            }
+            let adopted = try takeOver(state: state, pidfd: pidfd, identity: recorded)
+            try finishAdoption(state: state, lock: lock, report: report, adopted: adopted, pidfd: pidfd, begun: begun)
+            return adopted.running(supervisor: self, lock: lock, pidfd: pidfd)
+        } catch {
+            close(pidfd)
+            // The pid file stays: it is ours only while we run, and the jail goes on without us.
+            lock.fd.closeQuietly()
+            throw error
+        }
+    }
+
+    struct AdoptedInit {
+        let pid: pid_t
+        let signals: SignalDescriptor
+        let logPipe: FileDescriptor
+        let bootOutput: FileDescriptor
+        let cgroups: JailCgroups?
+        let orphanedSeconds: String
+        let dropped: String
+
+        func running(supervisor: Supervisor, lock: PidFile, pidfd: Int32) -> RunningJail {
+            RunningJail(supervisor: supervisor, lock: lock, initPid: pid, signals: signals, logPipe: logPipe,
+                        bootOutput: bootOutput, cgroups: cgroups, initPidfd: pidfd)
+        }
+    }
+
+    /// The handshake: a new lifeline to init, its log and boot pipes back.
+    func takeOver(state: JailState, pidfd: Int32, identity: ProcessIdentity) throws(JailError) -> AdoptedInit {
+        let pid = state.initPid
+        let what = "init (pid \(pid)) of the jail on \(state.socket)"
+        guard state.control == controlPath else {
+            throw .startFailed("\(what) has its adoption socket at \(state.control), not \(controlPath)")
+        }
+        let connection: FileDescriptor
+        do { connection = try UnixSocket.connect(path: controlPath) } catch {
+            throw .startFailed("\(what) does not answer on \(controlPath): \(error)")
+        }
+        defer { connection.closeQuietly() }
+        let lifeline = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
+        defer { lifeline.read.closeQuietly() }
+        do { _ = try UnixSocket.send(connection, AdoptionChannel.request, passing: [lifeline.read.rawValue]) } catch {
+            lifeline.write.closeQuietly()
+            throw .startFailed("\(what): cannot send the adoption request: \(error)")
+        }
+        var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
+        var answer: (bytes: [UInt8], fds: [Int32])?
+        if poll(&entry, 1, 5000) == 1 { answer = try? UnixSocket.receive(connection, max: 512, maxDescriptors: 2) }
+        let fds = answer?.fds ?? []
+        func fail(_ reason: String) -> JailError {
+            for fd in fds { close(fd) }
+            lifeline.write.closeQuietly()
+            return .startFailed("\(what) cannot be adopted: \(reason)")
+        }
+        guard let bytes = answer?.bytes, !bytes.isEmpty else { throw fail("it did not answer within 5 s") }
+        guard let reply = AdoptionChannel.parseReply(bytes) else { throw fail("it answered something else than an init") }
+        guard reply.version == AdoptionChannel.version else {
+            throw fail("it speaks adoption channel version \(reply.version), this jaild \(AdoptionChannel.version): "
+                + "stop the jail (kill -TERM \(pid)) and start it again")
+        }
+        if let refused = reply.refused { throw fail(refused) }
+        guard reply.fields["start"] == "\(identity.startTime)", reply.fields["pidns"] == identity.pidNamespace else {
+            throw fail("the process on the adoption socket is not that init")
+        }
+        guard fds.count == 2 else { throw fail("its log pipes did not come with its answer") }
+        // The write end lives as long as this process (CLOEXEC): its EOF tells init we are gone.
+        _ = lifeline.write
+        let signals = try JailError.wrap { () throws(SystemError) in try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD]) }
+        let cgroups = state.cgroups.isEmpty ? nil
+            : JailCgroups(name: cgroupName, directories: state.cgroups,
+                          unifiedDirectory: state.cgroup.isEmpty ? nil : state.cgroup, programDirectories: [])
+        return AdoptedInit(pid: pid, signals: signals, logPipe: FileDescriptor(rawValue: fds[0]),
+                           bootOutput: FileDescriptor(rawValue: fds[1]), cgroups: cgroups,
+                           orphanedSeconds: reply.fields["orphaned"] ?? "?", dropped: reply.fields["dropped"] ?? "?")
+    }
+
+    func finishAdoption(state: JailState, lock: PidFile, report: FileDescriptor?, adopted: AdoptedInit, pidfd: Int32,
+                        begun: Int64) throws(JailError) {
+        var state = state
+        state.supervisor = getpid()
+        state.save(as: cgroupName)
+        cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
+        try? report?.writeFully(Array("R".utf8))
+        report?.closeQuietly()
+        SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
+        if state.root != (configuration.root ?? "/") || state.ports != (configuration.ports?.description ?? "") {
+            log.warning("the adopted jail keeps the root and ports it was started with; stop and start it to apply new ones")
+        }
+        let took = monotonicMilliseconds() - begun
+        log.info("jail \(account.uid):\(account.gid) on \(location.socketPath) adopted: init is pid \(adopted.pid), it ran \(adopted.orphanedSeconds) s without a supervisor (\(adopted.dropped) bytes of log dropped); adoption took \(took) ms")
+    }
+
+    /// init's adoption socket: root's (or, rootless, the user's), mode 0600, bound here and
+    /// handed to init with the clone, like the jail's socket.
+    func bindControlSocket() throws(JailError) -> FileDescriptor {
+        let path = controlPath
+        // The pid file lock is ours: a socket at this path is a dead jail's.
+        if let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(path) }) {
+            guard isSocket(info) else { throw .socketInTheWay(path, reason: "a file that is not a socket is in the way") }
+            unlink(path)
+        }
+        let previous = umask(0o077)
+        defer { umask(previous) }
+        return try JailError.wrap { () throws(SystemError) in
+            let listener = try UnixSocket.listen(path: path, backlog: 4)
+            do throws(SystemError) { try syscall("chmod", path: path) { chmod(path, 0o600) } } catch {
+                listener.closeQuietly()
+                unlink(path)
+                throw error
+            }
+            return listener
+        }
+    }
+}
