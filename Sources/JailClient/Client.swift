@@ -19,9 +19,13 @@ import Glibc
 /// enters the jail (docs/security.md). The exit code is the program's; jail's own failures
 /// are one line and 255.
 public enum Client {
-    public static func main(argv: [String], environment: [String: String]) -> Never {
-        let invocation = Invocation(argv: argv)
-        run(ClientSession(invocation: invocation, environment: environment), prefix: "jail")
+    /// `argv` and `rawEnvironment` as bytes (CommandLine.unsafeArgv, environ): they reach the
+    /// jail unchanged. `environment` is the same environment as text, for jail's own lookups.
+    public static func main(argv: [[UInt8]], environment: [String: String], rawEnvironment: [[UInt8]]) -> Never {
+        let invocation = Invocation(argvBytes: argv)
+        var session = ClientSession(invocation: invocation, environment: environment)
+        session.rawEnvironment = rawEnvironment
+        run(session, prefix: "jail")
     }
 
     /// `jaild enter`: root on the host opens a session in the jail served at `socket` (owned
@@ -69,6 +73,8 @@ struct ClientSession {
     /// the caller's own, and whether to ask for root inside.
     var target: (socket: String, owner: UInt32)?
     var asRoot = false
+    /// environ as bytes, when the caller has it (`jail`); else the text environment is offered.
+    var rawEnvironment: [[UInt8]]?
 
     init(invocation: Invocation, environment: [String: String]) {
         self.invocation = invocation
@@ -80,7 +86,8 @@ struct ClientSession {
         let gid = getgid()
         let location = target.map { SocketLocation(socketPath: $0.socket) }
             ?? Invocation.socketLocation(environment: environment, uid: uid, gid: gid)
-        let (hello, passing) = try Self.makeHello(invocation: invocation, environment: environment, root: asRoot)
+        let (hello, passing) = try Self.makeHello(invocation: invocation, environment: environment, root: asRoot,
+                                                  rawEnvironment: rawEnvironment)
         let socket = try Connection.open(location, uid: uid, alsoTrusted: target?.owner)
         let signals: SignalDescriptor
         do { signals = try SignalDescriptor([SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT]) } catch { throw .system(error) }
@@ -110,14 +117,15 @@ struct ClientSession {
 
     /// Builds the hello and the descriptors that go with it; changes nothing.
     static func makeHello(invocation: Invocation, environment: [String: String],
-                          root: Bool) throws(ClientError) -> (Hello, [Int32]) {
-        let offered = Invocation.offeredEnvironment(environment)
+                          root: Bool, rawEnvironment: [[UInt8]]? = nil) throws(ClientError) -> (Hello, [Int32]) {
+        let offered = rawEnvironment.map { Invocation.offeredEnvironment(raw: $0) }
+            ?? Invocation.offeredEnvironment(environment).map { Array($0.utf8) }
         if isatty(0) == 1, let modes = TerminalGuard.modes(of: 0) {
             var rows: UInt16 = 24
             var cols: UInt16 = 80
             _ = cj_get_window_size(0, &rows, &cols)
             let mode = Hello.Mode.terminal(modes, WindowSize(rows: rows, columns: cols))
-            return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered,
+            return (Hello(mode: mode, login: invocation.login, argumentBytes: invocation.argumentBytes, environmentBytes: offered,
                           root: root), [])
         }
         var passed = StdioSet()
@@ -136,7 +144,7 @@ struct ClientSession {
         let relayedOutputs = passed.union(null).isDisjoint(with: [.output, .error])
         let mode = Hello.Mode.stdio(passed: passed, null: null,
                                     stderrJoinsStdout: relayedOutputs && sameFile(1, 2))
-        return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered,
+        return (Hello(mode: mode, login: invocation.login, argumentBytes: invocation.argumentBytes, environmentBytes: offered,
                       root: root), fds)
     }
 

@@ -65,8 +65,8 @@ public struct FrameDecoder {
         guard version == Protocol.version else { throw .unsupportedVersion(version) }
         let flags = try r.u8("flags")
         guard flags & ~(Hello.loginFlag | Hello.rootFlag) == 0 else { throw .invalidValue("hello flags \(flags)") }
-        let arguments = try r.stringList("arguments", max: limits.maxArguments, maxString: limits.maxStringBytes)
-        let environment = try r.stringList("environment", max: limits.maxEnvironment, maxString: limits.maxStringBytes)
+        let arguments = try r.byteStringList("arguments", max: limits.maxArguments, maxString: limits.maxStringBytes)
+        let environment = try r.byteStringList("environment", max: limits.maxEnvironment, maxString: limits.maxStringBytes)
         let modeByte = try r.u8("mode")
         let mode: Hello.Mode
         switch modeByte {
@@ -99,8 +99,8 @@ public struct FrameDecoder {
             mode = .terminal(modes, try decodeWindowSize(&r))
         default: throw .invalidValue("mode \(modeByte)")
         }
-        return Hello(version: version, mode: mode, login: flags & Hello.loginFlag != 0, arguments: arguments,
-                     environment: environment, root: flags & Hello.rootFlag != 0)
+        return Hello(version: version, mode: mode, login: flags & Hello.loginFlag != 0, argumentBytes: arguments,
+                     environmentBytes: environment, root: flags & Hello.rootFlag != 0)
     }
 
     private static func decodeWindowSize(_ r: inout ByteReader) throws(ProtocolError) -> WindowSize {
@@ -145,19 +145,25 @@ struct ByteReader {
     }
 
     mutating func string(_ max: Int) throws(ProtocolError) -> String {
+        String(decoding: try byteString(max), as: UTF8.self)
+    }
+
+    /// A length and its bytes, taken as they are (argv and the environment are byte strings:
+    /// any byte but NUL).
+    mutating func byteString(_ max: Int) throws(ProtocolError) -> [UInt8] {
         let count = Int(try u32("string length"))
         guard count <= max else { throw .stringTooLong(count) }
         let raw = try bytes(count, "string")
         // NUL cannot appear in argv or the environment: refuse rather than truncate silently.
         guard !raw.contains(0) else { throw .invalidValue("string with NUL byte") }
-        return String(decoding: raw, as: UTF8.self)
+        return Array(raw)
     }
 
-    mutating func stringList(_ what: String, max: Int, maxString: Int) throws(ProtocolError) -> [String] {
+    mutating func byteStringList(_ what: String, max: Int, maxString: Int) throws(ProtocolError) -> [[UInt8]] {
         let count = Int(try u32("\(what) count"))
         guard count <= max else { throw .tooMany(what, count) }
-        var list: [String] = []
-        for _ in 0..<count { list.append(try string(maxString)) }
+        var list: [[UInt8]] = []
+        for _ in 0..<count { list.append(try byteString(maxString)) }
         return list
     }
 }

@@ -38,8 +38,8 @@ public enum FrameEncoder {
         w.raw(Protocol.magic)
         w.u16(hello.version)
         w.u8((hello.login ? Hello.loginFlag : 0) | (hello.root ? Hello.rootFlag : 0))
-        w.stringList(hello.arguments)
-        w.stringList(hello.environment)
+        w.byteStringList(hello.argumentBytes)
+        w.byteStringList(hello.environmentBytes)
         switch hello.mode {
         case .stdio(let passed, let null, let joined):
             w.u8(0)
@@ -88,8 +88,11 @@ struct ByteWriter {
         u32(UInt32(utf8.count))
         bytes += utf8
     }
-    mutating func stringList(_ list: [String]) {
+    mutating func byteStringList(_ list: [[UInt8]]) {
         u32(UInt32(list.count))
-        for s in list { string(s) }
+        for s in list {
+            u32(UInt32(s.count))
+            bytes += s
+        }
     }
 }

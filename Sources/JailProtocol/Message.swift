@@ -83,23 +83,34 @@ public struct Hello: Equatable, Sendable {
     public var mode: Mode
     /// Start the shell as a login shell (the client was started as one, or with no arguments).
     public var login: Bool
-    /// The arguments for the jail user's shell, without argv[0].
-    public var arguments: [String]
-    /// NAME=VALUE pairs the client offers; the server keeps only the ones it allows.
-    public var environment: [String]
+    /// The arguments for the jail user's shell, without argv[0], as the bytes they were: a
+    /// file name need not be UTF-8 (scp and rsync pass remote paths in argv).
+    public var argumentBytes: [[UInt8]]
+    /// NAME=VALUE pairs the client offers, as bytes; the server keeps only the ones it allows.
+    public var environmentBytes: [[UInt8]]
     /// Run as root inside the jail instead of the jail's user (`jaild enter --root`). The
     /// server honours it only when the peer is uid 0 on the host; for anyone else it refuses.
     public var root: Bool
 
-    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String],
-                root: Bool = false) {
+    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, argumentBytes: [[UInt8]],
+                environmentBytes: [[UInt8]], root: Bool = false) {
         self.version = version
         self.mode = mode
         self.login = login
-        self.arguments = arguments
-        self.environment = environment
+        self.argumentBytes = argumentBytes
+        self.environmentBytes = environmentBytes
         self.root = root
     }
+
+    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String],
+                root: Bool = false) {
+        self.init(version: version, mode: mode, login: login, argumentBytes: arguments.map { Array($0.utf8) },
+                  environmentBytes: environment.map { Array($0.utf8) }, root: root)
+    }
+
+    /// For display and logs only (invalid UTF-8 shown as U+FFFD): never for execve.
+    public var arguments: [String] { argumentBytes.map { String(decoding: $0, as: UTF8.self) } }
+    public var environment: [String] { environmentBytes.map { String(decoding: $0, as: UTF8.self) } }
 
     /// The hello's flags byte: bit 0 login, bit 1 root. Version 1 clients sent 0 or 1 here.
     public static let loginFlag: UInt8 = 1
