@@ -163,7 +163,7 @@ class Jail:
 def cached_debian_rootfs():
     """The Debian 12 rootfs of the ssh and services tests (scripts/make-debian-rootfs), built
     once per machine and cached: tests copy it. A new key whenever the script's packages change."""
-    cached = CACHE / f"debian-bookworm-v2-{UID_A}"
+    cached = CACHE / f"debian-bookworm-v3-{UID_A}"
     if not (cached / "usr" / "sbin" / "sshd").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),
@@ -336,9 +336,4 @@ def outcome(jail, name, *args, root=True):
 def debian_cache():
     """The cached Debian bookworm rootfs (openssh-sftp-server, rsync; user work = 61000),
     built once by scripts/make-debian-rootfs. Tests copy it or use it as a read-only base."""
-    cached = CACHE / f"debian-bookworm-{UID_A}"
-    if not (cached / "usr" / "lib" / "openssh" / "sftp-server").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),
-                        "Jail test Debian rootfs"], check=True, timeout=900)
-    return cached
+    return cached_debian_rootfs()

@@ -120,13 +120,14 @@ struct ClientSession {
                           root: Bool, rawEnvironment: [[UInt8]]? = nil) throws(ClientError) -> (Hello, [Int32]) {
         let offered = rawEnvironment.map { Invocation.offeredEnvironment(raw: $0) }
             ?? Invocation.offeredEnvironment(environment).map { Array($0.utf8) }
+        let x11 = X11Offer.cookie(environment: environment)
         if isatty(0) == 1, let modes = TerminalGuard.modes(of: 0) {
             var rows: UInt16 = 24
             var cols: UInt16 = 80
             _ = cj_get_window_size(0, &rows, &cols)
             let mode = Hello.Mode.terminal(modes, WindowSize(rows: rows, columns: cols))
             return (Hello(mode: mode, login: invocation.login, argumentBytes: invocation.argumentBytes, environmentBytes: offered,
-                          root: root), [])
+                          root: root, x11: x11), [])
         }
         var passed = StdioSet()
         var null = StdioSet()
@@ -145,7 +146,7 @@ struct ClientSession {
         let mode = Hello.Mode.stdio(passed: passed, null: null,
                                     stderrJoinsStdout: relayedOutputs && sameFile(1, 2))
         return (Hello(mode: mode, login: invocation.login, argumentBytes: invocation.argumentBytes, environmentBytes: offered,
-                      root: root), fds)
+                      root: root, x11: x11), fds)
     }
 
     enum Route { case passed, null, relayed }

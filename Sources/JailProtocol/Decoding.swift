@@ -64,7 +64,7 @@ public struct FrameDecoder {
         let version = try r.u16("version")
         guard version == Protocol.version else { throw .unsupportedVersion(version) }
         let flags = try r.u8("flags")
-        guard flags & ~(Hello.loginFlag | Hello.rootFlag) == 0 else { throw .invalidValue("hello flags \(flags)") }
+        guard flags & ~Hello.knownFlags == 0 else { throw .invalidValue("hello flags \(flags)") }
         let arguments = try r.byteStringList("arguments", max: limits.maxArguments, maxString: limits.maxStringBytes)
         let environment = try r.byteStringList("environment", max: limits.maxEnvironment, maxString: limits.maxStringBytes)
         let modeByte = try r.u8("mode")
@@ -99,8 +99,16 @@ public struct FrameDecoder {
             mode = .terminal(modes, try decodeWindowSize(&r))
         default: throw .invalidValue("mode \(modeByte)")
         }
+        var x11: X11Cookie?
+        if flags & Hello.x11Flag != 0 {
+            let display = try r.string(limits.maxX11FieldBytes)
+            let name = try r.string(limits.maxX11FieldBytes)
+            let count = Int(try r.u32("x11 cookie length"))
+            guard count <= limits.maxX11FieldBytes else { throw .stringTooLong(count) }
+            x11 = X11Cookie(display: display, protocolName: name, data: Array(try r.bytes(count, "x11 cookie")))
+        }
         return Hello(version: version, mode: mode, login: flags & Hello.loginFlag != 0, argumentBytes: arguments,
-                     environmentBytes: environment, root: flags & Hello.rootFlag != 0)
+                     environmentBytes: environment, root: flags & Hello.rootFlag != 0, x11: x11)
     }
 
     private static func decodeWindowSize(_ r: inout ByteReader) throws(ProtocolError) -> WindowSize {

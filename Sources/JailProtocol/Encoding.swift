@@ -37,7 +37,7 @@ public enum FrameEncoder {
     private static func encode(_ hello: Hello, into w: inout ByteWriter) {
         w.raw(Protocol.magic)
         w.u16(hello.version)
-        w.u8((hello.login ? Hello.loginFlag : 0) | (hello.root ? Hello.rootFlag : 0))
+        w.u8((hello.login ? Hello.loginFlag : 0) | (hello.root ? Hello.rootFlag : 0) | (hello.x11 != nil ? Hello.x11Flag : 0))
         w.byteStringList(hello.argumentBytes)
         w.byteStringList(hello.environmentBytes)
         switch hello.mode {
@@ -57,6 +57,12 @@ public enum FrameEncoder {
             w.u8(UInt8(truncatingIfNeeded: modes.controlCharacters.count))
             w.raw(modes.controlCharacters.prefix(255))
             encode(size, into: &w)
+        }
+        if let x11 = hello.x11 {
+            w.string(x11.display)
+            w.string(x11.protocolName)
+            w.u32(UInt32(x11.data.count))
+            w.raw(x11.data)
         }
     }
 

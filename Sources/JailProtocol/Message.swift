@@ -91,30 +91,59 @@ public struct Hello: Equatable, Sendable {
     /// Run as root inside the jail instead of the jail's user (`jaild enter --root`). The
     /// server honours it only when the peer is uid 0 on the host; for anyone else it refuses.
     public var root: Bool
+    /// The X11 cookie of the client's DISPLAY (sshd's `ssh -X`), for jails with --forward-x11.
+    public var x11: X11Cookie?
 
     public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, argumentBytes: [[UInt8]],
-                environmentBytes: [[UInt8]], root: Bool = false) {
+                environmentBytes: [[UInt8]], root: Bool = false, x11: X11Cookie? = nil) {
         self.version = version
         self.mode = mode
         self.login = login
         self.argumentBytes = argumentBytes
         self.environmentBytes = environmentBytes
         self.root = root
+        self.x11 = x11
     }
 
     public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String],
-                root: Bool = false) {
+                root: Bool = false, x11: X11Cookie? = nil) {
         self.init(version: version, mode: mode, login: login, argumentBytes: arguments.map { Array($0.utf8) },
-                  environmentBytes: environment.map { Array($0.utf8) }, root: root)
+                  environmentBytes: environment.map { Array($0.utf8) }, root: root, x11: x11)
     }
 
     /// For display and logs only (invalid UTF-8 shown as U+FFFD): never for execve.
     public var arguments: [String] { argumentBytes.map { String(decoding: $0, as: UTF8.self) } }
     public var environment: [String] { environmentBytes.map { String(decoding: $0, as: UTF8.self) } }
 
-    /// The hello's flags byte: bit 0 login, bit 1 root. Version 1 clients sent 0 or 1 here.
+    /// The hello's flags byte: bit 0 login, bit 1 root, bit 2 an X11 cookie follows the mode.
+    /// Version 1 clients sent 0 or 1 here.
     public static let loginFlag: UInt8 = 1
     public static let rootFlag: UInt8 = 2
+    public static let x11Flag: UInt8 = 4
+    public static let knownFlags: UInt8 = loginFlag | rootFlag | x11Flag
+}
+
+/// What an X client needs to reach the client's display: the DISPLAY value and the
+/// Xauthority entry for it (its protocol name, MIT-MAGIC-COOKIE-1, and the secret).
+public struct X11Cookie: Equatable, Sendable {
+    public var display: String
+    public var protocolName: String
+    public var data: [UInt8]
+
+    public init(display: String, protocolName: String, data: [UInt8]) {
+        self.display = display
+        self.protocolName = protocolName
+        self.data = data
+    }
+
+    /// The display number of DISPLAY (`localhost:10.0` → `10`), nil if it has none.
+    public var displayNumber: String? {
+        guard let colon = display.lastIndex(of: ":") else { return nil }
+        let rest = display[display.index(after: colon)...]
+        let number = rest.prefix { $0 != "." }
+        guard !number.isEmpty, number.allSatisfy({ ("0"..."9").contains($0) }) else { return nil }
+        return String(number)
+    }
 }
 
 public struct StdioSet: OptionSet, Equatable, Sendable {

@@ -153,6 +153,10 @@ struct JailDaemonCommand: ParsableCommand {
           help: "Allow kernel AIO (io_setup/io_submit, e.g. for databases using libaio): it draws on the host-wide fs.aio-max-nr.")
     var allowAio = false
 
+    @Flag(name: .customLong("forward-x11"),
+          help: "Give sessions whose client has an X11 display (ssh -X) DISPLAY and their own Xauthority inside.")
+    var forwardX11 = false
+
     func validate() throws {
         if version { return }
         guard uid != nil || Rootless.isRootless else { throw ValidationError("-u UID is required") }
@@ -230,6 +234,7 @@ struct JailDaemonCommand: ParsableCommand {
         c.jailName = jailName
         c.syslog = syslog
         c.syslogTarget = syslogTarget
+        c.forwardX11 = forwardX11
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }

@@ -53,9 +53,14 @@ struct SessionHelper {
         // asking for it is refused, not quietly given a normal session.
         if hello.root && peer?.uid != 0 { refuse("only root on the host may enter the jail as root") }
         let session: Session
+        var forwarding = SessionForwarding()
         do {
-            session = try Session.start(hello: hello, passed: passed, configuration: configuration)
+            let configuration = self.configuration
+            session = try Session.start(hello: hello, passed: passed, configuration: configuration) { account in
+                forwarding.prepare(hello: hello, account: account, configuration: configuration)
+            }
         } catch {
+            forwarding.remove()
             refuse(error.description)
         }
         for fd in passed { close(fd) }
@@ -77,6 +82,7 @@ struct SessionHelper {
             session.hangUp()
             record.end(status: "hangup")
         }
+        forwarding.remove()
         _exit(0)
     }
 
