@@ -349,15 +349,15 @@ def test_scp_legacy_with_byte_names_in_argv(world, tmp_path):
     open(local, "wb").write(data)
     remote = b"/home/work/" + HIGH
     base = ["scp", "-O", *world.options(), "-P", str(world.port)]
-    r = subprocess.run(base + [local, b"centos@127.0.0.1:'" + remote + b"'"], capture_output=True, timeout=60)
+    r = subprocess.run(base + [local, b"centos@127.0.0.1:" + remote], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert sha(open(os.fsencode(world.inside("/")) + remote[1:], "rb").read()) == sha(data)
+    assert sha(open(os.fsencode(world.rootfs) + remote, "rb").read()) == sha(data)
     back = os.fsencode(tmp_path / "back")
     os.mkdir(back)
-    r = subprocess.run(base + [b"centos@127.0.0.1:'" + remote + b"'", back], capture_output=True, timeout=60)
+    r = subprocess.run(base + [b"centos@127.0.0.1:" + remote, back], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert names_and_hashes(back) == {HIGH: sha(data)}
-    os.unlink(os.fsencode(world.inside("/")) + remote[1:])
+    os.unlink(os.fsencode(world.rootfs) + remote)
 
 
 def test_scp_sftp_sftp_and_rsync_with_byte_names_both_ways(world, tmp_path):
