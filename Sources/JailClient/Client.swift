@@ -121,13 +121,14 @@ struct ClientSession {
         let offered = rawEnvironment.map { Invocation.offeredEnvironment(raw: $0) }
             ?? Invocation.offeredEnvironment(environment).map { Array($0.utf8) }
         let x11 = X11Offer.cookie(environment: environment)
+        let offersAgent = !(environment["SSH_AUTH_SOCK"] ?? "").isEmpty
         if isatty(0) == 1, let modes = TerminalGuard.modes(of: 0) {
             var rows: UInt16 = 24
             var cols: UInt16 = 80
             _ = cj_get_window_size(0, &rows, &cols)
             let mode = Hello.Mode.terminal(modes, WindowSize(rows: rows, columns: cols))
             return (Hello(mode: mode, login: invocation.login, argumentBytes: invocation.argumentBytes, environmentBytes: offered,
-                          root: root, x11: x11), [])
+                          root: root, x11: x11, offersAgent: offersAgent), [])
         }
         var passed = StdioSet()
         var null = StdioSet()
@@ -146,7 +147,7 @@ struct ClientSession {
         let mode = Hello.Mode.stdio(passed: passed, null: null,
                                     stderrJoinsStdout: relayedOutputs && sameFile(1, 2))
         return (Hello(mode: mode, login: invocation.login, argumentBytes: invocation.argumentBytes, environmentBytes: offered,
-                      root: root, x11: x11), fds)
+                      root: root, x11: x11, offersAgent: offersAgent), fds)
     }
 
     enum Route { case passed, null, relayed }
@@ -186,13 +187,18 @@ struct ClientSession {
     mutating func relay(_ channelIn: FrameChannel, signals: SignalDescriptor) throws(ClientError) -> Int32 {
         var channel = channelIn
         var poller = Poller()
+        // Agent channels the jail opens go to our SSH_AUTH_SOCK (only if the hello offered it).
+        let agentPath = environment["SSH_AUTH_SOCK"] ?? ""
+        var agents = AgentChannels(connect: agentPath.isEmpty ? nil : { try? UnixSocket.connect(path: agentPath) })
         while true {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let socketIndex = poller.add(channel.socket.rawValue, read: true, write: channel.wantsWrite)
             let stdinIndex = stdinOpen && channel.canAcceptMore ? poller.add(0, read: true) : -1
             let stdoutIndex = watchStdoutHangup ? poller.add(1) : -1
+            let agentWatches = agents.register(&poller, canSend: channel.canAcceptMore)
             do { _ = try poller.wait() } catch { throw .system(error) }
+            agents.service(poller, agentWatches, channel: &channel)
 
             if poller.readable(signalIndex) { try handleSignals(signals, &channel) }
             if stdinIndex >= 0 && poller.readable(stdinIndex) { forwardInput(&channel) }
@@ -218,6 +224,7 @@ struct ClientSession {
                                 die(by: SIGPIPE)
                             }
                         }
+                    case .agentOpen, .agentData, .agentClose: _ = agents.handle(message, channel: &channel)
                     case .exit(let code): return code
                     case .error(let reason): throw .refused(reason)
                     default: throw .protocolError(.invalidValue("\(message.type) frame from the server"))

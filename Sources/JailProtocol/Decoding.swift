@@ -54,6 +54,13 @@ public struct FrameDecoder {
             guard (0...255).contains(code) else { throw .invalidValue("exit code \(code)") }
             message = .exit(code: code)
         case .error: message = .error(try r.string(limits.maxMessageBytes))
+        case .agentOpen: message = .agentOpen(channel: try r.u32("agent channel"))
+        case .agentClose: message = .agentClose(channel: try r.u32("agent channel"))
+        case .agentData:
+            let channel = try r.u32("agent channel")
+            let bytes = r.rest()
+            guard bytes.count <= limits.maxDataBytes else { throw .frameTooLarge(bytes.count) }
+            message = .agentData(channel: channel, bytes: Array(bytes))
         }
         guard r.isAtEnd else { throw .trailingBytes(type) }
         return message
@@ -108,7 +115,8 @@ public struct FrameDecoder {
             x11 = X11Cookie(display: display, protocolName: name, data: Array(try r.bytes(count, "x11 cookie")))
         }
         return Hello(version: version, mode: mode, login: flags & Hello.loginFlag != 0, argumentBytes: arguments,
-                     environmentBytes: environment, root: flags & Hello.rootFlag != 0, x11: x11)
+                     environmentBytes: environment, root: flags & Hello.rootFlag != 0, x11: x11,
+                     offersAgent: flags & Hello.agentFlag != 0)
     }
 
     private static func decodeWindowSize(_ r: inout ByteReader) throws(ProtocolError) -> WindowSize {

@@ -14,6 +14,10 @@ public enum FrameEncoder {
         case .windowSize(let size): encode(size, into: &w)
         case .exit(let code): w.u32(UInt32(bitPattern: code))
         case .error(let text): w.string(text)
+        case .agentOpen(let channel), .agentClose(let channel): w.u32(channel)
+        case .agentData(let channel, let bytes):
+            w.u32(channel)
+            w.raw(bytes)
         }
         var frame: [UInt8] = []
         frame.reserveCapacity(headerBytes + w.bytes.count)
@@ -37,7 +41,8 @@ public enum FrameEncoder {
     private static func encode(_ hello: Hello, into w: inout ByteWriter) {
         w.raw(Protocol.magic)
         w.u16(hello.version)
-        w.u8((hello.login ? Hello.loginFlag : 0) | (hello.root ? Hello.rootFlag : 0) | (hello.x11 != nil ? Hello.x11Flag : 0))
+        w.u8((hello.login ? Hello.loginFlag : 0) | (hello.root ? Hello.rootFlag : 0) | (hello.x11 != nil ? Hello.x11Flag : 0)
+             | (hello.offersAgent ? Hello.agentFlag : 0))
         w.byteStringList(hello.argumentBytes)
         w.byteStringList(hello.environmentBytes)
         switch hello.mode {

@@ -12,6 +12,13 @@ public enum Message: Equatable, Sendable {
     case exit(code: Int32)
     /// Server → client, last frame: the session could not start; one line for the user.
     case error(String)
+    /// Server → client: a program in the jail connected to the session's agent socket; the
+    /// client connects `channel` to its SSH_AUTH_SOCK (or closes it at once).
+    case agentOpen(channel: UInt32)
+    /// Either way: bytes of one agent connection.
+    case agentData(channel: UInt32, bytes: [UInt8])
+    /// Either way: that agent connection ended.
+    case agentClose(channel: UInt32)
 
     public var type: FrameType {
         switch self {
@@ -21,6 +28,9 @@ public enum Message: Equatable, Sendable {
         case .windowSize: .windowSize
         case .exit: .exit
         case .error: .error
+        case .agentOpen: .agentOpen
+        case .agentData: .agentData
+        case .agentClose: .agentClose
         }
     }
 }
@@ -32,6 +42,9 @@ public enum FrameType: UInt8, Sendable {
     case windowSize = 4
     case exit = 5
     case error = 6
+    case agentOpen = 7
+    case agentData = 8
+    case agentClose = 9
 }
 
 public struct WindowSize: Equatable, Sendable {
@@ -93,9 +106,12 @@ public struct Hello: Equatable, Sendable {
     public var root: Bool
     /// The X11 cookie of the client's DISPLAY (sshd's `ssh -X`), for jails with --forward-x11.
     public var x11: X11Cookie?
+    /// The client has an ssh agent (SSH_AUTH_SOCK) it will connect agent channels to.
+    public var offersAgent: Bool
 
     public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, argumentBytes: [[UInt8]],
-                environmentBytes: [[UInt8]], root: Bool = false, x11: X11Cookie? = nil) {
+                environmentBytes: [[UInt8]], root: Bool = false, x11: X11Cookie? = nil, offersAgent: Bool = false) {
+        self.offersAgent = offersAgent
         self.version = version
         self.mode = mode
         self.login = login
@@ -106,9 +122,9 @@ public struct Hello: Equatable, Sendable {
     }
 
     public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String],
-                root: Bool = false, x11: X11Cookie? = nil) {
+                root: Bool = false, x11: X11Cookie? = nil, offersAgent: Bool = false) {
         self.init(version: version, mode: mode, login: login, argumentBytes: arguments.map { Array($0.utf8) },
-                  environmentBytes: environment.map { Array($0.utf8) }, root: root, x11: x11)
+                  environmentBytes: environment.map { Array($0.utf8) }, root: root, x11: x11, offersAgent: offersAgent)
     }
 
     /// For display and logs only (invalid UTF-8 shown as U+FFFD): never for execve.
@@ -120,7 +136,9 @@ public struct Hello: Equatable, Sendable {
     public static let loginFlag: UInt8 = 1
     public static let rootFlag: UInt8 = 2
     public static let x11Flag: UInt8 = 4
-    public static let knownFlags: UInt8 = loginFlag | rootFlag | x11Flag
+    /// Bit 3: the client offers its ssh agent.
+    public static let agentFlag: UInt8 = 8
+    public static let knownFlags: UInt8 = loginFlag | rootFlag | x11Flag | agentFlag
 }
 
 /// What an X client needs to reach the client's display: the DISPLAY value and the

@@ -157,6 +157,10 @@ struct JailDaemonCommand: ParsableCommand {
           help: "Give sessions whose client has an X11 display (ssh -X) DISPLAY and their own Xauthority inside.")
     var forwardX11 = false
 
+    @Flag(name: .customLong("forward-agent"), inversion: .prefixedNo,
+          help: "Give sessions whose client has an ssh agent (ssh -A) an agent socket inside (default: on).")
+    var forwardAgent = true
+
     func validate() throws {
         if version { return }
         guard uid != nil || Rootless.isRootless else { throw ValidationError("-u UID is required") }
@@ -235,6 +239,7 @@ struct JailDaemonCommand: ParsableCommand {
         c.syslog = syslog
         c.syslogTarget = syslogTarget
         c.forwardX11 = forwardX11
+        c.forwardAgent = forwardAgent
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }

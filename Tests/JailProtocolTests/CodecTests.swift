@@ -18,6 +18,10 @@ final class CodecTests: XCTestCase {
         .exit(code: 0),
         .exit(code: 137),
         .error("no such user"),
+        .agentOpen(channel: 1),
+        .agentData(channel: 0xffff_ffff, bytes: Array(0...255)),
+        .agentData(channel: 2, bytes: []),
+        .agentClose(channel: 7),
         .hello(Hello(mode: .stdio(passed: [.input, .error]), login: false, arguments: [], environment: [])),
         .hello(Hello(mode: .stdio(passed: [.input], null: [.error]), login: false, arguments: [], environment: [])),
         .hello(Hello(mode: .stdio(passed: [], null: [.input], stderrJoinsStdout: true), login: false, arguments: [],
@@ -234,5 +238,22 @@ final class X11CookieTests: XCTestCase {
         XCTAssertEqual(Xauthority.parse(Array(bytes.dropLast(3))), Array(entries.dropLast()))
         XCTAssertEqual(Xauthority.cookie(in: entries, number: "10", hostname: host)?.data, Array(1...16))
         XCTAssertNil(Xauthority.cookie(in: entries, number: "12", hostname: host))
+    }
+}
+
+final class AgentFrameTests: XCTestCase {
+    func testAgentFramesAreBoundedAndTheHelloSaysIfAnAgentIsOffered() throws {
+        var decoder = FrameDecoder()
+        decoder.append(FrameEncoder.encode(.agentData(channel: 1, bytes: Array(repeating: 0, count: (64 << 10) + 1))))
+        XCTAssertThrowsError(try decoder.next())
+        var truncated = FrameDecoder()
+        truncated.append([0, 0, 0, 3, FrameType.agentClose.rawValue, 0, 0])
+        XCTAssertThrowsError(try truncated.next())
+        let hello = Hello(mode: .stdio(passed: []), login: false, arguments: [], environment: [], offersAgent: true)
+        let frame = FrameEncoder.encode(.hello(hello))
+        XCTAssertEqual(frame[5 + 6] & Hello.agentFlag, Hello.agentFlag)
+        var d = FrameDecoder()
+        d.append(frame)
+        XCTAssertEqual(try d.next(), .hello(hello))
     }
 }

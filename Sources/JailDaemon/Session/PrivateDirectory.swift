@@ -43,8 +43,23 @@ struct PrivateDirectory {
         try FileDescriptor(rawValue: fd).writeFully(contents)
     }
 
-    /// Records an entry made inside by other means (a socket bound beneath the directory).
-    mutating func adopt(_ entry: String) { entries.append(entry) }
+    /// A listening unix socket inside, the user's, mode 0600. Bound by path: the directory is
+    /// still root's and 0700, and /tmp's sticky bit keeps anyone else from renaming it, so
+    /// the path cannot lead anywhere else.
+    mutating func listen(_ entry: String, owner: Account) throws(SystemError) -> FileDescriptor {
+        let socket = try UnixSocket.listen(path: path + "/" + entry, backlog: 16)
+        entries.append(entry)
+        do {
+            try syscall("fchownat", path: path + "/" + entry) {
+                fchownat(descriptor, entry, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW)
+            }
+            try syscall("fchmodat", path: path + "/" + entry) { fchmodat(descriptor, entry, 0o600, 0) }
+        } catch {
+            socket.closeQuietly()
+            throw error
+        }
+        return socket
+    }
 
     /// Gives the directory to the user, once everything inside is in place.
     func handOver(to owner: Account) throws(SystemError) {

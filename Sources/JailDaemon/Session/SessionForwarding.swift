@@ -1,5 +1,6 @@
 import JailProtocol
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -10,8 +11,13 @@ import Glibc
 /// 0600, in a private directory of /tmp), and DISPLAY and XAUTHORITY pointing at it. The
 /// client cannot set those variables itself (EnvironmentPolicy forbids them): only what the
 /// helper made is trusted. Everything is removed at the session's end.
+///
+/// With --forward-agent (the default) and a client that has SSH_AUTH_SOCK, a listening socket
+/// `/tmp/jail-agent-XXXXXX/agent.sock` (directory 0700 and socket 0600, the user's) and
+/// SSH_AUTH_SOCK naming it; the relay carries each connection to the client (AgentChannels).
 struct SessionForwarding {
     var directories: [PrivateDirectory] = []
+    var agentListener: FileDescriptor?
 
     /// Sets up what `hello` asks for and the jail allows; returns the NAME=VALUE pairs for
     /// the session. A failure costs the forwarding, not the session (logged).
@@ -29,6 +35,21 @@ struct SessionForwarding {
                 environment += ["DISPLAY=\(cookie.display)", "XAUTHORITY=\(directory.path)/Xauthority"]
             } catch {
                 log.warning("session: no X11 forwarding: \(error)")
+            }
+        }
+        if configuration.forwardAgent && hello.offersAgent {
+            do {
+                var directory = try PrivateDirectory(kind: "agent")
+                directories.append(directory)
+                let listener = try directory.listen("agent.sock", owner: account)
+                directories[directories.count - 1] = directory
+                agentListener = listener
+                try directory.handOver(to: account)
+                environment.append("SSH_AUTH_SOCK=\(directory.path)/agent.sock")
+            } catch {
+                agentListener?.closeQuietly()
+                agentListener = nil
+                log.warning("session: no agent forwarding: \(error)")
             }
         }
         return environment

@@ -74,6 +74,7 @@ struct SessionHelper {
         _ = record.publish()
         record.logStart()
         var relay = session.relay(channel: channel, signals: signals, early: early)
+        relay.agents = AgentChannels(listener: forwarding.agentListener)
         // The session record's end line and utmp logout: before the status goes out, or after
         // the hangup when the client left first.
         let ended = record
