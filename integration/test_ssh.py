@@ -438,3 +438,43 @@ def test_x11_cookie_reaches_the_session(world):
     xauthority = lines[-1][2:]
     assert xauthority.startswith("/tmp/jail-x11-")
     wait_for(lambda: not world.inside(os.path.dirname(xauthority)).exists(), 10, "the session's Xauthority to go")
+
+
+@pytest.fixture
+def agent(world):
+    """An ssh-agent on the host holding the client key (as the user's laptop would)."""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="jail-agent-host-", dir="/tmp"))
+    path = directory / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(path)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(path.exists, 10, "ssh-agent's socket")
+        env = dict(os.environ, SSH_AUTH_SOCK=str(path))
+        subprocess.run(["ssh-add", "-q", str(world.key)], check=True, env=env, capture_output=True, timeout=30)
+        yield env
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_agent_forwarding_reaches_an_ssh_from_inside(world, agent):
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(world.key) + ".pub"], capture_output=True,
+                                 text=True).stdout.split()[1]
+    onward = (f"ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR "
+              f"-o IdentityFile=/nonexistent -p {world.port} jailplain@127.0.0.1 'echo onward as $(id -un)'")
+    script = ("echo S=$SSH_AUTH_SOCK; stat -c '%a %U' \"${SSH_AUTH_SOCK%/*}\" \"$SSH_AUTH_SOCK\"; ssh-add -l; " + onward)
+    for tty in ([], ["-tt"]):
+        r = world.ssh("-A", *tty, script, env=agent, stdin=subprocess.DEVNULL)
+        out = r.stdout.decode().replace("\r", "")
+        assert r.returncode == 0, (out, r.stderr)
+        lines = out.splitlines()
+        socket_path = lines[0][2:]
+        assert socket_path.startswith("/tmp/jail-agent-") and socket_path.endswith("/agent.sock"), out
+        assert lines[1:3] == ["700 work", "600 work"], out
+        assert fingerprint in lines[3], out
+        assert lines[-1] == "onward as jailplain", out
+        # Removed at the session's end.
+        wait_for(lambda: not world.inside(os.path.dirname(socket_path)).exists(), 10, "the agent socket to go")
+    # Without -A there is no agent inside.
+    r = world.ssh("echo S=${SSH_AUTH_SOCK:-none}", env=agent)
+    assert r.stdout == b"S=none\n"
