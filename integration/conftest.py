@@ -4,25 +4,20 @@ They run the built `jaild` and `jail` binaries for real, as root: real namespace
 ptys, real pipes. Every test cleans up what it started (by pid), even when it fails.
 Under CI=true a test that cannot run is a failure, never a skip.
 """
-import hashlib
 import os
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 
 import pexpect
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-BIN = pathlib.Path(os.environ.get("JAIL_BIN_DIR", REPO / ".build" / "release"))
-JAILD = str(BIN / "jaild")
-JAIL = str(BIN / "jail")
-CACHE = pathlib.Path(os.environ.get("JAIL_TEST_CACHE", "/var/tmp/jail-test-cache"))
-UID_A, UID_B = 61000, 61001
+from harness import (  # noqa: F401  (re-exported: tests import them from conftest)
+    REPO, BIN, JAILD, JAIL, CACHE, UID_A, UID_B, wait_for, pid_alive,
+    children_of, descendants, as_user, sha256, Jail, cached_debian_rootfs, build_rootfs, mounts_under, HostAccount,
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,142 +34,6 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("; ".join(problems))
     for item in items:
         item.add_marker(pytest.mark.skip(reason="; ".join(problems)))
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    """Polls a condition with a bounded timeout (the condition is the event waited for)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is not alive for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def children_of(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def descendants(pid):
-    out = []
-    for child in children_of(pid):
-        out.append(child)
-        out.extend(descendants(child))
-    return out
-
-
-def as_user(uid, gid=None, groups=()):
-    gid = uid if gid is None else gid
-
-    def demote():
-        os.setgroups(list(groups))
-        os.setgid(gid)
-        os.setuid(uid)
-    return demote
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-class Jail:
-    """One running jaild, started by a test and stopped by it (by pid) at the end."""
-
-    def __init__(self, root, uid, args=(), prefix=None, tmp=None):
-        self.root = root
-        self.uid = uid
-        self.args = list(args)
-        self.prefix = prefix
-        base = (prefix or "/run/jail/jaild") + f"-{uid}-{uid}"
-        self.socket = base + ".sock"
-        self.pidfile = base + ".pid"
-        self.supervisor = None
-        self.init_pid = None
-
-    def command(self):
-        cmd = [JAILD, "-u", str(self.uid)]
-        if self.root:
-            cmd += ["-r", str(self.root)]
-        if self.prefix:
-            cmd += ["-a", self.prefix]
-        return cmd + self.args
-
-    def start(self):
-        result = subprocess.run(self.command(), capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, f"jaild failed: {result.stderr}"
-        assert result.stdout == ""
-        self.supervisor = int(open(self.pidfile).read())
-        kids = children_of(self.supervisor)
-        assert len(kids) == 1, kids
-        self.init_pid = kids[0]
-        return self
-
-    def all_pids(self):
-        return [self.supervisor] + descendants(self.supervisor)
-
-    def run(self, script, uid=None, input=b"", timeout=60, env=None, args=None):
-        """Runs `jail -c script` as the jail user in stdio mode."""
-        argv = [JAIL] + (args if args is not None else ["-c", script])
-        environment = {"JAIL_SOCKET": self.socket, "PATH": "/usr/bin:/bin"}
-        environment.update(env or {})
-        return subprocess.run(argv, input=input, capture_output=True, timeout=timeout,
-                              env=environment, preexec_fn=as_user(self.uid if uid is None else uid))
-
-    def stop(self, timeout=30):
-        if self.supervisor is None or not pid_alive(self.supervisor):
-            return
-        pids = self.all_pids()
-        os.kill(self.supervisor, signal.SIGTERM)
-        try:
-            wait_for(lambda: not any(pid_alive(p) for p in pids), timeout, "the jail to stop")
-        finally:
-            for p in pids:
-                if pid_alive(p):
-                    os.kill(p, signal.SIGKILL)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def cached_debian_rootfs():
-    """The Debian 12 rootfs of the ssh and services tests (scripts/make-debian-rootfs), built
-    once per machine and cached: tests copy it. A new key whenever the script's packages change."""
-    cached = CACHE / f"debian-bookworm-v3-{UID_A}"
-    if not (cached / "usr" / "sbin" / "sshd").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),
-                        "Jail test Debian rootfs"], check=True, timeout=900)
-    return cached
-
-
-def build_rootfs(path, uid, issue):
-    if not (path / "bin" / "busybox").exists():
-        subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(path), str(uid), issue], check=True)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -202,39 +61,6 @@ def jail_a(rootfs_a):
     jail.start()
     yield jail
     jail.stop()
-
-
-def mounts_under(path):
-    path = str(path)
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(path)]
-
-
-class HostAccount:
-    """A host login account whose shell is `jail`, created by a test and deleted after it."""
-
-    def __init__(self, name, uid, shell, home):
-        self.name, self.uid, self.shell, self.home = name, uid, shell, home
-
-    def create(self):
-        try:
-            import pwd
-            existing = pwd.getpwnam(self.name)
-        except KeyError:
-            existing = None
-        if existing is not None:
-            raise AssertionError(f"host account {self.name} already exists (uid {existing.pw_uid}); "
-                                 "the tests create and delete it themselves")
-        subprocess.run(["groupadd", "-g", str(self.uid), self.name], check=True)
-        subprocess.run(["useradd", "-u", str(self.uid), "-g", str(self.uid), "-M", "-d", str(self.home),
-                        "-s", self.shell, self.name], check=True)
-        # "*": no password, but not locked ("!"), which sshd would refuse even for a key.
-        subprocess.run(["usermod", "-p", "*", self.name], check=True)
-        return self
-
-    def delete(self):
-        subprocess.run(["userdel", self.name], capture_output=True)
-        subprocess.run(["groupdel", self.name], capture_output=True)
 
 
 @pytest.fixture(scope="session")

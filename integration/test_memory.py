@@ -2,17 +2,16 @@
 import os
 
 from conftest import UID_A, Jail, sha256, wait_for
+from harness import smaps_rollup
 
 # The goal of the benchmarks issue for one idle jail: supervisor and init, PSS.
 IDLE_GOAL_KIB = 2048
 
 
 def memory_kib(pid, field):
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/smaps_rollup")
+    counts = smaps_rollup(pid)
+    assert field in counts, f"no {field} in /proc/{pid}/smaps_rollup"
+    return counts[field] // 1024
 
 
 def test_idle_jail_gives_back_pages_and_takes_them_again(rootfs_a):

@@ -45,10 +45,14 @@ class Foreground:
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen([JAILD, "-c", "-u", str(UID_A), "-r", str(root), *args], stdout=self.log,
                                      stderr=self.log, env=env)
-        wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, 20, "the socket")
-        assert self.proc.poll() is None, self.text()
-        # The socket is bound before the jail is ready: a first session waits in the backlog.
-        assert self.run("true").returncode == 0, self.text()
+        try:
+            wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, 20, "the socket")
+            assert self.proc.poll() is None, self.text()
+            # The socket is bound before the jail is ready: a first session waits in the backlog.
+            assert self.run("true").returncode == 0, self.text()
+        except BaseException:
+            self.stop()  # a start that failed halfway leaves no jail behind
+            raise
 
     def text(self):
         return open(self.log_path, "rb").read().decode(errors="replace")

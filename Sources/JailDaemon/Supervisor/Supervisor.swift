@@ -236,19 +236,24 @@ public struct Supervisor {
             guard isSocket(info) || isSymlink(info) else { throw .socketInTheWay(path, reason: "a file that is not a socket is in the way") }
             if unlink(path) < 0 { throw .system(.last("unlink", path: path)) }
         }
-        // Nobody may connect before the owner and mode are right.
+        // Nobody may connect before the owner and mode are right: the socket is bound under a
+        // temporary name, given its owner and mode, and renamed into place, so a client that
+        // sees the path always finds the finished socket (rename is atomic).
+        let temporary = path + ".new"
+        unlink(temporary)
         let previous = umask(0o077)
         defer { umask(previous) }
         return try JailError.wrap { () throws(SystemError) in
-            let listener = try UnixSocket.listen(path: path)
+            let listener = try UnixSocket.listen(path: temporary)
             do throws(SystemError) {
                 if !configuration.rootless {
-                    try syscall("chown", path: path) { lchown(path, account.uid, account.gid) }
+                    try syscall("chown", path: temporary) { lchown(temporary, account.uid, account.gid) }
                 }
-                try syscall("chmod", path: path) { chmod(path, 0o600) }
+                try syscall("chmod", path: temporary) { chmod(temporary, 0o600) }
+                try syscall("rename", path: path) { rename(temporary, path) }
             } catch {
                 listener.closeQuietly()
-                unlink(path)
+                unlink(temporary)
                 throw error
             }
             return listener
