@@ -123,4 +123,19 @@ final class AgentRelayTests: XCTestCase {
         shutdown(client, Int32(SHUT_RDWR))
         XCTAssertEqual(finished.wait(timeout: .now() + 10), .success)
     }
+
+    func testAClientWithoutAnAgentClosesEveryChannelAtOnce() throws {
+        var pair: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        client = pair[0]
+        defer { close(pair[1]) }
+        var channel = FrameChannel(socket: FileDescriptor(rawValue: pair[1]))
+        var agents = AgentChannels(connect: nil)
+        XCTAssertTrue(agents.handle(.agentOpen(channel: 5), channel: &channel))
+        XCTAssertTrue(agents.handle(.agentData(channel: 5, bytes: [1]), channel: &channel))
+        XCTAssertFalse(agents.handle(.endOfInput, channel: &channel))
+        channel.flushFully()
+        XCTAssertEqual(try next(), .agentClose(channel: 5))
+        XCTAssertEqual(agents.count, 0)
+    }
 }
