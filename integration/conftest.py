@@ -36,6 +36,20 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.skip(reason="; ".join(problems)))
 
 
+USERNS_RANGES = pathlib.Path("/var/lib/jail/userns")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def userns_ranges_are_given_back():
+    """jaild keeps a jail's id range for its next start (a file per range); the ranges the
+    tests' jails took are given back at the end, so test runs do not fill the pool."""
+    before = set(USERNS_RANGES.glob("*.range")) if USERNS_RANGES.is_dir() else set()
+    yield
+    if USERNS_RANGES.is_dir():
+        for path in set(USERNS_RANGES.glob("*.range")) - before:
+            path.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def rootfs_a(tmp_path_factory):
     return build_rootfs(tmp_path_factory.mktemp("rootfs") / "a", UID_A, "Jail test rootfs A")

@@ -54,6 +54,11 @@ def started(rootfs_a, tmp_path, public_tmp):
         jail.stop()
 
 
+# Host root as a peer (`jaild enter`, raw connections as root) and records owned by host uid 0
+# need a jail without a user namespace for now: in one, SO_PEERCRED shows host root as the
+# overflow uid and init refuses it (issue 15 follow-up: an identity check across the namespace).
+HOST_ROOT_PEER = ("--no-userns",)
+
 # The socket of the jail `started` made last: the helpers below talk to it.
 SOCKET = None
 
@@ -156,7 +161,7 @@ def helpers():
 
 
 def test_refusals_are_recorded_with_the_reason(started):
-    jail = started("--max-sessions", "1", "--handshake-timeout", "1")
+    jail = started("--max-sessions", "1", "--handshake-timeout", "1", *HOST_ROOT_PEER)
     record(jail, "end", id="1")
     wait_for(lambda: not helpers(), 10, "the first session's helper to be reaped")
     silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -242,7 +247,7 @@ def utmp_entries(path):
 
 
 def test_who_and_last_in_the_busybox_jail(started, rootfs_a):
-    jail = started()
+    jail = started(*HOST_ROOT_PEER)
     who_and_last(jail, {"utmp": "var/run/utmp", "wtmp": "var/log/wtmp"})
     assert os.stat(f"/proc/{init_pid()}/root/var/run/utmp").st_uid == 0
 
@@ -257,7 +262,7 @@ def debian_root(tmp_path_factory):
 
 
 def test_who_and_last_in_the_debian_jail(started, debian_root):
-    jail = started(root=debian_root)
+    jail = started(*HOST_ROOT_PEER, root=debian_root)
     # Debian's /var/run is /run (a fresh tmpfs inside); wtmp is there already (root:utmp
     # 0664), utmp is made.
     who_and_last(jail, {"utmp": "run/utmp", "wtmp": "var/log/wtmp"})
@@ -304,7 +309,7 @@ def test_sessions_lists_and_kills(started):
 # ---- jaild enter ---------------------------------------------------------------------------
 
 def test_enter_as_the_user_and_as_root(started):
-    jail = started()
+    jail = started(*HOST_ROOT_PEER)
     user = subprocess.run([JAILD, "enter", NAME, "--", "id", "-u"], capture_output=True, text=True, timeout=30,
                           stdin=subprocess.DEVNULL)
     assert (user.returncode, user.stdout) == (0, f"{UID_A}\n"), user.stderr
@@ -319,7 +324,7 @@ def test_enter_as_the_user_and_as_root(started):
 
 
 def test_enter_on_a_terminal(started):
-    started()
+    started(*HOST_ROOT_PEER)
     child = spawn_pty(program=f"{JAILD} enter {NAME}", uid=None)
     try:
         child.expect(PROMPT)

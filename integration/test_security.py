@@ -108,9 +108,11 @@ def test_proc_and_sys(jail):
         assert out.strip() == b"0", path
         listing = jail.run(f"ls -l {path}").stdout.decode()
         assert re.match(r"^c.*\b1,\s+3\b", listing), listing  # /dev/null on top
-    assert outcome(jail, "write-file", "/proc/sys/kernel/hostname") == "EROFS"
-    assert outcome(jail, "write-file", "/proc/sys/vm/drop_caches") == "EROFS"
-    assert outcome(jail, "write-file", "/sys/kernel/uevent_helper") in ("EROFS", "ENOENT")
+    # Read-only mounts; in the user namespace the files are also host root's, which root
+    # inside is not (EACCES comes first).
+    assert outcome(jail, "write-file", "/proc/sys/kernel/hostname") in ("EROFS", "EACCES")
+    assert outcome(jail, "write-file", "/proc/sys/vm/drop_caches") in ("EROFS", "EACCES")
+    assert outcome(jail, "write-file", "/sys/kernel/uevent_helper") in ("EROFS", "ENOENT", "EACCES")
     mounts = jail.run("cat /proc/mounts").stdout.decode()
     assert str(jail.root) not in mounts
     assert "/tmp/pytest" not in mounts and "/work" not in mounts
@@ -132,10 +134,11 @@ def test_init_and_helpers_hold_no_host_directory_and_all_cloexec(jail):
                     info = open(f"/proc/{pid}/fdinfo/{fd}").read()
                 except FileNotFoundError:
                     continue  # closed meanwhile (init closes each connection after the fork)
-                # The jail's own devices, the write-only cgroup.procs of its program cgroups, or
-                # the helper's sealed session record (a memfd, for `jaild sessions`).
+                # The jail's own devices, the write-only cgroup.procs of its program cgroups, the
+                # helper's sealed session record (a memfd, for `jaild sessions`), or (user
+                # namespace) init's pagemap in the jail's /proc, kept for IdlePages.
                 assert not os.path.isdir(f"/proc/{pid}/fd/{fd}"), (pid, fd, target)
-                assert not target.startswith("/") or target.startswith("/dev/") or \
+                assert not target.startswith("/") or target.startswith("/dev/") or target == "/proc/1/pagemap" or \
                     target == "/memfd:jail-session (deleted)" or \
                     re.fullmatch(r"/sys/fs/cgroup/[^ ]*/jail/jail-\d+-\d+/programs/cgroup.procs", target), (pid, fd, target)
                 flags = int(info.split("flags:")[1].split()[0], 8)
@@ -316,6 +319,19 @@ def test_symlink_at_a_bind_mount_target_is_refused(rootfs_sec, tmp_path, target)
         data.unlink()
 
 
+def connect_as_the_user(path, timeout):
+    """A raw connection whose SO_PEERCRED is the jail user's (the kernel records the euid):
+    host root has no id in the jail's user namespace and is refused like any stranger."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    os.seteuid(UID_A)
+    try:
+        s.connect(path)
+    finally:
+        os.seteuid(0)
+    return s
+
+
 def test_malformed_connections_do_not_hurt_the_jail(jail):
     rng = random.Random(1234)
     hello = bytes.fromhex("0000002b01") + b"JAIL"  # a real frame start, then garbage
@@ -329,9 +345,7 @@ def test_malformed_connections_do_not_hurt_the_jail(jail):
             payload = (0xFFFFFFFF).to_bytes(4, "big") + b"\x01" + rng.randbytes(50)  # absurd length
         else:
             payload = hello + rng.randbytes(rng.randrange(0, 60))
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(15)
-        s.connect(jail.socket)
+        s = connect_as_the_user(jail.socket, 15)
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
         while s.recv(4096):
@@ -344,9 +358,7 @@ def test_malformed_connections_do_not_hurt_the_jail(jail):
 
 def test_silent_client_costs_one_helper_for_a_bounded_time(rootfs_sec):
     with Jail(rootfs_sec, UID_A, ["--handshake-timeout", "1"]) as jail:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(jail.socket)
+        s = connect_as_the_user(jail.socket, 10)
         data = b""
         while chunk := s.recv(4096):
             data += chunk

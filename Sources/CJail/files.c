@@ -34,22 +34,45 @@ int cj_open_beneath_no_symlinks(int root_fd, const char *path, int flags) {
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x00000001
 #endif
+#ifndef MOUNT_ATTR_NOSUID
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV 0x00000004
+#endif
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+#endif
+#ifndef MS_PRIVATE
+#define MS_PRIVATE (1 << 18)
+#endif
 struct jail_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
 
-int cj_bind_onto(const char *host_path, int target_fd, int read_only) {
-    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, host_path, OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC);
-    if (tree < 0) return -1;
-    int rc = 0;
-    if (read_only) {
-        struct jail_mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
-        rc = (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
-    }
+int cj_attach_tree_onto(int tree, int target_fd, int read_only, int nosuid_nodev) {
+    /* Private: a copy of a shared host mount would otherwise join its peer group, and what
+     * is mounted on it inside would show on the host. */
+    uint64_t set = (read_only ? MOUNT_ATTR_RDONLY : 0) | (nosuid_nodev ? MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV : 0);
+    struct jail_mount_attr attr = {.attr_set = set, .propagation = MS_PRIVATE};
+    int rc = (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
     if (rc == 0)
         rc = (int)syscall(SYS_move_mount, tree, "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
-    int saved = errno;
-    close(tree);
-    errno = saved;
     return rc;
+}
+
+/* A detached copy of the tree at `path` (every mount below it too), not yet visible anywhere. */
+int cj_open_detached_tree(const char *path) {
+    return (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC);
+}
+
+/* Makes a detached tree show its files through the id mapping of a user namespace. Needs
+ * CAP_SYS_ADMIN over the file system's own user namespace, so host root does it. */
+int cj_idmap_tree(int tree_fd, int userns_fd) {
+    struct jail_mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns_fd,
+                                   .propagation = MS_PRIVATE};
+    return (int)syscall(SYS_mount_setattr, tree_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+}
+
+/* Attaches a detached tree at `target` in the caller's mount namespace. */
+int cj_attach_tree(int tree_fd, const char *target) {
+    return (int)syscall(SYS_move_mount, tree_fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
 }
 
 /* A detached overlay mount: fsopen/fsconfig/fsmount without move_mount, so the merged tree

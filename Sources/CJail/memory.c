@@ -63,11 +63,21 @@ static int release_object(struct dl_phdr_info *info, size_t size, void *unused) 
     return 0;
 }
 
+/* Kept open from now on. In root's user namespace, init's /proc/self files belong to host
+ * root (init was exec'd on the host and is not dumpable), which root inside cannot open. */
+int cj_keep_pagemap_open(void) {
+    if (pagemap < 0) pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    return pagemap;
+}
+
 void cj_release_file_pages(void) {
     page_size = sysconf(_SC_PAGESIZE);
-    pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    int kept = pagemap >= 0;
+    if (!kept) pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (pagemap < 0) return;
     dl_iterate_phdr(release_object, NULL);
-    close(pagemap);
-    pagemap = -1;
+    if (!kept) {
+        close(pagemap);
+        pagemap = -1;
+    }
 }

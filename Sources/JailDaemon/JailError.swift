@@ -15,6 +15,7 @@ public enum JailError: Error, CustomStringConvertible {
     case rootless(String)
     case threaded(Int)
     case startFailed(String)
+    case userNamespace(String)
 
     public var description: String {
         switch self {
@@ -29,6 +30,7 @@ public enum JailError: Error, CustomStringConvertible {
         case .rootless(let s): s
         case .threaded(let n): "jaild has \(n) threads; namespaces need a single-threaded process"
         case .startFailed(let s): s
+        case .userNamespace(let s): s
         }
     }
 

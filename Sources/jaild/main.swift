@@ -115,6 +115,14 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("ROOT is a copy-on-write overlay of DIR (read-only), with ROOT/../upper and ROOT/../work.",
                                valueName: "dir"))
     var base: String?
+    @Flag(name: .customLong("no-userns"),
+          help: "Root inside is host root (no user namespace): less safe, see docs/security.md.")
+    var noUserns = false
+
+    @Option(name: .customLong("userns-pool"),
+            help: ArgumentHelp("Host ids for jails' user namespaces: COUNT ids from START, 65536 per jail.",
+                               valueName: "start:count"))
+    var usernsPool: String?
 
     @Option(name: .customLong("jail-name"),
             help: ArgumentHelp("The jail's name in session records and syslog tags (default: UID-GID).", valueName: "name"))
@@ -191,6 +199,9 @@ struct JailDaemonCommand: ParsableCommand {
             if let problem = EnvironmentPolicy.problem(with: pattern) { throw ValidationError(problem) }
         }
         guard (1...3600).contains(rcTimeout) else { throw ValidationError("--rc-timeout must be 1 to 3600") }
+        if let usernsPool {
+            do { _ = try UserRangePool.parse(usernsPool) } catch { throw ValidationError(error.description) }
+        }
     }
 
     func configuration() throws(JailError) -> JailConfiguration {
@@ -240,6 +251,8 @@ struct JailDaemonCommand: ParsableCommand {
         c.syslogTarget = syslogTarget
         c.forwardX11 = forwardX11
         c.forwardAgent = forwardAgent
+        c.userNamespace = !c.rootless && !noUserns
+        if let pool = usernsPool.flatMap({ try? UserRangePool.parse($0) }) { c.userNamespacePool = pool }
         for spec in mounts {
             do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
         }

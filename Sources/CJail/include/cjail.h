@@ -30,9 +30,13 @@ pid_t cj_clone(unsigned long flags);
 int cj_pivot_root(const char *new_root, const char *put_old);
 int cj_set_parent_death_signal(int signo);
 int cj_set_dumpable(int dumpable);
+/* uid, gid 0 (all three of each) and no supplementary groups: root of the caller's user namespace. */
+int cj_become_root(void);
 /* Unmaps the program's pages that are still the file's (code, unwritten data): they fault
  * back in from the page cache when used. */
 void cj_release_file_pages(void);
+/* Opens /proc/self/pagemap for cj_release_file_pages for good (before losing access to it). */
+int cj_keep_pagemap_open(void);
 /* Closes every fd >= first except those listed. */
 void cj_close_all_except(unsigned int first, const int *keep, int nkeep);
 int cj_set_cloexec(int fd);
@@ -123,8 +127,15 @@ long cj_filesystem_type(int fd);
 int cj_open_in_root(int root_fd, const char *path, int flags);
 /* openat2 that stays in root_fd and refuses any symlink on the way (ELOOP). */
 int cj_open_beneath_no_symlinks(int root_fd, const char *path, int flags);
-/* Bind-mounts host_path (recursively, read-only if asked) onto the object target_fd names. */
-int cj_bind_onto(const char *host_path, int target_fd, int read_only);
+/* Attaches a detached tree (read-only and nosuid,nodev if asked, always private) onto the
+ * object target_fd names. The caller closes the tree. */
+int cj_attach_tree_onto(int tree, int target_fd, int read_only, int nosuid_nodev);
+/* open_tree(OPEN_TREE_CLONE|AT_RECURSIVE): a detached copy of the tree at path. */
+int cj_open_detached_tree(const char *path);
+/* mount_setattr(MOUNT_ATTR_IDMAP) of a detached tree with a user namespace's mapping. */
+int cj_idmap_tree(int tree_fd, int userns_fd);
+/* move_mount of a detached tree onto a path of the caller's mount namespace. */
+int cj_attach_tree(int tree_fd, const char *target);
 /* A detached overlay mount of lower/upper/work: a descriptor of its root, attached nowhere. */
 int cj_overlay_open(const char *lower, const char *upper, const char *work);
 

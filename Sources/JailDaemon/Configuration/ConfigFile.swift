@@ -25,6 +25,7 @@ public struct ConfigFile {
         "base": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
         "forward-x11": false, "forward-agent": false,
+        "no-userns": false, "userns-pool": true,
     ]
 
     /// Switches that are on unless turned off.

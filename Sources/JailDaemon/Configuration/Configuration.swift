@@ -80,6 +80,18 @@ public struct JailConfiguration: Sendable, Equatable {
     public func name(account: Account) -> String {
         jailName ?? "\(account.uid)-\(account.gid)"
     }
+    /// Started by root: a user namespace maps root inside (and every id but the user's own)
+    /// to a host range of the jail's own; `--no-userns` turns it off (root inside is host root).
+    public var userNamespace = true
+    /// Where those ranges come from.
+    public var userNamespacePool = UserRangePool.standard
+
+    /// root's user namespace (not the rootless one): ranges, idmapped rootfs, private root.
+    /// Not for a root on a base: an overlay mount cannot be idmapped (EINVAL on Linux 6.18),
+    /// so such a jail runs without one, with a warning (a known gap, docs/security.md).
+    public var mapsRange: Bool { userNamespace && !rootless && base == nil }
+    /// Either kind of user namespace: no mknod, no fresh sysfs.
+    public var inUserNamespace: Bool { rootless || mapsRange }
 
     public init(uid: UInt32) {
         self.uid = uid
@@ -91,11 +103,15 @@ public struct BindMount: Sendable, Equatable {
     public var jailPath: String
     public var hostPath: String
     public var readOnly: Bool
+    /// `:suid`: setuid bits and device files of the host path work inside (unsafe: without a
+    /// user namespace, a setuid-root file there makes its runner host root). Default nosuid,nodev.
+    public var allowSetuid = false
 
-    public init(jailPath: String, hostPath: String, readOnly: Bool) {
+    public init(jailPath: String, hostPath: String, readOnly: Bool, allowSetuid: Bool = false) {
         self.jailPath = jailPath
         self.hostPath = hostPath
         self.readOnly = readOnly
+        self.allowSetuid = allowSetuid
     }
 
     public enum ParseError: Error, Equatable, CustomStringConvertible {
@@ -105,30 +121,33 @@ public struct BindMount: Sendable, Equatable {
 
         public var description: String {
             switch self {
-            case .missingEquals(let s): "mount '\(s)': expected JPATH=HPATH[:ro]"
+            case .missingEquals(let s): "mount '\(s)': expected JPATH=HPATH[:ro][,suid]"
             case .notAbsolute(let s): "mount path '\(s)' must be absolute"
-            case .unknownOption(let s): "mount option '\(s)' is unknown (only 'ro' and 'rw')"
+            case .unknownOption(let s): "mount option '\(s)' is unknown (only 'ro', 'rw' and 'suid')"
             }
         }
     }
 
-    /// Parses `JPATH=HPATH`, `JPATH=HPATH:ro` or `JPATH=HPATH:rw`.
+    /// Parses `JPATH=HPATH`, then optionally `:ro`, `:rw`, `:suid` or `:ro,suid`.
     public static func parse(_ spec: String) throws(ParseError) -> BindMount {
         guard let equals = spec.firstIndex(of: "=") else { throw .missingEquals(spec) }
         let jailPath = String(spec[..<equals])
         var hostPath = String(spec[spec.index(after: equals)...])
         var readOnly = false
+        var allowSetuid = false
         if let colon = hostPath.lastIndex(of: ":") {
-            let option = String(hostPath[hostPath.index(after: colon)...])
-            switch option {
-            case "ro": readOnly = true
-            case "rw": readOnly = false
-            default: throw .unknownOption(option)
+            for option in hostPath[hostPath.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false) {
+                switch option {
+                case "ro": readOnly = true
+                case "rw": readOnly = false
+                case "suid": allowSetuid = true
+                default: throw .unknownOption(String(option))
+                }
             }
             hostPath = String(hostPath[..<colon])
         }
         for path in [jailPath, hostPath] where !path.hasPrefix("/") { throw .notAbsolute(path) }
-        return BindMount(jailPath: normalize(jailPath), hostPath: hostPath, readOnly: readOnly)
+        return BindMount(jailPath: normalize(jailPath), hostPath: hostPath, readOnly: readOnly, allowSetuid: allowSetuid)
     }
 
     /// `/a//b/./c/` → `/a/b/c`. `..` is kept: the mount code refuses it.

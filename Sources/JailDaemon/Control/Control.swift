@@ -84,11 +84,12 @@ struct Row {
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC"]]
+        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS"]]
         for r in rows {
             lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
                           "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
-                          r.state.rcStatus.map { "\($0)" } ?? "-"])
+                          r.state.rcStatus.map { "\($0)" } ?? "-",
+                          r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"])
         }
         let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
         return lines.map { line in
@@ -106,7 +107,9 @@ struct Row {
                 + "\"gid\":\(r.state.gid),\"root\":\(quote(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions),\"uptime_seconds\":\(r.uptime),"
                 + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup)),"
-                + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null")}"
+                + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
+                + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
+                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount)}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }

@@ -22,7 +22,7 @@ extension Init {
                                        account: account, stdio: [devNull, output.rawValue, output.rawValue],
                                        controllingTerminal: false)
             do {
-                let pid = try spawn(request)
+                let pid = try spawn(request, settings: programSettings)
                 bootCommands[pid] = command
                 log.info("boot command '\(command)' started (pid \(pid) in the jail)")
             } catch {

@@ -19,7 +19,9 @@ struct InitChannels {
     /// `programs/cgroup.procs` of each hierarchy, for the spawn path.
     let programCgroups: [Int32]
     /// `sessions/cgroup.procs` of each hierarchy with a helpers' memory limit.
-    var sessionCgroups: [Int32] = []
+    let sessionCgroups: [Int32]
+    /// Root's user namespace with a rootfs: the rootfs, idmapped by the supervisor, detached.
+    let rootTree: FileDescriptor?
 }
 
 /// PID 1 of the jail: "jaild: init [UID:GID]".
@@ -34,6 +36,8 @@ struct Init {
     let account: Account
     let listener: FileDescriptor
     let signals: SignalDescriptor
+    /// What every program gets (cgroups, rlimits, capabilities), handed to each helper.
+    let programSettings: ProgramSettings
     var stopping = false
     var stopDeadline: Int64 = 0
     /// Session helpers alive now: at stop they outlive the session programs, so each client
@@ -64,67 +68,31 @@ struct Init {
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
     static func run(configuration: JailConfiguration, account: Account, channels: InitChannels) -> Never {
         currentLogSink = .supervisorPipe
-        let (listener, ready, lifeline, logPipe) = (channels.listener, channels.ready, channels.lifeline, channels.log)
-        // Nothing of the supervisor's stays open here: its pid file lock, its signalfd and the
-        // lifeline's write end (else the check below could never see it close).
-        let keep = [listener.rawValue, ready.rawValue, lifeline.rawValue, logPipe.rawValue, channels.bootOutput.rawValue]
-            + channels.programCgroups + channels.sessionCgroups
-        keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
-        // If the supervisor dies, so does the jail: nothing is left running unseen. The
-        // lifeline closes the window between clone and prctl.
-        _ = cj_set_parent_death_signal(SIGKILL)
-        var entry = pollfd(fd: lifeline.rawValue, events: 0, revents: 0)
-        if poll(&entry, 1, 0) > 0 { _exit(1) }
-
-        // init's stdio: nothing from the host. fd 2 is the log pipe to the supervisor.
-        // Close-on-exec like every other descriptor of init: nothing of it reaches a program.
-        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
-        for (source, target) in [(devNull, Int32(0)), (devNull, 1), (logPipe.rawValue, 2)] where source != target {
-            dup2(source, target)
-            _ = cj_set_cloexec(target)
-        }
-        if devNull > 2 { close(devNull) }
-        if logPipe.rawValue > 2 { logPipe.closeQuietly() }
-
+        keepOnlyOwnDescriptors(channels)
+        dieWithTheSupervisor(lifeline: channels.lifeline)
+        takeStdio(log: channels.log)
         do {
-            // The supervisor says "G" once init is in its cgroups (and, rootless, once its
-            // user namespace has the user's ids): nothing may mount or fork before.
-            var go: UInt8 = 0
-            guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
-            lifeline.closeQuietly()
+            try awaitGo(lifeline: channels.lifeline)
+            // Root's user namespace: the login uid is set now, while init still has host root's
+            // ids; once it is the namespace's root its /proc/self files are host root's.
+            if configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
             // --syslog: the host's socket is reachable only before pivot_root (SyslogRelay).
             let syslogTarget = configuration.syslog ? try SyslogRelay.connectTarget(configuration.syslogTarget) : nil
-            try MountPlan(configuration: configuration).apply()
-            // stdin and stdout were the host's /dev/null until now: nothing of the host stays.
-            let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
-            if jailNull >= 0 {
-                for target: Int32 in [0, 1] where jailNull != target {
-                    dup2(jailNull, target)
-                    _ = cj_set_cloexec(target)
-                }
-                if jailNull > 2 { close(jailNull) }
-            }
-            if let hostname = configuration.hostname {
-                try JailError.wrap { () throws(SystemError) in
-                    try syscall("sethostname") { sethostname(hostname, hostname.utf8.count) }
-                }
-            }
-            if access(account.shell, X_OK) != 0 {
-                throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
-            }
-            try AuditIdentity.setLoginUID(account.uid)
-            _ = cj_set_dumpable(0)
-            try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
-            programSettings = ProgramSettings(cgroupProcs: channels.programCgroups,
-                                              resourceLimits: configuration.resourceLimits,
-                                              ambientCapabilities: Capability.mask(configuration.capabilities),
-                                              supplementaryGroups: !configuration.rootless,
-                                              resetOOMScore: Init.oomScoreAdjusted())
+            try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)
+            channels.rootTree?.closeQuietly()
+            // Becoming the user namespace's root changed init's credentials, which clears the
+            // parent-death signal: armed again, and the lifeline checked once more.
+            if configuration.mapsRange { dieWithTheSupervisor(lifeline: channels.lifeline) }
+            channels.lifeline.closeQuietly()
+            replaceHostNull()
+            try setUpIdentity(configuration: configuration, account: account)
+            let settings = try harden(configuration: configuration, account: account, channels: channels)
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
             }
-            var initProcess = Init(configuration: configuration, account: account, listener: listener, signals: signals)
+            var initProcess = Init(configuration: configuration, account: account, listener: channels.listener,
+                                   signals: signals, programSettings: settings)
             initProcess.sessionCgroups = channels.sessionCgroups
             if let syslogTarget {
                 initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
@@ -132,16 +100,86 @@ struct Init {
             initProcess.serviceOutput = channels.bootOutput
             // "R" and the rc's exit status, in one write (atomic on a pipe).
             let rcStatus = try initProcess.runStartRC(output: channels.bootOutput)
-            try? ready.writeFully(Array(("R" + (rcStatus.map { "\($0)" } ?? "")).utf8))
-            ready.closeQuietly()
+            Readiness.ready(rcStatus.map { "\($0)" } ?? "").send(on: channels.ready)
+            channels.ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
             if initProcess.stopPending { initProcess.beginStop() }
             SessionRehearsal.run(configuration: configuration)
             initProcess.serve()
         } catch {
-            try? ready.writeFully(Array(("E" + "\(error)").utf8))
+            Readiness.failed("\(error)").send(on: channels.ready)
             _exit(1)
         }
+    }
+
+    /// Nothing of the supervisor's stays open here: its pid file lock, its signalfd and the
+    /// lifeline's write end (else `dieWithTheSupervisor` could never see it close).
+    static func keepOnlyOwnDescriptors(_ channels: InitChannels) {
+        let keep = [channels.listener.rawValue, channels.ready.rawValue, channels.lifeline.rawValue, channels.log.rawValue,
+                    channels.bootOutput.rawValue] + channels.programCgroups + channels.sessionCgroups
+            + (channels.rootTree.map { [$0.rawValue] } ?? [])
+        keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
+    }
+
+    /// If the supervisor dies, so does the jail: nothing is left running unseen. The lifeline
+    /// closes the window between clone and prctl.
+    static func dieWithTheSupervisor(lifeline: FileDescriptor) {
+        _ = cj_set_parent_death_signal(SIGKILL)
+        var entry = pollfd(fd: lifeline.rawValue, events: 0, revents: 0)
+        if poll(&entry, 1, 0) > 0 { _exit(1) }
+    }
+
+    /// init's stdio: nothing from the host. fd 2 is the log pipe to the supervisor.
+    /// Close-on-exec like every other descriptor of init: nothing of it reaches a program.
+    static func takeStdio(log logPipe: FileDescriptor) {
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        for (source, target) in [(devNull, Int32(0)), (devNull, 1), (logPipe.rawValue, 2)] where source != target {
+            dup2(source, target)
+            _ = cj_set_cloexec(target)
+        }
+        if devNull > 2 { close(devNull) }
+        if logPipe.rawValue > 2 { logPipe.closeQuietly() }
+    }
+
+    /// The supervisor says "G" once init is in its cgroups and its user namespace has its ids
+    /// (and the root tree its mapping): nothing may mount or fork before.
+    static func awaitGo(lifeline: FileDescriptor) throws(JailError) {
+        var go: UInt8 = 0
+        guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
+    }
+
+    /// stdin and stdout were the host's /dev/null until now: nothing of the host stays.
+    static func replaceHostNull() {
+        let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard jailNull >= 0 else { return }
+        for target: Int32 in [0, 1] where jailNull != target {
+            dup2(jailNull, target)
+            _ = cj_set_cloexec(target)
+        }
+        if jailNull > 2 { close(jailNull) }
+    }
+
+    static func setUpIdentity(configuration: JailConfiguration, account: Account) throws(JailError) {
+        if let hostname = configuration.hostname {
+            try JailError.wrap { () throws(SystemError) in
+                try syscall("sethostname") { sethostname(hostname, hostname.utf8.count) }
+            }
+        }
+        if access(account.shell, X_OK) != 0 {
+            throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
+        }
+    }
+
+    /// Login uid, non-dumpable, bounding set, seccomp, Landlock; then what every program gets.
+    static func harden(configuration: JailConfiguration, account: Account, channels: InitChannels) throws(JailError) -> ProgramSettings {
+        if !configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
+        _ = cj_set_dumpable(0)
+        try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
+        return ProgramSettings(cgroupProcs: channels.programCgroups,
+                               resourceLimits: configuration.resourceLimits,
+                               ambientCapabilities: Capability.mask(configuration.capabilities),
+                               supplementaryGroups: !configuration.rootless,
+                               resetOOMScore: Init.oomScoreAdjusted())
     }
 
     mutating func serve() -> Never {
@@ -170,9 +208,12 @@ struct Init {
                 refuse(connection, "the jail has reached its limit of \(configuration.maxSessions) sessions")
                 continue
             }
-            guard peer.uid == account.uid || peer.uid == 0 else {
+            // In a user namespace SO_PEERCRED shows a host uid without an id inside (host root
+            // too) as the overflow uid 65534: refused, as the jail's own nobody would be.
+            guard peer.uid == account.uid || (peer.uid == 0 && !configuration.inUserNamespace) else {
+                let who = configuration.inUserNamespace && peer.uid == 65534 ? "a host uid without an id in the jail" : "uid \(peer.uid)"
                 logRefusal(peer, "wrong peer uid \(peer.uid)")
-                refuse(connection, "uid \(peer.uid) may not enter the jail of uid \(account.uid)")
+                refuse(connection, "\(who) may not enter the jail of uid \(account.uid)")
                 continue
             }
             let id = nextSessionID
@@ -182,7 +223,8 @@ struct Init {
                 listener.closeQuietly()
                 signals.fd.closeQuietly()
                 SessionCgroup.join(sessionCgroups)
-                SessionHelper.run(connection: connection, configuration: configuration, jail: jailName, id: id)
+                SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings,
+                                  jail: jailName, id: id)
             }
             if pid < 0 {
                 log.error("fork of a session helper: \(Errno(rawValue: errno))")

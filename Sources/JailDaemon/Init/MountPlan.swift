@@ -1,5 +1,6 @@
 import CJail
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +12,11 @@ public struct MountPlan: Equatable, Sendable {
     public enum Step: Equatable, Sendable {
         /// Stop mount events from flowing back to the host: mount --make-rprivate /.
         case makePrivate
+        /// Root's user namespace: the rootfs tree the supervisor idmapped, attached at the path.
+        case attachIdmappedRoot(String)
+        /// Root's user namespace: from host root's ids, which have no meaning inside (what it
+        /// created would fail with EOVERFLOW), to the namespace's root, without host groups.
+        case becomeNamespaceRoot
         case makeDirectory(String, mode: UInt32)
         case mount(source: String, target: String, type: String, flags: UInt, data: String?)
         case makeCharacterDevice(String, major: UInt32, minor: UInt32)
@@ -18,7 +24,8 @@ public struct MountPlan: Equatable, Sendable {
         case bindDevice(host: String, target: String)
         case symlink(target: String, at: String)
         /// A host path onto a target inside the root; the target must not pass a symlink.
-        case bind(host: String, target: String, root: String, readOnly: Bool)
+        /// `nosuidNodev`: setuid bits and devices of the host path do nothing inside.
+        case bind(host: String, target: String, root: String, readOnly: Bool, nosuidNodev: Bool)
         /// Hides a kernel file or directory of /proc or /sys (skipped if this kernel lacks it):
         /// /dev/null over a file, an empty read-only tmpfs over a directory.
         case mask(String, null: String)
@@ -57,21 +64,41 @@ public struct MountPlan: Equatable, Sendable {
             // No root: namespaces only, as in 2014, but with a /proc of the new PID namespace
             // so ps shows the jail's processes.
             steps.append(.mount(source: "proc", target: "/proc", type: "proc", flags: Self.nosuidNodevNoexec, data: nil))
-            steps += configuration.mounts.map { .bind(host: $0.hostPath, target: $0.jailPath, root: "/", readOnly: $0.readOnly) }
+            steps += configuration.mounts.map {
+                .bind(host: $0.hostPath, target: $0.jailPath, root: "/", readOnly: $0.readOnly, nosuidNodev: !$0.allowSetuid)
+            }
             self.steps = steps
             return
         }
-        let inRoot = { (path: String) in root == "/" ? path : root + path }
-        if let layers = configuration.overlay {
-            steps.append(.overlay(lower: layers.lower, upper: layers.upper, work: layers.work, target: layers.target))
+        let idmapped = configuration.mapsRange
+        var planRoot = root
+        var inRoot = { (path: String) in planRoot == "/" ? path : planRoot + path }
+        // pivot_root needs the new root to be a mount point. In root's user namespace it is the
+        // idmapped tree, so that on-disk owners are the owners inside.
+        if configuration.mapsRange {
+            steps.append(.attachIdmappedRoot(root))
+        } else {
+            if let layers = configuration.overlay {
+                steps.append(.overlay(lower: layers.lower, upper: layers.upper, work: layers.work, target: layers.target))
+            }
+            steps.append(.mount(source: root, target: root, type: "", flags: UInt(MS_BIND | MS_REC), data: nil))
         }
-        // pivot_root needs the new root to be a mount point.
-        steps.append(.mount(source: root, target: root, type: "", flags: UInt(MS_BIND | MS_REC), data: nil))
         for directory in ["/proc", "/sys", "/dev"] { steps.append(.makeDirectory(inRoot(directory), mode: 0o755)) }
         steps.append(.mount(source: "proc", target: inRoot("/proc"), type: "proc", flags: Self.nosuidNodevNoexec, data: nil))
-        if configuration.rootless {
-            // A fresh sysfs needs a network namespace of our own; the host's, read-only, instead.
-            steps.append(.bind(host: "/sys", target: "/sys", root: root, readOnly: true))
+        if idmapped {
+            // Root inside, the jail's range on the host, cannot pass the private directory
+            // above ROOT (nor any other of host root's 0700 ones). So: host sources are opened
+            // first (see apply), proc is mounted (a user namespace may mount proc only while
+            // one is visible), then pivot and become the namespace's root; the rest is inside.
+            steps.append(.pivot(root))
+            steps.append(.becomeNamespaceRoot)
+            planRoot = "/"
+            inRoot = { $0 }
+        }
+        if configuration.inUserNamespace {
+            // A fresh sysfs needs a network namespace owned by the jail's user namespace; the
+            // jail shares the host's network, so the host's /sys, read-only, instead.
+            steps.append(.bind(host: "/sys", target: "/sys", root: planRoot, readOnly: true, nosuidNodev: true))
         } else {
             steps.append(.mount(source: "sysfs", target: inRoot("/sys"), type: "sysfs",
                                 flags: Self.nosuidNodevNoexec | UInt(MS_RDONLY), data: nil))
@@ -80,7 +107,9 @@ public struct MountPlan: Equatable, Sendable {
         steps.append(.mount(source: "tmpfs", target: inRoot("/dev"), type: "tmpfs",
                             flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=65536k"))
         for device in Self.devices {
-            steps.append(configuration.rootless
+            // mknod is not allowed in a user namespace: the host's node, owned by host root,
+            // which root inside cannot chmod or chown (its owner has no id in the jail).
+            steps.append(configuration.inUserNamespace
                 ? .bindDevice(host: "/dev/" + device.name, target: inRoot("/dev/" + device.name))
                 : .makeCharacterDevice(inRoot("/dev/" + device.name), major: device.major, minor: device.minor))
         }
@@ -104,22 +133,63 @@ public struct MountPlan: Equatable, Sendable {
         steps += Self.masked.map { .mask(inRoot($0), null: inRoot("/dev/null")) }
         steps += Self.readOnlyInProc.map { .readOnly(inRoot($0)) }
         for mount in configuration.mounts {
-            steps.append(.bind(host: mount.hostPath, target: mount.jailPath, root: root, readOnly: mount.readOnly))
+            steps.append(.bind(host: mount.hostPath, target: mount.jailPath, root: planRoot, readOnly: mount.readOnly,
+                               nosuidNodev: !mount.allowSetuid))
         }
-        steps.append(.pivot(root))
+        if !idmapped { steps.append(.pivot(root)) }
         self.steps = steps
     }
 
     /// Carries out the plan. Runs in the jail's first process, in its new mount namespace.
-    public func apply() throws(JailError) {
-        for step in steps { try Self.apply(step) }
+    /// `rootTree`: the idmapped rootfs for `.attachIdmappedRoot`.
+    public func apply(rootTree: FileDescriptor? = nil) throws(JailError) {
+        var sources: [Int: Source] = [:]
+        defer { for source in sources.values { close(source.tree) } }
+        // Every host path is opened before any step: in root's user namespace, later steps
+        // run as root inside, which host root's private directories keep out.
+        for (index, step) in steps.enumerated() {
+            switch step {
+            case .bind(let host, _, _, _, _), .bindDevice(let host, _): sources[index] = try Source.open(host)
+            default: continue
+            }
+        }
+        for (index, step) in steps.enumerated() {
+            try Self.apply(step, rootTree: rootTree, source: sources[index])
+            if sources[index] != nil { close(sources.removeValue(forKey: index)!.tree) }
+        }
     }
 
-    static func apply(_ step: Step) throws(JailError) {
+    /// A host path as a detached tree, opened early (see apply).
+    struct Source {
+        let tree: Int32
+        let isDirectory: Bool
+
+        static func open(_ host: String) throws(JailError) -> Source {
+            guard let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(host) }) else {
+                throw .badMount("host path \(host) does not exist")
+            }
+            let tree = cj_open_detached_tree(host)
+            if tree < 0 { throw .system(.last("open_tree", path: host)) }
+            var followed = stat()
+            let directory = JailSystem.isDirectory(info)
+                || (isSymlink(info) && stat(host, &followed) == 0 && JailSystem.isDirectory(followed))
+            return Source(tree: tree, isDirectory: directory)
+        }
+    }
+
+    static func apply(_ step: Step, rootTree: FileDescriptor?, source: Source?) throws(JailError) {
         do {
             switch step {
             case .makePrivate:
                 try syscall("mount(MS_PRIVATE)", path: "/") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
+            case .attachIdmappedRoot(let root):
+                guard let rootTree else { throw JailError.startFailed("the idmapped root tree of \(root) is missing") }
+                try syscall("move_mount", path: root) { cj_attach_tree(rootTree.rawValue, root) }
+            case .becomeNamespaceRoot:
+                // The jail's /proc/self/pagemap (for IdlePages) is host root's from now on:
+                // opened while init still has host root's ids.
+                _ = cj_keep_pagemap_open()
+                try syscall("setresuid(0) in the user namespace") { cj_become_root() }
             case .makeDirectory(let path, let mode):
                 if mkdir(path, mode_t(mode)) < 0 && errno != EEXIST { throw SystemError.last("mkdir", path: path) }
             case .mount(let source, let target, let type, let flags, let data):
@@ -132,11 +202,13 @@ public struct MountPlan: Equatable, Sendable {
                 let fd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o666)
                 if fd < 0 { throw SystemError.last("create", path: target) }
                 close(fd)
-                try syscall("mount(bind)", path: target) { mount(host, target, nil, UInt(MS_BIND), nil) }
+                guard let source else { throw SystemError("open_tree", path: host, errno: .badFileDescriptor) }
+                try syscall("move_mount", path: target) { cj_attach_tree(source.tree, target) }
             case .symlink(let target, let path):
                 try syscall("symlink", path: path) { Glibc.symlink(target, path) }
-            case .bind(let host, let target, let root, let readOnly):
-                try bind(host: host, target: target, root: root, readOnly: readOnly)
+            case .bind(let host, let target, let root, let readOnly, let nosuidNodev):
+                guard let source else { throw SystemError("open_tree", path: host, errno: .badFileDescriptor) }
+                try bind(source, target: target, root: root, readOnly: readOnly, nosuidNodev: nosuidNodev)
             case .mask(let path, let null):
                 guard let info = try fileStatus(path) else { return }
                 if isDirectory(info) {
@@ -171,10 +243,7 @@ public struct MountPlan: Equatable, Sendable {
     /// Binds a host path onto a path inside the root. Every component of the target is
     /// checked with lstat and created if missing; a symlink anywhere on the way is refused,
     /// so a jail user cannot redirect the mount at the next start (onto /etc, or outside).
-    static func bind(host: String, target: String, root: String, readOnly: Bool) throws(JailError) {
-        guard let hostInfo = try JailError.wrap({ () throws(SystemError) in try fileStatus(host) }) else {
-            throw .badMount("host path \(host) does not exist")
-        }
+    static func bind(_ source: Source, target: String, root: String, readOnly: Bool, nosuidNodev: Bool) throws(JailError) {
         let components = target.split(separator: "/")
         if components.contains("..") { throw .badMount("jail path \(target) contains '..'") }
         var path = root == "/" ? "" : root
@@ -186,7 +255,7 @@ public struct MountPlan: Equatable, Sendable {
                     throw .badMount("jail path \(target): \(path.dropFirst(root == "/" ? 0 : root.count)) is a symlink")
                 }
                 if !isLast && !isDirectory(info) { throw .badMount("jail path \(target): \(path) is not a directory") }
-            } else if isLast && !isDirectory(hostInfo) {
+            } else if isLast && !source.isDirectory {
                 let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o644)
                 if fd < 0 { throw .system(.last("create", path: path)) }
                 close(fd)
@@ -206,7 +275,7 @@ public struct MountPlan: Equatable, Sendable {
         }
         defer { close(targetFD) }
         try JailError.wrap { () throws(SystemError) in
-            try syscall("bind mount", path: path) { cj_bind_onto(host, targetFD, readOnly ? 1 : 0) }
+            try syscall("bind mount", path: path) { cj_attach_tree_onto(source.tree, targetFD, readOnly ? 1 : 0, nosuidNodev ? 1 : 0) }
         }
     }
 

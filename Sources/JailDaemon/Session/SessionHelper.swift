@@ -18,6 +18,7 @@ import Glibc
 /// `kill -9 -1` inside leaves it alive to report the status.
 struct SessionHelper {
     let configuration: JailConfiguration
+    let settings: ProgramSettings
     var channel: FrameChannel
     let signals: SignalDescriptor
     /// The jail's name and this session's number (from init), for the session records.
@@ -26,13 +27,14 @@ struct SessionHelper {
     let peer: PeerCredentials?
 
     /// Runs the session and exits the process; never returns.
-    static func run(connection: FileDescriptor, configuration: JailConfiguration, jail: String, id: Int) -> Never {
+    static func run(connection: FileDescriptor, configuration: JailConfiguration, settings: ProgramSettings, jail: String,
+                    id: Int) -> Never {
         _ = cj_set_dumpable(0)
         cj_set_proctitle("jaild: session")
         do {
             let signals = try SignalDescriptor([SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGPIPE])
-            var helper = SessionHelper(configuration: configuration, channel: FrameChannel(socket: connection), signals: signals,
-                                       jail: jail, id: id, peer: try? UnixSocket.peerCredentials(connection))
+            var helper = SessionHelper(configuration: configuration, settings: settings, channel: FrameChannel(socket: connection),
+                                       signals: signals, jail: jail, id: id, peer: try? UnixSocket.peerCredentials(connection))
             helper.serve()
         } catch {
             log.error("session: \(error)")
@@ -56,7 +58,8 @@ struct SessionHelper {
         var forwarding = SessionForwarding()
         do {
             let configuration = self.configuration
-            session = try Session.start(hello: hello, passed: passed, configuration: configuration) { account in
+            session = try Session.start(hello: hello, passed: passed, configuration: configuration,
+                                        settings: settings) { account in
                 forwarding.prepare(hello: hello, account: account, configuration: configuration)
             }
         } catch {

@@ -5,8 +5,8 @@ import JailSystem
 import Glibc
 #endif
 
-/// What every program of the jail gets, set once in init (and inherited by the helpers it
-/// forks): its cgroups, rlimits and ambient capabilities. init is single-threaded.
+/// What every program of the jail gets, made once by init and handed to each helper it forks:
+/// its cgroups, rlimits and ambient capabilities.
 struct ProgramSettings {
     var cgroupProcs: [Int32] = []
     var resourceLimits: [ResourceLimit] = []
@@ -16,8 +16,6 @@ struct ProgramSettings {
     /// init was taken out of the OOM killer's reach; its programs must not inherit that.
     var resetOOMScore = true
 }
-
-nonisolated(unsafe) var programSettings = ProgramSettings()
 
 /// A program to start as the jail user. Everything is built here, in Swift, before the fork;
 /// the child in between fork and exec is C (CJail/spawn.c).
@@ -55,7 +53,7 @@ struct SpawnError: Error, CustomStringConvertible {
 }
 
 /// Starts the program in its own session; returns its pid (also its process group).
-func spawn(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
+func spawn(_ request: SpawnRequest, settings: ProgramSettings) throws(SpawnError) -> pid_t {
     let argv = CStringArray(request.command.argumentBytes)
     let envp = CStringArray(request.command.environmentBytes)
     defer {
@@ -77,9 +75,8 @@ func spawn(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
                 c.gid = request.account.gid
                 c.groups = groups.baseAddress
                 c.ngroups = groups.count
-                c.skip_setgroups = programSettings.supplementaryGroups ? 0 : 1
+                c.skip_setgroups = settings.supplementaryGroups ? 0 : 1
                 c.directory = home
-                let settings = programSettings
                 let limits = settings.resourceLimits.map { cj_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
                 return settings.cgroupProcs.withUnsafeBufferPointer { procs in
                     limits.withUnsafeBufferPointer { rlimits in

@@ -20,6 +20,8 @@ public struct JailState: Equatable, Sendable {
     public var ports: String = ""
     /// How `--rc` ended (its exit status); nil when the jail has no rc.
     public var rcStatus: Int32? = nil
+    /// The first host id of the jail's user-namespace range (root inside); nil without one.
+    public var userRange: UInt32? = nil
     /// The jail's name (`JailConfiguration.name(account:)`), for `jaild sessions NAME`.
     public var name: String = ""
 
@@ -28,7 +30,8 @@ public struct JailState: Equatable, Sendable {
     public func encoded() -> String {
         [("socket", socket), ("pidfile", pidFile), ("uid", "\(uid)"), ("gid", "\(gid)"), ("root", root),
          ("supervisor", "\(supervisor)"), ("init", "\(initPid)"), ("started", "\(started)"), ("cgroup", cgroup),
-         ("ports", ports), ("rc", rcStatus.map { "\($0)" } ?? ""), ("name", name)]
+         ("ports", ports), ("rc", rcStatus.map { "\($0)" } ?? ""), ("userns", userRange.map { "\($0)" } ?? ""),
+         ("name", name)]
             .map { "\($0)=\($1)\n" }.joined()
     }
 
@@ -45,6 +48,7 @@ public struct JailState: Equatable, Sendable {
         return JailState(socket: socket, pidFile: pidFile, uid: uid, gid: gid, root: fields["root"] ?? "/",
                          supervisor: supervisor, initPid: initPid, started: started, cgroup: fields["cgroup"] ?? "",
                          ports: fields["ports"] ?? "", rcStatus: fields["rc"].flatMap { Int32($0) },
+                         userRange: fields["userns"].flatMap { UInt32($0) },
                          name: fields["name"] ?? "\(uid)-\(gid)")
     }
 

@@ -21,6 +21,7 @@ public enum Preflight {
         guard isDirectory(info) || (isSymlink(info) && isDirectoryFollowing(root)) else {
             throw .badRoot("root \(root) is not a directory")
         }
+        if configuration.mapsRange && configuration.root != nil { try checkPrivate(root: root) }
         for mount in configuration.mounts where (try? fileStatus(mount.hostPath)) == nil {
             throw .badMount("host path \(mount.hostPath) of mount \(mount.jailPath) does not exist")
         }
@@ -43,6 +44,38 @@ public enum Preflight {
         }
         close(shell)
         return account
+    }
+
+    /// Files root inside creates in the rootfs are uid 0 on disk (the idmapped mount), so a
+    /// setuid-root file planted in its /tmp would make any host user who can reach it root.
+    /// Hence some directory from / to the root must deny search to others.
+    static func checkPrivate(root: String) throws(JailError) {
+        guard let resolved = realpath(root, nil) else { throw .system(.last("realpath", path: root)) }
+        let path = String(cString: resolved)
+        free(resolved)
+        var prefix = ""
+        var modes: [(String, mode_t)] = []
+        for component in [""] + path.split(separator: "/").map(String.init) {
+            prefix = component.isEmpty ? "/" : (prefix == "/" ? "" : prefix) + "/" + component
+            var info = stat()
+            if stat(prefix, &info) < 0 { throw .system(.last("stat", path: prefix)) }
+            modes.append((prefix, info.st_mode))
+        }
+        if let reason = publicRootReason(root: path, modes: modes) { throw .badRoot(reason) }
+    }
+
+    /// Why a root is reachable by every host user, or nil: `modes` are those of each directory
+    /// from / to the root.
+    static func publicRootReason(root: String, modes: [(String, mode_t)]) -> String? {
+        if modes.contains(where: { $0.1 & S_IXOTH == 0 }) { return nil }
+        let mode = String((modes.last?.1 ?? 0) & 0o7777, radix: 8)
+        return "root \(root) (mode \(mode)) is reachable by every host user, and files root inside creates there are "
+            + "root's on the host: make a directory above it private (e.g. chmod 0700 \(parentDirectory(root))), or use --no-userns"
+    }
+
+    static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
     }
 
     static func openOverlay(_ layers: OverlayLayers) throws(JailError) -> Int32 {

@@ -15,103 +15,202 @@ struct StartedInit {
     var rcStatus: Int32? = nil
 }
 
+/// Everything opened for the clone, so that whatever fails, one place closes it.
+struct CloneChannels {
+    let ready: Pipe
+    let logs: Pipe
+    let lifeline: Pipe
+    let boot: Pipe
+    /// `programs/cgroup.procs` of each hierarchy: init's spawn path writes to them.
+    let programCgroups: [Int32]
+    /// `sessions/cgroup.procs` of each hierarchy with a helpers' memory limit.
+    let sessionCgroups: [Int32]
+    /// The rootfs as a detached tree, idmapped by the supervisor once init's user namespace
+    /// has its maps, attached by init in its own mount namespace (see `idmapRoot`).
+    let rootTree: FileDescriptor?
+
+    /// The ends init took: closed in the supervisor right after the clone.
+    func closeInitEnds() {
+        for fd in [ready.write, logs.write, lifeline.read, boot.write] { fd.closeQuietly() }
+    }
+
+    /// What only the setup needed (init has its own copies).
+    func closeSetup() {
+        for fd in programCgroups + sessionCgroups { close(fd) }
+        rootTree?.closeQuietly()
+    }
+
+    /// The supervisor's ends, when the start failed.
+    func closeSupervisorEnds() {
+        for fd in [ready.read, logs.read, lifeline.write, boot.read] { fd.closeQuietly() }
+    }
+}
+
 extension Supervisor {
-    /// clone(2) into the new namespaces; the child becomes init and never returns here.
-    func cloneInit(listener: FileDescriptor, cgroups: JailCgroups?) throws(JailError) -> StartedInit {
+    /// clone(2) into the new namespaces; the child becomes init and never returns here. The
+    /// steps: open the channels, clone, give init its ids, root and cgroups, say "G", wait
+    /// for its readiness. Any failure undoes all of it in the one `catch` below.
+    func cloneInit(listener: FileDescriptor, cgroups: JailCgroups?, range: UInt32?) throws(JailError) -> StartedInit {
         let threads = threadCount()
         guard threads == 1 else { throw .threaded(threads) }
-        let programCgroups = try cgroups?.openProgramProcs() ?? []
-        defer { for fd in programCgroups { close(fd) } }
-        let sessionCgroups = try cgroups?.openSessionProcs() ?? []
-        defer { for fd in sessionCgroups { close(fd) } }
-        let ready = try Pipe.make()
-        let logs = try Pipe.make()
-        let lifeline = try Pipe.make()
-        let boot = try Pipe.make()
-        var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
-        if configuration.rootless { flags |= UInt(CLONE_NEWUSER) }
-        let pid = cj_clone(flags)
-        if pid < 0 {
-            for p in [ready, logs, lifeline, boot] { p.close() }
-            if configuration.rootless {
-                throw .rootless("cannot create a user namespace: \(String(cString: strerror(errno))) "
-                    + "(see user.max_user_namespaces; or run jaild as root)")
-            }
-            throw .system(.last("clone"))
-        }
-        if pid == 0 {
-            let channels = InitChannels(listener: listener, ready: ready.write, lifeline: lifeline.read, log: logs.write,
-                                        bootOutput: boot.write, programCgroups: programCgroups,
-                                        sessionCgroups: sessionCgroups)
-            Init.run(configuration: configuration, account: account, channels: channels)
-        }
-        ready.write.closeQuietly()
-        logs.write.closeQuietly()
-        lifeline.read.closeQuietly()
-        boot.write.closeQuietly()
-        // Into its cgroup and out of the OOM killer's reach before it serves anyone; if this
-        // fails, closing `ready` unread makes init's report fail and the start is undone.
+        let channels = try openChannels(cgroups: cgroups)
+        var pid: pid_t = 0
+        var rcStatus: Int32?
+        var reaped = false
         do {
-            if configuration.rootless { try mapUser(into: pid) }
-            try cgroups?.attachInit(pid)
-            // Needs CAP_SYS_RESOURCE, which some hosts (containers) withhold: then the memory
-            // limit, which init is outside of, is its protection.
-            if !configuration.rootless {
-                do { try JailCgroups.write("-1000", to: "/proc/\(pid)/oom_score_adj") } catch {
-                    log.debug("init stays killable by the OOM killer: \(error)")
-                }
-            }
+            pid = try clone(channels, listener: listener)
+            try prepare(init: pid, channels: channels, cgroups: cgroups, range: range)
+            // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
+            try? channels.lifeline.write.writeFully(Array("G".utf8))
+            rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            for p in [ready, logs, lifeline, boot] { p.close() }
+            // Never a signal to a reaped pid: it may be another process's by now.
+            if pid > 0 && !reaped {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+            }
+            channels.closeSetup()
+            channels.closeSupervisorEnds()
             throw error
         }
-        // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
-        try? lifeline.write.writeFully(Array("G".utf8))
+        channels.closeSetup()
         // The lifeline's write end stays open (CLOEXEC) for the supervisor's whole life.
-        var message: [UInt8] = []
-        while let chunk = try? ready.read.readChunk(max: 4096), !chunk.isEmpty {
-            message += chunk
-            if message.first == UInt8(ascii: "R") { break }
+        return StartedInit(pid: pid, log: channels.logs.read, bootOutput: channels.boot.read, rcStatus: rcStatus)
+    }
+
+    func openChannels(cgroups: JailCgroups?) throws(JailError) -> CloneChannels {
+        var pipes: [Pipe] = []
+        var programCgroups: [Int32] = []
+        var sessionCgroups: [Int32] = []
+        do throws(JailError) {
+            for _ in 0..<4 { pipes.append(try JailError.wrap { () throws(SystemError) in try Pipe.make() }) }
+            programCgroups = try cgroups?.openProgramProcs() ?? []
+            sessionCgroups = try cgroups?.openSessionProcs() ?? []
+            var rootTree: FileDescriptor?
+            if configuration.mapsRange, let root = configuration.root {
+                let fd = cj_open_detached_tree(root)
+                if fd < 0 { throw JailError.system(.last("open_tree", path: root)) }
+                rootTree = FileDescriptor(rawValue: fd)
+            }
+            return CloneChannels(ready: pipes[0], logs: pipes[1], lifeline: pipes[2], boot: pipes[3],
+                                 programCgroups: programCgroups, sessionCgroups: sessionCgroups, rootTree: rootTree)
+        } catch {
+            for p in pipes { p.close() }
+            for fd in programCgroups + sessionCgroups { close(fd) }
+            throw error
         }
-        ready.read.closeQuietly()
-        if message.first == UInt8(ascii: "R") {
-            return StartedInit(pid: pid, log: logs.read, bootOutput: boot.read,
-                               rcStatus: Int32(String(decoding: message.dropFirst(), as: UTF8.self)))
+    }
+
+    /// Returns init's pid in the supervisor; in the child, runs init.
+    func clone(_ channels: CloneChannels, listener: FileDescriptor) throws(JailError) -> pid_t {
+        var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
+        if configuration.inUserNamespace { flags |= UInt(CLONE_NEWUSER) }
+        let pid = cj_clone(flags)
+        if pid == 0 {
+            let initChannels = InitChannels(listener: listener, ready: channels.ready.write, lifeline: channels.lifeline.read,
+                                            log: channels.logs.write, bootOutput: channels.boot.write,
+                                            programCgroups: channels.programCgroups,
+                                            sessionCgroups: channels.sessionCgroups, rootTree: channels.rootTree)
+            Init.run(configuration: configuration, account: account, channels: initChannels)
         }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        logs.close()
-        boot.read.closeQuietly()
-        lifeline.write.closeQuietly()
-        if message.first == UInt8(ascii: "E") { throw .startFailed(String(decoding: message.dropFirst(), as: UTF8.self)) }
-        throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
+        let error = errno
+        channels.closeInitEnds()
+        if pid < 0 {
+            if configuration.rootless {
+                throw .rootless("cannot create a user namespace: \(String(cString: strerror(error))) "
+                    + "(see user.max_user_namespaces; or run jaild as root)")
+            }
+            throw .system(SystemError("clone", errno: Errno(rawValue: error)))
+        }
+        return pid
+    }
+
+    /// Into its user namespace's ids and its cgroup, the root tree idmapped, out of the OOM
+    /// killer's reach, all before it serves anyone.
+    func prepare(init pid: pid_t, channels: CloneChannels, cgroups: JailCgroups?, range: UInt32?) throws(JailError) {
+        if configuration.rootless { try mapUser(into: pid) }
+        if let range {
+            try mapRange(range, into: pid)
+            if let tree = channels.rootTree { try idmapRoot(tree, like: pid) }
+        }
+        try cgroups?.attachInit(pid)
+        // Needs CAP_SYS_RESOURCE, which some hosts (containers) withhold: then the memory
+        // limit, which init is outside of, is its protection.
+        if !configuration.rootless {
+            do { try writeKernelFile("/proc/\(pid)/oom_score_adj", "-1000") } catch {
+                log.debug("init stays killable by the OOM killer: \(error)")
+            }
+        }
+    }
+
+    /// Init's readiness: "R" with the exit status of `--rc` (if it has one), or the reason it
+    /// failed (then it has exited).
+    func awaitInit(_ pid: pid_t, channels: CloneChannels, reaped: inout Bool) throws(JailError) -> Int32? {
+        switch Readiness.receive(from: channels.ready.read) {
+        case .ready(let rcStatus):
+            return Int32(rcStatus)
+        case .failed(let reason):
+            throw .startFailed(reason)
+        case nil:
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            reaped = true
+            throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
+        }
     }
 
     /// Rootless: the user's own uid and gid, and nothing else, become the jail's (its own, or
     /// 0 with --map-root). setgroups is denied first, as the kernel requires for a user.
     func mapUser(into pid: pid_t) throws(JailError) {
         let inside = Rootless.insideIDs(mapRoot: configuration.mapRoot)
-        try JailCgroups.write("deny", to: "/proc/\(pid)/setgroups")
-        try JailCgroups.write("\(inside.uid) \(getuid()) 1", to: "/proc/\(pid)/uid_map")
-        try JailCgroups.write("\(inside.gid) \(getgid()) 1", to: "/proc/\(pid)/gid_map")
-    }
-}
-
-struct Pipe {
-    let read: FileDescriptor
-    let write: FileDescriptor
-
-    static func make() throws(JailError) -> Pipe {
-        var ends: [Int32] = [0, 0]
-        try JailError.wrap { () throws(SystemError) in try syscall("pipe2") { cj_pipe(&ends) } }
-        return Pipe(read: FileDescriptor(rawValue: ends[0]), write: FileDescriptor(rawValue: ends[1]))
+        try JailError.wrap { () throws(SystemError) in
+            try writeKernelFile("/proc/\(pid)/setgroups", "deny")
+            try writeKernelFile("/proc/\(pid)/uid_map", "\(inside.uid) \(getuid()) 1")
+            try writeKernelFile("/proc/\(pid)/gid_map", "\(inside.gid) \(getgid()) 1")
+        }
     }
 
-    func close() {
-        read.closeQuietly()
-        write.closeQuietly()
+    /// Root's user namespace: the jail user's uid and gid are themselves, every other id of
+    /// 0–65535 is the jail's range. Written by host root, so setgroups stays allowed and
+    /// supplementary groups work as without a user namespace.
+    func mapRange(_ start: UInt32, into pid: pid_t) throws(JailError) {
+        try JailError.wrap { () throws(SystemError) in
+            try writeKernelFile("/proc/\(pid)/uid_map", UserRange.mapLines(keeping: account.uid, start: start))
+            try writeKernelFile("/proc/\(pid)/gid_map", UserRange.mapLines(keeping: account.gid, start: start))
+        }
+    }
+
+    /// The rootfs through init's id mapping: on-disk uid 0 is root inside, on-disk 61000 is
+    /// 61000, and nothing on disk changes. mount_setattr(MOUNT_ATTR_IDMAP) needs CAP_SYS_ADMIN
+    /// over the file system's user namespace (the host's), which init, root only in its own,
+    /// lacks; so host root does it here, on the detached tree opened before the clone (init
+    /// holds the same tree through the fd it inherited) and init attaches it with move_mount
+    /// in its mount namespace. LXC and crun split the work the same way (the privileged side
+    /// creates the idmapped mount, the container side attaches it); sharing the fd across the
+    /// clone spares us passing it over a socket.
+    func idmapRoot(_ tree: FileDescriptor, like pid: pid_t) throws(JailError) {
+        let path = "/proc/\(pid)/ns/user"
+        let userns = open(path, O_RDONLY | O_CLOEXEC)
+        if userns < 0 { throw .system(.last("open", path: path)) }
+        defer { close(userns) }
+        if cj_idmap_tree(tree.rawValue, userns) < 0 {
+            let error = Errno(rawValue: errno)
+            let root = configuration.root ?? "/"
+            throw .userNamespace("the file system of \(root) (\(fileSystemName(root))) cannot be idmapped (\(error)): "
+                + "use --no-userns, or shift the rootfs's owners into the jail's range")
+        }
+    }
+
+    /// The type of the file system at `path` as /proc/self/mountinfo names it.
+    func fileSystemName(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0, let text = try? readText("/proc/self/mountinfo") else { return "unknown" }
+        let device = "\(info.st_dev >> 8 & 0xfff):\((info.st_dev & 0xff) | (info.st_dev >> 12 & 0xfff00))"
+        // The last mount of that device is the one on top; its type is the field after " - ".
+        let fields = text.split(separator: "\n").map { $0.split(separator: " ") }
+            .last { $0.dropFirst(2).first.map(String.init) == device }
+        guard let fields, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { return "unknown" }
+        return String(fields[dash + 1])
     }
 }

@@ -49,24 +49,22 @@ public struct Supervisor {
             return started.superviseUntilStopped()
         }
         let logFile = logFileWithoutSyslog()
-        var ends: [Int32] = [0, 0]
-        try JailError.wrap { () throws(SystemError) in try syscall("pipe2") { cj_pipe(&ends) } }
+        let report = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
         let pid = fork()
         if pid < 0 { throw .system(.last("fork")) }
         if pid == 0 {
-            close(ends[0])
+            report.read.closeQuietly()
             daemonize(logFile: logFile)
-            let report = FileDescriptor(rawValue: ends[1])
             do {
-                var started = try start(report: report)
+                var started = try start(report: report.write)
                 _exit(started.superviseUntilStopped())
             } catch {
-                try? report.writeFully(Array(("E" + error.description).utf8))
+                Readiness.failed(error.description).send(on: report.write)
                 _exit(1)
             }
         }
-        close(ends[1])
-        return try awaitReadiness(FileDescriptor(rawValue: ends[0]), daemon: pid)
+        report.write.closeQuietly()
+        return try awaitReadiness(report.read, daemon: pid)
     }
 
     /// The daemon's own session, no terminal, logs to syslog (or to its file, without one).
@@ -117,13 +115,11 @@ public struct Supervisor {
 
     /// Waits for the daemon's word: "R" when ready, "E<reason>" when it failed.
     func awaitReadiness(_ report: FileDescriptor, daemon: pid_t) throws(JailError) -> Int32 {
-        var message: [UInt8] = []
-        while let chunk = try? report.readChunk(max: 4096), !chunk.isEmpty { message += chunk }
-        report.closeQuietly()
-        if message.first == UInt8(ascii: "R") { return 0 }
+        let readiness = Readiness.receive(from: report)
+        if case .ready = readiness { return 0 }
         var status: Int32 = 0
         waitpid(daemon, &status, 0)
-        if message.first == UInt8(ascii: "E") { throw .startFailed(String(decoding: message.dropFirst(), as: UTF8.self)) }
+        if case .failed(let reason) = readiness { throw .startFailed(reason) }
         throw .startFailed("the daemon exited before the jail was ready (status \(cj_status_to_code(status)))")
     }
 
@@ -139,6 +135,7 @@ public struct Supervisor {
             throw error
         }
         var cgroups: JailCgroups?
+        var range: UInt32?
         let signals: SignalDescriptor
         let started: StartedInit
         do {
@@ -147,7 +144,8 @@ public struct Supervisor {
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
-            started = try cloneInit(listener: listener, cgroups: cgroups)
+            range = try allocateRange()
+            started = try cloneInit(listener: listener, cgroups: cgroups, range: range)
         } catch {
             listener.closeQuietly()
             PortFilter.detach(from: cgroups)
@@ -162,14 +160,27 @@ public struct Supervisor {
                               root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
                               started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
                               ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus,
+                              userRange: range,
                               name: configuration.name(account: account))
         state.save(as: cgroupName)
-        try? report?.writeFully(Array("R".utf8))
-        report?.closeQuietly()
+        if let report {
+            Readiness.ready("").send(on: report)
+            report.closeQuietly()
+        }
         SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
         log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(started.pid)")
         return RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
                            bootOutput: started.bootOutput, cgroups: cgroups)
+    }
+
+    /// The jail's host id range (root's user namespace only), the same at every start.
+    func allocateRange() throws(JailError) -> UInt32? {
+        if configuration.userNamespace && !configuration.rootless && configuration.base != nil {
+            log.warning("jail on a base: no user namespace (an overlay cannot be idmapped): root inside is host root")
+        }
+        guard configuration.mapsRange else { return nil }
+        return try UserRangeStore().range(for: cgroupName, socket: location.socketPath, pool: configuration.userNamespacePool,
+                                          ids: [account.uid, account.gid])
     }
 
     /// One name per socket: `jail-UID-GID`, plus a hash of the prefix when it is not the default.
