@@ -176,9 +176,4 @@ def outcome(jail, name, *args, root=True):
 def debian_cache():
     """The cached Debian bookworm rootfs (openssh-sftp-server, rsync; user work = 61000),
     built once by scripts/make-debian-rootfs. Tests copy it or use it as a read-only base."""
-    cached = CACHE / f"debian-bookworm-{UID_A}"
-    if not (cached / "usr" / "lib" / "openssh" / "sftp-server").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),
-                        "Jail test Debian rootfs"], check=True, timeout=900)
-    return cached
+    return cached_debian_rootfs()

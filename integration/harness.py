@@ -169,7 +169,7 @@ class Jail:
 def cached_debian_rootfs():
     """The Debian 12 rootfs of the ssh and services tests (scripts/make-debian-rootfs), built
     once per machine and cached: tests copy it. A new key whenever the script's packages change."""
-    cached = CACHE / f"debian-bookworm-v2-{UID_A}"
+    cached = CACHE / f"debian-bookworm-v3-{UID_A}"
     if not (cached / "usr" / "sbin" / "sshd").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),

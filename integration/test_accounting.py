@@ -14,7 +14,7 @@ import time
 import pexpect
 import pytest
 
-from conftest import CACHE, JAIL, JAILD, REPO, UID_A, UID_B, as_user, children_of, pid_alive, wait_for
+from conftest import JAIL, JAILD, UID_A, UID_B, as_user, cached_debian_rootfs, children_of, pid_alive, wait_for
 from test_operations import Foreground
 
 NAME = "acct"
@@ -254,11 +254,7 @@ def test_who_and_last_in_the_busybox_jail(started, rootfs_a):
 
 @pytest.fixture(scope="module")
 def debian_root(tmp_path_factory):
-    cached = CACHE / f"debian-bookworm-{UID_A}"
-    if not (cached / "usr" / "bin" / "who").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),
-                        "Jail test Debian rootfs"], check=True, timeout=900)
+    cached = cached_debian_rootfs()
     root = tmp_path_factory.mktemp("debian-acct") / "root"
     subprocess.run(["cp", "-a", str(cached), str(root)], check=True)
     yield root

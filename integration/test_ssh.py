@@ -1,6 +1,8 @@
 """ssh, scp, sftp and rsync land inside the jail (issue 4): Debian's OpenSSH server on
 127.0.0.1 at a free port, key authentication, host account `centos` (uid 61000) whose login
-shell is `jail`, its jail running a Debian rootfs with openssh-sftp-server and rsync."""
+shell is `jail`, its jail running a Debian rootfs with openssh-sftp-server, rsync, git and xauth.
+Issue 19: file names that are not UTF-8 through scp (both protocols), sftp and rsync; git's
+protocol v2; X11 cookies."""
 import concurrent.futures
 import hashlib
 import os
@@ -78,10 +80,14 @@ MaxStartups 50:30:100
 MaxSessions 50
 LogLevel ERROR
 Subsystem sftp /usr/lib/openssh/sftp-server
+AcceptEnv GIT_PROTOCOL
+X11Forwarding yes
+X11UseLocalhost yes
+AllowAgentForwarding yes
 """)
         self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
         wait_for(self.accepting, 20, "sshd to listen")
-        self.jail = Jail(self.rootfs, UID_A).start()
+        self.jail = Jail(self.rootfs, UID_A, args=["--forward-x11"]).start()
         return self
 
     def accepting(self):
@@ -305,3 +311,170 @@ def test_su_behaves_as_ssh_does(world):
         assert leave_shell(child, 9) == 9
     finally:
         child.close()
+
+
+# Issue 19: argv and the environment are bytes end to end. Latin-1 and stray high bytes, a
+# space, and (where the tool allows it) a newline.
+HIGH = b"caf\xe9-\x80\xfe\xff"
+NAMES = [b"latin " + HIGH, b"new\nline " + bytes(range(0xa0, 0xb0))]
+
+
+def test_bytes_reach_the_program_unchanged(world):
+    r = world.jail.run("", args=[b"-c", b"printf %s '\xff\xfe' | od -An -tx1"])
+    assert r.stdout.split() == [b"ff", b"fe"]
+    r = world.ssh(b"printf %s '" + HIGH + b"' | od -An -tx1")
+    assert r.stdout.split() == [b"%02x" % c for c in HIGH]
+
+
+def local_tree(base):
+    os.makedirs(base, exist_ok=True)
+    digests = {}
+    for i, name in enumerate(NAMES):
+        data = os.urandom(1000 + i)
+        with open(os.path.join(base, name), "wb") as f:
+            f.write(data)
+        digests[name] = sha(data)
+    return digests
+
+
+def names_and_hashes(directory):
+    directory = os.fsencode(directory)
+    return {name: sha(open(os.path.join(directory, name), "rb").read()) for name in os.listdir(directory)}
+
+
+def test_scp_legacy_with_byte_names_in_argv(world, tmp_path):
+    # scp -O: the remote path is scp's argv inside the jail (`scp -t PATH`, `scp -f PATH`).
+    local = os.fsencode(tmp_path / "one")
+    data = os.urandom(5000)
+    open(local, "wb").write(data)
+    remote = b"/home/work/" + HIGH
+    base = ["scp", "-O", *world.options(), "-P", str(world.port)]
+    r = subprocess.run(base + [local, b"centos@127.0.0.1:" + remote], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert sha(open(os.fsencode(world.rootfs) + remote, "rb").read()) == sha(data)
+    back = os.fsencode(tmp_path / "back")
+    os.mkdir(back)
+    r = subprocess.run(base + [b"centos@127.0.0.1:" + remote, back], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert names_and_hashes(back) == {HIGH: sha(data)}
+    os.unlink(os.fsencode(world.rootfs) + remote)
+
+
+def test_scp_sftp_sftp_and_rsync_with_byte_names_both_ways(world, tmp_path):
+    inside = os.fsencode(world.inside("/home/work"))
+    opts = [*world.options()]
+    # scp's default protocol (sftp): a tree whose names hold every kind of byte.
+    src = os.fsencode(tmp_path / "src")
+    digests = local_tree(src)
+    r = subprocess.run(["scp", "-r", *opts, "-P", str(world.port), src, b"centos@127.0.0.1:/home/work/scp-" + HIGH],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert names_and_hashes(inside + b"/scp-" + HIGH) == digests
+    down = os.fsencode(tmp_path / "scp-down")
+    r = subprocess.run(["scp", "-r", *opts, "-P", str(world.port), b"centos@127.0.0.1:/home/work/scp-" + HIGH, down],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert names_and_hashes(down) == digests
+    # sftp: a name with high bytes and a space, quoted in the batch.
+    batch = os.fsencode(tmp_path / "batch")
+    one = os.path.join(src, NAMES[0])
+    open(batch, "wb").write(b'put "' + one + b'" "sftp ' + HIGH + b'"\nget "sftp ' + HIGH + b'" "'
+                            + os.fsencode(tmp_path) + b'/sftp-back"\n')
+    r = subprocess.run(["sftp", *opts, "-P", str(world.port), "-b", batch, "centos@127.0.0.1"], capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert sha(open(inside + b"/sftp " + HIGH, "rb").read()) == digests[NAMES[0]]
+    assert sha(open(os.fsencode(tmp_path) + b"/sftp-back", "rb").read()) == digests[NAMES[0]]
+    # rsync: the remote directory is in rsync's argv inside the jail.
+    ssh = "ssh " + " ".join(opts) + f" -p {world.port}"
+    r = subprocess.run(["rsync", "-a", "-e", ssh, src + b"/", b"centos@127.0.0.1:/home/work/rsync " + HIGH + b"/"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert names_and_hashes(inside + b"/rsync " + HIGH) == digests
+    back = os.fsencode(tmp_path / "rsync-back")
+    r = subprocess.run(["rsync", "-a", "-e", ssh, b"centos@127.0.0.1:/home/work/rsync " + HIGH + b"/", back + b"/"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert names_and_hashes(back) == digests
+    for d in (b"/scp-" + HIGH, b"/rsync " + HIGH):
+        shutil.rmtree(inside + d)
+    os.unlink(inside + b"/sftp " + HIGH)
+
+
+def test_git_protocol_v2_clones_an_empty_repository_onto_main(world, tmp_path):
+    r = world.ssh("git init -q --bare --initial-branch=main /home/work/empty.git && echo made")
+    assert r.stdout == b"made\n", r.stderr
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TRACE_PACKET": "1",
+           "GIT_SSH_COMMAND": "ssh " + " ".join(world.options()) + f" -p {world.port}"}
+    r = subprocess.run(["git", "-c", "init.defaultBranch=master", "clone",
+                        "centos@127.0.0.1:/home/work/empty.git", str(tmp_path / "clone")],
+                       capture_output=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert b"< version 2" in r.stderr
+    head = subprocess.run(["git", "-C", str(tmp_path / "clone"), "symbolic-ref", "HEAD"], capture_output=True, env=env)
+    assert head.stdout == b"refs/heads/main\n"
+    shutil.rmtree(world.inside("/home/work/empty.git"))
+
+
+def test_x11_cookie_reaches_the_session(world):
+    # ssh -Y without an X server: the client makes up a cookie, sshd stores it with xauth in
+    # the host account's ~/.Xauthority and sets DISPLAY; the jail's session gets its own copy.
+    env = dict(os.environ, DISPLAY=":99")
+    env.pop("XAUTHORITY", None)
+    r = world.ssh("-Y", "echo D=$DISPLAY; stat -c '%a %u %U' \"$XAUTHORITY\" \"${XAUTHORITY%/*}\"; xauth list; "
+                  "echo X=$XAUTHORITY", env=env)
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    lines = out.splitlines()
+    assert lines[0].startswith("D=localhost:1"), out
+    assert lines[1] == "600 61000 work" and lines[2] == "700 61000 work", out
+    inside = [line.split() for line in lines[3:-1]]
+    host = subprocess.run(["xauth", "-f", str(world.base / "home" / "centos" / ".Xauthority"), "list"],
+                          capture_output=True, text=True).stdout.split()
+    number = lines[0].split(":")[1].split(".")[0]
+    assert [entry[1:] for entry in inside] == [["MIT-MAGIC-COOKIE-1", host[-1]]], (out, host)
+    assert inside[0][0].endswith(f"/unix:{number}")
+    # Removed at the session's end.
+    xauthority = lines[-1][2:]
+    assert xauthority.startswith("/tmp/jail-x11-")
+    wait_for(lambda: not world.inside(os.path.dirname(xauthority)).exists(), 10, "the session's Xauthority to go")
+
+
+@pytest.fixture
+def agent(world):
+    """An ssh-agent on the host holding the client key (as the user's laptop would)."""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="jail-agent-host-", dir="/tmp"))
+    path = directory / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(path)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(path.exists, 10, "ssh-agent's socket")
+        env = dict(os.environ, SSH_AUTH_SOCK=str(path))
+        subprocess.run(["ssh-add", "-q", str(world.key)], check=True, env=env, capture_output=True, timeout=30)
+        yield env
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_agent_forwarding_reaches_an_ssh_from_inside(world, agent):
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(world.key) + ".pub"], capture_output=True,
+                                 text=True).stdout.split()[1]
+    onward = (f"ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR "
+              f"-o IdentityFile=/nonexistent -p {world.port} jailplain@127.0.0.1 'echo onward as $(id -un)'")
+    script = ("echo S=$SSH_AUTH_SOCK; stat -c '%a %U' \"${SSH_AUTH_SOCK%/*}\" \"$SSH_AUTH_SOCK\"; ssh-add -l; " + onward)
+    for tty in ([], ["-tt"]):
+        r = world.ssh("-A", *tty, script, env=agent, stdin=subprocess.DEVNULL)
+        out = r.stdout.decode().replace("\r", "")
+        assert r.returncode == 0, (out, r.stderr)
+        lines = out.splitlines()
+        socket_path = lines[0][2:]
+        assert socket_path.startswith("/tmp/jail-agent-") and socket_path.endswith("/agent.sock"), out
+        assert lines[1:3] == ["700 work", "600 work"], out
+        assert fingerprint in lines[3], out
+        assert lines[-1] == "onward as jailplain", out
+        # Removed at the session's end.
+        wait_for(lambda: not world.inside(os.path.dirname(socket_path)).exists(), 10, "the agent socket to go")
+    # Without -A there is no agent inside.
+    r = world.ssh("echo S=${SSH_AUTH_SOCK:-none}", env=agent)
+    assert r.stdout == b"S=none\n"

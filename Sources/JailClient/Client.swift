@@ -19,9 +19,13 @@ import Glibc
 /// enters the jail (docs/security.md). The exit code is the program's; jail's own failures
 /// are one line and 255.
 public enum Client {
-    public static func main(argv: [String], environment: [String: String]) -> Never {
-        let invocation = Invocation(argv: argv)
-        run(ClientSession(invocation: invocation, environment: environment), prefix: "jail")
+    /// `argv` and `rawEnvironment` as bytes (CommandLine.unsafeArgv, environ): they reach the
+    /// jail unchanged. `environment` is the same environment as text, for jail's own lookups.
+    public static func main(argv: [[UInt8]], environment: [String: String], rawEnvironment: [[UInt8]]) -> Never {
+        let invocation = Invocation(argvBytes: argv)
+        var session = ClientSession(invocation: invocation, environment: environment)
+        session.rawEnvironment = rawEnvironment
+        run(session, prefix: "jail")
     }
 
     /// `jaild enter`: root on the host opens a session in the jail served at `socket` (owned
@@ -73,6 +77,8 @@ struct ClientSession {
     /// the caller's own, and whether to ask for root inside.
     var target: (socket: String, owner: UInt32, control: Bool)?
     var asRoot = false
+    /// environ as bytes, when the caller has it (`jail`); else the text environment is offered.
+    var rawEnvironment: [[UInt8]]?
 
     init(invocation: Invocation, environment: [String: String]) {
         self.invocation = invocation
@@ -101,7 +107,8 @@ struct ClientSession {
         let gid = getgid()
         let location = target.map { SocketLocation(socketPath: $0.socket) }
             ?? Invocation.socketLocation(environment: environment, uid: uid, gid: gid)
-        let (hello, passing) = try Self.makeHello(invocation: invocation, environment: environment, root: asRoot)
+        let (hello, passing) = try Self.makeHello(invocation: invocation, environment: environment, root: asRoot,
+                                                  rawEnvironment: rawEnvironment)
         let socket = try Connection.open(location, uid: uid, alsoTrusted: target?.owner)
         if target?.control == true { try Self.askForOperatorSession(socket) }
         let signals: SignalDescriptor
@@ -132,15 +139,18 @@ struct ClientSession {
 
     /// Builds the hello and the descriptors that go with it; changes nothing.
     static func makeHello(invocation: Invocation, environment: [String: String],
-                          root: Bool) throws(ClientError) -> (Hello, [Int32]) {
-        let offered = Invocation.offeredEnvironment(environment)
+                          root: Bool, rawEnvironment: [[UInt8]]? = nil) throws(ClientError) -> (Hello, [Int32]) {
+        let offered = rawEnvironment.map { Invocation.offeredEnvironment(raw: $0) }
+            ?? Invocation.offeredEnvironment(environment).map { Array($0.utf8) }
+        let x11 = X11Offer.cookie(environment: environment)
+        let offersAgent = !(environment["SSH_AUTH_SOCK"] ?? "").isEmpty
         if isatty(0) == 1, let modes = TerminalGuard.modes(of: 0) {
             var rows: UInt16 = 24
             var cols: UInt16 = 80
             _ = cj_get_window_size(0, &rows, &cols)
             let mode = Hello.Mode.terminal(modes, WindowSize(rows: rows, columns: cols))
-            return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered,
-                          root: root), [])
+            return (Hello(mode: mode, login: invocation.login, argumentBytes: invocation.argumentBytes, environmentBytes: offered,
+                          root: root, x11: x11, offersAgent: offersAgent), [])
         }
         var passed = StdioSet()
         var null = StdioSet()
@@ -158,8 +168,8 @@ struct ClientSession {
         let relayedOutputs = passed.union(null).isDisjoint(with: [.output, .error])
         let mode = Hello.Mode.stdio(passed: passed, null: null,
                                     stderrJoinsStdout: relayedOutputs && sameFile(1, 2))
-        return (Hello(mode: mode, login: invocation.login, arguments: invocation.arguments, environment: offered,
-                      root: root), fds)
+        return (Hello(mode: mode, login: invocation.login, argumentBytes: invocation.argumentBytes, environmentBytes: offered,
+                      root: root, x11: x11, offersAgent: offersAgent), fds)
     }
 
     enum Route { case passed, null, relayed }
@@ -199,13 +209,18 @@ struct ClientSession {
     mutating func relay(_ channelIn: FrameChannel, signals: SignalDescriptor) throws(ClientError) -> Int32 {
         var channel = channelIn
         var poller = Poller()
+        // Agent channels the jail opens go to our SSH_AUTH_SOCK (only if the hello offered it).
+        let agentPath = environment["SSH_AUTH_SOCK"] ?? ""
+        var agents = AgentChannels(connect: agentPath.isEmpty ? nil : { try? UnixSocket.connect(path: agentPath) })
         while true {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let socketIndex = poller.add(channel.socket.rawValue, read: true, write: channel.wantsWrite)
             let stdinIndex = stdinOpen && channel.canAcceptMore ? poller.add(0, read: true) : -1
             let stdoutIndex = watchStdoutHangup ? poller.add(1) : -1
+            let agentWatches = agents.register(&poller, canSend: channel.canAcceptMore)
             do { _ = try poller.wait() } catch { throw .system(error) }
+            agents.service(poller, agentWatches, channel: &channel)
 
             if poller.readable(signalIndex) { try handleSignals(signals, &channel) }
             if stdinIndex >= 0 && poller.readable(stdinIndex) { forwardInput(&channel) }
@@ -231,6 +246,7 @@ struct ClientSession {
                                 die(by: SIGPIPE)
                             }
                         }
+                    case .agentOpen, .agentData, .agentClose: _ = agents.handle(message, channel: &channel)
                     case .exit(let code): return code
                     case .error(let reason): throw .refused(reason)
                     default: throw .protocolError(.invalidValue("\(message.type) frame from the server"))

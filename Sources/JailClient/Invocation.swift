@@ -10,17 +10,23 @@ public struct Invocation: Equatable, Sendable {
     /// Start the jail user's shell as a login shell: jail was started as one (argv[0] begins
     /// with '-', as login, su - and sshd do), or with no arguments at all.
     public var login: Bool
-    public var arguments: [String]
+    /// The arguments as the bytes they were (CommandLine.unsafeArgv): a file name that scp or
+    /// rsync passes need not be UTF-8.
+    public var argumentBytes: [[UInt8]]
 
     public init(login: Bool, arguments: [String]) {
         self.login = login
-        self.arguments = arguments
+        self.argumentBytes = arguments.map { Array($0.utf8) }
     }
 
     public init(argv: [String]) {
-        let zero = argv.first ?? "jail"
-        arguments = Array(argv.dropFirst())
-        login = zero.hasPrefix("-") || arguments.isEmpty
+        self.init(argvBytes: argv.map { Array($0.utf8) })
+    }
+
+    public init(argvBytes: [[UInt8]]) {
+        let zero = argvBytes.first ?? Array("jail".utf8)
+        argumentBytes = Array(argvBytes.dropFirst())
+        login = zero.first == UInt8(ascii: "-") || argumentBytes.isEmpty
     }
 
     /// The socket to use: JAIL_SOCKET (a full path), else SOCKET (a prefix, as in 2014), else
@@ -50,5 +56,22 @@ public struct Invocation: Equatable, Sendable {
             EnvironmentPolicy.isOffered(name) && name.utf8.count + value.utf8.count < limits.maxStringBytes / 16
         }.map { "\($0.key)=\($0.value)" }.sorted()
         return Array(offered.prefix(limits.maxEnvironment / 2))
+    }
+
+    /// The same choice over the environment's raw NAME=VALUE byte strings (environ): a value
+    /// need not be UTF-8 and travels unchanged; a name must be text to match a policy. The
+    /// first of repeated names wins, as for getenv.
+    public static func offeredEnvironment(raw: [[UInt8]], limits: Limits = .standard) -> [[UInt8]] {
+        var seen = Set<String>()
+        var offered: [[UInt8]] = []
+        for pair in raw where pair.count < limits.maxStringBytes / 16 {
+            guard let equals = pair.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let nameBytes = pair[..<equals]
+            let name = String(decoding: nameBytes, as: UTF8.self)
+            guard name.utf8.elementsEqual(nameBytes), EnvironmentPolicy.isOffered(name), !seen.contains(name) else { continue }
+            seen.insert(name)
+            offered.append(pair)
+        }
+        return Array(offered.sorted { $0.lexicographicallyPrecedes($1) }.prefix(limits.maxEnvironment / 2))
     }
 }

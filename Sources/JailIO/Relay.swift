@@ -59,6 +59,8 @@ public struct Relay {
     /// Called with the program's status once its output is out, just before the status goes
     /// to the client (the session record's end line: logged before the client can see it).
     public var beforeStatus: (Int32) -> Void = { _ in }
+    /// ssh agent connections from inside the jail, carried to the client (--forward-agent).
+    public var agents = AgentChannels()
     /// Client bytes not yet taken by the program's pty or stdin pipe; `inboxStart` of them are
     /// already written (the front is dropped in bulk, not byte by byte).
     var inbox: [UInt8] = []
@@ -98,6 +100,7 @@ public struct Relay {
             let sources = channel.canAcceptMore ? program.outputs : []
             let firstSource = sources.isEmpty ? -1 : poller.add(sources[0].fd.rawValue, read: true)
             for source in sources.dropFirst() { poller.add(source.fd.rawValue, read: true) }
+            let agentWatches = agents.register(&poller, canSend: channel.canAcceptMore)
 
             do { _ = try poller.wait() } catch { return .clientGone }
 
@@ -108,6 +111,7 @@ public struct Relay {
             for (offset, source) in sources.enumerated() where poller.readable(firstSource + offset) {
                 _ = forwardOutput(source, max: Self.chunk)
             }
+            agents.service(poller, agentWatches, channel: &channel)
             channel.flush()
         }
     }
@@ -128,6 +132,7 @@ public struct Relay {
             case .data(0, let bytes): if !inputEnded && program.input != nil { inbox += bytes }
             case .endOfInput: inputEnded = true
             case .windowSize(let size): program.resize(size)
+            case .agentData, .agentClose: _ = agents.handle(message, channel: &channel)
             default:
                 // hello, exit, error or output frames from a client: it is not speaking the
                 // protocol, so it is treated as gone.

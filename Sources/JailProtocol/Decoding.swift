@@ -54,6 +54,13 @@ public struct FrameDecoder {
             guard (0...255).contains(code) else { throw .invalidValue("exit code \(code)") }
             message = .exit(code: code)
         case .error: message = .error(try r.string(limits.maxMessageBytes))
+        case .agentOpen: message = .agentOpen(channel: try r.u32("agent channel"))
+        case .agentClose: message = .agentClose(channel: try r.u32("agent channel"))
+        case .agentData:
+            let channel = try r.u32("agent channel")
+            let bytes = r.rest()
+            guard bytes.count <= limits.maxDataBytes else { throw .frameTooLarge(bytes.count) }
+            message = .agentData(channel: channel, bytes: Array(bytes))
         }
         guard r.isAtEnd else { throw .trailingBytes(type) }
         return message
@@ -64,9 +71,9 @@ public struct FrameDecoder {
         let version = try r.u16("version")
         guard version == Protocol.version else { throw .unsupportedVersion(version) }
         let flags = try r.u8("flags")
-        guard flags & ~(Hello.loginFlag | Hello.rootFlag) == 0 else { throw .invalidValue("hello flags \(flags)") }
-        let arguments = try r.stringList("arguments", max: limits.maxArguments, maxString: limits.maxStringBytes)
-        let environment = try r.stringList("environment", max: limits.maxEnvironment, maxString: limits.maxStringBytes)
+        guard flags & ~Hello.knownFlags == 0 else { throw .invalidValue("hello flags \(flags)") }
+        let arguments = try r.byteStringList("arguments", max: limits.maxArguments, maxString: limits.maxStringBytes)
+        let environment = try r.byteStringList("environment", max: limits.maxEnvironment, maxString: limits.maxStringBytes)
         let modeByte = try r.u8("mode")
         let mode: Hello.Mode
         switch modeByte {
@@ -99,8 +106,17 @@ public struct FrameDecoder {
             mode = .terminal(modes, try decodeWindowSize(&r))
         default: throw .invalidValue("mode \(modeByte)")
         }
-        return Hello(version: version, mode: mode, login: flags & Hello.loginFlag != 0, arguments: arguments,
-                     environment: environment, root: flags & Hello.rootFlag != 0)
+        var x11: X11Cookie?
+        if flags & Hello.x11Flag != 0 {
+            let display = try r.string(limits.maxX11FieldBytes)
+            let name = try r.string(limits.maxX11FieldBytes)
+            let count = Int(try r.u32("x11 cookie length"))
+            guard count <= limits.maxX11FieldBytes else { throw .stringTooLong(count) }
+            x11 = X11Cookie(display: display, protocolName: name, data: Array(try r.bytes(count, "x11 cookie")))
+        }
+        return Hello(version: version, mode: mode, login: flags & Hello.loginFlag != 0, argumentBytes: arguments,
+                     environmentBytes: environment, root: flags & Hello.rootFlag != 0, x11: x11,
+                     offersAgent: flags & Hello.agentFlag != 0)
     }
 
     private static func decodeWindowSize(_ r: inout ByteReader) throws(ProtocolError) -> WindowSize {
@@ -145,19 +161,25 @@ struct ByteReader {
     }
 
     mutating func string(_ max: Int) throws(ProtocolError) -> String {
+        String(decoding: try byteString(max), as: UTF8.self)
+    }
+
+    /// A length and its bytes, taken as they are (argv and the environment are byte strings:
+    /// any byte but NUL).
+    mutating func byteString(_ max: Int) throws(ProtocolError) -> [UInt8] {
         let count = Int(try u32("string length"))
         guard count <= max else { throw .stringTooLong(count) }
         let raw = try bytes(count, "string")
         // NUL cannot appear in argv or the environment: refuse rather than truncate silently.
         guard !raw.contains(0) else { throw .invalidValue("string with NUL byte") }
-        return String(decoding: raw, as: UTF8.self)
+        return Array(raw)
     }
 
-    mutating func stringList(_ what: String, max: Int, maxString: Int) throws(ProtocolError) -> [String] {
+    mutating func byteStringList(_ what: String, max: Int, maxString: Int) throws(ProtocolError) -> [[UInt8]] {
         let count = Int(try u32("\(what) count"))
         guard count <= max else { throw .tooMany(what, count) }
-        var list: [String] = []
-        for _ in 0..<count { list.append(try string(maxString)) }
+        var list: [[UInt8]] = []
+        for _ in 0..<count { list.append(try byteString(maxString)) }
         return list
     }
 }

@@ -14,6 +14,10 @@ public enum FrameEncoder {
         case .windowSize(let size): encode(size, into: &w)
         case .exit(let code): w.u32(UInt32(bitPattern: code))
         case .error(let text): w.string(text)
+        case .agentOpen(let channel), .agentClose(let channel): w.u32(channel)
+        case .agentData(let channel, let bytes):
+            w.u32(channel)
+            w.raw(bytes)
         }
         var frame: [UInt8] = []
         frame.reserveCapacity(headerBytes + w.bytes.count)
@@ -37,9 +41,10 @@ public enum FrameEncoder {
     private static func encode(_ hello: Hello, into w: inout ByteWriter) {
         w.raw(Protocol.magic)
         w.u16(hello.version)
-        w.u8((hello.login ? Hello.loginFlag : 0) | (hello.root ? Hello.rootFlag : 0))
-        w.stringList(hello.arguments)
-        w.stringList(hello.environment)
+        w.u8((hello.login ? Hello.loginFlag : 0) | (hello.root ? Hello.rootFlag : 0) | (hello.x11 != nil ? Hello.x11Flag : 0)
+             | (hello.offersAgent ? Hello.agentFlag : 0))
+        w.byteStringList(hello.argumentBytes)
+        w.byteStringList(hello.environmentBytes)
         switch hello.mode {
         case .stdio(let passed, let null, let joined):
             w.u8(0)
@@ -57,6 +62,12 @@ public enum FrameEncoder {
             w.u8(UInt8(truncatingIfNeeded: modes.controlCharacters.count))
             w.raw(modes.controlCharacters.prefix(255))
             encode(size, into: &w)
+        }
+        if let x11 = hello.x11 {
+            w.string(x11.display)
+            w.string(x11.protocolName)
+            w.u32(UInt32(x11.data.count))
+            w.raw(x11.data)
         }
     }
 
@@ -88,8 +99,11 @@ struct ByteWriter {
         u32(UInt32(utf8.count))
         bytes += utf8
     }
-    mutating func stringList(_ list: [String]) {
+    mutating func byteStringList(_ list: [[UInt8]]) {
         u32(UInt32(list.count))
-        for s in list { string(s) }
+        for s in list {
+            u32(UInt32(s.count))
+            bytes += s
+        }
     }
 }

@@ -8,6 +8,8 @@ public struct Limits: Sendable {
     public var maxStringBytes: Int = 256 << 10
     public var maxControlCharacters: Int = 64
     public var maxMessageBytes: Int = 4096
+    /// Each field of an X11 cookie (DISPLAY, protocol name, secret).
+    public var maxX11FieldBytes: Int = 256
 
     public init() {}
     public static let standard = Limits()

@@ -12,6 +12,13 @@ public enum Message: Equatable, Sendable {
     case exit(code: Int32)
     /// Server → client, last frame: the session could not start; one line for the user.
     case error(String)
+    /// Server → client: a program in the jail connected to the session's agent socket; the
+    /// client connects `channel` to its SSH_AUTH_SOCK (or closes it at once).
+    case agentOpen(channel: UInt32)
+    /// Either way: bytes of one agent connection.
+    case agentData(channel: UInt32, bytes: [UInt8])
+    /// Either way: that agent connection ended.
+    case agentClose(channel: UInt32)
 
     public var type: FrameType {
         switch self {
@@ -21,6 +28,9 @@ public enum Message: Equatable, Sendable {
         case .windowSize: .windowSize
         case .exit: .exit
         case .error: .error
+        case .agentOpen: .agentOpen
+        case .agentData: .agentData
+        case .agentClose: .agentClose
         }
     }
 }
@@ -32,6 +42,9 @@ public enum FrameType: UInt8, Sendable {
     case windowSize = 4
     case exit = 5
     case error = 6
+    case agentOpen = 7
+    case agentData = 8
+    case agentClose = 9
 }
 
 public struct WindowSize: Equatable, Sendable {
@@ -83,27 +96,72 @@ public struct Hello: Equatable, Sendable {
     public var mode: Mode
     /// Start the shell as a login shell (the client was started as one, or with no arguments).
     public var login: Bool
-    /// The arguments for the jail user's shell, without argv[0].
-    public var arguments: [String]
-    /// NAME=VALUE pairs the client offers; the server keeps only the ones it allows.
-    public var environment: [String]
+    /// The arguments for the jail user's shell, without argv[0], as the bytes they were: a
+    /// file name need not be UTF-8 (scp and rsync pass remote paths in argv).
+    public var argumentBytes: [[UInt8]]
+    /// NAME=VALUE pairs the client offers, as bytes; the server keeps only the ones it allows.
+    public var environmentBytes: [[UInt8]]
     /// Run as root inside the jail instead of the jail's user (`jaild enter --root`). The
     /// server honours it only when the peer is uid 0 on the host; for anyone else it refuses.
     public var root: Bool
+    /// The X11 cookie of the client's DISPLAY (sshd's `ssh -X`), for jails with --forward-x11.
+    public var x11: X11Cookie?
+    /// The client has an ssh agent (SSH_AUTH_SOCK) it will connect agent channels to.
+    public var offersAgent: Bool
 
-    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String],
-                root: Bool = false) {
+    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, argumentBytes: [[UInt8]],
+                environmentBytes: [[UInt8]], root: Bool = false, x11: X11Cookie? = nil, offersAgent: Bool = false) {
+        self.offersAgent = offersAgent
         self.version = version
         self.mode = mode
         self.login = login
-        self.arguments = arguments
-        self.environment = environment
+        self.argumentBytes = argumentBytes
+        self.environmentBytes = environmentBytes
         self.root = root
+        self.x11 = x11
     }
 
-    /// The hello's flags byte: bit 0 login, bit 1 root. Version 1 clients sent 0 or 1 here.
+    public init(version: UInt16 = Protocol.version, mode: Mode, login: Bool, arguments: [String], environment: [String],
+                root: Bool = false, x11: X11Cookie? = nil, offersAgent: Bool = false) {
+        self.init(version: version, mode: mode, login: login, argumentBytes: arguments.map { Array($0.utf8) },
+                  environmentBytes: environment.map { Array($0.utf8) }, root: root, x11: x11, offersAgent: offersAgent)
+    }
+
+    /// For display and logs only (invalid UTF-8 shown as U+FFFD): never for execve.
+    public var arguments: [String] { argumentBytes.map { String(decoding: $0, as: UTF8.self) } }
+    public var environment: [String] { environmentBytes.map { String(decoding: $0, as: UTF8.self) } }
+
+    /// The hello's flags byte: bit 0 login, bit 1 root, bit 2 an X11 cookie follows the mode.
+    /// Version 1 clients sent 0 or 1 here.
     public static let loginFlag: UInt8 = 1
     public static let rootFlag: UInt8 = 2
+    public static let x11Flag: UInt8 = 4
+    /// Bit 3: the client offers its ssh agent.
+    public static let agentFlag: UInt8 = 8
+    public static let knownFlags: UInt8 = loginFlag | rootFlag | x11Flag | agentFlag
+}
+
+/// What an X client needs to reach the client's display: the DISPLAY value and the
+/// Xauthority entry for it (its protocol name, MIT-MAGIC-COOKIE-1, and the secret).
+public struct X11Cookie: Equatable, Sendable {
+    public var display: String
+    public var protocolName: String
+    public var data: [UInt8]
+
+    public init(display: String, protocolName: String, data: [UInt8]) {
+        self.display = display
+        self.protocolName = protocolName
+        self.data = data
+    }
+
+    /// The display number of DISPLAY (`localhost:10.0` → `10`), nil if it has none.
+    public var displayNumber: String? {
+        guard let colon = display.lastIndex(of: ":") else { return nil }
+        let rest = display[display.index(after: colon)...]
+        let number = rest.prefix { $0 != "." }
+        guard !number.isEmpty, number.allSatisfy({ ("0"..."9").contains($0) }) else { return nil }
+        return String(number)
+    }
 }
 
 public struct StdioSet: OptionSet, Equatable, Sendable {

@@ -161,6 +161,14 @@ struct JailDaemonCommand: ParsableCommand {
           help: "Allow kernel AIO (io_setup/io_submit, e.g. for databases using libaio): it draws on the host-wide fs.aio-max-nr.")
     var allowAio = false
 
+    @Flag(name: .customLong("forward-x11"),
+          help: "Give sessions whose client has an X11 display (ssh -X) DISPLAY and their own Xauthority inside.")
+    var forwardX11 = false
+
+    @Flag(name: .customLong("forward-agent"), inversion: .prefixedNo,
+          help: "Give sessions whose client has an ssh agent (ssh -A) an agent socket inside (default: on).")
+    var forwardAgent = true
+
     func validate() throws {
         if version { return }
         guard uid != nil || Rootless.isRootless else { throw ValidationError("-u UID is required") }
@@ -241,6 +249,8 @@ struct JailDaemonCommand: ParsableCommand {
         c.jailName = jailName
         c.syslog = syslog
         c.syslogTarget = syslogTarget
+        c.forwardX11 = forwardX11
+        c.forwardAgent = forwardAgent
         c.userNamespace = !c.rootless && !noUserns
         if let pool = usernsPool.flatMap({ try? UserRangePool.parse($0) }) { c.userNamespacePool = pool }
         for spec in mounts {

@@ -26,6 +26,9 @@ final class OptionParsingTests: XCTestCase {
                                             path: "f")
         XCTAssertEqual(try services.flatMap { try ConfigFile.arguments(for: $0, path: "f") },
                        ["--rc", "/bin/sh /etc/rc.jail", "--rc-stop", "/etc/rc.stop", "--rc-timeout", "30", "--rc-required"])
+        let forwarding = try ConfigFile.parse("forward-agent = no\nforward-x11 = yes\n", path: "f")
+        XCTAssertEqual(try forwarding.flatMap { try ConfigFile.arguments(for: $0, path: "f") },
+                       ["--no-forward-agent", "--forward-x11"])
         XCTAssertThrowsError(try ConfigFile.parse("uid = 1\nbogus = 2\n", path: "f")) {
             XCTAssertTrue("\($0)".hasPrefix("f:2: unknown key 'bogus'"))
         }

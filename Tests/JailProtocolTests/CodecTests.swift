@@ -18,6 +18,10 @@ final class CodecTests: XCTestCase {
         .exit(code: 0),
         .exit(code: 137),
         .error("no such user"),
+        .agentOpen(channel: 1),
+        .agentData(channel: 0xffff_ffff, bytes: Array(0...255)),
+        .agentData(channel: 2, bytes: []),
+        .agentClose(channel: 7),
         .hello(Hello(mode: .stdio(passed: [.input, .error]), login: false, arguments: [], environment: [])),
         .hello(Hello(mode: .stdio(passed: [.input], null: [.error]), login: false, arguments: [], environment: [])),
         .hello(Hello(mode: .stdio(passed: [], null: [.input], stderrJoinsStdout: true), login: false, arguments: [],
@@ -168,5 +172,88 @@ struct SplitMix64 {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+final class ByteStringTests: XCTestCase {
+    func testArgumentsAndEnvironmentTravelAsBytes() throws {
+        // Latin-1, a lone continuation byte, a newline and a space: none of it is changed.
+        let name: [UInt8] = [0x66, 0xe9, 0x80, 0xff, 0xfe, 0x0a, 0x20, 0x78]
+        let hello = Hello(mode: .stdio(passed: []), login: false, argumentBytes: [Array("-c".utf8), name],
+                          environmentBytes: [Array("LC_X=".utf8) + [0xff]])
+        var decoder = FrameDecoder()
+        decoder.append(FrameEncoder.encode(.hello(hello)))
+        guard case .hello(let back)? = try decoder.next() else { return XCTFail("no hello") }
+        XCTAssertEqual(back.argumentBytes, [Array("-c".utf8), name])
+        XCTAssertEqual(back.environmentBytes, [Array("LC_X=".utf8) + [0xff]])
+    }
+
+    func testNULIsStillRefused() {
+        let hello = Hello(mode: .stdio(passed: []), login: false, argumentBytes: [[0x61, 0, 0x62]], environmentBytes: [])
+        var decoder = FrameDecoder()
+        decoder.append(FrameEncoder.encode(.hello(hello)))
+        XCTAssertThrowsError(try decoder.next())
+    }
+
+    func testDisplayEscapesInvalidUTF8() {
+        XCTAssertEqual(ByteText.display([0xff, 0xfe]), "\\xff\\xfe")
+        XCTAssertEqual(ByteText.display(Array("héllo".utf8)), "héllo")
+        XCTAssertEqual(ByteText.display([0x61, 0xc3, 0x62]), "a\\xc3b")
+        XCTAssertEqual(ByteText.display([]), "")
+    }
+}
+
+final class X11CookieTests: XCTestCase {
+    func testHelloCarriesTheCookie() throws {
+        let cookie = X11Cookie(display: "localhost:10.0", protocolName: "MIT-MAGIC-COOKIE-1", data: Array(0..<16))
+        let hello = Hello(mode: .stdio(passed: []), login: true, arguments: [], environment: [], x11: cookie)
+        var decoder = FrameDecoder()
+        decoder.append(FrameEncoder.encode(.hello(hello)))
+        XCTAssertEqual(try decoder.next(), .hello(hello))
+        XCTAssertEqual(cookie.displayNumber, "10")
+        XCTAssertEqual(X11Cookie(display: ":0", protocolName: "", data: []).displayNumber, "0")
+        XCTAssertNil(X11Cookie(display: "nohost", protocolName: "", data: []).displayNumber)
+    }
+
+    func testOversizedCookieIsRefused() {
+        let cookie = X11Cookie(display: "localhost:10.0", protocolName: "MIT-MAGIC-COOKIE-1", data: Array(repeating: 1, count: 257))
+        let hello = Hello(mode: .stdio(passed: []), login: true, arguments: [], environment: [], x11: cookie)
+        var decoder = FrameDecoder()
+        decoder.append(FrameEncoder.encode(.hello(hello)))
+        XCTAssertThrowsError(try decoder.next())
+    }
+
+    func testXauthorityRoundTripAndChoice() {
+        let host = Array("box".utf8)
+        let entries = [
+            Xauthority.Entry(family: 0, address: [127, 0, 0, 1], number: "10", name: "MIT-MAGIC-COOKIE-1", data: [9]),
+            Xauthority.Entry(family: Xauthority.familyLocal, address: Array("other".utf8), number: "10",
+                             name: "MIT-MAGIC-COOKIE-1", data: [8]),
+            Xauthority.Entry(family: Xauthority.familyLocal, address: host, number: "11", name: "MIT-MAGIC-COOKIE-1", data: [7]),
+            Xauthority.Entry(family: Xauthority.familyLocal, address: host, number: "10", name: "MIT-MAGIC-COOKIE-1",
+                             data: Array(1...16)),
+        ]
+        let bytes = Xauthority.encode(entries)
+        XCTAssertEqual(Xauthority.parse(bytes), entries)
+        XCTAssertEqual(Xauthority.parse(Array(bytes.dropLast(3))), Array(entries.dropLast()))
+        XCTAssertEqual(Xauthority.cookie(in: entries, number: "10", hostname: host)?.data, Array(1...16))
+        XCTAssertNil(Xauthority.cookie(in: entries, number: "12", hostname: host))
+    }
+}
+
+final class AgentFrameTests: XCTestCase {
+    func testAgentFramesAreBoundedAndTheHelloSaysIfAnAgentIsOffered() throws {
+        var decoder = FrameDecoder()
+        decoder.append(FrameEncoder.encode(.agentData(channel: 1, bytes: Array(repeating: 0, count: (64 << 10) + 1))))
+        XCTAssertThrowsError(try decoder.next())
+        var truncated = FrameDecoder()
+        truncated.append([0, 0, 0, 3, FrameType.agentClose.rawValue, 0, 0])
+        XCTAssertThrowsError(try truncated.next())
+        let hello = Hello(mode: .stdio(passed: []), login: false, arguments: [], environment: [], offersAgent: true)
+        let frame = FrameEncoder.encode(.hello(hello))
+        XCTAssertEqual(frame[5 + 6] & Hello.agentFlag, Hello.agentFlag)
+        var d = FrameDecoder()
+        d.append(frame)
+        XCTAssertEqual(try d.next(), .hello(hello))
     }
 }

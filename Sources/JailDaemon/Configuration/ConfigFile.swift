@@ -24,8 +24,12 @@ public struct ConfigFile {
         "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
         "base": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
+        "forward-x11": false, "forward-agent": false,
         "no-userns": false, "userns-pool": true,
     ]
+
+    /// Switches that are on unless turned off.
+    public static let defaultOn: Set<String> = ["forward-agent"]
 
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {
         var entries: [Entry] = []
@@ -53,7 +57,8 @@ public struct ConfigFile {
         if keys[entry.key] == true { return ["--\(entry.key)", entry.value] }
         switch entry.value.lowercased() {
         case "yes", "true", "1", "on": return ["--\(entry.key)"]
-        case "no", "false", "0", "off": return []
+        // A switch that is on by default says so with --no-KEY.
+        case "no", "false", "0", "off": return defaultOn.contains(entry.key) ? ["--no-\(entry.key)"] : []
         default: throw ParseError(path: path, line: entry.line, reason: "'\(entry.key)' is yes or no, not '\(entry.value)'")
         }
     }

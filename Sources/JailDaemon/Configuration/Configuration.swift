@@ -68,6 +68,12 @@ public struct JailConfiguration: Sendable, Equatable {
     public var jailName: String?
     /// Serve /dev/log inside and relay each message to `syslogTarget`, tagged `jail/NAME`.
     public var syslog = false
+    /// `--forward-x11`: a session whose client offers an X11 cookie (ssh -X) gets DISPLAY and
+    /// its own Xauthority file inside.
+    public var forwardX11 = false
+    /// `--forward-agent` (default; `--no-forward-agent` turns it off): a session whose client
+    /// has SSH_AUTH_SOCK gets an agent socket inside, carried over the session's connection.
+    public var forwardAgent = true
     public var syslogTarget = "/dev/log"
 
     /// What session records, `jaild sessions` and syslog tags call this jail.

@@ -36,8 +36,8 @@ enum SessionRehearsal {
         guard let (account, _) = try? Session.resolveAccount(configuration) else { return }
         for case .hello(let hello) in messages {
             let command = SessionCommand(account: account, hello: hello, terminal: "/dev/pts/0")
-            let argv = CStringArray(command.arguments)
-            let envp = CStringArray(command.environment)
+            let argv = CStringArray(command.argumentBytes)
+            let envp = CStringArray(command.environmentBytes)
             argv.free()
             envp.free()
         }

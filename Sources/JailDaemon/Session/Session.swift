@@ -20,14 +20,17 @@ struct Session {
     var account: Account?
 
     /// Resolves the account from the jail's own files, prepares stdio and spawns the program.
-    static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration,
-                      settings: ProgramSettings) throws(SessionError) -> Session {
+    /// `prepare`: the helper's own variables for this account (forwarding), set up once the
+    /// account is known and before the program starts.
+    static func start(hello: Hello, passed: [Int32], configuration: JailConfiguration, settings: ProgramSettings,
+                      prepare: (Account) -> [String] = { _ in [] }) throws(SessionError) -> Session {
         let (account, ttyGroup) = try resolveAccount(configuration, root: hello.root)
+        let extra = prepare(account)
         switch hello.mode {
         case .terminal(let modes, let size):
             guard passed.isEmpty else { throw .refused("descriptors are not accepted in terminal mode") }
             return try startTerminal(hello: hello, account: account, ttyGroup: ttyGroup, modes: modes, size: size,
-                                     configuration: configuration, settings: settings)
+                                     configuration: configuration, settings: settings, extra: extra)
         case .stdio(let passedSet, let null, let joined):
             guard passed.count == passedSet.count else {
                 throw .refused("expected \(passedSet.count) descriptors, got \(passed.count)")
@@ -36,7 +39,7 @@ struct Session {
             var plumbing = try StdioPlumbing(passed: passed, passedSet: passedSet, null: null, stderrJoinsStdout: joined)
             defer { plumbing.closeChildEnds() }
             let command = SessionCommand(account: account, hello: hello, terminal: nil,
-                                         policy: configuration.environmentPolicy)
+                                         policy: configuration.environmentPolicy, extra: extra)
             let request = SpawnRequest(command: command, account: account, stdio: plumbing.stdio, controllingTerminal: false)
             let pid: pid_t
             do { pid = try spawn(request, settings: settings) } catch {
@@ -50,7 +53,8 @@ struct Session {
 
     /// A pty of the jail's own devpts; the slave becomes the program's controlling terminal.
     static func startTerminal(hello: Hello, account: Account, ttyGroup: UInt32?, modes: TerminalModes, size: WindowSize,
-                              configuration: JailConfiguration, settings: ProgramSettings) throws(SessionError) -> Session {
+                              configuration: JailConfiguration, settings: ProgramSettings,
+                              extra: [String]) throws(SessionError) -> Session {
         let pty: PTY
         do { pty = try PTY(owner: account, ttyGroup: ttyGroup, modes: modes, size: size) } catch {
             if error.errno == .noSpace {
@@ -59,7 +63,7 @@ struct Session {
             throw .system(error)
         }
         let command = SessionCommand(account: account, hello: hello, terminal: pty.slavePath,
-                                     policy: configuration.environmentPolicy)
+                                     policy: configuration.environmentPolicy, extra: extra)
         let slave = pty.slave.rawValue
         let request = SpawnRequest(command: command, account: account, stdio: [slave, slave, slave], controllingTerminal: true)
         let pid: pid_t

@@ -63,9 +63,15 @@ struct SessionHelper {
         // asking for it is refused, not quietly given a normal session.
         if hello.root && peer?.uid != 0 { refuse("only root on the host may enter the jail as root") }
         let session: Session
+        var forwarding = SessionForwarding()
         do {
-            session = try Session.start(hello: hello, passed: passed, configuration: configuration, settings: settings)
+            let configuration = self.configuration
+            session = try Session.start(hello: hello, passed: passed, configuration: configuration,
+                                        settings: settings) { account in
+                forwarding.prepare(hello: hello, account: account, configuration: configuration)
+            }
         } catch {
+            forwarding.remove()
             refuse(error.description)
         }
         for fd in passed { close(fd) }
@@ -79,6 +85,7 @@ struct SessionHelper {
         _ = record.publish()
         record.logStart()
         var relay = session.relay(channel: channel, signals: signals, early: early)
+        relay.agents = AgentChannels(listener: forwarding.agentListener)
         // The session record's end line and utmp logout: before the status goes out, or after
         // the hangup when the client left first.
         let ended = record
@@ -87,6 +94,7 @@ struct SessionHelper {
             session.hangUp()
             record.end(status: "hangup")
         }
+        forwarding.remove()
         _exit(0)
     }
 

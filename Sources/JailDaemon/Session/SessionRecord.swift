@@ -60,11 +60,13 @@ struct SessionRecord {
         return String(first.prefix(64))
     }
 
-    /// What `-c` asked for, else the arguments, else the login shell.
+    /// What `-c` asked for, else the arguments, else the login shell. Bytes that are not
+    /// UTF-8 are written `\xNN` (Logfmt then escapes the rest).
     static func command(hello: Hello, shell: String) -> String {
-        if let c = hello.arguments.firstIndex(of: "-c"), c + 1 < hello.arguments.count { return hello.arguments[c + 1] }
-        if hello.arguments.isEmpty { return hello.login ? "-" + shell : shell }
-        return ([shell] + hello.arguments).joined(separator: " ")
+        let arguments = hello.argumentBytes.map { ByteText.display($0) }
+        if let c = arguments.firstIndex(of: "-c"), c + 1 < arguments.count { return arguments[c + 1] }
+        if arguments.isEmpty { return hello.login ? "-" + shell : shell }
+        return ([shell] + arguments).joined(separator: " ")
     }
 
     var startFields: [(String, String)] {

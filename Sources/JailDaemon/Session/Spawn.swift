@@ -54,8 +54,8 @@ struct SpawnError: Error, CustomStringConvertible {
 
 /// Starts the program in its own session; returns its pid (also its process group).
 func spawn(_ request: SpawnRequest, settings: ProgramSettings) throws(SpawnError) -> pid_t {
-    let argv = CStringArray(request.command.arguments)
-    let envp = CStringArray(request.command.environment)
+    let argv = CStringArray(request.command.argumentBytes)
+    let envp = CStringArray(request.command.environmentBytes)
     defer {
         argv.free()
         envp.free()
@@ -96,20 +96,31 @@ func spawn(_ request: SpawnRequest, settings: ProgramSettings) throws(SpawnError
     return pid
 }
 
-/// A NULL-terminated array of C strings that outlives a closure (for execve).
+/// A NULL-terminated array of C strings that outlives a closure (for execve), built from
+/// byte strings: argv and the environment are bytes, not necessarily UTF-8.
 struct CStringArray {
     let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     let count: Int
 
-    init(_ strings: [String]) {
+    init(_ strings: [[UInt8]]) {
         count = strings.count
         pointers = .allocate(capacity: strings.count + 1)
-        for (i, s) in strings.enumerated() { pointers[i] = strdup(s) }
+        for (i, s) in strings.enumerated() {
+            // The decoder refused NUL bytes, so each string ends exactly at its terminator.
+            let copy = UnsafeMutablePointer<CChar>.allocate(capacity: s.count + 1)
+            for (j, byte) in s.enumerated() { copy[j] = CChar(bitPattern: byte) }
+            copy[s.count] = 0
+            pointers[i] = copy
+        }
         pointers[strings.count] = nil
     }
 
+    init(_ strings: [String]) {
+        self.init(strings.map { Array($0.utf8) })
+    }
+
     func free() {
-        for i in 0..<count { Glibc.free(pointers[i]) }
+        for i in 0..<count { pointers[i]?.deallocate() }
         pointers.deallocate()
     }
 }
