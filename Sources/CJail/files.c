@@ -7,6 +7,11 @@
 #include <unistd.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
 
 int cj_open_in_root(int root_fd, const char *path, int flags) {
     struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT};
@@ -98,4 +103,77 @@ int cj_overlay_open(const char *lower, const char *upper, const char *work) {
     close(fs);
     errno = saved;
     return mnt;
+}
+
+/* The overlay root of a jail with a user namespace: its layers are idmapped detached mounts
+ * (`lower_tree`: the base; `state_tree`: STATE/NAME, which holds upper/ and work/ on one
+ * mount, as overlayfs requires), given to overlayfs as descriptors (fsconfig FSCONFIG_SET_FD,
+ * "lowerdir+" since Linux 6.8), because a detached mount has no path. The overlay itself
+ * cannot be idmapped; its layers can (Linux 5.19). Created by host root, so the superblock
+ * keeps the trusted.overlay.* xattrs `jaild create` wrote. Returns the detached mount. */
+#ifndef FSCONFIG_SET_FD
+#define FSCONFIG_SET_FD 5
+#endif
+int cj_overlay_open_layers(int lower_tree, int state_tree) {
+    int upper = openat(state_tree, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int work = openat(state_tree, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    int rc = upper < 0 || work < 0 || fs < 0 ? -1 : 0;
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "lowerdir+", NULL, lower_tree);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "upperdir", NULL, upper);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "workdir", NULL, work);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0);
+    int mnt = rc == 0 ? (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0) : -1;
+    int saved = errno;
+    if (upper >= 0) close(upper);
+    if (work >= 0) close(work);
+    if (fs >= 0) close(fs);
+    errno = saved;
+    return mnt;
+}
+
+/* Mounts a detached mount on top of the root of another detached tree (Linux 6.15+ allows a
+ * detached target): init inherited `tree` at the clone and attaches it whole. */
+int cj_mount_onto_tree(int mount_fd, int tree_fd) {
+    return (int)syscall(SYS_move_mount, mount_fd, "", tree_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+/* A user namespace with these maps and no process: a child unshares, the caller writes its
+ * maps and keeps a descriptor of it, the child exits. Only for mount_setattr(MOUNT_ATTR_IDMAP). */
+int cj_make_userns(const char *uid_map, const char *gid_map) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return -1;
+    pid_t child = fork();
+    if (child == 0) {
+        /* 0: unshared; else the errno of unshare (below 256). */
+        char byte = unshare(CLONE_NEWUSER) == 0 ? 0 : (char)errno;
+        if (write(p[1], &byte, 1) < 0) _exit(1);
+        for (;;) pause();  /* until the parent's SIGKILL */
+    }
+    close(p[1]);
+    int fd = -1, saved = 0;
+    char byte = EIO;
+    if (child > 0 && read(p[0], &byte, 1) == 1 && byte == 0) {
+        char path[64];
+        const char *maps[2] = {uid_map, gid_map};
+        const char *names[2] = {"uid_map", "gid_map"};
+        int ok = 1;
+        errno = 0;
+        for (int i = 0; i < 2 && ok; i++) {
+            snprintf(path, sizeof path, "/proc/%d/%s", (int)child, names[i]);
+            int m = open(path, O_WRONLY | O_CLOEXEC);
+            size_t len = strlen(maps[i]);
+            ok = m >= 0 && write(m, maps[i], len) == (ssize_t)len;
+            if (m >= 0) close(m);
+        }
+        snprintf(path, sizeof path, "/proc/%d/ns/user", (int)child);
+        if (ok) fd = open(path, O_RDONLY | O_CLOEXEC);
+        saved = errno ? errno : EIO;
+    } else {
+        saved = child < 0 ? errno : byte;
+    }
+    close(p[0]);
+    if (child > 0) { kill(child, SIGKILL); waitpid(child, NULL, 0); }
+    errno = fd < 0 ? saved : 0;
+    return fd;
 }

@@ -140,6 +140,12 @@ int cj_idmap_tree(int tree_fd, int userns_fd);
 int cj_attach_tree(int tree_fd, const char *target);
 /* A detached overlay mount of lower/upper/work: a descriptor of its root, attached nowhere. */
 int cj_overlay_open(const char *lower, const char *upper, const char *work);
+/* A detached overlay mount over idmapped layer trees (the base; STATE/NAME with upper/work). */
+int cj_overlay_open_layers(int lower_tree, int state_tree);
+/* move_mount of a detached mount onto the root of a detached tree. */
+int cj_mount_onto_tree(int mount_fd, int tree_fd);
+/* A descriptor of a new, empty user namespace with these uid/gid maps. */
+int cj_make_userns(const char *uid_map, const char *gid_map);
 
 /* ---- devices ---------------------------------------------------------------------------- */
 

@@ -87,9 +87,8 @@ public struct JailConfiguration: Sendable, Equatable {
     public var userNamespacePool = UserRangePool.standard
 
     /// root's user namespace (not the rootless one): ranges, idmapped rootfs, private root.
-    /// Not for a root on a base: an overlay mount cannot be idmapped (EINVAL on Linux 6.18),
-    /// so such a jail runs without one, with a warning (a known gap, docs/security.md).
-    public var mapsRange: Bool { userNamespace && !rootless && base == nil }
+    /// A root on a base too: its overlay is mounted over idmapped layers (`overlayLayers`).
+    public var mapsRange: Bool { userNamespace && !rootless }
     /// Either kind of user namespace: no mknod, no fresh sysfs.
     public var inUserNamespace: Bool { rootless || mapsRange }
 

@@ -28,6 +28,9 @@ struct CloneChannels {
     /// The rootfs as a detached tree, idmapped by the supervisor once init's user namespace
     /// has its maps, attached by init in its own mount namespace (see `idmapRoot`).
     let rootTree: FileDescriptor?
+    /// A root on a base: detached trees of the base and of STATE/NAME (upper and work), idmapped
+    /// once init has its maps; the overlay over them is mounted on `rootTree` (see `mountOverlay`).
+    let layerTrees: [FileDescriptor]
 
     /// The ends init took: closed in the supervisor right after the clone.
     func closeInitEnds() {
@@ -38,6 +41,7 @@ struct CloneChannels {
     func closeSetup() {
         for fd in programCgroups + sessionCgroups { close(fd) }
         rootTree?.closeQuietly()
+        for fd in layerTrees { fd.closeQuietly() }
     }
 
     /// The supervisor's ends, when the start failed.
@@ -84,20 +88,25 @@ extension Supervisor {
         var pipes: [Pipe] = []
         var programCgroups: [Int32] = []
         var sessionCgroups: [Int32] = []
+        var trees: [FileDescriptor] = []
         do throws(JailError) {
             for _ in 0..<4 { pipes.append(try JailError.wrap { () throws(SystemError) in try Pipe.make() }) }
             programCgroups = try cgroups?.openProgramProcs() ?? []
             sessionCgroups = try cgroups?.openSessionProcs() ?? []
-            var rootTree: FileDescriptor?
             if configuration.mapsRange, let root = configuration.root {
-                let fd = cj_open_detached_tree(root)
-                if fd < 0 { throw JailError.system(.last("open_tree", path: root)) }
-                rootTree = FileDescriptor(rawValue: fd)
+                let layers = configuration.overlay
+                for path in [root] + (layers.map { [$0.lower, Preflight.parentDirectory($0.upper)] } ?? []) {
+                    let fd = cj_open_detached_tree(path)
+                    if fd < 0 { throw JailError.system(.last("open_tree", path: path)) }
+                    trees.append(FileDescriptor(rawValue: fd))
+                }
             }
             return CloneChannels(ready: pipes[0], logs: pipes[1], lifeline: pipes[2], boot: pipes[3],
-                                 programCgroups: programCgroups, sessionCgroups: sessionCgroups, rootTree: rootTree)
+                                 programCgroups: programCgroups, sessionCgroups: sessionCgroups, rootTree: trees.first,
+                                 layerTrees: Array(trees.dropFirst()))
         } catch {
             for p in pipes { p.close() }
+            for fd in trees { fd.closeQuietly() }
             for fd in programCgroups + sessionCgroups { close(fd) }
             throw error
         }
@@ -134,7 +143,13 @@ extension Supervisor {
         if configuration.rootless { try mapUser(into: pid) }
         if let range {
             try mapRange(range, into: pid)
-            if let tree = channels.rootTree { try idmapRoot(tree, like: pid) }
+            if let tree = channels.rootTree {
+                if channels.layerTrees.count == 2 {
+                    try mountOverlay(on: tree, lower: channels.layerTrees[0], state: channels.layerTrees[1], range: range)
+                } else {
+                    try idmapRoot(tree, like: pid)
+                }
+            }
         }
         try cgroups?.attachInit(pid)
         // Needs CAP_SYS_RESOURCE, which some hosts (containers) withhold: then the memory
@@ -202,6 +217,33 @@ extension Supervisor {
             throw .userNamespace("the file system of \(root) (\(fileSystemName(root))) cannot be idmapped (\(error)): "
                 + "use --no-userns, or shift the rootfs's owners into the jail's range")
         }
+    }
+
+    /// A root on a base: an overlay mount cannot be idmapped (EINVAL), but its layers can
+    /// (Linux 5.19). Host root idmaps detached trees of the base and of STATE/NAME, makes the
+    /// overlay over them (fsconfig with layer descriptors, Linux 6.8) and mounts it on the root
+    /// tree init inherited. overlayfs works in its layers with its mounter's credentials (host
+    /// root, fsuid 0), which init's mapping lacks (EOVERFLOW: "failed to create directory
+    /// work/work; mounting read-only"); so the layers' mapping is init's plus host uid 0 as
+    /// on-disk id 4294967294, in a user namespace no process is in. Only overlayfs itself
+    /// acts as that id (its work directory); the jail's processes write as their own ids, which
+    /// land on disk as with the idmapped rootfs (root inside: 0). The jail never sees that id.
+    func mountOverlay(on tree: FileDescriptor, lower: FileDescriptor, state: FileDescriptor, range: UInt32) throws(JailError) {
+        let mounter = "\(UInt32.max - 1) 0 1\n"
+        let userns = cj_make_userns(UserRange.mapLines(keeping: account.uid, start: range) + mounter,
+                                    UserRange.mapLines(keeping: account.gid, start: range) + mounter)
+        if userns < 0 { throw .system(.last("user namespace for the overlay layers", path: configuration.base ?? "")) }
+        defer { close(userns) }
+        let layers = configuration.overlay
+        for (fd, path) in [(lower, layers?.lower ?? ""), (state, Preflight.parentDirectory(layers?.upper ?? ""))]
+        where cj_idmap_tree(fd.rawValue, userns) < 0 {
+            let error = Errno(rawValue: errno)
+            throw .userNamespace("the overlay layer \(path) (\(fileSystemName(path))) cannot be idmapped (\(error)): use --no-userns")
+        }
+        let overlay = cj_overlay_open_layers(lower.rawValue, state.rawValue)
+        if overlay < 0 { throw .system(.last("overlay", path: configuration.root ?? "")) }
+        defer { close(overlay) }
+        if cj_mount_onto_tree(overlay, tree.rawValue) < 0 { throw .system(.last("move_mount", path: configuration.root ?? "")) }
     }
 
     /// The type of the file system at `path` as /proc/self/mountinfo names it.

@@ -189,9 +189,6 @@ public struct Supervisor {
 
     /// The jail's host id range (root's user namespace only), the same at every start.
     func allocateRange() throws(JailError) -> UInt32? {
-        if configuration.userNamespace && !configuration.rootless && configuration.base != nil {
-            log.warning("jail on a base: no user namespace (an overlay cannot be idmapped): root inside is host root")
-        }
         guard configuration.mapsRange else { return nil }
         return try UserRangeStore().range(for: cgroupName, socket: location.socketPath, pool: configuration.userNamespacePool,
                                           ids: [account.uid, account.gid])
