@@ -5,6 +5,7 @@ base, the jail's user, the host account (login shell `jail`, an ssh key) and the
 The tests point jaild's config and state roots at a temporary directory (JAIL_CONFIG_DIR,
 JAIL_STATE_DIR); host accounts are real (jt-p00…, uids 63000–63059) and removed at the end."""
 import hashlib
+import json
 import os
 import pathlib
 import shutil
@@ -425,3 +426,28 @@ def test_fifty_jails_from_one_base(prov, capsys):
               f"(mean {sum(times) / 50 * 1000:.0f} ms, max {max(times) * 1000:.0f} ms), "
               f"upper directories {uppers} bytes in all ({uppers / 50 / 1024:.0f} KiB each), "
               f"destroy {destroyed:.2f} s, base {disk_bytes(busybox) / 1e6:.1f} MB")
+
+
+def test_root_inside_a_base_jail_is_not_host_root(prov):
+    """A jail on a base gets its user namespace: the overlay is mounted over idmapped layers."""
+    base = prov.base / "userns-base"
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", ISSUE], check=True)
+    prov.create("jt-p54", 63054, base, "--rc", "cat /proc/self/uid_map > /rc-map; id -u > /rc-uid")
+    try:
+        rows = json.loads(prov.jaild("list", "--json", check=True).stdout)
+        row = next(r for r in rows if r["uid"] == 63054)
+        start = row["userns_start"]
+        assert start > 0 and row["userns_count"] > 0
+        with open(f"/proc/{row['init_pid']}/status") as f:
+            assert int(next(line for line in f if line.startswith("Uid:")).split()[1]) == start
+        upper = prov.upper("jt-p54")
+        # What root inside wrote: uid 0 inside, root's on disk (the private state directory).
+        assert (upper / "rc-uid").read_text() == "0\n"
+        assert os.stat(upper / "rc-uid").st_uid == 0
+        assert (upper / "rc-map").read_text().split()[:2] == ["0", str(start)]
+        # The jail user writes as itself; the base is root's inside.
+        out = prov.session(63054, "echo x > ~/mine; stat -c %u ~/mine /bin/busybox /etc/passwd")
+        assert out.stdout == b"63054\n0\n0\n", out.stderr
+        assert os.stat(upper / "home" / "work" / "mine").st_uid == 63054
+    finally:
+        prov.destroy("jt-p54")
