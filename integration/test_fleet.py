@@ -140,6 +140,24 @@ def test_playbook_brings_up_two_tenants_then_changes_nothing_then_removes_them(f
     changed, out = f.play()
     assert changed == 0, out
 
+    # A rolling upgrade: a new jaild binary; each supervisor is replaced and adopts its running
+    # jail (the same init, the same services), then the tenants are as before.
+    inits = {t["name"]: json.loads(f.jaild("list", "--json").stdout) for t in TENANTS}
+    before_inits = sorted(r["init_pid"] for r in inits["jt-mail"] if r["uid"] in (62100, 62101))
+    newer = f.base / "newer"
+    newer.mkdir()
+    shutil.copy(f.binaries / "jail", newer / "jail")
+    shutil.copy(f.binaries / "jaild", newer / "jaild")
+    with open(newer / "jaild", "ab") as binary:
+        binary.write(b"\0upgrade")  # another file, the same program
+    f.vars["jail_host_binaries_remote"] = str(newer)  # from now on, the new release
+    changed, out = f.play()
+    assert out.count("=> (item=jt-") >= 2 and "Supervisors of running tenants" in out, out
+    after = [r for r in json.loads(f.jaild("list", "--json").stdout) if r["uid"] in (62100, 62101)]
+    assert sorted(r["init_pid"] for r in after) == before_inits, (before_inits, after)
+    for tenant in TENANTS:
+        assert su(tenant["name"], "echo still-here").stdout == b"still-here\n"
+
     # Check mode with a new limit: reported, not done.
     changed, out = f.play("--check", "--diff", jail_tenants=[{**TENANTS[0], "memory": "96M"}, TENANTS[1]])
     assert changed == 1, out

@@ -161,9 +161,9 @@ class ServicesJail:
             assert not port_holders(port), (f"the host holds port {port} on 127.0.0.2: {port_holders(port)}; "
                                             "make the host's daemon listen on 127.0.0.1 only for this test")
         # A limit, so the jail's programs have a cgroup of their own (without one they share init's).
-        # --no-userns until the port filter grants low ports (issue 15 item 6): sshd and exim bind
-        # 22 and 25, which needs CAP_NET_BIND_SERVICE of the host's user namespace.
-        self.jail = Jail(self.root, UID_A, ["--no-userns", "--ports", "tcp:22,tcp:25", "--pids", "1024", "--rc", "/etc/rc.jail",
+        # The user namespace is on (the default): sshd and exim bind 22 and 25 because the port
+        # filter grants the jail its own ports, not by a capability (issue 15 item 6).
+        self.jail = Jail(self.root, UID_A, ["--ports", "tcp:22,tcp:25", "--pids", "1024", "--rc", "/etc/rc.jail",
                                             "--rc-stop", "/etc/rc.jail.stop", "--stop-timeout", "10"])
         start = time.monotonic()
         # As if an admin started it from a login session: jaild has a login uid (1000).
@@ -291,17 +291,13 @@ def test_the_daemons_host_uids(services):
         assert fields["CapBnd"] == init_status["CapBnd"] and fields["Seccomp"] == "2", (comm(pid), fields)
         cgroup = open(f"/proc/{pid}/cgroup").read()
         assert f"/jail/jail-{UID_A}-{UID_A}/programs" in cgroup, (comm(pid), cgroup)
-    userns = has_userns(services.jail)
-    # issue 15 records the jail's range in `jaild list --json`; the lead settles the field name.
-    start = next((row[k] for k in ("userns_uid_start", "uid_range_start", "range_start") if k in row), None)
+    # Root inside is the first id of the jail's range on the host, never 0 (issue 15).
+    assert has_userns(services.jail)
+    start, count = row["userns_start"], row["userns_count"]
     for name in ("sshd", "cron"):
+        assert daemons[name], (name, daemons)
         for uid in daemons[name]:
-            if start is not None:
-                assert start <= uid < start + 65536, (name, uid, row)
-            elif userns:
-                assert uid != 0, (name, uid)
-            else:
-                assert uid == 0, (name, uid)  # no user namespace yet: root inside is host root
+            assert uid != 0 and start <= uid < start + count, (name, uid, row)
 
 
 def test_root_inside_cannot_bind_a_port_outside_the_jails_ports(services):

@@ -32,45 +32,6 @@ fail:;
     return -1;
 }
 
-static int dgram_address(const char *path, struct sockaddr_un *address) {
-    memset(address, 0, sizeof *address);
-    address->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof address->sun_path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    strcpy(address->sun_path, path);
-    return 0;
-}
-
-int cj_unix_dgram_bind(const char *path) {
-    struct sockaddr_un address;
-    if (dgram_address(path, &address) < 0) return -1;
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
-}
-
-int cj_unix_dgram_connect(const char *path) {
-    struct sockaddr_un address;
-    if (dgram_address(path, &address) < 0) return -1;
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
-}
-
 #ifndef SYS_pidfd_getfd
 #define SYS_pidfd_getfd 438
 #endif

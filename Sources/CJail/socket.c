@@ -54,6 +54,25 @@ int cj_unix_connect_type(const char *path, int type) {
     return fd;
 }
 
+/* The syslog relay's sockets: its /dev/log inside the jail, and the host's. */
+int cj_unix_dgram_bind(const char *path) {
+    struct sockaddr_un address;
+    if (fill_address(&address, path) < 0) return -1;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int cj_unix_dgram_connect(const char *path) {
+    return cj_unix_connect_type(path, SOCK_DGRAM);
+}
+
 int cj_accept(int listener) {
     return accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 }

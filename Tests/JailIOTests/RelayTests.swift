@@ -5,12 +5,6 @@ import JailSystem
 import SystemPackage
 import XCTest
 
-/// A value shared with the relay's thread; the tests order the accesses themselves.
-final class Shared<T>: @unchecked Sendable {
-    var value: T
-    init(_ value: T) { self.value = value }
-}
-
 /// The relay between a socketpair (the client's end is the test's) and pipes (the program's
 /// ends are the test's), run on a thread of its own as the session helper would run it.
 final class RelayTests: XCTestCase {

@@ -95,14 +95,7 @@ struct Row {
                           r.state.rcStatus.map { "\($0)" } ?? "-",
                           r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"])
         }
-        let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
-        return lines.map { line in
-            // The last column is not padded: no trailing spaces.
-            line.enumerated().map { column in
-                column.offset == line.count - 1 ? column.element
-                    : column.element + String(repeating: " ", count: widths[column.offset] - column.element.count)
-            }.joined(separator: "  ") + "\n"
-        }.joined()
+        return TextTable.render(lines)
     }
 
     static func json(_ rows: [Row]) -> String {

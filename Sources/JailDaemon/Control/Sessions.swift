@@ -142,13 +142,7 @@ public enum Sessions {
                           s.idleSeconds.map { "\($0)s" } ?? "-", "\(s.programPid)",
                           Logfmt.quote(s.fields["command"] ?? "")].map(Logfmt.printable))
         }
-        let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
-        return lines.map { line in
-            line.enumerated().map { column in
-                column.offset == line.count - 1 ? column.element
-                    : column.element + String(repeating: " ", count: widths[column.offset] - column.element.count)
-            }.joined(separator: "  ") + "\n"
-        }.joined()
+        return TextTable.render(lines)
     }
 
     static func json(_ sessions: [Live]) -> String {

@@ -31,6 +31,22 @@ enum AuditIdentity {
         throw .system(failure)
     }
 
+    /// In the supervisor, just before the clone: its own loginuid becomes the jail user's, so
+    /// init inherits it — init in a user namespace could not change one that jaild inherited
+    /// from an operator's login session (nor even read it: unmapped, it shows as unset).
+    /// Host root may (CAP_AUDIT_CONTROL); returns the value to put back after the clone.
+    static func handOver(_ uid: UInt32) -> String? {
+        guard geteuid() == 0, let previous = try? readText(path) else { return nil }
+        guard (try? writeKernelFile(path, "\(uid)")) != nil else { return nil }
+        return String(previous.trimmingWhitespace())
+    }
+
+    /// The supervisor's own loginuid again, after the clone.
+    static func putBack(_ previous: String?) {
+        guard let previous else { return }
+        try? writeKernelFile(path, previous)
+    }
+
     static func current() -> String {
         readNumber(path).map { String($0) } ?? unset
     }

@@ -27,7 +27,7 @@ public enum Preflight {
         }
         // A root made from a base is empty until init mounts the overlay: read the merged
         // tree through a detached overlay mount that nobody else can see.
-        let rootFD = try configuration.overlay.map { layers throws(JailError) in try openOverlay(layers) }
+        let rootFD = try configuration.overlay.map { layers throws(JailError) in try openOverlay(layers, uid: configuration.uid) }
             ?? open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
         if rootFD < 0 { throw .system(.last("open", path: root)) }
         defer { close(rootFD) }
@@ -78,13 +78,17 @@ public enum Preflight {
         return String(path[..<slash])
     }
 
-    static func openOverlay(_ layers: OverlayLayers) throws(JailError) -> Int32 {
+    /// `uid`: the jail being started. Its own running jail on these layers is not refused here:
+    /// the start adopts it if its supervisor is gone, or the pid file lock refuses the start.
+    static func openOverlay(_ layers: OverlayLayers, uid: UInt32) throws(JailError) -> Int32 {
         if let c = layers.unsafeCharacter { throw .badRoot("overlay layer paths must not contain '\(c)'") }
         for path in [layers.lower, layers.upper, layers.work] where !isDirectoryFollowing(path) {
             throw .badRoot("overlay layer \(path) of root \(layers.target) is not a directory")
         }
         // A second overlay on layers in use is "undefined behaviour" to the kernel: refuse first.
-        if let running = JailState.all().first(where: { $0.alive && BindMount.normalize($0.state.root) == layers.target }) {
+        if let running = JailState.all().first(where: {
+            $0.alive && BindMount.normalize($0.state.root) == layers.target && $0.state.uid != uid
+        }) {
             throw .alreadyRunning(socket: running.state.socket, pid: running.state.supervisor)
         }
         let fd = cj_overlay_open(layers.lower, layers.upper, layers.work)

@@ -116,7 +116,9 @@ extension Supervisor {
     func clone(_ channels: CloneChannels, listener: FileDescriptor, control: FileDescriptor?) throws(JailError) -> pid_t {
         var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
         if configuration.inUserNamespace { flags |= UInt(CLONE_NEWUSER) }
+        let supervisorsLoginUID = configuration.rootless ? nil : AuditIdentity.handOver(account.uid)
         let pid = cj_clone(flags)
+        if pid != 0 { AuditIdentity.putBack(supervisorsLoginUID) }
         if pid == 0 {
             let initChannels = InitChannels(listener: listener, ready: channels.ready.write, lifeline: channels.lifeline.read,
                                             log: channels.logs.write, bootOutput: channels.boot.write,

@@ -1,0 +1,15 @@
+/// The text tables of `jaild list`, `sessions` and `base list`: the first line is the header,
+/// columns are padded to their widest cell and two spaces apart, and the last column is not
+/// padded (no trailing spaces).
+enum TextTable {
+    static func render(_ lines: [[String]]) -> String {
+        guard let header = lines.first else { return "" }
+        let widths = (0..<header.count).map { column in lines.map { $0[column].count }.max() ?? 0 }
+        return lines.map { line in
+            line.enumerated().map { column in
+                column.offset == line.count - 1 ? column.element
+                    : column.element + String(repeating: " ", count: widths[column.offset] - column.element.count)
+            }.joined(separator: "  ") + "\n"
+        }.joined()
+    }
+}
