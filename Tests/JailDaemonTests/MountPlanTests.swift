@@ -61,10 +61,12 @@ final class MountPlanTests: XCTestCase {
                                                     flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), data: nil)])
     }
 
+    /// --no-userns: init mounts the overlay itself, first.
     func testOverlayRootIsMountedFirst() {
         var c = JailConfiguration(uid: 63000)
         c.root = "/var/lib/jail/alice/root"
         c.base = "/var/lib/jail/bases/debian"
+        c.userNamespace = false
         let steps = MountPlan(configuration: c).steps
         XCTAssertEqual(steps[1], .overlay(lower: "/var/lib/jail/bases/debian", upper: "/var/lib/jail/alice/upper",
                                           work: "/var/lib/jail/alice/work", target: "/var/lib/jail/alice/root"))
@@ -72,14 +74,16 @@ final class MountPlanTests: XCTestCase {
         XCTAssertEqual(steps.filter { if case .overlay = $0 { true } else { false } }.count, 1)
     }
 
-    /// An overlay cannot be idmapped: a root on a base has no user namespace (for now).
-    func testOverlayRootHasNoUserNamespace() {
+    /// A root on a base has the user namespace: the supervisor mounts the overlay over
+    /// idmapped layers and init attaches it; init mounts no overlay itself.
+    func testOverlayRootHasTheUserNamespace() {
         var c = JailConfiguration(uid: 63000)
         c.root = "/var/lib/jail/alice/root"
         c.base = "/var/lib/jail/bases/debian"
-        XCTAssertFalse(c.mapsRange)
-        XCTAssertFalse(c.inUserNamespace)
+        XCTAssertTrue(c.mapsRange)
+        XCTAssertTrue(c.inUserNamespace)
         let steps = MountPlan(configuration: c).steps
-        XCTAssertFalse(steps.contains(.attachIdmappedRoot("/var/lib/jail/alice/root")))
+        XCTAssertEqual(steps[1], .attachIdmappedRoot("/var/lib/jail/alice/root"))
+        XCTAssertFalse(steps.contains { if case .overlay = $0 { true } else { false } })
     }
 }
