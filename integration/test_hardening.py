@@ -17,9 +17,14 @@ from conftest import JAIL, JAILD, UID_A, Jail, as_user, descendants, outcome, pr
 from test_operations import Foreground
 
 
-@pytest.fixture
-def jail(rootfs_sec):
-    with Jail(rootfs_sec, UID_A) as running:
+# Every attack of issue 22 must fail with the user namespace on (the default) and, as
+# defence in depth, without it.
+MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
+
+
+@pytest.fixture(params=[(), ("--no-userns",)], ids=["userns", "no-userns"])
+def jail(rootfs_sec, request):
+    with Jail(rootfs_sec, UID_A, list(request.param)) as running:
         yield running
 
 
@@ -42,7 +47,8 @@ def jaild_copy():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_jaild_binary_is_out_of_reach_through_proc_self_exe(rootfs_sec, jaild_copy):
+@MODES
+def test_jaild_binary_is_out_of_reach_through_proc_self_exe(rootfs_sec, jaild_copy, mode):
     """CVE-2019-5736: root inside makes the user's shell /proc/self/exe, so the next session
     runs jaild itself as the jail user (dumpable); the user opens its /proc/PID/exe and root
     inside fchowns, chmods and reopens it for writing. jaild's file must stay as it was."""
@@ -50,7 +56,7 @@ def test_jaild_binary_is_out_of_reach_through_proc_self_exe(rootfs_sec, jaild_co
     passwd = rootfs_sec / "etc" / "passwd"
     original = passwd.read_text()
     running = Jail(rootfs_sec, UID_A)
-    running.command = lambda: [jaild_copy, "-u", str(UID_A), "-r", str(rootfs_sec)]
+    running.command = lambda: [jaild_copy, "-u", str(UID_A), "-r", str(rootfs_sec), *mode]
     fifo = f"/tmp/exe-fifo-{secrets.token_hex(4)}"
     with running:
         # Root inside rewrites /etc/passwd: the user's shell is /proc/self/exe.
@@ -180,10 +186,11 @@ def test_boot_output_flood_costs_the_supervisor_little(rootfs_a, tmp_path):
         jail.stop()
 
 
-def test_loginuid_is_the_jail_user_and_fixed(rootfs_sec):
+@MODES
+def test_loginuid_is_the_jail_user_and_fixed(rootfs_sec, mode):
     """Every process of the jail has the jail user's audit login uid, set before anything
     runs: root inside cannot set it (to 0) nor change it."""
-    with Jail(rootfs_sec, UID_A, ["--boot", "cat /proc/self/loginuid > /tmp/boot-loginuid"]) as running:
+    with Jail(rootfs_sec, UID_A, ["--boot", "cat /proc/self/loginuid > /tmp/boot-loginuid", *mode]) as running:
         assert running.run("cat /proc/self/loginuid").stdout == str(UID_A).encode()
         assert probe(running, "exec", "/bin/cat", "/proc/self/loginuid") == str(UID_A)
         assert outcome(running, "write-text", "/proc/self/loginuid", "0") == "EPERM"

@@ -20,6 +20,10 @@ from conftest import JAILD, UID_A, UID_B, Jail, outcome, probe, wait_for
 FAMILIES = ["tcp4", "tcp6", "udp4", "udp6"]
 
 
+# The attacks of issue 22 fail with the user namespace on (the default) and without it.
+MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
+
+
 def free_port(low=20000):
     """A port free for TCP and UDP on 127.0.0.1 and ::1 right now."""
     for port in range(low, 60000):
@@ -90,10 +94,11 @@ def free_low_port(low=81):
     return next(p for p in range(low, 1024) if free_port(p) == p)
 
 
-def test_own_low_ports_bind_without_any_capability(rootfs_sec):
+@MODES
+def test_own_low_ports_bind_without_any_capability(rootfs_sec, mode):
     low = free_low_port()
     other_low = free_low_port(low + 1)
-    with Jail(rootfs_sec, UID_A, ["--ports", f"tcp:{low},udp:{low}"]) as jail:
+    with Jail(rootfs_sec, UID_A, ["--ports", f"tcp:{low},udp:{low}", *mode]) as jail:
         for family in FAMILIES:
             assert outcome(jail, "bind", family, str(low), root=False) == "ok", family
         assert outcome(jail, "bind", "tcp4", str(other_low), root=False) == "EPERM"
@@ -209,9 +214,10 @@ def chosen_port_in_cgroup(cgroup, kind, port, how="bind", target=0):
     return result.stdout.strip()
 
 
-def test_port_range_option_is_refused_in_the_jail(rootfs_sec):
+@MODES
+def test_port_range_option_is_refused_in_the_jail(rootfs_sec, mode):
     port = ephemeral_port()
-    with Jail(rootfs_sec, UID_A) as jail:
+    with Jail(rootfs_sec, UID_A, list(mode)) as jail:
         for root in (False, True):
             for family in FAMILIES:
                 text = probe(jail, "port-range", family, str(port), root=root)
@@ -236,13 +242,14 @@ def test_a_chosen_port_of_another_jail_is_refused(rootfs_sec, rootfs_sec_b, with
         assert outcome(b, "bind", "tcp4", str(owned)) == "ok"
 
 
-def test_bind0_retries_never_reach_another_jails_port(rootfs_sec, rootfs_sec_b):
+@MODES
+def test_bind0_retries_never_reach_another_jails_port(rootfs_sec, rootfs_sec_b, mode):
     # Every port of the upper half of the ephemeral range is B's: A's bind(0) would land there
     # about half the time, but the kernel does not choose them (reserved) and post-bind
     # would refuse them.
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     middle = (low + high) // 2
-    with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{middle}-{high},udp:{middle}-{high}"]), Jail(rootfs_sec, UID_A) as a:
+    with Jail(rootfs_sec_b, UID_B, ["--ports", f"tcp:{middle}-{high},udp:{middle}-{high}"]), Jail(rootfs_sec, UID_A, list(mode)) as a:
         for family in ("tcp4", "udp6"):
             text = probe(a, "bind0-loop", family, str(middle), str(high), "400")
             assert re.search(r"^not reached in 400 \(\d+ refused\)$", text, re.M), text
@@ -340,16 +347,18 @@ def test_owned_ports_map_follows_the_jails(rootfs_sec, rootfs_sec_b):
 
 # ---- issue 22 item 7: host-wide kernel quotas ---------------------------------------------------
 
-def test_kernel_aio_needs_allow_aio(rootfs_sec):
-    with Jail(rootfs_sec, UID_A) as jail:
+@MODES
+def test_kernel_aio_needs_allow_aio(rootfs_sec, mode):
+    with Jail(rootfs_sec, UID_A, list(mode)) as jail:
         assert outcome(jail, "io-setup", root=False) == "ENOSYS"
         assert outcome(jail, "io-setup", root=True) == "ENOSYS"
-    with Jail(rootfs_sec, UID_A, ["--allow-aio"]) as jail:
+    with Jail(rootfs_sec, UID_A, ["--allow-aio", *mode]) as jail:
         assert outcome(jail, "io-setup", root=False) == "ok"
 
 
-def test_fanotify_is_refused(rootfs_sec):
-    with Jail(rootfs_sec, UID_A) as jail:
+@MODES
+def test_fanotify_is_refused(rootfs_sec, mode):
+    with Jail(rootfs_sec, UID_A, list(mode)) as jail:
         assert outcome(jail, "fanotify-init", root=False) == "EPERM"
         assert outcome(jail, "fanotify-init", root=True) == "EPERM"
 

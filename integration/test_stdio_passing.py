@@ -19,9 +19,14 @@ from conftest import JAIL, UID_A, Jail, as_user, children_of, sha256, wait_for
 MiB = 1 << 20
 
 
-@pytest.fixture
-def jail(rootfs_sec):
-    with Jail(rootfs_sec, UID_A) as running:
+# Every attack of issue 22 must fail with the user namespace on (the default) and, as
+# defence in depth, without it.
+MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
+
+
+@pytest.fixture(params=[(), ("--no-userns",)], ids=["userns", "no-userns"])
+def jail(rootfs_sec, request):
+    with Jail(rootfs_sec, UID_A, list(request.param)) as running:
         yield running
 
 
