@@ -385,6 +385,10 @@ def test_destroy_leaves_nothing_and_keep_data_keeps_the_upper(prov):
     assert prov.snapshot() == before
     assert not os.path.exists("/run/jail/jaild-63055-63055.sock")
     assert not os.path.exists("/var/log/jail/jail-63055-63055.log")
+    # Its user-namespace range is given back: the pool does not fill with destroyed tenants.
+    ranges = pathlib.Path("/var/lib/jail/userns")
+    assert not any("/jaild-63055-63055.sock" in r.read_text() for r in ranges.glob("*.range")), \
+        [r.read_text() for r in ranges.glob("*.range") if "63055" in r.read_text()]
 
     prov.create("jt-p56", 63056, "busybox")
     prov.session(63056, "echo kept > /home/work/file")

@@ -58,6 +58,17 @@ struct UserRangeStore {
         return out
     }
 
+    /// Gives back the range of the jail on `socket` (`jaild destroy`): the slot is free for the
+    /// next jail. Files on disk keep the ids they have inside (the rootfs is idmapped), so
+    /// nothing of the host is left owned by the range.
+    func release(socket: String) {
+        for file in listDirectory(directory) where file.hasSuffix(".range") {
+            let path = "\(directory)/\(file)"
+            let words = ((try? readText(path)) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if words.count >= 2 && words[1] == socket { unlink(path) }
+        }
+    }
+
     /// /var/lib/jail/userns, root's alone: only jaild decides who owns which ids.
     func makeDirectory() throws(JailError) {
         var path = ""
