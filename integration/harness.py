@@ -214,3 +214,61 @@ class HostAccount:
     def delete(self):
         subprocess.run(["userdel", self.name], capture_output=True)
         subprocess.run(["groupdel", self.name], capture_output=True)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HostSshd:
+    """Debian's sshd on 127.0.0.1 at a free port, key authentication only, for the given
+    accounts: the host's sshd that logs accounts into their jails. `extra` is appended to its
+    config. Stopped by pid; the privilege-separation directory it made is removed."""
+
+    def __init__(self, base, users, extra=""):
+        self.base, self.users, self.extra = pathlib.Path(base), list(users), extra
+        self.port = free_port()
+        self.process = None
+        self.made_privsep_dir = False
+
+    def start(self):
+        host_key = self.base / "host_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+        if not os.path.isdir("/run/sshd"):
+            os.mkdir("/run/sshd", 0o755)
+            self.made_privsep_dir = True
+        config = self.base / "sshd_config"
+        config.write_text(f"""Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile {self.base / 'sshd.pid'}
+AuthenticationMethods publickey
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+AllowUsers {' '.join(self.users)}
+LogLevel ERROR
+""" + self.extra)
+        self.process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+        wait_for(self.accepting, 20, "sshd to listen")
+        return self
+
+    def accepting(self):
+        import socket
+        assert self.process.poll() is None, self.process.stderr.read()
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.process:
+            self.process.terminate()
+            self.process.wait(10)
+        if self.made_privsep_dir:
+            os.rmdir("/run/sshd")

@@ -9,7 +9,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -17,18 +16,14 @@ import time
 
 import pytest
 
-from conftest import REPO, as_user, pid_alive, wait_for
+from conftest import REPO, as_user, pid_alive
+from harness import HostSshd
 
 ISSUE = "Jail provision base"
 DEBIAN_ISSUE = "Jail test Debian rootfs"
 FIFTY = [(f"jt-p{i:02d}", 63000 + i) for i in range(50)]
 HOST_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/shells", "/etc/subuid", "/etc/subgid")
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree_listing(root):
@@ -140,58 +135,22 @@ def prov(installed_jail):
         shutil.rmtree(base, ignore_errors=True)
 
 
-class Sshd:
-    """Debian's sshd on 127.0.0.1 at a free port for the given accounts, one client key."""
+class Sshd(HostSshd):
+    """The host's sshd for the given accounts, one client key."""
 
     def __init__(self, base, users):
-        self.base, self.port, self.users = base, free_port(), users
-        self.key = base / "client_key"
-        self.process = None
-        self.made_privsep_dir = False
+        super().__init__(base, users, extra="AuthorizedKeysFile .ssh/authorized_keys\n")
+        self.key = self.base / "client_key"
 
     def start(self):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.base / "host_key")], check=True)
-        if not os.path.isdir("/run/sshd"):
-            os.mkdir("/run/sshd", 0o755)
-            self.made_privsep_dir = True
-        config = self.base / "sshd_config"
-        config.write_text(f"""Port {self.port}
-ListenAddress 127.0.0.1
-HostKey {self.base / 'host_key'}
-PidFile {self.base / 'sshd.pid'}
-AuthenticationMethods publickey
-AuthorizedKeysFile .ssh/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-AllowUsers {' '.join(self.users)}
-LogLevel ERROR
-""")
-        self.process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
-        wait_for(self.accepting, 20, "sshd to listen")
-        return self
-
-    def accepting(self):
-        assert self.process.poll() is None, self.process.stderr.read()
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
+        return super().start()
 
     def ssh(self, user, command):
         return subprocess.run(["ssh", "-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o",
                                "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
                                "-p", str(self.port), f"{user}@127.0.0.1", command],
                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-
-    def stop(self):
-        if self.process:
-            self.process.terminate()
-            self.process.wait(10)
-        if self.made_privsep_dir:
-            os.rmdir("/run/sshd")
 
 
 @pytest.fixture(scope="module")

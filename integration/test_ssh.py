@@ -8,7 +8,6 @@ import hashlib
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,17 +15,13 @@ import time
 import pexpect
 import pytest
 
+from harness import HostSshd, free_port  # noqa: F401  (free_port: test_ssh_keys imports it from here)
 from conftest import (UID_A, HostAccount, Jail, cached_debian_rootfs, leave_shell,
                       resize_reaches_the_foreground_job, wait_for)
 
 PLAIN_UID = 61010
 PROMPT = r"work@[^:]*:~\$ "
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +42,10 @@ class SSHWorld:
         self.accounts = []
         self.sshd = None
         self.jail = None
-        self.made_privsep_dir = False
         self.jail_binary = jail_binary
 
     def start(self):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.base / "host_key")], check=True)
         for name, uid, shell in (("centos", UID_A, self.jail_binary), ("jailplain", PLAIN_UID, "/bin/sh")):
             home = self.base / "home" / name
             (home / ".ssh").mkdir(parents=True)
@@ -63,51 +56,26 @@ class SSHWorld:
                 os.chown(path, uid, uid)
             os.chmod(home / ".ssh", 0o700)
         os.chmod(self.base / "home", 0o755)
-        if not os.path.isdir("/run/sshd"):
-            os.mkdir("/run/sshd", 0o755)
-            self.made_privsep_dir = True
-        config = self.base / "sshd_config"
-        config.write_text(f"""Port {self.port}
-ListenAddress 127.0.0.1
-HostKey {self.base / 'host_key'}
-PidFile {self.base / 'sshd.pid'}
-AuthenticationMethods publickey
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-AllowUsers centos jailplain
-MaxStartups 50:30:100
+        self.sshd = HostSshd(self.base, ["centos", "jailplain"], extra="""MaxStartups 50:30:100
 MaxSessions 50
-LogLevel ERROR
 Subsystem sftp /usr/lib/openssh/sftp-server
 AcceptEnv GIT_PROTOCOL
 X11Forwarding yes
 X11UseLocalhost yes
 AllowAgentForwarding yes
 """)
-        self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
-        wait_for(self.accepting, 20, "sshd to listen")
+        self.sshd.port = self.port
+        self.sshd.start()
         self.jail = Jail(self.rootfs, UID_A, args=["--forward-x11"]).start()
         return self
-
-    def accepting(self):
-        assert self.sshd.poll() is None, self.sshd.stderr.read()
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
 
     def stop(self):
         if self.jail:
             self.jail.stop()
         if self.sshd:
-            self.sshd.terminate()
-            self.sshd.wait(10)
+            self.sshd.stop()
         for account in self.accounts:
             account.delete()
-        if self.made_privsep_dir:
-            os.rmdir("/run/sshd")
 
     def options(self):
         return ["-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",

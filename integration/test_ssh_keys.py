@@ -13,8 +13,9 @@ import tempfile
 
 import pytest
 
-from conftest import UID_A, HostAccount, Jail, wait_for
-from test_ssh import debian_rootfs, free_port  # noqa: F401  (the cached Debian rootfs fixture)
+from conftest import UID_A, HostAccount, Jail
+from harness import HostSshd
+from test_ssh import debian_rootfs  # noqa: F401  (the cached Debian rootfs fixture)
 
 
 @pytest.fixture
@@ -23,7 +24,6 @@ def seed_layout(debian_rootfs, installed_jail):
     sshd = None
     account = None
     jail = None
-    made_privsep_dir = False
     try:
         os.chown(base, 0, UID_A)
         os.chmod(base, 0o750)
@@ -31,48 +31,26 @@ def seed_layout(debian_rootfs, installed_jail):
         subprocess.run(["cp", "-a", str(debian_rootfs), str(root)], check=True)
         home = root / "home" / "work"
         account = HostAccount("centos", UID_A, installed_jail, home).create()
-        port = free_port()
         keys = base / "keys"
         keys.mkdir()
-        for name in ("first", "second", "host"):
+        for name in ("first", "second"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
         (home / ".ssh").mkdir(mode=0o700)
         shutil.copy(keys / "first.pub", home / ".ssh" / "authorized_keys")
         for path in (home / ".ssh", home / ".ssh" / "authorized_keys"):
             os.chown(path, UID_A, UID_A)
-        if not os.path.isdir("/run/sshd"):
-            os.mkdir("/run/sshd", 0o755)
-            made_privsep_dir = True
-        config = base / "sshd_config"
-        config.write_text(f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {keys / 'host'}
-PidFile {base / 'sshd.pid'}
-AuthenticationMethods publickey
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-AllowUsers centos
-LogLevel ERROR
-""")
-        sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
-
-        def listening():
-            assert sshd.poll() is None, sshd.stderr.read()
-            return subprocess.run(["ssh-keyscan", "-p", str(port), "127.0.0.1"], capture_output=True).returncode == 0
-        wait_for(listening, 20, "sshd to listen")
+        sshd = HostSshd(keys, ["centos"])
+        sshd.start()
+        port = sshd.port
         jail = Jail(root, UID_A).start()
         yield {"port": port, "keys": keys, "home": home, "root": root}
     finally:
         if jail:
             jail.stop()
         if sshd:
-            sshd.terminate()
-            sshd.wait(10)
+            sshd.stop()
         if account:
             account.delete()
-        if made_privsep_dir:
-            os.rmdir("/run/sshd")
         shutil.rmtree(base, ignore_errors=True)
 
 

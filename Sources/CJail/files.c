@@ -29,27 +29,7 @@ int cj_open_beneath_no_symlinks(int root_fd, const char *path, int flags) {
 /* The new mount API, as runc uses it against symlink races: the tree is cloned detached,
  * made read-only while nobody can see it, and attached onto the descriptor itself, never
  * onto a path that could be swapped. */
-#ifndef OPEN_TREE_CLONE
-#define OPEN_TREE_CLONE 1
-#endif
-#ifndef MOVE_MOUNT_F_EMPTY_PATH
-#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
-#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
-#endif
-#ifndef MOUNT_ATTR_RDONLY
-#define MOUNT_ATTR_RDONLY 0x00000001
-#endif
-#ifndef MOUNT_ATTR_NOSUID
-#define MOUNT_ATTR_NOSUID 0x00000002
-#define MOUNT_ATTR_NODEV 0x00000004
-#endif
-#ifndef MOUNT_ATTR_IDMAP
-#define MOUNT_ATTR_IDMAP 0x00100000
-#endif
-#ifndef MS_PRIVATE
-#define MS_PRIVATE (1 << 18)
-#endif
-struct jail_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+#include "mount_api.h"
 
 int cj_attach_tree_onto(int tree, int target_fd, int read_only, int nosuid_nodev) {
     /* Private: a copy of a shared host mount would otherwise join its peer group, and what

@@ -16,19 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef OPEN_TREE_CLONE
-#define OPEN_TREE_CLONE 1
-#endif
-#ifndef MOUNT_ATTR_RDONLY
-#define MOUNT_ATTR_RDONLY 0x00000001
-#endif
-#ifndef MOUNT_ATTR_NOSUID
-#define MOUNT_ATTR_NOSUID 0x00000002
-#endif
-#ifndef MOUNT_ATTR_NODEV
-#define MOUNT_ATTR_NODEV 0x00000004
-#endif
-struct selfexec_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+#include "mount_api.h"
 
 int cj_executable_is_read_only(void) {
     struct statvfs info;
@@ -40,7 +28,7 @@ int cj_reexec_read_only(char *const argv[], char *const envp[]) {
     /* The magic link is followed: the tree is a bind mount of the executable file itself. */
     int tree = (int)syscall(SYS_open_tree, AT_FDCWD, "/proc/self/exe", OPEN_TREE_CLONE | O_CLOEXEC);
     if (tree < 0) return -1;
-    struct selfexec_mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+    struct jail_mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
     if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
         int saved = errno;
         close(tree);
