@@ -55,7 +55,9 @@ let package = Package(
                           linkerSettings: staticExecutable),
         .testTarget(name: "JailProtocolTests", dependencies: ["JailProtocol"]),
         .testTarget(name: "JailDaemonTests", dependencies: ["JailDaemon", "JailSystem", "JailProtocol"]),
-        .testTarget(name: "JailClientTests", dependencies: ["JailClient", "JailProtocol"]),
+        .testTarget(name: "JailClientTests", dependencies: [
+            "CJail", "JailClient", "JailProtocol", .product(name: "SystemPackage", package: "swift-system"),
+        ]),
         .testTarget(name: "JailIOTests", dependencies: [
             "JailIO", "JailProtocol", "JailSystem", .product(name: "SystemPackage", package: "swift-system"),
         ]),

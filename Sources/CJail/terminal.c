@@ -25,6 +25,11 @@ int cj_set_window_size(int fd, uint16_t rows, uint16_t cols) {
     return ioctl(fd, TIOCSWINSZ, &size);
 }
 
+int cj_pty_number(int fd) {
+    unsigned int number = 0;
+    return ioctl(fd, TIOCGPTN, &number) < 0 ? -1 : (int)number;
+}
+
 int cj_bytes_queued(int fd) {
     int n = 0;
     return ioctl(fd, FIONREAD, &n) < 0 ? -1 : n;

@@ -11,7 +11,8 @@ import Glibc
 /// `jail`: connects to the jail of this uid and gid and runs a session in it.
 ///
 /// stdin a terminal → pty mode: the terminal goes raw, its modes and size go to the jail's own
-/// pty, bytes are relayed both ways, SIGWINCH is forwarded. Otherwise stdio mode, per
+/// pty, whose master the session passes back; jail relays between its terminal and that
+/// master and resizes it on SIGWINCH (ClientSession+Terminal.swift). Otherwise stdio mode, per
 /// descriptor: pipes and unix sockets are passed to the session as they are (SCM_RIGHTS: exact
 /// bytes and EOF at native speed, `cat file | jail -c …`, ssh's socketpairs); /dev/null (or a
 /// closed descriptor) becomes the jail's own /dev/null; everything else — regular files,
@@ -126,6 +127,7 @@ struct ClientSession {
         }
         begin(hello.mode)
         do { try socket.setNonBlocking(true) } catch { throw .system(error) }
+        if terminal != nil { return try relayTerminal(FrameChannel(socket: socket), signals: signals) }
         return try relay(FrameChannel(socket: socket), signals: signals)
     }
 
@@ -206,12 +208,17 @@ struct ClientSession {
         }
     }
 
+    /// Agent channels the jail opens go to our SSH_AUTH_SOCK (only if the hello offered it).
+    func agentChannels() -> AgentChannels {
+        let agentPath = environment["SSH_AUTH_SOCK"] ?? ""
+        return AgentChannels(connect: agentPath.isEmpty ? nil : { try? UnixSocket.connect(path: agentPath) })
+    }
+
+    /// Stdio mode: relayed streams as frames, passed ones are the program's own.
     mutating func relay(_ channelIn: FrameChannel, signals: SignalDescriptor) throws(ClientError) -> Int32 {
         var channel = channelIn
         var poller = Poller()
-        // Agent channels the jail opens go to our SSH_AUTH_SOCK (only if the hello offered it).
-        let agentPath = environment["SSH_AUTH_SOCK"] ?? ""
-        var agents = AgentChannels(connect: agentPath.isEmpty ? nil : { try? UnixSocket.connect(path: agentPath) })
+        var agents = agentChannels()
         while true {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
@@ -222,13 +229,12 @@ struct ClientSession {
             do { _ = try poller.wait() } catch { throw .system(error) }
             agents.service(poller, agentWatches, channel: &channel)
 
-            if poller.readable(signalIndex) { try handleSignals(signals, &channel) }
+            if poller.readable(signalIndex) { try handleSignals(signals, master: nil) }
             if stdinIndex >= 0 && poller.readable(stdinIndex) { forwardInput(&channel) }
             if stdoutIndex >= 0 && poller.hungUp(stdoutIndex) {
                 // Whoever read our stdout is gone (ssh dropped, `| head` done): end the session
                 // as a writer to a closed pipe would end.
-                terminal?.restore()
-                die(by: SIGPIPE)
+                leave(by: SIGPIPE)
             }
             if poller.writable(socketIndex) { channel.flush() }
             if poller.readable(socketIndex) {
@@ -242,8 +248,7 @@ struct ClientSession {
                         do { try FileDescriptor(rawValue: Int32(stream)).writeFully(bytes) } catch {
                             if stream == 1 && error.errno == .brokenPipe {
                                 // Our stdout's reader is gone: end as a writer to it would.
-                                terminal?.restore()
-                                die(by: SIGPIPE)
+                                leave(by: SIGPIPE)
                             }
                         }
                     case .agentOpen, .agentData, .agentClose: _ = agents.handle(message, channel: &channel)
@@ -263,31 +268,33 @@ struct ClientSession {
         guard let chunk else { return }
         if chunk.isEmpty {
             stdinOpen = false
-            if terminal == nil { channel.send(.endOfInput) }
+            channel.send(.endOfInput)
         } else {
             channel.enqueue(FrameEncoder.dataFrame(stream: 0, chunk[...]))
         }
         channel.flush()
     }
 
-    func handleSignals(_ signals: SignalDescriptor, _ channel: inout FrameChannel) throws(ClientError) {
+    /// SIGWINCH resizes the jail's pty (`master`, in terminal mode; stdio mode has no size).
+    func handleSignals(_ signals: SignalDescriptor, master: FileDescriptor?) throws(ClientError) {
         let pending: [(signal: Int32, sender: Int32)]
         do { pending = try signals.drain() } catch { throw .system(error) }
         for (signal, _) in pending {
             if signal == SIGWINCH {
-                var rows: UInt16 = 0
-                var cols: UInt16 = 0
-                if cj_get_window_size(0, &rows, &cols) == 0 {
-                    channel.send(.windowSize(WindowSize(rows: rows, columns: cols)))
-                    channel.flush()
-                }
+                if let master { MasterRelay.copyWindowSize(to: master) }
                 continue
             }
             // Killed, hung up or interrupted: put the terminal back, then die the same way so
-            // the caller sees why. Closing the connection hangs up the session inside.
-            terminal?.restore()
-            die(by: signal)
+            // the caller sees why. Closing the connection (and, in terminal mode, our copy of
+            // the pty master) hangs up the session inside.
+            leave(by: signal)
         }
+    }
+
+    /// Puts the terminal back and dies of `signal`.
+    func leave(by signal: Int32) -> Never {
+        terminal?.restore()
+        die(by: signal)
     }
 
     func die(by signal: Int32) -> Never {

@@ -8,9 +8,13 @@ import Glibc
 #endif
 
 /// The session's relay: moves bytes between the client's connection and a program until the
-/// program ends (then what it left in its pty or pipes, then its status, last) or the client
-/// goes away. It never exits the process: it returns how it ended, and its owner (the session
+/// program ends (then what it left in its pipes, then its status, last) or the client goes
+/// away. It never exits the process: it returns how it ended, and its owner (the session
 /// helper) decides what that means. So it runs in unit tests over socketpairs and pipes.
+///
+/// Streams that are not passed to the program go through here (stdio mode); a terminal
+/// session has none: its pty master went to the client, and the relay carries only agent
+/// channels, sees the client leave, and sends the status.
 ///
 /// Every buffer is bounded, in both directions: output is read from the program only while
 /// the client's queue is below `FrameChannel.highWater`, and the client's socket is read only
@@ -27,30 +31,21 @@ public struct Relay {
 
     /// The program's side of the relay.
     public struct Program {
-        /// Where stream 0 goes: the pty master, or the write end of the program's stdin pipe.
+        /// Where stream 0 goes: the write end of the program's stdin pipe.
         public var input: FileDescriptor?
-        /// Where streams 1 and 2 come from: the pty master (stream 1), or the read ends of the
-        /// program's stdout/stderr pipes.
+        /// Where streams 1 and 2 come from: the read ends of the program's stdout/stderr pipes.
         public var outputs: [(stream: UInt8, fd: FileDescriptor)]
-        /// A pty: input and output are one master, which reads EIO once nobody holds the
-        /// slave; end of input does not close it (a terminal has no end of input).
-        public var terminal: Bool
         /// Readable when the program may have ended (the helper's signalfd for SIGCHLD).
         public var exitEvents: FileDescriptor
         /// Called when `exitEvents` is readable: the program's exit code once it has ended.
         public var reap: () -> Int32?
-        /// A window size frame from the client (terminal sessions).
-        public var resize: (WindowSize) -> Void
 
-        public init(input: FileDescriptor?, outputs: [(stream: UInt8, fd: FileDescriptor)], terminal: Bool,
-                    exitEvents: FileDescriptor, reap: @escaping () -> Int32?,
-                    resize: @escaping (WindowSize) -> Void = { _ in }) {
+        public init(input: FileDescriptor?, outputs: [(stream: UInt8, fd: FileDescriptor)],
+                    exitEvents: FileDescriptor, reap: @escaping () -> Int32?) {
             self.input = input
             self.outputs = outputs
-            self.terminal = terminal
             self.exitEvents = exitEvents
             self.reap = reap
-            self.resize = resize
         }
     }
 
@@ -61,7 +56,7 @@ public struct Relay {
     public var beforeStatus: (Int32) -> Void = { _ in }
     /// ssh agent connections from inside the jail, carried to the client (--forward-agent).
     public var agents = AgentChannels()
-    /// Client bytes not yet taken by the program's pty or stdin pipe; `inboxStart` of them are
+    /// Client bytes not yet taken by the program's stdin pipe; `inboxStart` of them are
     /// already written (the front is dropped in bulk, not byte by byte).
     var inbox: [UInt8] = []
     var inboxStart = 0
@@ -73,7 +68,7 @@ public struct Relay {
     /// Client input held for a program that does not read it, before the socket is left unread.
     public static let inboxLimit = 256 << 10
 
-    /// `early`: frames the client sent right behind its hello (typeahead, a resize).
+    /// `early`: frames the client sent right behind its hello (stdin bytes, its end).
     public init(channel: FrameChannel, program: Program, early: [Message] = []) {
         self.channel = channel
         self.program = program
@@ -131,11 +126,10 @@ public struct Relay {
             switch message {
             case .data(0, let bytes): if !inputEnded && program.input != nil { inbox += bytes }
             case .endOfInput: inputEnded = true
-            case .windowSize(let size): program.resize(size)
             case .agentData, .agentClose: _ = agents.handle(message, channel: &channel)
             default:
-                // hello, exit, error or output frames from a client: it is not speaking the
-                // protocol, so it is treated as gone.
+                // hello, exit, error, terminal or output frames from a client: it is not
+                // speaking the protocol, so it is treated as gone.
                 channel.markClosed()
             }
         }
@@ -143,11 +137,6 @@ public struct Relay {
 
     mutating func feedProgram() {
         guard let target = program.input else { return }
-        if program.terminal && program.outputs.isEmpty {
-            // Nobody holds the pty's slave any more: typeahead has no reader.
-            inbox.removeAll()
-            inboxStart = 0
-        }
         if pendingInput > 0 {
             do {
                 inboxStart += try target.writeSome(inbox[inboxStart...])
@@ -164,15 +153,15 @@ public struct Relay {
                 inboxStart = 0
             }
         }
-        if inputEnded && pendingInput == 0 && !program.terminal {
+        if inputEnded && pendingInput == 0 {
             target.closeQuietly()
             program.input = nil
         }
     }
 
     /// Reads up to `max` bytes the program wrote and queues them for the client. Returns how
-    /// many it read; nil when the source is done (end of file, or EIO on a pty master: every
-    /// holder of the slave has closed it) or has nothing now (EAGAIN: `drained`).
+    /// many it read, `ended` at end of file (or an error), `drained` when it has nothing now
+    /// (EAGAIN).
     mutating func forwardOutput(_ source: (stream: UInt8, fd: FileDescriptor), max: Int) -> ReadResult {
         let bytes: [UInt8]?
         do { bytes = try source.fd.readChunk(max: max) } catch {
@@ -195,18 +184,16 @@ public struct Relay {
     }
 
     mutating func closeOutput(_ fd: FileDescriptor) {
-        // The pty master stays open while it is the input too; the helper's exit closes it.
-        if !program.terminal { fd.closeQuietly() }
+        fd.closeQuietly()
         program.outputs.removeAll { $0.fd == fd }
     }
 
-    /// The program has ended: forward what it left in its pty or pipes, then its status.
+    /// The program has ended: forward what it left in its pipes, then its status.
     ///
-    /// Everything the program wrote before it exited is in the pipe or pty when it is reaped,
-    /// so each source is read until it ends, has nothing more, or has given what it held at
-    /// this moment plus one chunk (the pty's line discipline may still be moving its last
-    /// bytes). A background child that keeps writing cannot hold the session open, and the
-    /// client's queue keeps its bound while the rest drains.
+    /// Everything the program wrote before it exited is in the pipe when it is reaped, so
+    /// each source is read until it ends, has nothing more, or has given what it held at this
+    /// moment plus one chunk. A background child that keeps writing cannot hold the session
+    /// open, and the client's queue keeps its bound while the rest drains.
     mutating func finish(_ code: Int32) -> Outcome {
         var budgets = program.outputs.map { max(0, Int(cj_bytes_queued($0.fd.rawValue))) + Self.chunk }
         var sources = program.outputs

@@ -48,7 +48,7 @@ public struct FrameDecoder {
             guard bytes.count <= limits.maxDataBytes else { throw .frameTooLarge(bytes.count) }
             message = .data(stream: stream, bytes: Array(bytes))
         case .endOfInput: message = .endOfInput
-        case .windowSize: message = .windowSize(try decodeWindowSize(&r))
+        case .terminal: message = .terminal
         case .exit:
             let code = Int32(bitPattern: try r.u32("exit code"))
             guard (0...255).contains(code) else { throw .invalidValue("exit code \(code)") }

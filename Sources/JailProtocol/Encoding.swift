@@ -10,8 +10,7 @@ public enum FrameEncoder {
         case .data(let stream, let bytes):
             w.u8(stream)
             w.raw(bytes)
-        case .endOfInput: break
-        case .windowSize(let size): encode(size, into: &w)
+        case .endOfInput, .terminal: break
         case .exit(let code): w.u32(UInt32(bitPattern: code))
         case .error(let text): w.string(text)
         case .agentOpen(let channel), .agentClose(let channel): w.u32(channel)

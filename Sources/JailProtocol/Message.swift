@@ -6,8 +6,6 @@ public enum Message: Equatable, Sendable {
     case data(stream: UInt8, bytes: [UInt8])
     /// Client → server: the end of stdin for a relayed stdin.
     case endOfInput
-    /// Client → server: the client's terminal changed size.
-    case windowSize(WindowSize)
     /// Server → client, last frame: the program's exit code (128+N for death by signal N).
     case exit(code: Int32)
     /// Server → client, last frame: the session could not start; one line for the user.
@@ -19,18 +17,22 @@ public enum Message: Equatable, Sendable {
     case agentData(channel: UInt32, bytes: [UInt8])
     /// Either way: that agent connection ended.
     case agentClose(channel: UInt32)
+    /// Server → client, terminal mode, once: the jail pty's master travels with this frame
+    /// (SCM_RIGHTS). The client relays between its terminal and the master itself; the
+    /// session helper has left the data path.
+    case terminal
 
     public var type: FrameType {
         switch self {
         case .hello: .hello
         case .data: .data
         case .endOfInput: .endOfInput
-        case .windowSize: .windowSize
         case .exit: .exit
         case .error: .error
         case .agentOpen: .agentOpen
         case .agentData: .agentData
         case .agentClose: .agentClose
+        case .terminal: .terminal
         }
     }
 }
@@ -39,12 +41,13 @@ public enum FrameType: UInt8, Sendable {
     case hello = 1
     case data = 2
     case endOfInput = 3
-    case windowSize = 4
+    // 4 was `windowSize` until version 2: the client now resizes the pty master itself.
     case exit = 5
     case error = 6
     case agentOpen = 7
     case agentData = 8
     case agentClose = 9
+    case terminal = 10
 }
 
 public struct WindowSize: Equatable, Sendable {
@@ -82,7 +85,8 @@ public struct TerminalModes: Equatable, Sendable {
 
 public struct Hello: Equatable, Sendable {
     public enum Mode: Equatable, Sendable {
-        /// A pty inside the jail, relayed; the client's terminal is in raw mode.
+        /// A pty inside the jail, whose master the server passes to the client (`terminal`);
+        /// the client's terminal is in raw mode.
         case terminal(TerminalModes, WindowSize)
         /// Exact byte streams. `passed` says which of fds 0, 1, 2 travel with this frame as
         /// SCM_RIGHTS (in that order); `null` which the session opens on the jail's own
@@ -178,5 +182,7 @@ public struct StdioSet: OptionSet, Equatable, Sendable {
 
 public enum Protocol {
     public static let magic: [UInt8] = Array("JAIL".utf8)
-    public static let version: UInt16 = 2
+    /// 3: terminal mode passes the pty master to the client (`terminal` frame); the
+    /// client sends no `data` or `windowSize` frames in it any more.
+    public static let version: UInt16 = 3
 }

@@ -37,7 +37,7 @@ final class AgentRelayTests: XCTestCase {
         let exitRead = exits[0]
         let listener = try UnixSocket.listen(path: directory + "/agent.sock")
         let code = exitCode
-        let program = Relay.Program(input: nil, outputs: [], terminal: false, exitEvents: FileDescriptor(rawValue: exitRead),
+        let program = Relay.Program(input: nil, outputs: [], exitEvents: FileDescriptor(rawValue: exitRead),
                                     reap: {
                                         var byte: UInt8 = 0
                                         _ = read(exitRead, &byte, 1)

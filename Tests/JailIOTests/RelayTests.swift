@@ -50,7 +50,6 @@ final class RelayTests: XCTestCase {
         let program = Relay.Program(
             input: FileDescriptor(rawValue: stdin.write),
             outputs: [(1, FileDescriptor(rawValue: stdout.read)), (2, FileDescriptor(rawValue: stderr.read))],
-            terminal: false,
             exitEvents: FileDescriptor(rawValue: exits.read),
             reap: {
                 var byte: UInt8 = 0

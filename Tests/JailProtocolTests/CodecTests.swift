@@ -14,7 +14,7 @@ final class CodecTests: XCTestCase {
         .data(stream: 1, bytes: Array(0...255)),
         .data(stream: 2, bytes: [0, 10, 13]),
         .endOfInput,
-        .windowSize(WindowSize(rows: 1, columns: 65535)),
+        .terminal,
         .exit(code: 0),
         .exit(code: 137),
         .error("no such user"),
@@ -75,8 +75,8 @@ final class CodecTests: XCTestCase {
         let hello = Hello(mode: .stdio(passed: [.input], null: [.error], stderrJoinsStdout: false), login: false,
                           arguments: [], environment: [])
         let frame = FrameEncoder.encode(.hello(hello))
-        // … magic, version 2, login, 0 arguments, 0 environment, mode 0, passed, null, joined.
-        XCTAssertEqual(Array(frame[5...]), Array("JAIL".utf8) + [0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0])
+        // … magic, version 3, login, 0 arguments, 0 environment, mode 0, passed, null, joined.
+        XCTAssertEqual(Array(frame[5...]), Array("JAIL".utf8) + [0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0])
         var both = frame
         both[frame.count - 2] = 1  // stdin both passed and /dev/null
         XCTAssertThrowsError(try decodeAll(both)) { XCTAssertEqual($0 as? ProtocolError, .invalidValue("null streams")) }

@@ -114,6 +114,9 @@ int cj_get_window_size(int fd, uint16_t *rows, uint16_t *cols);
 int cj_set_window_size(int fd, uint16_t rows, uint16_t cols);
 /* Opens a new pty master from the /dev/ptmx in the current root and writes the slave's path. */
 int cj_open_pty_master(char *slave_path, size_t len);
+/* TIOCGPTN: the number of the pty whose master `fd` is; -1 (ENOTTY) for anything else,
+ * a pty slave included. */
+int cj_pty_number(int fd);
 /* FIONREAD: bytes waiting to be read in a pipe, socket or pty master; -1 on error. */
 int cj_bytes_queued(int fd);
 /* major(3)/minor(3) of a device number (macros in C). */

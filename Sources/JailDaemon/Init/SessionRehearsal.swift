@@ -25,7 +25,6 @@ enum SessionRehearsal {
         for hello in hellos {
             channel.absorb(FrameEncoder.encode(.hello(hello)))
             channel.absorb(FrameEncoder.encode(.data(stream: 0, bytes: [0])))
-            channel.absorb(FrameEncoder.encode(.windowSize(WindowSize(rows: 24, columns: 80))))
             channel.absorb(FrameEncoder.encode(.endOfInput))
         }
         let messages = (try? channel.decodeBuffered()) ?? []

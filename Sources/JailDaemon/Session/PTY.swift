@@ -7,8 +7,9 @@ import SystemPackage
 import Glibc
 #endif
 
-/// A pty pair from the jail's own devpts instance. The master stays with the session helper;
-/// the slave becomes the program's terminal. No host terminal ever reaches the jail.
+/// A pty pair from the jail's own devpts instance. The slave becomes the program's terminal;
+/// the master goes to the client (Session+Relay.swift), which relays it to its own terminal.
+/// No host terminal ever reaches the jail.
 struct PTY {
     let master: FileDescriptor
     let slave: FileDescriptor
@@ -56,7 +57,8 @@ struct PTY {
         try syscall("tcsetattr", path: slavePath) { tcsetattr(slave.rawValue, TCSANOW, &t) }
     }
 
-    /// Resizing through the master makes the kernel send SIGWINCH to the foreground group.
+    /// The size the client's terminal had at its hello; later changes the client makes on the
+    /// master itself (TIOCSWINSZ, which sends SIGWINCH to the foreground group).
     func resize(_ size: WindowSize) throws(SystemError) {
         try syscall("ioctl(TIOCSWINSZ)", path: slavePath) { cj_set_window_size(master.rawValue, size.rows, size.columns) }
     }

@@ -7,16 +7,46 @@ import SystemPackage
 import Glibc
 #endif
 
-/// The session's side of the relay (JailIO/Relay.swift): its pty or pipes, SIGCHLD as the
-/// program's end, and the hangup when the client is gone.
+/// The session's side of the relay (JailIO/Relay.swift): its pipes, SIGCHLD as the program's
+/// end, the hangup when the client is gone; in terminal mode, the pty master handed to the
+/// client.
 extension Session {
+    /// Terminal mode: sends the `terminal` frame with the pty master (SCM_RIGHTS) and closes
+    /// the helper's copy, so the client relays between its terminal and the master itself:
+    /// one process and no socket less on each keystroke and each screenful. What the program
+    /// printed meanwhile waits in the pty. If the client is gone already, the channel is
+    /// marked closed and the relay returns at once (the hangup follows).
+    ///
+    /// The helper holds no end of the pty after this: when the client goes, its copy closes
+    /// and the kernel hangs the pty up; when every holder of the slave has closed it, the
+    /// client reads EIO. Nothing but bytes and window sizes goes from the host into the jail.
+    func handOverTerminal(_ channel: inout FrameChannel) {
+        guard let pty else { return }
+        defer { pty.master.closeQuietly() }
+        channel.flushFully()
+        let frame = FrameEncoder.encode(.terminal)
+        while !channel.isClosed {
+            do {
+                let sent = try UnixSocket.send(channel.socket, frame, passing: [pty.master.rawValue])
+                // The descriptor travels with the first byte; a short send leaves the rest queued.
+                channel.enqueue(Array(frame[sent...]))
+                channel.flushFully()
+                return
+            } catch {
+                if error.errno == .resourceTemporarilyUnavailable || error.errno == .interrupted {
+                    try? channel.socket.waitWritable()
+                } else {
+                    channel.markClosed()
+                }
+            }
+        }
+    }
+
     func relay(channel: FrameChannel, signals: SignalDescriptor, early: [Message]) -> Relay {
         let pid = self.pid
-        let pty = self.pty
         let program = Relay.Program(
-            input: pty?.master ?? input,
-            outputs: pty.map { [(stream: UInt8(1), fd: $0.master)] } ?? outputs,
-            terminal: pty != nil,
+            input: input,
+            outputs: outputs,
             exitEvents: signals.fd,
             reap: {
                 // SIGTERM and SIGHUP reach the helper when the jail shuts down: the program
@@ -27,8 +57,7 @@ extension Session {
                     if let (_, exited) = reapChild(pid) { code = exited }
                 }
                 return code
-            },
-            resize: { size in try? pty?.resize(size) })
+            })
         return Relay(channel: channel, program: program, early: early)
     }
 

@@ -7,10 +7,11 @@ import SystemPackage
 import Glibc
 #endif
 
-/// A started program and the descriptors its helper relays.
+/// A started program and the descriptors its helper relays or hands over.
 struct Session {
     let pid: pid_t
-    /// Terminal mode: the pty master (the slave was given to the program).
+    /// Terminal mode: the pty (the slave was given to the program, the master is for the
+    /// client).
     let pty: PTY?
     /// A relayed stdin: the write end of the program's stdin pipe.
     var input: FileDescriptor?
@@ -73,7 +74,7 @@ struct Session {
             throw .refused(error.description)
         }
         // Only the program may hold the slave: when it and its children are gone, the
-        // master reads EIO, which is how the relay knows the output is complete.
+        // master reads EIO, which is how the client knows the output is complete.
         pty.slave.closeQuietly()
         cj_set_proctitle("jaild: [\(pid)] \(pty.slavePath)")
         return Session(pid: pid, pty: pty, input: nil, outputs: [], account: account)

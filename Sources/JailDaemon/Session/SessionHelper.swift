@@ -11,9 +11,10 @@ import Glibc
 /// The session helper: one forked process per client connection, inside the jail.
 ///
 /// It owns the connection, reads the hello (init never reads a byte from a client), starts
-/// the user's program as the jail user in a new session, and relays: pty output and relayed
-/// streams to the client, client input to the program, window size changes. The exit status
-/// goes last, after all output. When the client goes away the program's process group gets
+/// the user's program as the jail user in a new session, and relays the streams that were
+/// not passed: in stdio mode the program's pipes, in terminal mode nothing (the pty master
+/// goes to the client, which relays it itself); agent channels in both. The exit status goes
+/// last, after all output. When the client goes away the program's process group gets
 /// SIGHUP. It stays root but non-dumpable, so the user cannot ptrace it nor signal it, and
 /// `kill -9 -1` inside leaves it alive to report the status.
 struct SessionHelper {
@@ -84,6 +85,7 @@ struct SessionHelper {
         // Held (close-on-exec) until the helper exits: `jaild sessions` reads it from the host.
         _ = record.publish()
         record.logStart()
+        session.handOverTerminal(&channel)
         var relay = session.relay(channel: channel, signals: signals, early: early)
         relay.agents = AgentChannels(listener: forwarding.agentListener)
         // The session record's end line and utmp logout: before the status goes out, or after
