@@ -169,7 +169,7 @@ def hello_frame(passed, null=0):
     def string(s):
         return struct.pack(">I", len(s)) + s
 
-    payload = b"JAIL" + struct.pack(">HB", 2, 0)
+    payload = b"JAIL" + struct.pack(">HB", 3, 0)
     payload += struct.pack(">I", 2) + string(b"-c") + string(b"true")
     payload += struct.pack(">I", 0)
     payload += bytes([0, passed, null, 0])
