@@ -40,19 +40,21 @@ extension ClientSession {
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let socketIndex = poller.add(channel.socket.rawValue, read: true, write: channel.wantsWrite)
             let stdinIndex = stdinOpen && relay.pendingInput == 0 ? poller.add(0, read: true) : -1
-            let readMaster = !relay.outputEnded
+            let readMaster = relay.canReadOutput
             let writeMaster = relay.pendingInput > 0
             let masterIndex = readMaster || writeMaster
                 ? poller.add(relay.master.rawValue, read: readMaster, write: writeMaster) : -1
+            let outputIndex = relay.pendingOutput > 0 ? poller.add(relay.output.rawValue, write: true) : -1
             let agentWatches = agents.register(&poller, canSend: channel.canAcceptMore)
             do { _ = try poller.wait() } catch { throw .system(error) }
 
             if poller.readable(signalIndex) { try handleSignals(signals, master: relay.master) }
+            if outputIndex >= 0 && poller.writable(outputIndex) { relay.flushOutput() }
             if masterIndex >= 0 {
                 if writeMaster && poller.writable(masterIndex) { relay.feedMaster() }
                 if readMaster && poller.readable(masterIndex) { relay.forwardOutput() }
-                if relay.stdoutGone { leave(by: SIGPIPE) }
             }
+            if relay.stdoutGone { leave(by: SIGPIPE) }
             if stdinIndex >= 0 && poller.readable(stdinIndex) && !relay.readInput() { stdinOpen = false }
             agents.service(poller, agentWatches, channel: &channel)
             if poller.writable(socketIndex) { channel.flush() }

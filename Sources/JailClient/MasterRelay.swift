@@ -10,9 +10,10 @@ import Glibc
 /// (fds 0 and 1) and the jail pty's master, which the session helper passed to it.
 ///
 /// Output: the master is read until it has nothing more now (EAGAIN), has ended (EIO: every
-/// holder of the slave has closed it) or `chunk` bytes are in, then they go to stdout in one
-/// blocking write. A slow terminal slows the program down through the pty's own small buffer
-/// (about 12 KiB); nothing piles up here.
+/// holder of the slave has closed it) or a chunk is in, then written to the terminal as far
+/// as it takes it without blocking. Up to `outputLimit` bytes wait here, so the jail's pty
+/// and ours both keep moving; a slower terminal than that stops the reads, and the program
+/// waits on its pty (about 12 KiB): nothing grows.
 ///
 /// Input: stdin is read only while none of it waits for the master, and written to the
 /// master without blocking. A program that does not read its terminal fills the pty's input
@@ -21,8 +22,17 @@ import Glibc
 /// poll says when stdin has bytes.
 struct MasterRelay {
     static let chunk = 64 << 10
+    /// Output read from the master and not yet written: the stage between the two ptys (the
+    /// jail's and ours), so that both keep moving while the other waits.
+    static let outputLimit = 256 << 10
 
     let master: FileDescriptor
+    /// Where output goes: our terminal through a description of its own, non-blocking (fds 0
+    /// and 1 are shared with the caller, their flags are not ours to change); or fd 1 itself,
+    /// written blocking, when it is not a terminal (a pipe, a file: its offset is shared) or
+    /// cannot be opened again.
+    let output: FileDescriptor
+    let outputBlocks: Bool
     /// The master read EIO: the program and everything that held its terminal are gone.
     private(set) var outputEnded = false
     /// stdout's reader is gone (EPIPE): the session should end as a writer to it would.
@@ -30,27 +40,45 @@ struct MasterRelay {
     /// Bytes read from stdin that the master has not taken yet; `inputStart` of them are out.
     private var input: [UInt8] = []
     private var inputStart = 0
-    /// One chunk, reused for every read of the master.
-    private var buffer = [UInt8](repeating: 0, count: MasterRelay.chunk)
+    /// Output not yet written: `buffer[outputStart..<outputEnd]`.
+    private var buffer = [UInt8](repeating: 0, count: MasterRelay.outputLimit)
+    private var outputStart = 0
+    private var outputEnd = 0
 
     init(master: FileDescriptor) {
         self.master = master
         try? master.setNonBlocking(true)
+        let own = isatty(1) == 1 ? open("/proc/self/fd/1", O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC) : -1
+        output = FileDescriptor(rawValue: own >= 0 ? own : 1)
+        outputBlocks = own < 0
     }
 
     var pendingInput: Int { input.count - inputStart }
+    var pendingOutput: Int { outputEnd - outputStart }
+    /// Room for one more read of the master (its line discipline gives at most 4 KiB a read).
+    var canReadOutput: Bool { !outputEnded && buffer.count - pendingOutput >= 4096 }
 
-    /// Reads the master until EAGAIN, EIO or `limit` bytes, and writes what it read to
-    /// stdout. Returns the bytes read.
+    /// Reads the master until EAGAIN, EIO, `limit` bytes or a full buffer, then writes what
+    /// the terminal takes now. Returns the bytes read.
     @discardableResult
     mutating func forwardOutput(limit: Int = MasterRelay.chunk) -> Int {
+        if outputStart > 0 && buffer.count - outputEnd < Self.chunk {
+            // Keep the pending bytes at the front so each read gets a whole chunk of room.
+            let (from, count) = (outputStart, pendingOutput)
+            buffer.withUnsafeMutableBytes { raw in
+                _ = memmove(raw.baseAddress!, raw.baseAddress! + from, count)
+            }
+            outputStart = 0
+            outputEnd = count
+        }
         let fd = master.rawValue
-        let wanted = min(limit, buffer.count)
+        let first = outputEnd
+        let wanted = min(limit, buffer.count - outputEnd)
         var filled = 0
         var ended = false
         buffer.withUnsafeMutableBytes { raw in
             while filled < wanted {
-                let n = Glibc.read(fd, raw.baseAddress! + filled, wanted - filled)
+                let n = Glibc.read(fd, raw.baseAddress! + first + filled, wanted - filled)
                 if n > 0 {
                     filled += n
                 } else if n < 0 && errno == EINTR {
@@ -63,37 +91,52 @@ struct MasterRelay {
             }
         }
         if ended { outputEnded = true }
-        writeOutput(filled)
+        outputEnd += filled
+        flushOutput()
         return filled
     }
 
-    /// Blocking writes, as the stdio relay's: a slow reader slows the session down.
-    private mutating func writeOutput(_ count: Int) {
-        let stdout = FileDescriptor(rawValue: 1)
-        var offset = 0
-        while offset < count && !stdoutGone {
+    /// Writes what the terminal takes now (all of it, blocking, when `outputBlocks`).
+    mutating func flushOutput() {
+        while pendingOutput > 0 && !stdoutGone {
             do {
-                let n = try stdout.writeSome(buffer[offset..<count])
-                if n == 0 { try stdout.waitWritable() } else { offset += n }
+                let n = try output.writeSome(buffer[outputStart..<outputEnd])
+                if n == 0 {
+                    if !outputBlocks { return }
+                    try output.waitWritable()
+                }
+                outputStart += n
             } catch {
                 // A terminal that hung up (EIO) drops the output; SIGHUP ends the client.
                 if error.errno == .brokenPipe { stdoutGone = true }
-                return
+                outputStart = outputEnd
             }
+        }
+        if outputStart == outputEnd {
+            outputStart = 0
+            outputEnd = 0
         }
     }
 
     /// The program has ended (the exit frame came): what it left in the pty, then no more.
     /// Read until EIO, EAGAIN, or what is queued now plus one chunk, so a background child
     /// that keeps the slave open and keeps writing cannot hold the session open. The pty
-    /// holds about 12 KiB, so everything the program wrote fits in that budget.
+    /// holds about 12 KiB, so everything the program wrote fits in that budget. Returns
+    /// once all of it is written.
     mutating func drain() {
         var budget = max(0, Int(cj_bytes_queued(master.rawValue))) + Self.chunk
         while !outputEnded && !stdoutGone && budget > 0 {
+            if !canReadOutput { waitAndFlush() }
             let n = forwardOutput(limit: budget)
             if n == 0 { break }
             budget -= n
         }
+        while pendingOutput > 0 && !stdoutGone { waitAndFlush() }
+    }
+
+    private mutating func waitAndFlush() {
+        do { try output.waitWritable() } catch { outputStart = outputEnd }
+        flushOutput()
     }
 
     /// Reads what stdin has (the poll said it is readable); false at its end.
