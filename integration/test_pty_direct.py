@@ -15,17 +15,21 @@ from conftest import JAIL, UID_A, as_user, children_of, pid_alive, sha256, wait_
 PTMX = (5, 2)  # the device number of every pty master (/dev/ptmx, devpts' ptmx)
 
 
-def devices_held(pid):
-    """(major, minor) of every character device among the descriptors of `pid`."""
-    out = []
+def char_devices(pid):
+    """{fd: (major, minor)} of the character devices among the descriptors of `pid`."""
+    out = {}
     for name in os.listdir(f"/proc/{pid}/fd"):
         try:
             st = os.stat(f"/proc/{pid}/fd/{name}")
         except FileNotFoundError:
             continue
         if (st.st_mode & 0o170000) == 0o020000:
-            out.append((os.major(st.st_rdev), os.minor(st.st_rdev)))
+            out[int(name)] = (os.major(st.st_rdev), os.minor(st.st_rdev))
     return out
+
+
+def devices_held(pid):
+    return list(char_devices(pid).values())
 
 
 def session_helpers(jail):
@@ -159,5 +163,41 @@ def test_a_killed_client_hangs_up_the_session_and_leaves_nothing_behind(jail_a):
         client.proc.wait()
         wait_for(lambda: not pid_alive(helper) and not pid_alive(program), 10, "the helper and program to end")
         assert b"sleep 321" not in jail_a.run("ps -o args").stdout
+    finally:
+        client.close()
+
+
+def test_the_host_user_can_do_to_the_master_only_what_a_terminal_user_can(jail_a):
+    """The master the client holds is a jail devpts object: its inode is not the host user's,
+    so fchmod and fchown fail, while reading and writing it is the session itself."""
+    import ctypes
+    client = TerminalClient(jail_a, "echo started; sleep 300")
+    try:
+        client.wait_for_output(b"started")
+        held = next(fd for fd, device in char_devices(client.proc.pid).items() if device == PTMX)
+        pidfd = os.pidfd_open(client.proc.pid)
+        libc = ctypes.CDLL(None, use_errno=True)
+        master = libc.syscall(438, pidfd, held, 0)  # pidfd_getfd: a copy of the client's master
+        os.close(pidfd)
+        assert master >= 0, os.strerror(ctypes.get_errno())
+        assert os.fstat(master).st_uid != UID_A
+        child = os.fork()
+        if child == 0:
+            code = 0
+            try:
+                os.setgroups([])
+                os.setgid(UID_A)
+                os.setuid(UID_A)
+                for attempt in (lambda: os.fchmod(master, 0o666), lambda: os.fchown(master, UID_A, UID_A)):
+                    try:
+                        attempt()
+                        code = 1
+                    except PermissionError:
+                        pass
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        os.close(master)
+        assert os.waitstatus_to_exitcode(status) == 0, "the host user changed the jail's ptmx"
     finally:
         client.close()
