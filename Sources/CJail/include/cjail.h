@@ -191,6 +191,8 @@ enum cj_spawn_step {
 /* Forks a child that becomes the program. Returns its pid, or -1 with *step and *error set
  * to the step that failed and its errno (the child is reaped in that case). */
 pid_t cj_spawn(const struct cj_spawn_request *request, int *step, int *error);
+/* A spare session helper copies the pages of its stacks before a client comes (spawn.c). */
+void cj_prefault_session_stacks(void);
 
 /* ---- port ownership (ports.c) ----------------------------------------------------------- */
 

@@ -11,6 +11,11 @@ import SystemPackage
 /// did, every helper did again — decoding the hello, building the command — and the lookups
 /// scan conformance tables across megabytes of jaild's binary. That was a fifth of a
 /// helper's work. Done once here, the caches are inherited by every helper.
+///
+/// It runs again in each spare helper (SessionHelper+Spare.swift), for the other cost a fork
+/// brings: a child maps none of its parent's file pages and copies each data page it writes, so
+/// a fresh helper faults in every page of code and data a session touches. The spare takes
+/// those faults while it waits, not while a client does.
 enum SessionRehearsal {
     static func run(configuration: JailConfiguration) {
         let modes = TerminalModes(inputFlags: 0, outputFlags: 0, controlFlags: 0, localFlags: 0,
@@ -29,6 +34,7 @@ enum SessionRehearsal {
         }
         let messages = (try? channel.decodeBuffered()) ?? []
         channel.send(.data(stream: 1, bytes: [0]))
+        channel.send(.terminal)
         channel.send(.exit(code: 0))
         channel.send(.error("rehearsal"))
 
@@ -39,6 +45,10 @@ enum SessionRehearsal {
             let envp = CStringArray(command.environmentBytes)
             argv.free()
             envp.free()
+            // The session record's lines, formatted and dropped (nothing is logged).
+            let record = SessionRecord(jail: "rehearsal", id: 1, account: account, peer: PeerCredentials(pid: 1, uid: 0, gid: 0),
+                                       hello: hello, tty: nil)
+            _ = Logfmt.line("session start", record.startFields + [("started", "\(record.startedWall)")])
         }
     }
 }
