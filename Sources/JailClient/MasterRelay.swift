@@ -9,19 +9,22 @@ import Glibc
 /// The bytes of a terminal session, moved by the client itself between its own terminal
 /// (fds 0 and 1) and the jail pty's master, which the session helper passed to it.
 ///
-/// Output: the master is read until it has nothing more now (EAGAIN), has ended (EIO: every
-/// holder of the slave has closed it) or a chunk is in, then written to the terminal as far
-/// as it takes it without blocking. Up to `outputLimit` bytes wait here, so the jail's pty
-/// and ours both keep moving; a slower terminal than that stops the reads, and the program
-/// waits on its pty (about 12 KiB): nothing grows.
+/// Output: the master is read until it has nothing more now (EAGAIN, or a read shorter than
+/// the line discipline's buffer), has ended (EIO: every holder of the slave has closed it) or
+/// a chunk is in, then written to the terminal as far as it takes it without blocking. Up to
+/// `outputLimit` bytes wait here, so the jail's pty and ours both keep moving; a terminal
+/// slower than that stops the reads, and the program waits on its pty (about 12 KiB):
+/// nothing grows.
 ///
 /// Input: stdin is read only while none of it waits for the master, and written to the
 /// master without blocking. A program that does not read its terminal fills the pty's input
 /// queue; then at most one chunk waits here, stdin is left unread, and output keeps flowing.
-/// stdin and stdout stay blocking: they are shared with the caller (a shell, sshd), and the
-/// poll says when stdin has bytes.
+/// fd 0 stays blocking (it is shared with the caller, a shell or sshd); the poll says when it
+/// has bytes.
 struct MasterRelay {
     static let chunk = 64 << 10
+    /// What one read of a pty master gives at most: n_tty's buffer (4 KiB, one byte kept).
+    static let lineDisciplineBytes = 4095
     /// Output read from the master and not yet written: the stage between the two ptys (the
     /// jail's and ours), so that both keep moving while the other waits.
     static let outputLimit = 256 << 10
@@ -58,8 +61,8 @@ struct MasterRelay {
     /// Room for one more read of the master (its line discipline gives at most 4 KiB a read).
     var canReadOutput: Bool { !outputEnded && buffer.count - pendingOutput >= 4096 }
 
-    /// Reads the master until EAGAIN, EIO, `limit` bytes or a full buffer, then writes what
-    /// the terminal takes now. Returns the bytes read.
+    /// Reads the master until EAGAIN, EIO, a short read, `limit` bytes or a full buffer, then
+    /// writes what the terminal takes now. Returns the bytes read.
     @discardableResult
     mutating func forwardOutput(limit: Int = MasterRelay.chunk) -> Int {
         if outputStart > 0 && buffer.count - outputEnd < Self.chunk {
@@ -81,6 +84,9 @@ struct MasterRelay {
                 let n = Glibc.read(fd, raw.baseAddress! + first + filled, wanted - filled)
                 if n > 0 {
                     filled += n
+                    // Less than the line discipline's whole buffer: it is empty now, and a
+                    // read again would most likely say EAGAIN (a keystroke's echo, say).
+                    if n < Self.lineDisciplineBytes { break }
                 } else if n < 0 && errno == EINTR {
                     continue
                 } else {
@@ -124,6 +130,7 @@ struct MasterRelay {
     /// holds about 12 KiB, so everything the program wrote fits in that budget. Returns
     /// once all of it is written.
     mutating func drain() {
+        // forwardOutput stops at a short read; here only EAGAIN, EIO or the budget end it.
         var budget = max(0, Int(cj_bytes_queued(master.rawValue))) + Self.chunk
         while !outputEnded && !stdoutGone && budget > 0 {
             if !canReadOutput { waitAndFlush() }
