@@ -91,14 +91,20 @@ def smaps_rollup(pid):
 SPARE_HELPER = "jaild: spare"
 
 
+def is_spare(pid):
+    """The spare, also in the instant after init forked it, before it has its own title."""
+    title = cmdline(pid)
+    return title == SPARE_HELPER or title.startswith("jaild: init")
+
+
 def session_children(init_pid):
     """init's children but the spare: session helpers, boot commands, services."""
-    return [p for p in children_of(init_pid) if cmdline(p) != SPARE_HELPER]
+    return [p for p in children_of(init_pid) if not is_spare(p)]
 
 
 def jail_descendants(init_pid):
     """Every process below init but the spare."""
-    return [p for p in descendants(init_pid) if cmdline(p) != SPARE_HELPER]
+    return [p for p in descendants(init_pid) if not is_spare(p)]
 
 
 def spare_helper(init_pid):

@@ -164,7 +164,7 @@ def jail_processes(jail, controller="pids"):
 
 def test_memory_hog_is_killed_inside_and_init_survives(foreground):
     jail = foreground("--memory", "48M")
-    # The spare session helper (replaced after each session) may still be in init's cgroup.
+    # The spare session helper (replaced after each session) may not have left init's cgroup yet.
     init = wait_for(lambda: next((p for p in children_of(jail.proc.pid) if spare_helper(p)), None), 10,
                     "init and its spare session helper")
     spare = spare_helper(init)

@@ -22,6 +22,8 @@
 
 static long page_size;
 static int pagemap = -1;
+/* cj_release_data_file_pages: only the writable segments (data, RELRO), not the code. */
+static int writable_only;
 
 static void release_file_pages(uintptr_t start, uintptr_t end) {
     uint64_t entries[512];
@@ -55,6 +57,7 @@ static int release_object(struct dl_phdr_info *info, size_t size, void *unused) 
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
         if (segment->p_type != PT_LOAD) continue;
+        if (writable_only && !(segment->p_flags & PF_W)) continue;
         uintptr_t mask = ~(uintptr_t)(page_size - 1);
         uintptr_t start = (info->dlpi_addr + segment->p_vaddr) & mask;
         uintptr_t end = (info->dlpi_addr + segment->p_vaddr + segment->p_memsz + (uintptr_t)page_size - 1) & mask;
@@ -80,4 +83,15 @@ void cj_release_file_pages(void) {
         close(pagemap);
         pagemap = -1;
     }
+}
+
+/* Before init forks a spare session helper (Init+Spare.swift): a fork copies every page-table
+ * entry of a mapping that has private pages, so the data pages init merely read would be
+ * mapped in the spare too, and stay there (charged to it alone) once init's idle release drops
+ * init's own. The spare cannot tell them apart itself: its /proc/self/pagemap belongs to host
+ * root, and init's open one shows init's pages. Code pages are not copied by a fork. */
+void cj_release_data_file_pages(void) {
+    writable_only = 1;
+    cj_release_file_pages();
+    writable_only = 0;
 }

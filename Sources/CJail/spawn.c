@@ -155,18 +155,3 @@ pid_t cj_spawn(const struct cj_spawn_request *request, int *step, int *error) {
     *error = 0;
     return pid;
 }
-
-/* Writes one byte per page of a buffer on the caller's stack, below the caller's frame. */
-static void __attribute__((noinline)) touch_stack_below(void) {
-    volatile char buffer[64 * 1024];
-    for (size_t i = 0; i < sizeof buffer; i += 4096) buffer[i] = 0;
-}
-
-/* A spare session helper's warm-up (SessionHelper+Spare.swift). After a fork every page a
- * process writes is first copied from its parent: here the spawn child's stack (its top, where
- * the child runs) and 64 KiB of the helper's own stack are copied now, while no client waits. */
-void cj_prefault_session_stacks(void) {
-    volatile char *top = child_stack + sizeof child_stack;
-    for (size_t offset = 4096; offset <= 16384; offset += 4096) *(top - offset) = 0;
-    touch_stack_below();
-}

@@ -37,6 +37,8 @@ int cj_become_root(void);
 void cj_release_file_pages(void);
 /* Opens /proc/self/pagemap for cj_release_file_pages for good (before losing access to it). */
 int cj_keep_pagemap_open(void);
+/* cj_release_file_pages for the writable segments only (before init forks a spare helper). */
+void cj_release_data_file_pages(void);
 /* Closes every fd >= first except those listed. */
 void cj_close_all_except(unsigned int first, const int *keep, int nkeep);
 int cj_set_cloexec(int fd);
@@ -107,6 +109,10 @@ ssize_t cj_send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 /* recvmsg taking any SCM_RIGHTS fds (made CLOEXEC); *nfds is how many arrived. Fds beyond
  * maxfds, and any truncated control data, are closed and make the call fail with EBADMSG. */
 ssize_t cj_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+
+/* The spare session helper's blocking wait for its connection (spare.c): unmaps the code pages
+ * it mapped since the fork, then cj_recv_with_fds. */
+ssize_t cj_spare_wait(int channel, void *buf, size_t len, int *fds, int maxfds, int *nfds);
 
 /* ---- terminals -------------------------------------------------------------------------- */
 
@@ -191,8 +197,6 @@ enum cj_spawn_step {
 /* Forks a child that becomes the program. Returns its pid, or -1 with *step and *error set
  * to the step that failed and its errno (the child is reaped in that case). */
 pid_t cj_spawn(const struct cj_spawn_request *request, int *step, int *error);
-/* A spare session helper copies the pages of its stacks before a client comes (spawn.c). */
-void cj_prefault_session_stacks(void);
 
 /* ---- port ownership (ports.c) ----------------------------------------------------------- */
 

@@ -1,3 +1,4 @@
+import CJail
 import JailSystem
 import SystemPackage
 
@@ -6,9 +7,9 @@ import Glibc
 #endif
 
 /// The spare session helper, init's side. A session used to begin with init forking a helper,
-/// and the helper then faulted in every page of code and data it touched (a fork maps none of
-/// the parent's file pages) while the client waited. Now one helper is forked ahead of time and
-/// warms up (SessionHelper+Spare.swift); a client's connection is handed to it over a socketpair.
+/// which then joined its cgroup and made its signalfd while the client waited. Now one helper is
+/// forked and set up ahead of time (SessionHelper+Spare.swift); a client's connection is handed
+/// to it over a socketpair.
 /// The next spare is forked once that session's program runs (the helper closes the socketpair
 /// then): forked at once, its warm-up took a CPU from the session it was meant to speed up.
 /// init still accepts, checks the peer and counts the sessions itself, so nothing about who may
@@ -24,6 +25,8 @@ extension Init {
     mutating func forkSpare() {
         guard spare == nil, startingSession == nil, !stopping, helpers.count < configuration.maxSessions else { return }
         guard let (mine, theirs) = try? UnixSocket.pair() else { return }
+        // Else the spare would keep the data pages init only read, mapped, for as long as it waits.
+        cj_release_data_file_pages()
         let pid = fork()
         if pid == 0 {
             mine.closeQuietly()

@@ -11,11 +11,6 @@ import SystemPackage
 /// did, every helper did again — decoding the hello, building the command — and the lookups
 /// scan conformance tables across megabytes of jaild's binary. That was a fifth of a
 /// helper's work. Done once here, the caches are inherited by every helper.
-///
-/// It runs again in each spare helper (SessionHelper+Spare.swift), for the other cost a fork
-/// brings: a child maps none of its parent's file pages and copies each data page it writes, so
-/// a fresh helper faults in every page of code and data a session touches. The spare takes
-/// those faults while it waits, not while a client does.
 enum SessionRehearsal {
     static func run(configuration: JailConfiguration) {
         let modes = TerminalModes(inputFlags: 0, outputFlags: 0, controlFlags: 0, localFlags: 0,
