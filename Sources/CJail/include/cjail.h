@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/types.h>
 #include <termios.h>
 #include <linux/sched.h>   /* CLONE_NEW*: plain macros, no _GNU_SOURCE needed */
@@ -35,6 +36,9 @@ int cj_become_root(void);
 /* Unmaps the program's pages that are still the file's (code, unwritten data): they fault
  * back in from the page cache when used. */
 void cj_release_file_pages(void);
+/* The same, then poll(2) on fds in one call, with nothing of jaild's file touched between the
+ * release and the sleep (memory.c says why). Returns as poll does. */
+int cj_poll_releasing_file_pages(struct pollfd *fds, unsigned long nfds, int timeout_ms);
 /* Opens /proc/self/pagemap for cj_release_file_pages for good (before losing access to it). */
 int cj_keep_pagemap_open(void);
 /* Closes every fd >= first except those listed. */

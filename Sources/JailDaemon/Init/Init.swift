@@ -207,7 +207,7 @@ struct Init {
             let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
             let adoptionWatch = adoption?.addPolls(&poller)
             let timeout: Int32 = stopping ? Int32(max(0, stopDeadline - monotonicMilliseconds())) : -1
-            idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
+            idlePages.wait(&poller, timeout: timeout)
             if poller.readable(signalIndex) { handleSignals() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
             if let adoptionWatch {
