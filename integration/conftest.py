@@ -16,7 +16,7 @@ import pytest
 
 from harness import (  # noqa: F401  (re-exported: tests import them from conftest)
     REPO, BIN, JAILD, JAIL, CACHE, UID_A, UID_B, wait_for, pid_alive,
-    children_of, descendants, as_user, sha256, Jail, cached_debian_rootfs, build_rootfs, mounts_under, HostAccount,
+    children_of, descendants, session_children, jail_descendants, spare_helper, SPARE_HELPER, as_user, sha256, Jail, cached_debian_rootfs, build_rootfs, mounts_under, HostAccount,
 )
 
 

@@ -86,6 +86,32 @@ def smaps_rollup(pid):
     return out
 
 
+# The session helper jaild forks ahead of the next session (Init+Spare.swift); it is replaced
+# after every session, so tests that count a jail's processes leave it out.
+SPARE_HELPER = "jaild: spare"
+
+
+def is_spare(pid):
+    """The spare, also in the instant after init forked it, before it has its own title."""
+    title = cmdline(pid)
+    return title == SPARE_HELPER or title.startswith("jaild: init")
+
+
+def session_children(init_pid):
+    """init's children but the spare: session helpers, boot commands, services."""
+    return [p for p in children_of(init_pid) if not is_spare(p)]
+
+
+def jail_descendants(init_pid):
+    """Every process below init but the spare."""
+    return [p for p in descendants(init_pid) if not is_spare(p)]
+
+
+def spare_helper(init_pid):
+    """The spare's pid, or None (none while the jail is full or stopping, or just after a session)."""
+    return next((p for p in children_of(init_pid) if cmdline(p) == SPARE_HELPER), None)
+
+
 def cmdline(pid):
     """A process's command line as one string (its proctitle, for jaild's processes)."""
     try:

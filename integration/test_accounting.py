@@ -157,7 +157,8 @@ def init_pid():
 
 
 def helpers():
-    return [p for p in children_of(init_pid()) if _cmdline(p).startswith(b"jaild: ")]
+    """Session helpers (the spare that waits for the next session is not one)."""
+    return [p for p in children_of(init_pid()) if _cmdline(p).startswith(b"jaild: ") and _cmdline(p) != b"jaild: spare"]
 
 
 def test_refusals_are_recorded_with_the_reason(started):

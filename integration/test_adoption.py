@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import JAILD, REPO, UID_A, Jail, children_of, descendants, outcome, pid_alive, wait_for
+from conftest import JAILD, REPO, UID_A, Jail, children_of, descendants, jail_descendants, outcome, pid_alive, wait_for
 from test_ports import bpf_programs, free_port
 
 STATE_DIR = pathlib.Path("/run/jail/state")
@@ -32,7 +32,7 @@ def start_time(pid):
 
 
 def jail_pids(init_pid):
-    return [init_pid] + descendants(init_pid)
+    return [init_pid] + jail_descendants(init_pid)
 
 
 def listed(jail):
@@ -97,7 +97,8 @@ class Tracked:
         for directory in self.cgroups:
             for root in {"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"}:
                 name = pathlib.Path(directory).name
-                for d in (f"{root}/jail/{name}/init", f"{root}/jail/{name}/programs", f"{root}/jail/{name}"):
+                for d in (f"{root}/jail/{name}/init", f"{root}/jail/{name}/programs", f"{root}/jail/{name}/sessions",
+                          f"{root}/jail/{name}"):
                     if os.path.isdir(d):
                         os.rmdir(d)
 

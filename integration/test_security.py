@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, children_of, descendants, pid_alive, probe, outcome,
+from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, children_of, descendants, session_children, jail_descendants, pid_alive, probe, outcome,
                       wait_for)
 
 # Capabilities that stay in the bounding set (Sources/JailDaemon/Hardening.swift).
@@ -69,7 +69,7 @@ def test_init_and_helpers_cannot_be_traced_or_read(jail):
                              env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A))
     try:
         assert other.stdout.readline() == b"ready\n"
-        helper = children_of(jail.init_pid)[0]
+        helper = session_children(jail.init_pid)[0]
         nspid = [line.split()[-1] for line in open(f"/proc/{helper}/status") if line.startswith("NSpid:")][0]
         attack_init_and_helper(jail, nspid)
     finally:
@@ -352,7 +352,7 @@ def test_malformed_connections_do_not_hurt_the_jail(jail):
             pass
         s.close()
     assert jail.run("echo still-serving").stdout == b"still-serving\n"
-    wait_for(lambda: len(children_of(jail.init_pid)) == 0, 15, "the helpers of the bad connections to end")
+    wait_for(lambda: len(session_children(jail.init_pid)) == 0, 15, "the helpers of the bad connections to end")
     assert pid_alive(jail.init_pid)
 
 
@@ -364,7 +364,7 @@ def test_silent_client_costs_one_helper_for_a_bounded_time(rootfs_sec):
             data += chunk
         s.close()
         assert b"no hello from the client in time" in data
-        wait_for(lambda: children_of(jail.init_pid) == [], 10, "the helper to end")
+        wait_for(lambda: session_children(jail.init_pid) == [], 10, "the helper to end")
 
 
 def test_session_cap_refuses_clearly(rootfs_sec):
@@ -380,7 +380,7 @@ def test_session_cap_refuses_clearly(rootfs_sec):
         finally:
             for s in sessions:
                 s.communicate(b"\n", timeout=30)
-        wait_for(lambda: children_of(jail.init_pid) == [], 10, "sessions to end")
+        wait_for(lambda: session_children(jail.init_pid) == [], 10, "sessions to end")
         assert jail.run("echo again").stdout == b"again\n"
 
 
@@ -411,7 +411,7 @@ def test_exhaustion_from_inside_then_service_resumes(jail):
     # A bounded fork bomb as the jail user, then everything of the user killed.
     bomb = jail.run("ulimit -u 400; b() { b | b & }; b; sleep 1; kill -9 -1; echo bomb-over", timeout=60)
     assert bomb.stdout.endswith(b"bomb-over\n")
-    wait_for(lambda: len(descendants(jail.init_pid)) == 0, 30, "the bomb to be reaped")
+    wait_for(lambda: len(jail_descendants(jail.init_pid)) == 0, 30, "the bomb to be reaped")
     assert jail.run("echo served").stdout == b"served\n"
 
 

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import JAIL, UID_A, Jail, as_user, children_of, sha256, wait_for
+from conftest import JAIL, UID_A, Jail, as_user, children_of, session_children, sha256, wait_for
 
 MiB = 1 << 20
 
@@ -83,7 +83,7 @@ def test_many_sessions_leave_no_zombies_or_fds(jail_a):
     before = init_fds()
     for i in range(150):
         assert jail_a.run(f"echo {i}").stdout == f"{i}\n".encode()
-    wait_for(lambda: children_of(jail_a.init_pid) == [], 10, "helpers to be reaped")
+    wait_for(lambda: session_children(jail_a.init_pid) == [], 10, "helpers to be reaped")
     assert init_fds() == before
     stats = jail_a.run("cat /proc/[0-9]*/stat").stdout.decode().splitlines()
     assert all(line.rsplit(")", 1)[1].split()[0] != "Z" for line in stats)

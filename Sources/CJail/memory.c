@@ -45,6 +45,8 @@ struct segment {
 };
 static struct segment segments[32];
 static int segment_count;
+/* cj_release_data_file_pages: only the writable segments (data, RELRO), not the code. */
+static int writable_only;
 
 /* A system call without libc, for the code that runs while jaild's file pages are unmapped. */
 static inline __attribute__((always_inline)) long raw_syscall4(long number, long a1, long a2, long a3, long a4) {
@@ -114,6 +116,7 @@ static int collect_segment(struct dl_phdr_info *info, size_t size, void *unused)
     for (int i = 0; i < info->dlpi_phnum && segment_count < 32; i++) {
         const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
         if (segment->p_type != PT_LOAD) continue;
+        if (writable_only && !(segment->p_flags & PF_W)) continue;
         uintptr_t start = (info->dlpi_addr + segment->p_vaddr) & mask;
         uintptr_t end = (info->dlpi_addr + segment->p_vaddr + segment->p_memsz + (uintptr_t)page_size - 1) & mask;
         segments[segment_count++] = (struct segment){start, end};
@@ -145,6 +148,17 @@ static long release(struct pollfd *fds, unsigned long nfds, int timeout_ms) {
 
 void cj_release_file_pages(void) {
     (void)release(NULL, 0, 0);
+}
+
+/* Before init forks a spare session helper (Init+Spare.swift): a fork copies every page-table
+ * entry of a mapping that has private pages, so the data pages init merely read would be
+ * mapped in the spare too, and stay there (charged to it alone) once init's idle release drops
+ * init's own. The spare cannot tell them apart itself: its /proc/self/pagemap belongs to host
+ * root, and init's open one shows init's pages. Code pages are not copied by a fork. */
+void cj_release_data_file_pages(void) {
+    writable_only = 1;
+    cj_release_file_pages();
+    writable_only = 0;
 }
 
 int cj_poll_releasing_file_pages(struct pollfd *fds, unsigned long nfds, int timeout_ms) {

@@ -46,6 +46,14 @@ public enum UnixSocket {
         }
     }
 
+    /// A connected pair of SOCK_SEQPACKET sockets (CLOEXEC, blocking): each send arrives as one
+    /// message with its descriptors, and closing one end is an end of file at the other.
+    public static func pair() throws(SystemError) -> (FileDescriptor, FileDescriptor) {
+        var ends: [Int32] = [-1, -1]
+        try syscall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) }
+        return (FileDescriptor(rawValue: ends[0]), FileDescriptor(rawValue: ends[1]))
+    }
+
     public static func peerCredentials(_ socket: FileDescriptor) throws(SystemError) -> PeerCredentials {
         var pid: Int32 = 0
         var uid: UInt32 = 0

@@ -16,6 +16,7 @@ extension Init {
         guard !stopping else { return }
         stopping = true
         listener.closeQuietly()
+        dismissSpare()
         if let command = configuration.rcStop, let output = serviceOutput {
             do {
                 let pid = try spawnAsRoot(command, output: output)
@@ -54,11 +55,26 @@ extension Init {
     }
 
     mutating func reapAll() {
+        var helperEnded = false
         while let child = reapChild() {
+            if child.pid == spare?.pid {
+                // It died without a session (root inside killed it, say): the next client gets
+                // a forked helper, and a new spare comes behind that one, not in a loop here.
+                log.warning("the spare session helper exited with status \(child.code)")
+                spare?.channel.closeQuietly()
+                spare = nil
+                continue
+            }
             // A helper that did not exit 0 (a crash, SIGKILL) may have left its pty session
             // "logged in": its utmp entry carries its pid, so mark it dead (Utmp.swift).
             let sessionID = sessionIDs.removeValue(forKey: child.pid)
-            if helpers.remove(child.pid) != nil && child.code != 0 {
+            if child.pid == startingSession?.pid {
+                startingSession?.channel.closeQuietly()
+                startingSession = nil
+            }
+            let wasHelper = helpers.remove(child.pid) != nil
+            helperEnded = helperEnded || wasHelper
+            if wasHelper && child.code != 0 {
                 Utmp.logoutStale(pid: child.pid)
                 log.warning("\(Logfmt.line("session end", [("jail", jailName), ("id", "\(sessionID ?? 0)"), ("status", "lost"), ("helper_status", "\(child.code)")]))")
             }
@@ -84,6 +100,8 @@ extension Init {
                 }
             }
         }
+        // A session's end frees a slot: the spare is back once the jail is below its limit.
+        if helperEnded { forkSpare() }
         // rc-stop is done: now the rest of the jail.
         if stopping && !terminating && rcStopPid == nil { terminateAll() }
     }

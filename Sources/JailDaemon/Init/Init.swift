@@ -59,6 +59,10 @@ struct Init {
     /// a helper that dies before its end line (a crash, SIGKILL) gets one from init.
     var nextSessionID = 1
     var sessionIDs: [pid_t: Int] = [:]
+    /// The helper forked ahead of the next session (Init+Spare.swift), if any.
+    var spare: SpareHelper?
+    /// The spare last handed a connection, until its program runs (Init+Spare.swift).
+    var startingSession: SpareHelper?
     var jailName: String { configuration.name(account: account) }
     /// Where `--rc` and `--rc-stop` write (the boot output pipe), kept open for rc-stop.
     var serviceOutput: FileDescriptor?
@@ -114,6 +118,7 @@ struct Init {
             initProcess.startBootCommands(output: channels.bootOutput)
             if initProcess.stopPending { initProcess.beginStop() }
             SessionRehearsal.run(configuration: configuration)
+            initProcess.forkSpare()
             initProcess.serve()
         } catch {
             Readiness.failed("\(error)").send(on: channels.ready)
@@ -205,10 +210,12 @@ struct Init {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
+            let startedIndex = startingSession.map { poller.add($0.channel.rawValue, read: true) } ?? -1
             let adoptionWatch = adoption?.addPolls(&poller)
             let timeout: Int32 = stopping ? Int32(max(0, stopDeadline - monotonicMilliseconds())) : -1
             idlePages.wait(&poller, timeout: timeout)
             if poller.readable(signalIndex) { handleSignals() }
+            if startedIndex >= 0 && (poller.readable(startedIndex) || poller.hungUp(startedIndex)) { sessionStarted() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
             if let adoptionWatch {
                 adoption?.handle(poller, adoptionWatch)
@@ -217,7 +224,9 @@ struct Init {
                         connection.closeQuietly()
                         continue
                     }
-                    startHelper(connection, hostRoot: true)
+                    // Always a fresh fork: the operator's way in does not depend on a spare
+                    // that root inside could have stopped.
+                    startHelper(connection, hostRoot: true, useSpare: false)
                 }
             }
             if stopping && monotonicMilliseconds() >= stopDeadline { stopDeadlinePassed() }
@@ -248,12 +257,18 @@ struct Init {
         }
     }
 
-    /// One session helper for a connection (closed here, the helper has its own copy).
+    /// One session helper for a connection (closed here, the helper has its own copy): the
+    /// spare if there is one, else a fork; then a new spare behind it.
     /// `hostRoot`: root on the host, known by the socket it came through (the jail's socket
     /// without a user namespace, or the root-only control socket).
-    mutating func startHelper(_ connection: FileDescriptor, hostRoot: Bool) {
+    mutating func startHelper(_ connection: FileDescriptor, hostRoot: Bool, useSpare: Bool = true) {
         let id = nextSessionID
         nextSessionID += 1
+        defer { forkSpare() }
+        if useSpare && handToSpare(connection, id: id, hostRoot: hostRoot) {
+            connection.closeQuietly()
+            return
+        }
         let pid = fork()
         if pid == 0 {
             listener.closeQuietly()

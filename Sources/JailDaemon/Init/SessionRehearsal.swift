@@ -40,6 +40,10 @@ enum SessionRehearsal {
             let envp = CStringArray(command.environmentBytes)
             argv.free()
             envp.free()
+            // The session record's lines, formatted and dropped (nothing is logged).
+            let record = SessionRecord(jail: "rehearsal", id: 1, account: account, peer: PeerCredentials(pid: 1, uid: 0, gid: 0),
+                                       hello: hello, tty: nil)
+            _ = Logfmt.line("session start", record.startFields + [("started", "\(record.startedWall)")])
         }
     }
 }

@@ -25,6 +25,9 @@ struct SessionHelper {
     let jail: String
     let id: Int
     let peer: PeerCredentials?
+    /// A spare's end of its socketpair with init, closed once the program runs: init forks the
+    /// next spare then, so that its warm-up does not compete with this session's start.
+    var startedNotice: FileDescriptor? = nil
 
     /// Runs the session and exits the process; never returns.
     static func run(connection: FileDescriptor, configuration: JailConfiguration, settings: ProgramSettings, jail: String,
@@ -32,15 +35,25 @@ struct SessionHelper {
         _ = cj_set_dumpable(0)
         cj_set_proctitle("jaild: session")
         do {
-            let signals = try SignalDescriptor([SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGPIPE])
-            var helper = SessionHelper(configuration: configuration, settings: settings, channel: FrameChannel(socket: connection),
-                                       signals: signals, jail: jail, id: id,
-                                       peer: peerOnTheHost(connection, hostRoot: hostRoot))
-            helper.serve()
+            let signals = try SignalDescriptor(signalSet)
+            serve(connection: connection, signals: signals, configuration: configuration, settings: settings, jail: jail,
+                  id: id, hostRoot: hostRoot)
         } catch {
             log.error("session: \(error)")
         }
         _exit(0)
+    }
+
+    /// What the helper takes through its signalfd (blocked, never handled).
+    static let signalSet = [SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGPIPE]
+
+    static func serve(connection: FileDescriptor, signals: SignalDescriptor, configuration: JailConfiguration,
+                      settings: ProgramSettings, jail: String, id: Int, hostRoot: Bool,
+                      startedNotice: FileDescriptor? = nil) -> Never {
+        var helper = SessionHelper(configuration: configuration, settings: settings, channel: FrameChannel(socket: connection),
+                                   signals: signals, jail: jail, id: id, peer: peerOnTheHost(connection, hostRoot: hostRoot))
+        helper.startedNotice = startedNotice
+        helper.serve()
     }
 
     /// The peer as the log and the `--root` check see it: root on the host is uid 0, also
@@ -84,6 +97,7 @@ struct SessionHelper {
         // Held (close-on-exec) until the helper exits: `jaild sessions` reads it from the host.
         _ = record.publish()
         record.logStart()
+        startedNotice?.closeQuietly()
         var relay = session.relay(channel: channel, signals: signals, early: early)
         relay.agents = AgentChannels(listener: forwarding.agentListener)
         // The session record's end line and utmp logout: before the status goes out, or after
