@@ -96,6 +96,10 @@ int cj_executable_is_read_only(void);
 /* Re-executes this program from a read-only, detached bind mount of its own file; returns
  * only on failure (-1, errno set). Needs CAP_SYS_ADMIN. */
 int cj_reexec_read_only(char *const argv[], char *const envp[]);
+/* Without an exec: maps jaild's file again from a read-only detached mount of it, its written
+ * pages copied, and makes that file /proc/self/exe (PR_SET_MM_EXE_FILE). 0, or -1 and errno;
+ * on failure some mappings may already be the new ones (equal content). */
+int cj_remap_read_only(void);
 
 /* ---- unix sockets ----------------------------------------------------------------------- */
 
