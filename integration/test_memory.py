@@ -4,8 +4,9 @@ import os
 from conftest import UID_A, Jail, sha256, wait_for
 from harness import smaps_rollup
 
-# The goal of the benchmarks issue for one idle jail: supervisor and init, PSS.
-IDLE_GOAL_KIB = 2048
+# The goal of the benchmarks issue for one idle jail: supervisor and init, PSS (issue 21: 1 MiB;
+# about 0.7 MiB since the release and the sleep are one call, IdlePages.swift).
+IDLE_GOAL_KIB = 1024
 
 
 def memory_kib(pid, field):

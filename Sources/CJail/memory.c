@@ -2,10 +2,14 @@
 #define _GNU_SOURCE
 #include "cjail.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <poll.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Start-up (argument parsing, mounts, the Swift runtime's first lookups) touches megabytes of
@@ -15,53 +19,107 @@
  * unmaps it, the page stays cached (shared, reclaimable), and the next access faults it back
  * in unchanged. Pages the process wrote (relocations, variables, .bss) are private copies
  * that DONTNEED would throw away, so each page is checked in /proc/self/pagemap first and
- * only those still backed by the file are released. */
+ * only those still backed by the file are released.
+ *
+ * What runs after the release matters as much: every page fault on a file mapping maps up to
+ * 16 cached pages around the faulting one (the kernel's fault-around, 64 KiB), and
+ * MADV_RANDOM does not turn that off (measured on 6.18). Released, then back in the loop, the
+ * ~11 pages the idle loop touches on its way to poll came back as 176 pages (704 KiB of RSS,
+ * 416 KiB of PSS per process). So the release and the sleep are one call: the code from the
+ * first madvise to the sleeping ppoll lives in its own section (`jail_idle_text`), which it
+ * keeps mapped, and makes raw system calls (no libc page is touched); its data is on the
+ * stack or in .bss, anonymous memory that is never released. */
 
 #define PAGEMAP_PRESENT (1ULL << 63)
 #define PAGEMAP_FILE (1ULL << 61)
 
+#define IDLE_TEXT __attribute__((section("jail_idle_text"), noinline))
+extern const char __start_jail_idle_text[];
+extern const char __stop_jail_idle_text[];
+
+/* All in .bss (anonymous), set before the release. */
 static long page_size;
 static int pagemap = -1;
+struct segment {
+    uintptr_t start, end;
+};
+static struct segment segments[32];
+static int segment_count;
 /* cj_release_data_file_pages: only the writable segments (data, RELRO), not the code. */
 static int writable_only;
 
-static void release_file_pages(uintptr_t start, uintptr_t end) {
+/* A system call without libc, for the code that runs while jaild's file pages are unmapped. */
+static inline __attribute__((always_inline)) long raw_syscall4(long number, long a1, long a2, long a3, long a4) {
+#if defined(__x86_64__)
+    long ret;
+    register long r10 __asm__("r10") = a4;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(number), "D"(a1), "S"(a2), "d"(a3), "r"(r10) : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = number;
+    register long x0 __asm__("x0") = a1;
+    register long x1 __asm__("x1") = a2;
+    register long x2 __asm__("x2") = a3;
+    register long x3 __asm__("x3") = a4;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory", "cc");
+    return x0;
+#else
+    /* Elsewhere libc's wrapper: correct, only some pages come back before the sleep. */
+    long ret = syscall(number, a1, a2, a3, a4);
+    return ret < 0 ? -errno : ret;
+#endif
+}
+
+/* Unmaps the pages of [start, end) that are still the file's, except [keep_start, keep_end). */
+IDLE_TEXT static void release_range(uintptr_t start, uintptr_t end, uintptr_t keep_start, uintptr_t keep_end) {
     uint64_t entries[512];
     uintptr_t run = 0; /* start of the current run of releasable pages, 0 when none */
+    uintptr_t page = (uintptr_t)page_size;
     for (uintptr_t address = start; address < end;) {
-        size_t count = (size_t)((end - address) / (uintptr_t)page_size);
+        size_t count = (size_t)((end - address) / page);
         if (count > 512) count = 512;
-        off_t offset = (off_t)(address / (uintptr_t)page_size * sizeof(uint64_t));
-        ssize_t got = pread(pagemap, entries, count * sizeof(uint64_t), offset);
+        long offset = (long)(address / page * sizeof(uint64_t));
+        long got = raw_syscall4(SYS_pread64, pagemap, (long)entries, (long)(count * sizeof(uint64_t)), offset);
         if (got <= 0) break;
         count = (size_t)got / sizeof(uint64_t);
-        for (size_t i = 0; i < count; i++, address += (uintptr_t)page_size) {
+        for (size_t i = 0; i < count; i++, address += page) {
             uint64_t entry = entries[i];
-            int releasable = (entry & PAGEMAP_PRESENT) && (entry & PAGEMAP_FILE);
+            int releasable = (entry & PAGEMAP_PRESENT) && (entry & PAGEMAP_FILE)
+                && !(address >= keep_start && address < keep_end);
             if (releasable && run == 0) run = address;
             if (!releasable && run != 0) {
-                madvise((void *)run, address - run, MADV_DONTNEED);
+                raw_syscall4(SYS_madvise, (long)run, (long)(address - run), MADV_DONTNEED, 0);
                 run = 0;
             }
         }
     }
-    if (run != 0) madvise((void *)run, end - run, MADV_DONTNEED);
+    if (run != 0) raw_syscall4(SYS_madvise, (long)run, (long)(end - run), MADV_DONTNEED, 0);
 }
 
-static int release_object(struct dl_phdr_info *info, size_t size, void *unused) {
+/* The release, then (if fds is not NULL) the sleep: returns ppoll's result or -errno. */
+IDLE_TEXT static long release_then_poll(struct pollfd *fds, unsigned long nfds, struct timespec *timeout) {
+    uintptr_t mask = ~(uintptr_t)(page_size - 1);
+    uintptr_t keep_start = (uintptr_t)__start_jail_idle_text & mask;
+    uintptr_t keep_end = ((uintptr_t)__stop_jail_idle_text + (uintptr_t)page_size - 1) & mask;
+    for (int i = 0; i < segment_count; i++) release_range(segments[i].start, segments[i].end, keep_start, keep_end);
+    if (fds == NULL) return 0;
+    return raw_syscall4(SYS_ppoll, (long)fds, (long)nfds, (long)timeout, 0);
+}
+
+static int collect_segment(struct dl_phdr_info *info, size_t size, void *unused) {
     (void)size;
     (void)unused;
     const char *name = info->dlpi_name;
     /* The main program has an empty name; the vDSO is not a file. */
     if (name != NULL && name[0] != '\0' && name[0] != '/') return 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
+    uintptr_t mask = ~(uintptr_t)(page_size - 1);
+    for (int i = 0; i < info->dlpi_phnum && segment_count < 32; i++) {
         const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
         if (segment->p_type != PT_LOAD) continue;
         if (writable_only && !(segment->p_flags & PF_W)) continue;
-        uintptr_t mask = ~(uintptr_t)(page_size - 1);
         uintptr_t start = (info->dlpi_addr + segment->p_vaddr) & mask;
         uintptr_t end = (info->dlpi_addr + segment->p_vaddr + segment->p_memsz + (uintptr_t)page_size - 1) & mask;
-        release_file_pages(start, end);
+        segments[segment_count++] = (struct segment){start, end};
     }
     return 0;
 }
@@ -73,16 +131,23 @@ int cj_keep_pagemap_open(void) {
     return pagemap;
 }
 
-void cj_release_file_pages(void) {
+static long release(struct pollfd *fds, unsigned long nfds, int timeout_ms) {
     page_size = sysconf(_SC_PAGESIZE);
     int kept = pagemap >= 0;
     if (!kept) pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (pagemap < 0) return;
-    dl_iterate_phdr(release_object, NULL);
-    if (!kept) {
+    segment_count = 0;
+    if (pagemap >= 0) dl_iterate_phdr(collect_segment, NULL);
+    struct timespec timeout = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+    long result = release_then_poll(fds, nfds, timeout_ms < 0 ? NULL : &timeout);
+    if (!kept && pagemap >= 0) {
         close(pagemap);
         pagemap = -1;
     }
+    return result;
+}
+
+void cj_release_file_pages(void) {
+    (void)release(NULL, 0, 0);
 }
 
 /* Before init forks a spare session helper (Init+Spare.swift): a fork copies every page-table
@@ -94,4 +159,13 @@ void cj_release_data_file_pages(void) {
     writable_only = 1;
     cj_release_file_pages();
     writable_only = 0;
+}
+
+int cj_poll_releasing_file_pages(struct pollfd *fds, unsigned long nfds, int timeout_ms) {
+    long result = release(fds, nfds, timeout_ms);
+    if (result < 0) {
+        errno = (int)-result;
+        return -1;
+    }
+    return (int)result;
 }

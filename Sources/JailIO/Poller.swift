@@ -25,8 +25,14 @@ public struct Poller {
 
     /// Waits for events; `timeout` in milliseconds, -1 for none. Returns false on timeout.
     public mutating func wait(timeout: Int32 = -1) throws(SystemError) -> Bool {
+        try wait(timeout: timeout, using: { poll($0, $1, $2) })
+    }
+
+    /// The same with another call in poll's place (an idle loop's, which first gives back memory).
+    public mutating func wait(timeout: Int32, using call: (UnsafeMutablePointer<pollfd>?, nfds_t, Int32) -> Int32)
+        throws(SystemError) -> Bool {
         while true {
-            let n = entries.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
+            let n = entries.withUnsafeMutableBufferPointer { call($0.baseAddress, nfds_t($0.count), timeout) }
             if n >= 0 { return n > 0 }
             if errno == EINTR { continue }
             throw SystemError.last("poll")

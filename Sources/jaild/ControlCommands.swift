@@ -11,6 +11,17 @@ import Glibc
 enum ControlCommands {
     static var configDirectory: String { ProvisionPaths.fromEnvironment().configDirectory }
 
+    /// The commands that never start a jail: they run from jaild's file as it is (a start
+    /// re-executes itself from a read-only mount first, `ProtectedBinary`).
+    static let nonStarting: Set<String> = ["list", "status", "stop", "sessions", "enter", "create", "destroy", "base",
+                                           "-v", "--version", "-h", "--help"]
+
+    /// Whether these arguments may start (or adopt) a jail: the 2014 form and `start NAME`.
+    static func mayStartAJail(_ arguments: [String]) -> Bool {
+        guard let first = arguments.first else { return true }
+        return !nonStarting.contains(first)
+    }
+
     static func dispatch(_ arguments: [String]) -> [String] {
         guard let first = arguments.first else { return arguments }
         let rest = Array(arguments.dropFirst())

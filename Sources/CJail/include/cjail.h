@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/types.h>
 #include <termios.h>
 #include <linux/sched.h>   /* CLONE_NEW*: plain macros, no _GNU_SOURCE needed */
@@ -35,6 +36,9 @@ int cj_become_root(void);
 /* Unmaps the program's pages that are still the file's (code, unwritten data): they fault
  * back in from the page cache when used. */
 void cj_release_file_pages(void);
+/* The same, then poll(2) on fds in one call, with nothing of jaild's file touched between the
+ * release and the sleep (memory.c says why). Returns as poll does. */
+int cj_poll_releasing_file_pages(struct pollfd *fds, unsigned long nfds, int timeout_ms);
 /* Opens /proc/self/pagemap for cj_release_file_pages for good (before losing access to it). */
 int cj_keep_pagemap_open(void);
 /* cj_release_file_pages for the writable segments only (before init forks a spare helper). */
@@ -92,6 +96,10 @@ int cj_executable_is_read_only(void);
 /* Re-executes this program from a read-only, detached bind mount of its own file; returns
  * only on failure (-1, errno set). Needs CAP_SYS_ADMIN. */
 int cj_reexec_read_only(char *const argv[], char *const envp[]);
+/* Without an exec: maps jaild's file again from a read-only detached mount of it, its written
+ * pages copied, and makes that file /proc/self/exe (PR_SET_MM_EXE_FILE). 0, or -1 and errno;
+ * on failure some mappings may already be the new ones (equal content). */
+int cj_remap_read_only(void);
 
 /* ---- unix sockets ----------------------------------------------------------------------- */
 

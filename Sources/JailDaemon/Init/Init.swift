@@ -81,7 +81,7 @@ struct Init {
         tieToTheSupervisor(channels)
         takeStdio(log: channels.log)
         do {
-            try awaitGo(lifeline: channels.lifeline)
+            awaitGo(lifeline: channels.lifeline, "G")
             // Root's user namespace: the login uid is set now, while init still has host root's
             // ids; once it is the namespace's root its /proc/self files are host root's.
             if configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
@@ -89,6 +89,8 @@ struct Init {
             let syslogTarget = configuration.syslog ? try SyslogRelay.connectTarget(configuration.syslogTarget) : nil
             try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)
             channels.rootTree?.closeQuietly()
+            // The supervisor made the cgroups while init mounted; init forks nothing before.
+            awaitGo(lifeline: channels.lifeline, "C")
             // Becoming the user namespace's root changed init's credentials, which clears the
             // parent-death signal: armed again, and the lifeline checked once more.
             if configuration.mapsRange { tieToTheSupervisor(channels) }
@@ -162,11 +164,12 @@ struct Init {
         if logPipe.rawValue > 2 { logPipe.closeQuietly() }
     }
 
-    /// The supervisor says "G" once init is in its cgroups and its user namespace has its ids
-    /// (and the root tree its mapping): nothing may mount or fork before.
-    static func awaitGo(lifeline: FileDescriptor) throws(JailError) {
+    /// The supervisor says "G" once init's user namespace has its ids (and the root tree its
+    /// mapping): nothing may mount before. It says "C" once init is in its cgroups and the port
+    /// filter is attached: nothing may fork before. EOF: the supervisor is gone, the start too.
+    static func awaitGo(lifeline: FileDescriptor, _ word: Unicode.Scalar) {
         var go: UInt8 = 0
-        guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: "G") else { _exit(1) }
+        guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: word) else { _exit(1) }
     }
 
     /// stdin and stdout were the host's /dev/null until now: nothing of the host stays.
@@ -213,7 +216,7 @@ struct Init {
             let startedIndex = startingSession.map { poller.add($0.channel.rawValue, read: true) } ?? -1
             let adoptionWatch = adoption?.addPolls(&poller)
             let timeout: Int32 = stopping ? Int32(max(0, stopDeadline - monotonicMilliseconds())) : -1
-            idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
+            idlePages.wait(&poller, timeout: timeout)
             if poller.readable(signalIndex) { handleSignals() }
             if startedIndex >= 0 && (poller.readable(startedIndex) || poller.hungUp(startedIndex)) { sessionStarted() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }

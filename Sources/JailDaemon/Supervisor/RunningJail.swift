@@ -57,7 +57,7 @@ struct RunningJail {
                 timeout = timeout < 0 ? untilKill : min(timeout, untilKill)
             }
             let pidfdIndex = initPidfd.map { poller.add($0, read: true) } ?? -1
-            idlePages.afterWait(woke: (try? poller.wait(timeout: idlePages.timeout(timeout))) ?? true)
+            idlePages.wait(&poller, timeout: timeout)
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
             if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
             if pidfdIndex >= 0 && poller.readable(pidfdIndex) { return finish(initCode: nil) }

@@ -52,9 +52,12 @@ struct CloneChannels {
 
 extension Supervisor {
     /// clone(2) into the new namespaces; the child becomes init and never returns here. The
-    /// steps: open the channels, clone, give init its ids, root and cgroups, say "G", wait
-    /// for its readiness. Any failure undoes all of it in the one `catch` below.
-    func cloneInit(listener: FileDescriptor, control: FileDescriptor?, cgroups: JailCgroups?,
+    /// steps: open the channels, clone, give init its ids and root, say "G" (init mounts its
+    /// file system), meanwhile make its cgroups and port filter unless they were made before
+    /// the clone (`cgroupsBeforeClone`), move init into them, say "C" (init forks nothing
+    /// before), wait for its readiness. Any failure undoes all of it in the one `catch` below,
+    /// and the caller's (which removes `cgroups`).
+    func cloneInit(listener: FileDescriptor, control: FileDescriptor?, cgroups: inout JailCgroups?,
                    range: UInt32?) throws(JailError) -> StartedInit {
         let threads = threadCount()
         guard threads == 1 else { throw .threaded(threads) }
@@ -64,9 +67,15 @@ extension Supervisor {
         var reaped = false
         do {
             pid = try clone(channels, listener: listener, control: control)
-            try prepare(init: pid, channels: channels, cgroups: cgroups, range: range)
+            try prepare(init: pid, channels: channels, range: range)
             // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
             try? channels.lifeline.write.writeFully(Array("G".utf8))
+            if !cgroupsBeforeClone {
+                cgroups = try makeCgroups()
+                try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
+            }
+            try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped)
+            try? channels.lifeline.write.writeFully(Array("C".utf8))
             rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
             // Never a signal to a reaped pid: it may be another process's by now.
@@ -139,9 +148,8 @@ extension Supervisor {
         return pid
     }
 
-    /// Into its user namespace's ids and its cgroup, the root tree idmapped, out of the OOM
-    /// killer's reach, all before it serves anyone.
-    func prepare(init pid: pid_t, channels: CloneChannels, cgroups: JailCgroups?, range: UInt32?) throws(JailError) {
+    /// Into its user namespace's ids, the root tree idmapped: what init needs to mount.
+    func prepare(init pid: pid_t, channels: CloneChannels, range: UInt32?) throws(JailError) {
         if configuration.rootless { try mapUser(into: pid) }
         if let range {
             try mapRange(range, into: pid)
@@ -153,6 +161,22 @@ extension Supervisor {
                 }
             }
         }
+    }
+
+    /// `join`, while init may have failed its mounts meanwhile (and exited): its reason first.
+    func joinCgroups(init pid: pid_t, cgroups: JailCgroups?, channels: CloneChannels, reaped: inout Bool) throws(JailError) {
+        do { try join(init: pid, cgroups: cgroups) } catch {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                reaped = true
+                if case .failed(let reason) = Readiness.receive(from: channels.ready.read) { throw .startFailed(reason) }
+            }
+            throw error
+        }
+    }
+
+    /// Into its cgroups and out of the OOM killer's reach, before it forks anything.
+    func join(init pid: pid_t, cgroups: JailCgroups?) throws(JailError) {
         try cgroups?.attachInit(pid)
         // Needs CAP_SYS_RESOURCE, which some hosts (containers) withhold: then the memory
         // limit, which init is outside of, is its protection.

@@ -145,13 +145,17 @@ public struct Supervisor {
         let signals: SignalDescriptor
         let started: StartedInit
         do {
-            cgroups = try makeCgroups()
-            try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
+            // With limits init inherits descriptors of its cgroups' procs files, so they exist
+            // before the clone; without, they are made while init mounts its file system.
+            if cgroupsBeforeClone {
+                cgroups = try makeCgroups()
+                try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
+            }
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             }
             range = try allocateRange()
-            started = try cloneInit(listener: listener, control: control, cgroups: cgroups, range: range)
+            started = try cloneInit(listener: listener, control: control, cgroups: &cgroups, range: range)
         } catch {
             listener.closeQuietly()
             control?.closeQuietly()
@@ -201,6 +205,11 @@ public struct Supervisor {
         for byte in prefix.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
         return "jail-\(account.uid)-\(account.gid)-" + String(hash, radix: 16)
     }
+
+    /// Whether the cgroups are made before the clone: with limits, init inherits descriptors of
+    /// their procs files (the spawn path and new helpers join through them). Otherwise the
+    /// supervisor makes them, and attaches the port filter, while init mounts (cloneInit).
+    var cgroupsBeforeClone: Bool { !configuration.limits.controllers.isEmpty }
 
     /// The jail's cgroups when this host has a cgroup file system (always for limits).
     func makeCgroups() throws(JailError) -> JailCgroups? {
