@@ -45,8 +45,10 @@ struct segment {
 };
 static struct segment segments[32];
 static int segment_count;
-/* cj_release_data_file_pages: only the writable segments (data, RELRO), not the code. */
-static int writable_only;
+/* Which segments a release takes: all (the file's pages, found in pagemap), only the writable
+ * ones (cj_release_data_file_pages), or only the code (cj_poll_releasing_code_pages). */
+enum { ALL_SEGMENTS, WRITABLE_ONLY, CODE_ONLY };
+static int which_segments = ALL_SEGMENTS;
 
 /* A system call without libc, for the code that runs while jaild's file pages are unmapped. */
 static inline __attribute__((always_inline)) long raw_syscall4(long number, long a1, long a2, long a3, long a4) {
@@ -70,8 +72,15 @@ static inline __attribute__((always_inline)) long raw_syscall4(long number, long
 #endif
 }
 
-/* Unmaps the pages of [start, end) that are still the file's, except [keep_start, keep_end). */
+/* Unmaps the pages of [start, end) that are still the file's, except [keep_start, keep_end).
+ * Code is never written, so all of a code segment is the file's: no pagemap needed (a forked
+ * spare helper's pagemap descriptor is init's, inherited, and shows init's pages). */
 IDLE_TEXT static void release_range(uintptr_t start, uintptr_t end, uintptr_t keep_start, uintptr_t keep_end) {
+    if (which_segments == CODE_ONLY) {
+        if (keep_start > start) raw_syscall4(SYS_madvise, (long)start, (long)((keep_start < end ? keep_start : end) - start), MADV_DONTNEED, 0);
+        if (keep_end < end) raw_syscall4(SYS_madvise, (long)(keep_end > start ? keep_end : start), (long)(end - (keep_end > start ? keep_end : start)), MADV_DONTNEED, 0);
+        return;
+    }
     uint64_t entries[512];
     uintptr_t run = 0; /* start of the current run of releasable pages, 0 when none */
     uintptr_t page = (uintptr_t)page_size;
@@ -116,7 +125,8 @@ static int collect_segment(struct dl_phdr_info *info, size_t size, void *unused)
     for (int i = 0; i < info->dlpi_phnum && segment_count < 32; i++) {
         const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
         if (segment->p_type != PT_LOAD) continue;
-        if (writable_only && !(segment->p_flags & PF_W)) continue;
+        if (which_segments == WRITABLE_ONLY && !(segment->p_flags & PF_W)) continue;
+        if (which_segments == CODE_ONLY && (segment->p_flags & PF_W)) continue;
         uintptr_t start = (info->dlpi_addr + segment->p_vaddr) & mask;
         uintptr_t end = (info->dlpi_addr + segment->p_vaddr + segment->p_memsz + (uintptr_t)page_size - 1) & mask;
         segments[segment_count++] = (struct segment){start, end};
@@ -136,7 +146,7 @@ static long release(struct pollfd *fds, unsigned long nfds, int timeout_ms) {
     int kept = pagemap >= 0;
     if (!kept) pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     segment_count = 0;
-    if (pagemap >= 0) dl_iterate_phdr(collect_segment, NULL);
+    if (pagemap >= 0 || which_segments == CODE_ONLY) dl_iterate_phdr(collect_segment, NULL);
     struct timespec timeout = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
     long result = release_then_poll(fds, nfds, timeout_ms < 0 ? NULL : &timeout);
     if (!kept && pagemap >= 0) {
@@ -156,13 +166,27 @@ void cj_release_file_pages(void) {
  * init's own. The spare cannot tell them apart itself: its /proc/self/pagemap belongs to host
  * root, and init's open one shows init's pages. Code pages are not copied by a fork. */
 void cj_release_data_file_pages(void) {
-    writable_only = 1;
+    which_segments = WRITABLE_ONLY;
     cj_release_file_pages();
-    writable_only = 0;
+    which_segments = ALL_SEGMENTS;
 }
 
 int cj_poll_releasing_file_pages(struct pollfd *fds, unsigned long nfds, int timeout_ms) {
     long result = release(fds, nfds, timeout_ms);
+    if (result < 0) {
+        errno = (int)-result;
+        return -1;
+    }
+    return (int)result;
+}
+
+/* The spare session helper's wait (Session/SessionHelper+Spare.swift): the few calls between
+ * init's fork and the wait map a megabyte or two of code (64 KiB around each fault), charged to
+ * the idle spare; they go, then the sleep, as in the idle loop. */
+int cj_poll_releasing_code_pages(struct pollfd *fds, unsigned long nfds, int timeout_ms) {
+    which_segments = CODE_ONLY;
+    long result = release(fds, nfds, timeout_ms);
+    which_segments = ALL_SEGMENTS;
     if (result < 0) {
         errno = (int)-result;
         return -1;

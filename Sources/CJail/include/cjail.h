@@ -43,6 +43,8 @@ int cj_poll_releasing_file_pages(struct pollfd *fds, unsigned long nfds, int tim
 int cj_keep_pagemap_open(void);
 /* cj_release_file_pages for the writable segments only (before init forks a spare helper). */
 void cj_release_data_file_pages(void);
+/* cj_poll_releasing_file_pages for the code segments only, without pagemap (a spare's wait). */
+int cj_poll_releasing_code_pages(struct pollfd *fds, unsigned long nfds, int timeout_ms);
 /* Closes every fd >= first except those listed. */
 void cj_close_all_except(unsigned int first, const int *keep, int nkeep);
 int cj_set_cloexec(int fd);
@@ -117,10 +119,6 @@ ssize_t cj_send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 /* recvmsg taking any SCM_RIGHTS fds (made CLOEXEC); *nfds is how many arrived. Fds beyond
  * maxfds, and any truncated control data, are closed and make the call fail with EBADMSG. */
 ssize_t cj_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
-
-/* The spare session helper's blocking wait for its connection (spare.c): unmaps the code pages
- * it mapped since the fork, then cj_recv_with_fds. */
-ssize_t cj_spare_wait(int channel, void *buf, size_t len, int *fds, int maxfds, int *nfds);
 
 /* ---- terminals -------------------------------------------------------------------------- */
 

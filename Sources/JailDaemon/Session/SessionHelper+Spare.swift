@@ -26,17 +26,18 @@ extension SessionHelper {
             _exit(1)
         }
 
-        // Blocking: nothing else to do until init writes, and its end of file (a stop) ends us.
-        var bytes = [UInt8](repeating: 0, count: 64)
-        var fds: [Int32] = [-1]
-        var count: Int32 = 0
-        let n = bytes.withUnsafeMutableBytes { cj_spare_wait(channel.rawValue, $0.baseAddress, $0.count, &fds, 1, &count) }
-        guard n > 0, count == 1, let handOff = SpareHandOff(bytes: Array(bytes.prefix(n))) else {
-            if count == 1 { close(fds[0]) }
+        // Nothing else to do until init writes; its end of file (a stop) ends us. The code pages
+        // mapped since the fork are given back while we wait.
+        var entry = pollfd(fd: channel.rawValue, events: Int16(POLLIN), revents: 0)
+        while cj_poll_releasing_code_pages(&entry, 1, -1) < 0 && errno == EINTR {}
+        let received: (bytes: [UInt8], fds: [Int32])?
+        do { received = try UnixSocket.receive(channel, max: 64, maxDescriptors: 1) } catch { _exit(0) }
+        guard let received, received.fds.count == 1, let handOff = SpareHandOff(bytes: received.bytes) else {
+            for fd in received?.fds ?? [] { close(fd) }
             _exit(0)
         }
         cj_set_proctitle("jaild: session")
-        serve(connection: FileDescriptor(rawValue: fds[0]), signals: signals, configuration: configuration,
+        serve(connection: FileDescriptor(rawValue: received.fds[0]), signals: signals, configuration: configuration,
               settings: settings, jail: jail, id: handOff.id, hostRoot: handOff.hostRoot, startedNotice: channel)
     }
 }
