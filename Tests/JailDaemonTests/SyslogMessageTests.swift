@@ -88,22 +88,35 @@ final class SyslogMessageTests: XCTestCase {
         XCTAssertTrue(budget.fits(400))
         budget.forwarded(400)
         XCTAssertTrue(budget.fits(600))
-        XCTAssertFalse(budget.fits(601))
-        budget.dropped(601)
         budget.forwarded(600)
         XCTAssertTrue(budget.isSpent)
         XCTAssertFalse(budget.fits(1))
         budget.dropped(8000)
         XCTAssertEqual(budget.timeout(now: 5300), 700)
         XCTAssertNil(budget.tick(now: 5999))
-        XCTAssertEqual(budget.tick(now: 6000), SyslogBudget.Drops(messages: 2, bytes: 8601))
+        XCTAssertEqual(budget.tick(now: 6000), SyslogBudget.Drops(messages: 1, bytes: 8000))
         XCTAssertEqual(budget.timeout(now: 6000), -1)
         for _ in 0..<3 {
             XCTAssertTrue(budget.fits(10))
             budget.forwarded(10)
         }
+        XCTAssertTrue(budget.isSpent)
         XCTAssertFalse(budget.fits(10))
+        XCTAssertNil(budget.tick(now: 6500))
+        XCTAssertNil(budget.tick(now: 7000), "nothing was dropped")
         XCTAssertEqual(SyslogBudget().bytes, 256 << 10)
         XCTAssertEqual(SyslogBudget().messages, 1000)
+    }
+
+    func testAMessageThatDoesNotFitEndsTheSecond() {
+        var budget = SyslogBudget(messages: 100, bytes: 1000)
+        _ = budget.tick(now: 1000)
+        XCTAssertTrue(budget.fits(900))
+        budget.forwarded(900)
+        XCTAssertFalse(budget.fits(200))
+        budget.dropped(200)
+        XCTAssertFalse(budget.fits(50), "spent until the next second")
+        XCTAssertEqual(budget.tick(now: 2000), SyslogBudget.Drops(messages: 1, bytes: 200))
+        XCTAssertTrue(budget.fits(50))
     }
 }

@@ -36,18 +36,26 @@ struct SyslogBudget {
         forwardedBytes = 0
         droppedMessages = 0
         droppedBytes = 0
+        isSpent = false
         return drops
     }
 
-    /// Nothing more fits in this second: the relay drops what comes without rewriting it.
-    var isSpent: Bool { forwardedMessages >= messages || forwardedBytes >= bytes }
+    /// Nothing more is forwarded in this second: the relay drops what comes without rewriting
+    /// it, so a flood costs a recv per message and no more.
+    private(set) var isSpent = false
 
-    /// Whether a message of `size` bytes may be forwarded now (it must fit whole).
-    func fits(_ size: Int) -> Bool { !isSpent && forwardedBytes + size <= bytes }
+    /// Whether a message of `size` bytes may be forwarded now (it must fit whole). The first
+    /// one that does not fit ends the second: else every later message of a flood would be
+    /// rewritten only to be found too big.
+    mutating func fits(_ size: Int) -> Bool {
+        if !isSpent && forwardedBytes + size > bytes { isSpent = true }
+        return !isSpent
+    }
 
     mutating func forwarded(_ size: Int) {
         forwardedMessages += 1
         forwardedBytes += size
+        if forwardedMessages >= messages || forwardedBytes >= bytes { isSpent = true }
     }
 
     mutating func dropped(_ size: Int) {

@@ -94,23 +94,31 @@ public enum SyslogMessage {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         func octal(_ byte: UInt8) { out += [UInt8(ascii: "#"), 48 + (byte >> 6), 48 + ((byte >> 3) & 7), 48 + (byte & 7)] }
-        var parser = Unicode.UTF8.ForwardParser()
-        var iterator = bytes.makeIterator()
-        var start = bytes.startIndex
-        while true {
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            // Printable ASCII, most of every message, needs no decoding.
+            if byte > 32 && byte < 127 || byte == 32 && spaces {
+                out.append(byte)
+                index += 1
+                continue
+            }
+            var parser = Unicode.UTF8.ForwardParser()
+            var iterator = bytes[index...].makeIterator()
             switch parser.parseScalar(from: &iterator) {
             case .valid(let encoded):
                 let scalar = Unicode.UTF8.decode(encoded)
-                let keep = spaces ? scalar == "\t" || !Logfmt.isUnsafe(scalar) : scalar != " " && !Logfmt.isUnsafe(scalar)
+                let keep = scalar == "\t" ? spaces : scalar != " " && !Logfmt.isUnsafe(scalar)
                 if keep { out += encoded } else { encoded.forEach(octal) }
-                start += encoded.count
+                index += encoded.count
             case .error(let length):
-                bytes[start..<(start + length)].forEach(octal)
-                start += length
+                bytes[index..<(index + length)].forEach(octal)
+                index += length
             case .emptyInput:
                 return out
             }
         }
+        return out
     }
 
     /// `bytes` cut to at most `limit`, never inside a UTF-8 sequence.
