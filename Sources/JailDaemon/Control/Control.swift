@@ -75,7 +75,8 @@ public enum Control {
 /// One running jail as `jaild list` shows it.
 struct Row {
     let state: JailState
-    let sessions: Int
+    /// nil when the caller is not root: the records are readable by root only.
+    let sessions: Int?
     let uptime: Int64
     let memory: UInt64
 
@@ -83,7 +84,7 @@ struct Row {
         self.state = state
         // As `jaild sessions` finds them (by init's executable and the session record), not by
         // title: any process of the jail user may call itself "jaild: [9] /dev/pts/9".
-        sessions = Sessions.helpers(of: state).count
+        sessions = getuid() == 0 ? Sessions.helpers(of: state).count : nil
         uptime = max(0, Int64(time(nil)) - state.started)
         memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
     }
@@ -92,7 +93,7 @@ struct Row {
         var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS"]]
         for r in rows {
             lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
-                          "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
+                          r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
                           r.state.rcStatus.map { "\($0)" } ?? "-",
                           r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"])
         }
@@ -103,7 +104,7 @@ struct Row {
         let objects = rows.map { r in
             "{\"socket\":\(Logfmt.json(r.state.socket)),\"pid_file\":\(Logfmt.json(r.state.pidFile)),\"uid\":\(r.state.uid),"
                 + "\"gid\":\(r.state.gid),\"root\":\(Logfmt.json(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
-                + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions),\"uptime_seconds\":\(r.uptime),"
+                + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions.map { "\($0)" } ?? "null"),\"uptime_seconds\":\(r.uptime),"
                 + "\"memory_bytes\":\(r.memory),\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
