@@ -152,8 +152,12 @@ def test_syslog_relay_escapes_c1_and_bidi(jaild, listener):
     assert message == f"<13>jail/{NAME}: app: a#302#23331mb#342#200#256c#033[2Jd#342#201#246".encode()
 
 
-def test_sessions_table_and_json_escape_the_command(jaild):
-    jail = jaild()
+USERNS_MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
+
+
+@USERNS_MODES
+def test_sessions_table_and_json_escape_the_command(jaild, mode):
+    jail = jaild(*mode)
     command = "sleep 60 # \u009b31m \u202egpj.exe \x1b[2J"
     client = session_client(jail, command)
     try:
@@ -220,8 +224,9 @@ def list_entry(jail):
     return next(e for e in json.loads(out.stdout) if e["socket"] == jail.socket)
 
 
-def test_a_forged_title_is_not_a_session_in_jaild_list(jaild):
-    jail = jaild()
+@USERNS_MODES
+def test_a_forged_title_is_not_a_session_in_jaild_list(jaild, mode):
+    jail = jaild(*mode)
     init = list_entry(jail)["init_pid"]
     parked = jail.run("setsid escprobe title </dev/null >/dev/null 2>&1 &")
     assert parked.returncode == 0, parked.stderr
