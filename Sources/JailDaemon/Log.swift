@@ -37,7 +37,11 @@ public struct JailLogHandler: LogHandler {
         Self.emit(level: event.level, "\(event.message)")
     }
 
-    public static func emit(level: Logger.Level, _ text: String) {
+    /// Every line of every sink goes through the one escaper (Logfmt.printable): a message may
+    /// quote a jail's path, a user name from its passwd, a line of its output, and none of it
+    /// may split the line or reach a terminal as a control (C0, C1, bidi).
+    public static func emit(level: Logger.Level, _ rawText: String) {
+        let text = Logfmt.printable(rawText)
         switch currentLogSink {
         case .standardError:
             let prefix = level >= .error ? "jaild: error: " : level == .warning ? "jaild: warning: " : "jaild: "
@@ -75,7 +79,7 @@ let log = Logger(label: "jaild", factory: { _ in JailLogHandler() })
 extension JailLogHandler {
     /// A failure of jaild's first process: always one line on its stderr.
     public static func emitToTerminal(_ text: String) {
-        writeLine("jaild: " + text)
+        writeLine("jaild: " + Logfmt.printable(text))
     }
 }
 

@@ -60,20 +60,68 @@ public enum Logfmt {
         scalar.isASCII && scalar.value > 0x20 && scalar.value < 0x7f && scalar != "\"" && scalar != "=" && scalar != "\\"
     }
 
-    /// Characters that must never reach a log line as they are.
-    static func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
+    /// The one rule for what a jail may not put on an operator's screen or into a host log:
+    /// every path that shows jail-controlled text (logfmt values here, `printable` for log lines
+    /// and table cells, `json` for `--json` output, the syslog relay's `#ooo`) asks this one
+    /// function. Unsafe: C0 controls (escape sequences, a carriage return that hides a prefix, a
+    /// newline that forges a line), DEL, C1 controls (U+009B is CSI on terminals that take 8-bit
+    /// controls), the line and paragraph separators, the bidi embeddings, overrides, isolates and
+    /// the Arabic letter mark (U+202E shows `gpj.exe` as `exe.jpg`), zero-width characters and
+    /// the BOM (text that looks the same but is not).
+    public static func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
         let v = scalar.value
         if v < 0x20 || (0x7f...0x9f).contains(v) { return true }
-        // Line/paragraph separators, bidi embeddings, overrides and isolates, zero-width and BOM.
         if v == 0x2028 || v == 0x2029 || (0x202a...0x202e).contains(v) || (0x2066...0x2069).contains(v) { return true }
         if (0x200b...0x200f).contains(v) || v == 0xfeff || v == 0x061c { return true }
         return false
     }
 
+    /// `\xHH` below U+0100, else `\u{H}`: the escape `fields` reads back.
     static func escaped(_ scalar: Unicode.Scalar) -> String {
         let hex = String(scalar.value, radix: 16)
         if scalar.value < 0x100 { return "\\x" + (hex.count < 2 ? "0" : "") + hex }
         return "\\u{" + hex + "}"
+    }
+}
+
+/// The other forms of the same escaper, for the paths that are not logfmt.
+extension Logfmt {
+    /// Free text as it goes into a log line or a table cell: each unsafe character as `\xHH` or
+    /// `\u{H}`, everything else as it is (so a line never moves the cursor, never splits).
+    public static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isUnsafe) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if isUnsafe(scalar) { out += escaped(scalar) } else { out.unicodeScalars.append(scalar) }
+        }
+        return out
+    }
+
+    /// Bytes a jail wrote (its boot output): bad UTF-8 becomes U+FFFD (a lone 0x9B byte is CSI
+    /// to a terminal in an 8-bit locale), then `printable`.
+    public static func printable(_ bytes: some Collection<UInt8>) -> String {
+        // Printable ASCII, the common case, is valid UTF-8 with nothing to escape.
+        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return String(decoding: bytes, as: UTF8.self) }
+        return printable(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// A JSON string literal: `"` and `\\` escaped, and every unsafe character as `\uXXXX`
+    /// (`\u009b`, `\u202e`; all of them are in the BMP), so `--json` output carries the exact
+    /// text to a parser and nothing raw to a terminal that shows it.
+    public static func json(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case _ where isUnsafe(scalar):
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 }
 

@@ -39,6 +39,18 @@ final class LogLinesTests: XCTestCase {
     func testEscaping() {
         XCTAssertEqual(LineSplitter.escaped(Array("plain text".utf8)), "plain text")
         XCTAssertEqual(LineSplitter.escaped([0x1B] + Array("[2J\rjaild: fake".utf8)), "\\x1b[2J\\x0djaild: fake")
+        // C1 (U+009B CSI), a bidi override (U+202E), a lone 0x9B byte (bad UTF-8), DEL.
+        XCTAssertEqual(LineSplitter.escaped([0x61, 0xc2, 0x9b, 0x33, 0x31, 0x6d, 0xe2, 0x80, 0xae, 0x62, 0x9b, 0x7f]),
+                       "a\\x9b31m\\u{202e}b\u{fffd}\\x7f")
+        XCTAssertEqual(LineSplitter.escaped(Array("héllo — ok".utf8)), "héllo — ok")
+    }
+
+    func testNoUnsafeScalarSurvivesAnyBytes() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let bytes = (0..<Int.random(in: 0...32, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            XCTAssertFalse(LineSplitter.escaped(bytes).unicodeScalars.contains(where: Logfmt.isUnsafe), "\(bytes)")
+        }
     }
 
     func testBudget() {

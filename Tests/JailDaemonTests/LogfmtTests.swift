@@ -51,4 +51,18 @@ final class LogfmtTests: XCTestCase {
         XCTAssertFalse(line.unicodeScalars.contains { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) })
         XCTAssertEqual(line.filter { $0 == "\n" }.count, 0)
     }
+
+    func testPrintableEscapesOnlyTheUnsafe() {
+        XCTAssertEqual(Logfmt.printable("plain \"text\" \\ é"), "plain \"text\" \\ é")
+        XCTAssertEqual(Logfmt.printable("a\u{1b}[2J\u{9b}31m\u{202e}b\nc"), "a\\x1b[2J\\x9b31m\\u{202e}b\\x0ac")
+    }
+
+    func testJSONEscapesTheSameCharacters() {
+        XCTAssertEqual(Logfmt.json("sleep \u{9b}31m\u{202e}gpj.exe \u{1b}[2J\"\\\n"),
+                       "\"sleep \\u009b31m\\u202egpj.exe \\u001b[2J\\\"\\\\\\n\"")
+        var all = ""
+        for v in 0..<0x3000 { if let s = Unicode.Scalar(v) { all.unicodeScalars.append(s) } }
+        XCTAssertFalse(Logfmt.json(all).unicodeScalars.contains(where: Logfmt.isUnsafe))
+        XCTAssertFalse(Logfmt.printable(all).unicodeScalars.contains(where: Logfmt.isUnsafe))
+    }
 }

@@ -75,14 +75,16 @@ public enum Control {
 /// One running jail as `jaild list` shows it.
 struct Row {
     let state: JailState
-    let sessions: Int
+    /// nil when the caller is not root: the records are readable by root only.
+    let sessions: Int?
     let uptime: Int64
     let memory: UInt64
 
     init(state: JailState) {
         self.state = state
-        let helpers = children(of: state.initPid).filter { commandLine(of: $0).hasPrefix("jaild: [") }
-        sessions = helpers.count
+        // As `jaild sessions` finds them (by init's executable and the session record), not by
+        // title: any process of the jail user may call itself "jaild: [9] /dev/pts/9".
+        sessions = getuid() == 0 ? Sessions.helpers(of: state).count : nil
         uptime = max(0, Int64(time(nil)) - state.started)
         memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
     }
@@ -91,7 +93,7 @@ struct Row {
         var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS"]]
         for r in rows {
             lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
-                          "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
+                          r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
                           r.state.rcStatus.map { "\($0)" } ?? "-",
                           r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"])
         }
@@ -100,32 +102,15 @@ struct Row {
 
     static func json(_ rows: [Row]) -> String {
         let objects = rows.map { r in
-            "{\"socket\":\(quote(r.state.socket)),\"pid_file\":\(quote(r.state.pidFile)),\"uid\":\(r.state.uid),"
-                + "\"gid\":\(r.state.gid),\"root\":\(quote(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
-                + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions),\"uptime_seconds\":\(r.uptime),"
-                + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup)),"
+            "{\"socket\":\(Logfmt.json(r.state.socket)),\"pid_file\":\(Logfmt.json(r.state.pidFile)),\"uid\":\(r.state.uid),"
+                + "\"gid\":\(r.state.gid),\"root\":\(Logfmt.json(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
+                + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions.map { "\($0)" } ?? "null"),\"uptime_seconds\":\(r.uptime),"
+                + "\"memory_bytes\":\(r.memory),\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
                 + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount)}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 
@@ -136,10 +121,6 @@ func children(of pid: Int32) -> [Int32] {
 
 func descendants(of pid: Int32) -> [Int32] {
     children(of: pid).flatMap { [$0] + descendants(of: $0) }
-}
-
-func commandLine(of pid: Int32) -> String {
-    String(decoding: ((try? readFile("/proc/\(pid)/cmdline")) ?? []).map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
 }
 
 func residentBytes(of pid: Int32) -> UInt64 {

@@ -75,18 +75,32 @@ public enum Sessions {
         return 0
     }
 
-    /// The sessions of one jail, by id.
-    public static func live(_ state: JailState) -> [Live] {
+    /// A session helper of a jail and its record, as init knows it.
+    struct Helper {
+        let pid: Int32
+        let fields: [String: String]
+    }
+
+    /// The session helpers of a jail: the children of its init that run init's own executable
+    /// and hold a session record. `jaild list` counts these, `jaild sessions` lists them: no
+    /// process title is trusted (the jail user can give any process any title).
+    static func helpers(of state: JailState) -> [Helper] {
         var initExe = stat()
         guard stat("/proc/\(state.initPid)/exe", &initExe) == 0 else { return [] }
-        var out: [Live] = []
-        for helper in children(of: state.initPid) {
+        return children(of: state.initPid).compactMap { pid in
             var exe = stat()
-            guard stat("/proc/\(helper)/exe", &exe) == 0, exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
-                  let text = record(of: helper) else { continue }
+            guard stat("/proc/\(pid)/exe", &exe) == 0, exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
+                  let text = record(of: pid) else { return nil }
             let fields = Logfmt.fields(text)
-            guard fields["id"] != nil else { continue }
-            let program = children(of: helper).first ?? 0
+            return fields["id"] == nil ? nil : Helper(pid: pid, fields: fields)
+        }
+    }
+
+    /// The sessions of one jail, by id.
+    public static func live(_ state: JailState) -> [Live] {
+        helpers(of: state).map { helper in
+            let fields = helper.fields
+            let program = children(of: helper.pid).first ?? 0
             var idle: Int64?
             if let tty = fields["tty"], tty.hasPrefix("/dev/pts/") {
                 var info = stat()
@@ -95,11 +109,10 @@ public enum Sessions {
                     idle = max(0, Int64(time(nil)) - Int64(max(info.st_atim.tv_sec, info.st_mtim.tv_sec)))
                 }
             }
-            let peer = Int32(fields["connection_fd"] ?? "").flatMap { hostPeerPid(helper: helper, fd: $0) }
-            out.append(Live(jail: state.name, fields: fields, helperPid: helper, programPid: program, idleSeconds: idle,
-                            peerPid: peer))
-        }
-        return out.sorted { $0.id < $1.id }
+            let peer = Int32(fields["connection_fd"] ?? "").flatMap { hostPeerPid(helper: helper.pid, fd: $0) }
+            return Live(jail: state.name, fields: fields, helperPid: helper.pid, programPid: program, idleSeconds: idle,
+                        peerPid: peer)
+        }.sorted { $0.id < $1.id }
     }
 
     /// The client's pid as the host sees it: SO_PEERCRED read here, in the host's PID
@@ -140,7 +153,7 @@ public enum Sessions {
             let started = Int64(s.fields["started"] ?? "") ?? 0
             lines.append([s.jail, "\(s.id)", s.fields["user"] ?? "?", s.tty, s.fields["from"] ?? "?", clock(started),
                           s.idleSeconds.map { "\($0)s" } ?? "-", "\(s.programPid)",
-                          Logfmt.quote(s.fields["command"] ?? "")].map(Logfmt.printable))
+                          Logfmt.quote(s.fields["command"] ?? "")])
         }
         return TextTable.render(lines)
     }
@@ -148,13 +161,13 @@ public enum Sessions {
     static func json(_ sessions: [Live]) -> String {
         let objects = sessions.map { s in
             let f = s.fields
-            return "{\"jail\":\(Row.quote(s.jail)),\"id\":\(s.id),\"user\":\(Row.quote(f["user"] ?? "")),"
+            return "{\"jail\":\(Logfmt.json(s.jail)),\"id\":\(s.id),\"user\":\(Logfmt.json(f["user"] ?? "")),"
                 + "\"uid\":\(Int64(f["uid"] ?? "") ?? -1),\"peer_uid\":\(Int64(f["peer_uid"] ?? "") ?? -1),"
                 + "\"peer_pid\":\(s.peerPid.map { "\($0)" } ?? "null"),"
-                + "\"tty\":\(Row.quote(s.tty)),\"from\":\(Row.quote(f["from"] ?? "")),"
+                + "\"tty\":\(Logfmt.json(s.tty)),\"from\":\(Logfmt.json(f["from"] ?? "")),"
                 + "\"started\":\(Int64(f["started"] ?? "") ?? 0),"
                 + "\"idle_seconds\":\(s.idleSeconds.map { "\($0)" } ?? "null"),\"pid\":\(s.programPid),"
-                + "\"helper_pid\":\(s.helperPid),\"command\":\(Row.quote(f["command"] ?? ""))}"
+                + "\"helper_pid\":\(s.helperPid),\"command\":\(Logfmt.json(f["command"] ?? ""))}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }
@@ -171,12 +184,5 @@ public enum Sessions {
     static func refuse(_ message: String) -> Int32 {
         JailLogHandler.emitToTerminal(message)
         return 1
-    }
-}
-
-extension Logfmt {
-    /// A table cell: control characters escaped (a cell never moves the terminal's cursor).
-    static func printable(_ text: String) -> String {
-        text.unicodeScalars.contains(where: isUnsafe) ? String(quote(text).dropFirst().dropLast()) : text
     }
 }

@@ -33,21 +33,11 @@ struct LineSplitter {
         pending.removeAll()
     }
 
-    /// A jail's text made safe for a host log: control characters (terminal escapes, a
-    /// carriage return that would hide the prefix) become \xNN, bad UTF-8 becomes U+FFFD.
+    /// A jail's text made safe for a host log by the one escaper (Logfmt.printable): control
+    /// characters C0, DEL and C1 (terminal escapes, a carriage return that would hide the
+    /// prefix, U+009B CSI) become \xNN, bidi overrides and separators \u{NNNN}, bad UTF-8 U+FFFD.
     static func escaped(_ line: [UInt8]) -> String {
-        guard line.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return String(decoding: line, as: UTF8.self) }
-        var safe: [UInt8] = []
-        safe.reserveCapacity(line.count + 16)
-        let hex = Array("0123456789abcdef".utf8)
-        for byte in line {
-            if byte < 0x20 || byte == 0x7F {
-                safe += [UInt8(ascii: "\\"), UInt8(ascii: "x"), hex[Int(byte >> 4)], hex[Int(byte & 15)]]
-            } else {
-                safe.append(byte)
-            }
-        }
-        return String(decoding: safe, as: UTF8.self)
+        Logfmt.printable(line)
     }
 }
 

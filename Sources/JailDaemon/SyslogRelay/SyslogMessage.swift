@@ -7,7 +7,8 @@
 /// that reach a local /dev/log are understood: RFC 3164 (`<PRI>Mmm dd hh:mm:ss TAG: MSG`, what
 /// glibc's and busybox's syslog(3) and util-linux `logger` send) and RFC 5424
 /// (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG`); the claimed host name is dropped.
-/// Control characters become `#ooo` (as rsyslog writes them), so a message stays one line;
+/// Control characters, C1 and bidi overrides become `#ooo` per byte (as rsyslog writes them),
+/// so a message stays one line and shows what was sent;
 /// the kernel facility is not the jail's to use and becomes user.
 public enum SyslogMessage {
     /// A safe size for every host daemon (rsyslog's default maximum is 8 KiB).
@@ -52,7 +53,7 @@ public enum SyslogMessage {
         let original = receivedBytes ?? raw.count
         if out.count > limit || original > raw.count {
             let marker = Array(" [truncated from \(original) bytes]".utf8)
-            out = Array(out.prefix(max(0, limit - marker.count))) + marker
+            out = cut(out, to: limit - marker.count) + marker
         }
         return out
     }
@@ -83,17 +84,47 @@ public enum SyslogMessage {
             && digit(s[13]) && digit(s[14]) && s[15] == 32
     }
 
-    /// Control bytes (and DEL) as `#ooo`; in a tag, spaces too.
+    /// Every byte of an unsafe character (Logfmt.isUnsafe: C0 but the message's tabs, DEL, C1,
+    /// bidi overrides, separators) as `#ooo`, rsyslog's form for control characters and, with
+    /// `$Escape8BitCharactersOnReceive`, for 8-bit bytes: U+009B is `#302#233`, U+202E
+    /// `#342#200#256`. A byte that is not part of valid UTF-8 is escaped the same way (a lone
+    /// 0x9B is CSI to an 8-bit terminal), so the result is valid UTF-8 and nothing is lost. In
+    /// a tag, spaces too.
     static func sanitize(_ bytes: ArraySlice<UInt8>, spaces: Bool) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
-        for byte in bytes {
-            if byte < 32 && !(spaces && byte == 9) || byte == 127 || (!spaces && byte == 32) {
-                out += Array("#".utf8) + [48 + (byte >> 6), 48 + ((byte >> 3) & 7), 48 + (byte & 7)]
-            } else {
+        func octal(_ byte: UInt8) { out += [UInt8(ascii: "#"), 48 + (byte >> 6), 48 + ((byte >> 3) & 7), 48 + (byte & 7)] }
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            // Printable ASCII, most of every message, needs no decoding.
+            if byte > 32 && byte < 127 || byte == 32 && spaces {
                 out.append(byte)
+                index += 1
+                continue
+            }
+            var parser = Unicode.UTF8.ForwardParser()
+            var iterator = bytes[index...].makeIterator()
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let encoded):
+                let scalar = Unicode.UTF8.decode(encoded)
+                let keep = scalar == "\t" ? spaces : scalar != " " && !Logfmt.isUnsafe(scalar)
+                if keep { out += encoded } else { encoded.forEach(octal) }
+                index += encoded.count
+            case .error(let length):
+                bytes[index..<(index + length)].forEach(octal)
+                index += length
+            case .emptyInput:
+                return out
             }
         }
         return out
+    }
+
+    /// `bytes` cut to at most `limit`, never inside a UTF-8 sequence.
+    static func cut(_ bytes: [UInt8], to limit: Int) -> [UInt8] {
+        var end = max(0, min(limit, bytes.count))
+        while end > 0 && end < bytes.count && bytes[end] & 0xc0 == 0x80 { end -= 1 }
+        return Array(bytes[..<end])
     }
 }

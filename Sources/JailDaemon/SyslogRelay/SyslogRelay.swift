@@ -17,16 +17,13 @@ import Glibc
 /// process keeps it (close-on-exec, never in a session helper or a program); a connected
 /// datagram socket needs no path to send, so nothing of the host's file system is reachable
 /// through it. Sends never block (MSG_DONTWAIT): a busy host daemon costs messages, counted,
-/// not a stuck relay. Rate limit: at most `perSecond` messages each second; the excess is
-/// counted and reported in one message once per second.
+/// not a stuck relay. Rate limit (SyslogBudget): at most 1,000 messages and 256 KiB each
+/// second; the excess is counted and reported in one message once per second.
 struct SyslogRelay {
     let inside: FileDescriptor
     let target: FileDescriptor
     let jail: String
-    var perSecond = 1000
-    var windowStart: Int64 = 0
-    var forwarded = 0
-    var dropped = 0
+    var budget = SyslogBudget()
 
     /// Before pivot_root: a socket connected to the host's syslog socket.
     static func connectTarget(_ path: String) throws(JailError) -> FileDescriptor {
@@ -70,34 +67,31 @@ struct SyslogRelay {
         cj_set_proctitle("jaild: syslog relay")
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let now = monotonicMilliseconds()
-            if now - windowStart >= 1000 { nextWindow(now) }
+            reportDrops(now: monotonicMilliseconds())
             var entry = pollfd(fd: inside.rawValue, events: Int16(POLLIN), revents: 0)
             // While messages are being dropped, wake at the window's end to report them.
-            let timeout: Int32 = dropped > 0 ? Int32(max(1, windowStart + 1000 - now)) : -1
-            let ready = poll(&entry, 1, timeout)
+            let ready = poll(&entry, 1, budget.timeout(now: monotonicMilliseconds()))
             if ready <= 0 { continue }
             let n = buffer.withUnsafeMutableBytes { recv(inside.rawValue, $0.baseAddress, $0.count, Int32(MSG_TRUNC | MSG_DONTWAIT)) }
             guard n >= 0 else { continue }
-            if monotonicMilliseconds() - windowStart >= 1000 { nextWindow(monotonicMilliseconds()) }
-            guard forwarded < perSecond else {
-                dropped += 1
+            reportDrops(now: monotonicMilliseconds())
+            // A spent second drops what comes unread beyond recv: no rewrite, no CPU for a flood.
+            guard !budget.isSpent else {
+                budget.dropped(n)
                 continue
             }
             let message = SyslogMessage.rewrite(buffer[..<min(n, buffer.count)], jail: jail, receivedBytes: n)
-            if send(message) { forwarded += 1 } else { dropped += 1 }
+            if budget.fits(message.count) && send(message) { budget.forwarded(message.count) } else { budget.dropped(n) }
         }
     }
 
-    mutating func nextWindow(_ now: Int64) {
-        if dropped > 0 {
-            let report = "<44>jail/\(jail): jaild: \(dropped) messages from the jail dropped in the last second "
-                + "(rate limit \(perSecond)/s, or the host's syslog busy)"
-            _ = send(Array(report.utf8))
-        }
-        windowStart = now
-        forwarded = 0
-        dropped = 0
+    /// At a new second, one message saying how much the last one dropped, if anything.
+    mutating func reportDrops(now: Int64) {
+        guard let drops = budget.tick(now: now) else { return }
+        let report = "<44>jail/\(jail): jaild: \(drops.messages) messages (\(drops.bytes) bytes) from the jail dropped in the "
+            + "last second (limit \(budget.messages) messages and \(budget.bytes) bytes a second, or the host's syslog busy)"
+        // A host too busy for the report loses it as it lost the messages: nothing else to do.
+        _ = send(Array(report.utf8))
     }
 
     /// One datagram, without blocking; a host daemon with a smaller limit gets it cut in half
