@@ -212,10 +212,17 @@ def read_through(port):
         return data
 
 
-def test_local_and_stdio_forwards_to_host_only_services_are_refused(world, tmp_path):
+@pytest.fixture
+def public_directory():
+    path = pathlib.Path(tempfile.mkdtemp(prefix="jail-fwd-sock-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_local_and_stdio_forwards_to_host_only_services_are_refused(world, public_directory):
     # A unix socket and a TCP port that the tenant's host uid could reach, its jail cannot.
-    os.chmod(tmp_path, 0o755)
-    path = tmp_path / "host.sock"
+    path = public_directory / "host.sock"
     unix = Server(socket.AF_UNIX, str(path), b"SECRET-UNIX")
     os.chmod(path, 0o666)
     tcp_port = free_port()
@@ -284,15 +291,17 @@ def test_sessions_copies_pty_agent_and_x11_keep_working(world, tmp_path):
     assert r.returncode == 0 and lines[0].startswith("S=/tmp/jail-agent-") and fingerprint in lines[1], (r.stdout, r.stderr)
 
     # ssh -Y: sshd accepts X11 forwarding for the jail made with --forward-x11 (its key says
-    # X11-forwarding) and refuses it for the one without (no X11 listener on the host for it).
-    # DISPLAY inside needs the cookie that sshd's xauth writes into the host home, which is
-    # root's for a tenant of `jaild create` (test_ssh.py's account owns its home: DISPLAY there).
+    # X11-forwarding). DISPLAY inside needs the cookie that sshd's xauth writes into the host
+    # home, which is root's for a tenant of `jaild create` (test_ssh.py's account owns its
+    # home: DISPLAY is checked there).
+    r = world.ssh("-Y", "-o", "LogLevel=INFO", "true", env=x11_client())
+    assert r.returncode == 0 and b"X11 forwarding request failed" not in r.stderr, r.stderr
+
+
+def x11_client():
     env = dict(os.environ, DISPLAY=":99")
     env.pop("XAUTHORITY", None)
-    r = world.ssh("-Y", "-o", "LogLevel=INFO", "true", env=env)
-    assert r.returncode == 0 and b"X11 forwarding request failed" not in r.stderr, r.stderr
-    r = world.ssh("-Y", "-o", "LogLevel=INFO", "echo D=$DISPLAY", env=env, user=OWNER)
-    assert r.returncode == 0 and b"X11 forwarding request failed" in r.stderr and r.stdout == b"D=\n", (r.stdout, r.stderr)
+    return env
 
 
 def test_create_writes_the_restriction_and_says_to_reload(world):
@@ -304,6 +313,9 @@ def test_create_writes_the_restriction_and_says_to_reload(world):
     assert (owner_home / ".ssh" / "authorized_keys").read_text() == "restrict,pty,agent-forwarding " + public
     assert (world.host.dropins / "jail.conf").read_text() == SHIPPED
     assert {TENANT, OWNER} <= set(members())
+    # The jail without --forward-x11: sshd refuses X11 forwarding (no X11 listener on the host).
+    r = world.ssh("-Y", "-o", "LogLevel=INFO", "echo D=$DISPLAY", env=x11_client(), user=OWNER)
+    assert r.returncode == 0 and b"X11 forwarding request failed" in r.stderr and r.stdout == b"D=\n", (r.stdout, r.stderr)
     # sshd ran when the first create installed the drop-in: one line says to reload it.
     lines = world.created.stdout.splitlines()
     assert len(lines) == 2 and "only when reloaded: systemctl reload ssh" in lines[1], world.created.stdout
