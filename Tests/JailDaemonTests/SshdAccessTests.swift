@@ -39,6 +39,8 @@ final class SshdAccessTests: XCTestCase {
             .deletingLastPathComponent()
         let shipped = try String(contentsOf: repository.appendingPathComponent("contrib/sshd/jail.conf"), encoding: .utf8)
         XCTAssertEqual(SshdAccess.dropIn, shipped)
+        let role = "contrib/ansible/ansible_collections/jail/hosting/roles/jail_host/files/sshd-jail.conf"
+        XCTAssertEqual(try String(contentsOf: repository.appendingPathComponent(role), encoding: .utf8), shipped)
         XCTAssertTrue(shipped.contains("\nMatch Group \(SshdAccess.tenantGroup)\n"))
     }
 
