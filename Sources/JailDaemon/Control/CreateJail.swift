@@ -13,8 +13,9 @@ import Glibc
 /// is as it was. The steps: STATE/NAME (0700) with the root mount point and the overlay's
 /// upper and work directories (or a full copy of the base with `copy`); the jail user written
 /// into the merged tree through a detached overlay mount (so the kernel copies up what changes
-/// and the base is never written); the host group and account; its home and key; /etc/shells;
-/// last the config file that `jaild start NAME` reads.
+/// and the base is never written); the sshd drop-in and the host group `jail` of every tenant
+/// when absent (SshdAccess); the host group and account; its home and key (led by `restrict`);
+/// /etc/shells; last the config file that `jaild start NAME` reads.
 public struct JailCreation: Sendable {
     public var name: String
     public var uid: UInt32
