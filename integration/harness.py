@@ -253,10 +253,12 @@ def free_port():
 class HostSshd:
     """Debian's sshd on 127.0.0.1 at a free port, key authentication only, for the given
     accounts: the host's sshd that logs accounts into their jails. `extra` is appended to its
-    config. Stopped by pid; the privilege-separation directory it made is removed."""
+    config; `include`, a directory, is Included first, as Debian's sshd_config Includes
+    /etc/ssh/sshd_config.d. Stopped by pid; the privilege-separation directory it made is removed."""
 
-    def __init__(self, base, users, extra=""):
+    def __init__(self, base, users, extra="", include=None):
         self.base, self.users, self.extra = pathlib.Path(base), list(users), extra
+        self.include = include
         self.port = free_port()
         self.process = None
         self.made_privsep_dir = False
@@ -268,7 +270,8 @@ class HostSshd:
             os.mkdir("/run/sshd", 0o755)
             self.made_privsep_dir = True
         config = self.base / "sshd_config"
-        config.write_text(f"""Port {self.port}
+        first = f"Include {self.include}/*.conf\n" if self.include else ""
+        config.write_text(first + f"""Port {self.port}
 ListenAddress 127.0.0.1
 HostKey {host_key}
 PidFile {self.base / 'sshd.pid'}

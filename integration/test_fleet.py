@@ -46,6 +46,8 @@ class Fleet:
             "jail_host_state_dir": str(base / "state"),
             "jail_host_rootfs_dir": str(base / "state" / "bases"),
             "jail_host_systemd_dir": str(base / "systemd"),
+            "jail_host_sshd_config_dir": str(base / "sshd_config.d"),
+            "jail_host_sshd_reload": False,
             "jail_host_bases": [{"name": "busybox", "tool": "copy", "from": str(base / "busybox")}],
             "jail_base": "busybox",
             "jail_tenants": TENANTS,
@@ -82,6 +84,8 @@ def fleet(installed_jail):
     base = pathlib.Path(tempfile.mkdtemp(prefix="jail-fleet-", dir="/tmp"))
     os.chmod(base, 0o755)
     shells = pathlib.Path("/etc/shells").read_bytes()
+    # The host group of every tenant, which the role makes: there before the snapshot.
+    made_group = subprocess.run(["groupadd", "-r", "jail"], capture_output=True).returncode == 0
     before = snapshot()
     f = Fleet(base, pathlib.Path(installed_jail).parent)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "key")], check=True)
@@ -98,6 +102,8 @@ def fleet(installed_jail):
             subprocess.run(["userdel", tenant["name"]], capture_output=True)
             subprocess.run(["groupdel", tenant["name"]], capture_output=True)
         pathlib.Path("/etc/shells").write_bytes(shells)
+        if made_group:
+            subprocess.run(["groupdel", "jail"], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -114,6 +120,7 @@ def test_playbook_brings_up_two_tenants_then_changes_nothing_then_removes_them(f
     assert os.access(f.base / "sbin" / "jaild", os.X_OK) and os.access(f.base / "bin" / "jail", os.X_OK)
     assert str(f.base / "bin" / "jail") in pathlib.Path("/etc/shells").read_text().split()
     assert (f.base / "systemd" / "jaild@.service").read_text() == (REPO / "contrib/systemd/jaild@.service").read_text()
+    assert (f.base / "sshd_config.d" / "jail.conf").read_text() == (REPO / "contrib/sshd/jail.conf").read_text()
     assert (f.base / "state" / "bases" / "busybox" / "etc" / "passwd").exists()
     assert oct((f.base / "state").stat().st_mode & 0o777) == "0o700"
     listed = json.loads(f.jaild("list", "--json").stdout)
@@ -129,7 +136,8 @@ def test_playbook_brings_up_two_tenants_then_changes_nothing_then_removes_them(f
                  f"{tenant['name']}'s service on {port}")
         # The key, for the host's sshd and for the jail user's own.
         home = pathlib.Path(__import__("pwd").getpwnam(tenant["name"]).pw_dir)
-        assert key in (home / ".ssh" / "authorized_keys").read_text()
+        assert f"restrict,pty,agent-forwarding {key}" in (home / ".ssh" / "authorized_keys").read_text()
+        assert tenant["name"] in __import__("grp").getgrnam("jail").gr_mem
         assert key in su(tenant["name"], "cat ~/.ssh/authorized_keys").stdout.decode()
         row = [r for r in listed if r.get("uid") == tenant["uid"]]
         assert row and row[0]["ports"] == tenant["ports"] and row[0].get("rc_status") == 0, listed

@@ -73,7 +73,7 @@ class Provisioning:
         self.jail_path = jail_binary
         self.names = set()
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "JAIL_CONFIG_DIR": str(self.conf),
-                    "JAIL_STATE_DIR": str(self.state)}
+                    "JAIL_STATE_DIR": str(self.state), "JAIL_SSHD_CONFIG_DIR": str(base / "sshd_config.d")}
 
     def jaild(self, *args, check=False, **kwargs):
         result = subprocess.run([self.jaild_path, *args], capture_output=True, text=True, timeout=60, env=self.env,
@@ -128,10 +128,16 @@ def prov(installed_jail):
     p.conf.mkdir()
     subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(p.state / "bases" / "busybox"), "61000", ISSUE],
                    check=True)
+    (base / "sshd_config.d").mkdir()
+    # The host group of every tenant (test_ssh_forwarding.py tests its making): there before
+    # the snapshots, so that they compare the tenants' own changes.
+    made_group = subprocess.run(["groupadd", "-r", "jail"], capture_output=True).returncode == 0
     try:
         yield p
     finally:
         p.cleanup()
+        if made_group:
+            subprocess.run(["groupdel", "jail"], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
 

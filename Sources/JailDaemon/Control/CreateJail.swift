@@ -13,8 +13,9 @@ import Glibc
 /// is as it was. The steps: STATE/NAME (0700) with the root mount point and the overlay's
 /// upper and work directories (or a full copy of the base with `copy`); the jail user written
 /// into the merged tree through a detached overlay mount (so the kernel copies up what changes
-/// and the base is never written); the host group and account; its home and key; /etc/shells;
-/// last the config file that `jaild start NAME` reads.
+/// and the base is never written); the sshd drop-in and the host group `jail` of every tenant
+/// when absent (SshdAccess); the host group and account; its home and key (led by `restrict`);
+/// /etc/shells; last the config file that `jaild start NAME` reads.
 public struct JailCreation: Sendable {
     public var name: String
     public var uid: UInt32
@@ -36,6 +37,15 @@ public struct JailCreation: Sendable {
         self.base = base
         self.jailBinary = jailBinary
     }
+
+    /// Whether a switch among `options` is on, as jaild will read the config: the last value
+    /// given wins, else its default (forward-agent is on unless turned off).
+    func isOn(_ key: String) -> Bool {
+        guard let value = options.last(where: { $0.key == key })?.value.lowercased() else {
+            return ConfigFile.defaultOn.contains(key)
+        }
+        return ["yes", "true", "1", "on"].contains(value)
+    }
 }
 
 public enum Provision {
@@ -51,15 +61,17 @@ public enum Provision {
         sigprocmask(SIG_BLOCK, &blocked, &previous)
         defer { sigprocmask(SIG_SETMASK, &previous, nil) }
         var undo: [() -> Void] = []
+        let dropIn: SshdAccess.DropIn
         do {
-            try carryOut(plan, paths: paths, undo: &undo)
+            dropIn = try carryOut(plan, paths: paths, undo: &undo)
         } catch {
             for step in undo.reversed() { step() }
             throw error
         }
         let how = request.copy ? "a copy of" : "an overlay of"
-        return "created jail \(request.name) (uid \(plan.uid), gid \(plan.gid), user \(request.user)): \(how) \(plan.base); "
+        let created = "created jail \(request.name) (uid \(plan.uid), gid \(plan.gid), user \(request.user)): \(how) \(plan.base); "
             + "start it with: jaild start \(request.name)"
+        return ([created] + [SshdAccess.notice(dropIn, name: request.name)].compactMap { $0 }).joined(separator: "\n")
     }
 
     /// What was checked, resolved.
@@ -68,8 +80,12 @@ public enum Provision {
         let uid: UInt32
         let gid: UInt32
         let makeHostGroup: Bool
+        /// The host group `jail` of every tenant (the sshd drop-in's Match) is made by the first create.
+        let makeTenantGroup: Bool
         let base: String
         let key: String?
+        /// The key lines for the host's sshd: `restrict` and what the jail's sessions use.
+        let hostKey: String?
         let home: String
         let shell: String
     }
@@ -85,6 +101,9 @@ public enum Provision {
         let groups = HostAccounts.groups()
         if users.contains(where: { $0.name == r.name }) { throw ProvisionError("\(r.name) is taken: a host account of that name exists") }
         if groups.contains(where: { $0.name == r.name }) { throw ProvisionError("\(r.name) is taken: a host group of that name exists") }
+        if r.name == SshdAccess.tenantGroup {
+            throw ProvisionError("\(r.name) is taken: it is the host group of every tenant (sshd's Match Group \(r.name))")
+        }
         if (try? fileStatus(paths.config(r.name))) != nil {
             throw ProvisionError("\(r.name) is taken: \(paths.config(r.name)) exists")
         }
@@ -129,8 +148,12 @@ public enum Provision {
         if shellFD < 0 { throw ProvisionError("shell \(shell) does not exist in base \(base)") }
         close(shellFD)
         let home = existing.map(\.home).flatMap { $0.isEmpty || $0 == "/" ? nil : $0 } ?? "/home/\(r.user)"
-        return Plan(request: r, uid: r.uid, gid: gid, makeHostGroup: existingGroup == nil, base: base, key: key,
-                    home: home, shell: shell)
+        let hostKey = key.map {
+            SshdAccess.restrictedKeys($0, forwardAgent: r.isOn("forward-agent"), forwardX11: r.isOn("forward-x11"))
+        }
+        return Plan(request: r, uid: r.uid, gid: gid, makeHostGroup: existingGroup == nil,
+                    makeTenantGroup: !groups.contains { $0.name == SshdAccess.tenantGroup }, base: base, key: key,
+                    hostKey: hostKey, home: home, shell: shell)
     }
 
     /// `debian` is STATE/bases/debian; anything with a slash is a path. The result is a real
@@ -164,10 +187,14 @@ public enum Provision {
         guard !lines.isEmpty, text.utf8.count < 65536, lines.allSatisfy(isKey) else {
             throw ProvisionError("key \(path) is not an ssh public key file (lines like 'ssh-ed25519 AAAA… comment')")
         }
+        if let option = lines.lazy.compactMap(SshdAccess.grantingOption).first {
+            throw ProvisionError("key \(path) has the option '\(option)': jaild create writes the options that lead "
+                + "the host's keys itself (\(SshdAccess.keyOptions(forwardAgent: true, forwardX11: true)))")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func carryOut(_ plan: Plan, paths: ProvisionPaths, undo: inout [() -> Void]) throws(ProvisionError) {
+    static func carryOut(_ plan: Plan, paths: ProvisionPaths, undo: inout [() -> Void]) throws(ProvisionError) -> SshdAccess.DropIn {
         let r = plan.request
         for directory in [paths.stateDirectory, paths.configDirectory] {
             if try makeDirectory(directory, mode: 0o755) { undo.append { rmdir(directory) } }
@@ -196,6 +223,13 @@ public enum Provision {
             throw ProvisionError("\(error)")
         }
 
+        // sshd's side first: the account exists only with the drop-in and its group in place.
+        let dropIn = try SshdAccess.installDropIn(in: paths.sshdConfigDirectory)
+        if case .installed(let path) = dropIn { undo.append { unlink(path) } }
+        if plan.makeTenantGroup {
+            try HostAccounts.addSystemGroup(SshdAccess.tenantGroup)
+            undo.append { try? HostAccounts.deleteGroup(SshdAccess.tenantGroup) }
+        }
         if plan.makeHostGroup {
             try HostAccounts.addGroup(r.name, gid: plan.gid)
             undo.append { try? HostAccounts.deleteGroup(r.name) }
@@ -206,15 +240,17 @@ public enum Provision {
         undo.append { removeTree(home) }
         // The home and its key are root's: the tenant's sessions run in the jail and cannot
         // change which keys the host's sshd accepts; sshd reads them as the user.
-        if let key = plan.key {
+        if let key = plan.hostKey {
             _ = try makeDirectory(home + "/.ssh", mode: 0o755)
             try writeFile(home + "/.ssh/authorized_keys", key, mode: 0o644)
         }
-        try HostAccounts.addUser(r.name, uid: plan.uid, gid: plan.gid, home: home, shell: r.jailBinary)
+        try HostAccounts.addUser(r.name, uid: plan.uid, gid: plan.gid, groups: [SshdAccess.tenantGroup], home: home,
+                                 shell: r.jailBinary)
         undo.append { try? HostAccounts.deleteUser(r.name) }
         if try HostAccounts.addShell(r.jailBinary) { undo.append { try? HostAccounts.removeShell(r.jailBinary) } }
 
         try writeFile(paths.config(r.name), configText(plan, paths: paths), mode: 0o644)
+        return dropIn
     }
 
     static func writeJailUser(_ plan: Plan, into tree: JailTree) throws(SystemError) {

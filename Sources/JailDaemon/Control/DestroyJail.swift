@@ -7,7 +7,8 @@ import Glibc
 
 /// `jaild destroy NAME --yes [--keep-data]`: stops the jail if it runs, then removes its
 /// config, its state directory (root mount point, upper and work; the upper stays with
-/// `keepData`, and its log file), the host account and group, its home, and the /etc/shells
+/// `keepData`, and its log file), the host account (userdel takes it out of the group `jail`,
+/// which stays, as the sshd drop-in does) and its group, its home, and the /etc/shells
 /// line of its login shell when no other account uses it. The base is never touched: the state directory is
 /// removed without crossing into another file system, and only after no mount is left in it.
 extension Provision {

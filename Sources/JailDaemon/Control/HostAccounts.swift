@@ -33,12 +33,20 @@ enum HostAccounts {
         try run("/usr/sbin/groupadd", ["-g", "\(gid)", name])
     }
 
+    /// A group with a gid from the system range (groupadd -r), for a role rather than a person.
+    static func addSystemGroup(_ name: String) throws(ProvisionError) {
+        try run("/usr/sbin/groupadd", ["-r", name])
+    }
+
     /// "*" as the password: none will ever match, but unlike "!" it is not "locked", which
     /// sshd (without PAM) would refuse even for a key. No /etc/subuid range: the account never
     /// runs a program on the host (its shell is `jail`), and the user-namespace ranges of the
-    /// jails must not compete with 65,536 ids per tenant.
-    static func addUser(_ name: String, uid: UInt32, gid: UInt32, home: String, shell: String) throws(ProvisionError) {
-        try run("/usr/sbin/useradd", ["-u", "\(uid)", "-g", "\(gid)", "-M", "-d", home, "-s", shell, "-p", "*",
+    /// jails must not compete with 65,536 ids per tenant. `groups`: supplementary groups
+    /// (userdel takes the account out of them).
+    static func addUser(_ name: String, uid: UInt32, gid: UInt32, groups: [String], home: String,
+                        shell: String) throws(ProvisionError) {
+        try run("/usr/sbin/useradd", ["-u", "\(uid)", "-g", "\(gid)", "-G", groups.joined(separator: ","), "-M", "-d", home,
+                                      "-s", shell, "-p", "*",
                                       "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", "-c", "jail \(name)", name])
     }
 

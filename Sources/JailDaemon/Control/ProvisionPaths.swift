@@ -11,13 +11,17 @@ import Glibc
 /// STATE/NAME is 0700 root: the jail's upper layer, work directory and root mount point live
 /// beneath it, out of every host user's reach (files root inside writes are root's on disk).
 /// STATE/home/NAME is the host account's home: root's, readable, holding its authorized keys.
+/// The sshd drop-in (SshdDropIn) goes to sshd's own directory, moved by JAIL_SSHD_CONFIG_DIR.
 public struct ProvisionPaths: Sendable, Equatable {
     public var configDirectory: String
     public var stateDirectory: String
+    public var sshdConfigDirectory: String
 
-    public init(configDirectory: String = "/etc/jail", stateDirectory: String = "/var/lib/jail") {
+    public init(configDirectory: String = "/etc/jail", stateDirectory: String = "/var/lib/jail",
+                sshdConfigDirectory: String = "/etc/ssh/sshd_config.d") {
         self.configDirectory = configDirectory
         self.stateDirectory = stateDirectory
+        self.sshdConfigDirectory = sshdConfigDirectory
     }
 
     public static func fromEnvironment() -> ProvisionPaths {
@@ -27,7 +31,8 @@ public struct ProvisionPaths: Sendable, Equatable {
             return s.hasPrefix("/") ? s : nil
         }
         return ProvisionPaths(configDirectory: value("JAIL_CONFIG_DIR") ?? "/etc/jail",
-                              stateDirectory: value("JAIL_STATE_DIR") ?? "/var/lib/jail")
+                              stateDirectory: value("JAIL_STATE_DIR") ?? "/var/lib/jail",
+                              sshdConfigDirectory: value("JAIL_SSHD_CONFIG_DIR") ?? "/etc/ssh/sshd_config.d")
     }
 
     public func config(_ name: String) -> String { "\(configDirectory)/\(name).conf" }

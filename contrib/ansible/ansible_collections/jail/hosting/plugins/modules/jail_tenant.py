@@ -82,6 +82,11 @@ options:
     description: Where tenant data and bases are (jaild's C(JAIL_STATE_DIR)).
     type: path
     default: /var/lib/jail
+  sshd_config_dir:
+    description: sshd's drop-in directory, where C(jaild create) puts C(jail.conf) when absent
+      (jaild's C(JAIL_SSHD_CONFIG_DIR)).
+    type: path
+    default: /etc/ssh/sshd_config.d
 notes:
   - Supports check mode and diff mode.
 """
@@ -163,6 +168,27 @@ def rewrite_config(text, desired):
     return "\n".join(out) + "\n"
 
 
+KEY_TYPES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-")
+
+
+def key_body(line):
+    """A key line's type and base64, whatever its options and comment (None: not a key)."""
+    fields = line.split()
+    for i, field in enumerate(fields[:-1]):
+        if field.startswith(KEY_TYPES) and fields[i + 1].startswith("AAAA"):
+            return (field, fields[i + 1])
+    return None
+
+
+def key_options(entries):
+    """The options that lead a host key, as jaild create writes them (SshdAccess.keyOptions):
+    restrict, a pty, and agent and X11 forwarding only when the jail serves them."""
+    def on(key, default):
+        return entries.get(key, "yes" if default else "no").lower() in ("yes", "true", "1", "on")
+    return ",".join(["restrict", "pty"] + (["agent-forwarding"] if on("forward-agent", True) else [])
+                    + (["X11-forwarding"] if on("forward-x11", False) else []))
+
+
 def format_value(value):
     if isinstance(value, float):
         return ("%f" % value).rstrip("0").rstrip(".")
@@ -175,7 +201,8 @@ class Tenant:
         self.p = module.params
         self.name = self.p["name"]
         self.config_path = os.path.join(self.p["config_dir"], self.name + ".conf")
-        self.env = {"JAIL_CONFIG_DIR": self.p["config_dir"], "JAIL_STATE_DIR": self.p["state_dir"]}
+        self.env = {"JAIL_CONFIG_DIR": self.p["config_dir"], "JAIL_STATE_DIR": self.p["state_dir"],
+                    "JAIL_SSHD_CONFIG_DIR": self.p["sshd_config_dir"]}
         self.commands = []
         self.changed = False
 
@@ -278,7 +305,8 @@ class Tenant:
                 present = f.read()
         except FileNotFoundError:
             present = ""
-        missing = [key for key in self.p["keys"] if key.strip() not in present.splitlines()]
+        have = {key_body(line) for line in present.splitlines()}
+        missing = [key for key in self.p["keys"] if key_body(key) not in have]
         if not missing:
             return
         self.changed = True
@@ -289,7 +317,8 @@ class Tenant:
         with open(path, "a") as f:
             if present and not present.endswith("\n"):
                 f.write("\n")
-            f.write("\n".join(k.strip() for k in missing) + "\n")
+            lead = key_options(parse_config(self.config_text() or ""))
+            f.write("\n".join(f"{lead} {k.strip()}" for k in missing) + "\n")
 
     def run(self):
         state = self.p["state"]
@@ -356,6 +385,7 @@ def main():
             jaild=dict(type="path", default="/usr/local/sbin/jaild"),
             config_dir=dict(type="path", default="/etc/jail"),
             state_dir=dict(type="path", default="/var/lib/jail"),
+            sshd_config_dir=dict(type="path", default="/etc/ssh/sshd_config.d"),
         ),
         supports_check_mode=True,
     )
