@@ -5,7 +5,8 @@ import JailProtocol
 /// init listens on a host-side socket next to the jail's socket (`…-UID-GID.ctl`, root's,
 /// mode 0600), bound by the supervisor before the clone. One line each way:
 ///
-///     supervisor → init   "jail-adopt 1\n"                 + SCM_RIGHTS: the new lifeline
+///     supervisor → init   "jail-adopt 1\n"                 + SCM_RIGHTS: the new lifeline, and
+///                                                          an open OperatorEntry.proofDirectory
 ///     init → supervisor   "jail-init 1 start=S pidns=P dropped=N orphaned=T\n"
 ///                                                          + SCM_RIGHTS: log and boot pipes
 ///     or                  "jail-init 1 refused REASON\n"
@@ -13,6 +14,11 @@ import JailProtocol
 /// The number is the channel's version: a supervisor and an init of different versions do not
 /// adopt (the jail runs on unsupervised; it is never half-adopted). `start` and `pidns` are
 /// init's own identity, compared with the state file's.
+///
+/// The proof (OperatorProof: only host root can open that directory for reading) came without
+/// a change of version: an init from before it closes descriptors beyond the lifeline, so a new
+/// jaild still adopts it; an older jaild, which sends none, is refused by a new init with the
+/// line "no proof of host root came with the request" (the jail runs on unsupervised).
 enum AdoptionChannel {
     static let version = 1
 
@@ -30,10 +36,8 @@ enum AdoptionChannel {
         return Int(words[1])
     }
 
-    /// `jaild enter`: root on the host asks for a session on this root-only socket, then sends
-    /// the usual hello once init has said `enterAccepted`.
-    static var enterAccepted: [UInt8] { OperatorEntry.accepted }
-
+    /// `jaild enter`: root on the host asks for a session on this root-only socket (with the
+    /// same proof), then sends the usual hello once init has said `OperatorEntry.accepted`.
     static func isEnterRequest(_ bytes: [UInt8]) -> Bool {
         let words = String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace().split(separator: " ")
         return words.count == 2 && words[0] == OperatorEntry.requestWord && Int(words[1]) == OperatorEntry.version

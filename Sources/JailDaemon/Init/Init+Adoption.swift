@@ -1,5 +1,6 @@
 import CJail
 import JailIO
+import JailProtocol
 import JailSystem
 import SystemPackage
 
@@ -19,10 +20,13 @@ struct InitAdoption {
     var lifeline: FileDescriptor
     let logRead: FileDescriptor
     let bootRead: FileDescriptor
+    /// What proves a peer is host root (OperatorProof), recorded before pivot_root.
+    let proof: OperatorProof
     var supervised = true
     var bootOpen = true
     var dropped = 0
-    /// Accepted `jail-enter` connections waiting for a helper.
+    /// `jail-enter` connections of host root, proven, not answered yet: init answers each with the
+    /// go-ahead or the reason it refuses (Init.startOperatorSession).
     var operatorSessions: [FileDescriptor] = []
     var orphanedAt: Int64 = 0
 
@@ -87,49 +91,65 @@ struct InitAdoption {
         return operatorSessions
     }
 
-    /// One adoption request, answered at once. The socket is the host root's, mode 0600, in a
+    /// One request on the control socket, answered at once (an operator's session is answered
+    /// by init, which counts the sessions). The socket is the host root's, mode 0600, in a
     /// directory the jail cannot see; the peer must also be outside the jail's PID namespace
-    /// (pid 0 here), so no process of the jail adopts it even if the directory is bound in,
-    /// and root: init's own uid, or the overflow uid 65534 when a user namespace does not map
-    /// the host's root. Its one line is read with a short bound, so init never waits long.
+    /// (pid 0 here), so no process of the jail adopts it even if the directory is bound in, and
+    /// it must pass the proof that it is host root (OperatorProof, the last descriptor of the
+    /// request). Its one line is read with a short bound, so init never waits long. Every
+    /// refusal is answered with its reason and logged.
     /// Returns true when the connection is an operator's session to start (`jail-enter`).
     mutating func answer(_ connection: FileDescriptor) -> Bool {
-        guard let peer = try? UnixSocket.peerCredentials(connection), peer.pid == 0,
-              peer.uid == getuid() || peer.uid == 65534 else { return false }
+        guard let peer = try? UnixSocket.peerCredentials(connection) else { return false }
         var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
         guard poll(&entry, 1, 2000) == 1,
-              let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 1) else { return false }
-        if AdoptionChannel.isEnterRequest(message.bytes) {
-            for fd in message.fds { close(fd) }
-            // The client sends its hello only after this line: nothing of it was read here.
-            return (try? UnixSocket.send(connection, AdoptionChannel.enterAccepted, passing: [])) != nil
+              let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 2) else {
+            return refuse(connection, peer, "no request within 2 s")
         }
-        var newLifeline = message.fds.first.map { FileDescriptor(rawValue: $0) }
-        defer { newLifeline?.closeQuietly() }
-        for extra in message.fds.dropFirst() { close(extra) }
-        guard let version = AdoptionChannel.requestedVersion(message.bytes) else { return false }
-        func refuse(_ reason: String) -> Bool {
-            _ = try? UnixSocket.send(connection, AdoptionChannel.refusal(reason), passing: [])
-            return false
+        var adoptedLifeline: Int32 = -1
+        defer { for fd in message.fds where fd != adoptedLifeline { close(fd) } }
+        let proven = message.fds.last.map { proof.isProvenBy($0) } ?? false
+        // The proof is the exact test; the uid (init's own, or the overflow uid a user
+        // namespace shows for host root) only narrows it.
+        guard peer.pid == 0, peer.uid == getuid() || peer.uid == 65534, proven else {
+            let why = peer.pid != 0 ? "the peer is pid \(peer.pid) inside the jail"
+                : !proven ? "no proof of host root came with the request (an open \(OperatorEntry.proofDirectory))"
+                : "the peer is uid \(peer.uid)"
+            return refuse(connection, peer, why)
+        }
+        if AdoptionChannel.isEnterRequest(message.bytes) {
+            // The client sends its hello only after init's answer: nothing of it was read here.
+            return true
+        }
+        guard let version = AdoptionChannel.requestedVersion(message.bytes) else {
+            return refuse(connection, peer, "not a request of this control socket")
         }
         guard version == AdoptionChannel.version else {
-            return refuse("adoption channel version \(version) is not this init's (\(AdoptionChannel.version))")
+            return refuse(connection, peer, "adoption channel version \(version) is not this init's (\(AdoptionChannel.version))")
         }
         if supervised { noticeLifelineNow() }
-        guard !supervised else { return refuse("the jail's supervisor is alive") }
-        guard let lifelineEnd = newLifeline else { return refuse("no lifeline came with the request") }
-        guard let me = ProcessIdentity.of("self") else { return refuse("cannot read /proc/self") }
+        guard !supervised else { return refuse(connection, peer, "the jail's supervisor is alive") }
+        // The lifeline comes first, the proof last.
+        guard message.fds.count == 2 else { return refuse(connection, peer, "no lifeline came with the request") }
+        guard let me = ProcessIdentity.of("self") else { return refuse(connection, peer, "cannot read /proc/self") }
         let seconds = (monotonicMilliseconds() - orphanedAt) / 1000
         let reply = AdoptionChannel.reply(start: me.startTime, pidNamespace: me.pidNamespace, dropped: dropped,
                                           orphanedSeconds: seconds)
         guard (try? UnixSocket.send(connection, reply, passing: [logRead.rawValue, bootRead.rawValue])) != nil else { return false }
         // From here the new supervisor reads both pipes; if it dies at once, its lifeline says so.
         lifeline.closeQuietly()
-        lifeline = lifelineEnd
-        newLifeline = nil
+        lifeline = FileDescriptor(rawValue: message.fds[0])
+        adoptedLifeline = message.fds[0]
         supervised = true
         log.info("adopted by a new supervisor after \(seconds) s without one; \(dropped) bytes of log output were dropped meanwhile")
         dropped = 0
+        return false
+    }
+
+    /// A request on the control socket refused: the reason to the peer and to the log.
+    func refuse(_ connection: FileDescriptor, _ peer: PeerCredentials, _ reason: String) -> Bool {
+        log.warning("\(Logfmt.line("control socket request refused", [("peer_pid", "\(peer.pid)"), ("peer_uid", "\(peer.uid)"), ("reason", reason)]))")
+        _ = try? UnixSocket.send(connection, AdoptionChannel.refusal(reason), passing: [])
         return false
     }
 

@@ -80,7 +80,12 @@ extension Supervisor {
         defer { connection.closeQuietly() }
         let lifeline = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
         defer { lifeline.read.closeQuietly() }
-        do { _ = try UnixSocket.send(connection, AdoptionChannel.request, passing: [lifeline.read.rawValue]) } catch {
+        // The lifeline first, then what proves host root (OperatorProof).
+        do {
+            let proof = try OperatorProof.open()
+            defer { proof.closeQuietly() }
+            _ = try UnixSocket.send(connection, AdoptionChannel.request, passing: [lifeline.read.rawValue, proof.rawValue])
+        } catch {
             lifeline.write.closeQuietly()
             throw .startFailed("\(what): cannot send the adoption request: \(error)")
         }
@@ -135,6 +140,7 @@ extension Supervisor {
     /// handed to init with the clone, like the jail's socket.
     func bindControlSocket() throws(JailError) -> FileDescriptor {
         let path = controlPath
+        try OperatorProof.prepareDirectory()
         // The pid file lock is ours: a socket at this path is a dead jail's.
         if let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(path) }) {
             guard isSocket(info) else { throw .socketInTheWay(path, reason: "a file that is not a socket is in the way") }
