@@ -37,10 +37,11 @@ struct PendingHandOff {
 }
 
 extension Init {
-    /// How long a spare has to acknowledge a hand-off. Measured on a 2-core machine busy with
-    /// builds: the acknowledgement comes 0.1–2 ms after the send (the spare faults its code back
-    /// in first); 250 ms is far beyond that, even for a spare throttled by its cgroup's CPU
-    /// limit, and is all a stopped spare costs the session.
+    /// How long a spare has to acknowledge a hand-off. Measured (strace's timestamps of init's
+    /// sendmsg and the spare's answer, 12 sessions, a 2-core machine busy with other builds):
+    /// 0.31–0.57 ms, strace's own cost included. 250 ms is hundreds of times that and more than
+    /// two periods of a `sessions` cgroup throttled by `--cpus` (100 ms each), and it is all a
+    /// stopped spare costs the session.
     static let handOffDeadlineMilliseconds: Int64 = 250
 
     /// Forks a spare if there is none, none is on its way and the jail may take one more session.
