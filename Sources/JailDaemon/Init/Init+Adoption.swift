@@ -101,6 +101,12 @@ struct InitAdoption {
     /// Returns true when the connection is an operator's session to start (`jail-enter`).
     mutating func answer(_ connection: FileDescriptor) -> Bool {
         guard let peer = try? UnixSocket.peerCredentials(connection) else { return false }
+        // Before anything is read (init would wait for it): outside the jail, and a uid host root
+        // can have here (init's own, or the overflow uid a user namespace shows for it). That
+        // only narrows; the proof is the exact test.
+        guard peer.pid == 0, peer.uid == getuid() || peer.uid == 65534 else {
+            return refuse(connection, peer, peer.pid != 0 ? "the peer is pid \(peer.pid) inside the jail" : "the peer is uid \(peer.uid)")
+        }
         var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
         guard poll(&entry, 1, 2000) == 1,
               let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 2) else {
@@ -108,14 +114,8 @@ struct InitAdoption {
         }
         var adoptedLifeline: Int32 = -1
         defer { for fd in message.fds where fd != adoptedLifeline { close(fd) } }
-        let proven = message.fds.last.map { proof.isProvenBy($0) } ?? false
-        // The proof is the exact test; the uid (init's own, or the overflow uid a user
-        // namespace shows for host root) only narrows it.
-        guard peer.pid == 0, peer.uid == getuid() || peer.uid == 65534, proven else {
-            let why = peer.pid != 0 ? "the peer is pid \(peer.pid) inside the jail"
-                : !proven ? "no proof of host root came with the request (an open \(OperatorEntry.proofDirectory))"
-                : "the peer is uid \(peer.uid)"
-            return refuse(connection, peer, why)
+        guard message.fds.last.map({ proof.isProvenBy($0) }) == true else {
+            return refuse(connection, peer, "no proof of host root came with the request (an open \(OperatorEntry.proofDirectory))")
         }
         if AdoptionChannel.isEnterRequest(message.bytes) {
             // The client sends its hello only after init's answer: nothing of it was read here.
