@@ -21,13 +21,14 @@ import Glibc
 /// The directory must live as long as the jails that recorded it: removed and made again, it is
 /// another inode, and those jails refuse `jaild enter` and adoption until they are restarted.
 /// Nothing in it is ever read; /run is emptied at boot, with the jails.
-struct OperatorProof: Equatable {
+public struct OperatorProof: Equatable {
     let device: UInt64
     let inode: UInt64
 
-    /// The supervisor, before the clone: makes the directory, or checks that it is root's and
-    /// closed to everyone else (anything else would prove nothing).
-    static func prepareDirectory(_ path: String = OperatorEntry.proofDirectory) throws(JailError) {
+    /// The supervisor, before the clone, and `jaild enter`: makes the directory, or checks that
+    /// it is root's and closed to everyone else (anything else would prove nothing). A jail
+    /// started by a jaild from before the proof has none (and its init asks for none).
+    public static func prepareDirectory(_ path: String = OperatorEntry.proofDirectory) throws(JailError) {
         let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         if !parent.isEmpty && mkdir(parent, 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: parent)) }
         if mkdir(path, 0o700) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
@@ -55,8 +56,12 @@ struct OperatorProof: Equatable {
         return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 
-    /// A peer's side: the descriptor to pass (read-only, close-on-exec).
-    static func open(_ path: String = OperatorEntry.proofDirectory) throws(SystemError) -> FileDescriptor {
-        FileDescriptor(rawValue: try syscall("open", path: path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) })
+    /// A peer's side: the descriptor to pass (read-only, close-on-exec), the directory made
+    /// first if a jaild from before the proof started the jail.
+    static func open(_ path: String = OperatorEntry.proofDirectory) throws(JailError) -> FileDescriptor {
+        try prepareDirectory(path)
+        return try JailError.wrap { () throws(SystemError) in
+            FileDescriptor(rawValue: try syscall("open", path: path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) })
+        }
     }
 }
