@@ -1,12 +1,15 @@
 import JailProtocol
+import JailSystem
+import SystemPackage
 /// The words a new supervisor and a running init exchange when the supervisor adopts a jail
 /// whose supervisor died (docs/architecture.md, "Adoption").
 ///
 /// init listens on a host-side socket next to the jail's socket (`…-UID-GID.ctl`, root's,
 /// mode 0600), bound by the supervisor before the clone. One line each way:
 ///
-///     supervisor → init   "jail-adopt 1\n"                 + SCM_RIGHTS: the new lifeline, and
-///                                                          an open OperatorEntry.proofDirectory
+///     supervisor → init   "jail-adopt 1\n"                 + SCM_RIGHTS: the new lifeline
+///                         "jail-proof 1\n"                 + SCM_RIGHTS: an open
+///                                                          OperatorEntry.proofDirectory
 ///     init → supervisor   "jail-init 1 start=S pidns=P dropped=N orphaned=T\n"
 ///                                                          + SCM_RIGHTS: log and boot pipes
 ///     or                  "jail-init 1 refused REASON\n"
@@ -16,7 +19,8 @@ import JailProtocol
 /// init's own identity, compared with the state file's.
 ///
 /// The proof (OperatorProof: only host root can open that directory for reading) came without
-/// a change of version: an init from before it closes descriptors beyond the lifeline, so a new
+/// a change of version, in a message of its own: an init from before it reads only the first
+/// (a unix stream socket never joins two messages that carry descriptors) and answers, so a new
 /// jaild still adopts it; an older jaild, which sends none, is refused by a new init with the
 /// line "no proof of host root came with the request" (the jail runs on unsupervised).
 enum AdoptionChannel {
@@ -28,6 +32,23 @@ enum AdoptionChannel {
     }
 
     static var request: [UInt8] { Array("jail-adopt \(version)\n".utf8) }
+
+    /// The message that carries the proof of host root, after the request.
+    static var proof: [UInt8] { Array("jail-proof \(version)\n".utf8) }
+
+    static func isProof(_ bytes: [UInt8]) -> Bool { bytes == proof }
+
+    /// The supervisor's second message: the proof. nil when sent, else why not.
+    static func sendProof(_ connection: FileDescriptor) -> JailError? {
+        do {
+            let directory = try OperatorProof.open()
+            defer { directory.closeQuietly() }
+            _ = try JailError.wrap { () throws(SystemError) in try UnixSocket.send(connection, proof, passing: [directory.rawValue]) }
+            return nil
+        } catch {
+            return error
+        }
+    }
 
     /// The version a request asks for, nil if it is not a request.
     static func requestedVersion(_ bytes: [UInt8]) -> Int? {

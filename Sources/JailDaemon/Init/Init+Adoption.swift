@@ -95,8 +95,9 @@ struct InitAdoption {
     /// by init, which counts the sessions). The socket is the host root's, mode 0600, in a
     /// directory the jail cannot see; the peer must also be outside the jail's PID namespace
     /// (pid 0 here), so no process of the jail adopts it even if the directory is bound in, and
-    /// it must pass the proof that it is host root (OperatorProof, the last descriptor of the
-    /// request). Its one line is read with a short bound, so init never waits long. Every
+    /// it must pass the proof that it is host root (OperatorProof: with an operator's request,
+    /// or in the message after an adoption request). Each message is read with a short bound,
+    /// so init never waits long. Every
     /// refusal is answered with its reason and logged.
     /// Returns true when the connection is an operator's session to start (`jail-enter`).
     mutating func answer(_ connection: FileDescriptor) -> Bool {
@@ -107,30 +108,28 @@ struct InitAdoption {
         guard peer.pid == 0, peer.uid == getuid() || peer.uid == 65534 else {
             return refuse(connection, peer, peer.pid != 0 ? "the peer is pid \(peer.pid) inside the jail" : "the peer is uid \(peer.uid)")
         }
-        var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
-        guard poll(&entry, 1, 2000) == 1,
-              let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 2) else {
-            return refuse(connection, peer, "no request within 2 s")
-        }
+        guard let message = Self.receiveWithin2s(connection) else { return refuse(connection, peer, "no request within 2 s") }
+        let isEnter = AdoptionChannel.isEnterRequest(message.bytes)
+        let version = AdoptionChannel.requestedVersion(message.bytes)
+        // The proof: the last descriptor of an operator's request; an adoption request's own
+        // next message (AdoptionChannel).
+        let proofMessage = version != nil ? Self.receiveWithin2s(connection) : nil
         var adoptedLifeline: Int32 = -1
-        defer { for fd in message.fds where fd != adoptedLifeline { close(fd) } }
-        guard message.fds.last.map({ proof.isProvenBy($0) }) == true else {
+        defer { for fd in message.fds + (proofMessage?.fds ?? []) where fd != adoptedLifeline { close(fd) } }
+        guard isEnter || version != nil else { return refuse(connection, peer, "not a request of this control socket") }
+        let proofDescriptor = isEnter ? message.fds.last
+            : proofMessage.flatMap { AdoptionChannel.isProof($0.bytes) ? $0.fds.last : nil }
+        guard let proofDescriptor, proof.isProvenBy(proofDescriptor) else {
             return refuse(connection, peer, "no proof of host root came with the request (an open \(OperatorEntry.proofDirectory))")
         }
-        if AdoptionChannel.isEnterRequest(message.bytes) {
-            // The client sends its hello only after init's answer: nothing of it was read here.
-            return true
-        }
-        guard let version = AdoptionChannel.requestedVersion(message.bytes) else {
-            return refuse(connection, peer, "not a request of this control socket")
-        }
+        // The client sends its hello only after init's answer: nothing of it was read here.
+        if isEnter { return true }
         guard version == AdoptionChannel.version else {
-            return refuse(connection, peer, "adoption channel version \(version) is not this init's (\(AdoptionChannel.version))")
+            return refuse(connection, peer, "adoption channel version \(version ?? 0) is not this init's (\(AdoptionChannel.version))")
         }
         if supervised { noticeLifelineNow() }
         guard !supervised else { return refuse(connection, peer, "the jail's supervisor is alive") }
-        // The lifeline comes first, the proof last.
-        guard message.fds.count == 2 else { return refuse(connection, peer, "no lifeline came with the request") }
+        guard message.fds.count == 1 else { return refuse(connection, peer, "no lifeline came with the request") }
         guard let me = ProcessIdentity.of("self") else { return refuse(connection, peer, "cannot read /proc/self") }
         let seconds = (monotonicMilliseconds() - orphanedAt) / 1000
         let reply = AdoptionChannel.reply(start: me.startTime, pidNamespace: me.pidNamespace, dropped: dropped,
@@ -144,6 +143,15 @@ struct InitAdoption {
         log.info("adopted by a new supervisor after \(seconds) s without one; \(dropped) bytes of log output were dropped meanwhile")
         dropped = 0
         return false
+    }
+
+    /// One message of the peer's, waited for at most 2 s (init serves nobody meanwhile, and only
+    /// host root gets this far).
+    static func receiveWithin2s(_ connection: FileDescriptor) -> (bytes: [UInt8], fds: [Int32])? {
+        var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, 2000) == 1, let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 2),
+              !message.bytes.isEmpty else { return nil }
+        return message
     }
 
     /// A request on the control socket refused: the reason to the peer and to the log.

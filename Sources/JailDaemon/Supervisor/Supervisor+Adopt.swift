@@ -80,15 +80,13 @@ extension Supervisor {
         defer { connection.closeQuietly() }
         let lifeline = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
         defer { lifeline.read.closeQuietly() }
-        // The lifeline first, then what proves host root (OperatorProof).
-        do {
-            let proof = try OperatorProof.open()
-            defer { proof.closeQuietly() }
-            _ = try UnixSocket.send(connection, AdoptionChannel.request, passing: [lifeline.read.rawValue, proof.rawValue])
-        } catch {
+        do { _ = try UnixSocket.send(connection, AdoptionChannel.request, passing: [lifeline.read.rawValue]) } catch {
             lifeline.write.closeQuietly()
             throw .startFailed("\(what): cannot send the adoption request: \(error)")
         }
+        // Not fatal: an init from before the proof may have answered and closed already, and a
+        // newer one refuses a request without it, with the reason.
+        if let error = AdoptionChannel.sendProof(connection) { log.info("\(what): proof of host root not sent: \(error)") }
         var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
         var answer: (bytes: [UInt8], fds: [Int32])?
         if poll(&entry, 1, 5000) == 1 { answer = try? UnixSocket.receive(connection, max: 512, maxDescriptors: 2) }
