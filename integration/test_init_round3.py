@@ -108,16 +108,20 @@ def test_a_helper_relaying_output_stays_within_the_jails_cpus(rootfs_sec):
 
 # ---- item 11 (b): the control socket's check is exact ---------------------------------------
 
-def control_request(uid, pass_path_descriptor):
-    """A host uid with CAP_DAC_OVERRIDE (so it gets past the socket's mode) asks for an operator
-    session on the control socket: what init answers."""
+def control_request(uid, request, pass_path_descriptor):
+    """A host uid with CAP_DAC_OVERRIDE (so it gets past the socket's mode) sends a request on
+    the control socket, with a lifeline (a pipe) for an adoption request and, if asked, an
+    O_PATH descriptor of the proof directory (opened without any permission on it): what init
+    answers."""
     code = ("import os, socket\n"
             "s = socket.socket(socket.AF_UNIX)\n"
             f"s.connect({CONTROL!r})\n"
-            "fds = [os.open('/run/jail/operator', os.O_PATH)] if %r else []\n"
-            "socket.send_fds(s, [b'jail-enter 1\\n'], fds)\n"
+            f"request = {request!r}\n"
+            "fds = [os.pipe()[0]] if request.startswith(b'jail-adopt') else []\n"
+            f"fds += [os.open('/run/jail/operator', os.O_PATH)] if {pass_path_descriptor!r} else []\n"
+            "socket.send_fds(s, [request], fds)\n"
             "s.settimeout(10)\n"
-            "print(s.recv(4096))\n") % pass_path_descriptor
+            "print(s.recv(4096))\n")
     return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=+dac_override",
                            "--ambient-caps=+dac_override", "/usr/bin/python3", "-c", code],
                           capture_output=True, text=True, timeout=30)
@@ -126,12 +130,15 @@ def control_request(uid, pass_path_descriptor):
 def test_the_control_socket_takes_only_host_root(foreground):
     jail = foreground()
     # In the jail's user namespace this uid shows as the overflow uid, like host root.
-    for path_descriptor in (False, True):
-        answer = control_request(UID_B, path_descriptor)
-        assert "refused no proof of host root" in answer.stdout, (answer.stdout, answer.stderr)
-    assert "control socket request refused" in jail.text() and f"peer_uid=65534" in jail.text()
+    for request in (b"jail-enter 1\n", b"jail-adopt 1\n"):
+        for path_descriptor in (False, True):
+            answer = control_request(UID_B, request, path_descriptor)
+            assert "refused no proof of host root" in answer.stdout, (request, answer.stdout, answer.stderr)
+    assert "control socket request refused" in jail.text() and "peer_uid=65534" in jail.text()
+    # Host root, with the proof: `jaild enter` works, and the jail still has its supervisor.
     operator = enter(jail.socket, "id", "-u")
     assert (operator.returncode, operator.stdout) == (0, b"0\n"), operator.stderr
+    assert jail.proc.poll() is None
 
 
 # ---- item 12: the operator's slots ------------------------------------------------------------
