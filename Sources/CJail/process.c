@@ -122,7 +122,7 @@ int cj_signalfd(const int *signals, int count) {
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-int cj_read_signal(int fd, int *signo, int32_t *sender_pid) {
+int cj_read_signal(int fd, int *signo, int32_t *sender_pid, int32_t *code) {
     struct signalfd_siginfo info;
     ssize_t n;
     do n = read(fd, &info, sizeof info); while (n < 0 && errno == EINTR);
@@ -130,6 +130,7 @@ int cj_read_signal(int fd, int *signo, int32_t *sender_pid) {
     if (n != (ssize_t)sizeof info) { errno = EIO; return -1; }
     *signo = (int)info.ssi_signo;
     *sender_pid = (int32_t)info.ssi_pid;
+    *code = info.ssi_code;
     return 1;
 }
 

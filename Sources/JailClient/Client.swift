@@ -87,8 +87,14 @@ struct ClientSession {
     }
 
     /// One request line, one answer line (bounded by 10 s), before the hello.
+    /// With the request goes an open descriptor of root's 0700 directory: what proves to init
+    /// that the peer is host root (a user namespace shows every unmapped uid alike).
     static func askForOperatorSession(_ socket: FileDescriptor) throws(ClientError) {
-        do { try socket.writeFully(OperatorEntry.request) } catch { throw .system(error) }
+        let path = OperatorEntry.proofDirectory
+        let proof = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        guard proof >= 0 else { throw .system(.last("open", path: path)) }
+        defer { close(proof) }
+        do { _ = try UnixSocket.send(socket, OperatorEntry.request, passing: [proof]) } catch { throw .system(error) }
         var answer: [UInt8] = []
         var entry = pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)
         while answer.last != 10 && answer.count < 512 {
@@ -97,6 +103,7 @@ struct ClientSession {
             guard read(socket.rawValue, &byte, 1) == 1 else { throw .refused("the jail's init closed its control socket") }
             answer.append(byte)
         }
+        if let reason = OperatorEntry.refusalReason(answer) { throw .refused("the jail's init refused the session: \(reason)") }
         guard answer == OperatorEntry.accepted else {
             let text = String(decoding: answer, as: UTF8.self).trimmingWhitespace()
             throw .refused("the jail's init refused the session: \(text.isEmpty ? "no answer" : String(text))")

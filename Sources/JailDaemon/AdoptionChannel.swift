@@ -1,4 +1,6 @@
 import JailProtocol
+import JailSystem
+import SystemPackage
 /// The words a new supervisor and a running init exchange when the supervisor adopts a jail
 /// whose supervisor died (docs/architecture.md, "Adoption").
 ///
@@ -6,6 +8,8 @@ import JailProtocol
 /// mode 0600), bound by the supervisor before the clone. One line each way:
 ///
 ///     supervisor → init   "jail-adopt 1\n"                 + SCM_RIGHTS: the new lifeline
+///                         "jail-proof 1\n"                 + SCM_RIGHTS: an open
+///                                                          OperatorEntry.proofDirectory
 ///     init → supervisor   "jail-init 1 start=S pidns=P dropped=N orphaned=T\n"
 ///                                                          + SCM_RIGHTS: log and boot pipes
 ///     or                  "jail-init 1 refused REASON\n"
@@ -13,6 +17,12 @@ import JailProtocol
 /// The number is the channel's version: a supervisor and an init of different versions do not
 /// adopt (the jail runs on unsupervised; it is never half-adopted). `start` and `pidns` are
 /// init's own identity, compared with the state file's.
+///
+/// The proof (OperatorProof: only host root can open that directory for reading) came without
+/// a change of version, in a message of its own: an init from before it reads only the first
+/// (a unix stream socket never joins two messages that carry descriptors) and answers, so a new
+/// jaild still adopts it; an older jaild, which sends none, is refused by a new init with the
+/// line "no proof of host root came with the request" (the jail runs on unsupervised).
 enum AdoptionChannel {
     static let version = 1
 
@@ -23,6 +33,23 @@ enum AdoptionChannel {
 
     static var request: [UInt8] { Array("jail-adopt \(version)\n".utf8) }
 
+    /// The message that carries the proof of host root, after the request.
+    static var proof: [UInt8] { Array("jail-proof \(version)\n".utf8) }
+
+    static func isProof(_ bytes: [UInt8]) -> Bool { bytes == proof }
+
+    /// The supervisor's second message: the proof. nil when sent, else why not.
+    static func sendProof(_ connection: FileDescriptor) -> JailError? {
+        do {
+            let directory = try OperatorProof.open()
+            defer { directory.closeQuietly() }
+            _ = try JailError.wrap { () throws(SystemError) in try UnixSocket.send(connection, proof, passing: [directory.rawValue]) }
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     /// The version a request asks for, nil if it is not a request.
     static func requestedVersion(_ bytes: [UInt8]) -> Int? {
         let words = String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace().split(separator: " ")
@@ -30,10 +57,8 @@ enum AdoptionChannel {
         return Int(words[1])
     }
 
-    /// `jaild enter`: root on the host asks for a session on this root-only socket, then sends
-    /// the usual hello once init has said `enterAccepted`.
-    static var enterAccepted: [UInt8] { OperatorEntry.accepted }
-
+    /// `jaild enter`: root on the host asks for a session on this root-only socket (with the
+    /// same proof), then sends the usual hello once init has said `OperatorEntry.accepted`.
     static func isEnterRequest(_ bytes: [UInt8]) -> Bool {
         let words = String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace().split(separator: " ")
         return words.count == 2 && words[0] == OperatorEntry.requestWord && Int(words[1]) == OperatorEntry.version

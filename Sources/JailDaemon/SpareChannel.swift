@@ -1,9 +1,14 @@
 /// What init sends a spare session helper with a client's connection (SCM_RIGHTS, one
 /// SOCK_SEQPACKET message): the session's number and whether the peer is root on the host.
-/// init writes it (Init+Spare.swift), the spare reads it (SessionHelper+Spare.swift).
+/// init writes it (Init+Spare.swift), the spare reads it (SessionHelper+Spare.swift) and
+/// answers `acknowledgement` (one byte) before it reads anything of the client's; it closes its
+/// end once the session's program runs.
 struct SpareHandOff: Equatable {
     var id: Int
     var hostRoot: Bool
+
+    /// The spare's one-byte answer: it holds the connection now.
+    static let acknowledgement = UInt8(ascii: "A")
 
     var bytes: [UInt8] {
         withUnsafeBytes(of: UInt64(id).littleEndian) { Array($0) } + [hostRoot ? 1 : 0]

@@ -44,6 +44,10 @@ enum Enter {
         // The root-only control socket where the jail has one (every jail started by root):
         // there root is root also through a user namespace, which hides it on the jail's own.
         let control = !state.control.isEmpty && access(state.control, F_OK) == 0
+        // What proves host root there (OperatorProof): made if a jaild from before it started the jail.
+        if control {
+            do { try OperatorProof.prepareDirectory() } catch { ControlCommands.fail("enter: \(error)") }
+        }
         Client.enter(socket: control ? state.control : state.socket, control: control, owner: state.uid, root: root,
                      command: command, environment: environment)
     }

@@ -237,6 +237,34 @@ static int fd_probe(const char *t, int argc, char **argv) {
     return 2;
 }
 
+/* Signals a process (init: pid 1) without kill(2), as root inside could (issue 27, item 10):
+ * "sigio-pipe PID SIG" and "sigio-socket PID SIG" make the kernel send SIG to PID when a byte
+ * arrives (F_SETOWN + F_SETSIG + O_ASYNC: si_code POLL_IN, sender pid 0); "sigqueue-pid0 PID
+ * SIG" queues SIG with a sender pid of 0 written by hand (rt_sigqueueinfo, SI_QUEUE). */
+static int signal_probe(const char *t, int argc, char **argv) {
+    pid_t target = argc > 2 ? atoi(argv[2]) : 1;
+    int sig = argc > 3 ? atoi(argv[3]) : SIGTERM;
+    if (!strcmp(t, "sigio-pipe") || !strcmp(t, "sigio-socket")) {
+        int fds[2];
+        int rc = !strcmp(t, "sigio-pipe") ? pipe(fds) : socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+        if (rc < 0) return report(t, rc);
+        if (fcntl(fds[0], F_SETOWN, target) < 0 || fcntl(fds[0], F_SETSIG, sig) < 0
+            || fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_ASYNC) < 0) return report(t, -1);
+        return report(t, write(fds[1], "x", 1));
+    }
+    if (!strcmp(t, "sigqueue-pid0")) {
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        info.si_signo = sig;
+        info.si_code = SI_QUEUE;
+        info.si_pid = 0;
+        info.si_uid = 0;
+        return report(t, syscall(SYS_rt_sigqueueinfo, target, sig, &info));
+    }
+    fprintf(stderr, "jailprobe: unknown test %s\n", t);
+    return 2;
+}
+
 int main(int argc, char **argv) {
     if (geteuid() == 0 && getuid() != 0) {
         if (setgid(0) < 0 || setuid(0) < 0) { perror("setuid"); return 1; }
@@ -400,6 +428,7 @@ int main(int argc, char **argv) {
         return report(t, fd < 0 ? fd : write(fd, text, strlen(text)));
     }
     if (!strncmp(t, "fd-", 3)) return fd_probe(t, argc, argv);
+    if (!strncmp(t, "sigio-", 6) || !strncmp(t, "sigqueue-", 9)) return signal_probe(t, argc, argv);
     fprintf(stderr, "jailprobe: unknown test %s\n", t);
     return 2;
 }

@@ -61,8 +61,10 @@ int cj_pidfd_send_signal(int pidfd, int signo);
 /* Blocks the given signals in this (single) thread and returns a CLOEXEC, non-blocking
  * signalfd that reports them. */
 int cj_signalfd(const int *signals, int count);
-/* Reads one pending signal: 1 if one was read, 0 if none is pending, -1 on error. */
-int cj_read_signal(int fd, int *signo, int32_t *sender_pid);
+/* Reads one pending signal: 1 if one was read, 0 if none is pending, -1 on error. `code` is
+ * its si_code: SI_USER (0) for kill(), negative for other user sends, positive when the kernel
+ * generated it (SIGIO's POLL_*, SI_KERNEL). */
+int cj_read_signal(int fd, int *signo, int32_t *sender_pid, int32_t *code);
 /* Unblocks every signal and resets every disposition to SIG_DFL. */
 void cj_reset_signals(void);
 int cj_ignore_signal(int signo);

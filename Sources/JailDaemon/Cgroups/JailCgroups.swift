@@ -7,7 +7,7 @@ import Glibc
 
 /// The cgroups of one jail, in every hierarchy it uses: `jail/NAME/init` holds init (no
 /// limits, so the operator is never locked out), `jail/NAME/sessions` the session helpers
-/// (with `--memory`, a memory limit of their own: `CgroupLimits.sessionMemory`),
+/// (with `--memory` or `--cpus`, limits of their own: `CgroupLimits.sessionLimits`),
 /// `jail/NAME/programs` everything the jail runs, with the limits. The unified (v2) hierarchy is always used
 /// when mounted (process tracking, and the port filter attaches there); v1 hierarchies only
 /// for limits that v2 cannot serve on this host. Only cgroups jaild created are touched.
@@ -20,7 +20,7 @@ struct JailCgroups {
     /// limit. Moving a process between cgroups costs an RCU grace period (milliseconds per
     /// session), so where there is no limit to enforce the programs stay in `init`'s cgroup.
     let programDirectories: [String]
-    /// The `…/jail/NAME` directories whose `sessions` leaf has a memory limit; the helpers move
+    /// The `…/jail/NAME` directories whose `sessions` leaf has a limit; the helpers move
     /// there right after init forks them (elsewhere they stay in `init`, for the same reason).
     var sessionDirectories: [String] = []
 
@@ -69,9 +69,12 @@ struct JailCgroups {
                 for leaf in leaves { try makeDirectory("\(directory)/\(leaf)") }
                 try limits.apply(to: "\(directory)/programs", unified: h.unified, controllers: h.controllers)
                 if !h.controllers.isEmpty { limited.append(directory) }
-                if let sessionLimits = limits.sessionLimits, h.controllers.contains("memory") {
-                    try sessionLimits.apply(to: "\(directory)/sessions", unified: h.unified, controllers: ["memory"])
-                    sessions.append(directory)
+                if let sessionLimits = limits.sessionLimits {
+                    let controllers = sessionLimits.controllers.map(\.0).filter(h.controllers.contains)
+                    if !controllers.isEmpty {
+                        try sessionLimits.apply(to: "\(directory)/sessions", unified: h.unified, controllers: controllers)
+                        sessions.append(directory)
+                    }
                 }
             }
         } catch {

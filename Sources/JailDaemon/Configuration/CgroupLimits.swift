@@ -25,8 +25,18 @@ public struct CgroupLimits: Equatable, Sendable {
     /// jail cannot make its helpers hold the host's memory outside every limit.
     var sessionMemory: UInt64? { memory.map { max(32 << 20, $0 / 4) } }
 
-    /// The limits of the `sessions` cgroup: only memory (nil when there is no `--memory`).
-    var sessionLimits: CgroupLimits? { sessionMemory.map { CgroupLimits(memory: $0) } }
+    /// The limits of the `sessions` cgroup (nil when there are none): memory, and `--cpus` as
+    /// it is. A helper's work grows with what its program writes to a host client: without a
+    /// CPU limit of their own, helpers relaying the output of programs held to `--cpus 0.1`
+    /// used 30–50 % of a CPU. A quota of its own, rather than one parent quota over programs
+    /// and helpers, because init is not limited (a tenant's load must never slow the stop or
+    /// the operator's way in) and init's cgroup is the programs' and helpers' sibling; it is
+    /// the same in cgroup v1's `cpu` hierarchy. So the jail's programs and its helpers each
+    /// get `--cpus`, the jail at most twice that.
+    var sessionLimits: CgroupLimits? {
+        guard sessionMemory != nil || cpus != nil else { return nil }
+        return CgroupLimits(memory: sessionMemory, cpus: cpus)
+    }
 
     /// Controller → the flag that asked for it (for error messages).
     var controllers: [(String, String)] {

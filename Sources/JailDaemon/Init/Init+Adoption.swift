@@ -1,5 +1,6 @@
 import CJail
 import JailIO
+import JailProtocol
 import JailSystem
 import SystemPackage
 
@@ -19,10 +20,13 @@ struct InitAdoption {
     var lifeline: FileDescriptor
     let logRead: FileDescriptor
     let bootRead: FileDescriptor
+    /// What proves a peer is host root (OperatorProof), recorded before pivot_root.
+    let proof: OperatorProof
     var supervised = true
     var bootOpen = true
     var dropped = 0
-    /// Accepted `jail-enter` connections waiting for a helper.
+    /// `jail-enter` connections of host root, proven, not answered yet: init answers each with the
+    /// go-ahead or the reason it refuses (Init.startOperatorSession).
     var operatorSessions: [FileDescriptor] = []
     var orphanedAt: Int64 = 0
 
@@ -87,49 +91,73 @@ struct InitAdoption {
         return operatorSessions
     }
 
-    /// One adoption request, answered at once. The socket is the host root's, mode 0600, in a
+    /// One request on the control socket, answered at once (an operator's session is answered
+    /// by init, which counts the sessions). The socket is the host root's, mode 0600, in a
     /// directory the jail cannot see; the peer must also be outside the jail's PID namespace
-    /// (pid 0 here), so no process of the jail adopts it even if the directory is bound in,
-    /// and root: init's own uid, or the overflow uid 65534 when a user namespace does not map
-    /// the host's root. Its one line is read with a short bound, so init never waits long.
+    /// (pid 0 here), so no process of the jail adopts it even if the directory is bound in, and
+    /// it must pass the proof that it is host root (OperatorProof: with an operator's request,
+    /// or in the message after an adoption request). Each message is read with a short bound,
+    /// so init never waits long. Every
+    /// refusal is answered with its reason and logged.
     /// Returns true when the connection is an operator's session to start (`jail-enter`).
     mutating func answer(_ connection: FileDescriptor) -> Bool {
-        guard let peer = try? UnixSocket.peerCredentials(connection), peer.pid == 0,
-              peer.uid == getuid() || peer.uid == 65534 else { return false }
-        var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
-        guard poll(&entry, 1, 2000) == 1,
-              let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 1) else { return false }
-        if AdoptionChannel.isEnterRequest(message.bytes) {
-            for fd in message.fds { close(fd) }
-            // The client sends its hello only after this line: nothing of it was read here.
-            return (try? UnixSocket.send(connection, AdoptionChannel.enterAccepted, passing: [])) != nil
+        guard let peer = try? UnixSocket.peerCredentials(connection) else { return false }
+        // Before anything is read (init would wait for it): outside the jail, and a uid host root
+        // can have here (init's own, or the overflow uid a user namespace shows for it). That
+        // only narrows; the proof is the exact test.
+        guard peer.pid == 0, peer.uid == getuid() || peer.uid == 65534 else {
+            return refuse(connection, peer, peer.pid != 0 ? "the peer is pid \(peer.pid) inside the jail" : "the peer is uid \(peer.uid)")
         }
-        var newLifeline = message.fds.first.map { FileDescriptor(rawValue: $0) }
-        defer { newLifeline?.closeQuietly() }
-        for extra in message.fds.dropFirst() { close(extra) }
-        guard let version = AdoptionChannel.requestedVersion(message.bytes) else { return false }
-        func refuse(_ reason: String) -> Bool {
-            _ = try? UnixSocket.send(connection, AdoptionChannel.refusal(reason), passing: [])
-            return false
+        guard let message = Self.receiveWithin2s(connection) else { return refuse(connection, peer, "no request within 2 s") }
+        let isEnter = AdoptionChannel.isEnterRequest(message.bytes)
+        let version = AdoptionChannel.requestedVersion(message.bytes)
+        // The proof: the last descriptor of an operator's request; an adoption request's own
+        // next message (AdoptionChannel).
+        let proofMessage = version != nil ? Self.receiveWithin2s(connection) : nil
+        var adoptedLifeline: Int32 = -1
+        defer { for fd in message.fds + (proofMessage?.fds ?? []) where fd != adoptedLifeline { close(fd) } }
+        guard isEnter || version != nil else { return refuse(connection, peer, "not a request of this control socket") }
+        let proofDescriptor = isEnter ? message.fds.last
+            : proofMessage.flatMap { AdoptionChannel.isProof($0.bytes) ? $0.fds.last : nil }
+        guard let proofDescriptor, proof.isProvenBy(proofDescriptor) else {
+            return refuse(connection, peer, "no proof of host root came with the request (an open \(OperatorEntry.proofDirectory))")
         }
+        // The client sends its hello only after init's answer: nothing of it was read here.
+        if isEnter { return true }
         guard version == AdoptionChannel.version else {
-            return refuse("adoption channel version \(version) is not this init's (\(AdoptionChannel.version))")
+            return refuse(connection, peer, "adoption channel version \(version ?? 0) is not this init's (\(AdoptionChannel.version))")
         }
         if supervised { noticeLifelineNow() }
-        guard !supervised else { return refuse("the jail's supervisor is alive") }
-        guard let lifelineEnd = newLifeline else { return refuse("no lifeline came with the request") }
-        guard let me = ProcessIdentity.of("self") else { return refuse("cannot read /proc/self") }
+        guard !supervised else { return refuse(connection, peer, "the jail's supervisor is alive") }
+        guard message.fds.count == 1 else { return refuse(connection, peer, "no lifeline came with the request") }
+        guard let me = ProcessIdentity.of("self") else { return refuse(connection, peer, "cannot read /proc/self") }
         let seconds = (monotonicMilliseconds() - orphanedAt) / 1000
         let reply = AdoptionChannel.reply(start: me.startTime, pidNamespace: me.pidNamespace, dropped: dropped,
                                           orphanedSeconds: seconds)
         guard (try? UnixSocket.send(connection, reply, passing: [logRead.rawValue, bootRead.rawValue])) != nil else { return false }
         // From here the new supervisor reads both pipes; if it dies at once, its lifeline says so.
         lifeline.closeQuietly()
-        lifeline = lifelineEnd
-        newLifeline = nil
+        lifeline = FileDescriptor(rawValue: message.fds[0])
+        adoptedLifeline = message.fds[0]
         supervised = true
         log.info("adopted by a new supervisor after \(seconds) s without one; \(dropped) bytes of log output were dropped meanwhile")
         dropped = 0
+        return false
+    }
+
+    /// One message of the peer's, waited for at most 2 s (init serves nobody meanwhile, and only
+    /// host root gets this far).
+    static func receiveWithin2s(_ connection: FileDescriptor) -> (bytes: [UInt8], fds: [Int32])? {
+        var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, 2000) == 1, let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 2),
+              !message.bytes.isEmpty else { return nil }
+        return message
+    }
+
+    /// A request on the control socket refused: the reason to the peer and to the log.
+    func refuse(_ connection: FileDescriptor, _ peer: PeerCredentials, _ reason: String) -> Bool {
+        log.warning("\(Logfmt.line("control socket request refused", [("peer_pid", "\(peer.pid)"), ("peer_uid", "\(peer.uid)"), ("reason", reason)]))")
+        _ = try? UnixSocket.send(connection, AdoptionChannel.refusal(reason), passing: [])
         return false
     }
 

@@ -101,7 +101,7 @@ extension Init {
             }
             var entry = pollfd(fd: signals.fd.rawValue, events: Int16(POLLIN), revents: 0)
             _ = poll(&entry, 1, Int32(min(remaining, 60_000)))
-            for (signal, sender) in (try? signals.drain()) ?? [] where signal != SIGCHLD && sender == 0 {
+            for received in (try? signals.receive()) ?? [] where received.signal != SIGCHLD && received.killedFromOutside {
                 stopPending = true
             }
         }

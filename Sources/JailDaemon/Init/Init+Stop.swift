@@ -65,6 +65,14 @@ extension Init {
                 spare = nil
                 continue
             }
+            if let pending = handOff, child.pid == pending.spare.pid {
+                // It died with a connection sent to it: taken (its acknowledgement is waiting)
+                // or not, in which case a forked helper serves the session.
+                if case .acknowledged = Self.answer(of: pending.spare) { handOffTaken(pending) } else {
+                    handOffFailed(pending, "exited with status \(child.code) before it took it", reaped: true)
+                    continue
+                }
+            }
             // A helper that did not exit 0 (a crash, SIGKILL) may have left its pty session
             // "logged in": its utmp entry carries its pid, so mark it dead (Utmp.swift).
             let sessionID = sessionIDs.removeValue(forKey: child.pid)
@@ -72,6 +80,7 @@ extension Init {
                 startingSession?.channel.closeQuietly()
                 startingSession = nil
             }
+            operatorHelpers.remove(child.pid)
             let wasHelper = helpers.remove(child.pid) != nil
             helperEnded = helperEnded || wasHelper
             if wasHelper && child.code != 0 {

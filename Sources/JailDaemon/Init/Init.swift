@@ -21,7 +21,7 @@ struct InitChannels {
     /// The adoption socket and the read ends of the log and boot pipes (Init+Adoption.swift);
     /// nil for a rootless jail, which dies with its supervisor.
     let adoption: (control: FileDescriptor, logRead: FileDescriptor, bootRead: FileDescriptor)?
-    /// `sessions/cgroup.procs` of each hierarchy with a helpers' memory limit.
+    /// `sessions/cgroup.procs` of each hierarchy with a helpers' limit (memory, CPU).
     let sessionCgroups: [Int32]
     /// Root's user namespace with a rootfs: the rootfs, idmapped by the supervisor, detached.
     let rootTree: FileDescriptor?
@@ -63,6 +63,12 @@ struct Init {
     var spare: SpareHelper?
     /// The spare last handed a connection, until its program runs (Init+Spare.swift).
     var startingSession: SpareHelper?
+    /// A connection sent to the spare that it has not acknowledged yet (Init+Spare.swift).
+    var handOff: PendingHandOff?
+    /// The helpers of host root's sessions through the control socket (`jaild enter`): they
+    /// have slots of their own beyond `--max-sessions`, so a tenant holding
+    /// every session cannot lock the operator out.
+    var operatorHelpers: Set<pid_t> = []
     var jailName: String { configuration.name(account: account) }
     /// Where `--rc` and `--rc-stop` write (the boot output pipe), kept open for rc-stop.
     var serviceOutput: FileDescriptor?
@@ -87,6 +93,9 @@ struct Init {
             if configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
             // --syslog: the host's socket is reachable only before pivot_root (SyslogRelay).
             let syslogTarget = configuration.syslog ? try SyslogRelay.connectTarget(configuration.syslogTarget) : nil
+            // The host's tree leaves init's view at pivot_root: what proves host root on the
+            // control socket is recorded now (OperatorProof).
+            let operatorProof = channels.adoption == nil ? nil : try OperatorProof.record()
             try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)
             channels.rootTree?.closeQuietly()
             // The supervisor made the cgroups while init mounted; init forks nothing before.
@@ -105,8 +114,9 @@ struct Init {
             }
             var initProcess = Init(configuration: configuration, account: account, listener: channels.listener,
                                    signals: signals, programSettings: settings)
-            initProcess.adoption = channels.adoption.map {
-                InitAdoption(control: $0.control, lifeline: channels.lifeline, logRead: $0.logRead, bootRead: $0.bootRead)
+            if let adoption = channels.adoption, let operatorProof {
+                initProcess.adoption = InitAdoption(control: adoption.control, lifeline: channels.lifeline, logRead: adoption.logRead,
+                                                    bootRead: adoption.bootRead, proof: operatorProof)
             }
             initProcess.sessionCgroups = channels.sessionCgroups
             if let syslogTarget {
@@ -206,6 +216,12 @@ struct Init {
                                resetOOMScore: Init.oomScoreAdjusted())
     }
 
+    /// Additional sessions for host root beyond `--max-sessions` (`operatorHelpers`).
+    static let operatorSlots = 4
+
+    /// The sessions `--max-sessions` counts: the tenant's (every helper but the operator's).
+    var tenantSessions: Int { helpers.count - operatorHelpers.count }
+
     mutating func serve() -> Never {
         var poller = Poller()
         var idlePages = IdlePages()
@@ -214,37 +230,53 @@ struct Init {
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
             let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
             let startedIndex = startingSession.map { poller.add($0.channel.rawValue, read: true) } ?? -1
+            let handOffIndex = handOff.map { poller.add($0.spare.channel.rawValue, read: true) } ?? -1
             let adoptionWatch = adoption?.addPolls(&poller)
-            let timeout: Int32 = stopping ? Int32(max(0, stopDeadline - monotonicMilliseconds())) : -1
-            idlePages.wait(&poller, timeout: timeout)
+            idlePages.wait(&poller, timeout: loopTimeout())
             if poller.readable(signalIndex) { handleSignals() }
+            if handOffIndex >= 0 && (poller.readable(handOffIndex) || poller.hungUp(handOffIndex)) { handOffAnswered() }
+            checkHandOffDeadline()
             if startedIndex >= 0 && (poller.readable(startedIndex) || poller.hungUp(startedIndex)) { sessionStarted() }
             if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
             if let adoptionWatch {
                 adoption?.handle(poller, adoptionWatch)
-                for connection in adoption?.takeOperatorSessions() ?? [] {
-                    guard !stopping, helpers.count < configuration.maxSessions else {
-                        connection.closeQuietly()
-                        continue
-                    }
-                    // Always a fresh fork: the operator's way in does not depend on a spare
-                    // that root inside could have stopped.
-                    startHelper(connection, hostRoot: true, useSpare: false)
-                }
+                for request in adoption?.takeOperatorSessions() ?? [] { startOperatorSession(request) }
             }
             if stopping && monotonicMilliseconds() >= stopDeadline { stopDeadlinePassed() }
         }
+    }
+
+    /// Until the nearest deadline: the stop's, a pending hand-off's (-1: none).
+    func loopTimeout() -> Int32 {
+        let deadlines = [stopping ? stopDeadline : nil, handOff?.deadline].compactMap { $0 }
+        guard let nearest = deadlines.min() else { return -1 }
+        return Int32(clamping: max(0, nearest - monotonicMilliseconds()))
+    }
+
+    /// `jaild enter` through the control socket, host root proven (Init+Adoption.swift):
+    /// answered with the go-ahead or the reason it is refused.
+    mutating func startOperatorSession(_ connection: FileDescriptor) {
+        let refusal: String? = stopping ? "the jail is stopping"
+            : operatorHelpers.count >= Self.operatorSlots ? "\(Self.operatorSlots) operator sessions are running" : nil
+        if let refusal {
+            logOperatorRefusal(refusal)
+            _ = try? UnixSocket.send(connection, OperatorEntry.refusal(refusal), passing: [])
+            connection.closeQuietly()
+            return
+        }
+        guard (try? UnixSocket.send(connection, OperatorEntry.accepted, passing: [])) != nil else {
+            connection.closeQuietly()
+            return
+        }
+        // Always a fresh fork: the operator's way in does not depend on a spare that root
+        // inside could have stopped.
+        startHelper(connection, hostRoot: true, operator: true)
     }
 
     mutating func acceptAll() {
         while let connection = try? UnixSocket.accept(listener) {
             guard let peer = try? UnixSocket.peerCredentials(connection) else {
                 connection.closeQuietly()
-                continue
-            }
-            guard helpers.count < configuration.maxSessions else {
-                logRefusal(peer, "\(configuration.maxSessions) sessions are running")
-                refuse(connection, "the jail has reached its limit of \(configuration.maxSessions) sessions")
                 continue
             }
             // In a user namespace SO_PEERCRED shows a host uid without an id inside (host root
@@ -256,28 +288,40 @@ struct Init {
                 refuse(connection, "\(who) may not enter the jail of uid \(account.uid)")
                 continue
             }
+            // Host root's own slots are the control socket's (`jaild enter`); a connection to
+            // this socket counts against the cap, whoever made it.
+            guard tenantSessions < configuration.maxSessions else {
+                logRefusal(peer, "\(configuration.maxSessions) sessions are running")
+                refuse(connection, "the jail has reached its limit of \(configuration.maxSessions) sessions")
+                continue
+            }
             startHelper(connection, hostRoot: peer.uid == 0 && !configuration.inUserNamespace)
         }
     }
 
-    /// One session helper for a connection (closed here, the helper has its own copy): the
-    /// spare if there is one, else a fork; then a new spare behind it.
+    /// One session helper for a connection: the spare if there is one (it takes the connection
+    /// once it acknowledges, Init+Spare.swift), else a fork; then a new spare behind it.
     /// `hostRoot`: root on the host, known by the socket it came through (the jail's socket
-    /// without a user namespace, or the root-only control socket).
-    mutating func startHelper(_ connection: FileDescriptor, hostRoot: Bool, useSpare: Bool = true) {
+    /// without a user namespace, or the root-only control socket). `operator`: a session in
+    /// the operator's slots, always a fresh fork.
+    mutating func startHelper(_ connection: FileDescriptor, hostRoot: Bool, operator: Bool = false) {
         let id = nextSessionID
         nextSessionID += 1
         defer { forkSpare() }
-        if useSpare && handToSpare(connection, id: id, hostRoot: hostRoot) {
-            connection.closeQuietly()
-            return
-        }
+        if !`operator` && handToSpare(connection, id: id, hostRoot: hostRoot) { return }
+        forkHelper(connection, id: id, hostRoot: hostRoot, operator: `operator`)
+    }
+
+    /// Forks session `id`'s helper for the connection (closed here, the helper has its copy).
+    /// An operator's helper stays in init's cgroup: the tenant's helpers cannot use up its
+    /// memory or CPU (the `sessions` cgroup's limits are the tenant's).
+    mutating func forkHelper(_ connection: FileDescriptor, id: Int, hostRoot: Bool, operator: Bool) {
         let pid = fork()
         if pid == 0 {
             listener.closeQuietly()
             signals.fd.closeQuietly()
             adoption?.closeInChild()
-            SessionCgroup.join(sessionCgroups)
+            if !`operator` { SessionCgroup.join(sessionCgroups) }
             SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings,
                               jail: jailName, id: id, hostRoot: hostRoot)
         }
@@ -285,6 +329,7 @@ struct Init {
             log.error("fork of a session helper: \(Errno(rawValue: errno))")
         } else {
             helpers.insert(pid)
+            if `operator` { operatorHelpers.insert(pid) }
             sessionIDs[pid] = id
         }
         connection.closeQuietly()
@@ -293,6 +338,11 @@ struct Init {
     /// The refusal's session record (pure text from init's own values: nothing from the client).
     func logRefusal(_ peer: PeerCredentials, _ reason: String) {
         log.warning("\(Logfmt.line("session refused", [("jail", jailName), ("peer_uid", "\(peer.uid)"), ("peer_pid", "\(peer.pid)"), ("reason", reason)]))")
+    }
+
+    /// An operator's session refused on the control socket (host root, proven).
+    func logOperatorRefusal(_ reason: String) {
+        log.warning("\(Logfmt.line("session refused", [("jail", jailName), ("peer", "host root (control socket)"), ("reason", reason)]))")
     }
 
     /// One error frame, sent without waiting (init never blocks on a client), then close.
@@ -304,22 +354,31 @@ struct Init {
     }
 
     mutating func handleSignals() {
-        guard let pending = try? signals.drain() else { return }
-        for (signal, sender) in pending {
-            switch signal {
+        guard let pending = try? signals.receive() else { return }
+        for received in pending {
+            switch received.signal {
             case SIGCHLD:
                 reapAll()
                 if stopping && !hasChildren() { _exit(0) }
             default:
-                // Only the host may stop the jail: a sender outside the jail's PID namespace
-                // shows as pid 0. Root inside sending SIGTERM to PID 1 is logged, not obeyed.
-                guard sender == 0 else {
-                    log.warning("ignored signal \(signal) sent to init by pid \(sender) inside the jail")
+                // Only the host may stop the jail, and only with kill(2) (jaild, kill, systemd):
+                // a sender outside the jail's PID namespace shows as pid 0, but so does a signal
+                // the kernel sends for a file's owner (F_SETOWN + F_SETSIG, which root inside can
+                // aim at init), and sigqueue's pid is the sender's to choose. Those are logged,
+                // not obeyed; a stop otherwise comes from the supervisor or `jaild stop`.
+                guard received.killedFromOutside else {
+                    log.warning("ignored \(Self.describe(received))")
                     continue
                 }
                 beginStop()
             }
         }
+    }
+
+    /// What an ignored signal was, for its log line.
+    static func describe(_ received: ReceivedSignal) -> String {
+        if received.sender != 0 { return "signal \(received.signal) sent to init by pid \(received.sender) inside the jail" }
+        return "signal \(received.signal) sent to init with si_code \(received.code), not by kill(2): only a kill from the host stops the jail"
     }
 
     /// Whether the supervisor took init out of the OOM killer's reach (oom_score_adj not 0);

@@ -2,8 +2,10 @@
 import Glibc
 #endif
 
-/// A new session helper's first step: into the jail's `sessions` cgroup, whose memory limit
-/// (derived from `--memory`, see CgroupLimits.sessionMemory) holds every helper together.
+/// A new session helper's first step: into the jail's `sessions` cgroup, whose limits (memory
+/// derived from `--memory`, and `--cpus`: CgroupLimits.sessionLimits) hold every tenant's
+/// helper together. An operator's helper stays out (Init.forkHelper): those limits are the
+/// tenant's to use up.
 /// Pages the helper shares with init stay charged to init; what it allocates from now on,
 /// its relay buffers above all, is charged here.
 enum SessionCgroup {

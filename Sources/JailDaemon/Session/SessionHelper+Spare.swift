@@ -36,6 +36,13 @@ extension SessionHelper {
             for fd in received?.fds ?? [] { close(fd) }
             _exit(0)
         }
+        // Before anything of the client's is read: past its deadline init kills a spare that
+        // has not said this, and forks a helper that reads the client from its first byte.
+        var acknowledgement = SpareHandOff.acknowledgement
+        guard send(channel.rawValue, &acknowledgement, 1, Int32(MSG_NOSIGNAL)) == 1 else {
+            close(received.fds[0])
+            _exit(0)
+        }
         cj_set_proctitle("jaild: session")
         serve(connection: FileDescriptor(rawValue: received.fds[0]), signals: signals, configuration: configuration,
               settings: settings, jail: jail, id: handOff.id, hostRoot: handOff.hostRoot, startedNotice: channel)

@@ -84,6 +84,9 @@ extension Supervisor {
             lifeline.write.closeQuietly()
             throw .startFailed("\(what): cannot send the adoption request: \(error)")
         }
+        // Not fatal: an init from before the proof may have answered and closed already, and a
+        // newer one refuses a request without it, with the reason.
+        if let error = AdoptionChannel.sendProof(connection) { log.info("\(what): proof of host root not sent: \(error)") }
         var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
         var answer: (bytes: [UInt8], fds: [Int32])?
         if poll(&entry, 1, 5000) == 1 { answer = try? UnixSocket.receive(connection, max: 512, maxDescriptors: 2) }
@@ -135,6 +138,7 @@ extension Supervisor {
     /// handed to init with the clone, like the jail's socket.
     func bindControlSocket() throws(JailError) -> FileDescriptor {
         let path = controlPath
+        try OperatorProof.prepareDirectory()
         // The pid file lock is ours: a socket at this path is a dead jail's.
         if let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(path) }) {
             guard isSocket(info) else { throw .socketInTheWay(path, reason: "a file that is not a socket is in the way") }
