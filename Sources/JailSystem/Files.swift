@@ -170,3 +170,12 @@ public func fileKindName(_ mode: mode_t) -> String? {
     default: "a file of unknown type"
     }
 }
+
+/// The same, for a process inside the jail (after pivot_root, such as a session helper, host
+/// root itself with --no-userns): `path` in its own root.
+public func readUntrustedFile(_ path: String, limit: Int = 16 << 20, timeout: Int64 = 1000) throws(UntrustedFileError) -> [UInt8] {
+    let root = open("/", CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+    if root < 0 { throw .system(.last("open", path: "/")) }
+    defer { _ = close(root) }
+    return try readUntrustedFile(path, inRoot: root, name: path, limit: limit, timeout: timeout)
+}
