@@ -37,9 +37,10 @@ final class PreflightTests: XCTestCase {
         XCTAssertEqual(owned?.contains("(chown root /srv)"), true, owned ?? "")
         // A named user in the ACL reopens a 0700 directory.
         let acl = Preflight.reachReason(what: "host path of mount /data", path: "/d",
-                                        chain: [directory("/", 0o755), directory("/d", 0o700, acl: ["user 1001"])])
-        XCTAssertEqual(acl, "host path of mount /data /d is reachable by user 1001 (ACL) through /d (mode 700), and files "
-                           + "root inside creates there are root's on the host: only root may pass a directory above it "
+                                        chain: [directory("/", 0o755), directory("/d", 0o700, acl: ["user 1001"])],
+                                        consequence: "root inside can plant setuid files there")
+        XCTAssertEqual(acl, "host path of mount /data /d is reachable by user 1001 (ACL) through /d (mode 700), and root "
+                           + "inside can plant setuid files there: only root may pass a directory above it "
                            + "(setfacl -b /d && chmod g-rwx /d)")
     }
 

@@ -57,25 +57,30 @@ public enum Preflight {
     /// can pass: root's, closed to group and others, no ACL entry letting anyone else search.
     static func checkPrivate(_ configuration: JailConfiguration) throws(JailError) {
         let root = configuration.root ?? "/"
-        var writable = [("root", root)]
-        if let layers = configuration.overlay { writable += [("overlay layer", layers.upper), ("overlay layer", layers.work)] }
-        writable += configuration.mounts.filter { !$0.readOnly }.map { ("host path of mount \($0.jailPath)", $0.hostPath) }
-        for (what, path) in writable {
+        let rootFiles = "files root inside creates there are root's on the host"
+        var writable = [("root", root, rootFiles)]
+        if let layers = configuration.overlay {
+            writable += [("overlay layer", layers.upper, rootFiles), ("overlay layer", layers.work, rootFiles)]
+        }
+        writable += configuration.mounts.filter { !$0.readOnly }.map {
+            ("host path of mount \($0.jailPath)", $0.hostPath, "root inside can plant setuid files there")
+        }
+        for (what, path, consequence) in writable {
             let chain = try JailError.wrap { () throws(SystemError) in try directoryReach(along: path) }
-            if let reason = reachReason(what: what, path: path, chain: chain) { throw .badRoot(reason) }
+            if let reason = reachReason(what: what, path: path, chain: chain, consequence: consequence) { throw .badRoot(reason) }
         }
     }
 
     /// Why a directory root inside can write is reachable by a host user other than root, or
     /// nil: `chain` holds the directories from / down to it. One line, with the fix.
-    static func reachReason(what: String, path: String, chain: [DirectoryReach]) -> String? {
+    static func reachReason(what: String, path: String, chain: [DirectoryReach],
+                            consequence: String = "files root inside creates there are root's on the host") -> String? {
         if chain.contains(where: \.closedToAllButRoot) { return nil }
-        let consequence = "and files root inside creates there are root's on the host"
         // The directory meant to be the private one: the lowest that others cannot pass.
         guard let meant = chain.last(where: { !$0.searchableByOthers }) else {
             let mode = String((chain.last?.mode ?? 0) & 0o7777, radix: 8)
             let parent = parentDirectory(chain.last?.path ?? path)
-            return "\(what) \(path) (mode \(mode)) is reachable by every host user, \(consequence): "
+            return "\(what) \(path) (mode \(mode)) is reachable by every host user, and \(consequence): "
                 + "close a directory above it to group and others (chmod 700 \(parent))"
         }
         var who: [String] = []
@@ -92,7 +97,7 @@ public enum Preflight {
         if meant.mode & S_IXGRP != 0 || !meant.aclSearchers.isEmpty { fixes.append("chmod g-rwx \(meant.path)") }
         let mode = String(meant.mode & 0o7777, radix: 8)
         return "\(what) \(path) is reachable by \(who.joined(separator: ", ")) through \(meant.path) (mode \(mode)), "
-            + "\(consequence): only root may pass a directory above it (\(fixes.joined(separator: " && ")))"
+            + "and \(consequence): only root may pass a directory above it (\(fixes.joined(separator: " && ")))"
     }
 
     static func parentDirectory(_ path: String) -> String {
