@@ -23,6 +23,7 @@ import pytest
 
 from conftest import UID_A, Jail, as_user, children_of, pid_alive, wait_for
 from test_adoption import Tracked
+from test_provision import prov  # noqa: F401  (jaild create with its state in a temporary directory)
 
 MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
 # A host group and one of its members, ids no one else uses (this helper's own range).
@@ -193,3 +194,27 @@ def test_a_fifo_passwd_does_not_delay_adoption(own_rootfs, mode):
     finally:
         jail.stop()
         tracked.cleanup()
+
+
+def test_jaild_create_makes_a_root_only_root_can_pass(prov):
+    """`jaild create`'s STATE/NAME (root, upper and work beneath it) is 0700 root: its jails
+    pass the check; opened to a group, the start is refused like any other root."""
+    name, uid = "jt-pre", 62472
+    prov.create(name, uid, "busybox", start=False)
+    jail_dir = prov.state / name
+    info = os.stat(jail_dir)
+    assert (info.st_uid, info.st_mode & 0o777) == (0, 0o700)
+    try:
+        os.chown(jail_dir, 0, GROUP)
+        os.chmod(jail_dir, 0o750)
+        result = prov.jaild("start", name)
+        if result.returncode == 0:
+            prov.jaild("stop", name)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert f"is reachable by group {GROUP} through {jail_dir} (mode 750)" in result.stderr
+        os.chmod(jail_dir, 0o700)
+        prov.jaild("start", name, check=True)
+        assert prov.session(uid, "echo in").stdout == b"in\n"
+    finally:
+        prov.jaild("stop", name)
+        prov.destroy(name)
