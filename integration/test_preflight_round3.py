@@ -218,3 +218,19 @@ def test_jaild_create_makes_a_root_only_root_can_pass(prov):
     finally:
         prov.jaild("stop", name)
         prov.destroy(name)
+
+
+@MODES
+def test_a_fifo_passwd_fails_a_session_at_once(own_rootfs, mode):
+    """The session helper reads the jail's passwd for each session (host root with --no-userns):
+    a FIFO there refuses the session with its reason instead of hanging it."""
+    with Jail(own_rootfs, UID_A, list(mode)) as jail:
+        made = jail.run(f"{ROOT_INSIDE} 'rm /etc/passwd && mkfifo -m 644 /etc/passwd'")
+        assert made.returncode == 0, made.stderr
+        begun = time.monotonic()
+        try:
+            result = jail.run("echo in", timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the session hung on the FIFO /etc/passwd")
+        assert time.monotonic() - begun < 1.0
+        assert result.returncode != 0 and b"/etc/passwd is a FIFO, not a regular file" in result.stderr, result.stderr
