@@ -107,7 +107,9 @@ def test_two_jails_get_disjoint_ranges_and_a_restart_keeps_its_range(rootfs_sec,
 
 @pytest.fixture
 def planted(public_tmp):
-    """A rw directory every host user can reach, for the jail's root to plant a file in."""
+    """A rw directory for the jail's root to plant a file in, beneath a directory only root can
+    pass (jaild refuses a read-write bind mount another host user can reach, issue 27)."""
+    os.chmod(public_tmp, 0o700)
     shared = public_tmp / "shared"
     shared.mkdir()
     os.chmod(shared, 0o777)

@@ -80,3 +80,102 @@ extension StringProtocol {
         return s
     }
 }
+
+/// Why a file of a jail's tree was not read: the jail controls that tree, so the reader
+/// refuses rather than waits or follows.
+public enum UntrustedFileError: Error, Equatable, CustomStringConvertible {
+    case system(SystemError)
+    /// A FIFO, socket, device, directory or symlink where a regular file was expected.
+    case notRegularFile(String, kind: String)
+    case tooLarge(String, limit: Int)
+    case tooSlow(String, milliseconds: Int64)
+
+    /// The file (or a directory on its path) does not exist.
+    public var isMissing: Bool {
+        if case .system(let error) = self { return error.errno == .noSuchFileOrDirectory }
+        return false
+    }
+
+    /// The same failure as a SystemError, for callers that carry those: a non-regular file is
+    /// EISDIR, ELOOP (a symlink, as O_NOFOLLOW says it) or EINVAL; too large EFBIG; too slow ETIMEDOUT.
+    public var systemError: SystemError {
+        switch self {
+        case .system(let error): error
+        case .notRegularFile(let path, let kind):
+            SystemError("open", path: path, errno: kind == "a directory" ? .isDirectory
+                : kind == "a symlink" ? .tooManySymbolicLinkLevels : .invalidArgument)
+        case .tooLarge(let path, _): SystemError("read", path: path, errno: .fileTooLarge)
+        case .tooSlow(let path, _): SystemError("read", path: path, errno: .timedOut)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .system(let error): "\(error)"
+        case .notRegularFile(let path, let kind): "\(path) is \(kind), not a regular file"
+        case .tooLarge(let path, let limit): "\(path) is larger than \(limit) bytes"
+        case .tooSlow(let path, let milliseconds): "\(path) could not be read within \(milliseconds) ms"
+        }
+    }
+}
+
+/// Reads a regular file of a tree a jail controls (its /etc/passwd, /etc/group, a skeleton
+/// file), as host root, so that nothing the jail puts at the path can hang or mislead the
+/// reader: `path` is resolved inside `root` (RESOLVE_IN_ROOT: a symlink on the way stays in
+/// the tree) and its last component is not followed; it is first opened O_PATH, which opens
+/// nothing (a FIFO would block a reading open until a writer comes; a device's driver would
+/// run its open), and must be a regular file by fstat; only then is that same inode opened for
+/// reading, through /proc/self/fd, non-blocking. Its size is bounded by `limit`, and the reads
+/// by `timeout` milliseconds (a regular file on a local file system never makes read(2) wait
+/// long; a remote or FUSE one could, and is given up on between reads). `name` is the path
+/// the errors show (the host's view of it, e.g. /srv/jails/a/etc/passwd).
+public func readUntrustedFile(_ path: String, inRoot root: Int32, name: String, limit: Int = 16 << 20,
+                              timeout: Int64 = 1000) throws(UntrustedFileError) -> [UInt8] {
+    let started = monotonicMilliseconds()
+    let handle = cj_open_in_root(root, path, CJ_O_PATH | O_NOFOLLOW)
+    if handle < 0 { throw .system(.last("open", path: name)) }
+    defer { _ = close(handle) }
+    var info = stat()
+    if fstat(handle, &info) < 0 { throw .system(.last("fstat", path: name)) }
+    if let kind = fileKindName(info.st_mode) { throw .notRegularFile(name, kind: kind) }
+    if info.st_size > limit { throw .tooLarge(name, limit: limit) }
+    let fd = open("/proc/self/fd/\(handle)", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+    if fd < 0 { throw .system(.last("open", path: name)) }
+    defer { _ = close(fd) }
+    let descriptor = FileDescriptor(rawValue: fd)
+    var bytes: [UInt8] = []
+    while true {
+        if monotonicMilliseconds() - started > timeout { throw .tooSlow(name, milliseconds: timeout) }
+        let chunk: [UInt8]?
+        do { chunk = try descriptor.readChunk(max: min(65536, limit + 1 - bytes.count)) } catch {
+            throw .system(SystemError("read", path: name, errno: error.errno))
+        }
+        guard let chunk else { continue }  // EAGAIN (a lock on the file) or EINTR: until the deadline
+        if chunk.isEmpty { return bytes }
+        bytes += chunk
+        if bytes.count > limit { throw .tooLarge(name, limit: limit) }
+    }
+}
+
+/// "a FIFO", "a directory"…: what a file's type is called in an error; nil for a regular file.
+public func fileKindName(_ mode: mode_t) -> String? {
+    switch mode & S_IFMT {
+    case S_IFREG: nil
+    case S_IFDIR: "a directory"
+    case S_IFLNK: "a symlink"
+    case S_IFIFO: "a FIFO"
+    case S_IFSOCK: "a socket"
+    case S_IFCHR: "a character device"
+    case S_IFBLK: "a block device"
+    default: "a file of unknown type"
+    }
+}
+
+/// The same, for a process inside the jail (after pivot_root, such as a session helper, host
+/// root itself with --no-userns): `path` in its own root.
+public func readUntrustedFile(_ path: String, limit: Int = 16 << 20, timeout: Int64 = 1000) throws(UntrustedFileError) -> [UInt8] {
+    let root = open("/", CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+    if root < 0 { throw .system(.last("open", path: "/")) }
+    defer { _ = close(root) }
+    return try readUntrustedFile(path, inRoot: root, name: path, limit: limit, timeout: timeout)
+}

@@ -269,13 +269,19 @@ struct JailDaemonCommand: ParsableCommand {
         }
         do {
             let configuration = try configuration()
-            let account = try Preflight.check(configuration)
-            if let warning = Preflight.hostNameWarning(configuration, account: account) {
-                JailLogHandler.emitToTerminal(warning)
+            // A jail whose supervisor died is adopted before anything of its tree is read.
+            let supervisor: Supervisor
+            if let adopting = Supervisor.forAdoption(configuration) {
+                supervisor = adopting
+            } else {
+                let account = try Preflight.check(configuration)
+                if let warning = Preflight.hostNameWarning(configuration, account: account) {
+                    JailLogHandler.emitToTerminal(warning)
+                }
+                supervisor = Supervisor(configuration: configuration, account: account)
             }
-            let socket = SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid).socketPath
-            try PortFilter.checkOverlap(configuration, ownSocket: socket)
-            let code = try Supervisor(configuration: configuration, account: account).run()
+            try PortFilter.checkOverlap(configuration, ownSocket: supervisor.location.socketPath)
+            let code = try supervisor.run()
             Glibc.exit(code)
         } catch {
             JailLogHandler.emitToTerminal("\(error)")

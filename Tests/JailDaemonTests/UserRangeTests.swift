@@ -38,12 +38,4 @@ final class UserRangeTests: XCTestCase {
         XCTAssertThrowsError(try UserRangePool.parse("4294901760:131072"))
         XCTAssertThrowsError(try UserRangePool.parse("0:65536"))
     }
-
-    func testPublicRootIsNamedWithItsMode() {
-        let open: [(String, mode_t)] = [("/", 0o40755), ("/srv", 0o40755), ("/srv/r", 0o40755)]
-        XCTAssertEqual(Preflight.publicRootReason(root: "/srv/r", modes: open),
-                       "root /srv/r (mode 755) is reachable by every host user, and files root inside creates there are "
-                           + "root's on the host: make a directory above it private (e.g. chmod 0700 /srv), or use --no-userns")
-        XCTAssertNil(Preflight.publicRootReason(root: "/srv/r", modes: [("/", 0o40755), ("/srv", 0o40750), ("/srv/r", 0o40755)]))
-    }
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <poll.h>
 #include <sys/types.h>
+#include <sys/xattr.h>   /* lgetxattr: the private-root check reads POSIX ACLs */
 #include <termios.h>
 #include <linux/sched.h>   /* CLONE_NEW*: plain macros, no _GNU_SOURCE needed */
 

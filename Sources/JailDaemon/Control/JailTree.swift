@@ -15,18 +15,10 @@ struct JailTree {
     let description: String
 
     func read(_ path: String) throws(SystemError) -> String? {
-        let fd = cj_open_in_root(root, path, O_RDONLY)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw SystemError.last("open", path: description + path)
+        do { return String(decoding: try readUntrustedFile(path, inRoot: root, name: description + path), as: UTF8.self) } catch {
+            if error.isMissing { return nil }
+            throw error.systemError
         }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        while let chunk = try FileDescriptor(rawValue: fd).readChunk(max: 65536), !chunk.isEmpty {
-            bytes += chunk
-            if bytes.count > 16 << 20 { throw SystemError("read", path: description + path, errno: .fileTooLarge) }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     func status(_ path: String) -> stat? {

@@ -84,8 +84,8 @@ struct Session {
     /// the group that owns its pty.
     static func resolveAccount(_ configuration: JailConfiguration, root: Bool = false) throws(SessionError) -> (Account, ttyGroup: UInt32?) {
         do {
-            let passwd = String(decoding: try readFile("/etc/passwd"), as: UTF8.self)
-            let group = String(decoding: (try? readFile("/etc/group")) ?? [], as: UTF8.self)
+            let passwd = String(decoding: try readUntrustedFile("/etc/passwd"), as: UTF8.self)
+            let group = String(decoding: (try? readUntrustedFile("/etc/group")) ?? [], as: UTF8.self)
             let account = root ? Account.root(passwd: passwd) : try Account.resolve(configuration, passwd: passwd, group: group)
             // Rootless, the jail's tty group is not mapped: the slave goes to the user's group.
             let ttyGroup = configuration.rootless ? nil : GroupEntry.parseAll(group).first { $0.name == "tty" }?.gid

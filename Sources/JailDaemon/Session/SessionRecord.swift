@@ -108,7 +108,8 @@ struct SessionRecord {
 
     /// The jail's `utmp` group, if its /etc/group has one.
     static func utmpGroup() -> UInt32? {
-        guard let text = try? readText("/etc/group") else { return nil }
+        guard let bytes = try? readUntrustedFile("/etc/group") else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
         return GroupEntry.parseAll(text).first { $0.name == "utmp" }?.gid
     }
 

@@ -26,7 +26,7 @@ extension Preflight {
         let rootFD = open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
         guard rootFD >= 0 else { return nil }
         defer { close(rootFD) }
-        guard let jailPasswd = try? readInRoot(rootFD, "/etc/passwd") else { return nil }
+        guard let jailPasswd = try? readInRoot(rootFD, "/etc/passwd", root: root) else { return nil }
         let missing = hostNamesMissingInJail(hostPasswd: hostPasswd, jailPasswd: jailPasswd, uid: account.uid)
         guard let name = missing.first else { return nil }
         return "warning: host account '\(name)' (uid \(account.uid)) logs into this jail, whose /etc/passwd has no '\(name)' "

@@ -21,21 +21,24 @@ public enum Preflight {
         guard isDirectory(info) || (isSymlink(info) && isDirectoryFollowing(root)) else {
             throw .badRoot("root \(root) is not a directory")
         }
-        if configuration.mapsRange && configuration.root != nil { try checkPrivate(root: root) }
         for mount in configuration.mounts where (try? fileStatus(mount.hostPath)) == nil {
             throw .badMount("host path \(mount.hostPath) of mount \(mount.jailPath) does not exist")
         }
+        if !configuration.rootless && configuration.root != nil { try checkPrivate(configuration) }
         // A root made from a base is empty until init mounts the overlay: read the merged
         // tree through a detached overlay mount that nobody else can see.
         let rootFD = try configuration.overlay.map { layers throws(JailError) in try openOverlay(layers, uid: configuration.uid) }
             ?? open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
         if rootFD < 0 { throw .system(.last("open", path: root)) }
         defer { close(rootFD) }
+        // The jail's own files, read as untrusted: a FIFO at /etc/passwd must not hang jaild.
         let passwd: String
-        do { passwd = try readInRoot(rootFD, "/etc/passwd") } catch {
-            throw .badRoot("cannot read \(root)/etc/passwd: \(error.errno)")
+        do { passwd = try readInRoot(rootFD, "/etc/passwd", root: root) } catch { throw unreadable(error) }
+        let group: String
+        do { group = try readInRoot(rootFD, "/etc/group", root: root) } catch {
+            guard error.isMissing else { throw unreadable(error) }
+            group = ""
         }
-        let group = (try? readInRoot(rootFD, "/etc/group")) ?? ""
         let account: Account
         do { account = try Account.resolve(configuration, passwd: passwd, group: group) } catch { throw .account(error) }
         let shell = cj_open_in_root(rootFD, account.shell, CJ_O_PATH)
@@ -46,31 +49,55 @@ public enum Preflight {
         return account
     }
 
-    /// Files root inside creates in the rootfs are uid 0 on disk (the idmapped mount), so a
-    /// setuid-root file planted in its /tmp would make any host user who can reach it root.
-    /// Hence some directory from / to the root must deny search to others.
-    static func checkPrivate(root: String) throws(JailError) {
-        guard let resolved = realpath(root, nil) else { throw .system(.last("realpath", path: root)) }
-        let path = String(cString: resolved)
-        free(resolved)
-        var prefix = ""
-        var modes: [(String, mode_t)] = []
-        for component in [""] + path.split(separator: "/").map(String.init) {
-            prefix = component.isEmpty ? "/" : (prefix == "/" ? "" : prefix) + "/" + component
-            var info = stat()
-            if stat(prefix, &info) < 0 { throw .system(.last("stat", path: prefix)) }
-            modes.append((prefix, info.st_mode))
+    /// Files root inside creates in the rootfs are uid 0 on disk (through the idmapped mount,
+    /// or as host root with --no-userns), so a setuid-root file it plants would make any host
+    /// user who can reach it root on the host; on a bind mount they are the jail's root ids.
+    /// Hence every directory root inside can write — the root (with a base: its upper and
+    /// work layers) and every read-write bind mount — must lie beneath a directory only root
+    /// can pass: root's, closed to group and others, no ACL entry letting anyone else search.
+    static func checkPrivate(_ configuration: JailConfiguration) throws(JailError) {
+        let root = configuration.root ?? "/"
+        let rootFiles = "files root inside creates there are root's on the host"
+        var writable = [("root", root, rootFiles)]
+        if let layers = configuration.overlay {
+            writable += [("overlay layer", layers.upper, rootFiles), ("overlay layer", layers.work, rootFiles)]
         }
-        if let reason = publicRootReason(root: path, modes: modes) { throw .badRoot(reason) }
+        writable += configuration.mounts.filter { !$0.readOnly }.map {
+            ("host path of mount \($0.jailPath)", $0.hostPath, "root inside can plant setuid files there")
+        }
+        for (what, path, consequence) in writable {
+            let chain = try JailError.wrap { () throws(SystemError) in try directoryReach(along: path) }
+            if let reason = reachReason(what: what, path: path, chain: chain, consequence: consequence) { throw .badRoot(reason) }
+        }
     }
 
-    /// Why a root is reachable by every host user, or nil: `modes` are those of each directory
-    /// from / to the root.
-    static func publicRootReason(root: String, modes: [(String, mode_t)]) -> String? {
-        if modes.contains(where: { $0.1 & S_IXOTH == 0 }) { return nil }
-        let mode = String((modes.last?.1 ?? 0) & 0o7777, radix: 8)
-        return "root \(root) (mode \(mode)) is reachable by every host user, and files root inside creates there are "
-            + "root's on the host: make a directory above it private (e.g. chmod 0700 \(parentDirectory(root))), or use --no-userns"
+    /// Why a directory root inside can write is reachable by a host user other than root, or
+    /// nil: `chain` holds the directories from / down to it. One line, with the fix.
+    static func reachReason(what: String, path: String, chain: [DirectoryReach],
+                            consequence: String = "files root inside creates there are root's on the host") -> String? {
+        if chain.contains(where: \.closedToAllButRoot) { return nil }
+        // The directory meant to be the private one: the lowest that others cannot pass.
+        guard let meant = chain.last(where: { !$0.searchableByOthers }) else {
+            let mode = String((chain.last?.mode ?? 0) & 0o7777, radix: 8)
+            let parent = parentDirectory(chain.last?.path ?? path)
+            return "\(what) \(path) (mode \(mode)) is reachable by every host user, and \(consequence): "
+                + "close a directory above it to group and others (chmod 700 \(parent))"
+        }
+        var who: [String] = []
+        var fixes: [String] = []
+        if meant.uid != 0 {
+            who.append("its owner uid \(meant.uid)")
+            fixes.append("chown root \(meant.path)")
+        }
+        if meant.mode & S_IXGRP != 0 { who.append("group \(meant.gid)") }
+        if !meant.aclSearchers.isEmpty {
+            who += meant.aclSearchers.map { "\($0) (ACL)" }
+            fixes.append("setfacl -b \(meant.path)")
+        }
+        if meant.mode & S_IXGRP != 0 || !meant.aclSearchers.isEmpty { fixes.append("chmod g-rwx \(meant.path)") }
+        let mode = String(meant.mode & 0o7777, radix: 8)
+        return "\(what) \(path) is reachable by \(who.joined(separator: ", ")) through \(meant.path) (mode \(mode)), "
+            + "and \(consequence): only root may pass a directory above it (\(fixes.joined(separator: " && ")))"
     }
 
     static func parentDirectory(_ path: String) -> String {
@@ -101,9 +128,17 @@ public enum Preflight {
         return stat(path, &info) == 0 && isDirectory(info)
     }
 
-    static func readInRoot(_ rootFD: Int32, _ path: String) throws(SystemError) -> String {
-        let fd = try syscall("openat2", path: path) { cj_open_in_root(rootFD, path, O_RDONLY) }
-        defer { close(fd) }
-        return String(decoding: try readAll(FileDescriptor(rawValue: fd)), as: UTF8.self)
+    /// The one line for a jail file jaild would not read: "cannot read ROOT/etc/passwd: No such
+    /// file or directory", or "ROOT/etc/passwd is a FIFO, not a regular file".
+    static func unreadable(_ error: UntrustedFileError) -> JailError {
+        if case .system(let failure) = error { return .badRoot("cannot read \(failure.path ?? "?"): \(failure.errno)") }
+        return .badRoot("\(error)")
+    }
+
+    /// A file of the jail's tree, read as untrusted: regular files only, bounded in size and
+    /// time (readUntrustedFile).
+    static func readInRoot(_ rootFD: Int32, _ path: String, root: String) throws(UntrustedFileError) -> String {
+        let name = (root == "/" ? "" : root) + path
+        return String(decoding: try readUntrustedFile(path, inRoot: rootFD, name: name), as: UTF8.self)
     }
 }

@@ -20,11 +20,34 @@ public struct Supervisor {
     public let configuration: JailConfiguration
     public let account: Account
     public let location: SocketLocation
+    /// Made by `forAdoption`: the account is the state file's ids, the jail's files unread.
+    var accountFromState = false
 
     public init(configuration: JailConfiguration, account: Account) {
         self.configuration = configuration
         self.account = account
         location = Supervisor.location(configuration, account: account)
+    }
+
+    /// The supervisor for a running jail whose supervisor died, found from the state files
+    /// alone, or nil (then jaild preflights and starts afresh). Adoption reads nothing of the
+    /// jail's tree: its files are the jail's, and a FIFO at its /etc/passwd would hang host
+    /// root while the jail runs unsupervised. Only the account's ids are known this way, which
+    /// is all adoption needs (its name, home and shell matter to a fresh init only).
+    public static func forAdoption(_ configuration: JailConfiguration) -> Supervisor? {
+        guard !configuration.rootless else { return nil }
+        let candidates = JailState.named().compactMap { entry -> Supervisor? in
+            let state = entry.state
+            guard state.uid == configuration.uid, configuration.gid.map({ $0 == state.gid }) ?? true else { return nil }
+            let account = Account(name: configuration.userName ?? "", uid: state.uid, gid: state.gid, groups: [state.gid],
+                                  home: "/", shell: "/bin/sh")
+            var supervisor = Supervisor(configuration: configuration, account: account)
+            supervisor.accountFromState = true
+            let same = entry.name == supervisor.cgroupName && state.socket == supervisor.location.socketPath
+            return same && state.initIsAlive ? supervisor : nil
+        }
+        // Two live jails of this uid under different gids: the jail's passwd decides (preflight).
+        return candidates.count == 1 ? candidates[0] : nil
     }
 
     /// Where the socket goes. Its name carries the host's uid and gid (the client looks for
@@ -131,6 +154,12 @@ public struct Supervisor {
         try prepareDirectory()
         let lock = try PidFile.acquire(location)
         if let adopted = try adoptRunningJail(lock: lock, report: report) { return adopted }
+        if accountFromState {
+            // The init this jaild came to adopt exited meanwhile: a fresh start, preflighted as any.
+            lock.release()
+            let account = try Preflight.check(configuration)
+            return try Supervisor(configuration: configuration, account: account).start(report: report)
+        }
         let listener: FileDescriptor
         var control: FileDescriptor?
         do {
