@@ -1,6 +1,7 @@
 import ArgumentParser
 import JailDaemon
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -14,7 +15,7 @@ enum ControlCommands {
     /// The commands that never start a jail: they run from jaild's file as it is (a start
     /// re-executes itself from a read-only mount first, `ProtectedBinary`).
     static let nonStarting: Set<String> = ["list", "status", "stop", "sessions", "enter", "create", "destroy", "base",
-                                           "-v", "--version", "-h", "--help"]
+                                           "authorized-keys", "-v", "--version", "-h", "--help"]
 
     /// Whether these arguments may start (or adopt) a jail: the 2014 form and `start NAME`.
     static func mayStartAJail(_ arguments: [String]) -> Bool {
@@ -44,6 +45,9 @@ enum ControlCommands {
         case "create": exit(ProvisionCommands.create(rest))
         case "destroy": exit(ProvisionCommands.destroy(rest))
         case "base": exit(ProvisionCommands.base(rest))
+        case "authorized-keys":
+            guard rest.count == 1, !rest[0].hasPrefix("-") else { fail("usage: jaild authorized-keys USER", code: 2) }
+            exit(authorizedKeys(user: rest[0]))
         default:
             return expandConfig(arguments)
         }
@@ -73,6 +77,27 @@ enum ControlCommands {
             return Sessions.kill(spec, id: kill)
         }
         return Sessions.list(spec, json: json)
+    }
+
+    /// `jaild authorized-keys USER`, sshd's AuthorizedKeysCommand (docs/ssh.md): the keys on
+    /// stdout, what was left out and why on stderr. No running jail means no keys (exit 0): the
+    /// login could not reach the jail anyway; a file that cannot be read is a failure (exit 1).
+    static func authorizedKeys(user: String) -> Int32 {
+        do {
+            let (keys, skipped) = try Control.authorizedKeys(hostUser: user)
+            for reason in skipped { JailLogHandler.emitToTerminal("authorized-keys \(Logfmt.printable(user)): \(reason)") }
+            do { try FileDescriptor(rawValue: 1).writeFully(Array(keys.utf8)) } catch {
+                JailLogHandler.emitToTerminal("authorized-keys: \(error)")
+                return 1
+            }
+            return 0
+        } catch {
+            JailLogHandler.emitToTerminal("authorized-keys: \(error)")
+            switch error {
+            case .noRunningJail, .noJailUser: return 0
+            default: return 1
+            }
+        }
     }
 
     /// `--config FILE` becomes the file's options, placed first so the command line wins.

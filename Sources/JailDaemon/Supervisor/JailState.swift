@@ -32,6 +32,10 @@ public struct JailState: Equatable, Sendable {
     public var identity: ProcessIdentity?
     public var control: String = ""
     public var cgroups: [String] = []
+    /// Whether sessions get ssh agent and X11 forwarding (`--no-forward-agent`, `--forward-x11`),
+    /// for the key options of `jaild authorized-keys`.
+    public var forwardAgent = true
+    public var forwardX11 = false
 
     public static let directory = "/run/jail/state"
     /// 1: before adoption (no identity, no control socket). 2: adoptable.
@@ -48,7 +52,9 @@ public struct JailState: Equatable, Sendable {
             ("initstart", identity.map { "\($0.startTime)" } ?? ""), ("pidns", identity?.pidNamespace ?? ""),
             ("mntns", identity?.mountNamespace ?? ""), ("control", control), ("cgroups", cgroups.joined(separator: ":")),
         ]
-        return (jail + initIdentity).map { "\($0.0)=\($0.1)\n" }.joined()
+        let sessions: [(String, String)] = [("forward", [forwardAgent ? "agent" : nil, forwardX11 ? "x11" : nil]
+            .compactMap { $0 }.joined(separator: ","))]
+        return (jail + initIdentity + sessions).map { "\($0.0)=\($0.1)\n" }.joined()
     }
 
     public static func decode(_ text: String) -> JailState? {
@@ -73,6 +79,12 @@ public struct JailState: Equatable, Sendable {
         }
         state.control = fields["control"] ?? ""
         state.cgroups = (fields["cgroups"] ?? "").split(separator: ":").map(String.init)
+        // A state written before the field: the defaults, agent forwarding on, X11 off.
+        if let forward = fields["forward"] {
+            let kinds = forward.split(separator: ",")
+            state.forwardAgent = kinds.contains("agent")
+            state.forwardX11 = kinds.contains("x11")
+        }
         return state
     }
 

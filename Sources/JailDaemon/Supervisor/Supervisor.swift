@@ -209,6 +209,8 @@ public struct Supervisor {
             state.control = controlPath
             state.cgroups = cgroups?.directories ?? []
         }
+        state.forwardAgent = configuration.forwardAgent
+        state.forwardX11 = configuration.forwardX11
         state.save(as: cgroupName)
         if let report {
             Readiness.ready("").send(on: report)
