@@ -23,7 +23,7 @@ import textwrap
 
 import pytest
 
-from conftest import JAIL, JAILD, REPO, UID_A, Jail, as_user, pid_alive, wait_for
+from conftest import JAIL, JAILD, REPO, UID_A, Jail, as_user, children_of, descendants, pid_alive, wait_for
 
 RANGE = 65536
 SUBUID, SUBGID = pathlib.Path("/etc/subuid"), pathlib.Path("/etc/subgid")
@@ -203,6 +203,35 @@ def test_a_range_taken_meanwhile_is_refused_at_the_next_start(rootfs_sec):
     with Jail(rootfs_sec, UID_A) as again:
         assert listed(again)["userns_start"] == start
         assert ("root", start, RANGE) in entries(SUBUID)
+
+
+def test_adoption_adds_a_missing_reservation(rootfs_sec):
+    jail = Jail(rootfs_sec, UID_A).start()
+    init = jail.init_pid
+    pids = {jail.supervisor, init, *descendants(init)}
+    try:
+        start = listed(jail)["userns_start"]
+        line = f"root:{start}:{RANGE}"
+        for path in (SUBUID, SUBGID):
+            remove_lines(path, lambda text: text == line)  # as a jaild before the reservation left it
+        os.kill(jail.supervisor, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(jail.supervisor), 10, "the supervisor to die")
+        result = subprocess.run(jail.command(), capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        jail.supervisor = int(open(jail.pidfile).read())
+        pids.add(jail.supervisor)
+        assert children_of(jail.supervisor) == [] and pid_alive(init)  # adopted, not started again
+        for path in (SUBUID, SUBGID):
+            assert ("root", start, RANGE) in entries(path), (path, entries(path))
+    finally:
+        if pid_alive(jail.supervisor):
+            os.kill(jail.supervisor, signal.SIGTERM)
+        try:
+            wait_for(lambda: not any(pid_alive(p) for p in pids), 20, "the jail to stop")
+        finally:
+            for pid in pids:
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_destroy_gives_the_reservation_back(installed_jail):
