@@ -59,7 +59,10 @@ struct ShadowLock {
 
     /// In reverse order: the files' locks, then /etc/.pwd.lock (closing it drops the lock).
     func release() {
-        for lock in lockFiles.reversed() { unlink(lock) }
+        for lock in lockFiles.reversed() where unlink(lock) < 0 {
+            // Left behind, it would hold off useradd for as long as this process lives.
+            log.error("\(SystemError.last("unlink", path: lock)): remove it by hand, or useradd cannot lock it")
+        }
         close(passwordLockFD)
     }
 
