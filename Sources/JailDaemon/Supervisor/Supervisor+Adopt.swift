@@ -41,8 +41,8 @@ extension Supervisor {
                         + "this jaild reads format \(JailState.formatVersion): stop the jail (kill -TERM \(pid)) and start it again")
             }
             let adopted = try takeOver(state: state, pidfd: pidfd, identity: recorded)
+            recheckRange(state)  // before readiness: once jaild has said "adopted", the range is reserved
             try finishAdoption(state: state, lock: lock, report: report, adopted: adopted, pidfd: pidfd, begun: begun)
-            recheckRange(state)
             return adopted.running(supervisor: self, lock: lock, pidfd: pidfd)
         } catch {
             close(pidfd)
