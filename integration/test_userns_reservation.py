@@ -123,7 +123,7 @@ ATTACK = textwrap.dedent("""
 
 
 def attack(uid, start, init_pid):
-    result = subprocess.run(["python3", "-c", ATTACK, str(start), str(init_pid)], capture_output=True, text=True,
+    result = subprocess.run(["/usr/bin/python3", "-c", ATTACK, str(start), str(init_pid)], capture_output=True, text=True,
                             timeout=30, preexec_fn=as_user(uid), cwd="/")
     return result.stdout + result.stderr
 
