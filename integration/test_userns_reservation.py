@@ -134,8 +134,8 @@ def test_an_account_with_subordinate_ids_never_gets_a_running_jails_range(rootfs
         reservation = ("root", start, RANGE)
         # An account whose subordinate ids useradd would take from the jail's very start
         # (-K moves its span there): without the reservation it gets the jail's root ids.
-        name = accounts("jt-r90", ACCOUNT_UID, "-K", f"SUB_UID_MIN={start}", "-K", f"SUB_UID_MAX={start + 4 * RANGE}",
-                        "-K", f"SUB_GID_MIN={start}", "-K", f"SUB_GID_MAX={start + 4 * RANGE}")
+        name = accounts("jt-r90", ACCOUNT_UID, "-K", f"SUB_UID_MIN={start}", "-K", f"SUB_UID_MAX={start + (1 << 28)}",
+                        "-K", f"SUB_GID_MIN={start}", "-K", f"SUB_GID_MAX={start + (1 << 28)}")
         output = attack(ACCOUNT_UID, start, jail.init_pid)
         assert "kill: ok" not in output, f"the account signalled the jail's init through newuidmap: {output}"
         assert "newuidmap: refused" in output and pid_alive(jail.init_pid), output
