@@ -91,6 +91,9 @@ pid_t cj_clone_owned_by(unsigned long flags, uid_t owner) {
     for (int i = 0; raised && i < _LINUX_CAPABILITY_U32S_3; i++) caps[i].effective = caps[i].permitted;
     if (raised) raised = syscall(SYS_capset, &header, caps) == 0;
     pid_t pid = raised ? cj_clone(flags) : -1;
+    /* The child keeps these ids until init becomes its namespace's root; non-dumpable (the euid
+     * change saw to it), its /proc/self files are host root's, which its fsuid 0 still opens
+     * (/proc/self/loginuid, written before that). */
     if (pid == 0) return 0;
     int error = errno;
     /* Back to root: euid 0 again copies the permitted capabilities into the effective set.

@@ -1,4 +1,6 @@
 @testable import JailDaemon
+import Foundation
+import JailSystem
 import XCTest
 
 final class UserRangeTests: XCTestCase {
@@ -106,5 +108,52 @@ final class UserRangeTests: XCTestCase {
                        "root /srv/r (mode 755) is reachable by every host user, and files root inside creates there are "
                            + "root's on the host: make a directory above it private (e.g. chmod 0700 /srv), or use --no-userns")
         XCTAssertNil(Preflight.publicRootReason(root: "/srv/r", modes: [("/", 0o40755), ("/srv", 0o40750), ("/srv/r", 0o40755)]))
+    }
+
+    func testLimitsAreWrittenInsideBeforeProcSysTurnsReadOnly() {
+        var configuration = JailConfiguration(uid: 61000)
+        configuration.root = "/srv/jail"
+        XCTAssertFalse(MountPlan(configuration: configuration).steps.contains { if case .limitUserNamespace = $0 { true } else { false } })
+        let limits = [UserNamespaceLimit(name: "max_inotify_instances", value: 128)]
+        configuration.userNamespaceLimits = limits
+        let steps = MountPlan(configuration: configuration).steps
+        let limit = steps.firstIndex(of: .limitUserNamespace("/proc/sys/user", limits))
+        let readOnly = steps.firstIndex(of: .readOnly("/proc/sys"))
+        let becomeRoot = steps.firstIndex(of: .becomeNamespaceRoot)
+        XCTAssertNotNil(limit)
+        XCTAssertNotNil(readOnly)
+        XCTAssertLessThan(becomeRoot ?? .max, limit ?? 0)
+        XCTAssertLessThan(limit ?? .max, readOnly ?? 0)
+    }
+
+    func testHostLimitsAreEveryMaxOfTheDirectory() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "128\n".write(toFile: directory + "/max_inotify_instances", atomically: true, encoding: .utf8)
+        try "96555\n".write(toFile: directory + "/max_user_namespaces", atomically: true, encoding: .utf8)
+        try "x\n".write(toFile: directory + "/other", atomically: true, encoding: .utf8)
+        XCTAssertEqual(UserNamespaceLimit.host(directory: directory),
+                       [UserNamespaceLimit(name: "max_inotify_instances", value: 128),
+                        UserNamespaceLimit(name: "max_user_namespaces", value: 96555)])
+    }
+
+    func testShadowStyleLockIsTakenRemovedWhenStaleAndRefusedWhenHeld() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shadowlock-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/subuid"
+        let soon = monotonicMilliseconds() + 200
+        XCTAssertNoThrow(try ShadowLock.lockFile(file, deadline: soon))
+        XCTAssertEqual(ShadowLock.lockHolder(file + ".lock"), getpid())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(file).\(getpid())"))
+        // Held by a live process (this one): refused at the deadline, naming it.
+        XCTAssertThrowsError(try ShadowLock.lockFile(file, deadline: monotonicMilliseconds() + 100)) { error in
+            XCTAssertTrue("\(error)".contains("is held by process \(getpid())"), "\(error)")
+        }
+        // A holder that is gone (shadow writes the pid NUL-terminated): stale, taken over.
+        try "2147483646\u{0}".write(toFile: file + ".lock", atomically: false, encoding: .utf8)
+        XCTAssertNoThrow(try ShadowLock.lockFile(file, deadline: monotonicMilliseconds() + 200))
+        XCTAssertEqual(ShadowLock.lockHolder(file + ".lock"), getpid())
     }
 }

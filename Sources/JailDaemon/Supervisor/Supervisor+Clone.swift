@@ -153,8 +153,8 @@ extension Supervisor {
                     + "(see user.max_user_namespaces; or run jaild as root)")
             }
             if let owner {
-                throw .userNamespace("cannot create the jail's user namespace owned by uid \(owner): "
-                    + "clone: \(Errno(rawValue: error)) (see user.max_user_namespaces; or use --no-userns)")
+                throw .userNamespace("cannot create the jail's user namespace as its owner, uid \(owner) "
+                    + "(setresuid, capset, clone): \(Errno(rawValue: error)) (see user.max_user_namespaces; or use --no-userns)")
             }
             throw .system(SystemError("clone", errno: Errno(rawValue: error)))
         }
