@@ -87,6 +87,7 @@ struct UserRangeStore {
             try replaceShadowFile(path, with: UserRange.adding(line, to: text))
         }
     }
+
     /// Every slot taken: (first id, jail name).
     func allocations() -> [(start: UInt32, name: String)] {
         guard let dir = opendir(directory) else { return [] }
