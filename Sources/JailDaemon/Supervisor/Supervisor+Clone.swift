@@ -269,6 +269,8 @@ extension Supervisor {
     /// land on disk as with the idmapped rootfs (root inside: 0). The jail never sees that id.
     func mountOverlay(on tree: FileDescriptor, lower: FileDescriptor, state: FileDescriptor, range: UInt32) throws(JailError) {
         let mounter = "\(UInt32.max - 1) 0 1\n"
+        // This namespace stays host root's (cj_make_userns): no process is ever in it, so nothing
+        // is charged to its owner but the one namespace, given back when the mount goes.
         let userns = cj_make_userns(UserRange.mapLines(keeping: account.uid, start: range) + mounter,
                                     UserRange.mapLines(keeping: account.gid, start: range) + mounter)
         if userns < 0 { throw .system(.last("user namespace for the overlay layers", path: configuration.base ?? "")) }
