@@ -31,17 +31,18 @@ struct UserRangeStore {
         let span = SubordinateSpan.parse(loginDefs: hostFile("/etc/login.defs"))
         if let refusal = span.refusal(of: pool) { throw .userNamespace(refusal) }
         try makeDirectory()
+        if let mine = allocations().first(where: { $0.name == name }) {
+            try recheck(mine.start, ids: ids)
+            return mine.start
+        }
         let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
         defer { lock.release() }
         let records = allocations()
-        if let mine = records.first(where: { $0.name == name }) {
-            try reserve(mine.start, ids: ids)
-            return mine.start
-        }
         let inUse = UserRange.hostIDsInUse(passwd: hostFile("/etc/passwd"), group: hostFile("/etc/group"),
                                            subuid: hostFile(Self.subuid), subgid: hostFile(Self.subgid), ids: ids)
         let taken = Set(records.map(\.start))
-        for slot in UserRange.candidates(pool: pool, inUse: inUse, taken: taken) {
+        // Slot by slot, not UserRange.candidates: the first free one ends the walk (16,382 slots).
+        for slot in pool.slots where !taken.contains(slot) && !UserRange.overlaps(slot, inUse) {
             let path = "\(directory)/\(slot).range"
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
             if fd < 0 && errno == EEXIST { continue }  // another jaild was faster
@@ -63,17 +64,23 @@ struct UserRangeStore {
             + "ranges, see \(directory)): give a larger --userns-pool, or remove the files of jails that are gone")
     }
 
-    /// At adoption: the running jail's range is still reserved and no other principal's; a
-    /// reservation missing (a jail started before jaild made them) is added if the range is free.
+    /// At every start of a jail that has its range, and at adoption: the range is still
+    /// reserved and no other principal's; a reservation missing (a jail started before jaild
+    /// made them) is added if the range is free. Checked first without the locks, which only a
+    /// write needs: the shadow tools and jaild replace these files by rename, so a read sees one
+    /// whole version (the locks, their fdatasyncs and unlinks in /etc, cost 2–4 ms of a start).
     func recheck(_ start: UInt32, ids: [UInt32]) throws(JailError) {
+        if try reserve(start, ids: ids, writing: false) { return }
         let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
         defer { lock.release() }
         try reserve(start, ids: ids)
     }
 
-    /// With the shadow locks held: refuses a range that an account, a group or another
-    /// subordinate range takes, and adds the `root:START:65536` lines that are missing.
-    func reserve(_ start: UInt32, ids: [UInt32]) throws(JailError) {
+    /// Refuses a range that an account, a group or another subordinate range takes, then adds
+    /// the `root:START:65536` lines that are missing (the shadow locks held), or with
+    /// `writing: false` only says whether both are there.
+    @discardableResult
+    func reserve(_ start: UInt32, ids: [UInt32], writing: Bool = true) throws(JailError) -> Bool {
         let subuid = try shadowFile(Self.subuid)
         let subgid = try shadowFile(Self.subgid)
         if let conflict = UserRange.conflict(start: start, passwd: hostFile("/etc/passwd"), group: hostFile("/etc/group"),
@@ -83,9 +90,10 @@ struct UserRangeStore {
                 + "(remove that, or give the jail another range: jaild destroy, or remove \(directory)/\(start).range)")
         }
         let line = UserRange.reservation(start: start)
-        for (path, text) in [(Self.subuid, subuid), (Self.subgid, subgid)] where !UserRange.holds(text, line: line) {
-            try replaceShadowFile(path, with: UserRange.adding(line, to: text))
-        }
+        let missing = [(Self.subuid, subuid), (Self.subgid, subgid)].filter { !UserRange.holds($0.1, line: line) }
+        guard writing else { return missing.isEmpty }
+        for (path, text) in missing { try replaceShadowFile(path, with: UserRange.adding(line, to: text)) }
+        return true
     }
 
     /// Every slot taken: (first id, jail name).
