@@ -73,9 +73,9 @@ def accounts():
 
     def make(name, uid, *options):
         made.append(name)
-        # UID_MAX: useradd gives subordinate ids only to uids between UID_MIN and UID_MAX.
+        # newuidmap insists on the account's group being the process's: gid = uid. UID_MAX:
+        # useradd gives subordinate ids only to uids between UID_MIN and UID_MAX.
         subprocess.run(["groupadd", "-g", str(uid), name], check=True, capture_output=True)
-        # newuidmap insists on the account's group being the process's: gid = uid.
         subprocess.run(["useradd", "-u", str(uid), "-g", str(uid), "-M", "-d", "/nonexistent", "-s", "/bin/sh",
                         "-K", "UID_MAX=65000", *options, name],
                        check=True, capture_output=True)
@@ -244,7 +244,6 @@ def test_destroy_gives_the_reservation_back(installed_jail):
     subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base / "state" / "bases" / "busybox"), "61000",
                     "Jail reservation base"], check=True, capture_output=True)
     jaild = str(pathlib.Path(installed_jail).parent / "jaild")
-    # Someone else's line with the same numbers but another owner or count is not jaild's.
     before = (SUBUID.read_text(), SUBGID.read_text())
     try:
         for step in (["create", "jt-r92", "--uid", "63092", "--base", "busybox"], ["start", "jt-r92"]):
@@ -254,6 +253,7 @@ def test_destroy_gives_the_reservation_back(installed_jail):
         start = next(row for row in rows if row["socket"].endswith("-63092-63092.sock"))["userns_start"]
         for path in (SUBUID, SUBGID):
             assert ("root", start, RANGE) in entries(path)
+            # Someone else's lines with the same start but another owner or count are not jaild's.
             path.write_text(path.read_text() + f"jt-other:{start}:{RANGE}\nroot:{start}:{2 * RANGE}\n")
         result = subprocess.run([jaild, "destroy", "jt-r92", "--yes"], capture_output=True, text=True, timeout=60,
                                 env=env)
