@@ -41,13 +41,19 @@ USERNS_RANGES = pathlib.Path("/var/lib/jail/userns")
 
 @pytest.fixture(scope="session", autouse=True)
 def userns_ranges_are_given_back():
-    """jaild keeps a jail's id range for its next start (a file per range); the ranges the
-    tests' jails took are given back at the end, so test runs do not fill the pool."""
+    """jaild keeps a jail's id range for its next start (a file per range, and its line
+    `root:START:65536` in /etc/subuid and /etc/subgid); the ranges the tests' jails took are
+    given back at the end, so test runs do not fill the pool."""
     before = set(USERNS_RANGES.glob("*.range")) if USERNS_RANGES.is_dir() else set()
     yield
     if USERNS_RANGES.is_dir():
         for path in set(USERNS_RANGES.glob("*.range")) - before:
             path.unlink(missing_ok=True)
+            reservation = f"root:{path.name[:-len('.range')]}:65536"
+            for name in ("/etc/subuid", "/etc/subgid"):
+                lines = pathlib.Path(name).read_text().splitlines(keepends=True)
+                if any(line.strip() == reservation for line in lines):
+                    pathlib.Path(name).write_text("".join(line for line in lines if line.strip() != reservation))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -65,6 +67,42 @@ void cj_set_proctitle(const char *title) {
 pid_t cj_clone(unsigned long flags) {
     /* With a NULL stack, clone behaves like fork: the child runs on a copy of this stack. */
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+pid_t cj_clone_owned_by(unsigned long flags, uid_t owner) {
+    /* A new user namespace is owned by the creator's effective uid, and the kernel charges
+     * the namespace's per-user counts (ucounts: inotify, namespaces, fanotify, the rlimit
+     * counts) to that uid in the parent namespace. So for the clone only, the effective uid is
+     * `owner`; the real and saved uids stay 0: the real uid 0 keeps RLIMIT_NPROC unenforced for
+     * the new namespace (enforced_nproc_rlimit), the saved 0 is the way back. Single-threaded
+     * callers only: set*uid here changes this thread alone at the kernel level. */
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    if (setresuid(0, owner, 0) < 0) return -1;
+    /* Files are still opened as host root (init opens host paths and /proc/self/loginuid
+     * before it becomes the namespace's root, as it did when the clone ran with euid 0). */
+    setfsuid(0);
+    /* The euid change cleared the effective capabilities; the permitted ones stay (real and
+     * saved uid 0). Raised again, so that hosts which allow only privileged user namespaces
+     * (Debian's kernel.unprivileged_userns_clone=0, Ubuntu's AppArmor restriction) still let
+     * host root's clone through. The child gets a full set in its own namespace regardless. */
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3];
+    int raised = syscall(SYS_capget, &header, caps) == 0;
+    for (int i = 0; raised && i < _LINUX_CAPABILITY_U32S_3; i++) caps[i].effective = caps[i].permitted;
+    if (raised) raised = syscall(SYS_capset, &header, caps) == 0;
+    pid_t pid = raised ? cj_clone(flags) : -1;
+    /* The child keeps these ids until init becomes its namespace's root; non-dumpable (the euid
+     * change saw to it), its /proc/self files are host root's, which its fsuid 0 still opens
+     * (/proc/self/loginuid, written before that). */
+    if (pid == 0) return 0;
+    int error = errno;
+    /* Back to root: euid 0 again copies the permitted capabilities into the effective set.
+     * A failure here would leave jaild running as the owner: not survivable. */
+    if (setresuid(0, 0, 0) < 0) abort();
+    /* The euid change made this process non-dumpable (its /proc files root's); as it was. */
+    if (dumpable >= 0) prctl(PR_SET_DUMPABLE, (unsigned long)dumpable, 0, 0, 0);
+    errno = error;
+    return pid;
 }
 
 int cj_pivot_root(const char *new_root, const char *put_old) {

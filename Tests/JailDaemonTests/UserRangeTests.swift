@@ -1,15 +1,26 @@
 @testable import JailDaemon
+import Foundation
+import JailSystem
 import XCTest
 
 final class UserRangeTests: XCTestCase {
-    func testMapKeepsTheUserAndPutsEveryOtherIdInTheRange() {
+    func testMapKeepsTheUserAndPutsEveryOtherIdInTheRangeButTheOwner() {
         XCTAssertEqual(UserRange.mapLines(keeping: 61000, start: 1_048_576),
-                       "0 1048576 61000\n61000 61000 1\n61001 1109577 4535\n")
+                       "0 1048576 61000\n61000 61000 1\n61001 1109577 4534\n")
         // gid 0: no empty first line.
-        XCTAssertEqual(UserRange.mapLines(keeping: 0, start: 1_048_576), "0 0 1\n1 1048577 65535\n")
-        XCTAssertEqual(UserRange.mapLines(keeping: 65535, start: 1_048_576), "0 1048576 65535\n65535 65535 1\n")
-        // Above 65535: all of 0–65535 in the range, the user beside it.
-        XCTAssertEqual(UserRange.mapLines(keeping: 100_000, start: 1_048_576), "0 1048576 65536\n100000 100000 1\n")
+        XCTAssertEqual(UserRange.mapLines(keeping: 0, start: 1_048_576), "0 0 1\n1 1048577 65534\n")
+        XCTAssertEqual(UserRange.mapLines(keeping: 65534, start: 1_048_576), "0 1048576 65534\n65534 65534 1\n")
+        // Above 65534: all of 0–65534 in the range, the user beside it.
+        XCTAssertEqual(UserRange.mapLines(keeping: 100_000, start: 1_048_576), "0 1048576 65535\n100000 100000 1\n")
+        // The owner, the range's last id, is in no map.
+        let owner = UserRange.namespaceOwner(start: 1_048_576)
+        XCTAssertEqual(owner, 1_048_576 + 65535)
+        for id: UInt32 in [0, 61000, 65534, 100_000] {
+            for line in UserRange.mapLines(keeping: id, start: 1_048_576).split(separator: "\n") {
+                let f = line.split(separator: " ").compactMap { UInt32($0) }
+                XCTAssertFalse((f[1]..<(f[1] + f[2])).contains(owner), String(line))
+            }
+        }
     }
 
     func testHostIdsInUseComeFromAccountsAndSubordinateRanges() {
@@ -31,11 +42,110 @@ final class UserRangeTests: XCTestCase {
                                       taken: [1_048_576]))
     }
 
+    func testReservationLinesAreAddedAndOnlyTheirOwnRemoved() {
+        let line = UserRange.reservation(start: 1 << 30)
+        XCTAssertEqual(line, "root:1073741824:65536")
+        XCTAssertEqual(UserRange.adding(line, to: ""), "root:1073741824:65536\n")
+        XCTAssertEqual(UserRange.adding(line, to: "alice:100000:65536"), "alice:100000:65536\nroot:1073741824:65536\n")
+        let text = "alice:100000:65536\nroot:1073741824:65536\nroot:1073741824:131072\nbob:165536:65536\n"
+        XCTAssertTrue(UserRange.holds(text, line: line))
+        XCTAssertEqual(UserRange.removing(line, from: text), "alice:100000:65536\nroot:1073741824:131072\nbob:165536:65536\n")
+        XCTAssertEqual(UserRange.removing(line, from: "root:1073741824:65536\n"), "")
+        XCTAssertFalse(UserRange.holds("root:1073741824:131072\n", line: line))
+    }
+
+    func testConflictsNameTheEntry() {
+        let start: UInt32 = 1 << 30
+        let own = UserRange.reservation(start: start) + "\n"
+        XCTAssertNil(UserRange.conflict(start: start, passwd: "root:x:0:0::/:/bin/sh\n", group: "", subuid: own,
+                                        subgid: own, ids: [61000]))
+        XCTAssertEqual(UserRange.conflict(start: start, passwd: "", group: "", subuid: own + "eve:1073741824:65536\n",
+                                          subgid: own, ids: []), "/etc/subuid has 'eve:1073741824:65536'")
+        // A root range over it (LXD's, say) is not the jail's own line: a conflict too.
+        XCTAssertEqual(UserRange.conflict(start: start, passwd: "", group: "", subuid: own,
+                                          subgid: "root:1000000:1000000000\n", ids: []),
+                       nil)
+        XCTAssertEqual(UserRange.conflict(start: start, passwd: "", group: "", subuid: own,
+                                          subgid: "root:1000000:2000000000\n", ids: []),
+                       "/etc/subgid has 'root:1000000:2000000000'")
+        XCTAssertEqual(UserRange.conflict(start: start, passwd: "mallory:x:1073807359:100::/:/bin/sh\n", group: "",
+                                          subuid: own, subgid: own, ids: []),
+                       "/etc/passwd gives id 1073807359 to mallory")
+        XCTAssertEqual(UserRange.conflict(start: start, passwd: "", group: "", subuid: "", subgid: "", ids: [start + 5]),
+                       "the jail user's own id 1073741829")
+    }
+
+    func testPoolsInsideUseraddsSpanAreRefused() {
+        let defaults = SubordinateSpan.parse(loginDefs: "# nothing\nUID_MIN 1000\n")
+        XCTAssertEqual(defaults, SubordinateSpan(uids: 100_000...600_100_000, gids: 100_000...600_100_000))
+        XCTAssertNil(defaults.refusal(of: .standard))
+        XCTAssertNotNil(defaults.refusal(of: UserRangePool(start: 1 << 20, count: 1 << 28)))
+        let debian = SubordinateSpan.parse(loginDefs: "SUB_UID_MIN\t\t   100000\nSUB_UID_MAX\t\t600100000\n"
+            + "SUB_GID_MIN 100000\nSUB_GID_MAX 2000000000\n#SUB_UID_MAX 5\n")
+        XCTAssertEqual(debian.uids, 100_000...600_100_000)
+        XCTAssertEqual(debian.refusal(of: .standard),
+                       "the user-namespace pool 1073741824:1073610752 overlaps the subordinate ids useradd hands out "
+                           + "(SUB_GID_MIN-SUB_GID_MAX in /etc/login.defs: 100000-2000000000): choose a --userns-pool "
+                           + "outside them (the default is 1073741824:1073610752)")
+        // The default pool: above the span, below systemd's foreign range and 2^31, and 10,000 jails fit.
+        let pool = UserRangePool.standard
+        XCTAssertGreaterThan(UInt64(pool.start), SubordinateSpan.defaultMax)
+        XCTAssertLessThanOrEqual(UInt64(pool.start) + UInt64(pool.count), 0x7FFE_0000)
+        XCTAssertGreaterThanOrEqual(pool.slots.count, 10_000)
+    }
+
     func testPoolParsing() throws {
         XCTAssertEqual(try UserRangePool.parse("2097152:131072"), UserRangePool(start: 2_097_152, count: 131_072))
         XCTAssertThrowsError(try UserRangePool.parse("2097152"))
         XCTAssertThrowsError(try UserRangePool.parse("2097152:1000"))
         XCTAssertThrowsError(try UserRangePool.parse("4294901760:131072"))
         XCTAssertThrowsError(try UserRangePool.parse("0:65536"))
+    }
+
+    func testLimitsAreWrittenInsideBeforeProcSysTurnsReadOnly() {
+        var configuration = JailConfiguration(uid: 61000)
+        configuration.root = "/srv/jail"
+        XCTAssertFalse(MountPlan(configuration: configuration).steps.contains { if case .limitUserNamespace = $0 { true } else { false } })
+        let limits = [UserNamespaceLimit(name: "max_inotify_instances", value: 128)]
+        configuration.userNamespaceLimits = limits
+        let steps = MountPlan(configuration: configuration).steps
+        let limit = steps.firstIndex(of: .limitUserNamespace("/proc/sys/user", limits))
+        let readOnly = steps.firstIndex(of: .readOnly("/proc/sys"))
+        let becomeRoot = steps.firstIndex(of: .becomeNamespaceRoot)
+        XCTAssertNotNil(limit)
+        XCTAssertNotNil(readOnly)
+        XCTAssertLessThan(becomeRoot ?? .max, limit ?? 0)
+        XCTAssertLessThan(limit ?? .max, readOnly ?? 0)
+    }
+
+    func testHostLimitsAreEveryMaxOfTheDirectory() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "128\n".write(toFile: directory + "/max_inotify_instances", atomically: true, encoding: .utf8)
+        try "96555\n".write(toFile: directory + "/max_user_namespaces", atomically: true, encoding: .utf8)
+        try "x\n".write(toFile: directory + "/other", atomically: true, encoding: .utf8)
+        XCTAssertEqual(UserNamespaceLimit.host(directory: directory),
+                       [UserNamespaceLimit(name: "max_inotify_instances", value: 128),
+                        UserNamespaceLimit(name: "max_user_namespaces", value: 96555)])
+    }
+
+    func testShadowStyleLockIsTakenRemovedWhenStaleAndRefusedWhenHeld() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shadowlock-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/subuid"
+        let soon = monotonicMilliseconds() + 200
+        XCTAssertNoThrow(try ShadowLock.lockFile(file, deadline: soon))
+        XCTAssertEqual(ShadowLock.lockHolder(file + ".lock"), getpid())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(file).\(getpid())"))
+        // Held by a live process (this one): refused at the deadline, naming it.
+        XCTAssertThrowsError(try ShadowLock.lockFile(file, deadline: monotonicMilliseconds() + 100)) { error in
+            XCTAssertTrue("\(error)".contains("is held by process \(getpid())"), "\(error)")
+        }
+        // A holder that is gone (shadow writes the pid NUL-terminated): stale, taken over.
+        try "2147483646\u{0}".write(toFile: file + ".lock", atomically: false, encoding: .utf8)
+        XCTAssertNoThrow(try ShadowLock.lockFile(file, deadline: monotonicMilliseconds() + 200))
+        XCTAssertEqual(ShadowLock.lockHolder(file + ".lock"), getpid())
     }
 }

@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 #include <linux/if_ether.h>
 #include <sys/fanotify.h>
+#include <sys/inotify.h>
 
 #ifndef IP_LOCAL_PORT_RANGE
 #define IP_LOCAL_PORT_RANGE 51
@@ -404,6 +405,18 @@ int main(int argc, char **argv) {
         while (held < atoi(arg) && (rc = open("/dev/ptmx", O_RDWR | O_NOCTTY)) >= 0) held++;
         printf("held %d\n", held);
         report("last-open", rc);
+        char buf[1];
+        while (read(0, buf, 1) > 0) {}
+        return 0;
+    }
+    if (!strcmp(t, "hold-inotify")) {
+        /* Opens inotify instances until ARG are held or the kernel says no, then waits for
+         * stdin EOF (the host checks its own meanwhile). */
+        int held = 0;
+        long rc = 0;
+        while (held < atoi(arg) && (rc = inotify_init1(IN_CLOEXEC)) >= 0) held++;
+        printf("held %d\n", held);
+        report("last-init", rc);
         char buf[1];
         while (read(0, buf, 1) > 0) {}
         return 0;

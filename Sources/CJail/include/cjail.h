@@ -28,6 +28,9 @@ void cj_set_proctitle(const char *title);
 /* clone(2) with fork semantics (no new stack): 0 in the child, the child's pid in the parent.
  * Only safe in a single-threaded process; the caller checks. */
 pid_t cj_clone(unsigned long flags);
+/* cj_clone with CLONE_NEWUSER in `flags`, the new user namespace owned by host uid `owner`
+ * (real and saved uid stay 0, files are opened as root): process.c says why. Host root only. */
+pid_t cj_clone_owned_by(unsigned long flags, uid_t owner);
 
 int cj_pivot_root(const char *new_root, const char *put_old);
 int cj_set_parent_death_signal(int signo);

@@ -85,6 +85,9 @@ public struct JailConfiguration: Sendable, Equatable {
     public var userNamespace = true
     /// Where those ranges come from.
     public var userNamespacePool = UserRangePool.standard
+    /// The host's /proc/sys/user limits, set by the supervisor just before the clone for init
+    /// to write in the jail's user namespace (MountPlan's `limitUserNamespace`).
+    public var userNamespaceLimits: [UserNamespaceLimit] = []
 
     /// root's user namespace (not the rootless one): ranges, idmapped rootfs, private root.
     /// A root on a base too: its overlay is mounted over idmapped layers (`overlayLayers`).

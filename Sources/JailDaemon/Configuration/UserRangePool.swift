@@ -1,11 +1,23 @@
 /// Where the host ids of root-started jails come from: slots of 65,536 ids, one slot per jail.
-/// `--userns-pool START:COUNT` (COUNT ids, a multiple of 65,536). The default, 2^20 up to
-/// 2^20 + 2^28, lies above every id that useradd hands out to accounts (below 60,000) and
-/// well below 2^31, where some programs take ids for negative numbers; /etc/subuid and
-/// /etc/subgid ranges inside it are skipped, as are ids of existing accounts.
+/// `--userns-pool START:COUNT` (COUNT ids, a multiple of 65,536). /etc/subuid and /etc/subgid
+/// ranges inside it are skipped, as are ids of existing accounts; each slot handed out is
+/// reserved there (UserRangeStore).
+///
+/// The default, 2^30 up to 0x7FFE0000 (16,382 jails), lies
+/// - above useradd's own subordinate ids (SUB_UID_MIN–SUB_UID_MAX of /etc/login.defs,
+///   100000–600100000 by default): a pool that overlaps them is refused, since useradd hands
+///   them out in order and would sooner or later reach it;
+/// - above the range LXD and Incus are usually given (root:1000000:1000000000, up to
+///   1,001,000,000);
+/// - below systemd's "foreign" range 0x7FFE0000–0x7FFEFFFF and below 2^31, from where some
+///   programs take ids for negative numbers (systemd's UIDS-GIDS.md advises against them).
+/// 600100000 up to 2^31 would hold about 23,600 slots, but rounding to 2^30 keeps clear of
+/// Incus's range and still leaves 16,382 slots, well over the 10,000 jails a host should fit.
+/// It overlaps systemd-nspawn's --private-users=pick span (0x80000–0x6FFFFFFF), which
+/// overlaps useradd's as well: nspawn picks among ranges that no file is owned by.
 public struct UserRangePool: Equatable, Sendable, CustomStringConvertible {
     public static let slotSize: UInt32 = 65536
-    public static let standard = UserRangePool(start: 1 << 20, count: 1 << 28)
+    public static let standard = UserRangePool(start: 1 << 30, count: 0x7FFE_0000 - (1 << 30))
 
     public var start: UInt32
     public var count: UInt32
@@ -40,5 +52,45 @@ public struct UserRangePool: Equatable, Sendable, CustomStringConvertible {
             throw ParseError(spec: spec, reason: "the pool must lie between \(slotSize) and \(UInt32.max)")
         }
         return UserRangePool(start: start, count: count)
+    }
+
+    /// Whether the pool shares an id with `span`.
+    public func overlaps(_ span: ClosedRange<UInt64>) -> Bool {
+        (UInt64(start)...(UInt64(start) + UInt64(count) - 1)).overlaps(span)
+    }
+}
+
+/// The ids useradd hands out as subordinate ids (to every new account, when /etc/subuid
+/// exists): SUB_UID_MIN–SUB_UID_MAX and SUB_GID_MIN–SUB_GID_MAX of /etc/login.defs, with
+/// shadow's defaults (100000–600100000) for a missing or unreadable value.
+public struct SubordinateSpan: Equatable, Sendable {
+    public static let defaultMin: UInt64 = 100_000
+    public static let defaultMax: UInt64 = 600_100_000
+    public var uids: ClosedRange<UInt64>
+    public var gids: ClosedRange<UInt64>
+
+    public static func parse(loginDefs text: String) -> SubordinateSpan {
+        var values: [String: UInt64] = [:]
+        // On bytes: splitting the 12 KB of Debian's login.defs by Character cost a millisecond.
+        for line in text.utf8.split(separator: UInt8(ascii: "\n")) where line.first == UInt8(ascii: "S") {
+            let words = line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") })
+            if words.count >= 2, let value = UInt64(Substring(words[1])) { values[String(Substring(words[0]))] = value }
+        }
+        func span(_ kind: String) -> ClosedRange<UInt64> {
+            let low = values["SUB_\(kind)_MIN"] ?? defaultMin
+            let high = values["SUB_\(kind)_MAX"] ?? defaultMax
+            return low <= high ? low...high : low...low
+        }
+        return SubordinateSpan(uids: span("UID"), gids: span("GID"))
+    }
+
+    /// The one line that refuses `pool`, or nil if it lies outside both spans.
+    public func refusal(of pool: UserRangePool) -> String? {
+        for (kind, span) in [("UID", uids), ("GID", gids)] where pool.overlaps(span) {
+            return "the user-namespace pool \(pool) overlaps the subordinate ids useradd hands out "
+                + "(SUB_\(kind)_MIN-SUB_\(kind)_MAX in /etc/login.defs: \(span.lowerBound)-\(span.upperBound)): "
+                + "choose a --userns-pool outside them (the default is \(UserRangePool.standard))"
+        }
+        return nil
     }
 }

@@ -39,7 +39,11 @@ extension Provision {
             let gid = entries?.value("gid").flatMap { UInt32($0) } ?? ownAccount?.gid ?? uid
             let location = SocketLocation(prefix: entries?.value("socket-prefix"), uid: uid, gid: gid)
             guard Control.stop(location.pidPath) == 0 else { throw ProvisionError("cannot stop jail \(name); nothing removed") }
-            if !keepData { UserRangeStore().release(socket: location.socketPath) }
+            if !keepData {
+                do { try UserRangeStore().release(socket: location.socketPath) } catch {
+                    throw ProvisionError("cannot give back the id range of jail \(name): \(error); nothing removed")
+                }
+            }
         }
         let jailDirectory = paths.jail(name)
         if let mounted = mountPoints().first(where: { $0 == jailDirectory || $0.hasPrefix(jailDirectory + "/") }) {

@@ -31,6 +31,9 @@ public struct MountPlan: Equatable, Sendable {
         case mask(String, null: String)
         /// Makes a path read-only (skipped if missing): bound onto itself, remounted ro.
         case readOnly(String)
+        /// The per-namespace limits of /proc/sys/user (in the directory given) set in the jail's
+        /// own user namespace, where they start at 2^31-1; before /proc/sys turns read-only.
+        case limitUserNamespace(String, [UserNamespaceLimit])
         /// pivot_root into the root and detach the old root.
         case pivot(String)
         /// A copy-on-write root: overlayfs of a read-only base and the jail's own upper layer,
@@ -64,6 +67,9 @@ public struct MountPlan: Equatable, Sendable {
             // No root: namespaces only, as in 2014, but with a /proc of the new PID namespace
             // so ps shows the jail's processes.
             steps.append(.mount(source: "proc", target: "/proc", type: "proc", flags: Self.nosuidNodevNoexec, data: nil))
+            if !configuration.userNamespaceLimits.isEmpty {
+                steps.append(.limitUserNamespace("/proc/sys/user", configuration.userNamespaceLimits))
+            }
             steps += configuration.mounts.map {
                 .bind(host: $0.hostPath, target: $0.jailPath, root: "/", readOnly: $0.readOnly, nosuidNodev: !$0.allowSetuid)
             }
@@ -131,6 +137,9 @@ public struct MountPlan: Equatable, Sendable {
             steps.append(.symlink(target: target, at: inRoot("/dev/" + name)))
         }
         steps += Self.masked.map { .mask(inRoot($0), null: inRoot("/dev/null")) }
+        if !configuration.userNamespaceLimits.isEmpty {
+            steps.append(.limitUserNamespace(inRoot("/proc/sys/user"), configuration.userNamespaceLimits))
+        }
         steps += Self.readOnlyInProc.map { .readOnly(inRoot($0)) }
         for mount in configuration.mounts {
             steps.append(.bind(host: mount.hostPath, target: mount.jailPath, root: planRoot, readOnly: mount.readOnly,
@@ -224,6 +233,8 @@ public struct MountPlan: Equatable, Sendable {
                 try syscall("mount(remount,ro)", path: path) {
                     mount(nil, path, nil, UInt(MS_BIND | MS_REMOUNT | MS_RDONLY) | nosuidNodevNoexec, nil)
                 }
+            case .limitUserNamespace(let directory, let limits):
+                for limit in limits { try writeKernelFile("\(directory)/\(limit.name)", "\(limit.value)") }
             case .pivot(let root):
                 try pivot(into: root)
             case .overlay(let lower, let upper, let work, let target):
@@ -286,5 +297,30 @@ public struct MountPlan: Equatable, Sendable {
         try syscall("pivot_root", path: root) { cj_pivot_root(".", ".") }
         try syscall("umount2(old root)") { umount2(".", Int32(MNT_DETACH)) }
         try syscall("chdir", path: "/") { chdir("/") }
+    }
+}
+
+/// One limit of /proc/sys/user (max_inotify_instances, max_user_namespaces, …). The kernel
+/// keeps them per user namespace and per user: a new namespace starts with 2^31-1 for each,
+/// and what its users use is charged to them there and, up the chain, to the namespace's
+/// owner in the host's, where the host's value applies. A jail's owner is an id of its own,
+/// so the host's per-user value is the whole jail's budget; inside, each user gets the same
+/// value (what a host user gets), which the programs that read these files see instead of
+/// 2^31-1. Lower would only split the jail's own budget between its users.
+public struct UserNamespaceLimit: Equatable, Sendable {
+    public let name: String
+    public let value: Int
+
+    public init(name: String, value: Int) {
+        self.name = name
+        self.value = value
+    }
+
+    /// Every max_* of /proc/sys/user as the calling process's user namespace has it (the
+    /// supervisor: the host's).
+    public static func host(directory: String = "/proc/sys/user") -> [UserNamespaceLimit] {
+        listDirectory(directory).filter { $0.hasPrefix("max_") }.sorted().compactMap { name in
+            readNumber("\(directory)/\(name)").map { UserNamespaceLimit(name: name, value: $0) }
+        }
     }
 }

@@ -41,6 +41,7 @@ extension Supervisor {
                         + "this jaild reads format \(JailState.formatVersion): stop the jail (kill -TERM \(pid)) and start it again")
             }
             let adopted = try takeOver(state: state, pidfd: pidfd, identity: recorded)
+            recheckRange(state)  // before readiness: once jaild has said "adopted", the range is reserved
             try finishAdoption(state: state, lock: lock, report: report, adopted: adopted, pidfd: pidfd, begun: begun)
             return adopted.running(supervisor: self, lock: lock, pidfd: pidfd)
         } catch {
@@ -132,6 +133,19 @@ extension Supervisor {
         }
         let took = monotonicMilliseconds() - begun
         log.info("jail \(account.uid):\(account.gid) on \(location.socketPath) adopted: init is pid \(adopted.pid), it ran \(adopted.orphanedSeconds) s without a supervisor (\(adopted.dropped) bytes of log dropped); adoption took \(took) ms")
+    }
+
+    /// The adopted jail's id range is re-checked as at a start: still reserved in /etc/subuid
+    /// and /etc/subgid (added now if it is missing and free: a jail started by a jaild that
+    /// did not reserve) and no other principal's. A conflict is logged as an error, and the
+    /// jail is adopted all the same: refusing would not stop it, only leave it running without
+    /// a supervisor (its logs dropped, no clean stop) while the conflict stays; the next start
+    /// refuses it with the same line.
+    func recheckRange(_ state: JailState) {
+        guard let start = state.userRange else { return }
+        do { try UserRangeStore().recheck(start, ids: [account.uid, account.gid]) } catch {
+            log.error("adopted jail \(account.uid):\(account.gid): \(error)")
+        }
     }
 
     /// init's adoption socket: root's (or, rootless, the user's), mode 0600, bound here and

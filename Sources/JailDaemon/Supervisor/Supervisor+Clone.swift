@@ -66,7 +66,8 @@ extension Supervisor {
         var rcStatus: Int32?
         var reaped = false
         do {
-            pid = try clone(channels, listener: listener, control: control)
+            pid = try clone(channels, listener: listener, control: control,
+                            owner: range.map { UserRange.namespaceOwner(start: $0) })
             try prepare(init: pid, channels: channels, range: range)
             // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
             try? channels.lifeline.write.writeFully(Array("G".utf8))
@@ -121,14 +122,22 @@ extension Supervisor {
         }
     }
 
-    /// Returns init's pid in the supervisor; in the child, runs init.
-    func clone(_ channels: CloneChannels, listener: FileDescriptor, control: FileDescriptor?) throws(JailError) -> pid_t {
+    /// Returns init's pid in the supervisor; in the child, runs init. With a range, the jail's
+    /// user namespace is created by `owner`, the range's last id (UserRange.namespaceOwner), so
+    /// the kernel's per-user counts of everything in the jail are that id's, not host root's.
+    func clone(_ channels: CloneChannels, listener: FileDescriptor, control: FileDescriptor?,
+               owner: UInt32?) throws(JailError) -> pid_t {
         var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
         if configuration.inUserNamespace { flags |= UInt(CLONE_NEWUSER) }
+        var initConfiguration = configuration
+        // Per user namespace, read and written in the reader's own: init, in the new one,
+        // could only see 2^31-1 there, so the host's values are read here and written by init.
+        if owner != nil { initConfiguration.userNamespaceLimits = UserNamespaceLimit.host() }
         let supervisorsLoginUID = configuration.rootless ? nil : AuditIdentity.handOver(account.uid)
-        let pid = cj_clone(flags)
+        let pid = owner.map { cj_clone_owned_by(flags, $0) } ?? cj_clone(flags)
         if pid != 0 { AuditIdentity.putBack(supervisorsLoginUID) }
         if pid == 0 {
+            let configuration = initConfiguration
             let initChannels = InitChannels(listener: listener, ready: channels.ready.write, lifeline: channels.lifeline.read,
                                             log: channels.logs.write, bootOutput: channels.boot.write,
                                             programCgroups: channels.programCgroups,
@@ -142,6 +151,10 @@ extension Supervisor {
             if configuration.rootless {
                 throw .rootless("cannot create a user namespace: \(String(cString: strerror(error))) "
                     + "(see user.max_user_namespaces; or run jaild as root)")
+            }
+            if let owner {
+                throw .userNamespace("cannot create the jail's user namespace as its owner, uid \(owner) "
+                    + "(setresuid, capset, clone): \(Errno(rawValue: error)) (see user.max_user_namespaces; or use --no-userns)")
             }
             throw .system(SystemError("clone", errno: Errno(rawValue: error)))
         }
@@ -256,6 +269,8 @@ extension Supervisor {
     /// land on disk as with the idmapped rootfs (root inside: 0). The jail never sees that id.
     func mountOverlay(on tree: FileDescriptor, lower: FileDescriptor, state: FileDescriptor, range: UInt32) throws(JailError) {
         let mounter = "\(UInt32.max - 1) 0 1\n"
+        // This namespace stays host root's (cj_make_userns): no process is ever in it, so nothing
+        // is charged to its owner but the one namespace, given back when the mount goes.
         let userns = cj_make_userns(UserRange.mapLines(keeping: account.uid, start: range) + mounter,
                                     UserRange.mapLines(keeping: account.gid, start: range) + mounter)
         if userns < 0 { throw .system(.last("user namespace for the overlay layers", path: configuration.base ?? "")) }

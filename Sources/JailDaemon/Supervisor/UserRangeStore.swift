@@ -5,27 +5,44 @@ import Glibc
 #endif
 
 /// The allocations of jails' id ranges: one file per slot in /var/lib/jail/userns, named by its
-/// first id (`1048576.range`) and holding the jail's name (its cgroup name, one per socket) and
-/// socket. Created with O_EXCL, so two jaild starting at once never take the same slot; kept
-/// when the jail stops, so the same jail gets the same range again and the files it wrote keep
-/// their owners.
+/// first id (`1073741824.range`) and holding the jail's name (its cgroup name, one per socket)
+/// and socket. Created with O_EXCL, so two jaild starting at once never take the same slot;
+/// kept when the jail stops, so the same jail gets the same range again and the files it wrote
+/// keep their owners.
+///
+/// Each range is also reserved where the shadow tools look, by a line `root:START:65536` in
+/// /etc/subuid and /etc/subgid, so that useradd never gives those ids to a new account as its
+/// subordinate ids (with which newuidmap would make that account the jail's root). The line is
+/// added under the shadow tools' locks (ShadowLock), checked at every start and adoption, and
+/// removed by `jaild destroy` (`release`): only that exact line, the one jaild wrote.
 struct UserRangeStore {
     static let directory = "/var/lib/jail/userns"
+    static let subuid = "/etc/subuid"
+    static let subgid = "/etc/subgid"
     let directory: String
 
     init(directory: String = UserRangeStore.directory) {
         self.directory = directory
     }
 
-    /// The range of the jail called `name`: its own if it has one, else the first free slot.
+    /// The range of the jail called `name`: its own if it has one, else the first free slot;
+    /// reserved in /etc/subuid and /etc/subgid, and no other principal's.
     func range(for name: String, socket: String, pool: UserRangePool, ids: [UInt32]) throws(JailError) -> UInt32 {
+        let span = SubordinateSpan.parse(loginDefs: hostFile("/etc/login.defs"))
+        if let refusal = span.refusal(of: pool) { throw .userNamespace(refusal) }
         try makeDirectory()
+        if let mine = allocations().first(where: { $0.name == name }) {
+            try recheck(mine.start, ids: ids)
+            return mine.start
+        }
+        let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
+        defer { lock.release() }
         let records = allocations()
-        if let mine = records.first(where: { $0.name == name }) { return mine.start }
         let inUse = UserRange.hostIDsInUse(passwd: hostFile("/etc/passwd"), group: hostFile("/etc/group"),
-                                           subuid: hostFile("/etc/subuid"), subgid: hostFile("/etc/subgid"), ids: ids)
+                                           subuid: hostFile(Self.subuid), subgid: hostFile(Self.subgid), ids: ids)
         let taken = Set(records.map(\.start))
-        for slot in UserRange.candidates(pool: pool, inUse: inUse, taken: taken) {
+        // Slot by slot, not UserRange.candidates: the first free one ends the walk (16,382 slots).
+        for slot in pool.slots where !taken.contains(slot) && !UserRange.overlaps(slot, inUse) {
             let path = "\(directory)/\(slot).range"
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
             if fd < 0 && errno == EEXIST { continue }  // another jaild was faster
@@ -37,10 +54,46 @@ struct UserRangeStore {
                 unlink(path)
                 throw .system(.last("write", path: path))
             }
+            do { try reserve(slot, ids: ids) } catch {
+                unlink(path)
+                throw error
+            }
             return slot
         }
         throw .userNamespace("no free id range in the user-namespace pool \(pool) (\(pool.count / UserRangePool.slotSize) "
             + "ranges, see \(directory)): give a larger --userns-pool, or remove the files of jails that are gone")
+    }
+
+    /// At every start of a jail that has its range, and at adoption: the range is still
+    /// reserved and no other principal's; a reservation missing (a jail started before jaild
+    /// made them) is added if the range is free. Checked first without the locks, which only a
+    /// write needs: the shadow tools and jaild replace these files by rename, so a read sees one
+    /// whole version (the locks, their fdatasyncs and unlinks in /etc, cost 2–4 ms of a start).
+    func recheck(_ start: UInt32, ids: [UInt32]) throws(JailError) {
+        if try reserve(start, ids: ids, writing: false) { return }
+        let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
+        defer { lock.release() }
+        try reserve(start, ids: ids)
+    }
+
+    /// Refuses a range that an account, a group or another subordinate range takes, then adds
+    /// the `root:START:65536` lines that are missing (the shadow locks held), or with
+    /// `writing: false` only says whether both are there.
+    @discardableResult
+    func reserve(_ start: UInt32, ids: [UInt32], writing: Bool = true) throws(JailError) -> Bool {
+        let subuid = try shadowFile(Self.subuid)
+        let subgid = try shadowFile(Self.subgid)
+        if let conflict = UserRange.conflict(start: start, passwd: hostFile("/etc/passwd"), group: hostFile("/etc/group"),
+                                             subuid: subuid, subgid: subgid, ids: ids) {
+            let last = UInt64(start) + UInt64(UserRange.insideCount) - 1
+            throw .userNamespace("the jail's id range \(start)-\(last) is not its own any more: \(conflict) "
+                + "(remove that, or give the jail another range: jaild destroy, or remove \(directory)/\(start).range)")
+        }
+        let line = UserRange.reservation(start: start)
+        let missing = [(Self.subuid, subuid), (Self.subgid, subgid)].filter { !UserRange.holds($0.1, line: line) }
+        guard writing else { return missing.isEmpty }
+        for (path, text) in missing { try replaceShadowFile(path, with: UserRange.adding(line, to: text)) }
+        return true
     }
 
     /// Every slot taken: (first id, jail name).
@@ -58,14 +111,54 @@ struct UserRangeStore {
         return out
     }
 
-    /// Gives back the range of the jail on `socket` (`jaild destroy`): the slot is free for the
-    /// next jail. Files on disk keep the ids they have inside (the rootfs is idmapped), so
-    /// nothing of the host is left owned by the range.
-    func release(socket: String) {
-        for file in listDirectory(directory) where file.hasSuffix(".range") {
+    /// Gives back the range of the jail on `socket` (`jaild destroy`): its reservation lines
+    /// leave /etc/subuid and /etc/subgid, then its file, and the slot is free for the next
+    /// jail. Files on disk keep the ids they have inside (the rootfs is idmapped), so nothing
+    /// of the host is left owned by the range.
+    func release(socket: String) throws(JailError) {
+        let mine = listDirectory(directory).filter { file in
+            guard file.hasSuffix(".range") else { return false }
+            let words = ((try? readText("\(directory)/\(file)")) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" })
+            return words.count >= 2 && words[1] == socket
+        }
+        guard !mine.isEmpty else { return }
+        let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
+        defer { lock.release() }
+        for file in mine {
+            guard let start = UInt32(file.dropLast(".range".count)) else { continue }
+            let line = UserRange.reservation(start: start)
+            for path in [Self.subuid, Self.subgid] {
+                let text = try shadowFile(path)
+                if UserRange.holds(text, line: line) { try replaceShadowFile(path, with: UserRange.removing(line, from: text)) }
+            }
             let path = "\(directory)/\(file)"
-            let words = ((try? readText(path)) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" })
-            if words.count >= 2 && words[1] == socket { unlink(path) }
+            if unlink(path) < 0 && errno != ENOENT { throw .system(.last("unlink", path: path)) }
+        }
+    }
+
+    /// /etc/subuid or /etc/subgid replaced whole, as shadow's commonio_close does: a new file
+    /// beside it (`FILE+`) with the old one's mode and owner (0644 root:root when it is new),
+    /// synced, then renamed over it, so a reader sees the old text or the new, never half.
+    func replaceShadowFile(_ path: String, with text: String) throws(JailError) {
+        var info = stat()
+        let exists = stat(path, &info) == 0
+        let temporary = path + "+"
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 { throw .system(.last("create", path: temporary)) }
+        let bytes = Array(text.utf8)
+        var failure: SystemError?
+        if fchown(fd, exists ? info.st_uid : 0, exists ? info.st_gid : 0) < 0 { failure = .last("fchown", path: temporary) }
+        if failure == nil, fchmod(fd, exists ? info.st_mode & 0o7777 : 0o644) < 0 { failure = .last("fchmod", path: temporary) }
+        if failure == nil, bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) != bytes.count {
+            failure = .last("write", path: temporary)
+        }
+        if failure == nil, fsync(fd) < 0 { failure = .last("fsync", path: temporary) }
+        close(fd)
+        if failure == nil, rename(temporary, path) < 0 { failure = .last("rename", path: path) }
+        if let failure {
+            unlink(temporary)
+            throw .system(failure)
         }
     }
 
@@ -78,6 +171,15 @@ struct UserRangeStore {
         }
         let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: [0]) }
         if let reason { throw .userNamespace("refusing \(directory): it \(reason)") }
+    }
+
+    /// /etc/subuid or /etc/subgid, to be rewritten: empty only when it does not exist (any
+    /// other failure to read it must not become a rewrite that loses its lines).
+    func shadowFile(_ path: String) throws(JailError) -> String {
+        do { return String(decoding: try readFile(path), as: UTF8.self) } catch {
+            if error.errno == .noSuchFileOrDirectory { return "" }
+            throw .system(error)
+        }
     }
 
     func hostFile(_ path: String) -> String {
