@@ -247,4 +247,17 @@ int cj_unix_dgram_connect(const char *path);
  * `jaild sessions` reads a helper's peer credentials in the host's PID namespace with it. */
 int cj_pidfd_getfd(int pidfd, int fd);
 
+/* ---- disk images (loop.c) ------------------------------------------------------------ */
+
+/* An open descriptor of the loop device already backed by the file IMAGE_FD (its number in
+ * *NUMBER), or -1 with errno ENOENT. */
+int cj_loop_find(int image_fd, int *number);
+/* A free loop device configured over IMAGE_FD with autoclear (and direct I/O where possible). */
+int cj_loop_attach(int image_fd, int *number);
+/* DEVICE mounted as TYPE, nosuid and nodev, attached nowhere: the mount's descriptor. */
+int cj_mount_device_detached(const char *type, const char *device);
+/* statfs(2) of PATH: the file system's type, sizes in blocks and inode counts. */
+struct cj_fs_usage { int64_t type; uint64_t block_size, blocks, blocks_free, files, files_free; };
+int cj_statfs(const char *path, struct cj_fs_usage *out);
+
 #endif

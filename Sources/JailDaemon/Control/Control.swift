@@ -78,9 +78,12 @@ struct Row {
     let sessions: Int
     let uptime: Int64
     let memory: UInt64
+    /// `--disk` usage against its limit (nil: no limit).
+    let disk: DiskUsage?
 
     init(state: JailState) {
         self.state = state
+        disk = DiskUsage.of(root: state.root, initPid: state.initPid)
         let helpers = children(of: state.initPid).filter { commandLine(of: $0).hasPrefix("jaild: [") }
         sessions = helpers.count
         uptime = max(0, Int64(time(nil)) - state.started)
@@ -88,12 +91,13 @@ struct Row {
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS"]]
+        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK"]]
         for r in rows {
             lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
                           "\(r.sessions)", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
                           r.state.rcStatus.map { "\($0)" } ?? "-",
-                          r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"])
+                          r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
+                          r.disk?.column ?? "-"])
         }
         return TextTable.render(lines)
     }
@@ -106,7 +110,8 @@ struct Row {
                 + "\"memory_bytes\":\(r.memory),\"ports\":\(quote(r.state.ports)),\"cgroup\":\(quote(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
-                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount)}"
+                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"
+                + DiskUsage.jsonFields(r.disk) + "}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }

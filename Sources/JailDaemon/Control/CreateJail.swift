@@ -72,6 +72,8 @@ public enum Provision {
         let key: String?
         let home: String
         let shell: String
+        /// `--disk`, its backend chosen (nil: none).
+        var disk: DiskLimit? = nil
     }
 
     static func check(_ r: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> Plan {
@@ -130,7 +132,7 @@ public enum Provision {
         close(shellFD)
         let home = existing.map(\.home).flatMap { $0.isEmpty || $0 == "/" ? nil : $0 } ?? "/home/\(r.user)"
         return Plan(request: r, uid: r.uid, gid: gid, makeHostGroup: existingGroup == nil, base: base, key: key,
-                    home: home, shell: shell)
+                    home: home, shell: shell, disk: try diskLimit(r, paths: paths))
     }
 
     /// `debian` is STATE/bases/debian; anything with a slash is a path. The result is a real
@@ -173,10 +175,12 @@ public enum Provision {
             if try makeDirectory(directory, mode: 0o755) { undo.append { rmdir(directory) } }
         }
         let jailDirectory = paths.jail(r.name)
-        _ = try makeDirectory(jailDirectory, mode: 0o700)
-        undo.append { removeTree(jailDirectory) }
+        try makeJailDirectory(jailDirectory, disk: plan.disk, undo: &undo)
         let rootFD: Int32
-        if r.copy {
+        if let disk = plan.disk, disk.backend == .image {
+            _ = try makeDirectory(paths.root(r.name), mode: 0o755)
+            rootFD = try openImageOverlay(base: plan.base, jailDirectory: jailDirectory, disk: disk)
+        } else if r.copy {
             try HostAccounts.run("/bin/cp", ["--reflink=auto", "-a", "--", plan.base, paths.root(r.name)])
             rootFD = open(paths.root(r.name), CJ_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         } else {
@@ -248,7 +252,7 @@ public enum Provision {
         var lines = ["# \(paths.config(r.name)): written by jaild create; `jaild start \(r.name)` reads it.",
                      "uid = \(plan.uid)", "gid = \(plan.gid)", "name = \(r.user)", "root = \(paths.root(r.name))"]
         if r.copy { lines.append("# copied from \(plan.base)") } else { lines.append("base = \(plan.base)") }
-        lines += r.options.map { "\($0.key) = \($0.value)" }
+        lines += diskConfigLines(r.options, disk: plan.disk)
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -1,0 +1,133 @@
+/* Disk images of jails (Disk/DiskImage.swift): a loop device over a jail's image file and the
+ * image's file system as a detached mount. The ioctls and the new mount API have no Swift
+ * face; they are here, and nothing else is. */
+#define _GNU_SOURCE
+#include "cjail.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "mount_api.h"
+
+#ifndef LOOP_CONFIGURE
+#define LOOP_CONFIGURE 0x4C0A
+struct loop_config {
+    uint32_t fd;
+    uint32_t block_size;
+    struct loop_info64 info;
+    uint64_t __reserved[8];
+};
+#endif
+
+/* A loop device already backed by the file `image_fd` is open, whichever process attached it:
+ * /sys/block/loopN/loop/ exists only for configured devices, and LOOP_GET_STATUS64 on our own
+ * open descriptor tells the backing inode. An open descriptor pins the device (autoclear
+ * waits for the last close), so the answer stays true while it is held. Returns that
+ * descriptor with the device's number in *number, or -1 (errno ENOENT: none). */
+int cj_loop_find(int image_fd, int *number) {
+    struct stat image;
+    if (fstat(image_fd, &image) < 0) return -1;
+    for (int n = 0; n < 4096; n++) {
+        char path[64];
+        snprintf(path, sizeof path, "/sys/block/loop%d/loop/backing_file", n);
+        if (access(path, F_OK) != 0) {
+            /* Devices are numbered densely from 0; stop after a long gap. */
+            snprintf(path, sizeof path, "/sys/block/loop%d", n);
+            if (access(path, F_OK) != 0 && n > 255) break;
+            continue;
+        }
+        snprintf(path, sizeof path, "/dev/loop%d", n);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct loop_info64 info;
+        if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0 && info.lo_inode == image.st_ino &&
+            info.lo_device == image.st_dev) {
+            *number = n;
+            return fd;
+        }
+        close(fd);
+    }
+    errno = ENOENT;
+    return -1;
+}
+
+/* A free loop device configured over `image_fd` in one call (LOOP_CONFIGURE, Linux 5.8), with
+ * autoclear: the device frees itself at its last close, that is when the file system mounted
+ * from it is gone. Direct I/O where the backing file system allows it, so the image's pages
+ * are not cached twice (once by the jail's file system, once by the host's). Another process
+ * may take the free device between GET_FREE and CONFIGURE (EBUSY): then the next. */
+int cj_loop_attach(int image_fd, int *number) {
+    int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (control < 0) return -1;
+    int fd = -1, saved = EBUSY;
+    for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
+        int n = ioctl(control, LOOP_CTL_GET_FREE);
+        if (n < 0) { saved = errno; break; }
+        char path[64];
+        snprintf(path, sizeof path, "/dev/loop%d", n);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) { saved = errno; break; }
+        struct loop_config config;
+        memset(&config, 0, sizeof config);
+        config.fd = (uint32_t)image_fd;
+        config.info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
+        int rc = ioctl(fd, LOOP_CONFIGURE, &config);
+        if (rc < 0 && errno == EINVAL) {
+            config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+            rc = ioctl(fd, LOOP_CONFIGURE, &config);
+        }
+        if (rc < 0) {
+            saved = errno;
+            close(fd);
+            fd = -1;
+            if (saved != EBUSY) break;
+            continue;
+        }
+        *number = n;
+    }
+    close(control);
+    if (fd < 0) errno = saved;
+    return fd;
+}
+
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+
+/* `device` (a loop device) mounted as `type`, nosuid and nodev, attached nowhere: reachable
+ * only through the returned descriptor, gone with its last reference. */
+int cj_mount_device_detached(const char *type, const char *device) {
+    int fs = (int)syscall(SYS_fsopen, type, FSOPEN_CLOEXEC);
+    if (fs < 0) return -1;
+    int rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", device, 0);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0);
+    int mnt = rc == 0 ? (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) : -1;
+    int saved = errno;
+    close(fs);
+    errno = saved;
+    return mnt;
+}
+
+/* statfs(2) of `path`, in fixed-width fields (Swift's Glibc module has no sys/vfs.h). */
+#include <sys/vfs.h>
+int cj_statfs(const char *path, struct cj_fs_usage *out) {
+    struct statfs fs;
+    if (statfs(path, &fs) < 0) return -1;
+    out->type = (int64_t)fs.f_type;
+    out->block_size = (uint64_t)fs.f_bsize;
+    out->blocks = (uint64_t)fs.f_blocks;
+    out->blocks_free = (uint64_t)fs.f_bfree;
+    out->files = (uint64_t)fs.f_files;
+    out->files_free = (uint64_t)fs.f_ffree;
+    return 0;
+}
