@@ -68,7 +68,17 @@ struct DiskImage {
         defer { close(image) }
         var number: Int32 = -1
         var loop = cj_loop_find(image, &number)
-        if loop < 0 { loop = cj_loop_attach(image, &number) }
+        if loop < 0 {
+            // The loop device keeps the file it is given open for its whole life, and a flock
+            // belongs to that open file: it gets a file of its own, or the lock would be
+            // held until the jail stops.
+            let backing = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+            if backing < 0 { throw .system("\(SystemError.last("open", path: path))") }
+            loop = cj_loop_attach(backing, &number)
+            let error = errno
+            close(backing)
+            errno = error
+        }
         if loop < 0 { throw .system("\(SystemError.last("loop device", path: path))") }
         // The descriptor pins the device until the file system holds it.
         defer { close(loop) }
