@@ -55,15 +55,19 @@ struct BtrfsQuota {
     /// jail already holds is refused: the jail could delete nothing it has without EDQUOT
     /// surprises at every write; the operator frees space first.
     func limit(_ bytes: UInt64) throws(DiskError) {
-        if let usage = try usage(), usage.limit != bytes, usage.referenced > bytes {
+        let current = try usage()
+        if current?.limit == bytes { return }
+        // The counts are as of btrfs's last commit: before refusing, commit and count again.
+        if let current, current.referenced > bytes, let usage = try usage(sync: true), usage.referenced > bytes {
             throw .badOption("--disk \(bytes >> 20)M: the jail's files take \(usage.referenced >> 20) MiB; delete some inside, or keep the size")
         }
         try Self.run(["qgroup", "limit", "\(bytes)", directory])
     }
 
-    /// Referenced bytes and the limit of the subvolume's qgroup (nil: no qgroup found).
-    func usage() throws(DiskError) -> (referenced: UInt64, limit: UInt64?)? {
-        let output = try Self.run(["qgroup", "show", "--raw", "-r", "-f", directory])
+    /// Referenced bytes and the limit of the subvolume's qgroup (nil: no qgroup found), as of
+    /// the last commit (up to 30 s old), or now with `sync` (a commit of the whole file system).
+    func usage(sync: Bool = false) throws(DiskError) -> (referenced: UInt64, limit: UInt64?)? {
+        let output = try Self.run(["qgroup", "show", "--raw", "-r", "-f"] + (sync ? ["--sync"] : []) + [directory])
         // qgroupid rfer excl max_rfer: "0/257 16384 16384 67108864" (max_rfer "none" when unlimited).
         for line in output.split(separator: "\n") {
             let fields = line.split(separator: " ")
