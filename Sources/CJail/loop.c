@@ -131,3 +131,56 @@ int cj_statfs(const char *path, struct cj_fs_usage *out) {
     out->files_free = (uint64_t)fs.f_ffree;
     return 0;
 }
+
+/* ---- btrfs (Disk/BtrfsQuota.swift) ----------------------------------------------------- */
+#include <linux/btrfs.h>
+
+/* The btrfs subvolume `path` is in: its file system's uuid as sysfs spells it (36 characters
+ * and a NUL in `uuid`) and the subvolume's tree id, which is its qgroup's (0/ID). */
+int cj_btrfs_subvolume(const char *path, char *uuid, uint64_t *id) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct btrfs_ioctl_fs_info_args info;
+    memset(&info, 0, sizeof info);
+    /* treeid 0, objectid 256: "which subvolume is this descriptor in", no privilege needed. */
+    struct btrfs_ioctl_ino_lookup_args lookup;
+    memset(&lookup, 0, sizeof lookup);
+    lookup.objectid = 256; /* BTRFS_FIRST_FREE_OBJECTID (linux/btrfs_tree.h): a subvolume's root */
+    int rc = ioctl(fd, BTRFS_IOC_FS_INFO, &info);
+    if (rc == 0) rc = ioctl(fd, BTRFS_IOC_INO_LOOKUP, &lookup);
+    int saved = errno;
+    close(fd);
+    if (rc < 0) { errno = saved; return -1; }
+    const unsigned char *u = info.fsid;
+    snprintf(uuid, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3],
+             u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    *id = lookup.treeid;
+    return 0;
+}
+
+/* Limits the referenced bytes of the qgroup of the subvolume `path` (qgroupid 0: the
+ * descriptor's own subvolume). Needs CAP_SYS_ADMIN in the initial user namespace. */
+int cj_btrfs_limit_referenced(const char *path, uint64_t bytes) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct btrfs_ioctl_qgroup_limit_args args;
+    memset(&args, 0, sizeof args);
+    args.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    args.lim.max_rfer = bytes;
+    int rc = ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &args);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* Commits the file system `path` is on (qgroup counts are updated at commits). */
+int cj_btrfs_sync(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = ioctl(fd, BTRFS_IOC_SYNC, 0);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}

@@ -259,5 +259,10 @@ int cj_mount_device_detached(const char *type, const char *device);
 /* statfs(2) of PATH: the file system's type, sizes in blocks and inode counts. */
 struct cj_fs_usage { int64_t type; uint64_t block_size, blocks, blocks_free, files, files_free; };
 int cj_statfs(const char *path, struct cj_fs_usage *out);
+/* btrfs: the uuid (37 bytes with the NUL) of PATH's file system and the id of its subvolume;
+ * the referenced-bytes limit of that subvolume's qgroup; a commit of the file system. */
+int cj_btrfs_subvolume(const char *path, char *uuid, uint64_t *id);
+int cj_btrfs_limit_referenced(const char *path, uint64_t bytes);
+int cj_btrfs_sync(const char *path);
 
 #endif

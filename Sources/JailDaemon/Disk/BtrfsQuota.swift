@@ -54,27 +54,43 @@ struct BtrfsQuota {
     /// Sets the limit, also on a running jail (btrfs changes it live). A limit below what the
     /// jail already holds is refused: the jail could delete nothing it has without EDQUOT
     /// surprises at every write; the operator frees space first.
+    /// At every start, so it costs two ioctls and two sysfs reads, no program.
     func limit(_ bytes: UInt64) throws(DiskError) {
         let current = try usage()
-        if current?.limit == bytes { return }
+        if current.limit == bytes { return }
         // The counts are as of btrfs's last commit: before refusing, commit and count again.
-        if let current, current.referenced > bytes, let usage = try usage(sync: true), usage.referenced > bytes {
-            throw .badOption("--disk \(bytes >> 20)M: the jail's files take \(usage.referenced >> 20) MiB; delete some inside, or keep the size")
+        if current.referenced > bytes {
+            guard cj_btrfs_sync(directory) == 0 else { throw .system("\(SystemError.last("BTRFS_IOC_SYNC", path: directory))") }
+            let now = try usage()
+            if now.referenced > bytes {
+                throw .badOption("--disk \(bytes >> 20)M: the jail's files take \(now.referenced >> 20) MiB; "
+                    + "delete some inside, or keep the size")
+            }
         }
-        try Self.run(["qgroup", "limit", "\(bytes)", directory])
+        guard cj_btrfs_limit_referenced(directory, bytes) == 0 else {
+            throw .system("\(SystemError.last("BTRFS_IOC_QGROUP_LIMIT", path: directory))")
+        }
     }
 
-    /// Referenced bytes and the limit of the subvolume's qgroup (nil: no qgroup found), as of
-    /// the last commit (up to 30 s old), or now with `sync` (a commit of the whole file system).
-    func usage(sync: Bool = false) throws(DiskError) -> (referenced: UInt64, limit: UInt64?)? {
-        let output = try Self.run(["qgroup", "show", "--raw", "-r", "-f"] + (sync ? ["--sync"] : []) + [directory])
-        // qgroupid rfer excl max_rfer: "0/257 16384 16384 67108864" (max_rfer "none" when unlimited).
-        for line in output.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count >= 4, fields[0].hasPrefix("0/"), let referenced = UInt64(fields[1]) else { continue }
-            return (referenced, UInt64(fields[3]))
+    /// Referenced bytes and the limit (nil: none) of the subvolume's qgroup, as btrfs's sysfs
+    /// shows them (/sys/fs/btrfs/UUID/qgroups/0_ID, Linux 5.9): as of the last commit.
+    func usage() throws(DiskError) -> (referenced: UInt64, limit: UInt64?) {
+        var uuid = [CChar](repeating: 0, count: 37)
+        var id: UInt64 = 0
+        guard cj_btrfs_subvolume(directory, &uuid, &id) == 0 else {
+            throw .system("\(SystemError.last("BTRFS_IOC_INO_LOOKUP", path: directory))")
         }
-        return nil
+        let qgroup = "/sys/fs/btrfs/\(String(decoding: uuid.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))/qgroups/0_\(id)"
+        func number(_ name: String) throws(DiskError) -> UInt64 {
+            let text: String
+            do { text = try readText(qgroup + "/" + name) } catch {
+                throw .unsupported("\(directory): no qgroup (\(error)): are quotas enabled (btrfs quota enable)?")
+            }
+            guard let n = UInt64(text.trimmingWhitespace()) else { throw .system("\(qgroup)/\(name): not a number") }
+            return n
+        }
+        let limit = try number("max_referenced")
+        return (try number("referenced"), limit == 0 ? nil : limit)
     }
 
     /// Whether `directory` is a subvolume's top (btrfs gives every subvolume root inode 256).

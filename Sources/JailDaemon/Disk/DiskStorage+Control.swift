@@ -27,6 +27,8 @@ struct DiskUsage: Equatable {
                              limitBytes: info.blocks * info.block_size,
                              inodes: info.files - info.files_free, inodeLimit: info.files)
         }
+        // Not there: the jail has no btrfs limit (or quotas were turned off since), which the
+        // row shows as none.
         guard BtrfsQuota.isSubvolume(directory), let usage = try? BtrfsQuota(directory: directory).usage(),
               let limit = usage.limit else { return nil }
         return DiskUsage(backend: .btrfs, bytes: usage.referenced, limitBytes: limit, inodes: nil, inodeLimit: nil)
