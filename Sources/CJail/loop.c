@@ -28,34 +28,42 @@ struct loop_config {
 
 /* A loop device already backed by the file `image_fd` is open, whichever process attached it:
  * /sys/block/loopN/loop/ exists only for configured devices, and LOOP_GET_STATUS64 on our own
- * open descriptor tells the backing inode. An open descriptor pins the device (autoclear
- * waits for the last close), so the answer stays true while it is held. Returns that
- * descriptor with the device's number in *number, or -1 (errno ENOENT: none). */
+ * open descriptor tells the backing inode (not its path, which a rename of the state
+ * directory would change). An open descriptor pins the device (autoclear waits for the last
+ * close), so the answer stays true while it is held. Returns that descriptor with the
+ * device's number in *number, or -1 (errno ENOENT: none). */
+#include <dirent.h>
+#include <stdlib.h>
 int cj_loop_find(int image_fd, int *number) {
     struct stat image;
     if (fstat(image_fd, &image) < 0) return -1;
-    for (int n = 0; n < 4096; n++) {
+    DIR *block = opendir("/sys/block");
+    if (block == NULL) return -1;
+    int found = -1;
+    struct dirent *entry;
+    while (found < 0 && (entry = readdir(block)) != NULL) {
+        if (strncmp(entry->d_name, "loop", 4) != 0) continue;
+        char *end = NULL;
+        long n = strtol(entry->d_name + 4, &end, 10);
+        if (end == entry->d_name + 4 || *end != 0) continue;
         char path[64];
-        snprintf(path, sizeof path, "/sys/block/loop%d/loop/backing_file", n);
-        if (access(path, F_OK) != 0) {
-            /* Devices are numbered densely from 0; stop after a long gap. */
-            snprintf(path, sizeof path, "/sys/block/loop%d", n);
-            if (access(path, F_OK) != 0 && n > 255) break;
-            continue;
-        }
-        snprintf(path, sizeof path, "/dev/loop%d", n);
+        snprintf(path, sizeof path, "/sys/block/loop%ld/loop", n);
+        if (access(path, F_OK) != 0) continue;  /* not configured */
+        snprintf(path, sizeof path, "/dev/loop%ld", n);
         int fd = open(path, O_RDWR | O_CLOEXEC);
         if (fd < 0) continue;
         struct loop_info64 info;
         if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0 && info.lo_inode == image.st_ino &&
             info.lo_device == image.st_dev) {
-            *number = n;
-            return fd;
+            *number = (int)n;
+            found = fd;
+        } else {
+            close(fd);
         }
-        close(fd);
     }
-    errno = ENOENT;
-    return -1;
+    closedir(block);
+    if (found < 0) errno = ENOENT;
+    return found;
 }
 
 /* A free loop device configured over `image_fd` in one call (LOOP_CONFIGURE, Linux 5.8), with
@@ -105,11 +113,16 @@ int cj_loop_attach(int image_fd, int *number) {
 #endif
 
 /* `device` (a loop device) mounted as `type`, nosuid and nodev, attached nowhere: reachable
- * only through the returned descriptor, gone with its last reference. */
-int cj_mount_device_detached(const char *type, const char *device) {
+ * only through the returned descriptor, gone with its last reference. `read_only`: the
+ * superblock too (a read-only ext4 writes nothing at its unmount). */
+#ifndef FSCONFIG_SET_FLAG
+#define FSCONFIG_SET_FLAG 0
+#endif
+int cj_mount_device_detached(const char *type, const char *device, int read_only) {
     int fs = (int)syscall(SYS_fsopen, type, FSOPEN_CLOEXEC);
     if (fs < 0) return -1;
     int rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", device, 0);
+    if (rc == 0 && read_only) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "ro", NULL, 0);
     if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0);
     int mnt = rc == 0 ? (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) : -1;
     int saved = errno;
@@ -183,4 +196,27 @@ int cj_btrfs_sync(const char *path) {
     close(fd);
     errno = saved;
     return rc;
+}
+
+/* A read-only view of a jail's merged tree for reading its files before a start: the
+ * overlay's upper directory (in `state_tree`) stacked as the top lower layer over `lower_tree`,
+ * no upper and no work directory, so the image under it can be mounted read-only (overlayfs
+ * refuses a read-only upper file system). Whiteouts and opaque directories count in lower
+ * layers as in the upper one. */
+#ifndef FSCONFIG_SET_FD
+#define FSCONFIG_SET_FD 5
+#endif
+int cj_overlay_open_read_only(int state_tree, int lower_tree) {
+    int upper = openat(state_tree, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    int rc = upper < 0 || fs < 0 ? -1 : 0;
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "lowerdir+", NULL, upper);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "lowerdir+", NULL, lower_tree);
+    if (rc == 0) rc = (int)syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0);
+    int mnt = rc == 0 ? (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY) : -1;
+    int saved = errno;
+    if (upper >= 0) close(upper);
+    if (fs >= 0) close(fs);
+    errno = saved;
+    return mnt;
 }

@@ -254,8 +254,11 @@ int cj_pidfd_getfd(int pidfd, int fd);
 int cj_loop_find(int image_fd, int *number);
 /* A free loop device configured over IMAGE_FD with autoclear (and direct I/O where possible). */
 int cj_loop_attach(int image_fd, int *number);
-/* DEVICE mounted as TYPE, nosuid and nodev, attached nowhere: the mount's descriptor. */
-int cj_mount_device_detached(const char *type, const char *device);
+/* DEVICE mounted as TYPE, nosuid and nodev (READ_ONLY: the superblock read-only), attached
+ * nowhere: the mount's descriptor. */
+int cj_mount_device_detached(const char *type, const char *device, int read_only);
+/* A read-only overlay of STATE_TREE's upper/ over LOWER_TREE (both lower layers): the mount. */
+int cj_overlay_open_read_only(int state_tree, int lower_tree);
 /* statfs(2) of PATH: the file system's type, sizes in blocks and inode counts. */
 struct cj_fs_usage { int64_t type; uint64_t block_size, blocks, blocks_free, files, files_free; };
 int cj_statfs(const char *path, struct cj_fs_usage *out);

@@ -62,8 +62,8 @@ public struct DiskStorage: Sendable {
 
     /// The tree that holds upper/ and work/: for an image its file system, detached; nil for
     /// the other backends (the directory itself is the tree).
-    func attachImage() throws(DiskError) -> FileDescriptor? {
-        limit.backend == .image ? try image.attach() : nil
+    func attachImage(readOnly: Bool = false) throws(DiskError) -> FileDescriptor? {
+        limit.backend == .image ? try image.attach(readOnly: readOnly) : nil
     }
 
     /// The backend a new jail in `stateDirectory`/NAME gets; refuses with the file system's

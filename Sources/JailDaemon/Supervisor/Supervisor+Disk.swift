@@ -22,16 +22,18 @@ extension DiskStorage {
     }
 
     /// The image backend's merged tree for reading the jail's files before the start: the
-    /// base under the image's upper/ (nil for the other backends, whose layers are paths).
+    /// image's upper/ over the base, both as read-only layers, so that the image can be
+    /// mounted read-only and its unmount writes nothing (nil for the other backends, whose
+    /// layers are paths).
     func openOverlay(lower: String) throws(JailError) -> Int32? {
         let state: FileDescriptor?
-        do { state = try attachImage() } catch { throw .disk(error) }
+        do { state = try attachImage(readOnly: true) } catch { throw .disk(error) }
         guard let state else { return nil }
         defer { state.closeQuietly() }
         let base = cj_open_detached_tree(lower)
         if base < 0 { throw .system(.last("open_tree", path: lower)) }
         defer { close(base) }
-        let fd = cj_overlay_open_layers(base, state.rawValue)
+        let fd = cj_overlay_open_read_only(state.rawValue, base)
         if fd < 0 { throw .system(.last("overlay", path: directory + "/" + DiskImage.fileName)) }
         return fd
     }
