@@ -58,6 +58,14 @@ int main(int argc, char **argv) {
     report("qgroup_limit", ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &limit));
     struct btrfs_ioctl_quota_ctl_args quota = {.cmd = BTRFS_QUOTA_CTL_DISABLE};
     report("quota_ctl", ioctl(fd, BTRFS_IOC_QUOTA_CTL, &quota));
+    /* A subvolume of one's own would have a qgroup of its own (unlimited). */
+    struct btrfs_ioctl_vol_args volume;
+    memset(&volume, 0, sizeof volume);
+    strcpy(volume.name, "escape");
+    report("subvol_create", ioctl(fd, BTRFS_IOC_SUBVOL_CREATE, &volume));
+    volume.fd = fd;
+    strcpy(volume.name, "escape-snapshot");
+    report("snap_create", ioctl(fd, BTRFS_IOC_SNAP_CREATE, &volume));
     report("loop_control", open("/dev/loop-control", O_RDWR));
     report("mknod_loop", mknod("/tmp/loop-probe", S_IFBLK | 0600, makedev(7, 0)));
     report("mount_tmpfs", mount("none", "/tmp", "tmpfs", 0, NULL));
@@ -302,7 +310,7 @@ def test_root_inside_cannot_raise_or_escape_the_limit(tenants):
     result = t.as_root(name, "cat > /root/probe && chmod 700 /root/probe && /root/probe / && /root/probe /home/work; "
                              "rm -f /root/probe", stdin=probe)
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 14, result.stdout + result.stderr
+    assert len(lines) == 18, result.stdout + result.stderr
     assert not [line for line in lines if line.endswith("SUCCEEDED")], result.stdout
     # The busybox tools say the same.
     tools = t.as_root(name, "head -c 1048576 /dev/zero > /root/img; losetup -f /root/img 2>&1; echo rc=$?; "
@@ -365,6 +373,9 @@ def test_bad_input_one_line_and_nothing_made(tenants):
         bad.append(["--disk", "64M", "--copy", "--disk-backend", "image"])  # an image holds an upper layer only
     else:
         bad.append(["--disk", "64M", "--disk-inodes", "2000", "--disk-backend", "btrfs"])  # btrfs counts no inodes
+        # A --copy root on btrfs: its users could make subvolumes of their own, outside the qgroup.
+        bad.append(["--disk", "64M", "--copy", "--disk-backend", "btrfs"])
+        bad.append(["--disk", "64M", "--copy"])
     before = ({p: pathlib.Path(p).read_bytes() for p in HOST_FILES if os.path.exists(p)},
               sorted(os.listdir(t.state)), sorted(os.listdir(t.conf)), loop_backing_files())
     for args in bad:

@@ -12,7 +12,10 @@ import Glibc
 /// and cannot be stretched by sharing. btrfs has no inode limit: `--disk-inodes` needs the
 /// image backend. The qgroup is btrfs's own accounting, enforced by the kernel (EDQUOT), and
 /// set by host root: root inside the jail has no CAP_SYS_ADMIN over the host's file system,
-/// which BTRFS_IOC_QGROUP_LIMIT needs. `statfs` on btrfs does not report qgroups: `df /`
+/// which BTRFS_IOC_QGROUP_LIMIT needs; and the jail reaches the subvolume only through its
+/// overlay, which passes no btrfs ioctl, so nobody inside can make a subvolume or snapshot of
+/// its own there (one would have a qgroup of its own, unlimited): hence overlay roots only,
+/// no `--copy` (see `DiskStorage.btrfsCopy`). `statfs` on btrfs does not report qgroups: `df /`
 /// inside shows the whole btrfs file system (docs/disk.md).
 ///
 /// The `btrfs` program (btrfs-progs) does the work, as useradd does for accounts: its ioctls
@@ -115,7 +118,9 @@ struct BtrfsQuota {
     static func run(_ arguments: [String]) throws(DiskError) -> String {
         let result: ProgramResult
         do { result = try runProgram("/usr/bin/btrfs", arguments) } catch { throw .system("\(error)") }
-        guard result.status == 0 else { throw .program("btrfs \(arguments.prefix(2).joined(separator: " "))", reason: result.reason) }
+        // btrfs writes its "ERROR: …" to stderr before the progress line buffered on stdout.
+        let error = result.output.split(separator: "\n").first { $0.hasPrefix("ERROR: ") }.map(String.init) ?? result.reason
+        guard result.status == 0 else { throw .program("btrfs \(arguments.prefix(2).joined(separator: " "))", reason: error) }
         return result.output
     }
 }

@@ -39,6 +39,7 @@ public struct DiskStorage: Sendable {
         case .btrfs:
             guard isSubvolume else { throw .unsupported("--disk: \(directory) is not a btrfs subvolume (jaild create --disk makes it)") }
             if limit.inodes != nil { throw .unsupported(Self.btrfsInodes) }
+            guard configuration.overlay != nil else { throw .unsupported(Self.btrfsCopy) }
         case .project:
             throw .unsupported(Self.projectQuotaReason(directory))
         case .auto:
@@ -50,6 +51,11 @@ public struct DiskStorage: Sendable {
     }
 
     static let btrfsInodes = "--disk-inodes: btrfs has no inode limit; use --disk-backend image (or auto, which picks it)"
+    /// A root the jail reaches directly on btrfs (not through overlayfs, which passes no btrfs
+    /// ioctl) lets any of its users make a subvolume there, whose qgroup is not the jail's:
+    /// unlimited space. Measured: root inside a --copy jail, BTRFS_IOC_SUBVOL_CREATE succeeded.
+    static let btrfsCopy = "--disk-backend btrfs needs a root on a base: in a --copy root the jail could make btrfs "
+        + "subvolumes of its own, outside its qgroup"
 
     /// Before a start: the image resized or the qgroup limit set to `--disk`.
     public func prepare() throws(DiskError) {
@@ -86,6 +92,7 @@ public struct DiskStorage: Sendable {
                 throw .unsupported("--disk-backend btrfs: \(stateDirectory) is on \(fileSystem), not btrfs; use --disk-backend image")
             }
             if limit.inodes != nil { throw .unsupported(btrfsInodes) }
+            if !overlay { throw .unsupported(btrfsCopy) }
             if let problem = BtrfsQuota.quotaProblem(stateDirectory) {
                 throw .unsupported("--disk-backend btrfs: on \(stateDirectory) \(problem)")
             }
@@ -95,7 +102,8 @@ public struct DiskStorage: Sendable {
             return .image
         case .auto:
             let btrfsProblem: String? = !onBtrfs ? "\(stateDirectory) is on \(fileSystem), not btrfs"
-                : limit.inodes != nil ? "btrfs has no inode limit" : BtrfsQuota.quotaProblem(stateDirectory)
+                : limit.inodes != nil ? "btrfs has no inode limit"
+                : !overlay ? "a --copy root could make subvolumes outside its qgroup" : BtrfsQuota.quotaProblem(stateDirectory)
             if btrfsProblem == nil { return .btrfs }
             guard let problem = imageProblem() else { return .image }
             throw .unsupported("--disk: no backend can hold this jail: btrfs: \(btrfsProblem ?? ""); image: \(problem)")
