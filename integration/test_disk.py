@@ -389,3 +389,35 @@ def test_bad_input_one_line_and_nothing_made(tenants):
     if t.backend == "image":
         result = t.jaild("create", name, "--uid", str(uid), "--base", "busybox", "--disk", "64M", "--disk-backend", "project")
         assert "CONFIG_QFMT_V2" in result.stderr.decode() or "not implemented" in result.stderr.decode()
+
+
+def test_destroy_keep_data_keeps_the_files_and_nothing_attached(tenants):
+    t = tenants
+    name, uid = t.prefix + "4", t.uids["bad"] + 1
+    t.create(name, uid, "--disk", "32M")
+    t.as_user(uid, "echo kept > ~/note")
+    jail_directory = t.state / name
+    try:
+        result = t.jaild("destroy", name, "--yes", "--keep-data")
+        t.names.discard(name)
+        assert result.returncode == 0, result.stderr
+        assert not [b for b in loop_backing_files() if b.startswith(str(jail_directory))]
+        if t.backend == "image":
+            image = jail_directory / "disk.img"
+            assert str(image) in result.stdout.decode() and image.is_file()
+            # The operator reads it as the message says.
+            mount_point = jail_directory / "mnt"
+            mount_point.mkdir()
+            assert run("mount", "-o", "loop,ro,nosuid,nodev", str(image), str(mount_point)).returncode == 0
+            try:
+                assert (mount_point / "upper/home/work/note").read_text() == "kept\n"
+            finally:
+                run("umount", str(mount_point))
+        else:
+            assert (jail_directory / "upper/home/work/note").read_text() == "kept\n"
+    finally:
+        if t.backend == "btrfs" and jail_directory.exists():
+            run("btrfs", "subvolume", "delete", str(jail_directory))
+        shutil.rmtree(jail_directory, ignore_errors=True)
+        subprocess.run(["userdel", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
