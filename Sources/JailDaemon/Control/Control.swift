@@ -83,11 +83,11 @@ struct Row {
 
     init(state: JailState) {
         self.state = state
-        disk = DiskUsage.of(root: state.root, initPid: state.initPid)
         let helpers = children(of: state.initPid).filter { commandLine(of: $0).hasPrefix("jaild: [") }
         sessions = helpers.count
         uptime = max(0, Int64(time(nil)) - state.started)
         memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
+        disk = DiskUsage.of(root: state.root, initPid: state.initPid)
     }
 
     static func table(_ rows: [Row]) -> String {

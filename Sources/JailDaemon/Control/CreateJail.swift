@@ -41,7 +41,8 @@ public struct JailCreation: Sendable {
 public enum Provision {
     /// Creates the jail; returns the line to print.
     public static func create(_ request: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> String {
-        let plan = try check(request, paths: paths)
+        var plan = try check(request, paths: paths)
+        plan.disk = try diskLimit(request, paths: paths)
         // Ctrl-C or a TERM waits until the jail is made or undone: never half of it. (A program
         // run meanwhile, useradd, gets the signal and fails, which undoes the rest.)
         var blocked = sigset_t()
@@ -132,7 +133,7 @@ public enum Provision {
         close(shellFD)
         let home = existing.map(\.home).flatMap { $0.isEmpty || $0 == "/" ? nil : $0 } ?? "/home/\(r.user)"
         return Plan(request: r, uid: r.uid, gid: gid, makeHostGroup: existingGroup == nil, base: base, key: key,
-                    home: home, shell: shell, disk: try diskLimit(r, paths: paths))
+                    home: home, shell: shell)
     }
 
     /// `debian` is STATE/bases/debian; anything with a slash is a path. The result is a real
