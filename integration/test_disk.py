@@ -389,6 +389,11 @@ def test_bad_input_one_line_and_nothing_made(tenants):
     if t.backend == "image":
         result = t.jaild("create", name, "--uid", str(uid), "--base", "busybox", "--disk", "64M", "--disk-backend", "project")
         assert "CONFIG_QFMT_V2" in result.stderr.decode() or "not implemented" in result.stderr.decode()
+    # The same name and uid with good input: made, with the backend named (so the refusals
+    # above were about the input, not about the name).
+    t.create(name, uid, "--disk", "16M", "--disk-backend", t.backend, start=False)
+    assert t.config(name)["disk-backend"] == t.backend
+    assert t.destroy(name).returncode == 0
 
 
 def test_destroy_keep_data_keeps_the_files_and_nothing_attached(tenants):
