@@ -426,3 +426,26 @@ def test_destroy_keep_data_keeps_the_files_and_nothing_attached(tenants):
         shutil.rmtree(jail_directory, ignore_errors=True)
         subprocess.run(["userdel", name], capture_output=True)
         subprocess.run(["groupdel", name], capture_output=True)
+
+
+def test_inode_limit_on_btrfs_takes_an_image_without_copy_on_write(tenants):
+    """auto with --disk-inodes: btrfs counts no inodes, so the image backend, on btrfs too,
+    its file marked no-copy-on-write (FS_NOCOW_FL)."""
+    t = tenants
+    if t.backend != "btrfs":
+        return  # the image variant of this test is test_the_limit_holds_for_the_user_and_root_inside
+    import fcntl
+    import struct
+    name, uid = t.prefix + "5", t.uids["bad"] + 2
+    t.create(name, uid, "--disk", "32M", "--disk-inodes", "500")
+    try:
+        assert t.config(name)["disk-backend"] == "image"
+        image = t.state / name / "disk.img"
+        with open(image, "rb") as f:
+            flags = struct.unpack("i", fcntl.ioctl(f, 0x80086601, struct.pack("i", 0)))[0]  # FS_IOC_GETFLAGS
+        assert flags & 0x00800000, hex(flags)  # FS_NOCOW_FL
+        df = t.as_user(uid, "df -i / | tail -1")
+        # mkfs.ext4 rounds up to whole inode-table blocks (16 inodes of 256 bytes per 4 KiB).
+        assert 500 <= int(df.stdout.split()[1]) < 516, df.stdout
+    finally:
+        assert t.destroy(name).returncode == 0

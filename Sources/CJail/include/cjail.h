@@ -267,5 +267,7 @@ int cj_statfs(const char *path, struct cj_fs_usage *out);
 int cj_btrfs_subvolume(const char *path, char *uuid, uint64_t *id);
 int cj_btrfs_limit_referenced(const char *path, uint64_t bytes);
 int cj_btrfs_sync(const char *path);
+/* FS_NOCOW_FL on an empty file (btrfs); -1 where the file system has no such flag. */
+int cj_set_no_copy_on_write(int fd);
 
 #endif
