@@ -212,12 +212,13 @@ def test_list_status_and_stop(rootfs_a, rootfs_b):
     try:
         table = subprocess.run([JAILD, "list"], capture_output=True, text=True).stdout
         assert table.splitlines()[0].split() == ["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS",
-                                               "RC", "USERNS"]
+                                               "RC", "USERNS", "DISK"]
         listed = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True).stdout)
         mine = {j["socket"]: j for j in listed}
         assert mine[a.socket]["init_pid"] == a.init_pid and mine[a.socket]["uid"] == UID_A
         assert mine[b.socket]["root"] == str(rootfs_b) and mine[b.socket]["memory_bytes"] > 0
         assert mine[a.socket]["rc_status"] is None  # no --rc
+        assert mine[a.socket]["disk_backend"] is None and mine[a.socket]["disk_limit_bytes"] is None  # no --disk
         assert f"{UID_A}:{UID_A}" in table and a.socket in table
         assert subprocess.run([JAILD, "status", f"{UID_A}:{UID_A}"], capture_output=True).returncode == 0
         # Stop by socket: returns only when the jail is gone.

@@ -16,6 +16,7 @@ public enum JailError: Error, CustomStringConvertible {
     case threaded(Int)
     case startFailed(String)
     case userNamespace(String)
+    case disk(DiskError)
 
     public var description: String {
         switch self {
@@ -31,6 +32,7 @@ public enum JailError: Error, CustomStringConvertible {
         case .threaded(let n): "jaild has \(n) threads; namespaces need a single-threaded process"
         case .startFailed(let s): s
         case .userNamespace(let s): s
+        case .disk(let e): e.description
         }
     }
 

@@ -79,6 +79,18 @@ struct JailDaemonCommand: ParsableCommand {
     @Option(name: .customLong("memory"), help: ArgumentHelp("Memory limit of the jail's programs (e.g. 512M).", valueName: "size"))
     var memory: String?
 
+    @Option(name: .customLong("disk"),
+            help: ArgumentHelp("Disk space of the jail's own files (e.g. 10G; at least 16M): docs/disk.md.", valueName: "size"))
+    var disk: String?
+
+    @Option(name: .customLong("disk-inodes"), help: ArgumentHelp("Most files the jail may have (needs --disk).", valueName: "n"))
+    var diskInodes: String?
+
+    @Option(name: .customLong("disk-backend"),
+            help: ArgumentHelp("What holds --disk: auto (btrfs qgroup, else an image), btrfs, image or project.",
+                               valueName: "backend"))
+    var diskBackend: String?
+
     @Option(name: .customLong("pids"), help: ArgumentHelp("Most processes the jail's programs may have.", valueName: "n"))
     var pids: Int?
 
@@ -177,6 +189,9 @@ struct JailDaemonCommand: ParsableCommand {
         guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions must be 1 to 100000") }
         guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 1 to 3600") }
         if let memory, ByteSize.parse(memory) == nil { throw ValidationError("--memory '\(memory)' is not a size like 512M") }
+        if let disk { try checkDisk { () throws(DiskError) in _ = try DiskLimit.parseSize(disk) } }
+        if let diskInodes { try checkDisk { () throws(DiskError) in _ = try DiskLimit.parseInodes(diskInodes) } }
+        if let diskBackend { try checkDisk { () throws(DiskError) in _ = try DiskLimit.parse(size: "1G", inodes: nil, backend: diskBackend) } }
         if let pids, pids < 1 { throw ValidationError("--pids must be 1 or more") }
         if let cpus, !(cpus > 0 && cpus <= 4096) { throw ValidationError("--cpus must be above 0") }
         for name in capabilities {
@@ -204,6 +219,10 @@ struct JailDaemonCommand: ParsableCommand {
         }
     }
 
+    func checkDisk(_ parse: () throws(DiskError) -> Void) throws {
+        do { try parse() } catch { throw ValidationError(error.description) }
+    }
+
     func configuration() throws(JailError) -> JailConfiguration {
         // Rootless, -u defaults to the one uid a user namespace can map.
         var c = JailConfiguration(uid: uid ?? Rootless.insideIDs(mapRoot: mapRoot).uid)
@@ -222,6 +241,7 @@ struct JailDaemonCommand: ParsableCommand {
         c.bootCommands = bootCommands
         c.capabilities = capabilities.compactMap { try? Capability.parse($0) }
         c.limits = CgroupLimits(memory: memory.flatMap(ByteSize.parse), pids: pids, cpus: cpus)
+        do { c.disk = try DiskLimit.parse(size: disk, inodes: diskInodes, backend: diskBackend) } catch { throw .disk(error) }
         c.resourceLimits = resourceLimits.compactMap { try? ResourceLimit.parse($0) }
         c.ports = ports.flatMap { try? PortSet.parse($0) }
         c.portsExclusive = portsExclusive

@@ -253,4 +253,27 @@ int cj_unix_dgram_connect(const char *path);
  * `jaild sessions` reads a helper's peer credentials in the host's PID namespace with it. */
 int cj_pidfd_getfd(int pidfd, int fd);
 
+/* ---- disk images (loop.c) ------------------------------------------------------------ */
+
+/* An open descriptor of the loop device already backed by the file IMAGE_FD (its number in
+ * *NUMBER), or -1 with errno ENOENT. */
+int cj_loop_find(int image_fd, int *number);
+/* A free loop device configured over IMAGE_FD with autoclear (and direct I/O where possible). */
+int cj_loop_attach(int image_fd, int *number);
+/* DEVICE mounted as TYPE, nosuid and nodev (READ_ONLY: the superblock read-only), attached
+ * nowhere: the mount's descriptor. */
+int cj_mount_device_detached(const char *type, const char *device, int read_only);
+/* A read-only overlay of STATE_TREE's upper/ over LOWER_TREE (both lower layers): the mount. */
+int cj_overlay_open_read_only(int state_tree, int lower_tree);
+/* statfs(2) of PATH: the file system's type, sizes in blocks and inode counts. */
+struct cj_fs_usage { int64_t type; uint64_t block_size, blocks, blocks_free, files, files_free; };
+int cj_statfs(const char *path, struct cj_fs_usage *out);
+/* btrfs: the uuid (37 bytes with the NUL) of PATH's file system and the id of its subvolume;
+ * the referenced-bytes limit of that subvolume's qgroup; a commit of the file system. */
+int cj_btrfs_subvolume(const char *path, char *uuid, uint64_t *id);
+int cj_btrfs_limit_referenced(const char *path, uint64_t bytes);
+int cj_btrfs_sync(const char *path);
+/* FS_NOCOW_FL on an empty file (btrfs); -1 where the file system has no such flag. */
+int cj_set_no_copy_on_write(int fd);
+
 #endif

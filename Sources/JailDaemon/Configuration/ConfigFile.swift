@@ -23,6 +23,7 @@ public struct ConfigFile {
         "ports-exclusive": false, "foreground": false, "accept-env": true, "allow-aio": false,
         "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
         "base": true,
+        "disk": true, "disk-inodes": true, "disk-backend": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
         "forward-x11": false, "forward-agent": false,
         "no-userns": false, "userns-pool": true,

@@ -39,6 +39,8 @@ public struct JailConfiguration: Sendable, Equatable {
     /// Ambient capabilities of the jail's programs (numbers from the `--cap` allow-list).
     public var capabilities: [Int] = []
     public var limits = CgroupLimits()
+    /// `--disk`, `--disk-inodes`, `--disk-backend`: the jail's own files on the host's disk (docs/disk.md).
+    public var disk: DiskLimit?
     public var resourceLimits: [ResourceLimit] = []
     /// The ports the jail's programs may bind (nil: any, as without Jail).
     public var ports: PortSet?

@@ -79,6 +79,8 @@ struct Row {
     let sessions: Int?
     let uptime: Int64
     let memory: UInt64
+    /// `--disk` usage against its limit (nil: no limit).
+    let disk: DiskUsage?
 
     init(state: JailState) {
         self.state = state
@@ -87,15 +89,17 @@ struct Row {
         sessions = getuid() == 0 ? Sessions.helpers(of: state).count : nil
         uptime = max(0, Int64(time(nil)) - state.started)
         memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
+        disk = DiskUsage.of(root: state.root, initPid: state.initPid)
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS"]]
+        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK"]]
         for r in rows {
             lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
                           r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
                           r.state.rcStatus.map { "\($0)" } ?? "-",
-                          r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"])
+                          r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
+                          r.disk?.column ?? "-"])
         }
         return TextTable.render(lines)
     }
@@ -108,7 +112,8 @@ struct Row {
                 + "\"memory_bytes\":\(r.memory),\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
-                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount)}"
+                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"
+                + DiskUsage.jsonFields(r.disk) + "}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }

@@ -51,7 +51,8 @@ public struct JailCreation: Sendable {
 public enum Provision {
     /// Creates the jail; returns the line to print.
     public static func create(_ request: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> String {
-        let plan = try check(request, paths: paths)
+        var plan = try check(request, paths: paths)
+        plan.disk = try diskLimit(request, paths: paths)
         // Ctrl-C or a TERM waits until the jail is made or undone: never half of it. (A program
         // run meanwhile, useradd, gets the signal and fails, which undoes the rest.)
         var blocked = sigset_t()
@@ -88,6 +89,8 @@ public enum Provision {
         let hostKey: String?
         let home: String
         let shell: String
+        /// `--disk`, its backend chosen (nil: none).
+        var disk: DiskLimit? = nil
     }
 
     static func check(_ r: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> Plan {
@@ -200,10 +203,12 @@ public enum Provision {
             if try makeDirectory(directory, mode: 0o755) { undo.append { rmdir(directory) } }
         }
         let jailDirectory = paths.jail(r.name)
-        _ = try makeDirectory(jailDirectory, mode: 0o700)
-        undo.append { removeTree(jailDirectory) }
+        try makeJailDirectory(jailDirectory, disk: plan.disk, undo: &undo)
         let rootFD: Int32
-        if r.copy {
+        if let disk = plan.disk, disk.backend == .image {
+            _ = try makeDirectory(paths.root(r.name), mode: 0o755)
+            rootFD = try openImageOverlay(base: plan.base, jailDirectory: jailDirectory, disk: disk)
+        } else if r.copy {
             try HostAccounts.run("/bin/cp", ["--reflink=auto", "-a", "--", plan.base, paths.root(r.name)])
             rootFD = open(paths.root(r.name), CJ_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         } else {
@@ -284,7 +289,7 @@ public enum Provision {
         var lines = ["# \(paths.config(r.name)): written by jaild create; `jaild start \(r.name)` reads it.",
                      "uid = \(plan.uid)", "gid = \(plan.gid)", "name = \(r.user)", "root = \(paths.root(r.name))"]
         if r.copy { lines.append("# copied from \(plan.base)") } else { lines.append("base = \(plan.base)") }
-        lines += r.options.map { "\($0.key) = \($0.value)" }
+        lines += diskConfigLines(r.options, disk: plan.disk)
         return lines.joined(separator: "\n") + "\n"
     }
 

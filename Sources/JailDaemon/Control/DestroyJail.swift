@@ -50,6 +50,11 @@ extension Provision {
             throw ProvisionError("\(mounted) is still mounted; nothing removed")
         }
 
+        let diskData: String?
+        do { diskData = hasState ? try DiskStorage.release(directory: jailDirectory, keepData: keepData) : nil } catch {
+            throw ProvisionError("\(error)")
+        }
+
         // The supervisor's own log file (written where no syslog listens), rotations too.
         if !keepData, let uid, entries?.value("socket-prefix") == nil {
             let gid = entries?.value("gid").flatMap { UInt32($0) } ?? uid
@@ -77,7 +82,7 @@ extension Provision {
         }
         removeTree(paths.home(name))
         rmdir(paths.homes)  // only if it is empty: the homes of other tenants stay
-        return keepData ? "destroyed jail \(name); its files stay in \(paths.upper(name))" : "destroyed jail \(name)"
+        return keepData ? "destroyed jail \(name); its files stay in \(diskData ?? paths.upper(name))" : "destroyed jail \(name)"
     }
 
     /// Mount points of this mount namespace (mountinfo's fifth field, octal escapes undone).

@@ -27,7 +27,10 @@ public enum Preflight {
         if !configuration.rootless && configuration.root != nil { try checkPrivate(configuration) }
         // A root made from a base is empty until init mounts the overlay: read the merged
         // tree through a detached overlay mount that nobody else can see.
-        let rootFD = try configuration.overlay.map { layers throws(JailError) in try openOverlay(layers, uid: configuration.uid) }
+        let disk = try DiskStorage.prepared(for: configuration)
+        let rootFD = try configuration.overlay.map { layers throws(JailError) in
+            try openOverlay(layers, uid: configuration.uid, disk: disk)
+        }
             ?? open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
         if rootFD < 0 { throw .system(.last("open", path: root)) }
         defer { close(rootFD) }
@@ -107,9 +110,11 @@ public enum Preflight {
 
     /// `uid`: the jail being started. Its own running jail on these layers is not refused here:
     /// the start adopts it if its supervisor is gone, or the pid file lock refuses the start.
-    static func openOverlay(_ layers: OverlayLayers, uid: UInt32) throws(JailError) -> Int32 {
+    static func openOverlay(_ layers: OverlayLayers, uid: UInt32, disk: DiskStorage? = nil) throws(JailError) -> Int32 {
         if let c = layers.unsafeCharacter { throw .badRoot("overlay layer paths must not contain '\(c)'") }
-        for path in [layers.lower, layers.upper, layers.work] where !isDirectoryFollowing(path) {
+        // An image holds upper/ and work/ itself (Disk/DiskImage.swift).
+        let onImage = disk?.limit.backend == .image
+        for path in [layers.lower] + (onImage ? [] : [layers.upper, layers.work]) where !isDirectoryFollowing(path) {
             throw .badRoot("overlay layer \(path) of root \(layers.target) is not a directory")
         }
         // A second overlay on layers in use is "undefined behaviour" to the kernel: refuse first.
@@ -118,6 +123,7 @@ public enum Preflight {
         }) {
             throw .alreadyRunning(socket: running.state.socket, pid: running.state.supervisor)
         }
+        if let fd = try disk?.openOverlay(lower: layers.lower) { return fd }
         let fd = cj_overlay_open(layers.lower, layers.upper, layers.work)
         if fd < 0 { throw .system(.last("overlay", path: layers.target)) }
         return fd

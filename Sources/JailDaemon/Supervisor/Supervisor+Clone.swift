@@ -106,9 +106,7 @@ extension Supervisor {
             if configuration.mapsRange, let root = configuration.root {
                 let layers = configuration.overlay
                 for path in [root] + (layers.map { [$0.lower, Preflight.parentDirectory($0.upper)] } ?? []) {
-                    let fd = cj_open_detached_tree(path)
-                    if fd < 0 { throw JailError.system(.last("open_tree", path: path)) }
-                    trees.append(FileDescriptor(rawValue: fd))
+                    trees.append(try openLayerTree(path))
                 }
             }
             return CloneChannels(ready: pipes[0], logs: pipes[1], lifeline: pipes[2], boot: pipes[3],

@@ -1,0 +1,86 @@
+import CJail
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `jaild list` shows of a jail's disk: usage against the limit, as the kernel counts it.
+struct DiskUsage: Equatable {
+    let backend: DiskBackend
+    let bytes: UInt64
+    let limitBytes: UInt64?
+    /// Files in use and the most it may have (image only: btrfs counts no inodes).
+    let inodes: UInt64?
+    let inodeLimit: UInt64?
+
+    /// The disk of the running jail whose root is `root` (STATE/NAME/root) and whose init is
+    /// `initPid`; nil when it has no limit. An image is mounted only in the jail, so its
+    /// usage is what statfs says of the jail's root there (overlayfs answers for its upper
+    /// layer, the image); a subvolume's is its qgroup's.
+    static func of(root: String, initPid: Int32) -> DiskUsage? {
+        let directory = Preflight.parentDirectory(BindMount.normalize(root))
+        if (try? fileStatus(directory + "/" + DiskImage.fileName)) != nil {
+            var info = cj_fs_usage()
+            guard cj_statfs("/proc/\(initPid)/root", &info) == 0 else { return nil }
+            return DiskUsage(backend: .image, bytes: (info.blocks - info.blocks_free) * info.block_size,
+                             limitBytes: info.blocks * info.block_size,
+                             inodes: info.files - info.files_free, inodeLimit: info.files)
+        }
+        // Not there: the jail has no btrfs limit (or quotas were turned off since), which the
+        // row shows as none.
+        guard BtrfsQuota.isSubvolume(directory), let usage = try? BtrfsQuota(directory: directory).usage(),
+              let limit = usage.limit else { return nil }
+        return DiskUsage(backend: .btrfs, bytes: usage.referenced, limitBytes: limit, inodes: nil, inodeLimit: nil)
+    }
+
+    /// `12M/64M image` for the table.
+    var column: String {
+        "\(bytes >> 20)M/\(limitBytes.map { "\($0 >> 20)M" } ?? "-") \(backend.rawValue)"
+    }
+
+    /// The JSON fields, `null` where the backend cannot tell.
+    static func jsonFields(_ usage: DiskUsage?) -> String {
+        func number(_ n: UInt64?) -> String { n.map { "\($0)" } ?? "null" }
+        return "\"disk_bytes\":\(number(usage?.bytes)),\"disk_limit_bytes\":\(number(usage?.limitBytes)),"
+            + "\"disk_inodes\":\(number(usage?.inodes)),\"disk_inodes_limit\":\(number(usage?.inodeLimit)),"
+            + "\"disk_backend\":\(usage.map { "\"\($0.backend.rawValue)\"" } ?? "null")"
+    }
+}
+
+extension DiskStorage {
+    /// `jaild destroy`, after the jail stopped: a subvolume is deleted (its qgroup with it), an
+    /// image is left for the directory's removal once no loop device holds it any more (the
+    /// jail's last mount gone, autoclear frees the device). With `keepData` both stay; returns
+    /// where the tenant's files are then, or nil when this jail has no limited disk.
+    static func release(directory: String, keepData: Bool) throws(DiskError) -> String? {
+        let image = DiskImage(path: directory + "/" + DiskImage.fileName)
+        if (try? fileStatus(image.path)) != nil {
+            try image.awaitDetached(seconds: 5)
+            return keepData ? "\(image.path) (ext4: mount -o loop,ro,nosuid,nodev to read it)" : image.path
+        }
+        guard BtrfsQuota.isSubvolume(directory) else { return nil }
+        if keepData { return directory + "/upper (a btrfs subvolume with its limit)" }
+        try BtrfsQuota.remove(directory)
+        return directory
+    }
+}
+
+extension DiskImage {
+    /// Waits (bounded) until no loop device is backed by the image: a stopped jail's namespace
+    /// is gone when its supervisor exits, its mounts a moment later.
+    func awaitDetached(seconds: Int) throws(DiskError) {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw .system("\(SystemError.last("open", path: path))") }
+        defer { close(fd) }
+        for _ in 0..<(seconds * 100) {
+            var number: Int32 = -1
+            let loop = cj_loop_find(fd, &number)
+            if loop < 0 { return }
+            close(loop)
+            var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+            nanosleep(&pause, nil)
+        }
+        throw .system("\(path) is still attached to a loop device (is a process of the jail left?); nothing removed")
+    }
+}

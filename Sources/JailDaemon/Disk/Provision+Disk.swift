@@ -1,0 +1,82 @@
+import CJail
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `jaild create --disk SIZE [--disk-inodes N] [--disk-backend B]`: the jail's directory made
+/// under its limit before anything is written in it, so even the jail user's first files count.
+extension Provision {
+    /// The limit of a request, with the backend chosen for the state directory's file system;
+    /// checked with everything else, before anything is touched.
+    static func diskLimit(_ r: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> DiskLimit? {
+        let value = { (key: String) in r.options.last { $0.key == key }?.value }
+        do {
+            guard var limit = try DiskLimit.parse(size: value("disk"), inodes: value("disk-inodes"), backend: value("disk-backend"))
+            else { return nil }
+            let userNamespace = !r.options.contains { $0.key == "no-userns" && ["yes", "true", "1", "on"].contains($0.value.lowercased()) }
+            limit.backend = try DiskStorage.choose(limit, stateDirectory: existingAncestor(paths.stateDirectory),
+                                                   overlay: !r.copy, userNamespace: userNamespace)
+            return limit
+        } catch {
+            throw ProvisionError("\(error)")
+        }
+    }
+
+    /// STATE/NAME: a btrfs subvolume with its qgroup limit, else a directory (0700 root).
+    static func makeJailDirectory(_ path: String, disk: DiskLimit?, undo: inout [() -> Void]) throws(ProvisionError) {
+        guard disk?.backend == .btrfs, let disk else {
+            _ = try makeDirectory(path, mode: 0o700)
+            undo.append { removeTree(path) }
+            return
+        }
+        do { try BtrfsQuota.make(at: path, bytes: disk.bytes) } catch { throw ProvisionError("\(error)") }
+        undo.append { try? BtrfsQuota.remove(path) }
+    }
+
+    /// The image backend: STATE/NAME/disk.img made and formatted, upper/ (with the base root's
+    /// mode and owner, which the merged root takes) and work/ made in it, and the overlay of
+    /// the base over it opened detached, for the jail user's files. The image is removed with
+    /// STATE/NAME by the caller's undo.
+    static func openImageOverlay(base: String, jailDirectory: String, disk: DiskLimit) throws(ProvisionError) -> Int32 {
+        var info = stat()
+        guard stat(base, &info) == 0 else { throw ProvisionError("\(SystemError.last("stat", path: base))") }
+        let image = DiskImage(path: jailDirectory + "/" + DiskImage.fileName)
+        let state: FileDescriptor
+        do {
+            try DiskImage.make(at: image.path, limit: disk)
+            state = try image.attach()
+        } catch {
+            throw ProvisionError("\(error)")
+        }
+        defer { state.closeQuietly() }
+        for (name, mode, uid, gid) in [("upper", info.st_mode & 0o7777, info.st_uid, info.st_gid), ("work", mode_t(0o700), 0, 0)] {
+            guard mkdirat(state.rawValue, name, 0o700) == 0, fchownat(state.rawValue, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0,
+                  fchmodat(state.rawValue, name, mode, 0) == 0 else {
+                throw ProvisionError("\(SystemError.last("mkdir", path: image.path + ":/" + name))")
+            }
+        }
+        let lower = cj_open_detached_tree(base)
+        if lower < 0 { throw ProvisionError("\(SystemError.last("open_tree", path: base))") }
+        defer { close(lower) }
+        let overlay = cj_overlay_open_layers(lower, state.rawValue)
+        if overlay < 0 { throw ProvisionError("\(SystemError.last("overlay", path: image.path))") }
+        return overlay
+    }
+
+    /// The config's disk lines: as given, with the backend that was chosen (so a start never
+    /// guesses, and a moved state directory is refused rather than left unlimited).
+    static func diskConfigLines(_ options: [(key: String, value: String)], disk: DiskLimit?) -> [String] {
+        let given = options.filter { $0.key != "disk-backend" }.map { "\($0.key) = \($0.value)" }
+        return given + (disk.map { ["disk-backend = \($0.backend.rawValue)"] } ?? [])
+    }
+
+    /// The path itself, or its nearest parent that exists (the state directory may be made later).
+    static func existingAncestor(_ path: String) -> String {
+        var current = path
+        while current != "/" && (try? fileStatus(current)) == nil { current = Preflight.parentDirectory(current) }
+        return current
+    }
+}
