@@ -62,7 +62,8 @@ public enum Preflight {
         let root = configuration.root ?? "/"
         let rootFiles = "files root inside creates there are root's on the host"
         var writable = [("root", root, rootFiles)]
-        if let layers = configuration.overlay {
+        // With --disk's image backend the layers are inside the image, attached nowhere on the host.
+        if let layers = configuration.overlay, configuration.disk?.backend != .image {
             writable += [("overlay layer", layers.upper, rootFiles), ("overlay layer", layers.work, rootFiles)]
         }
         writable += configuration.mounts.filter { !$0.readOnly }.map {
