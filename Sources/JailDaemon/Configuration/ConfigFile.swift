@@ -24,6 +24,7 @@ public struct ConfigFile {
         "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
         "base": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
+        "service": true,
         "forward-x11": false, "forward-agent": false,
         "no-userns": false, "userns-pool": true,
     ]

@@ -1,0 +1,117 @@
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--service JPATH=HOSTPATH[,mode=0666][,owner=UID[:GID]][,header=proxy|none][,max=N]`: a unix
+/// stream socket at JPATH inside the jail whose every connection the service relay
+/// (ServiceRelay/) carries to the host's socket HOSTPATH, after a PROXY v2 header naming the
+/// jail and the caller. docs/services.md.
+public struct ServiceSpec: Sendable, Equatable {
+    public enum Header: String, Sendable, Equatable {
+        /// PROXY protocol v2 with the jail's name and the caller's uid and pid (TLVs 0xE0, 0xE1).
+        case proxy
+        /// Raw bytes: the host service tells jails apart by the socket it listens on.
+        case none
+    }
+
+    public var jailPath: String
+    public var hostPath: String
+    /// The socket's mode inside (default: every program of the jail may connect).
+    public var mode: UInt32 = 0o666
+    /// Owner inside (ids of the jail); nil: root inside (the jail's user without a user namespace).
+    public var owner: (uid: UInt32, gid: UInt32)?
+    public var header: Header = .proxy
+    /// Connections relayed at once; more are accepted and closed at once.
+    public var maxConnections = 64
+
+    public static func == (a: ServiceSpec, b: ServiceSpec) -> Bool {
+        a.jailPath == b.jailPath && a.hostPath == b.hostPath && a.mode == b.mode && a.owner?.uid == b.owner?.uid
+            && a.owner?.gid == b.owner?.gid && a.header == b.header && a.maxConnections == b.maxConnections
+    }
+
+    public init(jailPath: String, hostPath: String) {
+        self.jailPath = jailPath
+        self.hostPath = hostPath
+    }
+
+    /// The bytes of a sockaddr_un's path, without the terminating NUL.
+    static let maxPathBytes = 107
+
+    public struct ParseError: Error, Equatable, CustomStringConvertible {
+        public let spec: String
+        public let reason: String
+        public var description: String { "--service '\(spec)': \(reason)" }
+    }
+
+    public static func parse(_ spec: String) throws(ParseError) -> ServiceSpec {
+        let parts = spec.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let first = parts.first, let equals = first.firstIndex(of: "=") else {
+            throw ParseError(spec: spec, reason: "expected JPATH=HOSTPATH[,mode=0666][,owner=UID[:GID]][,header=proxy|none][,max=N]")
+        }
+        let jailPath = BindMount.normalize(String(first[..<equals]))
+        let hostPath = String(first[first.index(after: equals)...])
+        for (name, path) in [("JPATH", String(first[..<equals])), ("HOSTPATH", hostPath)] {
+            guard path.hasPrefix("/") else { throw ParseError(spec: spec, reason: "\(name) must be an absolute path") }
+            guard path.utf8.count <= maxPathBytes else { throw ParseError(spec: spec, reason: "\(name) is longer than \(maxPathBytes) bytes") }
+            guard !path.split(separator: "/").contains(".."), !path.utf8.contains(0) else {
+                throw ParseError(spec: spec, reason: "\(name) may not contain '..'")
+            }
+        }
+        guard jailPath != "/", !hostPath.hasSuffix("/") else { throw ParseError(spec: spec, reason: "a socket path names a file, not a directory") }
+        var service = ServiceSpec(jailPath: jailPath, hostPath: hostPath)
+        for option in parts.dropFirst() {
+            let pair = option.split(separator: "=", maxSplits: 1).map(String.init)
+            guard pair.count == 2 else { throw ParseError(spec: spec, reason: "option '\(option)' is not NAME=VALUE") }
+            switch pair[0] {
+            case "mode":
+                guard let mode = UInt32(pair[1], radix: 8), mode <= 0o777 else { throw ParseError(spec: spec, reason: "mode '\(pair[1])' is not octal like 0660") }
+                service.mode = mode
+            case "owner":
+                let ids = pair[1].split(separator: ":", omittingEmptySubsequences: false).map { UInt32($0) }
+                guard (1...2).contains(ids.count), let uid = ids[0], ids.count == 1 || ids[1] != nil else {
+                    throw ParseError(spec: spec, reason: "owner '\(pair[1])' is not UID or UID:GID (numbers inside the jail)")
+                }
+                service.owner = (uid, ids.count == 2 ? ids[1]! : uid)
+            case "header":
+                guard let header = Header(rawValue: pair[1]) else { throw ParseError(spec: spec, reason: "header is 'proxy' or 'none', not '\(pair[1])'") }
+                service.header = header
+            case "max":
+                guard let max = Int(pair[1]), (1...4096).contains(max) else { throw ParseError(spec: spec, reason: "max must be 1 to 4096") }
+                service.maxConnections = max
+            default:
+                throw ParseError(spec: spec, reason: "unknown option '\(pair[0])' (mode, owner, header, max)")
+            }
+        }
+        return service
+    }
+
+    /// Two services on one path inside: the second would replace the first's socket.
+    public static func duplicate(in services: [ServiceSpec]) -> String? {
+        var seen: Set<String> = []
+        for service in services where !seen.insert(service.jailPath).inserted { return service.jailPath }
+        return nil
+    }
+
+    /// What the jaild command checks on the host before anything starts: a HOSTPATH that exists
+    /// but is not a socket is refused (thrown, one line); one that does not exist yet is a
+    /// warning (host services may start after the jails), as is one the relay could not use.
+    /// `mapsRange`: the relay connects as root inside, which is "other" to host root's files.
+    public static func checkHostPaths(_ services: [ServiceSpec], mapsRange: Bool) throws(JailError) -> [String] {
+        if let path = duplicate(in: services) { throw .usage("--service: two services on \(path) inside the jail") }
+        var warnings: [String] = []
+        for service in services {
+            let status = try JailError.wrap { () throws(SystemError) in try fileStatus(service.hostPath) }
+            guard let status else {
+                warnings.append("--service \(service.jailPath): \(service.hostPath) does not exist yet: connections fail until a host service listens there")
+                continue
+            }
+            guard isSocket(status) else { throw .usage("--service \(service.jailPath): \(service.hostPath) exists and is not a socket") }
+            if mapsRange && status.st_mode & 0o002 == 0 {
+                warnings.append("--service \(service.jailPath): \(service.hostPath) is not writable by others: the relay (root inside, no id on the host) cannot connect; see docs/services.md")
+            }
+        }
+        return warnings
+    }
+}
