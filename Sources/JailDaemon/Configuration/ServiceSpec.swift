@@ -104,6 +104,11 @@ public struct ServiceSpec: Sendable, Equatable {
         for service in services {
             let status = try JailError.wrap { () throws(SystemError) in try fileStatus(service.hostPath) }
             guard let status else {
+                let directory = String(service.hostPath[..<service.hostPath.lastIndex(of: "/")!])
+                let parent = try JailError.wrap { () throws(SystemError) in try fileStatus(directory.isEmpty ? "/" : directory) }
+                guard let parent, isDirectory(parent) else {
+                    throw .usage("--service \(service.jailPath): the directory of \(service.hostPath) does not exist")
+                }
                 warnings.append("--service \(service.jailPath): \(service.hostPath) does not exist yet: connections fail until a host service listens there")
                 continue
             }
