@@ -318,6 +318,7 @@ def world(rootfs_sec, rootfs_sec_b, client_binary, host_dir, tmp_path_factory):
             "--service", f"/run/svc/echo.sock={host_dir}/a/echo.sock",
             "--service", f"/run/raw.sock={host_dir}/a/raw.sock,header=none,mode=0660,owner=0:{UID_A}",
             "--service", f"/run/down.sock={host_dir}/a/down.sock",
+            "--service", f"/run/sink.sock={host_dir}/a/sink.sock,header=none",
         ], logs / "a.log", str(prefix_dir / "a"))
         jails.append(a)
         b = ServiceJail(rootfs_sec_b, UID_B, "svc-b", ["--service", f"/run/svc/echo.sock={host_dir}/b/echo.sock"],
@@ -450,11 +451,14 @@ def test_latency_and_throughput_against_a_direct_connection(world):
         direct = subprocess.run([str(client), "rtt", str(host / "a" / "echo.sock"), "300"], capture_output=True, timeout=60)
         relayed = a.run("/bin/svcclient rtt /run/svc/echo.sock 300")
         bulk_direct = subprocess.run([str(client), "bulk", str(host / "a" / "sink.sock"), "512"], capture_output=True, timeout=120)
+        bulk_relayed = a.run("/bin/svcclient bulk /run/sink.sock 512")
     finally:
         sink.close()
     print(f"round trip (connect, 4 bytes, echo, close): direct {direct.stdout.decode().strip()} | relayed {relayed.stdout.decode().strip()}")
-    print(f"throughput one way into the host service: direct {bulk_direct.stdout.decode().strip()}")
+    print(f"throughput one way into the host service: direct {bulk_direct.stdout.decode().strip()} | "
+          f"relayed {bulk_relayed.stdout.decode().strip()}")
     assert direct.returncode == 0 and relayed.returncode == 0, (direct, relayed)
+    assert bulk_direct.stdout.endswith(b"reply=536870912\n") and bulk_relayed.stdout.endswith(b"reply=536870912\n"), bulk_relayed
 
 
 def test_info_json_has_the_values_the_jail_started_with(world):
@@ -464,8 +468,8 @@ def test_info_json_has_the_values_the_jail_started_with(world):
     assert info["version"] == 1 and info["name"] == "svc-a" and info["hostname"] == "tenant-a"
     assert info["uid"] == UID_A and info["gid"] == UID_A
     assert info["limits"] == {"memory": 256 << 20, "pids": 300, "cpus": None}
-    assert [s["path"] for s in info["services"]] == ["/run/svc/echo.sock", "/run/raw.sock", "/run/down.sock"]
-    assert [s["header"] for s in info["services"]] == ["proxy", "none", "proxy"]
+    assert [s["path"] for s in info["services"]] == ["/run/svc/echo.sock", "/run/raw.sock", "/run/down.sock", "/run/sink.sock"]
+    assert [s["header"] for s in info["services"]] == ["proxy", "none", "proxy", "none"]
     assert info["jaild_version"] and abs(info["started"] - time.time()) < 3600
     assert str(host) not in text, "a host path is shown inside"
     listing = a.run("ls -ln /run/jail/info.json").stdout.decode().split()
@@ -484,7 +488,7 @@ def test_relay_survives_a_killed_supervisor_and_works_after_adoption(world):
         a.proc.kill()
         a.proc.wait()
         a.launch()  # a new jaild adopts the jail
-        assert "adopted" in a.text(), a.text()
+        wait_for(lambda: "adopted" in a.text(), 10, "the adoption line")
         in_flight.stdin.write(b"after")
         in_flight.stdin.close()
         assert in_flight.stdout.read() == b"before after"
