@@ -475,6 +475,21 @@ def test_info_json_has_the_values_the_jail_started_with(world):
     listing = a.run("ls -ln /run/jail/info.json").stdout.decode().split()
     assert listing[0] == "-r--r--r--" and listing[2:4] == ["0", "0"], listing
     assert a.run("echo forged > /run/jail/info.json").returncode != 0
+    # The host's view: `jaild list --json` names each service with its host path.
+    rows = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True, check=True).stdout)
+    row = [r for r in rows if r["socket"] == a.socket][0]
+    assert row["services"][0] == {"path": "/run/svc/echo.sock", "host_path": f"{host}/a/echo.sock"}
+    assert len(row["services"]) == 4
+
+
+def test_create_knows_service(tmp_path):
+    """`jaild create` passes --service into the config and checks it as jaild would, before
+    anything exists."""
+    result = subprocess.run([JAILD, "create", "svc-create-check", "--uid", "62345", "--base", str(tmp_path),
+                             "--service", "/run/x.sock"], capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "JAIL_CONFIG_DIR": str(tmp_path / "etc"), "JAIL_STATE_DIR": str(tmp_path / "state")})
+    assert result.returncode == 2 and "create: --service '/run/x.sock': expected JPATH=HOSTPATH" in result.stderr, result
+    assert not (tmp_path / "etc" / "svc-create-check.conf").exists()
 
 
 def test_relay_survives_a_killed_supervisor_and_works_after_adoption(world):

@@ -55,8 +55,10 @@ public struct ServiceSpec: Sendable, Equatable {
         for (name, path) in [("JPATH", String(first[..<equals])), ("HOSTPATH", hostPath)] {
             guard path.hasPrefix("/") else { throw ParseError(spec: spec, reason: "\(name) must be an absolute path") }
             guard path.utf8.count <= maxPathBytes else { throw ParseError(spec: spec, reason: "\(name) is longer than \(maxPathBytes) bytes") }
-            guard !path.split(separator: "/").contains(".."), !path.utf8.contains(0) else {
-                throw ParseError(spec: spec, reason: "\(name) may not contain '..'")
+            guard !path.split(separator: "/").contains("..") else { throw ParseError(spec: spec, reason: "\(name) may not contain '..'") }
+            // The state file keeps one `key=value` a line: no control character in a path.
+            guard !path.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+                throw ParseError(spec: spec, reason: "\(name) may not contain control characters")
             }
         }
         guard jailPath != "/", !hostPath.hasSuffix("/") else { throw ParseError(spec: spec, reason: "a socket path names a file, not a directory") }

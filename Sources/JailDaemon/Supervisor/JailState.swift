@@ -32,6 +32,9 @@ public struct JailState: Equatable, Sendable {
     public var identity: ProcessIdentity?
     public var control: String = ""
     public var cgroups: [String] = []
+    /// `--service`s as `JPATH=HOSTPATH` (neither holds a comma, JPATH no '='). A key older
+    /// jailds ignore and a jail they started lacks: no new format version.
+    public var services: [String] = []
 
     public static let directory = "/run/jail/state"
     /// 1: before adoption (no identity, no control socket). 2: adoptable.
@@ -47,6 +50,7 @@ public struct JailState: Equatable, Sendable {
         let initIdentity: [(String, String)] = [
             ("initstart", identity.map { "\($0.startTime)" } ?? ""), ("pidns", identity?.pidNamespace ?? ""),
             ("mntns", identity?.mountNamespace ?? ""), ("control", control), ("cgroups", cgroups.joined(separator: ":")),
+            ("services", services.joined(separator: ",")),
         ]
         return (jail + initIdentity).map { "\($0.0)=\($0.1)\n" }.joined()
     }
@@ -73,6 +77,7 @@ public struct JailState: Equatable, Sendable {
         }
         state.control = fields["control"] ?? ""
         state.cgroups = (fields["cgroups"] ?? "").split(separator: ":").map(String.init)
+        state.services = (fields["services"] ?? "").split(separator: ",").map(String.init)
         return state
     }
 
