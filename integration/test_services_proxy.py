@@ -403,6 +403,13 @@ def test_host_path_is_not_reachable_from_inside(world):
         listing = a.run(f"{who}ls /proc/{inside_pid}/fd/ 2>&1; ls {host} 2>&1")
         assert b"echo.sock" not in listing.stdout and str(host).encode() + b"/a" not in listing.stdout, listing
     assert len(service.records()) == before, "a path reached the host's service"
+    # Where the relay stands: init's cgroup (not the programs'), the jail's nobody, no
+    # capabilities, non-dumpable (the /proc reads above were refused to root inside).
+    status = open(f"/proc/{relay}/status").read()
+    uids = status.split("Uid:")[1].split("\n")[0].split()
+    assert len(set(uids)) == 1 and int(uids[0]) not in (0, UID_A), uids
+    assert status.split("CapEff:")[1].split()[0] == "0000000000000000"
+    assert open(f"/proc/{relay}/cgroup").read() == open(f"/proc/{a.init_pid}/cgroup").read()
 
 
 def test_service_down_fails_promptly_with_one_log_line(world):
