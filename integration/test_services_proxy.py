@@ -528,7 +528,13 @@ def test_relay_survives_a_killed_supervisor_and_works_after_adoption(world):
 
 # ---- bad input: one line, nothing left ----------------------------------------------------------
 
+def jail_cgroups():
+    top = pathlib.Path("/sys/fs/cgroup/jail")
+    return sorted(os.listdir(top)) if top.is_dir() else []
+
+
 def start_refused(root, prefix, *service_args):
+    cgroups_before = jail_cgroups()
     result = subprocess.run([JAILD, "-u", str(UID_A), "-r", str(root), "-a", prefix, "--jail-name", "svc-bad", *service_args],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0, result
@@ -536,7 +542,10 @@ def start_refused(root, prefix, *service_args):
     assert len(lines) == 1, result.stderr
     for suffix in (".sock", ".pid", ".ctl"):
         assert not os.path.exists(f"{prefix}-{UID_A}-{UID_A}{suffix}"), suffix
-    assert not os.path.exists("/run/jail/state/svc-bad.state")
+    states = pathlib.Path("/run/jail/state")
+    assert not [p for p in (states.glob("*.state") if states.is_dir() else []) if f"{prefix}-" in p.read_text()]
+    assert jail_cgroups() == cgroups_before
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and "svc-bad" in cmdline(pid)]
     return lines[0]
 
 
@@ -544,13 +553,17 @@ def test_bad_input_is_one_line_and_leaves_nothing(rootfs_sec, host_dir, tmp_path
     prefix_dir = pathlib.Path(tempfile.mkdtemp(prefix="jail-svc-bad-", dir="/tmp"))
     os.chmod(prefix_dir, 0o755)
     prefix = str(prefix_dir / "bad")
+    target = None
     outside = pathlib.Path(tempfile.mkdtemp(prefix="jail-svc-outside-"))
     link = rootfs_sec / "var" / "svc-out"
     not_socket = host_dir / "a" / "plain-file"
     try:
         os.makedirs(rootfs_sec / "var", exist_ok=True)
         os.symlink(str(outside), link)
-        line = start_refused(rootfs_sec, prefix, "--service", f"/var/svc-out/x.sock={host_dir}/a/echo.sock")
+        target = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target.bind(str(host_dir / "a" / "bad-target.sock"))
+        os.chmod(host_dir / "a" / "bad-target.sock", 0o666)
+        line = start_refused(rootfs_sec, prefix, "--service", f"/var/svc-out/x.sock={host_dir}/a/bad-target.sock")
         assert "symlink" in line, line
         assert os.listdir(outside) == [] and not os.path.lexists(rootfs_sec / "var" / "svc-out" / "x.sock")
         not_socket.write_text("not a socket")
@@ -562,5 +575,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(rootfs_sec, host_dir, tmp_path
     finally:
         link.unlink(missing_ok=True)
         not_socket.unlink(missing_ok=True)
+        (host_dir / "a" / "bad-target.sock").unlink(missing_ok=True)
+        if target:
+            target.close()
         shutil.rmtree(outside, ignore_errors=True)
         shutil.rmtree(prefix_dir, ignore_errors=True)
