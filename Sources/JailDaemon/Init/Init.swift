@@ -113,12 +113,7 @@ struct Init {
             try setUpIdentity(configuration: configuration, account: account)
             if configuration.root != nil { try JailInfo.write(configuration: configuration, account: account) }
             // In init's cgroup now ("C"), and not yet under the programs' seccomp and Landlock.
-            var serviceRelay: pid_t = 0
-            if !configuration.services.isEmpty {
-                let endpoints = try ServiceEndpoint.bindAll(configuration.services, hostDirectories: serviceDirectories)
-                serviceRelay = try ServiceRelay.start(endpoints: endpoints, jail: configuration.name(account: account),
-                                                      dropTo: !configuration.rootless)
-            }
+            let serviceRelay = try ServiceRelay.start(configuration, account: account, hostDirectories: serviceDirectories)
             let settings = try harden(configuration: configuration, account: account, channels: channels)
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in

@@ -35,6 +35,14 @@ struct ServiceRelay {
     /// At most this many accepts per service and round: one flooded socket cannot starve another.
     static let acceptBatch = 32
 
+    /// After "C", as the jail's root: binds the jail's service sockets and forks the relay
+    /// (rootless, it stays the user: no other id is mapped). 0 without services.
+    static func start(_ configuration: JailConfiguration, account: Account, hostDirectories: [FileDescriptor]) throws(JailError) -> pid_t {
+        guard !configuration.services.isEmpty else { return 0 }
+        let endpoints = try ServiceEndpoint.bindAll(configuration.services, hostDirectories: hostDirectories)
+        return try start(endpoints: endpoints, jail: configuration.name(account: account), dropTo: !configuration.rootless)
+    }
+
     /// Forks the relay; init closes its copies of every descriptor the relay took.
     static func start(endpoints: [ServiceEndpoint], jail: String, dropTo nobody: Bool) throws(JailError) -> pid_t {
         let pid = fork()
@@ -65,9 +73,14 @@ struct ServiceRelay {
                 _exit(1)
             }
         }
-        // After the uid change, which resets it.
-        _ = cj_set_dumpable(0)
-        _ = cj_drop_bounding_set(0)
+        // After the uid change, which resets it. Without it root inside could read the
+        // relay's descriptors through /proc: no relay rather than an open one.
+        guard cj_set_dumpable(0) == 0 else {
+            log.error("service relay: prctl(PR_SET_DUMPABLE): \(Errno(rawValue: errno))")
+            _exit(1)
+        }
+        // It never executes anything; an empty bounding set says so to any later exec.
+        if cj_drop_bounding_set(0) != 0 { log.warning("service relay: prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))") }
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: ByteQueue.limit, alignment: 16)
         defer { scratch.deallocate() }
         var polls: [pollfd] = []
