@@ -98,6 +98,18 @@ final class ServiceRelayTests: XCTestCase {
         XCTAssertEqual(info["started"] as? Int, 1_700_000_000)
     }
 
+    /// The state keeps the services in a key older jailds ignore; a state without it has none.
+    func testStateKeepsServicesAndListShowsThem() {
+        var state = JailState(socket: "/s", pidFile: "/p", uid: 1, gid: 1, root: "/r", supervisor: 2, initPid: 3,
+                              started: 4, cgroup: "")
+        state.services = ["/run/a.sock=/h/a.sock", "/run/b.sock=/h/x=y.sock"]
+        XCTAssertEqual(JailState.decode(state.encoded())?.services, state.services)
+        XCTAssertEqual(JailState.decode("socket=/s\npidfile=/p\nuid=1\ngid=1\nsupervisor=2\ninit=3\nstarted=4\n")?.services, [])
+        XCTAssertEqual(Row.servicesJSON(state.services),
+                       "{\"path\":\"/run/a.sock\",\"host_path\":\"/h/a.sock\"},{\"path\":\"/run/b.sock\",\"host_path\":\"/h/x=y.sock\"}")
+        XCTAssertThrowsError(try ServiceSpec.parse("/run/a\nservices=x=/h"), "a newline would add a line to the state file")
+    }
+
     func pair() throws -> (FileDescriptor, FileDescriptor) {
         var ends: [Int32] = [-1, -1]
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &ends), 0)
