@@ -409,6 +409,7 @@ def test_host_path_is_not_reachable_from_inside(world):
     uids = status.split("Uid:")[1].split("\n")[0].split()
     assert len(set(uids)) == 1 and int(uids[0]) not in (0, UID_A), uids
     assert status.split("CapEff:")[1].split()[0] == "0000000000000000"
+    assert status.split("CapBnd:")[1].split()[0] == "0000000000000000"
     assert open(f"/proc/{relay}/cgroup").read() == open(f"/proc/{a.init_pid}/cgroup").read()
 
 
@@ -500,6 +501,30 @@ def test_a_full_backlog_closes_the_tenants_connection_after_the_timeout(world):
         blocker.close()
         path.unlink(missing_ok=True)
     wait_for(lambda: fd_count(relay) == baseline, 10, "the relay's descriptors to return to their baseline")
+
+
+def test_without_a_user_namespace_the_relay_is_the_hosts_nobody(world, rootfs_sec, tmp_path):
+    """--no-userns: init is host root, so the relay must drop to the host's nobody, without
+    capabilities; the caller's uid in the header is the host uid, which is the jail's."""
+    host, service = world["host"], world["services"]["a"]
+    prefix_dir = pathlib.Path(tempfile.mkdtemp(prefix="jail-svc-nouserns-", dir="/tmp"))
+    os.chmod(prefix_dir, 0o755)
+    jail = None
+    try:
+        jail = ServiceJail(rootfs_sec, UID_A, "svc-nouserns", ["--no-userns", "--service", f"/run/svc/echo.sock={host}/a/echo.sock"],
+                           tmp_path / "nouserns.log", str(prefix_dir / "n"))
+        before = len(service.records())
+        result = jail.run("/bin/svcclient /run/svc/echo.sock", input=b"no userns")
+        assert result.returncode == 0 and result.stdout == b"no userns", result
+        check_header(wait_records(service, before + 1)[-1], "svc-nouserns", UID_A)
+        status = open(f"/proc/{jail.relay()}/status").read()
+        assert status.split("Uid:")[1].split()[:3] == ["65534"] * 3, status
+        assert status.split("CapEff:")[1].split()[0] == "0000000000000000"
+        assert status.split("CapBnd:")[1].split()[0] == "0000000000000000"
+    finally:
+        if jail:
+            jail.stop()
+        shutil.rmtree(prefix_dir, ignore_errors=True)
 
 
 def test_info_json_has_the_values_the_jail_started_with(world):

@@ -65,6 +65,12 @@ struct ServiceRelay {
         // init blocks its signals for its signalfd; the relay dies of SIGTERM at the jail's stop.
         cj_reset_signals()
         cj_set_proctitle("jaild: service relay")
+        // It never executes anything; an empty bounding set says so to any later exec. Before
+        // the uid change: dropping needs CAP_SETPCAP, which that change takes away.
+        if cj_drop_bounding_set(0) != 0 && nobody {
+            log.error("service relay: prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))")
+            _exit(1)
+        }
         if nobody {
             // The jail's nobody: no capability over the jail's files, "other" to the host's.
             // As root, setgid and setuid set the real, effective and saved ids alike.
@@ -79,8 +85,6 @@ struct ServiceRelay {
             log.error("service relay: prctl(PR_SET_DUMPABLE): \(Errno(rawValue: errno))")
             _exit(1)
         }
-        // It never executes anything; an empty bounding set says so to any later exec.
-        if cj_drop_bounding_set(0) != 0 { log.warning("service relay: prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))") }
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: ByteQueue.limit, alignment: 16)
         defer { scratch.deallocate() }
         var polls: [pollfd] = []
