@@ -110,6 +110,13 @@ final class ServiceRelayTests: XCTestCase {
         XCTAssertThrowsError(try ServiceSpec.parse("/run/a\nservices=x=/h"), "a newline would add a line to the state file")
     }
 
+    /// `service` is a config key that may repeat: one `--service` argument each.
+    func testConfigFileServiceLinesRepeat() throws {
+        let entries = try ConfigFile.parse("service = /run/a.sock=/h/a.sock\nservice = /run/b.sock=/h/b.sock,header=none\n", path: "t.conf")
+        let arguments = try entries.flatMap { try ConfigFile.arguments(for: $0, path: "t.conf") }
+        XCTAssertEqual(arguments, ["--service", "/run/a.sock=/h/a.sock", "--service", "/run/b.sock=/h/b.sock,header=none"])
+    }
+
     func pair() throws -> (FileDescriptor, FileDescriptor) {
         var ends: [Int32] = [-1, -1]
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &ends), 0)
