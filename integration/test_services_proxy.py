@@ -454,7 +454,8 @@ def test_abandoned_connections_leak_nothing_and_another_jail_stays_fast(world):
     assert int(figures["p50_us"]) < 10_000, rtt
     wait_for(lambda: fd_count(relay) == baseline, 10, "the relay's descriptors to return to their baseline")
     rss_after = rss_kib(relay)
-    print(f"relay VmRSS before the flood {rss_before} KiB, after {rss_after} KiB")
+    pss = open(f"/proc/{relay}/smaps_rollup").read().split("Pss:")[1].split()[0]
+    print(f"relay VmRSS before the flood {rss_before} KiB, after {rss_after} KiB (Pss {pss} KiB)")
     assert rss_after - rss_before < 2048, (rss_before, rss_after)
 
 
