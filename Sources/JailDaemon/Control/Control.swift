@@ -116,9 +116,9 @@ struct Row {
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions.map { "\($0)" } ?? "null"),\"uptime_seconds\":\(r.uptime),"
                 + "\"memory_bytes\":\(r.memory),\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
+                + "\"services\":[\(Self.servicesJSON(r.state.services))],"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
-                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"
-                + "\"services\":[\(Self.servicesJSON(r.state.services))]}"
+                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount)}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }

@@ -29,12 +29,12 @@ public struct JailState: Equatable, Sendable {
     /// The jail's name (`JailConfiguration.name(account:)`), for `jaild sessions NAME`.
     public var name: String = ""
     public var version: Int = JailState.formatVersion
-    public var identity: ProcessIdentity?
-    public var control: String = ""
-    public var cgroups: [String] = []
     /// `--service`s as `JPATH=HOSTPATH` (neither holds a comma, JPATH no '='). A key older
     /// jailds ignore and a jail they started lacks: no new format version.
     public var services: [String] = []
+    public var identity: ProcessIdentity?
+    public var control: String = ""
+    public var cgroups: [String] = []
 
     public static let directory = "/run/jail/state"
     /// 1: before adoption (no identity, no control socket). 2: adoptable.
@@ -71,13 +71,13 @@ public struct JailState: Equatable, Sendable {
                               userRange: fields["userns"].flatMap { UInt32($0) },
                               name: fields["name"] ?? "\(uid)-\(gid)")
         state.version = fields["version"].flatMap { Int($0) } ?? 1
+        state.services = (fields["services"] ?? "").split(separator: ",").map(String.init)
         if let start = fields["initstart"].flatMap({ UInt64($0) }), let pidns = fields["pidns"], let mntns = fields["mntns"],
            !pidns.isEmpty, !mntns.isEmpty {
             state.identity = ProcessIdentity(startTime: start, pidNamespace: pidns, mountNamespace: mntns)
         }
         state.control = fields["control"] ?? ""
         state.cgroups = (fields["cgroups"] ?? "").split(separator: ":").map(String.init)
-        state.services = (fields["services"] ?? "").split(separator: ",").map(String.init)
         return state
     }
 
