@@ -632,6 +632,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(rootfs_sec, host_dir, tmp_path
         line = start_refused(rootfs_sec, prefix, "--service", f"/run/x.sock={host_dir}/a/one.sock",
                              "--service", f"/run//x.sock={host_dir}/a/two.sock")
         assert "two services on /run/x.sock" in line, line
+        line = start_refused(rootfs_sec, prefix, "--service", f"/run/x.sock={host_dir}/missing-dir/x.sock")
+        assert "cannot open" in line and "missing-dir" in line, line
     finally:
         link.unlink(missing_ok=True)
         not_socket.unlink(missing_ok=True)

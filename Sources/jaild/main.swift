@@ -262,6 +262,7 @@ struct JailDaemonCommand: ParsableCommand {
         for spec in services {
             do { c.services.append(try ServiceSpec.parse(spec)) } catch { throw .usage(error.description) }
         }
+        if let path = ServiceSpec.duplicate(in: c.services) { throw .usage("--service: two services on \(path) inside the jail") }
         c.jaildVersion = jailVersion
         c.forwardX11 = forwardX11
         c.forwardAgent = forwardAgent
@@ -287,7 +288,7 @@ struct JailDaemonCommand: ParsableCommand {
             if let warning = Preflight.hostNameWarning(configuration, account: account) {
                 JailLogHandler.emitToTerminal(warning)
             }
-            for warning in try ServiceSpec.checkHostPaths(configuration.services, mapsRange: configuration.mapsRange) {
+            for warning in ServiceSpec.hostPathWarnings(configuration.services, mapsRange: configuration.mapsRange) {
                 JailLogHandler.emitToTerminal("warning: \(warning)")
             }
             let socket = SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid).socketPath

@@ -96,27 +96,27 @@ public struct ServiceSpec: Sendable, Equatable {
         return nil
     }
 
-    /// What the jaild command checks on the host before anything starts: a HOSTPATH that exists
-    /// but is not a socket is refused (thrown, one line); one that does not exist yet is a
-    /// warning (host services may start after the jails), as is one the relay could not use.
-    /// `mapsRange`: the relay connects as root inside, which is "other" to host root's files.
-    public static func checkHostPaths(_ services: [ServiceSpec], mapsRange: Bool) throws(JailError) -> [String] {
-        if let path = duplicate(in: services) { throw .usage("--service: two services on \(path) inside the jail") }
+    /// What the jaild command says about the host's side before it starts (or adopts) a jail:
+    /// warnings only. A HOSTPATH that does not exist yet is allowed (host services may start
+    /// after the jails); one the relay could not use is worth a word. What is refused (a
+    /// HOSTPATH that exists and is not a socket, a missing directory) is refused by init when
+    /// it starts the jail (ServiceEndpoint), so an adoption never is.
+    /// `mapsRange`: the relay connects as the jail's nobody, which is "other" to host files.
+    public static func hostPathWarnings(_ services: [ServiceSpec], mapsRange: Bool) -> [String] {
         var warnings: [String] = []
         for service in services {
-            let status = try JailError.wrap { () throws(SystemError) in try fileStatus(service.hostPath) }
-            guard let status else {
-                let directory = String(service.hostPath[..<service.hostPath.lastIndex(of: "/")!])
-                let parent = try JailError.wrap { () throws(SystemError) in try fileStatus(directory.isEmpty ? "/" : directory) }
-                guard let parent, isDirectory(parent) else {
-                    throw .usage("--service \(service.jailPath): the directory of \(service.hostPath) does not exist")
+            var status = stat()
+            guard lstat(service.hostPath, &status) == 0 else {
+                // A missing directory is init's refusal, not a warning.
+                let directory = String(service.hostPath[..<(service.hostPath.lastIndex(of: "/") ?? service.hostPath.startIndex)])
+                var parent = stat()
+                if errno == ENOENT && stat(directory.isEmpty ? "/" : directory, &parent) == 0 {
+                    warnings.append("--service \(service.jailPath): \(service.hostPath) does not exist yet: connections fail until a host service listens there")
                 }
-                warnings.append("--service \(service.jailPath): \(service.hostPath) does not exist yet: connections fail until a host service listens there")
                 continue
             }
-            guard isSocket(status) else { throw .usage("--service \(service.jailPath): \(service.hostPath) exists and is not a socket") }
-            if mapsRange && status.st_mode & 0o002 == 0 {
-                warnings.append("--service \(service.jailPath): \(service.hostPath) is not writable by others: the relay (root inside, no id on the host) cannot connect; see docs/services.md")
+            if isSocket(status) && mapsRange && status.st_mode & 0o002 == 0 {
+                warnings.append("--service \(service.jailPath): \(service.hostPath) is not writable by others: the relay (the jail's nobody) cannot connect; see docs/services.md")
             }
         }
         return warnings

@@ -24,16 +24,21 @@ struct ServiceEndpoint {
     /// What `connect(2)` is given: the host's socket through the held directory.
     var hostConnectPath: String { "/proc/self/fd/\(hostDirectory.rawValue)/\(hostName)" }
 
-    /// Before pivot_root: each HOSTPATH's directory, O_PATH.
+    /// Before pivot_root: each HOSTPATH's directory, O_PATH. A HOSTPATH that exists and is not
+    /// a socket is refused (one absent is not: its service may start later).
     static func openHostDirectories(_ services: [ServiceSpec]) throws(JailError) -> [FileDescriptor] {
         var opened: [FileDescriptor] = []
         for service in services {
-            let (directory, _) = split(service.hostPath)
+            let (directory, name) = split(service.hostPath)
             let fd = open(directory, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-            guard fd >= 0 else {
-                let reason = Errno(rawValue: errno)
+            var status = stat()
+            let problem: String? = fd < 0 ? "cannot open \(directory) on the host: \(Errno(rawValue: errno))"
+                : fstatat(fd, name, &status, AT_SYMLINK_NOFOLLOW) == 0 && !isSocket(status) ? "\(service.hostPath) exists and is not a socket"
+                : nil
+            if let problem {
+                if fd >= 0 { close(fd) }
                 for fd in opened { fd.closeQuietly() }
-                throw .startFailed("--service \(service.jailPath): cannot open \(directory) on the host: \(reason)")
+                throw .startFailed("--service \(service.jailPath): \(problem)")
             }
             opened.append(FileDescriptor(rawValue: fd))
         }
