@@ -147,6 +147,12 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("Where --syslog relays to (a datagram socket).", valueName: "path"))
     var syslogTarget: String = "/dev/log"
 
+    @Option(name: .customLong("service"),
+            help: ArgumentHelp("Serve the host's unix socket HOSTPATH at JPATH inside, each connection relayed after a "
+                               + "PROXY v2 header naming the jail and caller (options: mode=, owner=, header=proxy|none, max=). "
+                               + "Repeatable; see docs/services.md.", valueName: "jpath=hostpath[,options]"))
+    var services: [String] = []
+
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
 
@@ -207,6 +213,10 @@ struct JailDaemonCommand: ParsableCommand {
         }
         if syslog && root == nil { throw ValidationError("--syslog needs -r ROOT: without one the jail has the host's /dev/log") }
         if !syslogTarget.hasPrefix("/") { throw ValidationError("--syslog-target must be an absolute path") }
+        for spec in services {
+            do { _ = try ServiceSpec.parse(spec) } catch { throw ValidationError(error.description) }
+        }
+        if !services.isEmpty && root == nil { throw ValidationError("--service needs -r ROOT: the socket is made in the jail's own tree") }
         for spec in resourceLimits {
             do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
         }
@@ -269,6 +279,11 @@ struct JailDaemonCommand: ParsableCommand {
         c.jailName = jailName
         c.syslog = syslog
         c.syslogTarget = syslogTarget
+        for spec in services {
+            do { c.services.append(try ServiceSpec.parse(spec)) } catch { throw .usage(error.description) }
+        }
+        if let path = ServiceSpec.duplicate(in: c.services) { throw .usage("--service: two services on \(path) inside the jail") }
+        c.jaildVersion = jailVersion
         c.forwardX11 = forwardX11
         c.forwardAgent = forwardAgent
         c.userNamespace = !c.rootless && !noUserns
@@ -299,6 +314,9 @@ struct JailDaemonCommand: ParsableCommand {
                     JailLogHandler.emitToTerminal(warning)
                 }
                 supervisor = Supervisor(configuration: configuration, account: account)
+            }
+            for warning in ServiceSpec.hostPathWarnings(configuration.services, mapsRange: configuration.mapsRange) {
+                JailLogHandler.emitToTerminal("warning: \(warning)")
             }
             try PortFilter.checkOverlap(configuration, ownSocket: supervisor.location.socketPath)
             let code = try supervisor.run()

@@ -25,6 +25,7 @@ public struct ConfigFile {
         "base": true,
         "disk": true, "disk-inodes": true, "disk-backend": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
+        "service": true,
         "forward-x11": false, "forward-agent": false,
         "no-userns": false, "userns-pool": true,
     ]

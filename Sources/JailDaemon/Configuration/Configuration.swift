@@ -77,6 +77,10 @@ public struct JailConfiguration: Sendable, Equatable {
     /// has SSH_AUTH_SOCK gets an agent socket inside, carried over the session's connection.
     public var forwardAgent = true
     public var syslogTarget = "/dev/log"
+    /// `--service`: host unix sockets served inside the jail through the service relay.
+    public var services: [ServiceSpec] = []
+    /// jaild's version, for the jail's /run/jail/info.json.
+    public var jaildVersion = ""
 
     /// What session records, `jaild sessions` and syslog tags call this jail.
     public func name(account: Account) -> String {

@@ -104,6 +104,15 @@ struct Row {
         return TextTable.render(lines)
     }
 
+    /// `--service`s of the state file, `JPATH=HOSTPATH` each.
+    static func servicesJSON(_ services: [String]) -> String {
+        services.map { service in
+            let equals = service.firstIndex(of: "=") ?? service.endIndex
+            let host = equals == service.endIndex ? "" : String(service[service.index(after: equals)...])
+            return "{\"path\":\(Logfmt.json(String(service[..<equals]))),\"host_path\":\(Logfmt.json(host))}"
+        }.joined(separator: ",")
+    }
+
     static func json(_ rows: [Row]) -> String {
         let objects = rows.map { r in
             "{\"socket\":\(Logfmt.json(r.state.socket)),\"pid_file\":\(Logfmt.json(r.state.pidFile)),\"uid\":\(r.state.uid),"
@@ -111,6 +120,7 @@ struct Row {
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions.map { "\($0)" } ?? "null"),\"uptime_seconds\":\(r.uptime),"
                 + "\"memory_bytes\":\(r.memory),\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
+                + "\"services\":[\(Self.servicesJSON(r.state.services))],"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
                 + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"
                 + DiskUsage.jsonFields(r.disk) + "}"

@@ -90,6 +90,9 @@ extension Init {
             if child.pid == syslogRelay && !stopping {
                 log.error("the syslog relay exited with status \(child.code): the jail's /dev/log is not served")
             }
+            if child.pid == serviceRelay && !stopping {
+                log.error("the service relay exited with status \(child.code): the jail's --service sockets are not served")
+            }
             if child.pid == rcStopPid {
                 rcStopPid = nil
                 if child.code == 0 {

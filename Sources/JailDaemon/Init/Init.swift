@@ -55,6 +55,8 @@ struct Init {
     var sessionCgroups: [Int32] = []
     /// The --syslog relay process (0: none).
     var syslogRelay: pid_t = 0
+    /// The --service relay process (0: none).
+    var serviceRelay: pid_t = 0
     /// The number of the next session (session records: `id=N`), and each helper's number:
     /// a helper that dies before its end line (a crash, SIGKILL) gets one from init.
     var nextSessionID = 1
@@ -96,6 +98,8 @@ struct Init {
             // The host's tree leaves init's view at pivot_root: what proves host root on the
             // control socket is recorded now (OperatorProof).
             let operatorProof = channels.adoption == nil ? nil : try OperatorProof.record()
+            // --service: the host sockets' directories, opened while the host's tree is in view.
+            let serviceDirectories = try ServiceEndpoint.openHostDirectories(configuration.services)
             try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)
             channels.rootTree?.closeQuietly()
             // The supervisor made the cgroups while init mounted; init forks nothing before.
@@ -107,6 +111,9 @@ struct Init {
             if channels.adoption == nil { channels.lifeline.closeQuietly() }
             replaceHostNull()
             try setUpIdentity(configuration: configuration, account: account)
+            if configuration.root != nil { try JailInfo.write(configuration: configuration, account: account) }
+            // In init's cgroup now ("C"), and not yet under the programs' seccomp and Landlock.
+            let serviceRelay = try ServiceRelay.start(configuration, account: account, hostDirectories: serviceDirectories)
             let settings = try harden(configuration: configuration, account: account, channels: channels)
             cj_set_proctitle("jaild: init [\(account.uid):\(account.gid)]")
             let signals = try JailError.wrap { () throws(SystemError) in
@@ -119,6 +126,7 @@ struct Init {
                                                     bootRead: adoption.bootRead, proof: operatorProof)
             }
             initProcess.sessionCgroups = channels.sessionCgroups
+            initProcess.serviceRelay = serviceRelay
             if let syslogTarget {
                 initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
             }

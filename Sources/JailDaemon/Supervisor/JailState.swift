@@ -29,6 +29,9 @@ public struct JailState: Equatable, Sendable {
     /// The jail's name (`JailConfiguration.name(account:)`), for `jaild sessions NAME`.
     public var name: String = ""
     public var version: Int = JailState.formatVersion
+    /// `--service`s as `JPATH=HOSTPATH` (neither holds a comma, JPATH no '='). A key older
+    /// jailds ignore and a jail they started lacks: no new format version.
+    public var services: [String] = []
     public var identity: ProcessIdentity?
     public var control: String = ""
     public var cgroups: [String] = []
@@ -51,6 +54,7 @@ public struct JailState: Equatable, Sendable {
         let initIdentity: [(String, String)] = [
             ("initstart", identity.map { "\($0.startTime)" } ?? ""), ("pidns", identity?.pidNamespace ?? ""),
             ("mntns", identity?.mountNamespace ?? ""), ("control", control), ("cgroups", cgroups.joined(separator: ":")),
+            ("services", services.joined(separator: ",")),
         ]
         let sessions: [(String, String)] = [("forward", [forwardAgent ? "agent" : nil, forwardX11 ? "x11" : nil]
             .compactMap { $0 }.joined(separator: ","))]
@@ -73,6 +77,7 @@ public struct JailState: Equatable, Sendable {
                               userRange: fields["userns"].flatMap { UInt32($0) },
                               name: fields["name"] ?? "\(uid)-\(gid)")
         state.version = fields["version"].flatMap { Int($0) } ?? 1
+        state.services = (fields["services"] ?? "").split(separator: ",").map(String.init)
         if let start = fields["initstart"].flatMap({ UInt64($0) }), let pidns = fields["pidns"], let mntns = fields["mntns"],
            !pidns.isEmpty, !mntns.isEmpty {
             state.identity = ProcessIdentity(startTime: start, pidNamespace: pidns, mountNamespace: mntns)

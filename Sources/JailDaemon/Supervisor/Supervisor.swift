@@ -204,6 +204,7 @@ public struct Supervisor {
                               ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus,
                               userRange: range,
                               name: configuration.name(account: account))
+        state.services = configuration.services.map { "\($0.jailPath)=\($0.hostPath)" }
         if control != nil {
             state.identity = ProcessIdentity.of("\(started.pid)")
             state.control = controlPath

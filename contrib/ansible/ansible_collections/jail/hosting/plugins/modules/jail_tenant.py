@@ -63,6 +63,14 @@ options:
   rc:
     description: Command run as root inside the jail at each start (its services).
     type: str
+  services:
+    description:
+      - Host unix sockets served inside the jail (jaild's C(--service), see docs/services.md),
+        each C(JPATH=HOSTPATH[,mode=0666][,owner=UID[:GID]][,header=proxy|none][,max=N]).
+      - Passed through as the config's C(service) lines; when given, the tenant's lines become
+        exactly these (a running tenant is restarted). Unset leaves them as they are.
+    type: list
+    elements: str
   state:
     description:
       - C(present) the tenant exists; C(started) it exists and runs; C(stopped) it exists and
@@ -100,6 +108,8 @@ EXAMPLES = r"""
     ports: tcp:25
     memory: 256M
     rc: /usr/sbin/exim4 -bd -q30m
+    services:
+      - /run/smarthost.sock=/run/jail-services/smtp/smtp.sock
     keys:
       - "ssh-ed25519 AAAAC3Nza... operator@example"
 
@@ -166,6 +176,23 @@ def rewrite_config(text, desired):
         if key not in done and value is not None:
             out.append(f"{key} = {value}")
     return "\n".join(out) + "\n"
+
+
+def config_services(text):
+    """The config's `service` lines' values, in order (a repeatable key)."""
+    out = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if "=" in line and line.split("=", 1)[0].strip() == "service":
+            out.append(line.split("=", 1)[1].strip())
+    return out
+
+
+def rewrite_services(text, services):
+    """The config text with exactly these `service` lines (at the end), every other line kept."""
+    out = [raw for raw in text.splitlines()
+           if not ("=" in raw.split("#", 1)[0] and raw.split("#", 1)[0].split("=", 1)[0].strip() == "service")]
+    return "\n".join(out + [f"service = {value}" for value in services]) + "\n"
 
 
 KEY_TYPES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-")
@@ -250,6 +277,8 @@ class Tenant:
         for key, value in self.desired_mutable().items():
             if value is not None:
                 args += [f"--{key}", value]
+        for service in self.p["services"] or []:
+            args += ["--service", service]
         key_file = None
         try:
             if self.p["keys"]:
@@ -280,7 +309,9 @@ class Tenant:
     def update(self, text):
         """Rewrites the options that may change; True when the file changed."""
         wanted = rewrite_config(text, self.desired_mutable())
-        if parse_config(wanted) == parse_config(text):
+        if self.p["services"] is not None and config_services(wanted) != self.p["services"]:
+            wanted = rewrite_services(wanted, self.p["services"])
+        if parse_config(wanted) == parse_config(text) and config_services(wanted) == config_services(text):
             return False
         self.diff["before"]["config"] = parse_config(text)
         self.diff["after"]["config"] = parse_config(wanted)
@@ -381,6 +412,7 @@ def main():
             pids=dict(type="int"),
             cpus=dict(type="float"),
             rc=dict(type="str"),
+            services=dict(type="list", elements="str"),
             state=dict(type="str", default="started", choices=["present", "absent", "started", "stopped"]),
             jaild=dict(type="path", default="/usr/local/sbin/jaild"),
             config_dir=dict(type="path", default="/etc/jail"),
