@@ -91,9 +91,6 @@ int cj_overlay_open(const char *lower, const char *upper, const char *work) {
  * "lowerdir+" since Linux 6.8), because a detached mount has no path. The overlay itself
  * cannot be idmapped; its layers can (Linux 5.19). Created by host root, so the superblock
  * keeps the trusted.overlay.* xattrs `jaild create` wrote. Returns the detached mount. */
-#ifndef FSCONFIG_SET_FD
-#define FSCONFIG_SET_FD 5
-#endif
 int cj_overlay_open_layers(int lower_tree, int state_tree) {
     int upper = openat(state_tree, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int work = openat(state_tree, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

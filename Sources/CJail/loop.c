@@ -204,9 +204,6 @@ int cj_btrfs_sync(const char *path) {
  * no upper and no work directory, so the image under it can be mounted read-only (overlayfs
  * refuses a read-only upper file system). Whiteouts and opaque directories count in lower
  * layers as in the upper one. */
-#ifndef FSCONFIG_SET_FD
-#define FSCONFIG_SET_FD 5
-#endif
 int cj_overlay_open_read_only(int state_tree, int lower_tree) {
     int upper = openat(state_tree, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);

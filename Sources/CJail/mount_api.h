@@ -1,5 +1,5 @@
 /* The new mount API's constants and struct, for glibc headers that predate them (Debian 12's
- * do). Private to CJail: files.c and selfexec.c use it. */
+ * do). Private to CJail: files.c, selfexec.c and loop.c use it. */
 #ifndef CJAIL_MOUNT_API_H
 #define CJAIL_MOUNT_API_H
 
@@ -26,6 +26,9 @@
 #endif
 #ifndef MS_PRIVATE
 #define MS_PRIVATE (1 << 18)
+#endif
+#ifndef FSCONFIG_SET_FD
+#define FSCONFIG_SET_FD 5
 #endif
 struct jail_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
 
