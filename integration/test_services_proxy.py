@@ -534,7 +534,7 @@ def test_info_json_has_the_values_the_jail_started_with(world):
     info = json.loads(text)
     assert info["version"] == 1 and info["name"] == "svc-a" and info["hostname"] == "tenant-a"
     assert info["uid"] == UID_A and info["gid"] == UID_A
-    assert info["limits"] == {"memory": 256 << 20, "pids": 300, "cpus": None}
+    assert info["limits"] == {"memory": 256 << 20, "pids": 300, "cpus": None, "disk": None, "disk_inodes": None}
     assert [s["path"] for s in info["services"]] == ["/run/svc/echo.sock", "/run/raw.sock", "/run/down.sock", "/run/sink.sock"]
     assert [s["header"] for s in info["services"]] == ["proxy", "none", "proxy", "none"]
     assert info["jaild_version"] and abs(info["started"] - time.time()) < 3600
