@@ -234,3 +234,19 @@ def test_a_fifo_passwd_fails_a_session_at_once(own_rootfs, mode):
             pytest.fail("the session hung on the FIFO /etc/passwd")
         assert time.monotonic() - begun < 1.0
         assert result.returncode != 0 and b"/etc/passwd is a FIFO, not a regular file" in result.stderr, result.stderr
+
+
+@MODES
+def test_a_fifo_passwd_does_not_hold_up_the_rc_stop(own_rootfs, mode):
+    """init reads the jail's passwd for root's home before `--rc-stop` (host root itself with
+    --no-userns): a FIFO there must not stall the stop until the stop timeout's KILL."""
+    jail = Jail(own_rootfs, UID_A, [*mode, "--rc-stop", "true", "--stop-timeout", "10"])
+    jail.start()
+    try:
+        made = jail.run(f"{ROOT_INSIDE} 'rm /etc/passwd && mkfifo -m 644 /etc/passwd'")
+        assert made.returncode == 0, made.stderr
+        begun = time.monotonic()
+        jail.stop(timeout=30)
+        assert time.monotonic() - begun < 5.0, "the stop waited on the FIFO /etc/passwd"
+    finally:
+        jail.stop()

@@ -15,7 +15,9 @@ import Glibc
 extension Init {
     /// Root as the jail's own /etc/passwd names it (only its home is taken from there).
     static func rootAccount() -> Account {
-        let passwd = (try? readText("/etc/passwd")) ?? ""
+        // The jail's file, read by init (host root itself with --no-userns): never a blocking
+        // open of what may be a FIFO. Unreadable means root's defaults, as a missing file does.
+        let passwd = (try? readUntrustedFile("/etc/passwd")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let entry = PasswdEntry.parseAll(passwd).first { $0.uid == 0 }
         let home = entry.map(\.home).flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         return Account(name: "root", uid: 0, gid: 0, groups: [0], home: home, shell: "/bin/sh")
