@@ -291,11 +291,12 @@ def test_sessions_copies_pty_agent_and_x11_keep_working(world, tmp_path):
     assert r.returncode == 0 and lines[0].startswith("S=/tmp/jail-agent-") and fingerprint in lines[1], (r.stdout, r.stderr)
 
     # ssh -Y: sshd accepts X11 forwarding for the jail made with --forward-x11 (its key says
-    # X11-forwarding). DISPLAY inside needs the cookie that sshd's xauth writes into the host
-    # home, which is root's for a tenant of `jaild create` (test_ssh.py's account owns its
-    # home: DISPLAY is checked there).
-    r = world.ssh("-Y", "-o", "LogLevel=INFO", "true", env=x11_client())
+    # X11-forwarding), its xauth stores the cookie in the tenant's own host home, and the session
+    # inside gets DISPLAY and its own Xauthority with that cookie.
+    r = world.ssh("-Y", "-o", "LogLevel=INFO", "echo D=$DISPLAY; xauth list | wc -l", env=x11_client())
     assert r.returncode == 0 and b"X11 forwarding request failed" not in r.stderr, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].startswith("D=localhost:") and lines[1].strip() == "1", (r.stdout, r.stderr)
 
 
 def x11_client():

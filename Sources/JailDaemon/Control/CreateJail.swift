@@ -241,10 +241,11 @@ public enum Provision {
         }
         let home = paths.home(r.name)
         if try makeDirectory(paths.homes, mode: 0o755) { undo.append { rmdir(paths.homes) } }
-        _ = try makeDirectory(home, mode: 0o755)
+        // The home is the tenant's (0700), so that sshd's xauth can write ~/.Xauthority for
+        // `ssh -X`; its .ssh and key are root's: the tenant's sessions run in the jail, no program
+        // of the tenant's runs on the host, and the keys sshd accepts stay jaild's to write.
+        _ = try makeDirectory(home, mode: 0o700, uid: plan.uid, gid: plan.gid)
         undo.append { removeTree(home) }
-        // The home and its key are root's: the tenant's sessions run in the jail and cannot
-        // change which keys the host's sshd accepts; sshd reads them as the user.
         if let key = plan.hostKey {
             _ = try makeDirectory(home + "/.ssh", mode: 0o755)
             try writeFile(home + "/.ssh/authorized_keys", key, mode: 0o644)
