@@ -11,10 +11,10 @@ import tempfile
 import pytest
 
 from conftest import REPO
-from test_disk import MIB, Tenants, loop_backing_files
+from test_disk import MIB, Tenants, loop_backing_files, place  # noqa: F401 (place: test_disk's file systems)
 from test_provision import ISSUE, Provisioning, tree_listing
 
-# Uids of this file only (test_provision: 63000-63056, test_disk: 63700-63713).
+# Uids of this file only (test_provision: 63000-63056, test_disk: 63700-63714).
 PLAIN_UID, IMAGE_UID = 63920, 63925
 
 
@@ -112,37 +112,45 @@ def test_a_plain_destroy_of_kept_data_gives_everything_back(prov):
     assert not list(pathlib.Path("/var/log/jail").glob(f"jail-{uid}-{uid}.log*"))
 
 
-@pytest.fixture
-def tenants(installed_jail):
-    top = pathlib.Path(tempfile.mkdtemp(prefix="jail-keep-disk-", dir="/tmp"))
-    os.chmod(top, 0o700)
-    t = Tenants(top / "ext4", pathlib.Path(installed_jail).parent)
+@pytest.fixture(params=["image", "btrfs"])
+def tenants(request, place):
+    """Tenants on the ext4 /tmp (the image backend) or on test_disk's btrfs file system."""
+    if request.param == "btrfs":
+        if place["btrfs"] is None:
+            pytest.skip("no mkfs.btrfs (package btrfs-progs)")  # under CI=true `place` fails instead
+        where = place["btrfs"] / "keep"
+    else:
+        where = place["top"] / "keep-ext4"
+    t = Tenants(where, place["bin"])
+    t.backend = request.param
     try:
         yield t
     finally:
         t.cleanup()
-        shutil.rmtree(top, ignore_errors=True)
-        left = [b for b in loop_backing_files() if b.startswith(str(top))]
+        left = [b for b in loop_backing_files() if b.startswith(str(where))]
         assert not left, f"loop devices left over: {left}"
 
 
-def test_kept_image_comes_back_with_its_limit(tenants):
+def test_kept_disk_comes_back_with_its_limit(tenants):
     t = tenants
-    name, uid = "jt-k2", IMAGE_UID
+    name, uid = ("jt-k2", IMAGE_UID) if t.backend == "image" else ("jt-k3", IMAGE_UID + 1)
+    other = "btrfs" if t.backend == "image" else "image"
     t.create(name, uid, "--disk", "64M")
     made = t.as_user(uid, "head -c 8388608 /dev/urandom > ~/data && sha256sum ~/data")
     assert made.returncode == 0, made.stderr
     digest = made.stdout.split()[0]
     result = t.jaild("destroy", name, "--yes", "--keep-data")
     assert result.returncode == 0, result.stderr
-    image = t.state / name / "disk.img"
-    assert image.is_file()
+    if t.backend == "image":
+        assert (t.state / name / "disk.img").is_file()
+    else:
+        assert os.stat(t.state / name).st_ino == 256  # still a btrfs subvolume (its root inode)
     assert not [b for b in loop_backing_files() if b.startswith(str(t.state / name))]
     kept = tree_listing(t.state / name)
 
     for args, words in [(["--uid", str(uid + 1), "--disk", "64M"], f"--uid {uid}"),
                         (["--uid", str(uid)], "--disk"),
-                        (["--uid", str(uid), "--disk", "64M", "--disk-backend", "btrfs"], "image")]:
+                        (["--uid", str(uid), "--disk", "64M", "--disk-backend", other], t.backend)]:
         refused = t.jaild("create", name, "--base", "busybox", *args)
         assert words in one_line_refusal(refused)
         assert tree_listing(t.state / name) == kept
@@ -151,7 +159,7 @@ def test_kept_image_comes_back_with_its_limit(tenants):
     t.create(name, uid, "--disk", "64M")
     again = t.as_user(uid, "sha256sum ~/data")
     assert again.returncode == 0 and again.stdout.split()[0] == digest, again
-    assert t.listing(name)["disk_backend"] == "image"
+    assert t.listing(name)["disk_backend"] == t.backend
     # The limit holds: the jail user writes until the image is full, well short of the host's disk.
     filled = t.as_user(uid, "dd if=/dev/zero of=$HOME/fill bs=1M 2>&1; echo; wc -c < ~/fill")
     written = int(filled.stdout.strip().splitlines()[-1])
@@ -162,3 +170,4 @@ def test_kept_image_comes_back_with_its_limit(tenants):
     assert not (t.state / name).exists()
     assert not range_files(uid)
     assert not [b for b in loop_backing_files() if b.startswith(str(t.state))]
+    assert not [m for m in pathlib.Path("/proc/self/mountinfo").read_text().splitlines() if str(t.state) in m]
