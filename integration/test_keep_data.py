@@ -112,6 +112,21 @@ def test_a_plain_destroy_of_kept_data_gives_everything_back(prov):
     assert not list(pathlib.Path("/var/log/jail").glob(f"jail-{uid}-{uid}.log*"))
 
 
+def test_kept_copy_comes_back(prov):
+    name, uid = "jt-k4", PLAIN_UID + 2
+    prov.create(name, uid, "busybox", "--copy")
+    digest = prov.session(uid, "echo copied > ~/note && sha256sum ~/note").stdout.split()[0]
+    assert prov.destroy(name, "--keep-data").returncode == 0
+    prov.names.add(name)
+    # The copy's root is its data: kept (it was deleted with the mount point before).
+    assert (prov.state / name / "root/home/work/note").read_text() == "copied\n"
+    assert "--copy" in one_line_refusal(prov.jaild("create", name, "--uid", str(uid), "--base", "busybox"))
+    prov.create(name, uid, "busybox", "--copy")
+    assert prov.session(uid, "sha256sum ~/note").stdout.split()[0] == digest
+    assert prov.destroy(name).returncode == 0
+    assert not (prov.state / name).exists() and not range_files(uid)
+
+
 @pytest.fixture(params=["image", "btrfs"])
 def tenants(request, place):
     """Tenants on the ext4 /tmp (the image backend) or on test_disk's btrfs file system."""

@@ -61,11 +61,11 @@ extension Provision {
 
         // What `jaild create NAME` checks before it reuses the data: written before anything
         // is removed, so a failure leaves the jail as it was.
-        if keepData, hasState, let entries {
-            guard let record = KeptData.of(config: entries, configText: configText, jailDirectory: jailDirectory) else {
-                throw ProvisionError("\(configPath) names no uid or base to keep the data for; nothing removed")
-            }
+        // A config that names no uid or base (not written by create) keeps its data without one.
+        var recorded = kept != nil
+        if keepData, hasState, let entries, let record = KeptData.of(config: entries, configText: configText, jailDirectory: jailDirectory) {
             try record.write(jailDirectory: jailDirectory)
+            recorded = true
         }
         let copy = (kept?.copy ?? false) || (entries != nil && entries?.value("base") == nil)
 
@@ -103,8 +103,8 @@ extension Provision {
         removeTree(paths.home(name))
         rmdir(paths.homes)  // only if it is empty: the homes of other tenants stay
         let files = diskData ?? (copy ? paths.root(name) : paths.upper(name))
-        return keepData ? "destroyed jail \(name); its files stay in \(files) (jaild create \(name) with the same uid and base reuses them)"
-            : "destroyed jail \(name)"
+        let reuse = recorded ? "jaild create \(name) with the same uid and base reuses them" : "no record for jaild create to reuse them"
+        return keepData ? "destroyed jail \(name); its files stay in \(files) (\(reuse))" : "destroyed jail \(name)"
     }
 
     /// Mount points of this mount namespace (mountinfo's fifth field, octal escapes undone).
