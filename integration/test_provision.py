@@ -360,7 +360,7 @@ def test_destroy_leaves_nothing_and_keep_data_keeps_the_upper(prov):
     result = prov.destroy("jt-p56", "--keep-data")
     assert result.returncode == 0, result.stderr
     assert (prov.upper("jt-p56") / "home" / "work" / "file").read_text() == "kept\n"
-    assert sorted(os.listdir(prov.state / "jt-p56")) == ["upper"]
+    assert sorted(os.listdir(prov.state / "jt-p56")) == ["kept-data", "upper"]
     shutil.rmtree(prov.state / "jt-p56")
     for log in pathlib.Path("/var/log/jail").glob("jail-63056-63056.log*"):  # kept with the data
         log.unlink()

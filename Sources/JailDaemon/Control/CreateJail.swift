@@ -52,7 +52,7 @@ public enum Provision {
     /// Creates the jail; returns the line to print.
     public static func create(_ request: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> String {
         var plan = try check(request, paths: paths)
-        plan.disk = try diskLimit(request, paths: paths)
+        plan.disk = try diskLimit(request, paths: paths, kept: plan.kept)
         // Ctrl-C or a TERM waits until the jail is made or undone: never half of it. (A program
         // run meanwhile, useradd, gets the signal and fails, which undoes the rest.)
         var blocked = sigset_t()
@@ -70,7 +70,8 @@ public enum Provision {
             throw error
         }
         let how = request.copy ? "a copy of" : "an overlay of"
-        let created = "created jail \(request.name) (uid \(plan.uid), gid \(plan.gid), user \(request.user)): \(how) \(plan.base); "
+        let reused = plan.kept == nil ? "" : " on the data kept in \(paths.jail(request.name))"
+        let created = "created jail \(request.name) (uid \(plan.uid), gid \(plan.gid), user \(request.user)): \(how) \(plan.base)\(reused); "
             + "start it with: jaild start \(request.name)"
         return ([created] + [SshdAccess.notice(dropIn, name: request.name)].compactMap { $0 }).joined(separator: "\n")
     }
@@ -91,6 +92,8 @@ public enum Provision {
         let shell: String
         /// `--disk`, its backend chosen (nil: none).
         var disk: DiskLimit? = nil
+        /// The data `jaild destroy --keep-data` left in STATE/NAME, reused (nil: a new jail).
+        var kept: KeptData? = nil
     }
 
     static func check(_ r: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> Plan {
@@ -110,7 +113,8 @@ public enum Provision {
         if (try? fileStatus(paths.config(r.name))) != nil {
             throw ProvisionError("\(r.name) is taken: \(paths.config(r.name)) exists")
         }
-        if (try? fileStatus(paths.jail(r.name))) != nil { throw ProvisionError("\(r.name) is taken: \(paths.jail(r.name)) exists") }
+        // STATE/NAME left by `jaild destroy --keep-data` is reused (checked below); anything else there is another's.
+        let kept = try keptData(of: r.name, paths: paths)
         if (try? fileStatus(paths.home(r.name))) != nil { throw ProvisionError("\(r.name) is taken: \(paths.home(r.name)) exists") }
         if let other = users.first(where: { $0.uid == r.uid }) {
             throw ProvisionError("uid \(r.uid) is in use by host account \(other.name)")
@@ -128,6 +132,7 @@ public enum Provision {
             throw ProvisionError("gid \(gid) is in use by host group \(existingGroup.name) (give --gid \(gid) to share it)")
         }
         let base = try resolveBase(r.base, paths: paths)
+        if let problem = kept?.mismatch(r, gid: gid, base: base, name: r.name) { throw ProvisionError(problem) }
         let key = try r.keyFile.map { path throws(ProvisionError) in try readKey(path) }
         guard access(r.jailBinary, X_OK) == 0 else {
             throw ProvisionError("the jail client \(r.jailBinary) (the login shell) is not executable: \(Errno(rawValue: errno))")
@@ -156,7 +161,7 @@ public enum Provision {
         }
         return Plan(request: r, uid: r.uid, gid: gid, makeHostGroup: existingGroup == nil,
                     makeTenantGroup: !groups.contains { $0.name == SshdAccess.tenantGroup }, base: base, key: key,
-                    hostKey: hostKey, home: home, shell: shell)
+                    hostKey: hostKey, home: home, shell: shell, kept: kept)
     }
 
     /// `debian` is STATE/bases/debian; anything with a slash is a path. The result is a real
@@ -203,29 +208,36 @@ public enum Provision {
             if try makeDirectory(directory, mode: 0o755) { undo.append { rmdir(directory) } }
         }
         let jailDirectory = paths.jail(r.name)
-        try makeJailDirectory(jailDirectory, disk: plan.disk, undo: &undo)
+        // Kept data: STATE/NAME and what holds the tenant's files stay whatever happens; only
+        // the root mount point and work/ this create makes are undone.
+        let reuse = plan.kept != nil
+        if !reuse { try makeJailDirectory(jailDirectory, disk: plan.disk, undo: &undo) }
+        func makeOwn(_ path: String, _ mode: mode_t, _ undo: inout [() -> Void]) throws(ProvisionError) {
+            if try makeDirectory(path, mode: mode), reuse { undo.append { removeTree(path) } }
+        }
         let rootFD: Int32
         if let disk = plan.disk, disk.backend == .image {
-            _ = try makeDirectory(paths.root(r.name), mode: 0o755)
-            rootFD = try openImageOverlay(base: plan.base, jailDirectory: jailDirectory, disk: disk)
+            try makeOwn(paths.root(r.name), 0o755, &undo)
+            rootFD = try openImageOverlay(base: plan.base, jailDirectory: jailDirectory, disk: disk, reuse: reuse)
         } else if r.copy {
-            try HostAccounts.run("/bin/cp", ["--reflink=auto", "-a", "--", plan.base, paths.root(r.name)])
+            if !reuse { try HostAccounts.run("/bin/cp", ["--reflink=auto", "-a", "--", plan.base, paths.root(r.name)]) }
             rootFD = open(paths.root(r.name), CJ_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         } else {
             // The merged root takes its mode from the upper directory's: as the base's root.
             var info = stat()
             guard stat(plan.base, &info) == 0 else { throw ProvisionError("\(SystemError.last("stat", path: plan.base))") }
-            _ = try makeDirectory(paths.root(r.name), mode: 0o755)
-            _ = try makeDirectory(paths.upper(r.name), mode: info.st_mode & 0o7777, uid: info.st_uid, gid: info.st_gid)
-            _ = try makeDirectory(paths.work(r.name), mode: 0o700)
+            try makeOwn(paths.root(r.name), 0o755, &undo)
+            if !reuse {
+                _ = try makeDirectory(paths.upper(r.name), mode: info.st_mode & 0o7777, uid: info.st_uid, gid: info.st_gid)
+            }
+            try makeOwn(paths.work(r.name), 0o700, &undo)
             rootFD = cj_overlay_open(plan.base, paths.upper(r.name), paths.work(r.name))
         }
         if rootFD < 0 { throw ProvisionError("\(SystemError.last(r.copy ? "open" : "overlay", path: paths.root(r.name)))") }
         defer { close(rootFD) }
-        do {
-            try writeJailUser(plan, into: JailTree(root: rootFD, description: paths.root(r.name)))
-        } catch {
-            throw ProvisionError("\(error)")
+        let tree = JailTree(root: rootFD, description: paths.root(r.name))
+        if try !keptTreeHasUser(plan, tree: tree) {
+            do { try writeJailUser(plan, into: tree) } catch { throw ProvisionError("\(error)") }
         }
 
         // sshd's side first: the account exists only with the drop-in and its group in place.
@@ -256,6 +268,11 @@ public enum Provision {
         if try HostAccounts.addShell(r.jailBinary) { undo.append { try? HostAccounts.removeShell(r.jailBinary) } }
 
         try writeFile(paths.config(r.name), configText(plan, paths: paths), mode: 0o644)
+        if reuse {
+            undo.append { unlink(paths.config(r.name)) }
+            let record = KeptData.path(jailDirectory)
+            if unlink(record) < 0 { throw ProvisionError("\(SystemError.last("unlink", path: record))") }
+        }
         return dropIn
     }
 

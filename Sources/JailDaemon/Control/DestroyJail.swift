@@ -6,8 +6,9 @@ import Glibc
 #endif
 
 /// `jaild destroy NAME --yes [--keep-data]`: stops the jail if it runs, then removes its
-/// config, its state directory (root mount point, upper and work; the upper stays with
-/// `keepData`, and its log file), the host account (userdel takes it out of the group `jail`,
+/// config, its state directory (root mount point, upper and work; with `keepData` the upper
+/// (a copy's root, the image or the subvolume) stays with a record for a later create
+/// (KeptData), as do its id range and its log file), the host account (userdel takes it out of the group `jail`,
 /// which stays, as the sshd drop-in does) and its group, its home, and the /etc/shells
 /// line of its login shell when no other account uses it. The base is never touched: the state directory is
 /// removed without crossing into another file system, and only after no mount is left in it.
@@ -17,27 +18,35 @@ extension Provision {
         guard ProvisionPaths.isValidName(name) else { throw ProvisionError("'\(name)' is not a jail name") }
         let configPath = paths.config(name)
         let entries: [ConfigFile.Entry]?
+        var configText = ""
         if (try? fileStatus(configPath)) != nil {
-            do { entries = try ConfigFile.parse(try readText(configPath), path: configPath) } catch {
+            do {
+                configText = try readText(configPath)
+                entries = try ConfigFile.parse(configText, path: configPath)
+            } catch {
                 throw ProvisionError("cannot read \(configPath): \(error)")
             }
         } else {
             entries = nil
         }
+        // Data kept by an earlier --keep-data: its record names the ids (the config is gone).
+        let kept = try KeptData.read(jailDirectory: paths.jail(name))
         let account = HostAccounts.users().first { $0.name == name }
         let hasState = (try? fileStatus(paths.jail(name))) != nil
         guard entries != nil || hasState || account != nil else {
             throw ProvisionError("no jail \(name): neither \(configPath) nor \(paths.jail(name)) exists")
         }
-        let uid = entries?.value("uid").flatMap { UInt32($0) }
+        let uid = entries?.value("uid").flatMap { UInt32($0) } ?? kept?.uid
+        let configGid = entries?.value("gid").flatMap { UInt32($0) } ?? kept?.gid
+        let socketPrefix = entries == nil ? kept?.socketPrefix : entries?.value("socket-prefix")
         // Only an account that is this jail's: its uid, or (config gone) a `jail` login shell.
         let ownAccount = account.flatMap { a in
             (uid.map { $0 == a.uid } ?? a.shell.hasSuffix("/jail")) ? a : nil
         }
 
         if let uid {
-            let gid = entries?.value("gid").flatMap { UInt32($0) } ?? ownAccount?.gid ?? uid
-            let location = SocketLocation(prefix: entries?.value("socket-prefix"), uid: uid, gid: gid)
+            let gid = configGid ?? ownAccount?.gid ?? uid
+            let location = SocketLocation(prefix: socketPrefix, uid: uid, gid: gid)
             guard Control.stop(location.pidPath) == 0 else { throw ProvisionError("cannot stop jail \(name); nothing removed") }
             if !keepData {
                 do { try UserRangeStore().release(socket: location.socketPath) } catch {
@@ -50,21 +59,32 @@ extension Provision {
             throw ProvisionError("\(mounted) is still mounted; nothing removed")
         }
 
+        // What `jaild create NAME` checks before it reuses the data: written before anything
+        // is removed, so a failure leaves the jail as it was.
+        // A config that names no uid or base (not written by create) keeps its data without one.
+        var recorded = kept != nil
+        if keepData, hasState, let entries, let record = KeptData.of(config: entries, configText: configText, jailDirectory: jailDirectory) {
+            try record.write(jailDirectory: jailDirectory)
+            recorded = true
+        }
+        let copy = (kept?.copy ?? false) || (entries != nil && entries?.value("base") == nil)
+
         let diskData: String?
         do { diskData = hasState ? try DiskStorage.release(directory: jailDirectory, keepData: keepData) : nil } catch {
             throw ProvisionError("\(error)")
         }
 
         // The supervisor's own log file (written where no syslog listens), rotations too.
-        if !keepData, let uid, entries?.value("socket-prefix") == nil {
-            let gid = entries?.value("gid").flatMap { UInt32($0) } ?? uid
+        if !keepData, let uid, socketPrefix == nil {
+            let gid = configGid ?? uid
             let log = LogFile(name: "jail-\(uid)-\(gid)").path
             for suffix in ["", ".1", ".2", ".3"] { unlink(log + suffix) }
         }
         if entries != nil, unlink(configPath) < 0 { throw ProvisionError("\(SystemError.last("unlink", path: configPath))") }
         if hasState {
+            // A copy's data is its root; an overlay's, its upper (the root only a mount point).
             let removed = keepData
-                ? removeTree(paths.work(name)) && removeTree(paths.root(name))
+                ? removeTree(paths.work(name)) && (copy || removeTree(paths.root(name)))
                 : removeTree(jailDirectory)
             if !removed { throw ProvisionError("cannot remove \(keepData ? paths.work(name) : jailDirectory)") }
         }
@@ -82,7 +102,9 @@ extension Provision {
         }
         removeTree(paths.home(name))
         rmdir(paths.homes)  // only if it is empty: the homes of other tenants stay
-        return keepData ? "destroyed jail \(name); its files stay in \(diskData ?? paths.upper(name))" : "destroyed jail \(name)"
+        let files = diskData ?? (copy ? paths.root(name) : paths.upper(name))
+        let reuse = recorded ? "jaild create \(name) with the same uid and base reuses them" : "no record for jaild create to reuse them"
+        return keepData ? "destroyed jail \(name); its files stay in \(files) (\(reuse))" : "destroyed jail \(name)"
     }
 
     /// Mount points of this mount namespace (mountinfo's fifth field, octal escapes undone).

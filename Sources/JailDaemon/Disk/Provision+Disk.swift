@@ -11,11 +11,26 @@ import Glibc
 extension Provision {
     /// The limit of a request, with the backend chosen for the state directory's file system;
     /// checked with everything else, before anything is touched.
-    static func diskLimit(_ r: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> DiskLimit? {
+    /// With `kept` (data `jaild destroy --keep-data` left), the backend is the one that holds
+    /// it: `--disk` is needed exactly when the data has a limit, and another backend is refused.
+    static func diskLimit(_ r: JailCreation, paths: ProvisionPaths, kept: KeptData? = nil) throws(ProvisionError) -> DiskLimit? {
         let value = { (key: String) in r.options.last { $0.key == key }?.value }
         do {
-            guard var limit = try DiskLimit.parse(size: value("disk"), inodes: value("disk-inodes"), backend: value("disk-backend"))
-            else { return nil }
+            let parsed = try DiskLimit.parse(size: value("disk"), inodes: value("disk-inodes"), backend: value("disk-backend"))
+            if let kept {
+                let data = "the data kept of jail \(r.name)"
+                switch (kept.backend, parsed) {
+                case (.none, nil): return nil
+                case (.none, .some): throw ProvisionError("\(data) has no disk limit, and one cannot be put on existing data: leave out --disk")
+                case (_, nil): throw ProvisionError("\(data) is on a --disk-backend \(kept.backend.rawValue): give --disk SIZE")
+                case (_, .some(let limit)):
+                    if limit.backend != .auto && limit.backend.rawValue != kept.backend.rawValue {
+                        throw ProvisionError("\(data) is on a --disk-backend \(kept.backend.rawValue), not \(limit.backend.rawValue)")
+                    }
+                }
+            }
+            guard var limit = parsed else { return nil }
+            if let kept, limit.backend == .auto, let backend = DiskBackend(rawValue: kept.backend.rawValue) { limit.backend = backend }
             let userNamespace = !r.options.contains { $0.key == "no-userns" && ["yes", "true", "1", "on"].contains($0.value.lowercased()) }
             limit.backend = try DiskStorage.choose(limit, stateDirectory: existingAncestor(paths.stateDirectory),
                                                    overlay: !r.copy, userNamespace: userNamespace)
@@ -40,19 +55,26 @@ extension Provision {
     /// mode and owner, which the merged root takes) and work/ made in it, and the overlay of
     /// the base over it opened detached, for the jail user's files. The image is removed with
     /// STATE/NAME by the caller's undo.
-    static func openImageOverlay(base: String, jailDirectory: String, disk: DiskLimit) throws(ProvisionError) -> Int32 {
+    /// `reuse`: the image `jaild destroy --keep-data` left, with its upper/ and work/, is attached as it is.
+    static func openImageOverlay(base: String, jailDirectory: String, disk: DiskLimit, reuse: Bool = false) throws(ProvisionError) -> Int32 {
         var info = stat()
         guard stat(base, &info) == 0 else { throw ProvisionError("\(SystemError.last("stat", path: base))") }
         let image = DiskImage(path: jailDirectory + "/" + DiskImage.fileName)
         let state: FileDescriptor
         do {
-            try DiskImage.make(at: image.path, limit: disk)
+            if !reuse { try DiskImage.make(at: image.path, limit: disk) }
             state = try image.attach()
         } catch {
             throw ProvisionError("\(error)")
         }
         defer { state.closeQuietly() }
         for (name, mode, uid, gid) in [("upper", info.st_mode & 0o7777, info.st_uid, info.st_gid), ("work", mode_t(0o700), 0, 0)] {
+            if reuse {
+                guard faccessat(state.rawValue, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 else {
+                    throw ProvisionError("the kept image \(image.path) has no \(name)/")
+                }
+                continue
+            }
             guard mkdirat(state.rawValue, name, 0o700) == 0, fchownat(state.rawValue, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0,
                   fchmodat(state.rawValue, name, mode, 0) == 0 else {
                 throw ProvisionError("\(SystemError.last("mkdir", path: image.path + ":/" + name))")
