@@ -46,7 +46,7 @@ public enum Metrics {
             $0.cpuSeconds.map(number)
         },
         Family(name: "jail_memory_bytes", type: "gauge",
-               help: "Memory charged to the whole jail's memory cgroup (init, session helpers and programs; v2 memory.current, v1 memory.usage_in_bytes). Only for jails with --memory on a host whose memory controller is in cgroup v1.") {
+               help: "Memory charged to the whole jail's memory cgroup (init, session helpers and programs; v2 memory.current, v1 memory.usage_in_bytes). Only for jails with a memory cgroup (--memory).") {
             $0.memoryBytes.map { "\($0)" }
         },
         Family(name: "jail_memory_limit_bytes", type: "gauge",
