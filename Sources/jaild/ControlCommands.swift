@@ -15,7 +15,7 @@ enum ControlCommands {
     /// The commands that never start a jail: they run from jaild's file as it is (a start
     /// re-executes itself from a read-only mount first, `ProtectedBinary`).
     static let nonStarting: Set<String> = ["list", "status", "stop", "sessions", "enter", "create", "destroy", "base",
-                                           "authorized-keys", "-v", "--version", "-h", "--help"]
+                                           "authorized-keys", "metrics", "-v", "--version", "-h", "--help"]
 
     /// Whether these arguments may start (or adopt) a jail: the 2014 form and `start NAME`.
     static func mayStartAJail(_ arguments: [String]) -> Bool {
@@ -42,6 +42,13 @@ enum ControlCommands {
                 fail("usage: jaild start NAME (reads \(configDirectory)/NAME.conf)", code: 2)
             }
             return expandConfig(["--config", "\(configDirectory)/\(name).conf", "--jail-name", name] + rest.dropFirst())
+        case "metrics":
+            let usage = "usage: jaild metrics [--output FILE]"
+            switch rest.count {
+            case 0: exit(Metrics.run(output: nil))
+            case 2 where rest[0] == "--output" && !rest[1].isEmpty: exit(Metrics.run(output: rest[1]))
+            default: fail(usage, code: 2)
+            }
         case "create": exit(ProvisionCommands.create(rest))
         case "destroy": exit(ProvisionCommands.destroy(rest))
         case "base": exit(ProvisionCommands.base(rest))

@@ -1,0 +1,228 @@
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `jaild metrics [--output FILE]`: every running jail's figures in the Prometheus text
+/// exposition format (docs/metrics.md), for node_exporter's textfile collector. Only kernel
+/// counters are read (the jail's cgroup files, its state file, statfs or the btrfs qgroup of
+/// its disk, its session helpers as `jaild list` finds them): no walk of every process.
+public enum Metrics {
+    /// One jail's figures as read; nil where the jail has no such figure (no controller, no
+    /// limit, no rc): its series is then left out, never written as 0.
+    struct Figures: Equatable, Sendable {
+        var name: String
+        var uid: UInt32
+        var started: Int64
+        var cpuSeconds: Double?
+        var memoryBytes: UInt64?
+        var memoryLimitBytes: UInt64?
+        var memoryMaxBytes: UInt64?
+        var oomKills: UInt64?
+        var pids: UInt64?
+        var pidsLimit: UInt64?
+        var sessions: Int?
+        var diskBytes: UInt64?
+        var diskLimitBytes: UInt64?
+        var rcExitStatus: Int32?
+    }
+
+    /// One metric family: its name, type, help, and the value of a jail (nil: no series).
+    struct Family: Sendable {
+        let name: String
+        let type: String
+        let help: String
+        let value: @Sendable (Figures) -> String?
+    }
+
+    static let families: [Family] = [
+        Family(name: "jail_up", type: "gauge", help: "1 for each running jail.") { _ in "1" },
+        Family(name: "jail_start_time_seconds", type: "gauge",
+               help: "When the jail started, in seconds since the Unix epoch.") { "\($0.started)" },
+        Family(name: "jail_cpu_seconds_total", type: "counter",
+               help: "CPU time used by the whole jail (init, session helpers and programs), from its cgroup (v2 cpu.stat usage_usec, or v1 cpuacct.usage).") {
+            $0.cpuSeconds.map(number)
+        },
+        Family(name: "jail_memory_bytes", type: "gauge",
+               help: "Memory charged to the whole jail's memory cgroup (init, session helpers and programs; v2 memory.current, v1 memory.usage_in_bytes). Only for jails with a memory cgroup (--memory).") {
+            $0.memoryBytes.map { "\($0)" }
+        },
+        Family(name: "jail_memory_limit_bytes", type: "gauge",
+               help: "The programs' memory limit (--memory); the session helpers have their own, a quarter of it, at least 32 MiB.") {
+            $0.memoryLimitBytes.map { "\($0)" }
+        },
+        Family(name: "jail_memory_max_bytes", type: "gauge",
+               help: "The most memory the whole jail's cgroup was charged since it started (v2 memory.peak, v1 memory.max_usage_in_bytes).") {
+            $0.memoryMaxBytes.map { "\($0)" }
+        },
+        Family(name: "jail_oom_kills_total", type: "counter",
+               help: "Processes of the jail killed by the out-of-memory killer for its memory limits (v2 memory.events oom_kill, v1 memory.oom_control oom_kill of each leaf).") {
+            $0.oomKills.map { "\($0)" }
+        },
+        Family(name: "jail_pids", type: "gauge", help: "Tasks (processes and threads) in the whole jail's pids cgroup.") {
+            $0.pids.map { "\($0)" }
+        },
+        Family(name: "jail_pids_limit", type: "gauge", help: "The programs' task limit (--pids).") {
+            $0.pidsLimit.map { "\($0)" }
+        },
+        Family(name: "jail_sessions", type: "gauge", help: "Live sessions (session helpers) of the jail.") {
+            $0.sessions.map { "\($0)" }
+        },
+        Family(name: "jail_disk_bytes", type: "gauge", help: "Disk space used by the jail's writable layer (--disk image or btrfs qgroup).") {
+            $0.diskBytes.map { "\($0)" }
+        },
+        Family(name: "jail_disk_limit_bytes", type: "gauge", help: "The jail's disk limit (--disk).") {
+            $0.diskLimitBytes.map { "\($0)" }
+        },
+        Family(name: "jail_rc_exit_status", type: "gauge",
+               help: "How the jail's --rc ended: its exit status, 128+N for signal N. Absent while it runs or without --rc.") {
+            $0.rcExitStatus.map { "\($0)" }
+        },
+    ]
+
+    // MARK: Rendering (pure)
+
+    /// The exposition text: HELP and TYPE once per family that has a series, then its series.
+    static func render(_ jails: [Figures]) -> String {
+        var out = ""
+        for family in families {
+            let samples = jails.compactMap { jail in family.value(jail).map { (jail, $0) } }
+            guard !samples.isEmpty else { continue }
+            out += "# HELP \(family.name) \(escapeHelp(family.help))\n# TYPE \(family.name) \(family.type)\n"
+            for (jail, value) in samples {
+                out += "\(family.name){jail=\"\(escapeLabel(Logfmt.printable(jail.name)))\",uid=\"\(jail.uid)\"} \(value)\n"
+            }
+        }
+        return out
+    }
+
+    /// A label value as the format wants it: backslash, double quote and newline escaped.
+    static func escapeLabel(_ text: String, quote: Bool = true) -> String {
+        var out = ""
+        for character in text.unicodeScalars {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"" where quote: out += "\\\""
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(character)
+            }
+        }
+        return out
+    }
+
+    /// HELP text: backslash and newline escaped.
+    static func escapeHelp(_ text: String) -> String {
+        escapeLabel(text, quote: false)
+    }
+
+    /// A float the format reads (Swift prints `1.5`, `1e-06`, `12345.0`).
+    static func number(_ value: Double) -> String { "\(value)" }
+
+    // MARK: Reading (the kernel's counters)
+
+    /// The figures of a running jail. Its cgroup directories (state `cgroups`) are `…/jail/NAME`
+    /// in each hierarchy it uses; usage is read there, where the kernel sums the leaves (init,
+    /// sessions, programs), limits from `programs`, where `--memory` and `--pids` are set.
+    static func read(_ state: JailState, sessions: Int?) -> Figures {
+        var figures = Figures(name: state.name, uid: state.uid, started: state.started, rcExitStatus: state.rcStatus)
+        figures.sessions = sessions
+        for directory in state.cgroups {
+            if figures.cpuSeconds == nil {
+                if let usec = keyed(directory + "/cpu.stat", "usage_usec") {
+                    figures.cpuSeconds = Double(usec) / 1_000_000
+                } else if let nsec = counter(directory + "/cpuacct.usage") {
+                    figures.cpuSeconds = Double(nsec) / 1_000_000_000
+                }
+            }
+            if figures.memoryBytes == nil {
+                if let current = counter(directory + "/memory.current") {
+                    figures.memoryBytes = current
+                    figures.memoryLimitBytes = counter(directory + "/programs/memory.max")
+                    figures.memoryMaxBytes = counter(directory + "/memory.peak")
+                    figures.oomKills = keyed(directory + "/memory.events", "oom_kill")
+                } else if let usage = counter(directory + "/memory.usage_in_bytes") {
+                    figures.memoryBytes = usage
+                    figures.memoryLimitBytes = counter(directory + "/programs/memory.limit_in_bytes")
+                    figures.memoryMaxBytes = counter(directory + "/memory.max_usage_in_bytes")
+                    // v1 counts a kill in the cgroup whose limit was hit only: the leaves are summed.
+                    let kills = JailCgroups.leaves.compactMap { keyed("\(directory)/\($0)/memory.oom_control", "oom_kill") }
+                    figures.oomKills = kills.isEmpty ? nil : kills.reduce(0, +)
+                }
+            }
+            if figures.pids == nil, let current = counter(directory + "/pids.current") {
+                figures.pids = current
+                figures.pidsLimit = counter(directory + "/programs/pids.max")
+            }
+        }
+        if let disk = DiskUsage.of(root: state.root, initPid: state.initPid) {
+            figures.diskBytes = disk.bytes
+            figures.diskLimitBytes = disk.limitBytes
+        }
+        return figures
+    }
+
+    /// A file holding one number ("max" and a missing file: nil).
+    static func counter(_ path: String) -> UInt64? {
+        guard let text = try? readText(path) else { return nil }
+        return UInt64(text.trimmingWhitespace())
+    }
+
+    /// The number after `key ` in a flat-keyed file (cpu.stat, memory.events, memory.oom_control).
+    static func keyed(_ path: String, _ key: String) -> UInt64? {
+        guard let text = try? readText(path) else { return nil }
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, parts[0] == key { return UInt64(parts[1]) }
+        }
+        return nil
+    }
+
+    /// Every running jail, as exposition text.
+    static func collect() -> String {
+        render(JailState.all().filter(\.alive).map { read($0.state, sessions: Sessions.helpers(of: $0.state).count) })
+    }
+
+    /// `jaild metrics [--output FILE]`: stdout, or FILE replaced atomically (a temporary file in
+    /// the same directory, then rename), so a collector never reads half a file.
+    public static func run(output: String?) -> Int32 {
+        guard getuid() == 0 else {
+            JailLogHandler.emitToTerminal("only root may read jail metrics (the session records are root's)")
+            return 1
+        }
+        let text = collect()
+        guard let output else {
+            print(text, terminator: "")
+            return 0
+        }
+        do throws(SystemError) {
+            try replaceAtomically(output, with: Array(text.utf8))
+        } catch {
+            JailLogHandler.emitToTerminal("metrics: \(error)")
+            return 1
+        }
+        return 0
+    }
+
+    /// Writes `bytes` to `path` through `path.tmp-PID` (no `.prom` suffix, so the textfile
+    /// collector skips it) and renames it over `path`; 0644, as the collector reads as its user.
+    static func replaceAtomically(_ path: String, with bytes: [UInt8]) throws(SystemError) {
+        let temporary = "\(path).tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        if fd < 0 { throw SystemError.last("open", path: temporary) }
+        do throws(SystemError) {
+            defer { close(fd) }
+            if fchmod(fd, 0o644) < 0 { throw SystemError.last("fchmod", path: temporary) }
+            try FileDescriptor(rawValue: fd).writeFully(bytes)
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        if rename(temporary, path) < 0 {
+            let error = SystemError.last("rename", path: path)
+            unlink(temporary)
+            throw error
+        }
+    }
+}
