@@ -44,8 +44,9 @@ struct CgroupEvents {
     func timeout(now: Int64) -> Int32 { Int32(clamping: max(0, nextCheck - now)) }
 
     /// Once the period has passed: logs each new OOM kill and each pids limit reached.
-    mutating func check(jail: String, now: Int64) {
-        guard now >= nextCheck else { return }
+    /// `force`: now, whatever the period (the jail's end).
+    mutating func check(jail: String, now: Int64, force: Bool = false) {
+        guard force || now >= nextCheck else { return }
         nextCheck = now + Self.periodMilliseconds
         var victims = readKernelVictims()
         let oom = countOOMKills()

@@ -149,7 +149,7 @@ struct RunningJail {
         logPipe.closeQuietly()
         bootOutput.closeQuietly()
         // The last kills (the one that ended the jail, say) before the cgroups go.
-        events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: .max)
+        events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds(), force: true)
         events?.close()
         unlink(supervisor.location.socketPath)
         unlink(supervisor.controlPath)
