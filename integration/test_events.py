@@ -98,3 +98,14 @@ def test_the_pids_limit_reached_is_logged(foreground):
     wait_for(lambda: "pids limit reached " in jail.text(), 10, "the pids line")
     line = next(l for l in jail.text().splitlines() if "pids limit reached " in l)
     assert "limit=16" in line, line
+
+
+def test_an_adopting_supervisor_watches_the_jail_again(foreground):
+    first = foreground("--memory", "64M")
+    first.proc.kill()  # kill -9 of the supervisor: the jail lives on
+    first.proc.wait()
+    again = foreground("--memory", "64M")
+    wait_for(lambda: "adopted" in again.text(), 10, "the adoption")
+    assert again.run("tail /dev/zero").returncode == 137
+    wait_for(lambda: "oom kill " in again.text(), 10, "the OOM line from the new supervisor")
+    assert "process=tail" in again.text() and "oom kill " not in first.text(), again.text()
