@@ -71,6 +71,12 @@ struct JailDaemonCommand: ParsableCommand {
                                valueName: "cmd"))
     var bootCommands: [String] = []
 
+    @Option(name: .customLong("boot-restart"),
+            help: ArgumentHelp("Restart a --boot command that exits: no (default), on-failure, always; "
+                               + "with a back-off of 100 ms doubling to 30 s, at most 5 starts in 10 s.",
+                               valueName: "policy"))
+    var bootRestart: String = "no"
+
     @Option(name: .customLong("cap"),
             help: ArgumentHelp("Give the jail's programs this capability (e.g. NET_BIND_SERVICE). Repeatable.",
                                valueName: "name"))
@@ -249,6 +255,10 @@ struct JailDaemonCommand: ParsableCommand {
         c.stopTimeout = stopTimeout
         c.maxSessions = maxSessions
         c.bootCommands = bootCommands
+        guard let restart = BootRestart(rawValue: bootRestart) else {
+            throw .usage("--boot-restart is no, on-failure or always, not '\(bootRestart)'")
+        }
+        c.bootRestart = restart
         c.capabilities = capabilities.compactMap { try? Capability.parse($0) }
         c.limits = CgroupLimits(memory: memory.flatMap(ByteSize.parse), pids: pids, cpus: cpus)
         do { c.disk = try DiskLimit.parse(size: disk, inodes: diskInodes, backend: diskBackend) } catch { throw .disk(error) }

@@ -19,7 +19,7 @@ public struct ConfigFile {
     public static let keys: [String: Bool] = [
         "uid": true, "gid": true, "name": true, "root": true, "shell": true, "mount": true, "hostname": true,
         "socket-prefix": true, "stop-timeout": true, "max-sessions": true, "handshake-timeout": true,
-        "boot": true, "cap": true, "memory": true, "pids": true, "cpus": true, "rlimit": true, "ports": true,
+        "boot": true, "boot-restart": true, "cap": true, "memory": true, "pids": true, "cpus": true, "rlimit": true, "ports": true,
         "ports-exclusive": false, "foreground": false, "accept-env": true, "allow-aio": false,
         "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
         "base": true,

@@ -36,6 +36,8 @@ public struct JailConfiguration: Sendable, Equatable {
 
     /// Commands run at start as the jail's user, supervised by init, output to the log.
     public var bootCommands: [String] = []
+    /// `--boot-restart`: which boot commands init starts again when they exit (BootRestart).
+    public var bootRestart: BootRestart = .no
     /// Ambient capabilities of the jail's programs (numbers from the `--cap` allow-list).
     public var capabilities: [Int] = []
     public var limits = CgroupLimits()
@@ -178,5 +180,23 @@ public struct OverlayLayers: Sendable, Equatable {
             if let c = path.first(where: { $0 == "," || $0 == ":" || $0 == "\\" }) { return c }
         }
         return nil
+    }
+}
+
+/// `--boot-restart`, as systemd's `Restart=`: `no` (the default there too, and what jaild did
+/// before the option: a boot command that exits is logged, not restarted), `on-failure` (a
+/// non-zero status or a signal), `always`.
+public enum BootRestart: String, Sendable, CaseIterable {
+    case no
+    case onFailure = "on-failure"
+    case always
+
+    /// Whether a boot command that ended with `status` (init's code: 128+N after signal N) starts again.
+    public func restarts(status: Int32) -> Bool {
+        switch self {
+        case .no: false
+        case .onFailure: status != 0
+        case .always: true
+        }
     }
 }

@@ -7,27 +7,128 @@ import SystemPackage
 import Glibc
 #endif
 
+/// One `--boot` command and what `--boot-restart` needs to know of it.
+struct BootService {
+    /// Its place among the `--boot` options (0-based), the `index=` of its log lines.
+    let index: Int
+    let command: String
+    var pid: pid_t?
+    var startedAt: Int64 = 0
+    /// When it starts again (monotonic ms), while a restart waits for its back-off.
+    var restartAt: Int64?
+    /// The back-off before the next restart (`Init.bootBackOff`).
+    var delay: Int64 = Init.bootBackOff.first
+    /// Its recent starts, for the start limit.
+    var starts: [Int64] = []
+    /// Restarts since the jail started, and the back-off the pending one waits.
+    var restarts = 0
+    var waiting: Int64 = 0
+}
+
 /// Boot commands: the job /etc/rc did in the Emulab jails, supervised by init.
+///
+/// `--boot-restart` as systemd's `Restart=`, with its back-off and start limit: a restart
+/// waits 100 ms, doubling at each restart up to 30 s (systemd's RestartSec=100ms with
+/// RestartSteps/RestartMaxDelaySec), back to 100 ms once a run lasted 60 s; more than 5 restarts
+/// within 10 s (systemd's StartLimitBurst=5, StartLimitIntervalSec=10s) and init gives up on
+/// that command, with one line. The wait is a deadline of init's poll loop (`loopTimeout`):
+/// init never sleeps.
 extension Init {
+    static let bootBackOff = (first: Int64(100), max: Int64(30_000), resetAfter: Int64(60_000))
+    static let bootStartLimit = (restarts: 5, withinMilliseconds: Int64(10_000))
+
     /// `--boot` commands, as the jail's user through its shell, in the jail's program cgroups;
     /// their stdout and stderr go to jaild's log.
     mutating func startBootCommands(output: FileDescriptor) {
-        // rc-stop writes there too at stop: then the pipe stays open.
-        defer { if configuration.rcStop == nil { output.closeQuietly() } }
-        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        defer { if devNull >= 0 { close(devNull) } }
-        for command in configuration.bootCommands {
-            let hello = Hello(mode: .stdio(passed: []), login: false, arguments: ["-c", command], environment: [])
-            let request = SpawnRequest(command: SessionCommand(account: account, hello: hello, terminal: nil),
-                                       account: account, stdio: [devNull, output.rawValue, output.rawValue],
-                                       controllingTerminal: false)
-            do {
-                let pid = try spawn(request, settings: programSettings)
-                bootCommands[pid] = command
-                log.info("boot command '\(command)' started (pid \(pid) in the jail)")
-            } catch {
-                log.error("boot command '\(command)' did not start: \(error)")
+        // rc-stop writes there too at stop, and restarts need it: then the pipe stays open.
+        defer {
+            if configuration.rcStop == nil && configuration.bootRestart == .no {
+                output.closeQuietly()
+                serviceOutput = nil
             }
         }
+        bootServices = configuration.bootCommands.enumerated().map { BootService(index: $0.offset, command: $0.element) }
+        for index in bootServices.indices { startBootService(index, output: output) }
+    }
+
+    mutating func startBootService(_ index: Int, output: FileDescriptor) {
+        let command = bootServices[index].command
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { if devNull >= 0 { close(devNull) } }
+        let hello = Hello(mode: .stdio(passed: []), login: false, arguments: ["-c", command], environment: [])
+        let request = SpawnRequest(command: SessionCommand(account: account, hello: hello, terminal: nil),
+                                   account: account, stdio: [devNull, output.rawValue, output.rawValue],
+                                   controllingTerminal: false)
+        let now = monotonicMilliseconds()
+        bootServices[index].restartAt = nil
+        bootServices[index].starts = bootServices[index].starts.filter { now - $0 < Self.bootStartLimit.withinMilliseconds } + [now]
+        do {
+            let pid = try spawn(request, settings: programSettings)
+            bootServices[index].pid = pid
+            bootServices[index].startedAt = now
+            bootCommands[pid] = index
+            log.info("boot command '\(command)' started (pid \(pid) in the jail)")
+            log.info("\(Logfmt.line("boot start", [("jail", jailName), ("index", "\(index)"), ("pid", "\(pid)"), ("command", command)]))")
+        } catch {
+            log.error("boot command '\(command)' did not start: \(error)")
+            scheduleBootRestart(index, status: 127, now: now)
+        }
+    }
+
+    /// A boot command's process ended (from `reapAll`): logged, and restarted per `--boot-restart`.
+    mutating func bootCommandEnded(pid: pid_t, code: Int32) {
+        guard let index = bootCommands.removeValue(forKey: pid) else { return }
+        let command = bootServices[index].command
+        bootServices[index].pid = nil
+        let stoppedByStop = stopping && (code == 128 + SIGTERM || code == 128 + SIGKILL)
+        if stoppedByStop {
+            // The stop ended it: that is how a service ends, not a failure.
+            log.info("boot command '\(command)' stopped")
+        } else if code == 0 {
+            log.info("boot command '\(command)' exited with status 0")
+        } else {
+            log.error("boot command '\(command)' exited with status \(code)")
+        }
+        let now = monotonicMilliseconds()
+        let ran = now - bootServices[index].startedAt
+        let line = Logfmt.line("boot exit", [("jail", jailName), ("index", "\(index)"), ("pid", "\(pid)"), ("status", "\(code)"),
+                                             ("ran", "\(ran / 1000).\(String(ran % 1000 / 100))s")])
+        if code == 0 || stoppedByStop { log.info("\(line)") } else { log.warning("\(line)") }
+        if ran >= Self.bootBackOff.resetAfter { bootServices[index].delay = Self.bootBackOff.first }
+        scheduleBootRestart(index, status: code, now: now)
+    }
+
+    /// Sets the restart's deadline if the policy restarts this status and the start limit allows.
+    mutating func scheduleBootRestart(_ index: Int, status: Int32, now: Int64) {
+        guard !stopping, configuration.bootRestart.restarts(status: status), serviceOutput != nil else { return }
+        let recent = bootServices[index].starts.filter { now - $0 < Self.bootStartLimit.withinMilliseconds }
+        guard recent.count <= Self.bootStartLimit.restarts else {
+            log.error("\(Logfmt.line("boot gave up", [("jail", jailName), ("index", "\(index)"), ("restarts", "\(recent.count - 1)"), ("within", "\(Self.bootStartLimit.withinMilliseconds / 1000)s"), ("command", bootServices[index].command)]))")
+            return
+        }
+        let delay = bootServices[index].delay
+        bootServices[index].restartAt = now + delay
+        bootServices[index].waiting = delay
+        bootServices[index].delay = min(delay * 2, Self.bootBackOff.max)
+    }
+
+    /// The boot commands whose back-off has passed start again (from the poll loop).
+    mutating func restartDueBootServices() {
+        guard !stopping, let output = serviceOutput else {
+            for index in bootServices.indices { bootServices[index].restartAt = nil }
+            return
+        }
+        let now = monotonicMilliseconds()
+        for index in bootServices.indices {
+            guard let due = bootServices[index].restartAt, due <= now else { continue }
+            bootServices[index].restarts += 1
+            log.info("\(Logfmt.line("boot restart", [("jail", jailName), ("index", "\(index)"), ("restart", "\(bootServices[index].restarts)"), ("after", "\(bootServices[index].waiting)ms")]))")
+            startBootService(index, output: output)
+        }
+    }
+
+    /// The nearest boot restart's deadline, for `loopTimeout`.
+    var nextBootRestart: Int64? {
+        stopping ? nil : bootServices.compactMap(\.restartAt).min()
     }
 }

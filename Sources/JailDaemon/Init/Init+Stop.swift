@@ -101,16 +101,7 @@ extension Init {
                     log.error("rc-stop exited with status \(child.code)")
                 }
             }
-            if let command = bootCommands.removeValue(forKey: child.pid) {
-                if stopping && (child.code == 128 + SIGTERM || child.code == 128 + SIGKILL) {
-                    // The stop ended it: that is how a service ends, not a failure.
-                    log.info("boot command '\(command)' stopped")
-                } else if child.code == 0 {
-                    log.info("boot command '\(command)' exited with status 0")
-                } else {
-                    log.error("boot command '\(command)' exited with status \(child.code)")
-                }
-            }
+            bootCommandEnded(pid: child.pid, code: child.code)
         }
         // A session's end frees a slot: the spare is back once the jail is below its limit.
         if helperEnded { forkSpare() }

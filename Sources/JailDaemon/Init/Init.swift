@@ -47,8 +47,9 @@ struct Init {
     /// still gets its program's exit status (137 after SIGKILL) instead of a cut connection.
     var helpers: Set<pid_t> = []
     var killedPrograms = false
-    /// Boot commands still running: pid → the command, to log how each ended.
-    var bootCommands: [pid_t: String] = [:]
+    /// Boot commands still running: pid → its index in `bootServices` (Init+Boot.swift).
+    var bootCommands: [pid_t: Int] = [:]
+    var bootServices: [BootService] = []
     /// How init outlives its supervisor and is adopted by the next one.
     var adoption: InitAdoption?
     /// Each new helper joins these (`InitChannels.sessionCgroups`).
@@ -251,12 +252,13 @@ struct Init {
                 for request in adoption?.takeOperatorSessions() ?? [] { startOperatorSession(request) }
             }
             if stopping && monotonicMilliseconds() >= stopDeadline { stopDeadlinePassed() }
+            restartDueBootServices()
         }
     }
 
-    /// Until the nearest deadline: the stop's, a pending hand-off's (-1: none).
+    /// Until the nearest deadline: the stop's, a pending hand-off's, a boot restart's (-1: none).
     func loopTimeout() -> Int32 {
-        let deadlines = [stopping ? stopDeadline : nil, handOff?.deadline].compactMap { $0 }
+        let deadlines = [stopping ? stopDeadline : nil, handOff?.deadline, nextBootRestart].compactMap { $0 }
         guard let nearest = deadlines.min() else { return -1 }
         return Int32(clamping: max(0, nearest - monotonicMilliseconds()))
     }

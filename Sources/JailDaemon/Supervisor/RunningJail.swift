@@ -26,6 +26,9 @@ struct RunningJail {
     /// An adopted init is not this supervisor's child: its pidfd says when it has exited, and
     /// signals go through it (never to a later process with the same pid).
     let initPidfd: Int32?
+    /// OOM kills and the pids limit reached, logged as they happen (CgroupEvents.swift); the
+    /// counters are read afresh by an adopting supervisor.
+    var events: CgroupEvents?
 
     init(supervisor: Supervisor, lock: PidFile, initPid: pid_t, signals: SignalDescriptor, logPipe: FileDescriptor,
          bootOutput: FileDescriptor, cgroups: JailCgroups?, initPidfd: Int32?) {
@@ -37,6 +40,7 @@ struct RunningJail {
         self.logPipe = logPipe
         self.bootOutput = bootOutput
         self.cgroups = cgroups
+        self.events = cgroups.map(CgroupEvents.init)
     }
 
     /// Returns jaild's exit code: 0 after a requested stop, 1 if init died on its own.
@@ -56,8 +60,13 @@ struct RunningJail {
                 let untilKill = Int32(max(0, killDeadline - monotonicMilliseconds()))
                 timeout = timeout < 0 ? untilKill : min(timeout, untilKill)
             }
+            if let events {
+                let untilCheck = events.timeout(now: monotonicMilliseconds())
+                timeout = timeout < 0 ? untilCheck : min(timeout, untilCheck)
+            }
             let pidfdIndex = initPidfd.map { poller.add($0, read: true) } ?? -1
             idlePages.wait(&poller, timeout: timeout)
+            events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds())
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
             if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
             if pidfdIndex >= 0 && poller.readable(pidfdIndex) { return finish(initCode: nil) }
@@ -139,6 +148,9 @@ struct RunningJail {
         while let chunk = try? logPipe.readChunk(max: 16384), !chunk.isEmpty { absorbLog(chunk) }
         logPipe.closeQuietly()
         bootOutput.closeQuietly()
+        // The last kills (the one that ended the jail, say) before the cgroups go.
+        events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds(), force: true)
+        events?.close()
         unlink(supervisor.location.socketPath)
         unlink(supervisor.controlPath)
         PortFilter.detach(from: cgroups)

@@ -1,0 +1,111 @@
+"""Events in jaild's log (issue 35, item 4): a --boot service's exit and its restart under
+--boot-restart, an OOM kill in the jail naming the process, the pids limit reached."""
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import wait_for, descendants
+from test_operations import Foreground
+
+SERVICE = "echo started $$; exec sleep 1000"
+
+
+@pytest.fixture
+def foreground(rootfs_a, tmp_path):
+    started = []
+
+    def start(*args):
+        jail = Foreground(rootfs_a, list(args), tmp_path / f"jaild-{len(started)}.log")
+        started.append(jail)
+        return jail
+    yield start
+    for jail in started:
+        jail.stop()
+
+
+def host_pid(supervisor, jail_pid):
+    """The host pid of the jail's process `jail_pid` (the last NSpid of its status)."""
+    for pid in descendants(supervisor):
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except FileNotFoundError:
+            continue
+        line = next(l for l in status.splitlines() if l.startswith("NSpid:"))
+        if line.split()[-1] == str(jail_pid) and len(line.split()) > 2:
+            return pid
+    return None
+
+
+def started_pids(jail):
+    return re.findall(r"boot: started (\d+)", jail.text())
+
+
+def kill_service(jail):
+    pid = started_pids(jail)[-1]
+    target = host_pid(jail.proc.pid, pid)
+    assert target is not None, (pid, jail.text())
+    os.kill(target, signal.SIGKILL)
+    return pid
+
+
+def test_a_killed_boot_service_comes_back_under_on_failure(foreground):
+    jail = foreground("--boot", SERVICE, "--boot-restart", "on-failure")
+    wait_for(lambda: len(started_pids(jail)) == 1, 20, "the service's first start")
+    first = kill_service(jail)
+    wait_for(lambda: len(started_pids(jail)) == 2, 10, "the service's restart")
+    assert started_pids(jail)[1] != first
+    text = jail.text()
+    assert re.search(rf"boot exit jail=\S+ index=0 pid={first} status=137 ", text), text
+    assert re.search(r"boot restart jail=\S+ index=0 restart=1 after=100ms", text), text
+    assert jail.run("echo still-running").stdout == b"still-running\n"
+
+
+def test_a_killed_boot_service_stays_down_under_no(foreground):
+    jail = foreground("--boot", SERVICE, "--boot-restart", "no")
+    wait_for(lambda: len(started_pids(jail)) == 1, 20, "the service's first start")
+    first = kill_service(jail)
+    wait_for(lambda: f"pid={first} status=137" in jail.text(), 10, "the exit's line")
+    # Ten times the first back-off: a restart would have come by now.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert len(started_pids(jail)) == 1 and "boot restart" not in jail.text(), jail.text()
+        time.sleep(0.1)
+
+
+def test_a_crash_looping_service_is_given_up_after_the_start_limit(foreground):
+    jail = foreground("--boot", "echo started $$; exit 1", "--boot-restart", "always")
+    wait_for(lambda: "boot gave up" in jail.text(), 20, "the start limit")
+    assert len(started_pids(jail)) == 6, jail.text()
+    assert jail.text().count("boot restart ") == 5, jail.text()
+
+
+def test_an_oom_kill_is_logged_with_the_process(foreground):
+    jail = foreground("--memory", "64M")
+    result = jail.run("tail /dev/zero")
+    assert result.returncode == 137, result
+    wait_for(lambda: "oom kill " in jail.text(), 10, "the OOM line")
+    lines = [l for l in jail.text().splitlines() if "oom kill " in l]
+    assert len(lines) == 1, lines
+    assert "process=tail" in lines[0] and "oom_kill=1" in lines[0] and "limit_bytes=67108864" in lines[0], lines
+
+
+def test_the_pids_limit_reached_is_logged(foreground):
+    jail = foreground("--pids", "16")
+    jail.run("for i in $(seq 40); do sleep 3 & done; wait", timeout=30)
+    wait_for(lambda: "pids limit reached " in jail.text(), 10, "the pids line")
+    line = next(l for l in jail.text().splitlines() if "pids limit reached " in l)
+    assert "limit=16" in line, line
+
+
+def test_an_adopting_supervisor_watches_the_jail_again(foreground):
+    first = foreground("--memory", "64M")
+    first.proc.kill()  # kill -9 of the supervisor: the jail lives on
+    first.proc.wait()
+    again = foreground("--memory", "64M")
+    wait_for(lambda: "adopted" in again.text(), 10, "the adoption")
+    assert again.run("tail /dev/zero").returncode == 137
+    wait_for(lambda: "oom kill " in again.text(), 10, "the OOM line from the new supervisor")
+    assert "process=tail" in again.text() and "oom kill " not in first.text(), again.text()
