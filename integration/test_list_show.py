@@ -48,66 +48,71 @@ def row_of(jail, rows):
 
 
 def test_list_names_jails_and_shows_the_cgroup_charge_and_show_prints_the_record(rootfs_a, rootfs_b):
-    with Jail(rootfs_a, UID_A, ["--jail-name", NAME_A, "--memory", "64M", "--pids", "50", "--cpus", "0.5"]) as a, \
-            Jail(rootfs_b, UID_B, ["--jail-name", NAME_B]) as b:
-        # 32 MiB of page cache charged to the jail's programs cgroup, so that the figure is
-        # well above the noise of a session helper coming and going.
-        result = a.run("head -c 33554432 /dev/zero > /tmp/list-show-fill && echo ok")
-        assert result.returncode == 0 and result.stdout == b"ok\n", result.stderr
+    fill = rootfs_a / "tmp" / "list-show-fill"
+    try:
+        with Jail(rootfs_a, UID_A, ["--jail-name", NAME_A, "--memory", "64M", "--pids", "50", "--cpus", "0.5"]) as a, \
+                Jail(rootfs_b, UID_B, ["--jail-name", NAME_B]) as b:
+            # 32 MiB of page cache charged to the jail's programs cgroup, so that the figure is
+            # well above the noise of a session helper coming and going.
+            result = a.run("head -c 33554432 /dev/zero > /tmp/list-show-fill && echo ok")
+            assert result.returncode == 0 and result.stdout == b"ok\n", result.stderr
 
-        before = memory_charge(a.init_pid)
-        listed = jaild("list", "--json")
-        after = memory_charge(a.init_pid)
-        assert listed.returncode == 0, listed.stderr
-        rows = json.loads(listed.stdout)
-        row_a, row_b = row_of(a, rows), row_of(b, rows)
-        assert row_a["name"] == NAME_A and row_b["name"] == NAME_B
-        assert before and after and before >= 32 << 20, (before, after)
-        assert row_a["memory_source"] == "cgroup"
-        assert min(before, after) * 0.9 <= row_a["memory_bytes"] <= max(before, after) * 1.1, (row_a, before, after)
-        charge_b = memory_charge(b.init_pid)
-        if charge_b is None:
-            assert row_b["memory_source"] == "rss" and row_b["memory_bytes"] > 0
-        else:
-            assert row_b["memory_source"] == "cgroup"
-            assert abs(row_b["memory_bytes"] - charge_b) <= charge_b * 0.10
+            before = memory_charge(a.init_pid)
+            listed = jaild("list", "--json")
+            after = memory_charge(a.init_pid)
+            assert listed.returncode == 0, listed.stderr
+            rows = json.loads(listed.stdout)
+            row_a, row_b = row_of(a, rows), row_of(b, rows)
+            assert row_a["name"] == NAME_A and row_b["name"] == NAME_B
+            assert before and after and before >= 32 << 20, (before, after)
+            assert row_a["memory_source"] == "cgroup"
+            assert min(before, after) * 0.9 <= row_a["memory_bytes"] <= max(before, after) * 1.1, (row_a, before, after)
+            charge_b = memory_charge(b.init_pid)
+            if charge_b is None:
+                assert row_b["memory_source"] == "rss" and row_b["memory_bytes"] > 0
+            else:
+                assert row_b["memory_source"] == "cgroup"
+                assert abs(row_b["memory_bytes"] - charge_b) <= charge_b * 0.10
 
-        table = jaild("list")
-        assert table.returncode == 0, table.stderr
-        lines = table.stdout.splitlines()
-        assert lines[0].split()[:2] == ["NAME", "SOCKET"]
-        by_name = {line.split()[0]: line.split() for line in lines[1:]}
-        assert by_name[NAME_A][1] == a.socket
-        memory_column = lines[0].split().index("MEMORY")
-        assert not by_name[NAME_A][memory_column].startswith("~")
-        assert by_name[NAME_B][memory_column].startswith("~") == (charge_b is None)
+            table = jaild("list")
+            assert table.returncode == 0, table.stderr
+            lines = table.stdout.splitlines()
+            assert lines[0].split()[:2] == ["NAME", "SOCKET"]
+            by_name = {line.split()[0]: line.split() for line in lines[1:]}
+            assert by_name[NAME_A][1] == a.socket
+            memory_column = lines[0].split().index("MEMORY")
+            assert not by_name[NAME_A][memory_column].startswith("~")
+            assert by_name[NAME_B][memory_column].startswith("~") == (charge_b is None)
 
-        shown = jaild("show", NAME_A, "--json")
-        assert shown.returncode == 0, shown.stderr
-        record = json.loads(shown.stdout)
-        assert SHOW_KEYS <= record.keys(), SHOW_KEYS - record.keys()
-        assert record["name"] == NAME_A and record["socket"] == a.socket and record["pid_file"] == a.pidfile
-        assert (record["uid"], record["gid"]) == (UID_A, UID_A)
-        assert (record["supervisor_pid"], record["init_pid"]) == (a.supervisor, a.init_pid)
-        assert record["memory_limit_bytes"] == 64 << 20
-        assert record["pids_limit"] == 50
-        assert record["cpus"] == 0.5
-        assert record["memory_source"] == "cgroup"
-        assert os.path.exists(record["state_file"]) and f"socket={a.socket}\n" in open(record["state_file"]).read()
-        assert record["cgroups"] and all(os.path.isdir(d) for d in record["cgroups"])
-        assert record["started"].endswith("Z") and abs(record["started_seconds"] - a_started(a)) <= 5
-        assert stat.S_ISSOCK(os.stat(record["control_socket"]).st_mode)
-        assert str(record["root"]) == str(rootfs_a)
+            shown = jaild("show", NAME_A, "--json")
+            assert shown.returncode == 0, shown.stderr
+            record = json.loads(shown.stdout)
+            assert SHOW_KEYS <= record.keys(), SHOW_KEYS - record.keys()
+            assert record["name"] == NAME_A and record["socket"] == a.socket and record["pid_file"] == a.pidfile
+            assert (record["uid"], record["gid"]) == (UID_A, UID_A)
+            assert (record["supervisor_pid"], record["init_pid"]) == (a.supervisor, a.init_pid)
+            assert record["memory_limit_bytes"] == 64 << 20
+            assert record["pids_limit"] == 50
+            assert record["cpus"] == 0.5
+            assert record["memory_source"] == "cgroup"
+            assert os.path.exists(record["state_file"]) and f"socket={a.socket}\n" in open(record["state_file"]).read()
+            assert record["cgroups"] and all(os.path.isdir(d) for d in record["cgroups"])
+            assert record["started"].endswith("Z") and abs(record["started_seconds"] - a_started(a)) <= 5
+            assert stat.S_ISSOCK(os.stat(record["control_socket"]).st_mode)
+            assert str(record["root"]) == str(rootfs_a)
 
-        plain = jaild("show", NAME_B)
-        assert plain.returncode == 0, plain.stderr
-        fields = dict(line.split(": ", 1) for line in plain.stdout.splitlines())
-        assert fields["name"] == NAME_B and fields["socket"] == b.socket and fields["uid"] == str(UID_B)
-        assert fields["memory_limit_bytes"] == "-" and fields["pids_limit"] == "-"
-        # The other ways to name it give the same record.
-        assert json.loads(jaild("show", f"{UID_A}:{UID_A}", "--json").stdout)["name"] == NAME_A
-        assert json.loads(jaild("show", a.socket, "--json").stdout)["name"] == NAME_A
-        assert a.run("rm /tmp/list-show-fill").returncode == 0
+            plain = jaild("show", NAME_B)
+            assert plain.returncode == 0, plain.stderr
+            fields = dict(line.split(": ", 1) for line in plain.stdout.splitlines())
+            assert fields["name"] == NAME_B and fields["socket"] == b.socket and fields["uid"] == str(UID_B)
+            assert fields["memory_limit_bytes"] == "-" and fields["pids_limit"] == "-"
+            # The other ways to name it give the same record.
+            assert json.loads(jaild("show", f"{UID_A}:{UID_A}", "--json").stdout)["name"] == NAME_A
+            assert json.loads(jaild("show", a.socket, "--json").stdout)["name"] == NAME_A
+    finally:
+        # The rootfs is shared by the session's tests: the fill goes, whatever happened above.
+        if fill.exists():
+            fill.unlink()
 
 
 def a_started(jail):
