@@ -239,8 +239,8 @@ def test_a_forged_title_is_not_a_session_in_jaild_list(jaild, mode):
     wait_for(lambda: sessions_json(jail) == [], 10, "the parking session's end")
     assert list_entry(jail)["sessions"] == 0, list_entry(jail)
     table = subprocess.run([JAILD, "list"], capture_output=True, text=True, timeout=30).stdout
-    row = next(line for line in table.splitlines() if line.startswith(jail.socket))
-    assert row.split()[4] == "0", table
+    row = next(line for line in table.splitlines() if line.split()[1:2] == [jail.socket])  # NAME, SOCKET, …
+    assert row.split()[5] == "0", table
 
     client = session_client(jail, "sleep 60")
     try:

@@ -14,7 +14,7 @@ enum ControlCommands {
 
     /// The commands that never start a jail: they run from jaild's file as it is (a start
     /// re-executes itself from a read-only mount first, `ProtectedBinary`).
-    static let nonStarting: Set<String> = ["list", "status", "stop", "sessions", "enter", "create", "destroy", "base",
+    static let nonStarting: Set<String> = ["list", "show", "status", "stop", "sessions", "enter", "create", "destroy", "base",
                                            "authorized-keys", "metrics", "-v", "--version", "-h", "--help"]
 
     /// Whether these arguments may start (or adopt) a jail: the 2014 form and `start NAME`.
@@ -30,6 +30,10 @@ enum ControlCommands {
         case "list":
             guard rest.allSatisfy({ $0 == "--json" }) else { fail("usage: jaild list [--json]", code: 2) }
             exit(Control.list(json: rest.contains("--json")))
+        case "show":
+            let names = rest.filter { $0 != "--json" }
+            guard names.count == 1, !names[0].hasPrefix("-") else { fail("usage: jaild show NAME|SOCKET|PIDFILE|UID:GID [--json]", code: 2) }
+            exit(Control.show(names[0], json: rest.contains("--json")))
         case "status", "stop":
             guard rest.count == 1 else { fail("usage: jaild \(first) NAME|SOCKET|PIDFILE|UID:GID", code: 2) }
             exit(first == "stop" ? Control.stop(rest[0]) : Control.status(rest[0]))

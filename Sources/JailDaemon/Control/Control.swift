@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// `jaild list`, `jaild stop SPEC`, `jaild status SPEC`: the running jails, seen from the host.
-/// SPEC is a socket path, a pid file path, or UID:GID (the default socket of that pair).
+/// SPEC is a running jail's name (its config's or `--jail-name`), a socket path, a pid file path, or UID:GID.
 public enum Control {
     public static func list(json: Bool) -> Int32 {
         let rows = JailState.all().filter(\.alive).map { Row(state: $0.state) }
@@ -17,7 +17,7 @@ public enum Control {
 
     /// LSB: 0 when running, 3 when not.
     public static func status(_ spec: String) -> Int32 {
-        guard let pidFile = pidFile(for: spec) else { return usage(spec) }
+        guard let pidFile = runningJail(spec)?.pidFile ?? pidFile(for: spec) else { return usage(spec) }
         if let pid = PidFile.runningPid(path: pidFile) {
             print("running: \(spec) (pid \(pid))")
             return 0
@@ -32,7 +32,9 @@ public enum Control {
 
     /// SIGTERM to the supervisor, then waits until it is gone (it has stopped the jail).
     public static func stop(_ spec: String, timeoutSeconds: Int32 = 120) -> Int32 {
-        guard let pidFile = pidFile(for: spec) else { return usage(spec) }
+        // A running jail by any of its names first (a `--jail-name` needs no config), then a
+        // SPEC that names a pid file whether or not its jail runs.
+        guard let pidFile = runningJail(spec)?.pidFile ?? pidFile(for: spec) else { return usage(spec) }
         guard let pid = PidFile.runningPid(path: pidFile) else { return stopOrphan(pidFile: pidFile, timeoutSeconds: timeoutSeconds) }
         let pidfd = cj_pidfd_open(pid)
         // The pid file must still be held after the pidfd exists, or the pid may be another's.
@@ -78,7 +80,10 @@ struct Row {
     /// nil when the caller is not root: the records are readable by root only.
     let sessions: Int?
     let uptime: Int64
+    /// The memory cgroup's charge, or where the jail has none the processes' RSS sum.
     let memory: UInt64
+    /// "cgroup" or "rss": where `memory` comes from.
+    let memorySource: String
     /// `--disk` usage against its limit (nil: no limit).
     let disk: DiskUsage?
 
@@ -88,21 +93,29 @@ struct Row {
         // title: any process of the jail user may call itself "jaild: [9] /dev/pts/9".
         sessions = getuid() == 0 ? Sessions.helpers(of: state).count : nil
         uptime = max(0, Int64(time(nil)) - state.started)
-        memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
+        if let charge = CgroupFigures(directories: state.cgroups).memoryCharge {
+            (memory, memorySource) = (charge, "cgroup")
+        } else {
+            memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
+            memorySource = "rss"
+        }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK"]]
+        var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK"]]
         for r in rows {
-            lines.append([r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
-                          r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", "\(r.memory / 1024)K", r.state.ports.isEmpty ? "-" : r.state.ports,
+            lines.append([r.state.name, r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
+                          r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", r.memoryColumn, r.state.ports.isEmpty ? "-" : r.state.ports,
                           r.state.rcStatus.map { "\($0)" } ?? "-",
                           r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
                           r.disk?.column ?? "-"])
         }
         return TextTable.render(lines)
     }
+
+    /// KiB of the cgroup's charge; `~` before an RSS sum (no memory cgroup).
+    var memoryColumn: String { (memorySource == "rss" ? "~" : "") + "\(memory / 1024)K" }
 
     /// `--service`s of the state file, `JPATH=HOSTPATH` each.
     static func servicesJSON(_ services: [String]) -> String {
@@ -115,10 +128,10 @@ struct Row {
 
     static func json(_ rows: [Row]) -> String {
         let objects = rows.map { r in
-            "{\"socket\":\(Logfmt.json(r.state.socket)),\"pid_file\":\(Logfmt.json(r.state.pidFile)),\"uid\":\(r.state.uid),"
+            "{\"name\":\(Logfmt.json(r.state.name)),\"socket\":\(Logfmt.json(r.state.socket)),\"pid_file\":\(Logfmt.json(r.state.pidFile)),\"uid\":\(r.state.uid),"
                 + "\"gid\":\(r.state.gid),\"root\":\(Logfmt.json(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions.map { "\($0)" } ?? "null"),\"uptime_seconds\":\(r.uptime),"
-                + "\"memory_bytes\":\(r.memory),\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
+                + "\"memory_bytes\":\(r.memory),\"memory_source\":\"\(r.memorySource)\",\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
                 + "\"services\":[\(Self.servicesJSON(r.state.services))],"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"

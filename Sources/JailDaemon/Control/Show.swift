@@ -1,0 +1,151 @@
+import JailProtocol
+import JailSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a running jail's cgroups say of it, read from the directories its state file lists
+/// (`cgroups`: `…/jail/NAME` in each hierarchy the jail uses). Nothing here walks processes
+/// but the fallback of `memory` for a jail without a memory cgroup.
+struct CgroupFigures {
+    let directories: [String]
+
+    /// The memory charge: the sum over the leaves that hold the jail's processes (init,
+    /// programs, sessions) of v2 `memory.current` or v1 `memory.usage_in_bytes`, from the
+    /// first hierarchy that has them (the memory controller is in one hierarchy only). Where
+    /// only `…/jail/NAME` itself has the file (v2, memory enabled above the jail), that one,
+    /// which counts its leaves. nil when the jail has no memory cgroup.
+    var memoryCharge: UInt64? {
+        for directory in directories {
+            for file in ["memory.current", "memory.usage_in_bytes"] {
+                let leaves = JailCgroups.leaves.compactMap { Self.number("\(directory)/\($0)/\(file)") }
+                if !leaves.isEmpty { return leaves.reduce(0, +) }
+                if let whole = Self.number("\(directory)/\(file)") { return whole }
+            }
+        }
+        return nil
+    }
+
+    /// The programs' memory limit (v2 `memory.max`, v1 `memory.limit_in_bytes`); nil: none.
+    var memoryLimit: UInt64? {
+        guard let value = programsValue(["memory.max", "memory.limit_in_bytes"]), let bytes = UInt64(value) else { return nil }
+        // v1 writes "no limit" as the largest page-aligned number.
+        return bytes >= UInt64(1) << 62 ? nil : bytes
+    }
+
+    /// The programs' `pids.max`; nil: none.
+    var pidsLimit: UInt64? { programsValue(["pids.max"]).flatMap { UInt64($0) } }
+
+    /// The programs' CPU quota in CPUs (v2 `cpu.max` "QUOTA PERIOD", v1 `cpu.cfs_quota_us` /
+    /// `cpu.cfs_period_us`); nil: none.
+    var cpus: Double? {
+        for directory in directories {
+            if let max = Self.text("\(directory)/programs/cpu.max") {
+                let fields = max.split(separator: " ")
+                guard fields.count == 2, let quota = Double(fields[0]), let period = Double(fields[1]), period > 0 else { return nil }
+                return quota / period
+            }
+            if let quota = Self.text("\(directory)/programs/cpu.cfs_quota_us").flatMap({ Double($0) }),
+               let period = Self.text("\(directory)/programs/cpu.cfs_period_us").flatMap({ Double($0) }) {
+                return quota < 0 || period <= 0 ? nil : quota / period
+            }
+        }
+        return nil
+    }
+
+    /// The first of `files` found in a `programs` leaf, as written ("max" is no limit).
+    func programsValue(_ files: [String]) -> String? {
+        for directory in directories {
+            for file in files {
+                if let value = Self.text("\(directory)/programs/\(file)") { return value == "max" ? nil : value }
+            }
+        }
+        return nil
+    }
+
+    static func text(_ path: String) -> String? {
+        (try? readText(path)).map { String($0.trimmingWhitespace()) }
+    }
+
+    static func number(_ path: String) -> UInt64? { text(path).flatMap { UInt64($0) } }
+}
+
+extension Control {
+    /// `jaild show NAME [--json]`: one running jail's full record, as `machinectl show` gives it
+    /// (`key: value` lines, every value escaped) or one JSON object. 0 found, 1 not.
+    public static func show(_ spec: String, json: Bool) -> Int32 {
+        guard let state = runningJail(spec) else {
+            JailLogHandler.emitToTerminal("no running jail is named '\(spec)': give its name, UID:GID, its socket or its pid file")
+            return 1
+        }
+        let record = ShownJail(state: state)
+        print(json ? record.json() : record.text(), terminator: "")
+        return 0
+    }
+}
+
+/// One jail as `jaild show` prints it: the `jaild list` row and what a row leaves out.
+struct ShownJail {
+    let row: Row
+    let stateFile: String
+    let figures: CgroupFigures
+
+    init(state: JailState) {
+        row = Row(state: state)
+        let file = JailState.named().first { $0.state.socket == state.socket }?.name ?? state.name
+        stateFile = "\(JailState.directory)/\(file).state"
+        figures = CgroupFigures(directories: state.cgroups)
+    }
+
+    var controlSocket: String {
+        row.state.control.isEmpty ? AdoptionChannel.controlPath(socketPath: row.state.socket) : row.state.control
+    }
+
+    /// (key, JSON value, text value), in the order both forms print.
+    var properties: [(String, String, String)] {
+        let s = row.state
+        func number<T>(_ n: T?) -> (String, String) { n.map { ("\($0)", "\($0)") } ?? ("null", "-") }
+        func string(_ text: String) -> (String, String) { (Logfmt.json(text), text) }
+        let cpus = figures.cpus.map { ("\($0)", "\($0)") } ?? ("null", "-")
+        let userns = s.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-"
+        var pairs: [(String, (String, String))] = [
+            ("name", string(s.name)), ("socket", string(s.socket)), ("pid_file", string(s.pidFile)),
+            ("control_socket", string(controlSocket)), ("state_file", string(stateFile)), ("root", string(s.root)),
+            ("uid", number(s.uid)), ("gid", number(s.gid)), ("supervisor_pid", number(s.supervisor)),
+            ("init_pid", number(s.initPid)), ("started", string(Self.iso8601(s.started))),
+            ("started_seconds", number(s.started)), ("uptime_seconds", number(row.uptime)),
+            ("sessions", number(row.sessions)), ("memory_bytes", number(row.memory)),
+            ("memory_source", string(row.memorySource)), ("memory_limit_bytes", number(figures.memoryLimit)),
+            ("pids_limit", number(figures.pidsLimit)), ("cpus", cpus), ("ports", string(s.ports)),
+            ("rc_status", number(s.rcStatus)), ("userns_start", number(s.userRange)),
+            ("userns_count", number(s.userRange == nil ? 0 : UserRange.insideCount)), ("userns", ("\(Logfmt.json(userns))", userns)),
+            ("cgroup", string(s.cgroup)),
+            ("cgroups", ("[" + s.cgroups.map(Logfmt.json).joined(separator: ",") + "]", s.cgroups.joined(separator: " "))),
+            ("services", ("[" + Row.servicesJSON(s.services) + "]", s.services.joined(separator: " "))),
+        ]
+        let disk = row.disk
+        pairs += [("disk_bytes", number(disk?.bytes)), ("disk_limit_bytes", number(disk?.limitBytes)),
+                  ("disk_inodes", number(disk?.inodes)), ("disk_inodes_limit", number(disk?.inodeLimit)),
+                  ("disk_backend", disk.map { string($0.backend.rawValue) } ?? ("null", "-"))]
+        return pairs.map { ($0.0, $0.1.0, $0.1.1) }
+    }
+
+    func json() -> String {
+        "{" + properties.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}\n"
+    }
+
+    func text() -> String {
+        properties.map { "\($0.0): \(Logfmt.printable($0.2))\n" }.joined()
+    }
+
+    /// Seconds since the epoch as `2026-12-06T19:15:03Z`.
+    static func iso8601(_ seconds: Int64) -> String {
+        var t = time_t(seconds)
+        var parts = tm()
+        guard gmtime_r(&t, &parts) != nil else { return "\(seconds)" }
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+}
