@@ -208,7 +208,7 @@ def test_rc_ran_as_root_and_list_shows_its_status(services):
     assert row["rc_status"] == 0
     table = subprocess.run([JAILD, "list"], capture_output=True, text=True, check=True).stdout.splitlines()
     rc = table[0].split().index("RC")
-    assert [line.split()[rc] for line in table if line.startswith(services.jail.socket + " ")] == ["0"]
+    assert [line.split()[rc] for line in table if services.jail.socket in line.split()] == ["0"]
     assert services.jail.run("cat /run/rc-uid").stdout == b"0\n"
     # /run is a fresh tmpfs, mode 0755, where the daemons keep their pid files and sockets.
     out = services.jail.run("stat -c %a /run; awk '$2 == \"/run\" {print $3}' /proc/mounts").stdout
