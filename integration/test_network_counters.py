@@ -30,13 +30,17 @@ PROGRAM = r"""
 #include <sys/time.h>
 #include <unistd.h>
 
+static int six;  /* IPv6 (::1) instead of IPv4 (127.0.0.1) */
+
 static int bound(int type, int port) {
-    int fd = socket(AF_INET, type, 0), one = 1;
+    int fd = socket(six ? AF_INET6 : AF_INET, type, 0), one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     int size = 8 << 20;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0) { perror("bind"); exit(1); }
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int rc = six ? bind(fd, (struct sockaddr *)&a6, sizeof a6) : bind(fd, (struct sockaddr *)&a, sizeof a);
+    if (fd < 0 || rc < 0) { perror("bind"); exit(1); }
     if (type == SOCK_STREAM && listen(fd, 1) < 0) { perror("listen"); exit(1); }
     printf("ready\n");
     fflush(stdout);
@@ -45,7 +49,8 @@ static int bound(int type, int port) {
 
 int main(int argc, char **argv) {
     static char buffer[1 << 16];
-    if (argc != 4) { fprintf(stderr, "usage: netprobe send|recv|udp PORT BYTES\n"); return 2; }
+    if (argc != 4 && argc != 5) { fprintf(stderr, "usage: netprobe send|recv|udp PORT BYTES [6]\n"); return 2; }
+    six = argc == 5;
     int port = atoi(argv[2]);
     long long want = atoll(argv[3]), total = 0;
     if (strcmp(argv[1], "udp") == 0) {
@@ -210,7 +215,17 @@ def test_each_jail_counts_its_own_traffic_and_keeps_it_across_adoption(jails):
         while client.recv(1 << 16):
             pass
     finish(server)
-    assert counters(server_jail.uid)["transmit"][0] >= adopted["transmit"][0] + 1_000_000
+    ipv4 = counters(server_jail.uid)["transmit"][0]
+    assert ipv4 >= adopted["transmit"][0] + 1_000_000
+
+    # IPv6 is counted too.
+    port = free_port()
+    server = probe(server_jail, "send", port, 1_000_000, 6)
+    with socket.create_connection(("::1", port), timeout=30) as client:
+        while client.recv(1 << 16):
+            pass
+    finish(server)
+    assert 1_000_000 <= counters(server_jail.uid)["transmit"][0] - ipv4 <= 1_100_000
 
 
 def test_the_state_file_records_the_counter_map(jails):
