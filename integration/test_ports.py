@@ -61,12 +61,13 @@ def test_only_listed_ports_bind_for_every_uid(rootfs_sec):
                 assert outcome(jail, "bind", family, "0", root=root) == "ok", (family, root)  # ephemeral
         cgroup = f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}"
         assert bpf_programs(cgroup) == [("cgroup_inet4_bind", "jail_ports4"), ("cgroup_inet4_post_bind", "jail_owned4"),
-                                        ("cgroup_inet6_bind", "jail_ports6"), ("cgroup_inet6_post_bind", "jail_owned6")]
+                                        ("cgroup_inet6_bind", "jail_ports6"), ("cgroup_inet6_post_bind", "jail_owned6"),
+                                        ("cgroup_inet_egress", "jail_tx"), ("cgroup_inet_ingress", "jail_rx")]  # network counters
         state = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True).stdout)
         assert [j["ports"] for j in state if j["socket"] == jail.socket] == [f"tcp:{mine},udp:{mine}"]
     assert not os.path.exists(cgroup)
     names = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
-    for name in ("jail_ports4", "jail_ports6", "jail_owned4", "jail_owned6"):
+    for name in ("jail_ports4", "jail_ports6", "jail_owned4", "jail_owned6", "jail_rx", "jail_tx"):
         assert name not in names  # detached and freed
 
 

@@ -10,7 +10,8 @@ final class MetricsTests: XCTestCase {
     func testFullJailRendersEveryFamilyWithHelpAndType() {
         let jail = Metrics.Figures(name: "web", uid: 62600, started: 1_700_000_000, cpuSeconds: 1.5, memoryBytes: 1024,
                                    memoryLimitBytes: 67_108_864, memoryMaxBytes: 2048, oomKills: 1, pids: 3, pidsLimit: 64,
-                                   sessions: 2, diskBytes: 10, diskLimitBytes: 100, rcExitStatus: 0)
+                                   sessions: 2, diskBytes: 10, diskLimitBytes: 100, rcExitStatus: 0,
+                                   network: .init(receiveBytes: 11, transmitBytes: 12, receivePackets: 13, transmitPackets: 14))
         let text = Metrics.render([jail])
         for family in Metrics.families {
             XCTAssertTrue(text.contains("# HELP \(family.name) "), family.name)
@@ -20,6 +21,8 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(text.contains("jail_cpu_seconds_total{jail=\"web\",uid=\"62600\"} 1.5\n"))
         XCTAssertTrue(text.contains("jail_memory_limit_bytes{jail=\"web\",uid=\"62600\"} 67108864\n"))
         XCTAssertTrue(text.contains("jail_rc_exit_status{jail=\"web\",uid=\"62600\"} 0\n"))
+        XCTAssertTrue(text.contains("jail_network_transmit_bytes_total{jail=\"web\",uid=\"62600\"} 12\n"))
+        XCTAssertTrue(text.contains("jail_network_receive_packets_total{jail=\"web\",uid=\"62600\"} 13\n"))
         XCTAssertTrue(text.hasSuffix("\n"))
     }
 

@@ -276,4 +276,15 @@ int cj_btrfs_sync(const char *path);
 /* FS_NOCOW_FL on an empty file (btrfs); -1 where the file system has no such flag. */
 int cj_set_no_copy_on_write(int fd);
 
+/* ---- network counters (traffic.c) ------------------------------------------------------- */
+
+struct cj_traffic_slot { uint64_t bytes, packets; };
+/* A new counter map and the ingress and egress programs that fill it, attached (multi) to a
+ * cgroup v2 directory; *id is the map's id. *failed_step: 1 opening the cgroup, 2 the map,
+ * 3 loading, 4 attaching. */
+int cj_traffic_attach(const char *cgroup_dir, uint32_t *id, int *failed_step);
+int cj_traffic_detach(const char *cgroup_dir);
+/* The counters of the map with this id (-1 with ENOENT: no such map, or not a jail's counters). */
+int cj_traffic_read(uint32_t id, struct cj_traffic_slot *receive, struct cj_traffic_slot *transmit);
+
 #endif

@@ -64,6 +64,7 @@ public enum PortFilter {
     /// Detaches the programs and gives the jail's ports back (at stop, or a failed start).
     static func detach(from cgroups: JailCgroups?) {
         guard let unified = cgroups?.unifiedDirectory else { return }
+        NetworkCounters.detach(from: cgroups)
         if cj_ports_detach(unified) != 0 {
             log.warning("cannot detach the port filter from \(unified): \(String(cString: strerror(errno)))")
         }

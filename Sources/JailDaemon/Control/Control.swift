@@ -126,6 +126,13 @@ struct Row {
         }.joined(separator: ",")
     }
 
+    /// The kernel's counts of the jail's network bytes; null where it has no counters.
+    static func networkJSON(_ state: JailState) -> String {
+        let counters = NetworkCounters.read(state: state)
+        return "\"network_rx_bytes\":\(counters.map { "\($0.rxBytes)" } ?? "null"),"
+            + "\"network_tx_bytes\":\(counters.map { "\($0.txBytes)" } ?? "null")"
+    }
+
     static func json(_ rows: [Row]) -> String {
         let objects = rows.map { r in
             "{\"name\":\(Logfmt.json(r.state.name)),\"socket\":\(Logfmt.json(r.state.socket)),\"pid_file\":\(Logfmt.json(r.state.pidFile)),\"uid\":\(r.state.uid),"
@@ -136,7 +143,7 @@ struct Row {
                 + "\"services\":[\(Self.servicesJSON(r.state.services))],"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
                 + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"
-                + DiskUsage.jsonFields(r.disk) + "}"
+                + DiskUsage.jsonFields(r.disk) + "," + Self.networkJSON(r.state) + "}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }

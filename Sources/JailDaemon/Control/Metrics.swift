@@ -27,6 +27,15 @@ public enum Metrics {
         var diskBytes: UInt64?
         var diskLimitBytes: UInt64?
         var rcExitStatus: Int32?
+        var network: Network?
+    }
+
+    /// The jail's own sockets' traffic, counted by the kernel (NetworkCounters).
+    struct Network: Equatable, Sendable {
+        var receiveBytes: UInt64
+        var transmitBytes: UInt64
+        var receivePackets: UInt64
+        var transmitPackets: UInt64
     }
 
     /// One metric family: its name, type, help, and the value of a jail (nil: no series).
@@ -75,6 +84,22 @@ public enum Metrics {
         },
         Family(name: "jail_disk_limit_bytes", type: "gauge", help: "The jail's disk limit (--disk).") {
             $0.diskLimitBytes.map { "\($0)" }
+        },
+        Family(name: "jail_network_receive_bytes_total", type: "counter",
+               help: "Bytes (IP header and payload) received by the jail's own sockets, TCP and UDP, IPv4 and IPv6, loopback included, counted by a cgroup_skb ingress program.") {
+            $0.network.map { "\($0.receiveBytes)" }
+        },
+        Family(name: "jail_network_transmit_bytes_total", type: "counter",
+               help: "Bytes (IP header and payload) sent by the jail's own sockets, counted by a cgroup_skb egress program.") {
+            $0.network.map { "\($0.transmitBytes)" }
+        },
+        Family(name: "jail_network_receive_packets_total", type: "counter",
+               help: "Packets received by the jail's own sockets, as the kernel hands them over (one coalesced GRO packet counts once).") {
+            $0.network.map { "\($0.receivePackets)" }
+        },
+        Family(name: "jail_network_transmit_packets_total", type: "counter",
+               help: "Packets sent by the jail's own sockets, as the kernel hands them down (one GSO packet counts once).") {
+            $0.network.map { "\($0.transmitPackets)" }
         },
         Family(name: "jail_rc_exit_status", type: "gauge",
                help: "How the jail's --rc ended: its exit status, 128+N for signal N. Absent while it runs or without --rc.") {
@@ -155,6 +180,10 @@ public enum Metrics {
                 figures.pids = current
                 figures.pidsLimit = counter(directory + "/programs/pids.max")
             }
+        }
+        if let counters = NetworkCounters.read(state: state) {
+            figures.network = Network(receiveBytes: counters.rxBytes, transmitBytes: counters.txBytes,
+                                      receivePackets: counters.rxPackets, transmitPackets: counters.txPackets)
         }
         if let disk = DiskUsage.of(root: state.root, initPid: state.initPid) {
             figures.diskBytes = disk.bytes

@@ -39,6 +39,9 @@ public struct JailState: Equatable, Sendable {
     /// for the key options of `jaild authorized-keys`.
     public var forwardAgent = true
     public var forwardX11 = false
+    /// The id of the jail's network counter map (NetworkCounters); nil without counters. A key
+    /// older jailds ignore: no new format version.
+    public var traffic: UInt32? = nil
 
     public static let directory = "/run/jail/state"
     /// 1: before adoption (no identity, no control socket). 2: adoptable.
@@ -58,7 +61,8 @@ public struct JailState: Equatable, Sendable {
         ]
         let sessions: [(String, String)] = [("forward", [forwardAgent ? "agent" : nil, forwardX11 ? "x11" : nil]
             .compactMap { $0 }.joined(separator: ","))]
-        return (jail + initIdentity + sessions).map { "\($0.0)=\($0.1)\n" }.joined()
+        let counters: [(String, String)] = traffic.map { [("traffic", "\($0)")] } ?? []
+        return (jail + initIdentity + sessions + counters).map { "\($0.0)=\($0.1)\n" }.joined()
     }
 
     public static func decode(_ text: String) -> JailState? {
@@ -84,6 +88,7 @@ public struct JailState: Equatable, Sendable {
         }
         state.control = fields["control"] ?? ""
         state.cgroups = (fields["cgroups"] ?? "").split(separator: ":").map(String.init)
+        state.traffic = fields["traffic"].flatMap { UInt32($0) }
         // A state written before the field: the defaults, agent forwarding on, X11 off.
         if let forward = fields["forward"] {
             let kinds = forward.split(separator: ",")

@@ -212,6 +212,7 @@ public struct Supervisor {
         }
         state.forwardAgent = configuration.forwardAgent
         state.forwardX11 = configuration.forwardX11
+        state.traffic = NetworkCounters.attach(to: cgroups)
         state.save(as: cgroupName)
         if let report {
             Readiness.ready("").send(on: report)
