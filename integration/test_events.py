@@ -3,11 +3,12 @@
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
 
-from conftest import wait_for, descendants
+from conftest import JAILD, UID_A, wait_for, descendants
 from test_operations import Foreground
 
 SERVICE = "echo started $$; exec sleep 1000"
@@ -61,6 +62,10 @@ def test_a_killed_boot_service_comes_back_under_on_failure(foreground):
     assert re.search(rf"boot exit jail=\S+ index=0 pid={first} status=137 ", text), text
     assert re.search(r"boot restart jail=\S+ index=0 restart=1 after=100ms", text), text
     assert jail.run("echo still-running").stdout == b"still-running\n"
+    # The count where an operator scrapes it: init's record, read by `jaild metrics`.
+    metrics = subprocess.run([JAILD, "metrics"], capture_output=True, text=True, timeout=30).stdout
+    restarts = re.findall(rf'^jail_boot_restarts_total{{jail="[^"]*",uid="{UID_A}"}} (\d+)$', metrics, re.M)
+    assert restarts == ["1"], metrics
 
 
 def test_a_killed_boot_service_stays_down_under_no(foreground):

@@ -10,7 +10,7 @@ final class MetricsTests: XCTestCase {
     func testFullJailRendersEveryFamilyWithHelpAndType() {
         let jail = Metrics.Figures(name: "web", uid: 62600, started: 1_700_000_000, cpuSeconds: 1.5, memoryBytes: 1024,
                                    memoryLimitBytes: 67_108_864, memoryMaxBytes: 2048, oomKills: 1, pids: 3, pidsLimit: 64,
-                                   sessions: 2, diskBytes: 10, diskLimitBytes: 100, rcExitStatus: 0,
+                                   sessions: 2, diskBytes: 10, diskLimitBytes: 100, rcExitStatus: 0, bootRestarts: 2,
                                    network: .init(receiveBytes: 11, transmitBytes: 12, receivePackets: 13, transmitPackets: 14))
         let text = Metrics.render([jail])
         for family in Metrics.families {

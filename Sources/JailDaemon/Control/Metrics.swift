@@ -27,6 +27,7 @@ public enum Metrics {
         var diskBytes: UInt64?
         var diskLimitBytes: UInt64?
         var rcExitStatus: Int32?
+        var bootRestarts: UInt64?
         var network: Network?
     }
 
@@ -101,6 +102,10 @@ public enum Metrics {
                help: "Packets sent by the jail's own sockets, as the kernel hands them down (one GSO packet counts once).") {
             $0.network.map { "\($0.transmitPackets)" }
         },
+        Family(name: "jail_boot_restarts_total", type: "counter",
+               help: "Restarts of the jail's --boot commands under --boot-restart, since the jail started.") {
+            $0.bootRestarts.map { "\($0)" }
+        },
         Family(name: "jail_rc_exit_status", type: "gauge",
                help: "How the jail's --rc ended: its exit status, 128+N for signal N. Absent while it runs or without --rc.") {
             $0.rcExitStatus.map { "\($0)" }
@@ -153,6 +158,7 @@ public enum Metrics {
     static func read(_ state: JailState, sessions: Int?) -> Figures {
         var figures = Figures(name: state.name, uid: state.uid, started: state.started, rcExitStatus: state.rcStatus)
         figures.sessions = sessions
+        figures.bootRestarts = bootRestarts(initPid: state.initPid)
         for directory in state.cgroups {
             if figures.cpuSeconds == nil {
                 if let usec = keyed(directory + "/cpu.stat", "usage_usec") {
@@ -193,6 +199,24 @@ public enum Metrics {
     }
 
     /// A file holding one number ("max" and a missing file: nil).
+    /// init's `jail-boot` record (Init+Boot.swift): 0 until a boot service was restarted.
+    static func bootRestarts(initPid: Int32) -> UInt64? {
+        guard initPid > 0 else { return nil }
+        let directory = "/proc/\(initPid)/fd"
+        for name in listDirectory(directory) {
+            var target = [CChar](repeating: 0, count: 256)
+            let n = readlink("\(directory)/\(name)", &target, target.count - 1)
+            guard n > 0 else { continue }
+            let link = String(decoding: target[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard link.hasPrefix("/memfd:jail-boot") else { continue }
+            guard let bytes = try? readFile("\(directory)/\(name)", limit: 256) else { return nil }
+            let text = String(decoding: bytes, as: UTF8.self)
+            guard text.hasPrefix("restarts=") else { return nil }
+            return UInt64(text.dropFirst("restarts=".count).prefix { $0.isNumber })
+        }
+        return 0
+    }
+
     static func counter(_ path: String) -> UInt64? {
         guard let text = try? readText(path) else { return nil }
         return UInt64(text.trimmingWhitespace())

@@ -124,8 +124,29 @@ extension Init {
             bootServices[index].restarts += 1
             log.info("\(Logfmt.line("boot restart", [("jail", jailName), ("index", "\(index)"), ("restart", "\(bootServices[index].restarts)"), ("after", "\(bootServices[index].waiting)ms")]))")
             startBootService(index, output: output)
+            publishBootRestarts()
         }
     }
+
+    /// The restart count where host root reads it and the jail cannot (as the session helpers'
+    /// records: a sealed memfd of init's, which is not dumpable): `restarts=N` in a memfd named
+    /// `jail-boot`, made anew at each restart. `jaild metrics` finds it in /proc/INIT/fd. A
+    /// failure costs only the figure, said once in the log.
+    mutating func publishBootRestarts() {
+        let total = bootServices.reduce(0) { $0 + $1.restarts }
+        let bytes = Array("restarts=\(total)\n".utf8)
+        let record = cj_sealed_memfd(Self.bootRecordName, bytes, bytes.count)
+        if record < 0 {
+            if bootRestartRecord >= 0 { close(bootRestartRecord) }
+            bootRestartRecord = -1
+            log.warning("\(SystemError.last("memfd_create", path: Self.bootRecordName)): jail_boot_restarts_total is not published")
+            return
+        }
+        if bootRestartRecord >= 0 { close(bootRestartRecord) }
+        bootRestartRecord = record
+    }
+
+    static let bootRecordName = "jail-boot"
 
     /// The nearest boot restart's deadline, for `loopTimeout`.
     var nextBootRestart: Int64? {

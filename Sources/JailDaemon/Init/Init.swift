@@ -50,6 +50,9 @@ struct Init {
     /// Boot commands still running: pid → its index in `bootServices` (Init+Boot.swift).
     var bootCommands: [pid_t: Int] = [:]
     var bootServices: [BootService] = []
+    /// The sealed memfd `jail-boot` that says how often boot services were restarted, for
+    /// `jaild metrics` (Init+Boot.swift); -1 until the first restart.
+    var bootRestartRecord: Int32 = -1
     /// How init outlives its supervisor and is adopted by the next one.
     var adoption: InitAdoption?
     /// Each new helper joins these (`InitChannels.sessionCgroups`).
