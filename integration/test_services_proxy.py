@@ -642,3 +642,27 @@ def test_bad_input_is_one_line_and_leaves_nothing(rootfs_sec, host_dir, tmp_path
             target.close()
         shutil.rmtree(outside, ignore_errors=True)
         shutil.rmtree(prefix_dir, ignore_errors=True)
+
+
+def test_a_jail_with_a_service_stops_without_waiting_for_the_kill(world, rootfs_sec, tmp_path):
+    """The relay is forked before init enters its Landlock domain, whose signal scope keeps
+    init's SIGTERM from reaching it: init closes the relay's stop pipe instead. Before, every
+    stop of a jail with --service waited the whole --stop-timeout (then init's exit killed it)."""
+    host = world["host"]
+    prefix_dir = pathlib.Path(tempfile.mkdtemp(prefix="jail-svc-stop-", dir="/tmp"))
+    os.chmod(prefix_dir, 0o755)
+    jail = None
+    try:
+        jail = ServiceJail(rootfs_sec, UID_A, "svc-stop", ["--stop-timeout", "20", "--service",
+                                                           f"/run/svc/echo.sock={host}/a/echo.sock"],
+                           tmp_path / "stop.log", str(prefix_dir / "s"))
+        relay = jail.relay()
+        begun = time.monotonic()
+        jail.proc.send_signal(signal.SIGTERM)
+        jail.proc.wait(30)
+        assert time.monotonic() - begun < 5.0, jail.text()
+        assert not pid_alive(relay)
+    finally:
+        if jail:
+            jail.stop()
+        shutil.rmtree(prefix_dir, ignore_errors=True)

@@ -56,6 +56,7 @@ extension Init {
             mine.closeQuietly()
             listener.closeQuietly()
             signals.fd.closeQuietly()
+            serviceRelayStop?.closeQuietly()  // else the relay's stop would wait for the spare
             adoption?.closeInChild()
             SessionHelper.waitAsSpare(channel: theirs, configuration: configuration, settings: programSettings,
                                       jail: jailName, sessionCgroups: sessionCgroups)

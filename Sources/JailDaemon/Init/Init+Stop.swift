@@ -38,6 +38,9 @@ extension Init {
         // kill(-1) from a PID namespace's init reaches every process in it except init.
         kill(-1, SIGTERM)
         kill(-1, SIGCONT)
+        // The service relay is outside init's Landlock domain, so no signal of init's reaches it.
+        serviceRelayStop?.closeQuietly()
+        serviceRelayStop = nil
         reapAll()
         if !hasChildren() { _exit(0) }
     }

@@ -61,6 +61,8 @@ struct Init {
     var syslogRelay: pid_t = 0
     /// The --service relay process (0: none).
     var serviceRelay: pid_t = 0
+    /// Closed at stop: the service relay's stop (ServiceRelay.stopSignal).
+    var serviceRelayStop: FileDescriptor?
     /// The number of the next session (session records: `id=N`), and each helper's number:
     /// a helper that dies before its end line (a crash, SIGKILL) gets one from init.
     var nextSessionID = 1
@@ -130,7 +132,8 @@ struct Init {
                                                     bootRead: adoption.bootRead, proof: operatorProof)
             }
             initProcess.sessionCgroups = channels.sessionCgroups
-            initProcess.serviceRelay = serviceRelay
+            initProcess.serviceRelay = serviceRelay.pid
+            initProcess.serviceRelayStop = serviceRelay.stop
             if let syslogTarget {
                 initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
             }
@@ -333,6 +336,7 @@ struct Init {
         if pid == 0 {
             listener.closeQuietly()
             signals.fd.closeQuietly()
+            serviceRelayStop?.closeQuietly()  // else the relay's stop would wait for this helper
             adoption?.closeInChild()
             if !`operator` { SessionCgroup.join(sessionCgroups) }
             SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings,

@@ -26,6 +26,10 @@ import Glibc
 struct ServiceRelay {
     let endpoints: [ServiceEndpoint]
     let jail: String
+    /// The read end of a pipe whose write end init holds and closes at the jail's stop. The
+    /// relay is forked before init enters its Landlock domain, whose signal scope then keeps
+    /// init's kill(-1, SIGTERM) from reaching it: its end of file is the relay's stop.
+    var stopSignal: Int32 = -1
     var connections: [ServiceConnection] = []
     var active: [Int]
     var downLog: [RateLimitedLog]
@@ -36,31 +40,39 @@ struct ServiceRelay {
     static let acceptBatch = 32
 
     /// After "C", as the jail's root: binds the jail's service sockets and forks the relay
-    /// (rootless, it stays the user: no other id is mapped). 0 without services.
-    static func start(_ configuration: JailConfiguration, account: Account, hostDirectories: [FileDescriptor]) throws(JailError) -> pid_t {
-        guard !configuration.services.isEmpty else { return 0 }
+    /// (rootless, it stays the user: no other id is mapped). Returns its pid and the write end
+    /// of its stop pipe (`stopSignal`), which init closes at stop; (0, nil) without services.
+    static func start(_ configuration: JailConfiguration, account: Account,
+                      hostDirectories: [FileDescriptor]) throws(JailError) -> (pid: pid_t, stop: FileDescriptor?) {
+        guard !configuration.services.isEmpty else { return (0, nil) }
         let endpoints = try ServiceEndpoint.bindAll(configuration.services, hostDirectories: hostDirectories)
         return try start(endpoints: endpoints, jail: configuration.name(account: account), dropTo: !configuration.rootless)
     }
 
     /// Forks the relay; init closes its copies of every descriptor the relay took.
-    static func start(endpoints: [ServiceEndpoint], jail: String, dropTo nobody: Bool) throws(JailError) -> pid_t {
+    static func start(endpoints: [ServiceEndpoint], jail: String, dropTo nobody: Bool) throws(JailError) -> (pid: pid_t, stop: FileDescriptor?) {
+        let stop = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
         let pid = fork()
         if pid == 0 {
-            var relay = ServiceRelay(endpoints: endpoints, jail: jail, active: endpoints.map { _ in 0 },
-                                     downLog: endpoints.map { _ in RateLimitedLog() })
+            stop.write.closeQuietly()
+            var relay = ServiceRelay(endpoints: endpoints, jail: jail, stopSignal: stop.read.rawValue,
+                                     active: endpoints.map { _ in 0 }, downLog: endpoints.map { _ in RateLimitedLog() })
             relay.run(dropTo: nobody)
         }
+        stop.read.closeQuietly()
         for endpoint in endpoints {
             endpoint.listener.closeQuietly()
             endpoint.hostDirectory.closeQuietly()
         }
-        if pid < 0 { throw .startFailed("--service: fork of the relay: \(Errno(rawValue: errno))") }
-        return pid
+        if pid < 0 {
+            stop.write.closeQuietly()
+            throw .startFailed("--service: fork of the relay: \(Errno(rawValue: errno))")
+        }
+        return (pid, stop.write)
     }
 
     mutating func run(dropTo nobody: Bool) -> Never {
-        let keep: [Int32] = endpoints.flatMap { [$0.listener.rawValue, $0.hostDirectory.rawValue] } + [2]
+        let keep: [Int32] = endpoints.flatMap { [$0.listener.rawValue, $0.hostDirectory.rawValue] } + [2, stopSignal]
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // init blocks its signals for its signalfd; the relay dies of SIGTERM at the jail's stop.
         cj_reset_signals()
@@ -98,6 +110,7 @@ struct ServiceRelay {
             polls.removeAll(keepingCapacity: true)
             tenantIndex.removeAll(keepingCapacity: true)
             hostIndex.removeAll(keepingCapacity: true)
+            let stopIndex = add(stopSignal, Int16(POLLIN))
             let listeners = endpoints.map { add($0.listener.rawValue, Int16(POLLIN)) }
             var waitingForBacklog = false
             for connection in connections {
@@ -110,6 +123,8 @@ struct ServiceRelay {
             // EAGAIN is tried again; poll cannot wait for room in another's backlog).
             // EINTR and the like: the next round polls again.
             _ = polls.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), waitingForBacklog ? 10 : -1) }
+            // init closed the pipe: the jail stops (connections in flight end with the relay).
+            if polls[stopIndex].revents != 0 { _exit(0) }
             var index = 0
             while index < connections.count {
                 let tenantEvents = tenantIndex[index] >= 0 ? polls[tenantIndex[index]].revents : 0
