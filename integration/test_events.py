@@ -114,3 +114,9 @@ def test_an_adopting_supervisor_watches_the_jail_again(foreground):
     assert again.run("tail /dev/zero").returncode == 137
     wait_for(lambda: "oom kill " in again.text(), 10, "the OOM line from the new supervisor")
     assert "process=tail" in again.text() and "oom kill " not in first.text(), again.text()
+
+
+def test_the_rcs_result_is_a_logfmt_line(foreground):
+    jail = foreground("--rc", "echo rc-ran; exit 3")
+    wait_for(lambda: "rc exit jail=" in jail.text(), 20, "the rc's result")
+    assert re.search(r"rc exit jail=\S+ status=3 timed_out=no ms=\d+", jail.text()), jail.text()

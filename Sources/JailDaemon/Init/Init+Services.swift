@@ -109,6 +109,8 @@ extension Init {
         }
         let status = code ?? 127
         let took = "after \(monotonicMilliseconds() - started) ms"
+        // The event as a record for log tooling (issue 35), then the sentence operators know.
+        log.info("\(Logfmt.line("rc exit", [("jail", jailName), ("status", "\(status)"), ("timed_out", timedOut ? "yes" : "no"), ("ms", "\(monotonicMilliseconds() - started)")]))")
         if timedOut {
             log.error("rc did not finish within \(configuration.rcTimeout) s: killed (status \(status))")
         } else if status == 0 {
