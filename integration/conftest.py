@@ -56,6 +56,19 @@ def userns_ranges_are_given_back():
                     pathlib.Path(name).write_text("".join(line for line in lines if line.strip() != reservation))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def host_sshd_and_group_are_left_as_found(tmp_path_factory):
+    """`jaild create` installs its sshd drop-in and makes the host group `jail` when they are
+    absent, and keeps both at destroy (they are the host's, for every tenant). The tests' creates
+    put the drop-in in a directory of their own (tests that check it set their own), and the
+    group goes again at the end if this run made it."""
+    had_group = subprocess.run(["getent", "group", "jail"], capture_output=True).returncode == 0
+    os.environ.setdefault("JAIL_SSHD_CONFIG_DIR", str(tmp_path_factory.mktemp("sshd_config.d")))
+    yield
+    if not had_group and subprocess.run(["getent", "group", "jail"], capture_output=True).returncode == 0:
+        subprocess.run(["groupdel", "jail"], check=False)
+
+
 @pytest.fixture(scope="session")
 def rootfs_a(tmp_path_factory):
     return build_rootfs(tmp_path_factory.mktemp("rootfs") / "a", UID_A, "Jail test rootfs A")
