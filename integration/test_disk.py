@@ -123,8 +123,9 @@ class Tenants:
         self.jaild_path = str(binaries / "jaild")
         self.jail_path = str(binaries / "jail")
         self.names = set()
+        # The drop-in goes where conftest says, never into the host's /etc/ssh.
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "JAIL_CONFIG_DIR": str(self.conf),
-                    "JAIL_STATE_DIR": str(self.state)}
+                    "JAIL_STATE_DIR": str(self.state), "JAIL_SSHD_CONFIG_DIR": os.environ["JAIL_SSHD_CONFIG_DIR"]}
 
     def jaild(self, *args, check=False, stdin=None):
         result = subprocess.run([self.jaild_path, *args], capture_output=True, timeout=120, env=self.env, input=stdin)

@@ -238,7 +238,7 @@ def test_destroy_gives_the_reservation_back(installed_jail):
     base = pathlib.Path(tempfile.mkdtemp(prefix="jail-resv-", dir="/tmp"))
     os.chmod(base, 0o755)
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "JAIL_CONFIG_DIR": str(base / "conf"),
-           "JAIL_STATE_DIR": str(base / "state")}
+           "JAIL_STATE_DIR": str(base / "state"), "JAIL_SSHD_CONFIG_DIR": os.environ["JAIL_SSHD_CONFIG_DIR"]}
     (base / "state" / "bases").mkdir(parents=True)
     (base / "conf").mkdir()
     subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base / "state" / "bases" / "busybox"), "61000",
