@@ -231,7 +231,7 @@ def test_dev_log_reaches_the_hosts_syslog_or_the_jails_log_file(jails, rootfs_a,
         listener.close()
     # No syslog listening: the jail's log file under /var/log/jail (the daemon's own, on a host
     # without syslog) gets the message, with the same tag.
-    log = pathlib.Path("/var/log/jail/views-log.log")
+    log = pathlib.Path(f"/var/log/jail/jail-{UID_A}-{UID_A}.log")  # the supervisor's log, by its cgroup's name
     before = log.read_text() if log.exists() else ""
     jail = jails(rootfs_a, UID_A, "--jail-name", "views-log", "--syslog-target", str(tmp_path / "nobody"),
                  "--views", "off")

@@ -61,7 +61,14 @@ void cj_set_proctitle(const char *title) {
     if (n >= area_len) n = area_len - 1;
     memcpy(area, title, n);
     memset(area + n, 0, area_len - n);
-    prctl(PR_SET_NAME, (unsigned long)title, 0, 0, 0);
+    /* The kernel's short name (comm, 15 bytes) without spaces: lxcfs and other readers of
+     * /proc/PID/stat take the field in parentheses with scanf's %s, and "jaild: init" made
+     * lxcfs read a jail's uptime from the wrong field. */
+    char comm[16];
+    size_t i = 0;
+    for (; i < sizeof comm - 1 && title[i] != '\0'; i++) comm[i] = title[i] == ' ' ? '_' : title[i];
+    comm[i] = '\0';
+    prctl(PR_SET_NAME, (unsigned long)comm, 0, 0, 0);
 }
 
 pid_t cj_clone(unsigned long flags) {

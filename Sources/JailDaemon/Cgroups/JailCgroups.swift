@@ -5,8 +5,9 @@ import SystemPackage
 import Glibc
 #endif
 
-/// The cgroups of one jail, in every hierarchy it uses: `jail/NAME/init` holds init (no
-/// limits, so the operator is never locked out), `jail/NAME/sessions` the session helpers
+/// The cgroups of one jail, in every hierarchy it uses: `jail/NAME/init.scope` holds init (no
+/// limits of its own, so the operator is never locked out; named as systemd names a
+/// container's init's cgroup, which lxcfs looks through to `jail/NAME`, see `rootLimits`), `jail/NAME/sessions` the session helpers
 /// (with `--memory` or `--cpus`, limits of their own: `CgroupLimits.sessionLimits`),
 /// `jail/NAME/programs` everything the jail runs, with the limits. The unified (v2) hierarchy is always used
 /// when mounted (process tracking, and the port filter attaches there); v1 hierarchies only
@@ -24,7 +25,9 @@ struct JailCgroups {
     /// there right after init forks them (elsewhere they stay in `init`, for the same reason).
     var sessionDirectories: [String] = []
 
-    static let leaves = ["init", "programs", "sessions"]
+    static let leaves = ["init.scope", "programs", "sessions"]
+    /// init's leaf before issue 31 (an adopted jail of an older jaild still has it).
+    static let legacyInitLeaf = "init"
 
     /// The controller each limit needs, and where it is served: v2 if its root offers it.
     static func plan(_ limits: CgroupLimits, mounts: CgroupMounts,
@@ -70,8 +73,12 @@ struct JailCgroups {
                         try write(enable, to: "\(parent)/cgroup.subtree_control")
                     }
                 }
+                if !h.unified && h.controllers.contains("cpuset") { try inheritCPUSet(root: h.root, directory: directory, own: limits.cpuset) }
+                try limits.rootLimits.apply(to: directory, unified: h.unified, controllers: h.controllers)
                 for leaf in leaves { try makeDirectory("\(directory)/\(leaf)") }
-                if !h.unified && h.controllers.contains("cpuset") { try inheritCPUSet(root: h.root, directory: directory) }
+                if !h.unified && h.controllers.contains("cpuset") {
+                    try inheritCPUSet(root: h.root, directory: directory, own: limits.cpuset, leavesOnly: true)
+                }
                 if h.unified {
                     cgroups.unifiedDirectory = directory
                     cgroups.unifiedControllers = h.controllers
@@ -119,16 +126,17 @@ struct JailCgroups {
     /// cgroup v1's cpuset takes no task into a cgroup whose cpus or mems are empty, and a
     /// child's must be within its parent's: `jail/` gets the host's CPUs and memory nodes again
     /// at each start (a CPU that went offline and came back is dropped from every v1 cpuset by
-    /// the kernel and never put back), `jail/NAME` and its leaves the same; the jail's own set
-    /// is written over `programs` and `sessions` by the limits.
-    static func inheritCPUSet(root: String, directory: String) throws(JailError) {
-        let chain = ["\(root)/jail", directory] + leaves.map { "\(directory)/\($0)" }
+    /// the kernel and never put back), `jail/NAME` the jail's own set (`own`), its leaves that
+    /// of `jail/NAME` (`leavesOnly`: after they are made).
+    static func inheritCPUSet(root: String, directory: String, own: [Int]?, leavesOnly: Bool = false) throws(JailError) {
+        let chain = leavesOnly ? leaves.map { "\(directory)/\($0)" } : ["\(root)/jail", directory]
         for path in chain {
             let parent = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
             for file in ["cpuset.cpus", "cpuset.mems"] {
                 let source = path == "\(root)/jail" && file == "cpuset.cpus" ? "\(parent)/cpuset.effective_cpus" : "\(parent)/\(file)"
-                let value = (try? readText(source))?.trimmingWhitespace() ?? ""
-                if !value.isEmpty { try write(String(value), to: "\(path)/\(file)") }
+                var value = String((try? readText(source))?.trimmingWhitespace() ?? "")
+                if path == directory && file == "cpuset.cpus", let own { value = CPUSet.format(own) }
+                if !value.isEmpty { try write(value, to: "\(path)/\(file)") }
             }
         }
     }
@@ -140,7 +148,7 @@ struct JailCgroups {
 
     /// Moves init (and so the helpers it will fork) into `init` of every hierarchy.
     func attachInit(_ pid: pid_t) throws(JailError) {
-        for directory in directories { try Self.write("\(pid)", to: "\(directory)/init/cgroup.procs") }
+        for directory in directories { try Self.write("\(pid)", to: "\(directory)/init.scope/cgroup.procs") }
     }
 
     /// Write-only descriptors of each limited `programs/cgroup.procs`: the spawn path writes "0" to
@@ -170,7 +178,7 @@ struct JailCgroups {
     /// Removes what this jail created; the shared `jail` parent only if empty.
     func remove() {
         for directory in directories {
-            for leaf in Self.leaves { rmdir("\(directory)/\(leaf)") }
+            for leaf in Self.leaves + [Self.legacyInitLeaf] { rmdir("\(directory)/\(leaf)") }
             if rmdir(directory) < 0 && errno != ENOENT { log.warning("cannot remove cgroup \(directory): \(Errno(rawValue: errno))") }
             let parent = String(directory[..<(directory.lastIndex(of: "/") ?? directory.endIndex)])
             rmdir(parent)
@@ -181,7 +189,7 @@ struct JailCgroups {
     /// mean its processes live on.
     static func removeStale(_ directory: String) throws(JailError) {
         guard (try? fileStatus(directory)) != nil else { return }
-        for leaf in leaves { rmdir("\(directory)/\(leaf)") }
+        for leaf in leaves + [legacyInitLeaf] { rmdir("\(directory)/\(leaf)") }
         if rmdir(directory) < 0 && errno != ENOENT {
             throw .startFailed("cgroup \(directory) of an earlier jail still exists and cannot be removed: \(Errno(rawValue: errno))")
         }

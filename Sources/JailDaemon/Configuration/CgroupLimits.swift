@@ -42,6 +42,15 @@ public struct CgroupLimits: Equatable, Sendable {
         return CgroupLimits(memory: sessionMemory, cpus: cpus, cpuset: cpuset)
     }
 
+    /// The limits of `jail/NAME` itself, the cgroup lxcfs describes (it reads the cgroup of
+    /// the jail's PID 1, and looks through a leaf named `init.scope` to its parent, as for a
+    /// systemd container): `--memory` and the cpuset, so `free` shows `--memory` as the total
+    /// and the whole jail's usage, and cpuinfo the jail's CPUs. The programs keep their own
+    /// limits (and the helpers theirs); init is under this one but never the OOM killer's
+    /// choice (oom_score_adj -1000): at the jail's limit the kernel reclaims or kills a
+    /// tenant's program for init's or a new helper's page.
+    var rootLimits: CgroupLimits { CgroupLimits(memory: memory, cpuset: cpuset) }
+
     /// Controller → the flag that asked for it (for error messages).
     var controllers: [(String, String)] {
         var out: [(String, String)] = []
