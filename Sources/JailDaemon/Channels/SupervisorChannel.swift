@@ -1,3 +1,4 @@
+import JailSystem
 import SystemPackage
 
 /// The one message a starting process sends the one waiting for it (init to the supervisor,
