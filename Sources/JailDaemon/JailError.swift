@@ -5,6 +5,10 @@ import JailSystem
 /// the user. Sessions have their own error, SessionError, which reaches the client.
 public enum JailError: Error, CustomStringConvertible {
     case system(SystemError)
+    /// A system call that failed while jaild was doing `context` (crun's `crun_error_wrap`):
+    /// the call, its path and errno stay typed; the user reads "context: reason", e.g.
+    /// "--ports: cannot open cgroup /sys/fs/cgroup/jail/web: Permission denied".
+    case failed(String, SystemError)
     case usage(String)
     case badRoot(String)
     case badMount(String)
@@ -21,6 +25,7 @@ public enum JailError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .system(let e): e.description
+        case .failed(let context, let e): "\(context): \(e.errno)"
         case .usage(let s): s
         case .badRoot(let s): s
         case .badMount(let s): s

@@ -38,11 +38,11 @@ public enum PortFilter {
         let lock = try Lock.acquire()
         defer { lock.release() }
         guard let owner = cgroupID(directory) else {
-            throw .startFailed("--ports: cannot open cgroup \(directory): \(String(cString: strerror(errno)))")
+            throw .failed("--ports: cannot open cgroup \(directory)", .last("open", path: directory))
         }
         if let ports { try writeRecord(ports, owner: owner) }
         let map = cj_owned_ports_open(1)
-        if map < 0 { throw .startFailed("--ports: this kernel refused the owned-ports map (BPF): \(String(cString: strerror(errno)))") }
+        if map < 0 { throw .failed("--ports: this kernel refused the owned-ports map (BPF)", .last("bpf(BPF_MAP_CREATE)")) }
         defer { close(map) }
         try sync(map: map, jailRoot: parent(of: directory))
         let ranges = (ports?.ranges ?? []).map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
@@ -51,12 +51,13 @@ public enum PortFilter {
             cj_ports_attach(directory, map, $0.baseAddress, Int32($0.count), ports == nil ? 0 : 1, &step)
         }
         guard rc == 0 else {
-            let reason = String(cString: strerror(errno))
+            let failure = Errno(rawValue: errno)
             _ = cj_ports_detach(directory)
             switch step {
-            case 1: throw .startFailed("--ports: cannot open cgroup \(directory): \(reason)")
-            case 2: throw .startFailed("--ports: this kernel refused the port filter (cgroup-BPF): \(reason)")
-            default: throw .startFailed("--ports: cannot attach the port filter to \(directory): \(reason)")
+            case 1: throw .failed("--ports: cannot open cgroup \(directory)", SystemError("open", path: directory, errno: failure))
+            case 2: throw .failed("--ports: this kernel refused the port filter (cgroup-BPF)", SystemError("bpf(BPF_PROG_LOAD)", errno: failure))
+            default: throw .failed("--ports: cannot attach the port filter to \(directory)",
+                                   SystemError("bpf(BPF_PROG_ATTACH)", path: directory, errno: failure))
             }
         }
     }
@@ -66,7 +67,7 @@ public enum PortFilter {
         guard let unified = cgroups?.unifiedDirectory else { return }
         NetworkCounters.detach(from: cgroups)
         if cj_ports_detach(unified) != 0 {
-            log.warning("cannot detach the port filter from \(unified): \(String(cString: strerror(errno)))")
+            log.warning("cannot detach the port filter from \(unified): \(Errno(rawValue: errno))")
         }
         guard let lock = try? Lock.acquire() else { return }
         defer { lock.release() }
@@ -104,7 +105,7 @@ public enum PortFilter {
         let rc = keys.withUnsafeBufferPointer { k in
             owners.withUnsafeBufferPointer { o in cj_owned_ports_sync(map, k.baseAddress, o.baseAddress, Int32(k.count)) }
         }
-        if rc != 0 { throw .startFailed("--ports: cannot update the owned-ports map: \(String(cString: strerror(errno)))") }
+        if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
     }
 
     private static func writeRecord(_ ports: PortSet, owner: UInt64) throws(JailError) {

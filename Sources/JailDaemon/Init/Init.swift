@@ -215,7 +215,7 @@ struct Init {
             }
         }
         if access(account.shell, X_OK) != 0 {
-            throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
+            throw JailError.failed("shell \(account.shell) of \(account.name) is not executable in the jail", .last("access", path: account.shell))
         }
     }
 

@@ -66,7 +66,7 @@ struct ServiceRelay {
         }
         if pid < 0 {
             stop.write.closeQuietly()
-            throw .startFailed("--service: fork of the relay: \(Errno(rawValue: errno))")
+            throw .failed("--service: fork of the relay", .last("fork"))
         }
         return (pid, stop.write)
     }

@@ -147,7 +147,7 @@ extension Supervisor {
         channels.closeInitEnds()
         if pid < 0 {
             if configuration.rootless {
-                throw .rootless("cannot create a user namespace: \(String(cString: strerror(error))) "
+                throw .rootless("cannot create a user namespace: \(Errno(rawValue: error)) "
                     + "(see user.max_user_namespaces; or run jaild as root)")
             }
             if let owner {
