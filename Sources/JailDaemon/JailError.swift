@@ -21,6 +21,9 @@ public enum JailError: Error, CustomStringConvertible {
     case startFailed(String)
     case userNamespace(String)
     case disk(DiskError)
+    /// The state file could not be written (JailState.save): without it the jail is unknown
+    /// to `jaild list`, `stop NAME`, `sessions`, `enter` and adoption, so it does not run.
+    case state(SystemError)
 
     public var description: String {
         switch self {
@@ -38,6 +41,7 @@ public enum JailError: Error, CustomStringConvertible {
         case .startFailed(let s): s
         case .userNamespace(let s): s
         case .disk(let e): e.description
+        case .state(let e): "cannot save the jail's state: \(e)"
         }
     }
 

@@ -63,21 +63,29 @@ public enum PortFilter {
     }
 
     /// Detaches the programs and gives the jail's ports back (at stop, or a failed start).
-    static func detach(from cgroups: JailCgroups?) {
-        guard let unified = cgroups?.unifiedDirectory else { return }
+    /// False (and one line logged) when the owned ports could not be brought up to date.
+    @discardableResult
+    static func detach(from cgroups: JailCgroups?) -> Bool {
+        guard let unified = cgroups?.unifiedDirectory else { return true }
         NetworkCounters.detach(from: cgroups)
         if cj_ports_detach(unified) != 0 {
             log.warning("cannot detach the port filter from \(unified): \(Errno(rawValue: errno))")
         }
-        guard let lock = try? Lock.acquire() else { return }
+        let lock: Lock
+        do throws(JailError) { lock = try Lock.acquire() } catch {
+            log.error("cannot give back the jail's ports: \(error)")
+            return false
+        }
         defer { lock.release() }
         if let owner = cgroupID(unified) { unlink("\(recordDirectory)/\(owner)") }
         // The map lives as long as some jail's program uses it: none left, no map to clean.
         let map = cj_owned_ports_open(0)
         defer { if map >= 0 { close(map) } }
         do throws(JailError) { try sync(map: map, jailRoot: parent(of: unified), excluding: unified) } catch {
-            log.warning("cannot update the owned-ports map: \(error)")
+            log.error("cannot give back the jail's ports: \(error)")
+            return false
         }
+        return true
     }
 
     /// The map (if there is one) gets exactly the ports of the records whose jail's cgroup still
@@ -100,7 +108,7 @@ public enum PortFilter {
             records.append((owner, ports))
         }
         let (keys, owners) = OwnedPorts.entries(records.sorted { $0.owner < $1.owner })
-        ReservedPorts.update(owned: Set(keys.map { UInt16(truncatingIfNeeded: $0) }))
+        try ReservedPorts.update(owned: Set(keys.map { UInt16(truncatingIfNeeded: $0) }))
         guard map >= 0 else { return }
         let rc = keys.withUnsafeBufferPointer { k in
             owners.withUnsafeBufferPointer { o in cj_owned_ports_sync(map, k.baseAddress, o.baseAddress, Int32(k.count)) }

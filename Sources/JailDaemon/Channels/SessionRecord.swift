@@ -117,13 +117,16 @@ struct SessionRecord {
     /// `jail-session` that only this helper holds (close-on-exec: the program never gets it).
     /// The host's root reads it through /proc/PID/fd; inside the jail nobody can, because the
     /// helper is not dumpable and no jail process has CAP_SYS_PTRACE.
-    func publish() -> Int32 {
+    func publish() throws(SystemError) -> Int32 {
         let fields = startFields + [("started", "\(startedWall)"), ("program_pid", "\(programPid)"),
                                     ("connection_fd", "\(connectionFD)")]
         let bytes = Array((Logfmt.line("session", fields) + "\n").utf8)
-        let fd = cj_sealed_memfd("jail-session", bytes, bytes.count)
+        let fd = cj_sealed_memfd(Self.memfdName, bytes, bytes.count)
+        if fd < 0 { throw .last("memfd_create", path: Self.memfdName) }
         return fd
     }
+
+    static let memfdName = "jail-session"
 
     /// Everything at the end of the session: the log line and the utmp logout.
     func end(status: String) {

@@ -140,7 +140,7 @@ public enum Sessions {
             let n = readlink("/proc/\(helper)/fd/\(fd)", &target, target.count - 1)
             guard n > 0 else { continue }
             let link = String(decoding: target[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard link.hasPrefix("/memfd:jail-session") else { continue }
+            guard link.hasPrefix("/memfd:" + SessionRecord.memfdName) else { continue }
             guard let bytes = try? readFile("/proc/\(helper)/fd/\(fd)", limit: 64 << 10) else { continue }
             return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
         }

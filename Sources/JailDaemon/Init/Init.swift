@@ -222,7 +222,7 @@ struct Init {
     /// Login uid, non-dumpable, bounding set, seccomp, Landlock; then what every program gets.
     static func harden(configuration: JailConfiguration, account: Account, channels: InitChannels) throws(JailError) -> ProgramSettings {
         if !configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
-        _ = cj_set_dumpable(0)
+        try JailError.wrap { () throws(SystemError) in try Hardening.forbidDumps() }
         try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
         return ProgramSettings(cgroupProcs: channels.programCgroups,
                                resourceLimits: configuration.resourceLimits,

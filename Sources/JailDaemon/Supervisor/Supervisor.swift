@@ -213,7 +213,15 @@ public struct Supervisor {
         state.forwardAgent = configuration.forwardAgent
         state.forwardX11 = configuration.forwardX11
         state.traffic = NetworkCounters.attach(to: cgroups)
-        state.save(as: cgroupName)
+        do { try state.save(as: cgroupName) } catch {
+            // A jail no verb can find is not started: it is stopped as at a SIGTERM, and the
+            // start fails with the reason.
+            var jail = RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
+                                   bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
+            jail.requestStop(because: "a failed save of its state")
+            _ = jail.superviseUntilStopped()
+            throw .state(error)
+        }
         if let report {
             Readiness.ready("").send(on: report)
             report.closeQuietly()

@@ -63,7 +63,10 @@ struct SyslogRelay {
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // init blocks its signals for its signalfd; the relay must die of SIGTERM at stop.
         cj_reset_signals()
-        _ = cj_set_dumpable(0)
+        do { try Hardening.forbidDumps() } catch {
+            log.error("syslog relay: \(error)")
+            _exit(1)
+        }
         cj_set_proctitle("jaild: syslog relay")
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
