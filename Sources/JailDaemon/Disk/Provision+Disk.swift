@@ -48,7 +48,7 @@ extension Provision {
             return
         }
         do { try BtrfsQuota.make(at: path, bytes: disk.bytes) } catch { throw ProvisionError.from(error) }
-        undo.append { try? BtrfsQuota.remove(path) }
+        undo.append { BtrfsQuota.removeAfterFailure(path) }
     }
 
     /// The image backend: STATE/NAME/disk.img made and formatted, upper/ (with the base root's

@@ -76,6 +76,12 @@ public enum Provision {
         return ([created] + [SshdAccess.notice(dropIn, name: request.name)].compactMap { $0 }).joined(separator: "\n")
     }
 
+    /// A step of a failed create's undo: one whose failure leaves something on the host is
+    /// said on stderr, one line each (the create has failed already: exit 1).
+    static func undoing(_ what: String, _ step: () throws(ProvisionError) -> Void) {
+        do { try step() } catch { JailLogHandler.emitToTerminal("could not undo \(what): \(error)") }
+    }
+
     /// What was checked, resolved.
     struct Plan {
         let request: JailCreation
@@ -245,11 +251,11 @@ public enum Provision {
         if case .installed(let path) = dropIn { undo.append { unlink(path) } }
         if plan.makeTenantGroup {
             try HostAccounts.addSystemGroup(SshdAccess.tenantGroup)
-            undo.append { try? HostAccounts.deleteGroup(SshdAccess.tenantGroup) }
+            undo.append { undoing("the group \(SshdAccess.tenantGroup)") { () throws(ProvisionError) in try HostAccounts.deleteGroup(SshdAccess.tenantGroup) } }
         }
         if plan.makeHostGroup {
             try HostAccounts.addGroup(r.name, gid: plan.gid)
-            undo.append { try? HostAccounts.deleteGroup(r.name) }
+            undo.append { undoing("the group \(r.name)") { () throws(ProvisionError) in try HostAccounts.deleteGroup(r.name) } }
         }
         let home = paths.home(r.name)
         if try makeDirectory(paths.homes, mode: 0o755) { undo.append { rmdir(paths.homes) } }
@@ -264,8 +270,8 @@ public enum Provision {
         }
         try HostAccounts.addUser(r.name, uid: plan.uid, gid: plan.gid, groups: [SshdAccess.tenantGroup], home: home,
                                  shell: r.jailBinary)
-        undo.append { try? HostAccounts.deleteUser(r.name) }
-        if try HostAccounts.addShell(r.jailBinary) { undo.append { try? HostAccounts.removeShell(r.jailBinary) } }
+        undo.append { undoing("the account \(r.name)") { () throws(ProvisionError) in try HostAccounts.deleteUser(r.name) } }
+        if try HostAccounts.addShell(r.jailBinary) { undo.append { undoing("the shell \(r.jailBinary) in /etc/shells") { () throws(ProvisionError) in try HostAccounts.removeShell(r.jailBinary) } } }
 
         try writeFile(paths.config(r.name), configText(plan, paths: paths), mode: 0o644)
         if reuse {
