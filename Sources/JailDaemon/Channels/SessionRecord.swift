@@ -134,3 +134,33 @@ struct SessionRecord {
         logEnd(status: status)
     }
 }
+
+/// A session record as `jaild sessions` reads it back from a helper's memfd: what
+/// `SessionRecord.publish` writes, decoded into the type both ends agree on.
+struct PublishedSession: Equatable, Sendable {
+    var jail: String
+    var id: Int
+    var uid: UInt32?
+    var user: String
+    /// nil when the helper could not read its peer (written `?`).
+    var peerUid: UInt32?
+    var from: String
+    /// `/dev/pts/N`, or `stdio`.
+    var tty: String
+    var command: String
+    /// Unix time of the session's start.
+    var started: Int64
+    /// The helper's descriptor of the client connection, for the client's host pid.
+    var connectionFD: Int32?
+
+    /// nil when it is no session record (no `id`).
+    static func decode(_ text: String) -> PublishedSession? {
+        let fields = Logfmt.fields(text)
+        guard let id = fields["id"].flatMap({ Int($0) }) else { return nil }
+        return PublishedSession(jail: fields["jail"] ?? "", id: id, uid: fields["uid"].flatMap { UInt32($0) },
+                                user: fields["user"] ?? "?", peerUid: fields["peer_uid"].flatMap { UInt32($0) },
+                                from: fields["from"] ?? "?", tty: fields["tty"] ?? "stdio", command: fields["command"] ?? "",
+                                started: fields["started"].flatMap { Int64($0) } ?? 0,
+                                connectionFD: fields["connection_fd"].flatMap { Int32($0) })
+    }
+}

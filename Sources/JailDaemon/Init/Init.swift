@@ -95,7 +95,7 @@ struct Init {
         tieToTheSupervisor(channels)
         takeStdio(log: channels.log)
         do {
-            awaitGo(lifeline: channels.lifeline, "G")
+            awaitGo(lifeline: channels.lifeline, .go)
             // Root's user namespace: the login uid is set now, while init still has host root's
             // ids; once it is the namespace's root its /proc/self files are host root's.
             if configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
@@ -109,7 +109,7 @@ struct Init {
             try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)
             channels.rootTree?.closeQuietly()
             // The supervisor made the cgroups while init mounted; init forks nothing before.
-            awaitGo(lifeline: channels.lifeline, "C")
+            awaitGo(lifeline: channels.lifeline, .cgroupsJoined)
             // Becoming the user namespace's root changed init's credentials, which clears the
             // parent-death signal: armed again, and the lifeline checked once more.
             if configuration.mapsRange { tieToTheSupervisor(channels) }
@@ -192,9 +192,8 @@ struct Init {
     /// The supervisor says "G" once init's user namespace has its ids (and the root tree its
     /// mapping): nothing may mount before. It says "C" once init is in its cgroups and the port
     /// filter is attached: nothing may fork before. EOF: the supervisor is gone, the start too.
-    static func awaitGo(lifeline: FileDescriptor, _ word: Unicode.Scalar) {
-        var go: UInt8 = 0
-        guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: word) else { _exit(1) }
+    static func awaitGo(lifeline: FileDescriptor, _ word: LifelineWord) {
+        guard word.await(on: lifeline) else { _exit(1) }
     }
 
     /// stdin and stdout were the host's /dev/null until now: nothing of the host stays.
