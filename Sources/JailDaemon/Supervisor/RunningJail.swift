@@ -155,12 +155,7 @@ struct RunningJail {
         // The last kills (the one that ended the jail, say) before the cgroups go.
         events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds(), force: true)
         events?.close()
-        unlink(supervisor.location.socketPath)
-        unlink(supervisor.controlPath)
-        let portsGivenBack = PortFilter.detach(from: cgroups)
-        cgroups?.remove()
-        JailState.remove(name: supervisor.cgroupName)
-        lock.release()
+        let portsGivenBack = supervisor.tearDown(cgroups: cgroups, lock: lock)
         if stopRequested {
             log.info("jail \(supervisor.account.uid):\(supervisor.account.gid) stopped")
             return portsGivenBack ? 0 : 1
