@@ -196,7 +196,11 @@ public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t) 
     let temporary = path + ".new"
     let fd = try syscall("open", path: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) }
     var failure: SystemError?
-    do { try FileDescriptor(rawValue: fd).writeFully(bytes) } catch { failure = SystemError("write", path: temporary, errno: error.errno) }
+    // The mode given, not what the umask leaves of it.
+    if fchmod(fd, mode) < 0 { failure = .last("fchmod", path: temporary) }
+    if failure == nil {
+        do { try FileDescriptor(rawValue: fd).writeFully(bytes) } catch { failure = SystemError("write", path: temporary, errno: error.errno) }
+    }
     // A write error can surface at close (NFS, a full quota): checked too.
     if close(fd) < 0, failure == nil { failure = .last("close", path: temporary) }
     if let failure {
