@@ -3,9 +3,11 @@ ports jaild reserves. Each is made to fail here, and the operator must see it: o
 the call, the path and the reason, a failed start (exit 1), and nothing left behind."""
 import os
 import pathlib
+import signal
 import subprocess
 
-from conftest import JAILD, UID_A, Jail, wait_for
+from conftest import UID_A, Jail, wait_for
+from test_operations import foreground  # noqa: F401  (the fixture)
 from test_ports import free_port
 
 STATE_DIR = pathlib.Path("/run/jail/state")
@@ -89,3 +91,33 @@ def test_a_record_of_reserved_ports_that_cannot_be_written_fails_the_start(rootf
     finally:
         blocker.rmdir()
         jail.stop()
+
+
+def test_ports_that_cannot_be_given_back_at_the_stop_make_its_exit_status_1(foreground):
+    # At the stop, the record of what jaild reserved cannot be read (a directory in its place):
+    # taken for "nothing", the port would stay reserved for ever. One error line, and jaild -c
+    # exits 1 instead of 0.
+    port = free_port()
+    before = RESERVED.read_text()
+    jail = foreground("--ports", f"tcp:{port}")
+    try:
+        assert port in parse_ports(RESERVED.read_text())
+        RESERVED_RECORD.unlink()
+        RESERVED_RECORD.mkdir()
+        jail.proc.send_signal(signal.SIGTERM)
+        assert jail.proc.wait(30) == 1, jail.text()
+        assert (f"cannot give back the jail's ports: cannot read the record of the ports jaild reserved, "
+                f"{RESERVED_RECORD}: Is a directory") in jail.text(), jail.text()
+    finally:
+        if RESERVED_RECORD.is_dir():
+            RESERVED_RECORD.rmdir()
+        RESERVED.write_text(before)
+
+
+def parse_ports(text):
+    ports = set()
+    for item in text.replace("\n", ",").split(","):
+        if item.strip():
+            low, _, high = item.strip().partition("-")
+            ports.update(range(int(low), int(high or low) + 1))
+    return ports

@@ -55,7 +55,7 @@ enum ReservedPorts {
             return
         }
         warnIfCrowded(owned)
-        let previous = (try? readText(addedPath)).flatMap(parse) ?? []
+        let previous = try recorded()
         let (reserved, added) = plan(current: current, previouslyAdded: previous, owned: owned)
         let before = previous.union(added)
         if before != previous { try record(before) }
@@ -65,6 +65,18 @@ enum ReservedPorts {
             }
         }
         if added != before { try record(added) }
+    }
+
+    /// What jaild has added, from its record (no file: nothing). A record that cannot be read
+    /// is an error, not "nothing": taken for nothing, its ports would stay reserved for ever.
+    static func recorded() throws(JailError) -> Set<UInt16> {
+        let text: String
+        do { text = try readText(addedPath) } catch {
+            if error.errno == .noSuchFileOrDirectory { return [] }
+            throw .failed("cannot read the record of the ports jaild reserved, \(addedPath)", error)
+        }
+        guard let ports = parse(text) else { throw .startFailed("\(addedPath) is not a list of ports") }
+        return ports
     }
 
     /// The ports jaild has added to the sysctl, in `addedPath` (none: no file).
