@@ -185,7 +185,9 @@ public func readUntrustedFile(_ path: String, limit: Int = 16 << 20, timeout: In
 public func ensureDirectory(_ path: String, mode: mode_t) throws(SystemError) {
     if mkdir(path, mode) == 0 { return }
     let failure = Errno(rawValue: errno)
-    if failure == .fileExists, (try? fileStatus(path)).flatMap({ $0 }).map(isDirectory) == true { return }
+    var info = stat()
+    // A symlink to a directory is one here too: the paths below it resolve through it.
+    if failure == .fileExists, stat(path, &info) == 0, isDirectory(info) { return }
     throw SystemError("mkdir", path: path, errno: failure)
 }
 
