@@ -191,11 +191,11 @@ public func ensureDirectory(_ path: String, mode: mode_t) throws(SystemError) {
     throw SystemError("mkdir", path: path, errno: failure)
 }
 
-/// Replaces `path` by a file of `bytes` in one step: written to `path.new` and renamed over
-/// it, so a reader sees the old file or the new one, never a part. Every failure is reported
-/// (open, write, close, rename) and leaves no `.new` behind.
-public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(SystemError) {
-    let temporary = path + ".new"
+/// Replaces `path` by a file of `bytes` in one step: written to `temporary` (`path.new` unless
+/// given) and renamed over it, so a reader sees the old file or the new one, never a part.
+/// Every failure is reported (open, fchmod, write, close, rename) and leaves no temporary behind.
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, temporary: String? = nil) throws(SystemError) {
+    let temporary = temporary ?? path + ".new"
     let fd = try syscall("open", path: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) }
     var failure: SystemError?
     // The mode given, not what the umask leaves of it.
