@@ -209,7 +209,9 @@ public struct Supervisor {
         state.forwardAgent = configuration.forwardAgent
         state.forwardX11 = configuration.forwardX11
         state.traffic = NetworkCounters.attach(to: cgroups)
-        do { try state.save(as: cgroupName) } catch {
+        // A rootless jail has no state (/run/jail is root's): no other jaild finds it, and its
+        // init dies with this supervisor.
+        do { if !configuration.rootless { try state.save(as: cgroupName) } } catch {
             // A jail no verb can find is not started: it is stopped as at a SIGTERM, and the
             // start fails with the reason.
             var jail = RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
