@@ -70,29 +70,29 @@ extension Supervisor {
                             owner: range.map { UserRange.namespaceOwner(start: $0) })
             try prepare(init: pid, channels: channels, range: range)
             // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
-            try? channels.lifeline.write.writeFully(Array("G".utf8))
+            LifelineWord.go.send(on: channels.lifeline.write)
             if !cgroupsBeforeClone {
                 cgroups = try makeCgroups()
                 try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
             }
             if configuration.cgroupNamespace {
                 // Init makes its cgroup namespace while in `jail/NAME` ("C" … "N"), then moves
-                // on to `init`, and the v2 limits follow ("L"): see Init/CgroupView.swift.
+                // on to `init.scope`, and the v2 limits follow ("L"): see Init/CgroupView.swift.
                 try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
                     try cgroups?.attachRoot(pid)
                 }
-                try? channels.lifeline.write.writeFully(Array("C".utf8))
+                LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
                 try awaitCgroupNamespace(pid, channels: channels, reaped: &reaped)
                 try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
                     try join(init: pid, cgroups: cgroups)
                     try cgroups?.enableUnified()
                 }
-                try? channels.lifeline.write.writeFully(Array("L".utf8))
+                LifelineWord.limitsSet.send(on: channels.lifeline.write)
             } else {
                 try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
                     try join(init: pid, cgroups: cgroups)
                 }
-                try? channels.lifeline.write.writeFully(Array("C".utf8))
+                LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
             }
             rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
@@ -164,7 +164,7 @@ extension Supervisor {
         channels.closeInitEnds()
         if pid < 0 {
             if configuration.rootless {
-                throw .rootless("cannot create a user namespace: \(String(cString: strerror(error))) "
+                throw .rootless("cannot create a user namespace: \(Errno(rawValue: error)) "
                     + "(see user.max_user_namespaces; or run jaild as root)")
             }
             if let owner {
@@ -195,7 +195,7 @@ extension Supervisor {
     func awaitCgroupNamespace(_ pid: pid_t, channels: CloneChannels, reaped: inout Bool) throws(JailError) {
         var byte: UInt8 = 0
         let n = read(channels.ready.read.rawValue, &byte, 1)
-        if n == 1 && byte == UInt8(ascii: "N") { return }
+        if n == 1 && byte == CgroupNamespaceMade.byte { return }
         if n == 1 && byte == UInt8(ascii: "E") {
             // Readiness.failed: "E" and the reason, up to the pipe's end (init exits).
             var reason: [UInt8] = []
