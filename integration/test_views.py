@@ -139,8 +139,15 @@ def test_views_required_refuses_without_lxcfs_and_auto_warns(rootfs_a, tmp_path)
 
 
 def test_the_jail_sees_only_its_own_cgroups(jails, rootfs_a, rootfs_b):
-    a = jails(rootfs_a, UID_A, "--memory", "128M", "--views", "off")
+    # The attack: root inside mounts a cgroup file system of its own, or re-mounts the jail's
+    # read-write, to reach the host's tree or the limits; both are refused (no CAP_SYS_ADMIN
+    # in the bounding set), and a fresh mount could only show the namespace's root anyway.
+    attack = ("mkdir -p /run/cg; mount -t cgroup2 none /run/cg; echo $? > /run/attack; "
+              "mount -o remount,rw /sys/fs/cgroup/memory; echo $? >> /run/attack; ls /run/cg >> /run/attack")
+    a = jails(rootfs_a, UID_A, "--memory", "128M", "--views", "off", "--rc", attack)
     b = jails(rootfs_b, UID_B, "--memory", "128M", "--pids", "100", "--views", "off")
+    mount_code, remount_code, *listed_inside = out(a, "cat /run/attack").split()
+    assert mount_code != "0" and remount_code != "0" and listed_inside == [], (mount_code, remount_code, listed_inside)
     for jail, other in ((a, b), (b, a)):
         cgroup = out(jail, "cat /proc/self/cgroup")
         assert "/jail/" not in cgroup and "process_api" not in cgroup, cgroup

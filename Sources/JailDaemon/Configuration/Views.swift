@@ -69,7 +69,7 @@ public enum LxcfsViews {
             let why = status == .disconnected
                 ? "lxcfs at \(directory) is not connected (its daemon stopped or restarted)"
                 : "lxcfs is not mounted at \(directory)"
-            let fix = "install and start lxcfs (Debian: apt install lxcfs; contrib/systemd/lxcfs.service)"
+            let fix = "install and start lxcfs (Debian: apt install lxcfs; for jaild@.service see contrib/systemd/jaild@.service.d/lxcfs.conf)"
             if mode == .required { return (nil, nil, "--views required: \(why): \(fix)") }
             return (nil, "warning: \(why): the jail sees the host's memory, CPUs and uptime in /proc (\(fix), "
                 + "or --views off to silence this)", nil)
