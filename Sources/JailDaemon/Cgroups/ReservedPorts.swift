@@ -46,6 +46,12 @@ enum ReservedPorts {
         return items.joined(separator: ",")
     }
 
+    /// One start's ports added to what jaild reserved before (no other jail's record read).
+    static func include(_ ports: Set<UInt16>) {
+        let previous = (try? readText(addedPath)).flatMap(parse) ?? []
+        update(owned: previous.union(ports))
+    }
+
     static func update(owned: Set<UInt16>) {
         guard let currentText = try? readText(sysctl), let current = parse(currentText) else {
             if !owned.isEmpty { log.warning("cannot read \(sysctl): the owned ports are not reserved from the kernel's own choice") }
