@@ -214,10 +214,19 @@ public struct JailState: Equatable, Sendable {
         }
     }
 
-    /// Every state file with its name (the jail's cgroup name).
-    static func named() -> [(name: String, state: JailState)] {
+    /// The state files of jails of `uid` (named `jail-UID-GID[-hash]`: only those are read).
+    static func all(uid: UInt32) -> [(state: JailState, alive: Bool)] {
+        named(prefix: "jail-\(uid)-").filter { $0.state.uid == uid }.map { entry in
+            if let state = alive(entry.state) { return (state, true) }
+            return (entry.state, false)
+        }
+    }
+
+    /// Every state file with its name (the jail's cgroup name); with `prefix`, those whose
+    /// name starts with it.
+    static func named(prefix: String = "") -> [(name: String, state: JailState)] {
         var out: [(String, JailState)] = []
-        for name in listDirectory(directory) {
+        for name in listDirectory(directory) where name.hasPrefix(prefix) {
             guard name.hasSuffix(".state"), let state = load(name: String(name.dropLast(6))) else { continue }
             out.append((String(name.dropLast(6)), state))
         }
