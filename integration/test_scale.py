@@ -25,36 +25,12 @@ import time
 import pytest
 
 from conftest import REPO, as_user
+from test_ports import owned_map, reserved_ports  # one reader of the map and the sysctl
 
 ISSUE = "Jail scale test base"
 SEQUENTIAL = [(f"jsc{i:03d}", 64100 + i) for i in range(200)]
 CONCURRENT = [(f"jsp{i:03d}", 64300 + i) for i in range(100)]
 FIRST_PORT = 47100            # the concurrent tenants own tcp:47100…47199
-
-
-def reserved_ports():
-    ports = set()
-    for item in open("/proc/sys/net/ipv4/ip_local_reserved_ports").read().strip().split(","):
-        if item:
-            low, _, high = item.partition("-")
-            ports.update(range(int(low), int(high or low) + 1))
-    return ports
-
-
-def owned_map():
-    """{(protocol, port): owner} of the owned-ports map, or None when there is no map."""
-    maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True, check=True).stdout)
-    ids = [m["id"] for m in maps if m.get("name") == "jail_owned_port"]
-    if not ids:
-        return None
-    dump = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "id", str(ids[0])], capture_output=True, text=True,
-                                     check=True).stdout)
-    entries = {}
-    for item in dump:
-        key = int.from_bytes(bytes(int(b, 16) for b in item["key"]), "little")
-        value = int.from_bytes(bytes(int(b, 16) for b in item["value"]), "little")
-        entries[(key >> 16, key & 0xffff)] = value
-    return entries
 
 
 def jail_programs():
@@ -147,7 +123,7 @@ def assert_nothing_left(t, tenants, ports=()):
     records = set(os.listdir("/run/jail/ports")) if os.path.isdir("/run/jail/ports") else set()
     assert not [r for r in records - t.records_before if r.isdigit()]
     assert not set(ports) & reserved_ports()
-    entries = owned_map() or {}
+    entries = (owned_map() or (0, {}))[1]
     assert not [p for p in ports if (6, p) in entries]
     assert set(jail_programs()) <= set(t.programs_before)
     accounts = {line.split(":")[0] for line in open("/etc/passwd")}
@@ -192,7 +168,7 @@ def test_100_concurrent_starts_each_get_their_range_ports_and_a_session(tenants)
         holder = pathlib.Path(f"/var/lib/jail/userns/{start}.range").read_text().split()
         assert holder[1] == states[name]["socket"], (name, holder)
         assert f"root:{start}:65536" in pathlib.Path("/etc/subuid").read_text().splitlines()
-    entries = owned_map()
+    entries = owned_map()[1]
     reserved = reserved_ports()
     for i, (name, uid) in enumerate(CONCURRENT):
         port = FIRST_PORT + i

@@ -186,12 +186,6 @@ int cj_owned_ports_open(int create) {
         attr.map_id = id;
         int fd = bpf(BPF_MAP_GET_FD_BY_ID, &attr);
         if (fd < 0) continue;  /* freed meanwhile */
-        struct bpf_map_info info;
-        memset(&info, 0, sizeof info);
-        memset(&attr, 0, sizeof attr);
-        attr.info.bpf_fd = (uint32_t)fd;
-        attr.info.info_len = sizeof info;
-        attr.info.info = (uint64_t)(uintptr_t)&info;
         if (is_owned_ports_map(fd, NULL)) return fd;
         close(fd);
     }
