@@ -1,4 +1,5 @@
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -104,17 +105,12 @@ public struct JailState: Equatable, Sendable {
         return decode(String(decoding: bytes, as: UTF8.self))
     }
 
-    func save(as name: String) {
-        if mkdir("/run/jail", 0o755) < 0 && errno != EEXIST { return }
-        if mkdir(Self.directory, 0o755) < 0 && errno != EEXIST { return }
-        let path = "\(Self.directory)/\(name).state"
-        let temporary = path + ".new"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { return log.warning("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        let text = Array(encoded().utf8)
-        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        rename(temporary, path)
+    /// Written whole or not at all (a temporary file renamed over the old one), every failure
+    /// thrown: `jaild list`, `stop NAME`, `sessions`, `enter` and adoption depend on it.
+    func save(as name: String) throws(SystemError) {
+        try ensureDirectory("/run/jail", mode: 0o755)
+        try ensureDirectory(Self.directory, mode: 0o755)
+        try writeFileAtomically("\(Self.directory)/\(name).state", Array(encoded().utf8), mode: 0o644)
         Self.index(byName: self.name, to: name)
         Self.index(byRoot: root, to: name)
     }
@@ -131,8 +127,9 @@ public struct JailState: Equatable, Sendable {
     }
 
     // The indexes: /run/jail/index/name/JAILNAME and …/root/HASH (of the root directory) are
-    // symlinks to the state file (beside the state directory, whose listing holds state files only), so `jaild stop NAME` and a start's check for another jail on its layers read
-    // one state file, not all of them. The state file stays the truth: an entry is used only
+    // symlinks to the state file (beside the state directory, whose listing holds state files
+    // only), so `jaild stop NAME` and a start's check for another jail on its layers read one
+    // state file, not all of them. The state file stays the truth: an entry is used only
     // when the file it names holds that name or root (a stale entry is ignored and replaced).
     static let indexDirectory = "/run/jail/index"
     static var nameIndex: String { indexDirectory + "/name" }
@@ -159,12 +156,12 @@ public struct JailState: Equatable, Sendable {
     /// back to reading every state file), so it is a warning.
     private static func link(_ entry: String, in index: String, to stateName: String) {
         for path in [indexDirectory, index] where mkdir(path, 0o755) < 0 && errno != EEXIST {
-            return log.warning("cannot make \(path): \(String(cString: strerror(errno)))")
+            return log.warning("cannot make \(path): \(Errno(rawValue: errno))")
         }
         let temporary = "\(entry).\(getpid()).new"
         unlink(temporary)
         if symlink("\(directory)/\(stateName).state", temporary) < 0 || rename(temporary, entry) < 0 {
-            log.warning("cannot index \(entry): \(String(cString: strerror(errno)))")
+            log.warning("cannot index \(entry): \(Errno(rawValue: errno))")
             unlink(temporary)
         }
     }
