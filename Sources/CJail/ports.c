@@ -6,7 +6,8 @@
  *   value the owning jail's cgroup id. It is not pinned (it lives as long as a program uses
  *   it: the last jail's stop frees it). jaild keeps its id in a file of its own and opens it by
  *   that id (cj_owned_ports_by_id); only when that id is gone does it walk the host's maps by
- *   name. Entries are added and removed per jail (cj_owned_ports_add, _remove), not rebuilt.
+ *   name. A start adds its own entries (cj_owned_ports_add); the whole map is rebuilt
+ *   (cj_owned_ports_sync) only when a start meets another's entry and at a --ports jail's stop.
  * - bind (BPF_CGROUP_INET4_BIND, INET6_BIND; `--ports` jails only): an explicit port must be
  *   one of the jail's; for those the program returns 3, "allow and skip the
  *   CAP_NET_BIND_SERVICE check", so no capability is needed for a low port. Port 0 passes.
@@ -222,28 +223,6 @@ int cj_owned_ports_add(int map, const uint32_t *keys, int n, uint64_t owner, uin
         attr.key = (uint64_t)(uintptr_t)&keys[i];
         attr.value = (uint64_t)(uintptr_t)&holders[i];
         if (bpf(BPF_MAP_LOOKUP_ELEM, &attr) < 0) return -1;
-    }
-    return 0;
-}
-
-/* Removes those of keys that owner holds (a shared port another jail holds stays). */
-int cj_owned_ports_remove(int map, const uint32_t *keys, int n, uint64_t owner) {
-    union bpf_attr attr;
-    for (int i = 0; i < n; i++) {
-        uint64_t holder = 0;
-        memset(&attr, 0, sizeof attr);
-        attr.map_fd = (uint32_t)map;
-        attr.key = (uint64_t)(uintptr_t)&keys[i];
-        attr.value = (uint64_t)(uintptr_t)&holder;
-        if (bpf(BPF_MAP_LOOKUP_ELEM, &attr) < 0) {
-            if (errno == ENOENT) continue;
-            return -1;
-        }
-        if (holder != owner) continue;
-        memset(&attr, 0, sizeof attr);
-        attr.map_fd = (uint32_t)map;
-        attr.key = (uint64_t)(uintptr_t)&keys[i];
-        if (bpf(BPF_MAP_DELETE_ELEM, &attr) < 0 && errno != ENOENT) return -1;
     }
     return 0;
 }

@@ -222,10 +222,8 @@ int cj_owned_ports_sync(int map, const uint32_t *keys, const uint64_t *owners, i
  * ENOENT when it is gone or another map has the id. cj_bpf_map_id: the map's id, 0 if none. */
 int cj_owned_ports_by_id(uint32_t id);
 uint32_t cj_bpf_map_id(int fd);
-/* One jail's keys added where free (holders[i]: who holds keys[i] afterwards), or removed
- * where that jail holds them. */
+/* One jail's keys added where free (holders[i]: who holds keys[i] afterwards). */
 int cj_owned_ports_add(int map, const uint32_t *keys, int n, uint64_t owner, uint64_t *holders);
-int cj_owned_ports_remove(int map, const uint32_t *keys, int n, uint64_t owner);
 /* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6) and,
  * with `bind_filter`, the bind filter for these ranges. *failed_step: 1 opening the cgroup,
  * 2 loading, 3 attaching. */
