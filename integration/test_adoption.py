@@ -97,7 +97,7 @@ class Tracked:
         for directory in self.cgroups:
             for root in {"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"}:
                 name = pathlib.Path(directory).name
-                for d in (f"{root}/jail/{name}/init", f"{root}/jail/{name}/programs", f"{root}/jail/{name}/sessions",
+                for d in (f"{root}/jail/{name}/init", f"{root}/jail/{name}/init.scope", f"{root}/jail/{name}/programs", f"{root}/jail/{name}/sessions",
                           f"{root}/jail/{name}"):
                     if os.path.isdir(d):
                         os.rmdir(d)

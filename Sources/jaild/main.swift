@@ -146,8 +146,27 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("The jail's name in session records and syslog tags (default: UID-GID).", valueName: "name"))
     var jailName: String?
 
-    @Flag(name: .customLong("syslog"), help: "Serve /dev/log inside and relay messages to the host's, tagged jail/NAME.")
-    var syslog = false
+    @Flag(name: .customLong("syslog"), inversion: .prefixedNo,
+          help: ArgumentHelp("Serve /dev/log inside and relay messages to the host's, tagged jail/NAME; without a host "
+                             + "syslog, to the jail's log file (default: on with -r ROOT)."))
+    var syslog = true
+
+    @Option(name: .customLong("views"),
+            help: ArgumentHelp("lxcfs's /proc/meminfo, cpuinfo, stat, uptime … inside: auto (when lxcfs runs, else the "
+                               + "host's and a warning), required (refuse to start without), off.", valueName: "mode"))
+    var views: String = ViewsMode.auto.rawValue
+
+    @Option(name: .customLong("lxcfs-directory"), help: ArgumentHelp("Where lxcfs is mounted.", valueName: "dir"))
+    var lxcfsDirectory: String = LxcfsViews.defaultDirectory
+
+    @Option(name: .customLong("cpuset"),
+            help: ArgumentHelp("The CPUs of the jail's programs, e.g. 0-1,3 (default with --cpus F: ceil(F) CPUs picked by jaild).",
+                               valueName: "list"))
+    var cpuset: String?
+
+    @Option(name: .customLong("shm-size"),
+            help: ArgumentHelp("Size of the jail's /dev/shm (default: half of --memory, else 64M).", valueName: "size"))
+    var shmSize: String?
 
     @Option(name: .customLong("syslog-target"),
             help: ArgumentHelp("Where --syslog relays to (a datagram socket).", valueName: "path"))
@@ -217,7 +236,10 @@ struct JailDaemonCommand: ParsableCommand {
                   jailName.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) })
             else { throw ValidationError("--jail-name must be 1 to 64 letters, digits, '-', '_' or '.'") }
         }
-        if syslog && root == nil { throw ValidationError("--syslog needs -r ROOT: without one the jail has the host's /dev/log") }
+        if ViewsMode(rawValue: views) == nil { throw ValidationError("--views is auto, required or off, not '\(views)'") }
+        if !lxcfsDirectory.hasPrefix("/") { throw ValidationError("--lxcfs-directory must be an absolute path") }
+        if let cpuset, CPUSet.parse(cpuset) == nil { throw ValidationError("--cpuset '\(cpuset)' is not a CPU list like 0-1,3") }
+        if let shmSize, ByteSize.parse(shmSize) == nil { throw ValidationError("--shm-size '\(shmSize)' is not a size like 256M") }
         if !syslogTarget.hasPrefix("/") { throw ValidationError("--syslog-target must be an absolute path") }
         for spec in services {
             do { _ = try ServiceSpec.parse(spec) } catch { throw ValidationError(error.description) }
@@ -287,7 +309,12 @@ struct JailDaemonCommand: ParsableCommand {
         c.rcTimeout = rcTimeout
         c.rcRequired = rcRequired
         c.jailName = jailName
-        c.syslog = syslog
+        // Without a root the jail has the host's /dev/log: nothing to serve.
+        c.syslog = syslog && root != nil
+        c.views = ViewsMode(rawValue: views) ?? .auto
+        c.lxcfsDirectory = lxcfsDirectory
+        c.cpuset = cpuset.flatMap(CPUSet.parse)
+        c.shmSize = shmSize.flatMap(ByteSize.parse)
         c.syslogTarget = syslogTarget
         for spec in services {
             do { c.services.append(try ServiceSpec.parse(spec)) } catch { throw .usage(error.description) }
@@ -313,7 +340,15 @@ struct JailDaemonCommand: ParsableCommand {
             return
         }
         do {
-            let configuration = try configuration()
+            var configuration = try configuration()
+            if configuration.root != nil {
+                let views = LxcfsViews.choose(configuration.views, directory: configuration.lxcfsDirectory)
+                if let error = views.error { throw JailError.startFailed(error) }
+                // The log always says it (Supervisor.start); a terminal gets it too, scripts
+                // and units no extra line on stderr (as for the log file without syslog).
+                if let warning = views.warning, isatty(2) == 1 { JailLogHandler.emitToTerminal(warning) }
+                configuration.lxcfsInUse = views.directory
+            }
             // A jail whose supervisor died is adopted before anything of its tree is read.
             let supervisor: Supervisor
             if let adopting = Supervisor.forAdoption(configuration) {

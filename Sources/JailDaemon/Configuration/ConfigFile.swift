@@ -25,13 +25,14 @@ public struct ConfigFile {
         "base": true,
         "disk": true, "disk-inodes": true, "disk-backend": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
+        "views": true, "lxcfs-directory": true, "cpuset": true, "shm-size": true,
         "service": true,
         "forward-x11": false, "forward-agent": false,
         "no-userns": false, "userns-pool": true,
     ]
 
     /// Switches that are on unless turned off.
-    public static let defaultOn: Set<String> = ["forward-agent"]
+    public static let defaultOn: Set<String> = ["forward-agent", "syslog"]
 
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {
         var entries: [Entry] = []

@@ -13,6 +13,11 @@ public enum Control {
     public static func list(json: Bool) -> Int32 {
         let rows = JailState.all().filter(\.alive).map { Row(state: $0.state) }
         print(json ? Row.json(rows) : Row.table(rows), terminator: "")
+        for row in rows where row.viewsBroken {
+            JailLogHandler.emitToTerminal("warning: jail \(row.state.name): its lxcfs files (/proc/meminfo, uptime …) fail with "
+                + "ENOTCONN: lxcfs stopped or restarted; its supervisor binds them again within "
+                + "\(LxcfsWatch.period / 1000) s of lxcfs being back (start lxcfs; else restart the jail)")
+        }
         return 0
     }
 
@@ -101,7 +106,11 @@ struct Row {
             memorySource = "rss"
         }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)
+        viewsBroken = getuid() == 0 && LxcfsViews.jailViewIsBroken(root: "/proc/\(state.initPid)/root")
     }
+
+    /// Its lxcfs files fail with ENOTCONN (lxcfs stopped or restarted; LxcfsWatch).
+    let viewsBroken: Bool
 
     static func table(_ rows: [Row]) -> String {
         var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK"]]
@@ -144,6 +153,7 @@ struct Row {
                 + "\"services\":[\(Self.servicesJSON(r.state.services))],"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
                 + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"
+                + "\"views_broken\":\(r.viewsBroken),"
                 + DiskUsage.jsonFields(r.disk) + "," + Self.networkJSON(r.state) + "}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
