@@ -50,7 +50,12 @@ struct CreateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let options = try Self.configOptions(startOptions)
+        let options: [(key: String, value: String)]
+        do { options = try Self.configOptions(startOptions) } catch {
+            // A usage error found after parsing: one line and exit 2, as ArgumentParser's own.
+            JailLogHandler.emitToTerminal(error.message)
+            throw ExitCode(2)
+        }
         var request = JailCreation(name: name, uid: uid, base: base, jailBinary: ProvisionCommands.jailBinary())
         request.gid = gid
         request.user = user
@@ -68,7 +73,7 @@ struct CreateCommand: ParsableCommand {
 
     /// The start options as config lines, each checked as jaild would check it from the
     /// config, so a bad one is refused here, before anything exists.
-    static func configOptions(_ arguments: [String]) throws -> [(key: String, value: String)] {
+    static func configOptions(_ arguments: [String]) throws(ValidationError) -> [(key: String, value: String)] {
         var options: [(key: String, value: String)] = []
         var i = 0
         while i < arguments.count {
