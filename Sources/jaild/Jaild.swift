@@ -13,11 +13,11 @@ struct Jaild: ParsableCommand {
         commandName: "jaild",
         abstract: "Start, list, stop and enter jails: containers that a host account's sessions enter through `jail`.",
         discussion: """
-            Without a verb, jaild starts a jail: `jaild -u UID -r ROOT …` is `jaild start -u UID -r ROOT …`. \
+            Without a verb, jaild starts a jail: `jaild -u UID -r ROOT ...` is `jaild start -u UID -r ROOT ...`. \
             A JAIL given to a verb is its name (NAME of /etc/jail/NAME.conf, or the --jail-name of a running jail), \
             its socket, its pid file, or UID:GID.
             Exit codes: 0 success, 1 failure, 2 usage error; `jaild status`: 0 running, 3 not running, \
-            4 no such jail (LSB). See jaild(8).
+            4 no such jail (LSB). Man pages: jaild(8), jail.conf(5), jail(1).
             """,
         subcommands: [StartCommand.self, ListCommand.self, ShowCommand.self, StatusCommand.self, StopCommand.self,
                       SessionsCommand.self, EnterCommand.self, CreateCommand.self, DestroyCommand.self, BaseCommand.self,
