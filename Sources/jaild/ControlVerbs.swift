@@ -3,6 +3,12 @@ import JailDaemon
 import JailSystem
 import SystemPackage
 
+/// The JAIL every verb names a jail by, resolved by `Control.lookup`.
+struct JailArgument: ParsableArguments {
+    @Argument(help: ArgumentHelp("The jail: its name, socket, pid file or UID:GID.", valueName: "jail"))
+    var jail: String
+}
+
 /// The verbs that read and stop running jails (Sources/JailDaemon/Control). Each JAIL goes
 /// through the one resolver, `Control.lookup`.
 struct ListCommand: ParsableCommand {
@@ -19,8 +25,8 @@ struct ShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show", abstract: "Show every property of one running jail (`key: value` lines, or --json).")
 
-    @Argument(help: ArgumentHelp("The jail: its name, socket, pid file or UID:GID.", valueName: "jail"))
-    var jail: String
+    @OptionGroup var target: JailArgument
+    var jail: String { target.jail }
 
     @Flag(help: "One JSON object instead of `key: value` lines.")
     var json = false
@@ -32,8 +38,8 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Say whether a jail runs: exit 0 running, 3 not running, 4 no such jail.")
 
-    @Argument(help: ArgumentHelp("The jail: its name, socket, pid file or UID:GID.", valueName: "jail"))
-    var jail: String
+    @OptionGroup var target: JailArgument
+    var jail: String { target.jail }
 
     func run() throws { try exitUnlessZero(Control.status(jail)) }
 }
@@ -42,8 +48,8 @@ struct StopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stop", abstract: "Stop a jail: SIGTERM, SIGKILL after its --stop-timeout; returns when it is gone.")
 
-    @Argument(help: ArgumentHelp("The jail: its name, socket, pid file or UID:GID.", valueName: "jail"))
-    var jail: String
+    @OptionGroup var target: JailArgument
+    var jail: String { target.jail }
 
     func run() throws { try exitUnlessZero(Control.stop(jail)) }
 }

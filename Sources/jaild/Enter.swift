@@ -14,8 +14,8 @@ struct EnterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enter", abstract: "Open a session in a running jail as its user (or root with --root), as host root.")
 
-    @Argument(help: ArgumentHelp("The jail: its name, socket, pid file or UID:GID.", valueName: "jail"))
-    var jail: String
+    @OptionGroup var target: JailArgument
+    var jail: String { target.jail }
 
     @Flag(help: "Be root inside the jail instead of the jail's user.")
     var root = false
