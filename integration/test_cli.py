@@ -194,3 +194,19 @@ def test_the_client_as_another_user_still_works(named_jail):
     result = subprocess.run([JAIL, "-c", "echo ok"], capture_output=True, timeout=60,
                             env={"JAIL_SOCKET": named_jail.socket}, preexec_fn=as_user(UID_A))
     assert result.returncode == 0 and result.stdout == b"ok\n", result
+
+
+def test_config_keys_are_the_start_options(tmp_path):
+    """One table: every long option of `jaild start` is a config key (but the config itself and
+    what only a terminal asks), and every key is an option."""
+    import json
+    tree = json.loads(jaild("--experimental-dump-help").stdout)
+    start = next(c for c in tree["command"]["subcommands"] if c["commandName"] == "start")
+    options = {n["name"] for a in start["arguments"] for n in a.get("names", []) if n["kind"] == "long"}
+    options -= {"config", "version", "help", "map-root", "no-forward-agent"}
+    config = tmp_path / "bogus.conf"
+    config.write_text("bogus = 1\n")
+    refused = jaild("--config", str(config))
+    assert refused.returncode == 1
+    known = refused.stderr.split("(known: ", 1)[1].rstrip(")\n").split(", ")
+    assert set(known) == options
