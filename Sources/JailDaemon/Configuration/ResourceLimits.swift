@@ -75,20 +75,27 @@ public enum ResourceLimitGrant {
             let own = try current(limit)
             if limit.hard <= UInt64(own.rlim_max) { continue }
             if rootless {
-                throw .usage("--rlimit \(limit.name)=\(limit.soft):\(limit.hard): above jaild's own hard limit "
+                throw .usage("--rlimit \(limit.name)=\(describe(limit.soft)):\(describe(limit.hard)): above jaild's own hard limit "
                              + "\(describe(UInt64(own.rlim_max))), which only root can raise")
             }
             if limit.resource == nofile {
                 let maximum = try JailError.wrap { () throws(SystemError) in try readText(nrOpenPath) }
                 if let nrOpen = UInt64(maximum.trimmingWhitespace()), limit.hard > nrOpen {
-                    throw .usage("--rlimit nofile=\(limit.soft):\(describe(limit.hard)): above the kernel's most open files "
+                    throw .usage("--rlimit nofile=\(describe(limit.soft)):\(describe(limit.hard)): above the kernel's most open files "
                                  + "(\(nrOpenPath) = \(nrOpen))")
                 }
             }
             var raised = own
             raised.rlim_max = rlim_t(limit.hard)  // UInt64.max is RLIM_INFINITY
             guard setrlimit(resourceType(limit), &raised) == 0 else {
-                throw .system(SystemError("setrlimit(\(limit.name), hard \(describe(limit.hard)))", errno: Errno(rawValue: errno)))
+                let failure = Errno(rawValue: errno)
+                // EPERM: root without CAP_SYS_RESOURCE (a container's bounding set, a unit's
+                // CapabilityBoundingSet=) may lower a hard limit but not raise it.
+                guard failure == .notPermitted else {
+                    throw .system(SystemError("setrlimit(\(limit.name), hard \(describe(limit.hard)))", errno: failure))
+                }
+                throw .usage("--rlimit \(limit.name)=\(describe(limit.soft)):\(describe(limit.hard)): above jaild's own hard limit "
+                             + "\(describe(UInt64(own.rlim_max))), which it cannot raise without CAP_SYS_RESOURCE")
             }
         }
     }
