@@ -48,7 +48,8 @@ def test_usage_errors_exit_2_for_every_verb():
         result = jaild(verb, *(["-u", "61000"] if verb == "start" else []), "--no-such-option")
         assert result.returncode == 2, (verb, result)
         # (a missing JAIL is named first where the verb needs one)
-        assert result.stdout == "" and result.stderr.startswith("Error: "), (verb, result)
+        assert result.stdout == "" and result.stderr.startswith("jaild: "), (verb, result)
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.endswith(f"--help')\n"), (verb, result)
     # Missing arguments and bad values are usage errors too, worded by the value's own parser.
     assert jaild("status").returncode == 2
     assert jaild("enter").returncode == 2
@@ -58,7 +59,7 @@ def test_usage_errors_exit_2_for_every_verb():
     assert jaild("sessions", "--kill", "3").returncode == 2  # --kill needs JAIL
     assert jaild("destroy", "x").returncode == 2  # --yes
     created = jaild("create", "x", "--uid", "63999", "--base", "b", "--memory", "lots")
-    assert created.returncode == 2 and created.stderr.startswith("jaild: create: 'lots' is not a size"), created
+    assert created.returncode == 2 and created.stderr.startswith("jaild: create: --memory 'lots' is not a size"), created
 
 
 def test_version_names_the_versions_adoption_depends_on():

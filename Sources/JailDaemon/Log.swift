@@ -98,12 +98,6 @@ public struct JailLogHandler: LogHandler {
 let log = Logger(label: "jaild", factory: { _ in JailLogHandler() })
 
 extension JailLogHandler {
-    /// A text for the operator at a terminal (a usage error with its usage lines), unescaped:
-    /// jaild wrote it, no jail did.
-    public static func writeLineToStandardError(_ text: String) {
-        writeLine(journalPriority(.error) + (text.hasSuffix("\n") ? String(text.dropLast()) : text))
-    }
-
     /// A failure of jaild's first process: always one line on its stderr.
     public static func emitToTerminal(_ text: String) {
         writeLine(journalPriority(text.hasPrefix("warning: ") ? .warning : .error) + "jaild: " + Logfmt.printable(text))

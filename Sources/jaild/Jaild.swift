@@ -56,11 +56,11 @@ struct Jaild: ParsableCommand {
     }
 
     /// ArgumentParser's usage errors exit 64 (EX_USAGE); jaild's exit 2 as its own usage
-    /// errors always did, and as getopt programs do. Help and other codes pass through.
+    /// errors always did, and as getopt programs do, in one line as every error of jaild (the
+    /// verb's --help has the rest). Help and other codes pass through.
     static func exitReportingUsageAsTwo(_ error: Error) -> Never {
         guard exitCode(for: error).rawValue == ExitCode.validationFailure.rawValue else { exit(withError: error) }
-        let message = UsageMessage.plain(fullMessage(for: error))
-        JailLogHandler.writeLineToStandardError(message)
+        JailLogHandler.emitToTerminal(UsageMessage.oneLine(fullMessage(for: error)))
         Glibc.exit(2)
     }
 }
@@ -77,6 +77,16 @@ enum UsageMessage {
               let reason = line[invalid.upperBound...].firstRange(of: "': ") else { return message }
         lines[0] = prefix + line[reason.upperBound...]
         return lines.joined(separator: "\n")
+    }
+
+    /// "REASON (see 'jaild VERB --help')" from ArgumentParser's Error/Help/Usage/See lines.
+    static func oneLine(_ message: String) -> String {
+        let lines = plain(message).split(separator: "\n").map(String.init)
+        guard var reason = lines.first else { return message }
+        if reason.hasPrefix("Error: ") { reason.removeFirst("Error: ".count) }
+        guard let see = lines.last(where: { $0.contains("See '") }), let open = see.firstIndex(of: "'"),
+              let close = see[see.index(after: open)...].firstIndex(of: "'") else { return reason }
+        return "\(reason) (see '\(see[see.index(after: open)..<close])')"
     }
 }
 

@@ -9,8 +9,8 @@ enum OptionValue {
         do { return try Capability.parse(text) } catch { throw ValidationError(error.description) }
     }
 
-    static func byteSize(_ text: String) throws -> UInt64 {
-        guard let bytes = ByteSize.parse(text) else { throw ValidationError("'\(text)' is not a size like 512M") }
+    static func memorySize(_ text: String) throws -> UInt64 {
+        guard let bytes = ByteSize.parse(text) else { throw ValidationError("--memory '\(text)' is not a size like 512M") }
         return bytes
     }
 

@@ -17,14 +17,14 @@ struct CreateCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The jail's name: /etc/jail/NAME.conf, the host account NAME.", valueName: "name"))
     var name: String
 
-    @Option(help: ArgumentHelp("The jail user's uid (and the host account's).", valueName: "uid"))
-    var uid: UInt32
+    @Option(help: ArgumentHelp("The jail user's uid (and the host account's); required.", valueName: "uid"))
+    var uid: UInt32?
 
     @Option(help: ArgumentHelp("The jail user's gid (default: UID).", valueName: "gid"))
     var gid: UInt32?
 
-    @Option(help: ArgumentHelp("The base the root is made from (`jaild base list`).", valueName: "base"))
-    var base: String
+    @Option(help: ArgumentHelp("The base the root is made from (`jaild base list`); required.", valueName: "base"))
+    var base: String?
 
     @Option(help: ArgumentHelp("The jail user's name inside.", valueName: "user"))
     var user = "work"
@@ -47,6 +47,9 @@ struct CreateCommand: ParsableCommand {
 
     func validate() throws {
         if name.hasPrefix("-") { throw ValidationError("create: NAME comes first, not '\(name)'") }
+        // Checked here rather than by ArgumentParser, to say it as create always did.
+        if uid == nil { throw ValidationError("create: --uid UID is required (a number)") }
+        if base == nil { throw ValidationError("create: --base BASE is required") }
     }
 
     func run() throws {
@@ -56,6 +59,7 @@ struct CreateCommand: ParsableCommand {
             JailLogHandler.emitToTerminal(error.message)
             throw ExitCode(2)
         }
+        guard let uid, let base else { throw ExitCode(2) }  // validate() said so
         var request = JailCreation(name: name, uid: uid, base: base, jailBinary: ProvisionCommands.jailBinary())
         request.gid = gid
         request.user = user

@@ -88,7 +88,7 @@ struct StartCommand: ParsableCommand {
     var capabilities: [Int] = []
 
     @Option(name: .customLong("memory"), help: ArgumentHelp("Memory limit of the jail's programs (e.g. 512M).", valueName: "size"),
-            transform: OptionValue.byteSize)
+            transform: OptionValue.memorySize)
     var memory: UInt64?
 
     @Option(name: .customLong("disk"),
