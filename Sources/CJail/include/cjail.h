@@ -87,14 +87,11 @@ int cj_drop_bounding_set(uint64_t keep);
 int cj_install_seccomp(int allow_aio);
 /* The kernel's Landlock ABI version, or -1 (errno ENOSYS or EOPNOTSUPP) without Landlock. */
 int cj_landlock_abi(void);
-/* Puts this process in a Landlock domain scoped for abstract unix sockets and signals
- * (ABI 6): it and its descendants reach only sockets and processes of the same domain. */
-int cj_landlock_scope(void);
-
 /* Puts this process in a Landlock domain that also limits file-system access to what is
  * beneath `root_fd` (the jail's root after pivot_root), for every access right of the kernel's
  * ABI: a directory of the host reached through a passed descriptor is refused. With ABI 6 the
- * same domain carries the scopes of cj_landlock_scope. */
+ * same domain is also scoped for abstract unix sockets and signals: it and its descendants
+ * reach only sockets and processes of the same domain. */
 int cj_landlock_restrict_beneath(int root_fd, int abi);
 
 /* ---- jaild's own binary (selfexec.c) ----------------------------------------------------- */
@@ -221,6 +218,12 @@ struct cj_port_range {
 int cj_owned_ports_open(int create);
 /* Makes the map hold exactly these keys (protocol << 16 | port) with these owners (cgroup ids). */
 int cj_owned_ports_sync(int map, const uint32_t *keys, const uint64_t *owners, int n);
+/* The map by its id (kept by jaild in /run/jail/ports/map-id), checked to be the map; -1 with
+ * ENOENT when it is gone or another map has the id. cj_bpf_map_id: the map's id, 0 if none. */
+int cj_owned_ports_by_id(uint32_t id);
+uint32_t cj_bpf_map_id(int fd);
+/* One jail's keys added where free (holders[i]: who holds keys[i] afterwards). */
+int cj_owned_ports_add(int map, const uint32_t *keys, int n, uint64_t owner, uint64_t *holders);
 /* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6) and,
  * with `bind_filter`, the bind filter for these ranges. *failed_step: 1 opening the cgroup,
  * 2 loading, 3 attaching. */

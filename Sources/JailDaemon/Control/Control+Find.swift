@@ -35,6 +35,8 @@ extension Control {
 
     /// A running jail by its name first, then by the pid file the SPEC names, then UID:GID.
     static func runningJail(_ spec: String) -> JailState? {
+        // By name through the index first: one state file read, however many jails run.
+        if let byName = JailState.running(named: spec) { return byName }
         let alive = JailState.all().filter(\.alive).map(\.state)
         if let byName = alive.first(where: { $0.name == spec }) { return byName }
         if let pidFile = pidFile(for: spec), let byPidFile = alive.first(where: { $0.pidFile == pidFile }) { return byPidFile }

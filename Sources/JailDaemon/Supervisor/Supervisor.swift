@@ -36,7 +36,16 @@ public struct Supervisor {
     /// is all adoption needs (its name, home and shell matter to a fresh init only).
     public static func forAdoption(_ configuration: JailConfiguration) -> Supervisor? {
         guard !configuration.rootless else { return nil }
-        let candidates = JailState.named().compactMap { entry -> Supervisor? in
+        // With the gid known (every config `jaild create` writes), the state file's name is
+        // known too: one file read instead of every jail's.
+        let entries: [(name: String, state: JailState)]
+        if let gid = configuration.gid {
+            let name = cgroupName(prefix: configuration.socketPrefix, uid: configuration.uid, gid: gid)
+            entries = JailState.load(name: name).map { [(name, $0)] } ?? []
+        } else {
+            entries = JailState.named()
+        }
+        let candidates = entries.compactMap { entry -> Supervisor? in
             let state = entry.state
             guard state.uid == configuration.uid, configuration.gid.map({ $0 == state.gid }) ?? true else { return nil }
             let account = Account(name: configuration.userName ?? "", uid: state.uid, gid: state.gid, groups: [state.gid],
@@ -188,11 +197,7 @@ public struct Supervisor {
         } catch {
             listener.closeQuietly()
             control?.closeQuietly()
-            unlink(controlPath)
-            PortFilter.detach(from: cgroups)
-            cgroups?.remove()
-            unlink(location.socketPath)
-            lock.release()
+            tearDown(cgroups: cgroups, lock: lock)
             throw error
         }
         listener.closeQuietly()
@@ -213,7 +218,17 @@ public struct Supervisor {
         state.forwardAgent = configuration.forwardAgent
         state.forwardX11 = configuration.forwardX11
         state.traffic = NetworkCounters.attach(to: cgroups)
-        state.save(as: cgroupName)
+        // A rootless jail has no state (/run/jail is root's): no other jaild finds it, and its
+        // init dies with this supervisor.
+        do { if !configuration.rootless { try state.save(as: cgroupName) } } catch {
+            // A jail no verb can find is not started: it is stopped as at a SIGTERM, and the
+            // start fails with the reason.
+            var jail = RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
+                                   bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
+            jail.requestStop(because: "a failed save of its state")
+            _ = jail.superviseUntilStopped()
+            throw .state(error)
+        }
         if let report {
             Readiness.ready("").send(on: report)
             report.closeQuietly()
@@ -224,6 +239,21 @@ public struct Supervisor {
                            bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
     }
 
+    /// What a jail holds on the host, given back in one order whether its start failed or it
+    /// stopped: the sockets, the port filter and the ports, the cgroups, the state file, and
+    /// last the pid file's lock (once it is free, a new jaild may start on this socket).
+    /// False when the ports could not be given back (logged; the exit status says it).
+    @discardableResult
+    func tearDown(cgroups: JailCgroups?, lock: PidFile) -> Bool {
+        unlink(location.socketPath)
+        unlink(controlPath)
+        let portsGivenBack = PortFilter.detach(from: cgroups)
+        cgroups?.remove()
+        JailState.remove(name: cgroupName)
+        lock.release()
+        return portsGivenBack
+    }
+
     /// The jail's host id range (root's user namespace only), the same at every start.
     func allocateRange() throws(JailError) -> UInt32? {
         guard configuration.mapsRange else { return nil }
@@ -232,11 +262,14 @@ public struct Supervisor {
     }
 
     /// One name per socket: `jail-UID-GID`, plus a hash of the prefix when it is not the default.
-    var cgroupName: String {
-        guard let prefix = configuration.socketPrefix else { return "jail-\(account.uid)-\(account.gid)" }
+    var cgroupName: String { Self.cgroupName(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid) }
+
+    /// The same from the socket's parts (`jaild destroy` finds the jail's id range by it).
+    static func cgroupName(prefix: String?, uid: UInt32, gid: UInt32) -> String {
+        guard let prefix else { return "jail-\(uid)-\(gid)" }
         var hash: UInt32 = 2_166_136_261
         for byte in prefix.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        return "jail-\(account.uid)-\(account.gid)-" + String(hash, radix: 16)
+        return "jail-\(uid)-\(gid)-" + String(hash, radix: 16)
     }
 
     /// Whether the cgroups are made before the clone: with limits, init inherits descriptors of
