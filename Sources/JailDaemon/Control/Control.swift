@@ -21,9 +21,12 @@ public enum Control {
         return 0
     }
 
-    /// LSB: 0 when running, 3 when not.
+    /// LSB's codes for a status action: 0 running, 3 not running, 4 unknown (SPEC names no jail).
     public static func status(_ spec: String) -> Int32 {
-        guard let pidFile = runningJail(spec)?.pidFile ?? pidFile(for: spec) else { return usage(spec) }
+        guard let pidFile = lookup(spec).pidFile else {
+            unknown(spec)
+            return 4
+        }
         if let pid = PidFile.runningPid(path: pidFile) {
             print("running: \(spec) (pid \(pid))")
             return 0
@@ -40,7 +43,10 @@ public enum Control {
     public static func stop(_ spec: String, timeoutSeconds: Int32 = 120) -> Int32 {
         // A running jail by any of its names first (a `--jail-name` needs no config), then a
         // SPEC that names a pid file whether or not its jail runs.
-        guard let pidFile = runningJail(spec)?.pidFile ?? pidFile(for: spec) else { return usage(spec) }
+        guard let pidFile = lookup(spec).pidFile else {
+            unknown(spec)
+            return 1
+        }
         guard let pid = PidFile.runningPid(path: pidFile) else { return stopOrphan(pidFile: pidFile, timeoutSeconds: timeoutSeconds) }
         let pidfd = cj_pidfd_open(pid)
         // The pid file must still be held after the pidfd exists, or the pid may be another's.
@@ -63,9 +69,8 @@ public enum Control {
         return 0
     }
 
-    static func usage(_ spec: String) -> Int32 {
-        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its name (a config), its socket, its pid file or UID:GID")
-        return 2
+    static func unknown(_ spec: String) {
+        JailLogHandler.emitToTerminal("no jail is named '\(spec)': give its name, its socket, its pid file or UID:GID")
     }
 
     /// The pid file a SPEC names.
