@@ -60,8 +60,6 @@ static const int denied[] = {
 #ifdef SYS_mount_setattr
     SYS_mount_setattr,
 #endif
-    /* namespaces: joining or making new ones (a user namespace is kernel attack surface) */
-    SYS_setns,
     /* the kernel itself */
     SYS_kexec_load, SYS_kexec_file_load, SYS_init_module, SYS_finit_module, SYS_delete_module,
     SYS_bpf, SYS_perf_event_open, SYS_reboot, SYS_swapon, SYS_swapoff, SYS_acct, SYS_syslog,
@@ -94,7 +92,7 @@ static const int denied[] = {
 #define LOAD_ARG_LOW(n) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[n]))
 #define RETURN(value) BPF_STMT(BPF_RET | BPF_K, (value))
 
-int cj_install_seccomp(int allow_aio) {
+int cj_install_seccomp(int allow_aio, int allow_setns) {
     enum { ndenied = sizeof denied / sizeof denied[0] };
     struct sock_filter program[ndenied * 2 + 64];
     int n = 0;
@@ -110,6 +108,13 @@ int cj_install_seccomp(int allow_aio) {
 #endif
     for (int i = 0; i < ndenied; i++) {
         program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i], 0, 1);
+        program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    }
+    /* setns: joining namespaces. With --init the session helpers join the payload's (Linux
+     * asks CAP_SYS_ADMIN in the caller's and the target's user namespace: only init and its
+     * helpers, never exec'd, hold it; every program's bounding set lacks it). */
+    if (!allow_setns) {
+        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setns, 0, 1);
         program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
     }
     /* Kernel AIO contexts count against fs.aio-max-nr, one limit for the whole host: without
