@@ -42,7 +42,7 @@ def prepare_root(parent):
     subprocess.run(["cp", "-a", str(cached_debian_rootfs("systemd")), root], check=True)
     # sshd needs host keys of its own (the rootfs ships none); nginx listens on the owned port.
     subprocess.run(["ssh-keygen", "-q", "-A", "-f", root], check=True)
-    site = os.path.join(root, "etc/nginx/sites-enabled/default")
+    site = os.path.join(root, "etc/nginx/sites-available/default")
     text = open(site).read().replace("listen 80 default_server;", f"listen 127.0.0.1:{PORT} default_server;")
     open(site, "w").write(text.replace("listen [::]:80 default_server;", ""))
     units = os.path.join(root, "etc/systemd/system")

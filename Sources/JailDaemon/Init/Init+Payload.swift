@@ -18,37 +18,63 @@ struct PayloadState {
     let keeper: pid_t
     let events: FileDescriptor
     let commands: FileDescriptor
-    var eventBuffer: [UInt8] = []
     /// The payload's pid in the jail's PID namespace (0 until it started).
     var pid: pid_t = 0
     var bootStarted = monotonicMilliseconds()
     var keeperGone = false
     /// The events pipe until its end of file (the keeper and its boot gone).
     var eventsOpen = true
+    /// The keeper's last `error` line, for the one line of a failed start.
+    var lastError: String?
+    /// How the last boot ended (`ended …`), for the same.
+    var lastEnd: String?
     /// The sealed memfd `jail-payload` with the phase, for `jaild list` (-1: none yet).
     var record: Int32 = -1
 }
 
-/// Where a session helper enters the payload: a pidfd of its PID 1, kept by init and inherited
-/// by every helper it forks; -1 without `--init` or while no payload runs.
-nonisolated(unsafe) var payloadEntry: Int32 = -1  // init's and its helpers' only: single-threaded
+/// Where a session helper enters the payload: descriptors of its namespaces (PayloadEntry.files),
+/// kept by init and inherited by every helper it forks; empty without `--init` or while no
+/// payload runs.
+nonisolated(unsafe) var payloadNamespaces: [Int32] = []  // init's and its helpers' only: single-threaded
 
 enum PayloadEntry {
-    /// The namespaces a session joins: all of the payload's but time and network (the host's).
-    static let namespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP
+    /// The namespaces a session joins, in the order it joins them (the user namespace first:
+    /// it gives the capabilities the others ask for): all of the payload's but network and
+    /// time (the host's).
+    static let files = ["user", "mnt", "pid_for_children", "uts", "ipc", "cgroup"]
+    static let types = [CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWCGROUP]
 
     /// In a session helper before anything of the session: into the payload's namespaces, so
     /// the user's program sees systemd's tree. Returns the one-line refusal, or nil.
-    static func enter() -> String? {
-        guard payloadEntry >= 0 else { return nil }
-        if cj_setns(payloadEntry, Int32(namespaces)) != 0 {
-            let error = Errno(rawValue: errno)
-            return error == .noSuchProcess ? "the jail's system (--init) is not running: it is starting, rebooting or stopped; try again"
-                : "cannot enter the jail's system (--init): setns: \(error)"
+    static func enter(configuration: JailConfiguration) -> String? {
+        guard configuration.payload != nil else { return nil }
+        guard payloadNamespaces.count == files.count else {
+            return "the jail's system (--init) is not running: it is starting, rebooting or stopped; try again"
         }
-        close(payloadEntry)
-        payloadEntry = -1
+        for (fd, type) in zip(payloadNamespaces, types) where cj_setns(fd, Int32(type)) != 0 {
+            return "cannot enter the jail's system (--init): setns(\(files[types.firstIndex(of: type) ?? 0])): \(Errno(rawValue: errno))"
+        }
+        for fd in payloadNamespaces { close(fd) }
+        payloadNamespaces = []
+        // Joining a PID namespace places only our children in it, while the payload's /proc
+        // shows only its own processes (our /proc/self would not resolve there): the session
+        // goes on in a child, which is in it; this process waits and exits with its status,
+        // as nsenter does. init knows this one; the child is the session's helper.
+        let inner = fork()
+        if inner < 0 { return "cannot enter the jail's system (--init): fork: \(Errno(rawValue: errno))" }
+        if inner > 0 {
+            var status: Int32 = 0
+            while waitpid(inner, &status, 0) < 0 && errno == EINTR {}
+            _exit(cj_status_to_code(status))
+        }
         return nil
+    }
+
+    /// init: the namespaces of a new boot replace the last one's.
+    static func replace(with fds: [Int32]) {
+        for fd in payloadNamespaces { close(fd) }
+        payloadNamespaces = fds.count == files.count ? fds : []
+        if fds.count != files.count { for fd in fds { close(fd) } }
     }
 }
 
@@ -80,7 +106,8 @@ extension Init {
             }
             if payload?.keeperGone == true && payload?.phase == .starting {
                 readPayloadEvents()
-                throw .startFailed("the payload (--init \(configuration.payload?.joined(separator: " ") ?? "")) ended before it was ready (see the log)")
+                let reason = payload?.lastError ?? payload?.lastEnd.map { "it ended: \($0)" } ?? "see the log"
+                throw .startFailed("the payload (--init \(configuration.payload?.joined(separator: " ") ?? "")) ended before it was ready: \(reason)")
             }
             if stopPending { return }
         }
@@ -89,22 +116,26 @@ extension Init {
         }
     }
 
-    /// The keeper's lines: `started PID`, `ready`, `stopping`, `ended HOW`, `error REASON`.
+    /// The keeper's lines: `started PID` (with the namespaces), `ready`, `stopping`,
+    /// `ended HOW`, `error REASON`; one per datagram.
     mutating func readPayloadEvents() {
-        guard var state = payload else { return }
-        var buffer = [UInt8](repeating: 0, count: 1024)
+        guard let events = payload?.events.rawValue, payload?.eventsOpen == true else { return }
+        var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            var entry = pollfd(fd: state.events.rawValue, events: Int16(POLLIN), revents: 0)
-            guard poll(&entry, 1, 0) > 0 else { break }
-            let n = read(state.events.rawValue, &buffer, buffer.count)
-            if n == 0 { state.eventsOpen = false }
-            if n <= 0 { break }
-            state.eventBuffer += buffer[0..<n]
-        }
-        payload = state
-        while let newline = payload?.eventBuffer.firstIndex(of: UInt8(ascii: "\n")) {
-            let line = String(decoding: payload?.eventBuffer[..<newline] ?? [], as: UTF8.self)
-            payload?.eventBuffer.removeSubrange(...newline)
+            var fds = [Int32](repeating: -1, count: 8)
+            var count: Int32 = 0
+            let n = buffer.withUnsafeMutableBytes { bytes in
+                fds.withUnsafeMutableBufferPointer { cj_recv_with_fds(events, bytes.baseAddress, bytes.count, $0.baseAddress, 8, &count) }
+            }
+            if n == 0 { payload?.eventsOpen = false }
+            if n <= 0 { return }
+            let received = Array(fds.prefix(Int(max(0, count))))
+            let line = String(decoding: buffer[0..<n].prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+            if line.hasPrefix("started ") {
+                PayloadEntry.replace(with: received)
+            } else {
+                for fd in received { close(fd) }
+            }
             handlePayloadEvent(line)
         }
     }
@@ -116,13 +147,12 @@ extension Init {
         case "started":
             payload?.pid = pid_t(rest) ?? 0
             payload?.bootStarted = monotonicMilliseconds()
-            if payloadEntry >= 0 { close(payloadEntry) }
-            payloadEntry = payload.map { cj_pidfd_open($0.pid) } ?? -1
-            _ = cj_set_cloexec(payloadEntry)
             setPayloadPhase(stopping ? .stopping : .starting)
             // A spare forked before holds the last boot's entry: the next one gets this one.
-            dismissSpare()
-            if !stopping { forkSpare() }
+            if spare != nil {
+                dismissSpare()
+                if !stopping { forkSpare() }
+            }
             log.info("\(Logfmt.line("payload started", [("jail", jailName), ("pid", "\(payload?.pid ?? 0)")]))")
         case "ready":
             if !stopping { setPayloadPhase(.running) }
@@ -131,8 +161,8 @@ extension Init {
         case "stopping":
             setPayloadPhase(.stopping)
         case "ended":
-            if payloadEntry >= 0 { close(payloadEntry) }
-            payloadEntry = -1
+            payload?.lastEnd = String(rest)
+            PayloadEntry.replace(with: [])
             log.info("\(Logfmt.line("payload ended", [("jail", jailName), ("how", String(rest))]))")
             if rest == "reboot" && !stopping {
                 setPayloadPhase(.starting)
@@ -148,6 +178,7 @@ extension Init {
                 }
             }
         case "error":
+            if payload?.lastError == nil { payload?.lastError = String(rest) }
             log.error("payload: \(rest)")
         default:
             log.warning("payload: unknown event '\(line)'")

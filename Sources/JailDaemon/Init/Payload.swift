@@ -31,7 +31,10 @@ import Glibc
 ///   read-only, the boot id over /proc/sys/kernel/random/boot_id, takes /dev/console, and
 ///   execs PATH with `container=jail` and `NOTIFY_SOCKET=/run/host/notify`.
 ///
-/// Events to init are lines on a pipe: `started PID`, `ready`, `ended poweroff|reboot|STATUS`.
+/// Events to init are lines on a seqpacket socket: `started PID` (with the payload's user,
+/// mount, PID, UTS, IPC and cgroup namespaces as descriptors, which the session helpers join:
+/// a pidfd would not do, setns on one needs ptrace access, which the Landlock domains of the
+/// jail and the payload deny each other), `ready`, `ended poweroff|reboot|STATUS`.
 /// Commands from init are bytes on another: `h` halt (SIGRTMIN+3 to systemd, SIGTERM to another
 /// init), `k` kill. init cannot signal the payload itself: its Landlock domain's signal scope
 /// keeps its signals inside its own domain, and the payload is outside it.
@@ -67,27 +70,41 @@ enum PayloadKeeper {
     /// only; the network ones reach nothing of the host's network, owned by the host's.
     static let capabilities: [Int] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 18, 19, 21, 22, 23, 24, 26, 27, 28, 29, 30, 31]
 
+    static var capabilityMask: UInt64 { capabilities.reduce(UInt64(0)) { $0 | (1 << UInt64($1)) } }
+
     /// Forks the keeper. Runs in init, before it hardens itself.
     static func start(_ configuration: JailConfiguration, account: Account, programCgroups: [Int32],
                       payloadCgroup: Int32?) throws(JailError) -> Started {
         guard let command = configuration.payload else { throw .startFailed("no --init command") }
-        let events = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
-        let commands = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
+        // Events are datagrams (one line each) on a seqpacket pair: `started` carries the
+        // payload's namespaces as descriptors.
+        var events: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue | SOCK_CLOEXEC.rawValue), 0, &events) == 0 else {
+            throw .system(.last("socketpair (the payload's events)"))
+        }
+        let commands: Pipe
+        do { commands = try Pipe.make() } catch {
+            close(events[0])
+            close(events[1])
+            throw .system(error)
+        }
         let pid = fork()
         if pid == 0 {
+            close(events[0])
             let setup = Setup(command: command, programCgroups: programCgroups, payloadCgroup: payloadCgroup,
                               uid: account.uid, gid: account.gid, hostname: configuration.hostname,
-                              allowAio: configuration.allowAio, events: events.write.rawValue, commands: commands.read.rawValue)
+                              allowAio: configuration.allowAio, events: events[1], commands: commands.read.rawValue)
             run(setup)
         }
-        events.write.closeQuietly()
+        close(events[1])
         commands.read.closeQuietly()
         if pid < 0 {
-            events.read.closeQuietly()
+            close(events[0])
             commands.write.closeQuietly()
             throw .system(.last("fork (the payload's keeper)"))
         }
-        return Started(pid: pid, events: events.read, commands: commands.write)
+        _ = cj_set_nonblocking(events[0], 1)
+        return Started(pid: pid, events: FileDescriptor(rawValue: events[0]), commands: commands.write)
     }
 
     /// The keeper's life: the payload's profile, then boot after boot until one ends without
@@ -97,8 +114,7 @@ enum PayloadKeeper {
         let keep = [setup.events, setup.commands] + setup.programCgroups + (setup.payloadCgroup.map { [$0] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         _ = cj_set_dumpable(0)
-        let keptMask = capabilities.reduce(UInt64(0)) { $0 | (1 << UInt64($1)) }
-        if cj_drop_bounding_set(keptMask) != 0 { fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))") }
+        if cj_drop_bounding_set(capabilityMask) != 0 { fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))") }
         if cj_install_payload_seccomp(setup.allowAio ? 1 : 0) != 0 { fail(setup, "seccomp: \(Errno(rawValue: errno))") }
         // The scopes without file-system rules: mounts stay possible, the host's abstract unix
         // sockets and processes outside the payload do not (docs/security.md).
@@ -144,15 +160,18 @@ enum PayloadKeeper {
         _ = write(sync, &answer, 1)
     }
 
-    /// The jail's ids as themselves: 0–65535, and the user's own id when it lies above.
+    /// The jail's ids as themselves, extent by extent as the jail's own map has them
+    /// (UserRange.mapLines): the kernel maps each extent of a child's map into one extent of
+    /// its parent's, so "0 0 65535" across the user's own id is refused (EPERM).
     static func mirrorMap(keeping id: UInt32) -> String {
-        let count = UserRange.mappedCount
-        return "0 0 \(count)\n" + (id >= count ? "\(id) \(id) 1\n" : "")
+        UserRange.mapLines(keeping: id, start: 0)
     }
 
-    static func report(_ events: Int32, _ line: String) {
+    static func report(_ events: Int32, _ line: String, passing fds: [Int32] = []) {
         let bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { write(events, $0.baseAddress, $0.count) }
+        _ = bytes.withUnsafeBytes { buffer in
+            fds.withUnsafeBufferPointer { cj_send_with_fds(events, buffer.baseAddress, buffer.count, $0.baseAddress, Int32($0.count)) }
+        }
     }
 
     static func fail(_ setup: Setup, _ reason: String) -> Never {

@@ -27,6 +27,10 @@ enum PayloadBoot {
             PayloadKeeper.fail(setup, "\(error)")
         }
         close(keeper)
+        // A new user namespace came with a full bounding set: the payload's is set again here.
+        if cj_drop_bounding_set(PayloadKeeper.capabilityMask) != 0 {
+            PayloadKeeper.fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))")
+        }
         let payload = fork()
         if payload == 0 {
             close(prepared.notify)
@@ -34,7 +38,10 @@ enum PayloadBoot {
             execPayload(setup)
         }
         if payload < 0 { PayloadKeeper.fail(setup, "fork (the payload): \(Errno(rawValue: errno))") }
-        PayloadKeeper.report(setup.events, "started \(payload)")
+        // Ours, not the payload's: its namespaces are ours but the PID one, our children's.
+        let namespaces = PayloadEntry.files.map { open("/proc/self/ns/\($0)", O_RDONLY | O_CLOEXEC) }
+        PayloadKeeper.report(setup.events, "started \(payload)", passing: namespaces.filter { $0 >= 0 })
+        for fd in namespaces where fd >= 0 { close(fd) }
         var watch = PayloadWatch(setup: setup, payload: payload, console: prepared.console, notify: prepared.notify)
         _exit(watch.run())
     }
@@ -92,11 +99,16 @@ enum PayloadBoot {
     /// mount, UTS, IPC, cgroup and PID namespaces, owned by it, and its cgroup2.
     static func enterOwnNamespaces(_ setup: PayloadKeeper.Setup, keeper: Int32) throws(SystemError) {
         try syscall("unshare(CLONE_NEWUSER)") { cj_unshare(CLONE_NEWUSER) }
+        // A non-dumpable process's /proc files belong to host root, so the keeper could not
+        // open our uid_map: dumpable while it writes. Safe for that moment: no jail program
+        // may ptrace us (its capabilities are no superset of ours, and its Landlock domain
+        // keeps ptrace inside the jail's).
+        _ = cj_set_dumpable(1)
         var byte = UInt8(ascii: "u")
         _ = write(keeper, &byte, 1)
-        guard read(keeper, &byte, 1) == 1, byte == UInt8(ascii: "m") else {
-            throw SystemError("the payload's user namespace has no maps", errno: .permissionDenied)
-        }
+        let mapped = read(keeper, &byte, 1) == 1 && byte == UInt8(ascii: "m")
+        _ = cj_set_dumpable(0)
+        guard mapped else { throw SystemError("the payload's user namespace has no maps", errno: .permissionDenied) }
         try syscall("unshare(payload namespaces)") { cj_unshare(namespaceFlags) }
         if let hostname = setup.hostname {
             try syscall("sethostname") { sethostname(hostname, hostname.utf8.count) }
