@@ -174,6 +174,7 @@ extension Init {
                     // `systemctl poweroff` inside (or the payload's end): the jail stops, and
                     // jaild exits 0.
                     log.info("the payload powered off: stopping the jail")
+                    exitCode = Self.payloadPoweredOff
                     beginStop()
                 }
             }

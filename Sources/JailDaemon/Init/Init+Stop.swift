@@ -52,7 +52,7 @@ extension Init {
         serviceRelayStop?.closeQuietly()
         serviceRelayStop = nil
         reapAll()
-        if !hasChildren() { _exit(0) }
+        if !hasChildren() { _exit(exitCode) }
     }
 
     /// The stop deadline passed: rc-stop took too long, or processes outlived SIGTERM.
@@ -136,7 +136,7 @@ extension Init {
         for pid in jailProcesses() where pid != 1 && !helpers.contains(pid) { kill(pid, SIGKILL) }
         for pid in helpers { kill(pid, SIGCONT) }
         reapAll()
-        if !hasChildren() { _exit(0) }
+        if !hasChildren() { _exit(exitCode) }
     }
 
     static let helperGraceMilliseconds: Int64 = 2000
@@ -150,6 +150,6 @@ extension Init {
     func killEverythingAndExit() -> Never {
         kill(-1, SIGKILL)
         while wait(nil) > 0 || errno == EINTR {}
-        _exit(0)
+        _exit(exitCode)
     }
 }

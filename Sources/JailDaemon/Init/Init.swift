@@ -95,6 +95,11 @@ struct Init {
     var payloadHalting = false
     /// The stop went on past the payload's halt (rc-stop, TERM): once only.
     var stopContinued = false
+    /// init's exit status at the end of the stop: 0, or `payloadPoweredOff` when the stop
+    /// was the payload's own (`systemctl poweroff` inside), which the supervisor takes for a
+    /// stop asked for (it exits 0).
+    var exitCode: Int32 = 0
+    static let payloadPoweredOff: Int32 = 3
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -405,7 +410,7 @@ struct Init {
             switch received.signal {
             case SIGCHLD:
                 reapAll()
-                if stopping && !hasChildren() { _exit(0) }
+                if stopping && !hasChildren() { _exit(exitCode) }
             default:
                 // Only the host may stop the jail, and only with kill(2) (jaild, kill, systemd):
                 // a sender outside the jail's PID namespace shows as pid 0, but so does a signal
