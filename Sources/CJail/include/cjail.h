@@ -97,7 +97,7 @@ int cj_landlock_scope(void);
  * same domain carries the scopes of cj_landlock_scope. */
 int cj_landlock_restrict_beneath(int root_fd, int abi);
 
-/* ---- the payload of --init (payload.c) -------------------------------------------------- */
+/* ---- the payload of --init (payload.c; its seccomp filter in harden.c) ----------------- */
 
 /* unshare(2) and setns(2), which Glibc's Swift module does not export. */
 int cj_unshare(int flags);
