@@ -261,3 +261,12 @@ def test_no_userns_init_is_refused_in_one_line(tmp_path):
                          capture_output=True, text=True, timeout=10)
     assert out.returncode != 0
     assert len(out.stderr.strip().splitlines()) == 1 and "user namespace" in out.stderr, out.stderr
+
+
+def test_an_init_that_ends_before_it_is_ready_fails_the_start_and_leaves_nothing(rootfs_a):
+    out = subprocess.run([JAILD, "-u", str(UID_A), "-r", str(rootfs_a), "--init", "/bin/false", "--init-timeout", "10"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert len(out.stderr.strip().splitlines()) == 1 and "ended before it was ready" in out.stderr, out.stderr
+    assert not os.path.exists(f"/run/jail/jaild-{UID_A}-{UID_A}.sock")
+    assert not os.path.exists(f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}")

@@ -219,7 +219,10 @@ extension Init {
         guard let state = payload else { return }
         log.warning("the payload did not halt within \(configuration.stopTimeout) s: killing it")
         var kill = UInt8(ascii: "k")
-        _ = write(state.commands.rawValue, &kill, 1)
+        if write(state.commands.rawValue, &kill, 1) != 1 {
+            // The boot is gone already (its pipe closed): its PID namespace ended with it.
+            log.warning("the payload's boot did not take the kill: \(Errno(rawValue: errno))")
+        }
         payloadHalting = false
         continueStopAfterPayload()
     }

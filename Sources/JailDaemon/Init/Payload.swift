@@ -103,7 +103,14 @@ enum PayloadKeeper {
             commands.write.closeQuietly()
             throw .system(.last("fork (the payload's keeper)"))
         }
-        _ = cj_set_nonblocking(events[0], 1)
+        if cj_set_nonblocking(events[0], 1) != 0 {
+            // A blocking read would stop init's loop: the keeper goes, the start fails.
+            let error = SystemError.last("fcntl(O_NONBLOCK) (the payload's events)")
+            kill(pid, SIGKILL)
+            close(events[0])
+            commands.write.closeQuietly()
+            throw .system(error)
+        }
         return Started(pid: pid, events: FileDescriptor(rawValue: events[0]), commands: commands.write)
     }
 
@@ -113,7 +120,8 @@ enum PayloadKeeper {
         cj_set_proctitle("jaild: payload")
         let keep = [setup.events, setup.commands] + setup.programCgroups + (setup.payloadCgroup.map { [$0] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
-        _ = cj_set_dumpable(0)
+        // Root inside must not ptrace the keeper or read its memory (it holds the capabilities).
+        if cj_set_dumpable(0) != 0 { fail(setup, "prctl(PR_SET_DUMPABLE): \(Errno(rawValue: errno))") }
         if cj_drop_bounding_set(capabilityMask) != 0 { fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))") }
         if cj_install_payload_seccomp(setup.allowAio ? 1 : 0) != 0 { fail(setup, "seccomp: \(Errno(rawValue: errno))") }
         // The scopes without file-system rules: mounts stay possible, the host's abstract unix

@@ -67,7 +67,8 @@ enum PayloadBoot {
         let notify = try syscall("bind", path: notifyPath) { cj_unix_dgram_bind(notifyPath) }
         var slave = [CChar](repeating: 0, count: 128)
         let console = try syscall("open(/dev/ptmx)") { cj_open_pty_master(&slave, slave.count) }
-        _ = cj_set_nonblocking(console, 1)
+        // The relay drains it in a loop until EAGAIN: blocking, it would stop the boot's loop.
+        try syscall("fcntl(O_NONBLOCK)", path: "/dev/ptmx") { cj_set_nonblocking(console, 1) }
         let target = open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if target < 0 { throw .last("create", path: "/dev/console") }
         close(target)
@@ -103,11 +104,11 @@ enum PayloadBoot {
         // open our uid_map: dumpable while it writes. Safe for that moment: no jail program
         // may ptrace us (its capabilities are no superset of ours, and its Landlock domain
         // keeps ptrace inside the jail's).
-        _ = cj_set_dumpable(1)
+        if cj_set_dumpable(1) != 0 { throw .last("prctl(PR_SET_DUMPABLE, 1)") }
         var byte = UInt8(ascii: "u")
         _ = write(keeper, &byte, 1)
         let mapped = read(keeper, &byte, 1) == 1 && byte == UInt8(ascii: "m")
-        _ = cj_set_dumpable(0)
+        if cj_set_dumpable(0) != 0 { throw .last("prctl(PR_SET_DUMPABLE, 0)") }
         guard mapped else { throw SystemError("the payload's user namespace has no maps", errno: .permissionDenied) }
         try syscall("unshare(payload namespaces)") { cj_unshare(namespaceFlags) }
         if let hostname = setup.hostname {
