@@ -28,6 +28,9 @@ struct PayloadState {
     var lastError: String?
     /// How the last boot ended (`ended …`), for the same.
     var lastEnd: String?
+    /// The start waits for READY=1 (awaitPayloadReady): an end now fails the start instead
+    /// of stopping a running jail.
+    var awaitingReady = false
     /// The sealed memfd `jail-payload` with the phase, for `jaild list` (-1: none yet).
     var record: Int32 = -1
 }
@@ -83,6 +86,8 @@ extension Init {
     /// `--init-required` a payload not ready fails the start.
     mutating func awaitPayloadReady() throws(JailError) {
         guard payload != nil else { return }
+        payload?.awaitingReady = true
+        defer { payload?.awaitingReady = false }
         let started = monotonicMilliseconds()
         let deadline = started + Int64(configuration.payloadTimeout) * 1000
         while payload?.phase == .starting {
@@ -104,7 +109,7 @@ extension Init {
             while let child = reapChild() {
                 if child.pid == payload?.keeper { payload?.keeperGone = true }
             }
-            if payload?.keeperGone == true && payload?.phase == .starting {
+            if payload?.phase == .stopped || (payload?.keeperGone == true && payload?.phase == .starting) {
                 readPayloadEvents()
                 let reason = payload?.lastError ?? payload?.lastEnd.map { "it ended: \($0)" } ?? "see the log"
                 throw .startFailed("the payload (--init \(configuration.payload?.joined(separator: " ") ?? "")) ended before it was ready: \(reason)")
@@ -166,6 +171,8 @@ extension Init {
             log.info("\(Logfmt.line("payload ended", [("jail", jailName), ("how", String(rest))]))")
             if rest == "reboot" && !stopping {
                 setPayloadPhase(.starting)
+            } else if payload?.awaitingReady == true {
+                setPayloadPhase(.stopped)  // the start fails (awaitPayloadReady)
             } else {
                 setPayloadPhase(.stopped)
                 if stopping {
@@ -173,8 +180,12 @@ extension Init {
                 } else {
                     // `systemctl poweroff` inside (or the payload's end): the jail stops, and
                     // jaild exits 0.
-                    log.info("the payload powered off: stopping the jail")
-                    exitCode = Self.payloadPoweredOff
+                    if rest == "poweroff" {
+                        log.info("the payload powered off: stopping the jail")
+                        exitCode = Self.payloadPoweredOff
+                    } else {
+                        log.error("the payload ended (\(rest)): stopping the jail")
+                    }
                     beginStop()
                 }
             }
