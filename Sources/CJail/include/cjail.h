@@ -229,6 +229,12 @@ struct cj_port_range {
 int cj_owned_ports_open(int create);
 /* Makes the map hold exactly these keys (protocol << 16 | port) with these owners (cgroup ids). */
 int cj_owned_ports_sync(int map, const uint32_t *keys, const uint64_t *owners, int n);
+/* The map by its id (kept by jaild in /run/jail/ports/map-id), checked to be the map; -1 with
+ * ENOENT when it is gone or another map has the id. cj_bpf_map_id: the map's id, 0 if none. */
+int cj_owned_ports_by_id(uint32_t id);
+uint32_t cj_bpf_map_id(int fd);
+/* One jail's keys added where free (holders[i]: who holds keys[i] afterwards). */
+int cj_owned_ports_add(int map, const uint32_t *keys, int n, uint64_t owner, uint64_t *holders);
 /* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6) and,
  * with `bind_filter`, the bind filter for these ranges. *failed_step: 1 opening the cgroup,
  * 2 loading, 3 attaching. */

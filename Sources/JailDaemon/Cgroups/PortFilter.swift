@@ -9,9 +9,13 @@ import Glibc
 /// Puts port ownership into force (ports.c): every jail's cgroup gets the post-bind check
 /// against the owned-ports map shared by all jails, so no jail — with or without `--ports` —
 /// ends up bound to a port another jail owns, whatever route it took (bind(0),
-/// IP_LOCAL_PORT_RANGE, retries); a `--ports` jail also gets the bind filter. The map is derived
-/// from one record per `--ports` jail, /run/jail/ports/CGROUP-ID, rebuilt under a lock at each
-/// start and stop, so entries of a jail that died without stopping go with the next start.
+/// IP_LOCAL_PORT_RANGE, retries); a `--ports` jail also gets the bind filter. The map holds what
+/// the records say, one per `--ports` jail, /run/jail/ports/CGROUP-ID, changed under a lock.
+/// A start touches only its own entries: it finds the map by the id in /run/jail/ports/map-id
+/// and adds its ports where free, so a start costs the same with 10 jails or 10,000. The whole
+/// map is rebuilt from every record only when that cannot decide: a new map, a port another
+/// jail holds (shared, or the entry of a jail that died without stopping, which goes then),
+/// and the stop of a `--ports` jail (a shared port passes to the next jail that lists it).
 /// Without cgroup v2 or cgroup-BPF a `--ports` jail does not start: a jail that silently
 /// allows every port would be worse than none.
 public enum PortFilter {
@@ -41,10 +45,13 @@ public enum PortFilter {
             throw .failed("--ports: cannot open cgroup \(directory)", .last("open", path: directory))
         }
         if let ports { try writeRecord(ports, owner: owner) }
-        let map = cj_owned_ports_open(1)
-        if map < 0 { throw .failed("--ports: this kernel refused the owned-ports map (BPF)", .last("bpf(BPF_MAP_CREATE)")) }
+        guard let (map, isNew) = try openMap(create: true) else { return }  // not reached: create makes one
         defer { close(map) }
-        try sync(map: map, jailRoot: parent(of: directory))
+        if isNew {
+            try sync(map: map, jailRoot: parent(of: directory))
+        } else if let ports {
+            try claim(ports, owner: owner, map: map, jailRoot: parent(of: directory))
+        }
         let ranges = (ports?.ranges ?? []).map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
         var step: Int32 = 0
         let rc = ranges.withUnsafeBufferPointer {
@@ -77,15 +84,76 @@ public enum PortFilter {
             return false
         }
         defer { lock.release() }
-        if let owner = cgroupID(unified) { unlink("\(recordDirectory)/\(owner)") }
-        // The map lives as long as some jail's program uses it: none left, no map to clean.
-        let map = cj_owned_ports_open(0)
-        defer { if map >= 0 { close(map) } }
-        do throws(JailError) { try sync(map: map, jailRoot: parent(of: unified), excluding: unified) } catch {
+        // A jail without a record (no --ports) has nothing in the map or the reserved list.
+        guard let owner = cgroupID(unified), unlink("\(recordDirectory)/\(owner)") == 0 else { return true }
+        do throws(JailError) {
+            // The map lives as long as some jail's program uses it: none left, no map to clean.
+            let map = try openMap(create: false)?.fd
+            defer { if let map { close(map) } }
+            try sync(map: map ?? -1, jailRoot: parent(of: unified), excluding: unified)
+        } catch {
             log.error("cannot give back the jail's ports: \(error)")
             return false
         }
         return true
+    }
+
+    static let mapIDPath = "/run/jail/ports/map-id"
+
+    /// The owned-ports map: by the id jaild recorded (no walk over the host's BPF maps, which
+    /// every jail's network counters add to), else found by name (a map made before the id
+    /// file) or, with `create`, made; `isNew` when it was made here; nil when there is none and
+    /// `create` is false. The id is recorded again whenever it changed. Called under the lock.
+    private static func openMap(create: Bool) throws(JailError) -> (fd: Int32, isNew: Bool)? {
+        let recorded = (try? readText(mapIDPath)).flatMap { UInt32($0.split(separator: "\n").first ?? "") } ?? 0
+        let byID = cj_owned_ports_by_id(recorded)
+        if byID >= 0 { return (byID, false) }
+        var isNew = false
+        var fd = cj_owned_ports_open(0)
+        if fd < 0 && errno == ENOENT && create {
+            fd = cj_owned_ports_open(1)
+            isNew = true
+        }
+        if fd < 0 {
+            if errno == ENOENT && !create { return nil }
+            throw .failed("--ports: this kernel refused the owned-ports map (BPF)", .last("bpf(BPF_MAP_CREATE)"))
+        }
+        let id = cj_bpf_map_id(fd)
+        if id != recorded && id != 0 {
+            do throws(JailError) { try writeMapID(id) } catch {
+                close(fd)
+                throw error
+            }
+        }
+        return (fd, isNew)
+    }
+
+    /// /run/jail/ports/map-id, replaced by rename (a reader sees the old id or the new).
+    private static func writeMapID(_ id: UInt32) throws(JailError) {
+        try makeRecordDirectory()
+        let temporary = mapIDPath + ".new"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 { throw .system(.last("open", path: temporary)) }
+        let text = Array("\(id)\n".utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let failure: SystemError? = written == text.count ? nil : .last("write", path: temporary)
+        close(fd)
+        if let failure { throw .system(failure) }
+        if rename(temporary, mapIDPath) < 0 { throw .system(.last("rename", path: mapIDPath)) }
+    }
+
+    /// A start's own ports into the map where nobody holds them, and into the reserved list.
+    /// A port that another jail holds (a shared port, or the entry of a jail that died without
+    /// stopping) is left to the full rebuild, which decides from every record.
+    private static func claim(_ ports: PortSet, owner: UInt64, map: Int32, jailRoot: String) throws(JailError) {
+        let (keys, _) = OwnedPorts.entries([(owner, ports)])
+        var holders = [UInt64](repeating: 0, count: keys.count)
+        let rc = keys.withUnsafeBufferPointer { k in
+            holders.withUnsafeMutableBufferPointer { h in cj_owned_ports_add(map, k.baseAddress, Int32(k.count), owner, h.baseAddress) }
+        }
+        if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
+        if holders.contains(where: { $0 != owner }) { return try sync(map: map, jailRoot: jailRoot) }
+        try ReservedPorts.include(Set(keys.map { UInt16(truncatingIfNeeded: $0) }))
     }
 
     /// The map (if there is one) gets exactly the ports of the records whose jail's cgroup still
@@ -116,10 +184,14 @@ public enum PortFilter {
         if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
     }
 
-    private static func writeRecord(_ ports: PortSet, owner: UInt64) throws(JailError) {
+    private static func makeRecordDirectory() throws(JailError) {
         for directory in ["/run/jail", recordDirectory] where mkdir(directory, directory == recordDirectory ? 0o700 : 0o755) < 0 && errno != EEXIST {
             throw .system(.last("mkdir", path: directory))
         }
+    }
+
+    private static func writeRecord(_ ports: PortSet, owner: UInt64) throws(JailError) {
+        try makeRecordDirectory()
         let path = "\(recordDirectory)/\(owner)"
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 { throw .system(.last("open", path: path)) }
