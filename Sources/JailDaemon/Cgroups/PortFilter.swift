@@ -18,37 +18,43 @@ public enum PortFilter {
     static let recordDirectory = "/run/jail/ports"
     static let lockPath = "/run/jail/ports.lock"
 
-    static func attach(_ ports: PortSet?, to cgroups: JailCgroups?) throws(JailError) {
+    static func attach(_ configuration: JailConfiguration, jail name: String, socket: String,
+                       to cgroups: JailCgroups?) throws(JailError) {
+        let ports = configuration.ports
+        let loopback = try JailAddresses.loopback(for: configuration, name: name, socket: socket)
+        let addresses = Ownership(ports: ports, addresses: configuration.addresses, loopback: loopback)
         guard let directory = cgroups?.unifiedDirectory else {
-            guard ports == nil else {
-                throw .startFailed("--ports needs cgroup v2, which is not mounted on this host (mount -t cgroup2 none /sys/fs/cgroup)")
+            guard ports == nil && !addresses.hasAddresses else {
+                throw .startFailed("--ports, --address and --loopback need cgroup v2, which is not mounted on this host (mount -t cgroup2 none /sys/fs/cgroup)")
             }
             return  // no cgroup v2: no jail here can own a port either
         }
         do throws(JailError) {
-            try attachLocked(ports, directory: directory)
+            try attachLocked(addresses, plan: JailAddresses.plan(configuration, loopback: loopback), directory: directory)
         } catch {
-            guard ports == nil else { throw error }
+            guard ports == nil && !addresses.hasAddresses else { throw error }
             // No --ports jail can start where the kernel refuses these programs: nothing to guard.
             log.warning("cannot guard other jails' ports: \(error)")
         }
     }
 
-    private static func attachLocked(_ ports: PortSet?, directory: String) throws(JailError) {
+    private static func attachLocked(_ ownership: Ownership, plan: cj_address_plan, directory: String) throws(JailError) {
         let lock = try Lock.acquire()
         defer { lock.release() }
         guard let owner = cgroupID(directory) else {
             throw .startFailed("--ports: cannot open cgroup \(directory): \(String(cString: strerror(errno)))")
         }
-        if let ports { try writeRecord(ports, owner: owner) }
+        if ownership.ports != nil || ownership.hasAddresses { try writeRecord(ownership, owner: owner) }
         let map = cj_owned_ports_open(1)
         if map < 0 { throw .startFailed("--ports: this kernel refused the owned-ports map (BPF): \(String(cString: strerror(errno)))") }
         defer { close(map) }
         try sync(map: map, jailRoot: parent(of: directory))
+        let ports = ownership.ports
         let ranges = (ports?.ranges ?? []).map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
         var step: Int32 = 0
+        var plan = plan
         let rc = ranges.withUnsafeBufferPointer {
-            cj_ports_attach(directory, map, $0.baseAddress, Int32($0.count), ports == nil ? 0 : 1, &step)
+            cj_ports_attach(directory, map, $0.baseAddress, Int32($0.count), ports == nil ? 0 : 1, &plan, &step)
         }
         guard rc == 0 else {
             let reason = String(cString: strerror(errno))
@@ -87,27 +93,28 @@ public enum PortFilter {
         for name in listDirectory(jailRoot) where "\(jailRoot)/\(name)" != excluding {
             if let id = cgroupID("\(jailRoot)/\(name)") { live.insert(id) }
         }
-        var records: [(owner: UInt64, ports: PortSet)] = []
+        var records: [(owner: UInt64, ownership: Ownership)] = []
         for name in listDirectory(recordDirectory) {
             guard let owner = UInt64(name) else { continue }
             let path = "\(recordDirectory)/\(name)"
             guard live.contains(owner), let text = try? readFile(path),
-                  let ports = try? PortSet.parse(String(decoding: text, as: UTF8.self)) else {
+                  let ownership = Ownership.parse(String(decoding: text, as: UTF8.self)) else {
                 unlink(path)
                 continue
             }
-            records.append((owner, ports))
+            records.append((owner, ownership))
         }
         let (keys, owners) = OwnedPorts.entries(records.sorted { $0.owner < $1.owner })
-        ReservedPorts.update(owned: Set(keys.map { UInt16(truncatingIfNeeded: $0) }))
+        ReservedPorts.update(owned: Set(keys.filter { $0.port & 0xffff != 0 }.map { UInt16(truncatingIfNeeded: $0.port) }))
         guard map >= 0 else { return }
-        let rc = keys.withUnsafeBufferPointer { k in
+        let entries = keys.map(\.entry)
+        let rc = entries.withUnsafeBufferPointer { k in
             owners.withUnsafeBufferPointer { o in cj_owned_ports_sync(map, k.baseAddress, o.baseAddress, Int32(k.count)) }
         }
         if rc != 0 { throw .startFailed("--ports: cannot update the owned-ports map: \(String(cString: strerror(errno)))") }
     }
 
-    private static func writeRecord(_ ports: PortSet, owner: UInt64) throws(JailError) {
+    private static func writeRecord(_ ownership: Ownership, owner: UInt64) throws(JailError) {
         for directory in ["/run/jail", recordDirectory] where mkdir(directory, directory == recordDirectory ? 0o700 : 0o755) < 0 && errno != EEXIST {
             throw .system(.last("mkdir", path: directory))
         }
@@ -115,7 +122,7 @@ public enum PortFilter {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 { throw .system(.last("open", path: path)) }
         defer { close(fd) }
-        let text = Array(ports.description.utf8)
+        let text = Array(ownership.description.utf8)
         let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if written != text.count { throw .system(.last("write", path: path)) }
     }
@@ -148,40 +155,115 @@ public enum PortFilter {
     }
 
     /// Other running jails whose ports overlap: a warning each, or an error when exclusive.
+    /// Two jails' ports overlap only where their addresses can meet: both with `--address`
+    /// and no address in common, they do not; a jail without one owns its ports everywhere.
+    /// The addresses themselves are checked first (JailAddresses.check).
     public static func checkOverlap(_ configuration: JailConfiguration, ownSocket: String) throws(JailError) {
+        try JailAddresses.check(configuration, ownSocket: ownSocket)
         guard let ports = configuration.ports else { return }
+        let mine = Set(configuration.addresses.map(\.description))
         for (state, alive) in JailState.all() where alive && state.socket != ownSocket && !state.ports.isEmpty {
             guard let theirs = try? PortSet.parse(state.ports) else { continue }
+            if !mine.isEmpty && !state.addresses.isEmpty && mine.isDisjoint(with: state.addresses) { continue }
             let shared = ports.overlap(with: theirs)
             guard !shared.isEmpty else { continue }
             let text = PortSet(ranges: shared).description
+            // Said when only one of the two has an address: why they meet at all.
+            let everywhere = mine.isEmpty != state.addresses.isEmpty ? " (a jail without --address owns its ports on every address)" : ""
             if configuration.portsExclusive {
-                throw .startFailed("ports \(text) belong to the jail on \(state.socket) (--ports-exclusive)")
+                throw .startFailed("ports \(text) belong to the jail on \(state.socket) (--ports-exclusive)\(everywhere)")
             }
-            JailLogHandler.emitToTerminal("warning: ports \(text) are also the ports of the jail on \(state.socket)")
+            JailLogHandler.emitToTerminal("warning: ports \(text) are also the ports of the jail on \(state.socket)\(everywhere)")
         }
     }
 }
 
-/// The owned-ports map's content: key protocol << 16 | port, value the owner's cgroup id.
+/// What one jail owns (its record, /run/jail/ports/CGROUP-ID): its `--ports` on its
+/// addresses (none: every address) and its loopback address whole. The record's first line is
+/// the ports as before addresses, then `address A` and `loopback L` lines.
+public struct Ownership: Equatable, Sendable, CustomStringConvertible {
+    public var ports: PortSet?
+    public var addresses: [HostAddress] = []
+    public var loopback: HostAddress?
+
+    public init(ports: PortSet?, addresses: [HostAddress] = [], loopback: HostAddress? = nil) {
+        self.ports = ports
+        self.addresses = addresses
+        self.loopback = loopback
+    }
+
+    var hasAddresses: Bool { !addresses.isEmpty || loopback != nil }
+
+    public var description: String {
+        ([ports?.description ?? ""] + addresses.map { "address \($0)" } + (loopback.map { ["loopback \($0)"] } ?? []))
+            .joined(separator: "\n") + "\n"
+    }
+
+    public static func parse(_ text: String) -> Ownership? {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let first = lines.isEmpty ? "" : lines.removeFirst()
+        var ownership = Ownership(ports: nil)
+        if !first.isEmpty {
+            guard let ports = try? PortSet.parse(first) else { return nil }
+            ownership.ports = ports
+        }
+        for line in lines where !line.isEmpty {
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let address = HostAddress.parse(String(parts[1])) else { return nil }
+            switch parts[0] {
+            case "address": ownership.addresses.append(address)
+            case "loopback": ownership.loopback = address
+            default: return nil
+            }
+        }
+        return ownership
+    }
+}
+
+/// The owned-ports map's content: keys (protocol << 16 | port, address), value the owner's
+/// cgroup id. A port owned on every address has the all-zeros address; one owned on an
+/// address has that address (IPv4 as ::ffff:a.b.c.d) and also the all-ones key, which a
+/// wildcard bind looks up ("some jail owns it somewhere"); a loopback address is owned whole,
+/// port 0.
 public enum OwnedPorts {
+    public struct Key: Hashable, Sendable {
+        public let port: UInt32
+        public let address: [UInt8]
+
+        static let everywhere: [UInt8] = Array(repeating: 0, count: 16)
+        static let somewhere: [UInt8] = Array(repeating: 0xff, count: 16)
+
+        var entry: cj_owned_key {
+            var key = cj_owned_key()
+            key.port = port
+            withUnsafeMutableBytes(of: &key.address) { $0.copyBytes(from: address) }
+            return key
+        }
+    }
+
     public static func key(protocol number: Int32, port: UInt16) -> UInt32 { UInt32(number) << 16 | UInt32(port) }
 
-    /// Every port of every record once; a port that several records list belongs to the first.
-    public static func entries(_ records: [(owner: UInt64, ports: PortSet)]) -> (keys: [UInt32], owners: [UInt64]) {
-        var seen: Set<UInt32> = []
-        var keys: [UInt32] = []
+    /// Every key of every record once; a key that several records have belongs to the first.
+    public static func entries(_ records: [(owner: UInt64, ownership: Ownership)]) -> (keys: [Key], owners: [UInt64]) {
+        var seen: Set<Key> = []
+        var keys: [Key] = []
         var owners: [UInt64] = []
-        for record in records {
-            for range in record.ports.ranges {
+        func add(_ key: Key, _ owner: UInt64) {
+            if seen.insert(key).inserted {
+                keys.append(key)
+                owners.append(owner)
+            }
+        }
+        for (owner, ownership) in records {
+            let addresses = ownership.addresses.isEmpty ? [Key.everywhere] : ownership.addresses.map(\.mapped)
+            for range in ownership.ports?.ranges ?? [] {
                 for port in range.low...range.high {
-                    let key = key(protocol: range.protocolNumber, port: port)
-                    if seen.insert(key).inserted {
-                        keys.append(key)
-                        owners.append(record.owner)
-                    }
+                    let number = key(protocol: range.protocolNumber, port: port)
+                    for address in addresses { add(Key(port: number, address: address), owner) }
+                    if !ownership.addresses.isEmpty { add(Key(port: number, address: Key.somewhere), owner) }
                 }
             }
+            if let loopback = ownership.loopback { add(Key(port: 0, address: loopback.mapped), owner) }
         }
         return (keys, owners)
     }

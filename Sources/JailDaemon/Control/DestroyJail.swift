@@ -52,6 +52,9 @@ extension Provision {
                 do { try UserRangeStore().release(socket: location.socketPath) } catch {
                     throw ProvisionError("cannot give back the id range of jail \(name): \(error); nothing removed")
                 }
+                do { try LoopbackStore().release(socket: location.socketPath) } catch {
+                    throw ProvisionError("cannot give back the loopback address of jail \(name): \(error); nothing removed")
+                }
             }
         }
         let jailDirectory = paths.jail(name)

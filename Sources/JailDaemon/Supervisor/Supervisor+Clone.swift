@@ -73,7 +73,7 @@ extension Supervisor {
             try? channels.lifeline.write.writeFully(Array("G".utf8))
             if !cgroupsBeforeClone {
                 cgroups = try makeCgroups()
-                try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
+                try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
             }
             try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped)
             try? channels.lifeline.write.writeFully(Array("C".utf8))

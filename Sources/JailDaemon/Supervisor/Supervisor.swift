@@ -178,7 +178,7 @@ public struct Supervisor {
             // before the clone; without, they are made while init mounts its file system.
             if cgroupsBeforeClone {
                 cgroups = try makeCgroups()
-                try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
+                try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
             }
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
@@ -213,6 +213,10 @@ public struct Supervisor {
         state.forwardAgent = configuration.forwardAgent
         state.forwardX11 = configuration.forwardX11
         state.traffic = NetworkCounters.attach(to: cgroups)
+        state.addresses = configuration.addresses.map(\.description)
+        state.addressShared = configuration.addressShared
+        // The loopback address attach chose (the record names it now): no new choice here.
+        state.loopback = (try? JailAddresses.loopback(for: configuration, name: cgroupName, socket: location.socketPath))??.description ?? ""
         state.save(as: cgroupName)
         if let report {
             Readiness.ready("").send(on: report)
