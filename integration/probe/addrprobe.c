@@ -9,7 +9,9 @@
  *                                     print every datagram received until one says "last"
  *                                     (at most MS milliseconds)
  *   ping ADDR                         an ICMP echo ("ping") socket, then a raw socket
- *   option                            setsockopt IP_FREEBIND, IP_TRANSPARENT, IPV6_FREEBIND */
+ *   option                            setsockopt IP_FREEBIND, IP_TRANSPARENT, IPV6_FREEBIND
+ *   bench N                           N TCP connects (with accept and close) to a listener of
+ *                                     its own on the wildcard, then N UDP sendto: ns each */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -177,6 +179,43 @@ int main(int argc, char **argv) {
         int six = socket(AF_INET6, SOCK_STREAM, 0);
         if (setsockopt(six, SOL_IPV6, 78 /* IPV6_FREEBIND */, &one, sizeof one) < 0) fail("freebind6"); else printf("freebind6: ok\n");
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) fail("reuseaddr"); else printf("reuseaddr: ok\n");
+        return 0;
+    }
+    if (strcmp(name, "bench") == 0 && argc == 3) {
+        long n = atol(argv[2]);
+        address("0.0.0.0", 0, &a, &size);
+        int listener = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(listener, (struct sockaddr *)&a, size) < 0 || listen(listener, 64) < 0) return fail(name);
+        struct sockaddr_storage target;
+        socklen_t target_size = sizeof target;
+        getsockname(listener, (struct sockaddr *)&target, &target_size);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (long i = 0; i < n; i++) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct linger reset = {.l_onoff = 1, .l_linger = 0};  /* no TIME_WAIT: the ports stay free */
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+            if (connect(fd, (struct sockaddr *)&target, target_size) < 0) return fail(name);
+            int accepted = accept(listener, NULL, NULL);
+            close(fd);
+            close(accepted);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double tcp = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / n;
+        int udp = socket(AF_INET, SOCK_DGRAM, 0);
+        int sink = socket(AF_INET, SOCK_DGRAM, 0);
+        bind(sink, (struct sockaddr *)&a, size);
+        target_size = sizeof target;
+        getsockname(sink, (struct sockaddr *)&target, &target_size);
+        char data[64];
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (long i = 0; i < n; i++) {
+            if (sendto(udp, "x", 1, 0, (struct sockaddr *)&target, target_size) < 0) return fail(name);
+            recv(sink, data, sizeof data, 0);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double datagram = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / n;
+        printf("%s: ok tcp_connect_ns=%.0f udp_sendto_ns=%.0f target=%s\n", name, tcp, datagram, text_of(&target));
         return 0;
     }
     fprintf(stderr, "usage: addrprobe COMMAND ARGS\n");
