@@ -9,14 +9,16 @@ listeners and clients made by a thread that joined it (setns). The namespace goe
 import ctypes
 import json
 import os
+import secrets
 import shutil
+import smtplib
 import socket
 import subprocess
 import threading
 
 import pytest
 
-from conftest import JAIL, JAILD, UID_A, UID_B, Jail, as_user, build_rootfs, wait_for
+from conftest import JAIL, JAILD, UID_A, UID_B, Jail, as_user, build_rootfs, cached_debian_rootfs, wait_for
 
 A, B, C = "192.0.2.10", "192.0.2.11", "192.0.2.12"
 LO_A, LO_B = "127.0.10.1", "127.0.11.1"
@@ -97,8 +99,8 @@ def root_b(tmp_path_factory, addrprobe):
 class NetnsJail(Jail):
     """A jail whose jaild runs in the test's network namespace (so its processes do too)."""
 
-    def __init__(self, ns, root, uid, args=()):
-        super().__init__(root, uid, args)
+    def __init__(self, ns, root, uid, args=(), prefix=None):
+        super().__init__(root, uid, args, prefix=prefix)
         self.ns = ns
 
     def command(self):
@@ -348,3 +350,62 @@ def test_a_jail_without_an_address_cannot_take_an_address_jails_port(netns, root
             assert probe(plain, "bind", "tcp", A, "2626") == "EPERM"
             assert probe(plain, "bind", "tcp", B, "2626") == f"ok {B}:2626"  # another address: free
             assert probe(plain, "bind", "tcp", LO_A, "2800") == "EPERM"       # A's loopback is A's whole
+
+
+# Debian's daemons as shipped, on the wildcard: sshd's default ListenAddress (0.0.0.0 and ::),
+# exim on 0.0.0.0 port 25; the bind program puts each on the jail's own address.
+DEBIAN_RC = """#!/bin/sh
+set -e
+mkdir -p /run/sshd
+syslogd -O /var/log/messages
+ssh-keygen -A
+/usr/sbin/sshd
+/usr/sbin/exim4 -bd -q30m -oX 0.0.0.0.25
+"""
+
+
+def debian_tenant(base, name):
+    root = base / name
+    subprocess.run(["cp", "-a", str(cached_debian_rootfs()), str(root)], check=True)
+    (root / "etc" / "rc.jail").write_text(DEBIAN_RC)
+    os.chmod(root / "etc" / "rc.jail", 0o755)
+    (root / "etc" / "tenant").write_text(name + "\n")
+    key = base / f"{name}_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ssh_dir = root / "home" / "work" / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    shutil.copy(str(key) + ".pub", ssh_dir / "authorized_keys")
+    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+        os.chown(path, UID_A, UID_A)
+    return root, key
+
+
+def test_two_tenants_each_run_sshd_and_exim_on_their_own_address(netns, tmp_path, leaves_host_as_found):
+    root_1, key_1 = debian_tenant(tmp_path, "tenant-1")
+    root_2, key_2 = debian_tenant(tmp_path, "tenant-2")
+    args = ["--ports", "tcp:22,tcp:25", "--ports-exclusive", "--rc", "/etc/rc.jail", "--rc-required"]
+    with NetnsJail(netns, root_1, UID_A, ["--address", A, "--loopback", LO_A, *args], prefix="/run/jail/addr1"), \
+         NetnsJail(netns, root_2, UID_A, ["--address", B, "--loopback", LO_B, *args], prefix="/run/jail/addr2"):
+        listening = subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "ss", "-Hltn"], capture_output=True,
+                                   text=True, check=True).stdout
+        bound = sorted(line.split()[3] for line in listening.splitlines())
+        for address in (A, B):
+            assert f"{address}:22" in bound and f"{address}:25" in bound, bound
+        for address, key, name, root in ((A, key_1, "tenant-1", root_1), (B, key_2, "tenant-2", root_2)):
+            ssh = subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "ssh", "-i", str(key),
+                                  "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                  "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+                                  f"work@{address}", "cat /etc/tenant; id -u"],
+                                 capture_output=True, text=True, timeout=60)
+            assert ssh.stdout.split() == [name, str(UID_A)], (address, ssh.stdout, ssh.stderr)
+            token = f"mail-for-{name}-" + secrets.token_hex(6)
+
+            def send(address=address, token=token):
+                with smtplib.SMTP(address, 25, timeout=10) as smtp:
+                    return smtp.sendmail("tester@localhost", ["work@localhost"], f"Subject: {token}\n\n{token}\n")
+            assert in_netns(netns, send) == {}
+            mailbox = root / "var" / "mail" / "work"
+            wait_for(lambda: mailbox.exists() and token in mailbox.read_text(errors="replace"), 15,
+                     f"the mail to land in {name}'s mailbox")
+        for root, other in ((root_1, "tenant-2"), (root_2, "tenant-1")):
+            assert f"mail-for-{other}" not in (root / "var" / "mail" / "work").read_text(errors="replace")
