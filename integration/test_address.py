@@ -21,6 +21,7 @@ import pytest
 from conftest import JAIL, JAILD, UID_A, UID_B, Jail, as_user, build_rootfs, cached_debian_rootfs, wait_for
 
 A, B, C = "192.0.2.10", "192.0.2.11", "192.0.2.12"
+A6, C6 = "2001:db8::10", "2001:db8::12"  # IPv6 documentation prefix
 LO_A, LO_B = "127.0.10.1", "127.0.11.1"
 CLONE_NEWNET = 0x40000000
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -37,6 +38,8 @@ def netns():
         ip("link", "add", "pub0", "type", "veth", "peer", "name", "pub1")
         for address in (A, B, C):
             ip("address", "add", f"{address}/24", "dev", "pub0")
+        for address in (A6, C6):
+            ip("address", "add", f"{address}/64", "dev", "pub0", "nodad")  # usable at once
         ip("link", "set", "pub0", "up")
         ip("link", "set", "pub1", "up")
         # Ping sockets for every group, so that only the jail's own program refuses them.
@@ -239,6 +242,39 @@ def test_binds_connects_and_datagrams_keep_the_jails_address(netns, root_a, leav
                 waiting.kill()
                 waiting.wait()
         assert "received last" in out and "to-c" not in out, out
+
+
+def test_an_ipv6_address_and_a_loopback_only_jail(netns, root_a, leaves_host_as_found):
+    with NetnsJail(netns, root_a, UID_A, ["--address", A, "--address", A6, "--loopback", LO_A]) as a:
+        assert probe(a, "bind", "tcp", "::", "2900") == f"ok {A6}:2900"        # the first IPv6 address
+        assert probe(a, "bind", "tcp", "0.0.0.0", "2900") == f"ok {A}:2900"
+        assert probe(a, "bind", "udp", C6, "2900") == "EADDRNOTAVAIL"
+        listener = in_netns(netns, lambda: socket.create_server((C6, 0), family=socket.AF_INET6))
+        try:
+            listener.settimeout(10)
+            thread, peers = accept_one(listener)
+            assert probe(a, "connect", C6, str(listener.getsockname()[1])).startswith("ok")
+            thread.join(15)
+            assert peers == [A6]
+        finally:
+            listener.close()
+        udp = in_netns(netns, lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
+        try:
+            udp.bind((C6, 0))
+            udp.settimeout(10)
+            assert probe(a, "sendto", C6, str(udp.getsockname()[1])).startswith("ok")
+            assert udp.recvfrom(100)[1][0] == A6
+        finally:
+            udp.close()
+    with NetnsJail(netns, root_a, UID_A, ["--address", A, "--loopback", LO_A]) as a:
+        assert probe(a, "connect", C6, "9") == "ENETUNREACH"  # no IPv6 address of its own
+    # --loopback alone: a private localhost, every other address as before.
+    with NetnsJail(netns, root_a, UID_A, ["--loopback", LO_A]) as a:
+        assert probe(a, "bind", "tcp", "127.0.0.1", "2900") == f"ok {LO_A}:2900"
+        assert probe(a, "bind", "tcp", C, "2900") == f"ok {C}:2900"
+        assert probe(a, "bind", "tcp", "0.0.0.0", "2900") == "ok 0.0.0.0:2900"
+        assert probe(a, "bind", "tcp", "127.0.0.2", "2900") == "EADDRNOTAVAIL"
+        assert probe(a, "connect", LO_B, "9") == "ECONNREFUSED"
 
 
 def test_routes_around_the_hooks_are_closed(netns, root_a, leaves_host_as_found):
