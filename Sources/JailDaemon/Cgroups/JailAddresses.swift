@@ -69,6 +69,16 @@ public enum JailAddresses {
                                            inUse: Set(JailState.all().filter(\.alive).compactMap { HostAddress.parse($0.state.loopback) }))
     }
 
+    /// The loopback address `loopback(for:)` gave the jail at its start (its record names it
+    /// by then): for the state file, with no new choice.
+    static func chosenLoopback(_ configuration: JailConfiguration, name: String) -> HostAddress? {
+        switch configuration.loopbackChoice {
+        case nil: nil
+        case .fixed(let address): address
+        case .auto: LoopbackStore().records().first { $0.name == name }?.address
+        }
+    }
+
     /// What address.c emits the programs from.
     static func plan(_ configuration: JailConfiguration, loopback: HostAddress?) -> cj_address_plan {
         var plan = cj_address_plan()

@@ -215,8 +215,7 @@ public struct Supervisor {
         state.traffic = NetworkCounters.attach(to: cgroups)
         state.addresses = configuration.addresses.map(\.description)
         state.addressShared = configuration.addressShared
-        // The loopback address attach chose (the record names it now): no new choice here.
-        state.loopback = (try? JailAddresses.loopback(for: configuration, name: cgroupName, socket: location.socketPath))??.description ?? ""
+        state.loopback = JailAddresses.chosenLoopback(configuration, name: cgroupName)?.description ?? ""
         state.save(as: cgroupName)
         if let report {
             Readiness.ready("").send(on: report)
