@@ -129,6 +129,42 @@ static inline int cj_bpf_attach_program(int cgroup, const struct bpf_insn *progr
     return rc;
 }
 
+/* A program attached with BPF_F_ALLOW_MULTI is detached by naming it: found by name among
+ * the cgroup's own attachments of that hook (BPF_PROG_QUERY), a handful at most. */
+static inline int cj_bpf_detach_named(int cgroup, enum bpf_attach_type attach, const char *name) {
+    uint32_t ids[64];
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.query.target_fd = (uint32_t)cgroup;
+    attr.query.attach_type = attach;
+    attr.query.prog_ids = (uint64_t)(uintptr_t)ids;
+    attr.query.prog_cnt = 64;
+    if (cj_bpf(BPF_PROG_QUERY, &attr) < 0) return -1;
+    uint32_t count = attr.query.prog_cnt < 64 ? attr.query.prog_cnt : 64;
+    int rc = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        memset(&attr, 0, sizeof attr);
+        attr.prog_id = ids[i];
+        int prog = cj_bpf(BPF_PROG_GET_FD_BY_ID, &attr);
+        if (prog < 0) continue;
+        struct bpf_prog_info info;
+        memset(&info, 0, sizeof info);
+        memset(&attr, 0, sizeof attr);
+        attr.info.bpf_fd = (uint32_t)prog;
+        attr.info.info_len = sizeof info;
+        attr.info.info = (uint64_t)(uintptr_t)&info;
+        if (cj_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) == 0 && strncmp(info.name, name, sizeof info.name) == 0) {
+            memset(&attr, 0, sizeof attr);
+            attr.target_fd = (uint32_t)cgroup;
+            attr.attach_bpf_fd = (uint32_t)prog;
+            attr.attach_type = attach;
+            if (cj_bpf(BPF_PROG_DETACH, &attr) < 0 && errno != ENOENT) rc = -1;
+        }
+        close(prog);
+    }
+    return rc;
+}
+
 /* ---- shared by ports.c and address.c ---------------------------------------------------- */
 
 struct cj_address_plan;

@@ -143,17 +143,8 @@ public struct LoopbackStore {
         let taken = Set(records.map(\.address)).union(inUse)
         for candidate in pool.addresses where !taken.contains(candidate) {
             let path = "\(directory)/\(candidate)"
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            if fd < 0 && errno == EEXIST { continue }  // another jaild was faster
-            if fd < 0 { throw .system(.last("open", path: path)) }
-            let text = Array("\(name) \(socket)\n".utf8)
-            let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
-            if written != text.count {
-                unlink(path)
-                throw .system(.last("write", path: path))
-            }
-            return candidate
+            let created = try JailError.wrap { () throws(SystemError) in try createExclusively(path, "\(name) \(socket)\n") }
+            if created { return candidate }  // else another jaild was faster
         }
         throw .startFailed("--loopback auto: every address of the pool \(pool) is taken (--loopback-pool)")
     }
