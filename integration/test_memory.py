@@ -1,4 +1,4 @@
-"""An idle jail gives back the pages it no longer uses (Sources/JailDaemon/IdlePages.swift)."""
+"""An idle jail gives back the pages it no longer uses (Sources/JailDaemon/Init/IdlePages.swift)."""
 import os
 
 from conftest import UID_A, Jail, sha256, wait_for

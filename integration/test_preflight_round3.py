@@ -236,6 +236,16 @@ def test_a_fifo_passwd_fails_a_session_at_once(own_rootfs, mode):
         assert result.returncode != 0 and b"/etc/passwd is a FIFO, not a regular file" in result.stderr, result.stderr
 
 
+def test_a_fifo_group_fails_a_session_instead_of_dropping_its_groups(own_rootfs):
+    """An unreadable /etc/group (here a FIFO) is not taken for an empty one: the session is
+    refused with the reason, not run without the user's supplementary groups (issue 28)."""
+    with Jail(own_rootfs, UID_A) as jail:
+        made = jail.run(f"{ROOT_INSIDE} 'rm /etc/group && mkfifo -m 644 /etc/group'")
+        assert made.returncode == 0, made.stderr
+        result = jail.run("echo in", timeout=10)
+        assert result.returncode != 0 and b"/etc/group is a FIFO, not a regular file" in result.stderr, result.stderr
+
+
 @MODES
 def test_a_fifo_passwd_does_not_hold_up_the_rc_stop(own_rootfs, mode):
     """init reads the jail's passwd for root's home before `--rc-stop` (host root itself with

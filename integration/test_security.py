@@ -16,7 +16,7 @@ import pytest
 from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, children_of, descendants, session_children, jail_descendants, pid_alive, probe, outcome,
                       wait_for)
 
-# Capabilities that stay in the bounding set (Sources/JailDaemon/Hardening.swift).
+# Capabilities that stay in the bounding set (Sources/JailDaemon/Init/Hardening.swift).
 KEPT = {0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 29}
 
 

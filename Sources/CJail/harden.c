@@ -218,15 +218,3 @@ int cj_landlock_restrict_beneath(int root_fd, int abi) {
     return rc;
 }
 
-int cj_landlock_scope(void) {
-    struct jail_landlock_ruleset_attr attr = {
-        .scoped = JAIL_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | JAIL_LANDLOCK_SCOPE_SIGNAL,
-    };
-    int ruleset = (int)syscall(JAIL_SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
-    if (ruleset < 0) return -1;
-    int rc = (int)syscall(JAIL_SYS_landlock_restrict_self, ruleset, 0);
-    int saved = errno;
-    close(ruleset);
-    errno = saved;
-    return rc;
-}

@@ -5,6 +5,10 @@ import JailSystem
 /// the user. Sessions have their own error, SessionError, which reaches the client.
 public enum JailError: Error, CustomStringConvertible {
     case system(SystemError)
+    /// A system call that failed while jaild was doing `context` (crun's `crun_error_wrap`):
+    /// the call, its path and errno stay typed; the user reads "context: reason", e.g.
+    /// "--ports: cannot open cgroup /sys/fs/cgroup/jail/web: Permission denied".
+    case failed(String, SystemError)
     case usage(String)
     case badRoot(String)
     case badMount(String)
@@ -17,10 +21,14 @@ public enum JailError: Error, CustomStringConvertible {
     case startFailed(String)
     case userNamespace(String)
     case disk(DiskError)
+    /// The state file could not be written (JailState.save): without it the jail is unknown
+    /// to `jaild list`, `stop NAME`, `sessions`, `enter` and adoption, so it does not run.
+    case state(SystemError)
 
     public var description: String {
         switch self {
         case .system(let e): e.description
+        case .failed(let context, let e): "\(context): \(e.errno)"
         case .usage(let s): s
         case .badRoot(let s): s
         case .badMount(let s): s
@@ -33,6 +41,7 @@ public enum JailError: Error, CustomStringConvertible {
         case .startFailed(let s): s
         case .userNamespace(let s): s
         case .disk(let e): e.description
+        case .state(let e): "cannot save the jail's state: \(e)"
         }
     }
 

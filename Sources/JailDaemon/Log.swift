@@ -50,8 +50,7 @@ public struct JailLogHandler: LogHandler {
             let priority: Int32 = level >= .error ? LOG_ERR : level == .warning ? LOG_WARNING : LOG_INFO
             cj_syslog(priority, text)
         case .supervisorPipe:
-            let code = level >= .error ? "e" : level == .warning ? "w" : "i"
-            writeLine(code + text)
+            writeLine(String(PipeLogLevel(level).rawValue) + text)
         case .file(let file):
             file.write(level: level >= .error ? "error: " : level == .warning ? "warning: " : "", text)
         }
@@ -65,12 +64,7 @@ public struct JailLogHandler: LogHandler {
 
     /// The level a pipe line was sent with, and its text.
     public static func parsePipeLine(_ line: Substring) -> (Logger.Level, String) {
-        switch line.first {
-        case "e": (.error, String(line.dropFirst()))
-        case "w": (.warning, String(line.dropFirst()))
-        case "i": (.info, String(line.dropFirst()))
-        default: (.info, String(line))
-        }
+        PipeLogLevel.parse(line)
     }
 }
 

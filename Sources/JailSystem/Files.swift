@@ -197,3 +197,39 @@ public func readUntrustedFile(_ path: String, limit: Int = 16 << 20, timeout: In
     defer { _ = close(root) }
     return try readUntrustedFile(path, inRoot: root, name: path, limit: limit, timeout: timeout)
 }
+
+/// Makes `path` a directory with `mode` unless one is there already (the mkdir that many
+/// starts race to). Something else of that name is an error, as is every other failure.
+public func ensureDirectory(_ path: String, mode: mode_t) throws(SystemError) {
+    if mkdir(path, mode) == 0 { return }
+    let failure = Errno(rawValue: errno)
+    var info = stat()
+    // A symlink to a directory is one here too: the paths below it resolve through it.
+    if failure == .fileExists, stat(path, &info) == 0, isDirectory(info) { return }
+    throw SystemError("mkdir", path: path, errno: failure)
+}
+
+/// Replaces `path` by a file of `bytes` in one step: written to `temporary` (`path.new` unless
+/// given) and renamed over it, so a reader sees the old file or the new one, never a part.
+/// Every failure is reported (open, fchmod, write, close, rename) and leaves no temporary behind.
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, temporary: String? = nil) throws(SystemError) {
+    let temporary = temporary ?? path + ".new"
+    let fd = try syscall("open", path: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) }
+    var failure: SystemError?
+    // The mode given, not what the umask leaves of it.
+    if fchmod(fd, mode) < 0 { failure = .last("fchmod", path: temporary) }
+    if failure == nil {
+        do { try FileDescriptor(rawValue: fd).writeFully(bytes) } catch { failure = SystemError("write", path: temporary, errno: error.errno) }
+    }
+    // A write error can surface at close (NFS, a full quota): checked too.
+    if close(fd) < 0, failure == nil { failure = .last("close", path: temporary) }
+    if let failure {
+        unlink(temporary)
+        throw failure
+    }
+    if rename(temporary, path) < 0 {
+        let error = SystemError.last("rename", path: path)
+        unlink(temporary)
+        throw error
+    }
+}

@@ -30,7 +30,6 @@ final class IdlePagesTests: XCTestCase {
         for i in table.indices { table[i] = i &* 7 }
         cj_release_file_pages()
         XCTAssertEqual(table.reduce(0, &+), (0..<4096).reduce(0) { $0 &+ $1 &* 7 })
-        XCTAssertEqual(String(describing: IdlePages.self), "IdlePages")
     }
 
     func testThePollThatReleasesFirstStillPolls() throws {

@@ -87,14 +87,11 @@ int cj_drop_bounding_set(uint64_t keep);
 int cj_install_seccomp(int allow_aio);
 /* The kernel's Landlock ABI version, or -1 (errno ENOSYS or EOPNOTSUPP) without Landlock. */
 int cj_landlock_abi(void);
-/* Puts this process in a Landlock domain scoped for abstract unix sockets and signals
- * (ABI 6): it and its descendants reach only sockets and processes of the same domain. */
-int cj_landlock_scope(void);
-
 /* Puts this process in a Landlock domain that also limits file-system access to what is
  * beneath `root_fd` (the jail's root after pivot_root), for every access right of the kernel's
  * ABI: a directory of the host reached through a passed descriptor is refused. With ABI 6 the
- * same domain carries the scopes of cj_landlock_scope. */
+ * same domain is also scoped for abstract unix sockets and signals: it and its descendants
+ * reach only sockets and processes of the same domain. */
 int cj_landlock_restrict_beneath(int root_fd, int abi);
 
 /* ---- jaild's own binary (selfexec.c) ----------------------------------------------------- */

@@ -135,8 +135,8 @@ public struct LoopbackStore {
     }
 
     func address(for name: String, socket: String, pool: LoopbackPool, inUse: Set<HostAddress>) throws(JailError) -> HostAddress {
-        for directory in ["/var/lib/jail", directory] where mkdir(directory, 0o755) < 0 && errno != EEXIST {
-            throw .system(.last("mkdir", path: directory))
+        try JailError.wrap { () throws(SystemError) in
+            for directory in ["/var/lib/jail", directory] { try ensureDirectory(directory, mode: 0o755) }
         }
         let records = records()
         if let mine = records.first(where: { $0.name == name }) { return mine.address }

@@ -131,7 +131,7 @@ struct JailCgroups {
         guard (try? fileStatus(directory)) != nil else { return }
         for leaf in leaves { rmdir("\(directory)/\(leaf)") }
         if rmdir(directory) < 0 && errno != ENOENT {
-            throw .startFailed("cgroup \(directory) of an earlier jail still exists and cannot be removed: \(Errno(rawValue: errno))")
+            throw .failed("cgroup \(directory) of an earlier jail still exists and cannot be removed", .last("rmdir", path: directory))
         }
     }
 

@@ -42,11 +42,11 @@ public enum PortFilter {
         let lock = try Lock.acquire()
         defer { lock.release() }
         guard let owner = cgroupID(directory) else {
-            throw .startFailed("--ports: cannot open cgroup \(directory): \(String(cString: strerror(errno)))")
+            throw .failed("--ports: cannot open cgroup \(directory)", .last("open", path: directory))
         }
         if ownership.ports != nil || ownership.hasAddresses { try writeRecord(ownership, owner: owner) }
         let map = cj_owned_ports_open(1)
-        if map < 0 { throw .startFailed("--ports: this kernel refused the owned-ports map (BPF): \(String(cString: strerror(errno)))") }
+        if map < 0 { throw .failed("--ports: this kernel refused the owned-ports map (BPF)", .last("bpf(BPF_MAP_CREATE)")) }
         defer { close(map) }
         try sync(map: map, jailRoot: parent(of: directory))
         let ports = ownership.ports
@@ -57,32 +57,41 @@ public enum PortFilter {
             cj_ports_attach(directory, map, $0.baseAddress, Int32($0.count), ports == nil ? 0 : 1, &plan, &step)
         }
         guard rc == 0 else {
-            let reason = String(cString: strerror(errno))
+            let failure = Errno(rawValue: errno)
             _ = cj_ports_detach(directory)
             switch step {
-            case 1: throw .startFailed("--ports: cannot open cgroup \(directory): \(reason)")
-            case 2: throw .startFailed("--ports: this kernel refused the port filter (cgroup-BPF): \(reason)")
-            default: throw .startFailed("--ports: cannot attach the port filter to \(directory): \(reason)")
+            case 1: throw .failed("--ports: cannot open cgroup \(directory)", SystemError("open", path: directory, errno: failure))
+            case 2: throw .failed("--ports: this kernel refused the port filter (cgroup-BPF)", SystemError("bpf(BPF_PROG_LOAD)", errno: failure))
+            default: throw .failed("--ports: cannot attach the port filter to \(directory)",
+                                   SystemError("bpf(BPF_PROG_ATTACH)", path: directory, errno: failure))
             }
         }
     }
 
     /// Detaches the programs and gives the jail's ports back (at stop, or a failed start).
-    static func detach(from cgroups: JailCgroups?) {
-        guard let unified = cgroups?.unifiedDirectory else { return }
+    /// False (and one line logged) when the owned ports could not be brought up to date.
+    @discardableResult
+    static func detach(from cgroups: JailCgroups?) -> Bool {
+        guard let unified = cgroups?.unifiedDirectory else { return true }
         NetworkCounters.detach(from: cgroups)
         if cj_ports_detach(unified) != 0 {
-            log.warning("cannot detach the port filter from \(unified): \(String(cString: strerror(errno)))")
+            log.warning("cannot detach the port filter from \(unified): \(Errno(rawValue: errno))")
         }
-        guard let lock = try? Lock.acquire() else { return }
+        let lock: Lock
+        do throws(JailError) { lock = try Lock.acquire() } catch {
+            log.error("cannot give back the jail's ports: \(error)")
+            return false
+        }
         defer { lock.release() }
         if let owner = cgroupID(unified) { unlink("\(recordDirectory)/\(owner)") }
         // The map lives as long as some jail's program uses it: none left, no map to clean.
         let map = cj_owned_ports_open(0)
         defer { if map >= 0 { close(map) } }
         do throws(JailError) { try sync(map: map, jailRoot: parent(of: unified), excluding: unified) } catch {
-            log.warning("cannot update the owned-ports map: \(error)")
+            log.error("cannot give back the jail's ports: \(error)")
+            return false
         }
+        return true
     }
 
     /// The map (if there is one) gets exactly the ports of the records whose jail's cgroup still
@@ -105,13 +114,13 @@ public enum PortFilter {
             records.append((owner, ownership))
         }
         let (keys, owners) = OwnedPorts.entries(records.sorted { $0.owner < $1.owner })
-        ReservedPorts.update(owned: Set(keys.filter { $0.port & 0xffff != 0 }.map { UInt16(truncatingIfNeeded: $0.port) }))
+        try ReservedPorts.update(owned: Set(keys.filter { $0.port & 0xffff != 0 }.map { UInt16(truncatingIfNeeded: $0.port) }))
         guard map >= 0 else { return }
         let entries = keys.map(\.entry)
         let rc = entries.withUnsafeBufferPointer { k in
             owners.withUnsafeBufferPointer { o in cj_owned_ports_sync(map, k.baseAddress, o.baseAddress, Int32(k.count)) }
         }
-        if rc != 0 { throw .startFailed("--ports: cannot update the owned-ports map: \(String(cString: strerror(errno)))") }
+        if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
     }
 
     private static func writeRecord(_ ownership: Ownership, owner: UInt64) throws(JailError) {

@@ -46,27 +46,49 @@ enum ReservedPorts {
         return items.joined(separator: ",")
     }
 
-    static func update(owned: Set<UInt16>) {
+    /// Throws when the record of what jaild added cannot be kept: a port reserved without its
+    /// record would stay reserved for ever. The record is written before the sysctl grows and
+    /// after it shrinks, so it always holds at least what jaild has added.
+    static func update(owned: Set<UInt16>) throws(JailError) {
         guard let currentText = try? readText(sysctl), let current = parse(currentText) else {
             if !owned.isEmpty { log.warning("cannot read \(sysctl): the owned ports are not reserved from the kernel's own choice") }
             return
         }
         warnIfCrowded(owned)
-        let previous = (try? readText(addedPath)).flatMap(parse) ?? []
+        let previous = try recorded()
         let (reserved, added) = plan(current: current, previouslyAdded: previous, owned: owned)
+        let before = previous.union(added)
+        if before != previous { try record(before) }
         if reserved != current {
             do throws(SystemError) { try writeKernelFile(sysctl, format(reserved) + "\n") } catch {
                 return log.warning("cannot reserve the owned ports in \(sysctl): \(error)")
             }
         }
-        if added.isEmpty {
-            unlink(addedPath)
-        } else {
-            let fd = open(addedPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            guard fd >= 0 else { return log.warning("cannot write \(addedPath): \(Errno(rawValue: errno))") }
-            let text = Array(format(added).utf8)
-            _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
+        if added != before { try record(added) }
+    }
+
+    /// What jaild has added, from its record (no file: nothing). A record that cannot be read
+    /// is an error, not "nothing": taken for nothing, its ports would stay reserved for ever.
+    static func recorded() throws(JailError) -> Set<UInt16> {
+        let text: String
+        do { text = try readText(addedPath) } catch {
+            if error.errno == .noSuchFileOrDirectory { return [] }
+            throw .failed("cannot read the record of the ports jaild reserved, \(addedPath)", error)
+        }
+        guard let ports = parse(text) else { throw .startFailed("\(addedPath) is not a list of ports") }
+        return ports
+    }
+
+    /// The ports jaild has added to the sysctl, in `addedPath` (none: no file).
+    static func record(_ added: Set<UInt16>) throws(JailError) {
+        do throws(SystemError) {
+            if added.isEmpty {
+                if unlink(addedPath) < 0 && errno != ENOENT { throw SystemError.last("unlink", path: addedPath) }
+            } else {
+                try writeFileAtomically(addedPath, Array(format(added).utf8), mode: 0o600)
+            }
+        } catch {
+            throw .failed("cannot record the ports jaild reserves in \(addedPath)", error)
         }
     }
 

@@ -1,4 +1,5 @@
 import CJail
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,7 @@ public enum NetworkCounters {
         var id: UInt32 = 0
         var step: Int32 = 0
         guard cj_traffic_attach(directory, &id, &step) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let reason = Errno(rawValue: errno).description
             _ = cj_traffic_detach(directory)  // a half attachment (ingress only) goes too
             let what = ["opening the cgroup", "creating the counter map", "loading the counting programs",
                         "attaching the counting programs"][max(0, min(3, Int(step) - 1))]
@@ -31,7 +32,7 @@ public enum NetworkCounters {
     static func detach(from cgroups: JailCgroups?) {
         guard let directory = cgroups?.unifiedDirectory else { return }
         if cj_traffic_detach(directory) != 0 && errno != ENOENT {
-            log.warning("cannot detach the network counters from \(directory): \(String(cString: strerror(errno)))")
+            log.warning("cannot detach the network counters from \(directory): \(Errno(rawValue: errno))")
         }
     }
 

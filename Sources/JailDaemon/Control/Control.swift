@@ -1,6 +1,7 @@
 import CJail
 import JailProtocol
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -44,7 +45,7 @@ public enum Control {
         }
         defer { close(pidfd) }
         if kill(pid, SIGTERM) < 0 {
-            JailLogHandler.emitToTerminal("cannot signal jaild (pid \(pid)): \(String(cString: strerror(errno)))")
+            JailLogHandler.emitToTerminal("cannot signal jaild (pid \(pid)): \(Errno(rawValue: errno))")
             return 1
         }
         var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)

@@ -261,21 +261,6 @@ public enum Metrics {
     /// Writes `bytes` to `path` through `path.tmp-PID` (no `.prom` suffix, so the textfile
     /// collector skips it) and renames it over `path`; 0644, as the collector reads as its user.
     static func replaceAtomically(_ path: String, with bytes: [UInt8]) throws(SystemError) {
-        let temporary = "\(path).tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        if fd < 0 { throw SystemError.last("open", path: temporary) }
-        do throws(SystemError) {
-            defer { close(fd) }
-            if fchmod(fd, 0o644) < 0 { throw SystemError.last("fchmod", path: temporary) }
-            try FileDescriptor(rawValue: fd).writeFully(bytes)
-        } catch {
-            unlink(temporary)
-            throw error
-        }
-        if rename(temporary, path) < 0 {
-            let error = SystemError.last("rename", path: path)
-            unlink(temporary)
-            throw error
-        }
+        try writeFileAtomically(path, bytes, mode: 0o644, temporary: "\(path).tmp-\(getpid())")
     }
 }

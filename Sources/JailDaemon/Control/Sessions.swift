@@ -19,7 +19,7 @@ import Glibc
 public enum Sessions {
     public struct Live: Sendable {
         public var jail: String
-        public var fields: [String: String]
+        var record: PublishedSession
         public var helperPid: Int32
         /// The program's pid on the host (also its process group), 0 if it is gone.
         public var programPid: Int32
@@ -28,8 +28,8 @@ public enum Sessions {
         /// The client's pid on the host (the record has it only as the jail sees it: 0).
         public var peerPid: Int32?
 
-        public var id: Int { Int(fields["id"] ?? "") ?? 0 }
-        public var tty: String { fields["tty"] ?? "stdio" }
+        public var id: Int { record.id }
+        public var tty: String { record.tty }
     }
 
     public static func list(_ spec: String?, json: Bool) -> Int32 {
@@ -78,7 +78,7 @@ public enum Sessions {
     /// A session helper of a jail and its record, as init knows it.
     struct Helper {
         let pid: Int32
-        let fields: [String: String]
+        let record: PublishedSession
     }
 
     /// The session helpers of a jail: the children of its init that run init's own executable
@@ -90,27 +90,27 @@ public enum Sessions {
         return children(of: state.initPid).compactMap { pid in
             var exe = stat()
             guard stat("/proc/\(pid)/exe", &exe) == 0, exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
-                  let text = record(of: pid) else { return nil }
-            let fields = Logfmt.fields(text)
-            return fields["id"] == nil ? nil : Helper(pid: pid, fields: fields)
+                  let text = record(of: pid), let record = PublishedSession.decode(text) else { return nil }
+            return Helper(pid: pid, record: record)
         }
     }
 
     /// The sessions of one jail, by id.
     public static func live(_ state: JailState) -> [Live] {
         helpers(of: state).map { helper in
-            let fields = helper.fields
+            let record = helper.record
             let program = children(of: helper.pid).first ?? 0
             var idle: Int64?
-            if let tty = fields["tty"], tty.hasPrefix("/dev/pts/") {
+            if record.tty.hasPrefix("/dev/pts/") {
+                let tty = record.tty
                 var info = stat()
                 // The jail's devpts, as the host sees it through init's root.
                 if stat("/proc/\(state.initPid)/root\(tty)", &info) == 0 {
                     idle = max(0, Int64(time(nil)) - Int64(max(info.st_atim.tv_sec, info.st_mtim.tv_sec)))
                 }
             }
-            let peer = Int32(fields["connection_fd"] ?? "").flatMap { hostPeerPid(helper: helper.pid, fd: $0) }
-            return Live(jail: state.name, fields: fields, helperPid: helper.pid, programPid: program, idleSeconds: idle,
+            let peer = record.connectionFD.flatMap { hostPeerPid(helper: helper.pid, fd: $0) }
+            return Live(jail: state.name, record: record, helperPid: helper.pid, programPid: program, idleSeconds: idle,
                         peerPid: peer)
         }.sorted { $0.id < $1.id }
     }
@@ -140,7 +140,7 @@ public enum Sessions {
             let n = readlink("/proc/\(helper)/fd/\(fd)", &target, target.count - 1)
             guard n > 0 else { continue }
             let link = String(decoding: target[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard link.hasPrefix("/memfd:jail-session") else { continue }
+            guard link.hasPrefix("/memfd:" + SessionRecord.memfdName) else { continue }
             guard let bytes = try? readFile("/proc/\(helper)/fd/\(fd)", limit: 64 << 10) else { continue }
             return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
         }
@@ -150,24 +150,24 @@ public enum Sessions {
     static func table(_ sessions: [Live]) -> String {
         var lines = [["JAIL", "ID", "USER", "TTY", "FROM", "STARTED", "IDLE", "PID", "COMMAND"]]
         for s in sessions {
-            let started = Int64(s.fields["started"] ?? "") ?? 0
-            lines.append([s.jail, "\(s.id)", s.fields["user"] ?? "?", s.tty, s.fields["from"] ?? "?", clock(started),
-                          s.idleSeconds.map { "\($0)s" } ?? "-", "\(s.programPid)",
-                          Logfmt.quote(s.fields["command"] ?? "")])
+            let r = s.record
+            lines.append([s.jail, "\(s.id)", r.user, s.tty, r.from, clock(r.started),
+                          s.idleSeconds.map { "\($0)s" } ?? "-", "\(s.programPid)", Logfmt.quote(r.command)])
         }
         return TextTable.render(lines)
     }
 
     static func json(_ sessions: [Live]) -> String {
         let objects = sessions.map { s in
-            let f = s.fields
-            return "{\"jail\":\(Logfmt.json(s.jail)),\"id\":\(s.id),\"user\":\(Logfmt.json(f["user"] ?? "")),"
-                + "\"uid\":\(Int64(f["uid"] ?? "") ?? -1),\"peer_uid\":\(Int64(f["peer_uid"] ?? "") ?? -1),"
+            let r = s.record
+            // -1: an id the record does not have (a peer the helper could not read), as before.
+            return "{\"jail\":\(Logfmt.json(s.jail)),\"id\":\(s.id),\"user\":\(Logfmt.json(r.user)),"
+                + "\"uid\":\(r.uid.map { Int64($0) } ?? -1),\"peer_uid\":\(r.peerUid.map { Int64($0) } ?? -1),"
                 + "\"peer_pid\":\(s.peerPid.map { "\($0)" } ?? "null"),"
-                + "\"tty\":\(Logfmt.json(s.tty)),\"from\":\(Logfmt.json(f["from"] ?? "")),"
-                + "\"started\":\(Int64(f["started"] ?? "") ?? 0),"
+                + "\"tty\":\(Logfmt.json(s.tty)),\"from\":\(Logfmt.json(r.from)),"
+                + "\"started\":\(r.started),"
                 + "\"idle_seconds\":\(s.idleSeconds.map { "\($0)" } ?? "null"),\"pid\":\(s.programPid),"
-                + "\"helper_pid\":\(s.helperPid),\"command\":\(Logfmt.json(f["command"] ?? ""))}"
+                + "\"helper_pid\":\(s.helperPid),\"command\":\(Logfmt.json(r.command))}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"
     }

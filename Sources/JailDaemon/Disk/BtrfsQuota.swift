@@ -34,8 +34,10 @@ struct BtrfsQuota {
 
     /// Whether quotas are enabled on the btrfs file system holding `path` (nil: they are; else why not).
     static func quotaProblem(_ path: String) -> String? {
-        guard let result = try? runProgram("/usr/bin/btrfs", ["qgroup", "show", "--raw", path]) else {
-            return "the btrfs program (package btrfs-progs) is not installed"
+        let result: ProgramResult
+        do { result = try runProgram("/usr/bin/btrfs", ["qgroup", "show", "--raw", path]) } catch {
+            if error.errno == .noSuchFileOrDirectory { return "the btrfs program (package btrfs-progs) is not installed" }
+            return "cannot run /usr/bin/btrfs: \(error)"
         }
         return result.status == 0 ? nil : "quotas are off (\(result.reason)): run btrfs quota enable on its mount point"
     }

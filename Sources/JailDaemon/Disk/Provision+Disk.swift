@@ -21,11 +21,11 @@ extension Provision {
                 let data = "the data kept of jail \(r.name)"
                 switch (kept.backend, parsed) {
                 case (.none, nil): return nil
-                case (.none, .some): throw ProvisionError("\(data) has no disk limit, and one cannot be put on existing data: leave out --disk")
-                case (_, nil): throw ProvisionError("\(data) is on a --disk-backend \(kept.backend.rawValue): give --disk SIZE")
+                case (.none, .some): throw ProvisionError.refused("\(data) has no disk limit, and one cannot be put on existing data: leave out --disk")
+                case (_, nil): throw ProvisionError.refused("\(data) is on a --disk-backend \(kept.backend.rawValue): give --disk SIZE")
                 case (_, .some(let limit)):
                     if limit.backend != .auto && limit.backend.rawValue != kept.backend.rawValue {
-                        throw ProvisionError("\(data) is on a --disk-backend \(kept.backend.rawValue), not \(limit.backend.rawValue)")
+                        throw ProvisionError.refused("\(data) is on a --disk-backend \(kept.backend.rawValue), not \(limit.backend.rawValue)")
                     }
                 }
             }
@@ -36,7 +36,7 @@ extension Provision {
                                                    overlay: !r.copy, userNamespace: userNamespace)
             return limit
         } catch {
-            throw ProvisionError("\(error)")
+            throw ProvisionError.from(error)
         }
     }
 
@@ -47,8 +47,8 @@ extension Provision {
             undo.append { removeTree(path) }
             return
         }
-        do { try BtrfsQuota.make(at: path, bytes: disk.bytes) } catch { throw ProvisionError("\(error)") }
-        undo.append { try? BtrfsQuota.remove(path) }
+        do { try BtrfsQuota.make(at: path, bytes: disk.bytes) } catch { throw ProvisionError.from(error) }
+        undo.append { BtrfsQuota.removeAfterFailure(path) }
     }
 
     /// The image backend: STATE/NAME/disk.img made and formatted, upper/ (with the base root's
@@ -58,33 +58,33 @@ extension Provision {
     /// `reuse`: the image `jaild destroy --keep-data` left, with its upper/ and work/, is attached as it is.
     static func openImageOverlay(base: String, jailDirectory: String, disk: DiskLimit, reuse: Bool = false) throws(ProvisionError) -> Int32 {
         var info = stat()
-        guard stat(base, &info) == 0 else { throw ProvisionError("\(SystemError.last("stat", path: base))") }
+        guard stat(base, &info) == 0 else { throw ProvisionError.system(.last("stat", path: base)) }
         let image = DiskImage(path: jailDirectory + "/" + DiskImage.fileName)
         let state: FileDescriptor
         do {
             if !reuse { try DiskImage.make(at: image.path, limit: disk) }
             state = try image.attach()
         } catch {
-            throw ProvisionError("\(error)")
+            throw ProvisionError.from(error)
         }
         defer { state.closeQuietly() }
         for (name, mode, uid, gid) in [("upper", info.st_mode & 0o7777, info.st_uid, info.st_gid), ("work", mode_t(0o700), 0, 0)] {
             if reuse {
                 guard faccessat(state.rawValue, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 else {
-                    throw ProvisionError("the kept image \(image.path) has no \(name)/")
+                    throw ProvisionError.refused("the kept image \(image.path) has no \(name)/")
                 }
                 continue
             }
             guard mkdirat(state.rawValue, name, 0o700) == 0, fchownat(state.rawValue, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0,
                   fchmodat(state.rawValue, name, mode, 0) == 0 else {
-                throw ProvisionError("\(SystemError.last("mkdir", path: image.path + ":/" + name))")
+                throw ProvisionError.system(.last("mkdir", path: image.path + ":/" + name))
             }
         }
         let lower = cj_open_detached_tree(base)
-        if lower < 0 { throw ProvisionError("\(SystemError.last("open_tree", path: base))") }
+        if lower < 0 { throw ProvisionError.system(.last("open_tree", path: base)) }
         defer { close(lower) }
         let overlay = cj_overlay_open_layers(lower, state.rawValue)
-        if overlay < 0 { throw ProvisionError("\(SystemError.last("overlay", path: image.path))") }
+        if overlay < 0 { throw ProvisionError.system(.last("overlay", path: image.path)) }
         return overlay
     }
 

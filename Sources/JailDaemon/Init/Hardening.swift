@@ -21,6 +21,13 @@ enum Hardening {
 
     static var keptMask: UInt64 { keptCapabilities.reduce(0) { $0 | (1 << UInt64($1.number)) } }
 
+    /// No core dumps, no /proc/PID/fd, mem or environ for the jail's root, no ptrace attach:
+    /// what keeps init's and the helpers' host-facing descriptors out of the jail's reach.
+    /// A process that cannot have it must not go on (it is a security control).
+    static func forbidDumps() throws(SystemError) {
+        if cj_set_dumpable(0) != 0 { throw .last("prctl(PR_SET_DUMPABLE)") }
+    }
+
     /// Landlock ABI 6 (Linux 6.12) brought the scopes for abstract unix sockets and signals.
     static let scopeABI: Int32 = 6
 

@@ -17,7 +17,11 @@ extension Init {
     static func rootAccount() -> Account {
         // The jail's file, read by init (host root itself with --no-userns): never a blocking
         // open of what may be a FIFO. Unreadable means root's defaults, as a missing file does.
-        let passwd = (try? readUntrustedFile("/etc/passwd")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        var passwd = ""
+        do { passwd = String(decoding: try readUntrustedFile("/etc/passwd"), as: UTF8.self) } catch {
+            // Root's commands still run (an rc-stop must not wait on a FIFO): said, not silent.
+            if !error.isMissing { log.warning("root's home taken as /: \(error)") }
+        }
         let entry = PasswdEntry.parseAll(passwd).first { $0.uid == 0 }
         let home = entry.map(\.home).flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         return Account(name: "root", uid: 0, gid: 0, groups: [0], home: home, shell: "/bin/sh")

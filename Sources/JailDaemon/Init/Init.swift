@@ -95,7 +95,7 @@ struct Init {
         tieToTheSupervisor(channels)
         takeStdio(log: channels.log)
         do {
-            awaitGo(lifeline: channels.lifeline, "G")
+            awaitGo(lifeline: channels.lifeline, .go)
             // Root's user namespace: the login uid is set now, while init still has host root's
             // ids; once it is the namespace's root its /proc/self files are host root's.
             if configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
@@ -109,7 +109,7 @@ struct Init {
             try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)
             channels.rootTree?.closeQuietly()
             // The supervisor made the cgroups while init mounted; init forks nothing before.
-            awaitGo(lifeline: channels.lifeline, "C")
+            awaitGo(lifeline: channels.lifeline, .cgroupsJoined)
             // Becoming the user namespace's root changed init's credentials, which clears the
             // parent-death signal: armed again, and the lifeline checked once more.
             if configuration.mapsRange { tieToTheSupervisor(channels) }
@@ -192,9 +192,8 @@ struct Init {
     /// The supervisor says "G" once init's user namespace has its ids (and the root tree its
     /// mapping): nothing may mount before. It says "C" once init is in its cgroups and the port
     /// filter is attached: nothing may fork before. EOF: the supervisor is gone, the start too.
-    static func awaitGo(lifeline: FileDescriptor, _ word: Unicode.Scalar) {
-        var go: UInt8 = 0
-        guard read(lifeline.rawValue, &go, 1) == 1, go == UInt8(ascii: word) else { _exit(1) }
+    static func awaitGo(lifeline: FileDescriptor, _ word: LifelineWord) {
+        guard word.await(on: lifeline) else { _exit(1) }
     }
 
     /// stdin and stdout were the host's /dev/null until now: nothing of the host stays.
@@ -215,14 +214,14 @@ struct Init {
             }
         }
         if access(account.shell, X_OK) != 0 {
-            throw JailError.startFailed("shell \(account.shell) of \(account.name) is not executable in the jail: \(Errno(rawValue: errno))")
+            throw JailError.failed("shell \(account.shell) of \(account.name) is not executable in the jail", .last("access", path: account.shell))
         }
     }
 
     /// Login uid, non-dumpable, bounding set, seccomp, Landlock; then what every program gets.
     static func harden(configuration: JailConfiguration, account: Account, channels: InitChannels) throws(JailError) -> ProgramSettings {
         if !configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
-        _ = cj_set_dumpable(0)
+        try JailError.wrap { () throws(SystemError) in try Hardening.forbidDumps() }
         try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
         return ProgramSettings(cgroupProcs: channels.programCgroups,
                                resourceLimits: configuration.resourceLimits,

@@ -66,7 +66,7 @@ struct ServiceRelay {
         }
         if pid < 0 {
             stop.write.closeQuietly()
-            throw .startFailed("--service: fork of the relay: \(Errno(rawValue: errno))")
+            throw .failed("--service: fork of the relay", .last("fork"))
         }
         return (pid, stop.write)
     }
@@ -93,8 +93,8 @@ struct ServiceRelay {
         }
         // After the uid change, which resets it. Without it root inside could read the
         // relay's descriptors through /proc: no relay rather than an open one.
-        guard cj_set_dumpable(0) == 0 else {
-            log.error("service relay: prctl(PR_SET_DUMPABLE): \(Errno(rawValue: errno))")
+        do { try Hardening.forbidDumps() } catch {
+            log.error("service relay: \(error)")
             _exit(1)
         }
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: ByteQueue.limit, alignment: 16)

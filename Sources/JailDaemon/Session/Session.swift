@@ -85,7 +85,14 @@ struct Session {
     static func resolveAccount(_ configuration: JailConfiguration, root: Bool = false) throws(SessionError) -> (Account, ttyGroup: UInt32?) {
         do {
             let passwd = String(decoding: try readUntrustedFile("/etc/passwd"), as: UTF8.self)
-            let group = String(decoding: (try? readUntrustedFile("/etc/group")) ?? [], as: UTF8.self)
+            // No /etc/group: no groups, as getgrouplist would find; any other failure (a FIFO put
+            // there, a file too large) refuses the session instead of running it with fewer groups.
+            let groupBytes: [UInt8]
+            do { groupBytes = try readUntrustedFile("/etc/group") } catch {
+                guard error.isMissing else { throw error }
+                groupBytes = []
+            }
+            let group = String(decoding: groupBytes, as: UTF8.self)
             let account = root ? Account.root(passwd: passwd) : try Account.resolve(configuration, passwd: passwd, group: group)
             // Rootless, the jail's tty group is not mapped: the slave goes to the user's group.
             let ttyGroup = configuration.rootless ? nil : GroupEntry.parseAll(group).first { $0.name == "tty" }?.gid

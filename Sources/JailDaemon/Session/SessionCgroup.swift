@@ -1,3 +1,5 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +14,7 @@ enum SessionCgroup {
     static func join(_ procs: [Int32]) {
         for fd in procs where write(fd, "0", 1) < 0 {
             // The helper then stays in init's cgroup: a session still works, unbounded as before.
-            log.warning("session helper cannot join its cgroup: \(String(cString: strerror(errno)))")
+            log.warning("session helper cannot join its cgroup: \(Errno(rawValue: errno))")
         }
     }
 }

@@ -33,7 +33,11 @@ struct SessionHelper {
     /// Runs the session and exits the process; never returns.
     static func run(connection: FileDescriptor, configuration: JailConfiguration, settings: ProgramSettings, jail: String,
                     id: Int, hostRoot: Bool) -> Never {
-        _ = cj_set_dumpable(0)
+        do { try Hardening.forbidDumps() } catch {
+            // No session rather than one whose descriptors root inside could take.
+            log.error("session \(id) refused: \(error)")
+            _exit(1)
+        }
         cj_set_proctitle("jaild: session")
         do {
             let signals = try SignalDescriptor(signalSet)
@@ -96,7 +100,10 @@ struct SessionHelper {
         record.connectionFD = channel.socket.rawValue
         record.recordLogin()
         // Held (close-on-exec) until the helper exits: `jaild sessions` reads it from the host.
-        _ = record.publish()
+        // The program already runs: the session goes on, the operator is told it is unlisted.
+        do { _ = try record.publish() } catch {
+            log.error("session \(id) of jail \(jail) has no record (\(error)): jaild sessions does not list it, and only a stop of the jail ends it")
+        }
         record.logStart()
         startedNotice?.closeQuietly()
         session.handOverTerminal(&channel)

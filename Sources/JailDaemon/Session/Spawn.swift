@@ -1,5 +1,6 @@
 import CJail
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -34,7 +35,7 @@ struct SpawnError: Error, CustomStringConvertible {
     let request: SpawnRequest
 
     var description: String {
-        let reason = String(cString: strerror(errno))
+        let reason = Errno(rawValue: errno).description
         let a = request.account
         switch UInt32(step) {
         case CJ_STEP_EXEC.rawValue: return "cannot run \(request.command.path): \(reason)"

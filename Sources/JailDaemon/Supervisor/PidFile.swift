@@ -30,8 +30,19 @@ struct PidFile {
             throw .alreadyRunning(socket: location.socketPath, pid: pid)
         }
         let text = Array("\(getpid())\n".utf8)
-        _ = ftruncate(raw, 0)
-        _ = text.withUnsafeBytes { pwrite(raw, $0.baseAddress, $0.count, 0) }
+        // `jaild stop` and `status` read the pid from it: a lock without its pid is not taken.
+        var failure: SystemError?
+        if ftruncate(raw, 0) < 0 {
+            failure = .last("ftruncate", path: path)
+        } else {
+            let written = text.withUnsafeBytes { pwrite(raw, $0.baseAddress, $0.count, 0) }
+            if written < 0 { failure = .last("write", path: path) }
+            else if written != text.count { failure = SystemError("write", path: path, errno: .noSpace) }
+        }
+        if let failure {
+            PidFile(fd: fd, path: path).release()
+            throw .system(failure)
+        }
         return PidFile(fd: fd, path: path)
     }
 

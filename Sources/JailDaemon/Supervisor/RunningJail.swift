@@ -87,9 +87,13 @@ struct RunningJail {
     }
 
     mutating func requestStop(_ signal: Int32) {
+        requestStop(because: "signal \(signal)")
+    }
+
+    mutating func requestStop(because reason: String) {
         guard !stopRequested else { return }
         stopRequested = true
-        log.info("stopping on signal \(signal)")
+        log.info("stopping on \(reason)")
         SystemdNotifier.fromEnvironment?.send("STOPPING=1")
         // rc-stop may take one stop timeout before the TERM-then-KILL takes another.
         let timeouts = supervisor.configuration.rcStop == nil ? 1 : 2
@@ -151,15 +155,10 @@ struct RunningJail {
         // The last kills (the one that ended the jail, say) before the cgroups go.
         events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds(), force: true)
         events?.close()
-        unlink(supervisor.location.socketPath)
-        unlink(supervisor.controlPath)
-        PortFilter.detach(from: cgroups)
-        cgroups?.remove()
-        JailState.remove(name: supervisor.cgroupName)
-        lock.release()
+        let portsGivenBack = supervisor.tearDown(cgroups: cgroups, lock: lock)
         if stopRequested {
             log.info("jail \(supervisor.account.uid):\(supervisor.account.gid) stopped")
-            return 0
+            return portsGivenBack ? 0 : 1
         }
         guard let initCode else {
             log.error("the jail's init exited unexpectedly (status unknown: this jaild adopted it and is not its parent)")

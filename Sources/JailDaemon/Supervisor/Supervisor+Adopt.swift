@@ -123,7 +123,9 @@ extension Supervisor {
                         begun: Int64) throws(JailError) {
         var state = state
         state.supervisor = getpid()
-        state.save(as: cgroupName)
+        // Before "adopted" is said: a state naming the dead supervisor would stay behind. The
+        // jail runs on without us, as after any refused adoption.
+        do { try state.save(as: cgroupName) } catch { throw .state(error) }
         cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
         try? report?.writeFully(Array("R".utf8))
         report?.closeQuietly()

@@ -70,13 +70,13 @@ extension Supervisor {
                             owner: range.map { UserRange.namespaceOwner(start: $0) })
             try prepare(init: pid, channels: channels, range: range)
             // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
-            try? channels.lifeline.write.writeFully(Array("G".utf8))
+            LifelineWord.go.send(on: channels.lifeline.write)
             if !cgroupsBeforeClone {
                 cgroups = try makeCgroups()
                 try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
             }
             try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped)
-            try? channels.lifeline.write.writeFully(Array("C".utf8))
+            LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
             rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
             // Never a signal to a reaped pid: it may be another process's by now.
@@ -147,7 +147,7 @@ extension Supervisor {
         channels.closeInitEnds()
         if pid < 0 {
             if configuration.rootless {
-                throw .rootless("cannot create a user namespace: \(String(cString: strerror(error))) "
+                throw .rootless("cannot create a user namespace: \(Errno(rawValue: error)) "
                     + "(see user.max_user_namespaces; or run jaild as root)")
             }
             if let owner {

@@ -188,11 +188,7 @@ public struct Supervisor {
         } catch {
             listener.closeQuietly()
             control?.closeQuietly()
-            unlink(controlPath)
-            PortFilter.detach(from: cgroups)
-            cgroups?.remove()
-            unlink(location.socketPath)
-            lock.release()
+            tearDown(cgroups: cgroups, lock: lock)
             throw error
         }
         listener.closeQuietly()
@@ -216,7 +212,17 @@ public struct Supervisor {
         state.addresses = configuration.addresses.map(\.description)
         state.addressShared = configuration.addressShared
         state.loopback = JailAddresses.chosenLoopback(configuration, name: cgroupName)?.description ?? ""
-        state.save(as: cgroupName)
+        // A rootless jail has no state (/run/jail is root's): no other jaild finds it, and its
+        // init dies with this supervisor.
+        do { if !configuration.rootless { try state.save(as: cgroupName) } } catch {
+            // A jail no verb can find is not started: it is stopped as at a SIGTERM, and the
+            // start fails with the reason.
+            var jail = RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
+                                   bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
+            jail.requestStop(because: "a failed save of its state")
+            _ = jail.superviseUntilStopped()
+            throw .state(error)
+        }
         if let report {
             Readiness.ready("").send(on: report)
             report.closeQuietly()
@@ -225,6 +231,21 @@ public struct Supervisor {
         log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(started.pid)")
         return RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
                            bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
+    }
+
+    /// What a jail holds on the host, given back in one order whether its start failed or it
+    /// stopped: the sockets, the port filter and the ports, the cgroups, the state file, and
+    /// last the pid file's lock (once it is free, a new jaild may start on this socket).
+    /// False when the ports could not be given back (logged; the exit status says it).
+    @discardableResult
+    func tearDown(cgroups: JailCgroups?, lock: PidFile) -> Bool {
+        unlink(location.socketPath)
+        unlink(controlPath)
+        let portsGivenBack = PortFilter.detach(from: cgroups)
+        cgroups?.remove()
+        JailState.remove(name: cgroupName)
+        lock.release()
+        return portsGivenBack
     }
 
     /// The jail's host id range (root's user namespace only), the same at every start.

@@ -1,4 +1,5 @@
 import CJail
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ struct SystemdNotifier {
 
     func send(_ message: String) {
         if cj_sd_notify(socketPath, message) != 0 {
-            log.warning("cannot notify systemd at \(socketPath): \(String(cString: strerror(errno)))")
+            log.warning("cannot notify systemd at \(socketPath): \(Errno(rawValue: errno))")
         }
     }
 }

@@ -29,7 +29,7 @@ struct SyslogRelay {
     static func connectTarget(_ path: String) throws(JailError) -> FileDescriptor {
         let fd = cj_unix_dgram_connect(path)
         guard fd >= 0 else {
-            throw JailError.startFailed("--syslog: cannot connect to \(path): \(String(cString: strerror(errno)))")
+            throw JailError.failed("--syslog: cannot connect to \(path)", .last("connect", path: path))
         }
         return FileDescriptor(rawValue: fd)
     }
@@ -44,7 +44,7 @@ struct SyslogRelay {
         umask(old)
         guard fd >= 0 else {
             target.closeQuietly()
-            throw JailError.startFailed("--syslog: cannot bind \(path) in the jail: \(String(cString: strerror(errno)))")
+            throw JailError.failed("--syslog: cannot bind \(path) in the jail", .last("bind", path: path))
         }
         _ = chmod(path, 0o666)
         let pid = fork()
@@ -54,7 +54,7 @@ struct SyslogRelay {
         }
         close(fd)
         target.closeQuietly()
-        if pid < 0 { throw JailError.startFailed("--syslog: fork: \(String(cString: strerror(errno)))") }
+        if pid < 0 { throw JailError.failed("--syslog", .last("fork")) }
         return pid
     }
 
@@ -63,7 +63,10 @@ struct SyslogRelay {
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // init blocks its signals for its signalfd; the relay must die of SIGTERM at stop.
         cj_reset_signals()
-        _ = cj_set_dumpable(0)
+        do { try Hardening.forbidDumps() } catch {
+            log.error("syslog relay: \(error)")
+            _exit(1)
+        }
         cj_set_proctitle("jaild: syslog relay")
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -131,7 +131,7 @@ enum SshdAccess {
         do {
             existing = try fileStatus(path) == nil ? nil : try readFile(path, limit: 1 << 20)
         } catch {
-            throw ProvisionError("\(error)")
+            throw ProvisionError.from(error)
         }
         if let existing { return existing == Array(dropIn.utf8) ? .present(path) : .differs(path) }
         try Provision.writeFile(path, dropIn, mode: 0o644)

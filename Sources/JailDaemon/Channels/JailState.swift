@@ -114,17 +114,12 @@ public struct JailState: Equatable, Sendable {
         return decode(String(decoding: bytes, as: UTF8.self))
     }
 
-    func save(as name: String) {
-        if mkdir("/run/jail", 0o755) < 0 && errno != EEXIST { return }
-        if mkdir(Self.directory, 0o755) < 0 && errno != EEXIST { return }
-        let path = "\(Self.directory)/\(name).state"
-        let temporary = path + ".new"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { return log.warning("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        let text = Array(encoded().utf8)
-        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        rename(temporary, path)
+    /// Written whole or not at all (a temporary file renamed over the old one), every failure
+    /// thrown: `jaild list`, `stop NAME`, `sessions`, `enter` and adoption depend on it.
+    func save(as name: String) throws(SystemError) {
+        try ensureDirectory("/run/jail", mode: 0o755)
+        try ensureDirectory(Self.directory, mode: 0o755)
+        try writeFileAtomically("\(Self.directory)/\(name).state", Array(encoded().utf8), mode: 0o644)
     }
 
     static func remove(name: String) {

@@ -14,8 +14,8 @@ import Glibc
 /// removed without crossing into another file system, and only after no mount is left in it.
 extension Provision {
     public static func destroy(name: String, keepData: Bool, paths: ProvisionPaths) throws(ProvisionError) -> String {
-        guard geteuid() == 0 else { throw ProvisionError("jaild destroy must run as root") }
-        guard ProvisionPaths.isValidName(name) else { throw ProvisionError("'\(name)' is not a jail name") }
+        guard geteuid() == 0 else { throw ProvisionError.refused("jaild destroy must run as root") }
+        guard ProvisionPaths.isValidName(name) else { throw ProvisionError.refused("'\(name)' is not a jail name") }
         let configPath = paths.config(name)
         let entries: [ConfigFile.Entry]?
         var configText = ""
@@ -24,7 +24,7 @@ extension Provision {
                 configText = try readText(configPath)
                 entries = try ConfigFile.parse(configText, path: configPath)
             } catch {
-                throw ProvisionError("cannot read \(configPath): \(error)")
+                throw ProvisionError.cause("cannot read \(configPath)", error)
             }
         } else {
             entries = nil
@@ -34,7 +34,7 @@ extension Provision {
         let account = HostAccounts.users().first { $0.name == name }
         let hasState = (try? fileStatus(paths.jail(name))) != nil
         guard entries != nil || hasState || account != nil else {
-            throw ProvisionError("no jail \(name): neither \(configPath) nor \(paths.jail(name)) exists")
+            throw ProvisionError.refused("no jail \(name): neither \(configPath) nor \(paths.jail(name)) exists")
         }
         let uid = entries?.value("uid").flatMap { UInt32($0) } ?? kept?.uid
         let configGid = entries?.value("gid").flatMap { UInt32($0) } ?? kept?.gid
@@ -47,19 +47,19 @@ extension Provision {
         if let uid {
             let gid = configGid ?? ownAccount?.gid ?? uid
             let location = SocketLocation(prefix: socketPrefix, uid: uid, gid: gid)
-            guard Control.stop(location.pidPath) == 0 else { throw ProvisionError("cannot stop jail \(name); nothing removed") }
+            guard Control.stop(location.pidPath) == 0 else { throw ProvisionError.refused("cannot stop jail \(name); nothing removed") }
             if !keepData {
                 do { try UserRangeStore().release(socket: location.socketPath) } catch {
-                    throw ProvisionError("cannot give back the id range of jail \(name): \(error); nothing removed")
+                    throw ProvisionError.refused("cannot give back the id range of jail \(name): \(error); nothing removed")
                 }
                 do { try LoopbackStore().release(socket: location.socketPath) } catch {
-                    throw ProvisionError("cannot give back the loopback address of jail \(name): \(error); nothing removed")
+                    throw ProvisionError.refused("cannot give back the loopback address of jail \(name): \(error); nothing removed")
                 }
             }
         }
         let jailDirectory = paths.jail(name)
         if let mounted = mountPoints().first(where: { $0 == jailDirectory || $0.hasPrefix(jailDirectory + "/") }) {
-            throw ProvisionError("\(mounted) is still mounted; nothing removed")
+            throw ProvisionError.refused("\(mounted) is still mounted; nothing removed")
         }
 
         // What `jaild create NAME` checks before it reuses the data: written before anything
@@ -74,7 +74,7 @@ extension Provision {
 
         let diskData: String?
         do { diskData = hasState ? try DiskStorage.release(directory: jailDirectory, keepData: keepData) : nil } catch {
-            throw ProvisionError("\(error)")
+            throw ProvisionError.from(error)
         }
 
         // The supervisor's own log file (written where no syslog listens), rotations too.
@@ -83,13 +83,13 @@ extension Provision {
             let log = LogFile(name: "jail-\(uid)-\(gid)").path
             for suffix in ["", ".1", ".2", ".3"] { unlink(log + suffix) }
         }
-        if entries != nil, unlink(configPath) < 0 { throw ProvisionError("\(SystemError.last("unlink", path: configPath))") }
+        if entries != nil, unlink(configPath) < 0 { throw ProvisionError.system(.last("unlink", path: configPath)) }
         if hasState {
             // A copy's data is its root; an overlay's, its upper (the root only a mount point).
             let removed = keepData
                 ? removeTree(paths.work(name)) && (copy || removeTree(paths.root(name)))
                 : removeTree(jailDirectory)
-            if !removed { throw ProvisionError("cannot remove \(keepData ? paths.work(name) : jailDirectory)") }
+            if !removed { throw ProvisionError.refused("cannot remove \(keepData ? paths.work(name) : jailDirectory)") }
         }
         if let ownAccount {
             try HostAccounts.deleteUser(name)

@@ -76,6 +76,12 @@ public enum Provision {
         return ([created] + [SshdAccess.notice(dropIn, name: request.name)].compactMap { $0 }).joined(separator: "\n")
     }
 
+    /// A step of a failed create's undo: one whose failure leaves something on the host is
+    /// said on stderr, one line each (the create has failed already: exit 1).
+    static func undoing(_ what: String, _ step: () throws(ProvisionError) -> Void) {
+        do { try step() } catch { JailLogHandler.emitToTerminal("could not undo \(what): \(error)") }
+    }
+
     /// What was checked, resolved.
     struct Plan {
         let request: JailCreation
@@ -97,63 +103,63 @@ public enum Provision {
     }
 
     static func check(_ r: JailCreation, paths: ProvisionPaths) throws(ProvisionError) -> Plan {
-        guard geteuid() == 0 else { throw ProvisionError("jaild create must run as root") }
+        guard geteuid() == 0 else { throw ProvisionError.refused("jaild create must run as root") }
         guard ProvisionPaths.isValidName(r.name) else {
-            throw ProvisionError("jail name '\(r.name)' is not a valid account name (a-z, 0-9, _ and -, at most 32, not bases or home)")
+            throw ProvisionError.refused("jail name '\(r.name)' is not a valid account name (a-z, 0-9, _ and -, at most 32, not bases or home)")
         }
-        guard ProvisionPaths.isValidName(r.user) else { throw ProvisionError("user name '\(r.user)' is not a valid account name") }
-        guard r.uid != 0 else { throw ProvisionError("uid 0 is not allowed: a jail for root would give away the whole jail") }
+        guard ProvisionPaths.isValidName(r.user) else { throw ProvisionError.refused("user name '\(r.user)' is not a valid account name") }
+        guard r.uid != 0 else { throw ProvisionError.refused("uid 0 is not allowed: a jail for root would give away the whole jail") }
         let users = HostAccounts.users()
         let groups = HostAccounts.groups()
-        if users.contains(where: { $0.name == r.name }) { throw ProvisionError("\(r.name) is taken: a host account of that name exists") }
-        if groups.contains(where: { $0.name == r.name }) { throw ProvisionError("\(r.name) is taken: a host group of that name exists") }
+        if users.contains(where: { $0.name == r.name }) { throw ProvisionError.refused("\(r.name) is taken: a host account of that name exists") }
+        if groups.contains(where: { $0.name == r.name }) { throw ProvisionError.refused("\(r.name) is taken: a host group of that name exists") }
         if r.name == SshdAccess.tenantGroup {
-            throw ProvisionError("\(r.name) is taken: it is the host group of every tenant (sshd's Match Group \(r.name))")
+            throw ProvisionError.refused("\(r.name) is taken: it is the host group of every tenant (sshd's Match Group \(r.name))")
         }
         if (try? fileStatus(paths.config(r.name))) != nil {
-            throw ProvisionError("\(r.name) is taken: \(paths.config(r.name)) exists")
+            throw ProvisionError.refused("\(r.name) is taken: \(paths.config(r.name)) exists")
         }
         // STATE/NAME left by `jaild destroy --keep-data` is reused (checked below); anything else there is another's.
         let kept = try keptData(of: r.name, paths: paths)
-        if (try? fileStatus(paths.home(r.name))) != nil { throw ProvisionError("\(r.name) is taken: \(paths.home(r.name)) exists") }
+        if (try? fileStatus(paths.home(r.name))) != nil { throw ProvisionError.refused("\(r.name) is taken: \(paths.home(r.name)) exists") }
         if let other = users.first(where: { $0.uid == r.uid }) {
-            throw ProvisionError("uid \(r.uid) is in use by host account \(other.name)")
+            throw ProvisionError.refused("uid \(r.uid) is in use by host account \(other.name)")
         }
         for config in paths.configs() where config.entries.value("uid") == "\(r.uid)" {
-            throw ProvisionError("uid \(r.uid) is in use by jail \(config.name) (\(paths.config(config.name)))")
+            throw ProvisionError.refused("uid \(r.uid) is in use by jail \(config.name) (\(paths.config(config.name)))")
         }
         if let running = JailState.all().first(where: { $0.alive && $0.state.uid == r.uid }) {
-            throw ProvisionError("uid \(r.uid) is in use by the running jail on \(running.state.socket)")
+            throw ProvisionError.refused("uid \(r.uid) is in use by the running jail on \(running.state.socket)")
         }
         let gid = r.gid ?? r.uid
-        guard gid != 0 else { throw ProvisionError("gid 0 is not allowed: the host account would be in root's group") }
+        guard gid != 0 else { throw ProvisionError.refused("gid 0 is not allowed: the host account would be in root's group") }
         let existingGroup = groups.first { $0.gid == gid }
         if let existingGroup, r.gid == nil {
-            throw ProvisionError("gid \(gid) is in use by host group \(existingGroup.name) (give --gid \(gid) to share it)")
+            throw ProvisionError.refused("gid \(gid) is in use by host group \(existingGroup.name) (give --gid \(gid) to share it)")
         }
         let base = try resolveBase(r.base, paths: paths)
-        if let problem = kept?.mismatch(r, gid: gid, base: base, name: r.name) { throw ProvisionError(problem) }
+        if let problem = kept?.mismatch(r, gid: gid, base: base, name: r.name) { throw ProvisionError.refused(problem) }
         let key = try r.keyFile.map { path throws(ProvisionError) in try readKey(path) }
         guard access(r.jailBinary, X_OK) == 0 else {
-            throw ProvisionError("the jail client \(r.jailBinary) (the login shell) is not executable: \(Errno(rawValue: errno))")
+            throw ProvisionError.failed("the jail client \(r.jailBinary) (the login shell) is not executable", .last("access", path: r.jailBinary))
         }
         // The base's own accounts: the user must not collide, the shell must exist.
         let rootFD = open(base, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if rootFD < 0 { throw ProvisionError("\(SystemError.last("open", path: base))") }
+        if rootFD < 0 { throw ProvisionError.system(.last("open", path: base)) }
         defer { close(rootFD) }
         let tree = JailTree(root: rootFD, description: base)
         let passwd = (try? tree.read("/etc/passwd")) ?? nil
-        guard let passwd else { throw ProvisionError("base \(base) is not a root file system: it has no /etc/passwd") }
+        guard let passwd else { throw ProvisionError.refused("base \(base) is not a root file system: it has no /etc/passwd") }
         let aliases = r.name == r.user ? [] : [r.name]
         do { try JailUser(name: r.user, uid: r.uid, gid: gid, home: "", shell: "").checkConflicts(passwd: passwd, aliases: aliases) } catch {
-            throw ProvisionError("base \(base): \(error)")
+            throw ProvisionError.cause("base \(base)", error)
         }
         let existing = PasswdEntry.parseAll(passwd).first { $0.name == r.user }
         let shell = r.shell ?? existing.map(\.shell).flatMap { $0.isEmpty ? nil : $0 }
             ?? (tree.status("/bin/bash") != nil ? "/bin/bash" : "/bin/sh")
-        guard shell.hasPrefix("/") else { throw ProvisionError("shell \(shell) must be an absolute path") }
+        guard shell.hasPrefix("/") else { throw ProvisionError.refused("shell \(shell) must be an absolute path") }
         let shellFD = cj_open_in_root(rootFD, shell, CJ_O_PATH)
-        if shellFD < 0 { throw ProvisionError("shell \(shell) does not exist in base \(base)") }
+        if shellFD < 0 { throw ProvisionError.refused("shell \(shell) does not exist in base \(base)") }
         close(shellFD)
         let home = existing.map(\.home).flatMap { $0.isEmpty || $0 == "/" ? nil : $0 } ?? "/home/\(r.user)"
         let hostKey = key.map {
@@ -169,21 +175,21 @@ public enum Provision {
     static func resolveBase(_ spec: String, paths: ProvisionPaths) throws(ProvisionError) -> String {
         let path = spec.contains("/") ? spec : "\(paths.bases)/\(spec)"
         guard let resolved = realpath(path, nil) else {
-            throw ProvisionError("base \(spec) does not exist (\(path): \(Errno(rawValue: errno)))")
+            throw ProvisionError.refused("base \(spec) does not exist (\(path): \(Errno(rawValue: errno)))")
         }
         defer { free(resolved) }
         let real = String(cString: resolved)
         var info = stat()
-        guard stat(real, &info) == 0, isDirectory(info) else { throw ProvisionError("base \(real) is not a directory") }
+        guard stat(real, &info) == 0, isDirectory(info) else { throw ProvisionError.refused("base \(real) is not a directory") }
         if let c = real.first(where: { $0 == "," || $0 == ":" || $0 == "\\" }) {
-            throw ProvisionError("base path \(real) must not contain '\(c)' (overlayfs separates layers with it)")
+            throw ProvisionError.refused("base path \(real) must not contain '\(c)' (overlayfs separates layers with it)")
         }
         return real
     }
 
     static func readKey(_ path: String) throws(ProvisionError) -> String {
         let text: String
-        do { text = try readText(path) } catch { throw ProvisionError("cannot read key \(path): \(error.errno)") }
+        do { text = try readText(path) } catch { throw ProvisionError.failed("cannot read key \(path)", error) }
         let lines = text.split(separator: "\n").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
         // Each line: [options] TYPE BASE64 [comment], TYPE one of OpenSSH's key types.
         let types = ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-"]
@@ -193,10 +199,10 @@ public enum Provision {
             return index + 1 < fields.count && fields[index + 1].hasPrefix("AAAA")
         }
         guard !lines.isEmpty, text.utf8.count < 65536, lines.allSatisfy(isKey) else {
-            throw ProvisionError("key \(path) is not an ssh public key file (lines like 'ssh-ed25519 AAAA… comment')")
+            throw ProvisionError.refused("key \(path) is not an ssh public key file (lines like 'ssh-ed25519 AAAA… comment')")
         }
         if let option = lines.lazy.compactMap(SshdAccess.grantingOption).first {
-            throw ProvisionError("key \(path) has the option '\(option)': jaild create writes the options that lead "
+            throw ProvisionError.refused("key \(path) has the option '\(option)': jaild create writes the options that lead "
                 + "the host's keys itself (\(SshdAccess.keyOptions(forwardAgent: true, forwardX11: true)))")
         }
         return lines.joined(separator: "\n") + "\n"
@@ -225,7 +231,7 @@ public enum Provision {
         } else {
             // The merged root takes its mode from the upper directory's: as the base's root.
             var info = stat()
-            guard stat(plan.base, &info) == 0 else { throw ProvisionError("\(SystemError.last("stat", path: plan.base))") }
+            guard stat(plan.base, &info) == 0 else { throw ProvisionError.system(.last("stat", path: plan.base)) }
             try makeOwn(paths.root(r.name), 0o755, &undo)
             if !reuse {
                 _ = try makeDirectory(paths.upper(r.name), mode: info.st_mode & 0o7777, uid: info.st_uid, gid: info.st_gid)
@@ -233,11 +239,11 @@ public enum Provision {
             try makeOwn(paths.work(r.name), 0o700, &undo)
             rootFD = cj_overlay_open(plan.base, paths.upper(r.name), paths.work(r.name))
         }
-        if rootFD < 0 { throw ProvisionError("\(SystemError.last(r.copy ? "open" : "overlay", path: paths.root(r.name)))") }
+        if rootFD < 0 { throw ProvisionError.system(.last(r.copy ? "open" : "overlay", path: paths.root(r.name))) }
         defer { close(rootFD) }
         let tree = JailTree(root: rootFD, description: paths.root(r.name))
         if try !keptTreeHasUser(plan, tree: tree) {
-            do { try writeJailUser(plan, into: tree) } catch { throw ProvisionError("\(error)") }
+            do { try writeJailUser(plan, into: tree) } catch { throw ProvisionError.from(error) }
         }
 
         // sshd's side first: the account exists only with the drop-in and its group in place.
@@ -245,11 +251,11 @@ public enum Provision {
         if case .installed(let path) = dropIn { undo.append { unlink(path) } }
         if plan.makeTenantGroup {
             try HostAccounts.addSystemGroup(SshdAccess.tenantGroup)
-            undo.append { try? HostAccounts.deleteGroup(SshdAccess.tenantGroup) }
+            undo.append { undoing("the group \(SshdAccess.tenantGroup)") { () throws(ProvisionError) in try HostAccounts.deleteGroup(SshdAccess.tenantGroup) } }
         }
         if plan.makeHostGroup {
             try HostAccounts.addGroup(r.name, gid: plan.gid)
-            undo.append { try? HostAccounts.deleteGroup(r.name) }
+            undo.append { undoing("the group \(r.name)") { () throws(ProvisionError) in try HostAccounts.deleteGroup(r.name) } }
         }
         let home = paths.home(r.name)
         if try makeDirectory(paths.homes, mode: 0o755) { undo.append { rmdir(paths.homes) } }
@@ -264,14 +270,14 @@ public enum Provision {
         }
         try HostAccounts.addUser(r.name, uid: plan.uid, gid: plan.gid, groups: [SshdAccess.tenantGroup], home: home,
                                  shell: r.jailBinary)
-        undo.append { try? HostAccounts.deleteUser(r.name) }
-        if try HostAccounts.addShell(r.jailBinary) { undo.append { try? HostAccounts.removeShell(r.jailBinary) } }
+        undo.append { undoing("the account \(r.name)") { () throws(ProvisionError) in try HostAccounts.deleteUser(r.name) } }
+        if try HostAccounts.addShell(r.jailBinary) { undo.append { undoing("the shell \(r.jailBinary) in /etc/shells") { () throws(ProvisionError) in try HostAccounts.removeShell(r.jailBinary) } } }
 
         try writeFile(paths.config(r.name), configText(plan, paths: paths), mode: 0o644)
         if reuse {
             undo.append { unlink(paths.config(r.name)) }
             let record = KeptData.path(jailDirectory)
-            if unlink(record) < 0 { throw ProvisionError("\(SystemError.last("unlink", path: record))") }
+            if unlink(record) < 0 { throw ProvisionError.system(.last("unlink", path: record)) }
         }
         return dropIn
     }
@@ -316,26 +322,26 @@ public enum Provision {
     static func makeDirectory(_ path: String, mode: mode_t, uid: UInt32 = 0, gid: UInt32 = 0) throws(ProvisionError) -> Bool {
         if mkdir(path, 0o700) < 0 {
             if errno == EEXIST, Preflight.isDirectoryFollowing(path) { return false }
-            throw ProvisionError("\(SystemError.last("mkdir", path: path))")
+            throw ProvisionError.system(.last("mkdir", path: path))
         }
         guard chown(path, uid, gid) == 0, chmod(path, mode) == 0 else {
             let error = SystemError.last("chmod", path: path)
             rmdir(path)
-            throw ProvisionError("\(error)")
+            throw ProvisionError.from(error)
         }
         return true
     }
 
     static func writeFile(_ path: String, _ text: String, mode: mode_t) throws(ProvisionError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        if fd < 0 { throw ProvisionError("\(SystemError.last("create", path: path))") }
+        if fd < 0 { throw ProvisionError.system(.last("create", path: path)) }
         let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         fchmod(fd, mode)
         close(fd)
         guard written == bytes.count else {
             unlink(path)
-            throw ProvisionError("\(SystemError.last("write", path: path))")
+            throw ProvisionError.system(.last("write", path: path))
         }
     }
 

@@ -117,17 +117,50 @@ struct SessionRecord {
     /// `jail-session` that only this helper holds (close-on-exec: the program never gets it).
     /// The host's root reads it through /proc/PID/fd; inside the jail nobody can, because the
     /// helper is not dumpable and no jail process has CAP_SYS_PTRACE.
-    func publish() -> Int32 {
+    func publish() throws(SystemError) -> Int32 {
         let fields = startFields + [("started", "\(startedWall)"), ("program_pid", "\(programPid)"),
                                     ("connection_fd", "\(connectionFD)")]
         let bytes = Array((Logfmt.line("session", fields) + "\n").utf8)
-        let fd = cj_sealed_memfd("jail-session", bytes, bytes.count)
+        let fd = cj_sealed_memfd(Self.memfdName, bytes, bytes.count)
+        if fd < 0 { throw .last("memfd_create", path: Self.memfdName) }
         return fd
     }
+
+    static let memfdName = "jail-session"
 
     /// Everything at the end of the session: the log line and the utmp logout.
     func end(status: String) {
         recordLogout()
         logEnd(status: status)
+    }
+}
+
+/// A session record as `jaild sessions` reads it back from a helper's memfd: what
+/// `SessionRecord.publish` writes, decoded into the type both ends agree on.
+struct PublishedSession: Equatable, Sendable {
+    var jail: String
+    var id: Int
+    var uid: UInt32?
+    var user: String
+    /// nil when the helper could not read its peer (written `?`).
+    var peerUid: UInt32?
+    var from: String
+    /// `/dev/pts/N`, or `stdio`.
+    var tty: String
+    var command: String
+    /// Unix time of the session's start.
+    var started: Int64
+    /// The helper's descriptor of the client connection, for the client's host pid.
+    var connectionFD: Int32?
+
+    /// nil when it is no session record (no `id`).
+    static func decode(_ text: String) -> PublishedSession? {
+        let fields = Logfmt.fields(text)
+        guard let id = fields["id"].flatMap({ Int($0) }) else { return nil }
+        return PublishedSession(jail: fields["jail"] ?? "", id: id, uid: fields["uid"].flatMap { UInt32($0) },
+                                user: fields["user"] ?? "?", peerUid: fields["peer_uid"].flatMap { UInt32($0) },
+                                from: fields["from"] ?? "?", tty: fields["tty"] ?? "stdio", command: fields["command"] ?? "",
+                                started: fields["started"].flatMap { Int64($0) } ?? 0,
+                                connectionFD: fields["connection_fd"].flatMap { Int32($0) })
     }
 }

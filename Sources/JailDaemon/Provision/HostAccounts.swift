@@ -23,9 +23,9 @@ enum HostAccounts {
 
     static func run(_ program: String, _ arguments: [String]) throws(ProvisionError) {
         let result: ProgramResult
-        do { result = try runProgram(program, arguments) } catch { throw ProvisionError("\(error)") }
+        do { result = try runProgram(program, arguments) } catch { throw ProvisionError.from(error) }
         guard result.status == 0 else {
-            throw ProvisionError("\((program as String).split(separator: "/").last ?? ""): \(result.reason)")
+            throw ProvisionError.refused("\((program as String).split(separator: "/").last ?? ""): \(result.reason)")
         }
     }
 
@@ -82,7 +82,7 @@ enum HostAccounts {
         let temporary = shellsFile + ".jaild-new"
         unlink(temporary)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        if fd < 0 { throw ProvisionError("\(SystemError.last("create", path: temporary))") }
+        if fd < 0 { throw ProvisionError.system(.last("create", path: temporary)) }
         let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         fchmod(fd, mode)
@@ -91,13 +91,8 @@ enum HostAccounts {
         guard written == bytes.count, synced == 0, rename(temporary, shellsFile) == 0 else {
             let error = SystemError.last("write", path: shellsFile)
             unlink(temporary)
-            throw ProvisionError("\(error)")
+            throw ProvisionError.from(error)
         }
     }
 }
 
-/// Why `jaild create`, `destroy` or `base` did nothing (or undid what it did): one line.
-public struct ProvisionError: Error, Equatable, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}

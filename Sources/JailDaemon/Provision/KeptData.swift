@@ -53,8 +53,8 @@ struct KeptData: Equatable {
         let path = path(jailDirectory)
         guard (try? fileStatus(path)) != nil else { return nil }
         let text: String
-        do { text = try readText(path) } catch { throw ProvisionError("cannot read \(path): \(error)") }
-        guard let kept = parse(text) else { throw ProvisionError("\(path) is not a record of jaild destroy --keep-data") }
+        do { text = try readText(path) } catch { throw ProvisionError.cause("cannot read \(path)", error) }
+        guard let kept = parse(text) else { throw ProvisionError.refused("\(path) is not a record of jaild destroy --keep-data") }
         return kept
     }
 
@@ -101,12 +101,12 @@ extension Provision {
         let directory = paths.jail(name)
         guard (try? fileStatus(directory)) != nil else { return nil }
         guard let kept = try KeptData.read(jailDirectory: directory) else {
-            throw ProvisionError("\(name) is taken: \(directory) exists (and holds no record of jaild destroy --keep-data)")
+            throw ProvisionError.refused("\(name) is taken: \(directory) exists (and holds no record of jaild destroy --keep-data)")
         }
         let holder = kept.backend == .image ? directory + "/" + DiskImage.fileName : kept.copy ? paths.root(name) : paths.upper(name)
-        guard (try? fileStatus(holder)) != nil else { throw ProvisionError("the data kept of jail \(name) is gone: \(holder) does not exist") }
+        guard (try? fileStatus(holder)) != nil else { throw ProvisionError.refused("the data kept of jail \(name) is gone: \(holder) does not exist") }
         if kept.backend == .btrfs && !BtrfsQuota.isSubvolume(directory) {
-            throw ProvisionError("the data kept of jail \(name) was a btrfs subvolume, and \(directory) is none")
+            throw ProvisionError.refused("the data kept of jail \(name) was a btrfs subvolume, and \(directory) is none")
         }
         return kept
     }
@@ -120,17 +120,17 @@ extension Provision {
         guard plan.kept != nil else { return false }
         let r = plan.request
         let passwd: String?
-        do { passwd = try tree.read("/etc/passwd") } catch { throw ProvisionError("\(error)") }
+        do { passwd = try tree.read("/etc/passwd") } catch { throw ProvisionError.from(error) }
         let entries = PasswdEntry.parseAll(passwd ?? "")
         if let own = entries.first(where: { $0.name == r.user }) {
             guard own.uid == plan.uid, own.gid == plan.gid else {
-                throw ProvisionError("the data kept of jail \(r.name) has its user \(r.user) as \(own.uid):\(own.gid), "
+                throw ProvisionError.refused("the data kept of jail \(r.name) has its user \(r.user) as \(own.uid):\(own.gid), "
                     + "not \(plan.uid):\(plan.gid) (its /etc/passwd)")
             }
             return true
         }
         if let other = entries.first(where: { $0.uid == plan.uid }) {
-            throw ProvisionError("the data kept of jail \(r.name) gives uid \(plan.uid) to user \(other.name) (its /etc/passwd)")
+            throw ProvisionError.refused("the data kept of jail \(r.name) gives uid \(plan.uid) to user \(other.name) (its /etc/passwd)")
         }
         return false
     }
