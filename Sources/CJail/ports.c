@@ -5,8 +5,11 @@
  * - One hash map shared by every jail's programs, "jail_owned_port": key struct cj_owned_key
  *   (protocol<<16|port, an IPv6 address: all zeros "every address", an IPv4 address v4-mapped,
  *   all ones "some address", see emit_post_bind), value the owning jail's cgroup id. It is not
- *   pinned: jaild finds it by name through the kernel's map ids, and it lives as long as a
- *   program uses it (the last jail's stop frees it).
+ *   pinned (it lives as long as a program uses it: the last jail's stop frees it). jaild keeps
+ *   its id in a file of its own and opens it by that id (cj_owned_ports_by_id); only when that
+ *   id is gone does it walk the host's maps by name. A start adds its own entries
+ *   (cj_owned_ports_add); the whole map is rebuilt (cj_owned_ports_sync) only when a start
+ *   meets another's entry and at a --ports jail's stop.
  * - bind (BPF_CGROUP_INET4_BIND, INET6_BIND; `--ports` and address jails): first the address
  *   half (address.c), then an explicit port must be one of the jail's; for those the program
  *   returns 3, "allow and skip the CAP_NET_BIND_SERVICE check", so no capability is needed for
@@ -157,6 +160,44 @@ static int emit_post_bind(struct bpf_insn *p, int map, const struct cj_port_rang
     return asm_finish(&a);
 }
 
+/* Whether fd is the owned-ports map: its name, type and key and value sizes (the key's size
+ * tells it from the map of a jaild before addresses, a 4-byte key); *id gets its id. */
+static int is_owned_ports_map(int fd, uint32_t *id) {
+    union bpf_attr attr;
+    struct bpf_map_info info;
+    memset(&info, 0, sizeof info);
+    memset(&attr, 0, sizeof attr);
+    attr.info.bpf_fd = (uint32_t)fd;
+    attr.info.info_len = sizeof info;
+    attr.info.info = (uint64_t)(uintptr_t)&info;
+    if (cj_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) < 0) return 0;
+    if (id) *id = info.id;
+    return strcmp(info.name, map_name) == 0 && info.type == BPF_MAP_TYPE_HASH &&
+           info.key_size == sizeof(struct cj_owned_key) && info.value_size == 8;
+}
+
+/* The map by the id jaild recorded. Safe against a stale id: the kernel hands out map ids
+ * cyclically (idr_alloc_cyclic up to INT_MAX), so a freed map's id comes back only after
+ * 2^31 other maps, and whatever map holds the id is checked for the name, type and sizes
+ * above before it is used. ENOENT when the id is no map of ours. */
+int cj_owned_ports_by_id(uint32_t id) {
+    if (id == 0) { errno = ENOENT; return -1; }
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_id = id;
+    int fd = cj_bpf(BPF_MAP_GET_FD_BY_ID, &attr);
+    if (fd < 0) return -1;
+    if (is_owned_ports_map(fd, NULL)) return fd;
+    close(fd);
+    errno = ENOENT;
+    return -1;
+}
+
+uint32_t cj_bpf_map_id(int fd) {
+    uint32_t id = 0;
+    return is_owned_ports_map(fd, &id) ? id : 0;
+}
+
 int cj_owned_ports_open(int create) {
     union bpf_attr attr;
     uint32_t id = 0;
@@ -172,16 +213,7 @@ int cj_owned_ports_open(int create) {
         attr.map_id = id;
         int fd = cj_bpf(BPF_MAP_GET_FD_BY_ID, &attr);
         if (fd < 0) continue;  /* freed meanwhile */
-        struct bpf_map_info info;
-        memset(&info, 0, sizeof info);
-        memset(&attr, 0, sizeof attr);
-        attr.info.bpf_fd = (uint32_t)fd;
-        attr.info.info_len = sizeof info;
-        attr.info.info = (uint64_t)(uintptr_t)&info;
-        /* The key's size tells this map from one of a jaild before addresses (a 4-byte key). */
-        if (cj_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) == 0 && strcmp(info.name, map_name) == 0 &&
-            info.type == BPF_MAP_TYPE_HASH && info.key_size == sizeof(struct cj_owned_key) && info.value_size == 8)
-            return fd;
+        if (is_owned_ports_map(fd, NULL)) return fd;
         close(fd);
     }
     if (!create) { errno = ENOENT; return -1; }
@@ -193,6 +225,28 @@ int cj_owned_ports_open(int create) {
     attr.map_flags = BPF_F_NO_PREALLOC;  /* memory for the ports in use only */
     strncpy(attr.map_name, map_name, sizeof attr.map_name - 1);
     return cj_bpf(BPF_MAP_CREATE, &attr);
+}
+
+/* One jail's keys, added where nobody owns them yet (BPF_NOEXIST): the first jail to start
+ * with a port owns it. holders[i] gets the owner of keys[i] afterwards (owner, or the jail
+ * that had it). Callers hold jaild's ports lock, so no other writer runs meanwhile. */
+int cj_owned_ports_add(int map, const struct cj_owned_key *keys, int n, uint64_t owner, uint64_t *holders) {
+    union bpf_attr attr;
+    for (int i = 0; i < n; i++) {
+        memset(&attr, 0, sizeof attr);
+        attr.map_fd = (uint32_t)map;
+        attr.key = (uint64_t)(uintptr_t)&keys[i];
+        attr.value = (uint64_t)(uintptr_t)&owner;
+        attr.flags = BPF_NOEXIST;
+        if (cj_bpf(BPF_MAP_UPDATE_ELEM, &attr) == 0) { holders[i] = owner; continue; }
+        if (errno != EEXIST) return -1;
+        memset(&attr, 0, sizeof attr);
+        attr.map_fd = (uint32_t)map;
+        attr.key = (uint64_t)(uintptr_t)&keys[i];
+        attr.value = (uint64_t)(uintptr_t)&holders[i];
+        if (cj_bpf(BPF_MAP_LOOKUP_ELEM, &attr) < 0) return -1;
+    }
+    return 0;
 }
 
 static int compare_keys(const void *left, const void *right) {

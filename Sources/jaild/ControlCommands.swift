@@ -131,15 +131,23 @@ enum ControlCommands {
         do { bytes = try readFile(path) } catch { fail("cannot read config \(path): \(error.errno)") }
         do {
             var fromFile: [String] = []
+            var pairs: [(entry: ConfigFile.Entry, pair: [String])] = []
             for entry in try ConfigFile.parse(String(decoding: bytes, as: UTF8.self), path: path) {
                 let pair = try ConfigFile.arguments(for: entry, path: path)
-                // Each value is checked alone, so a bad one is reported with its line.
-                let probe = (entry.key == "uid" ? [] : ["--uid", "1"]) + pair
-                do { _ = try JailDaemonCommand.parse(probe) } catch {
-                    let message = JailDaemonCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-                    fail("\(path):\(entry.line): \(message)")
-                }
+                pairs.append((entry, pair))
                 fromFile += pair
+            }
+            // All values checked in one parse (each parse costs about 0.3 ms of a start); only
+            // when that fails is each checked alone, so a bad one is reported with its line.
+            let hasUID = pairs.contains { $0.entry.key == "uid" }
+            if (try? JailDaemonCommand.parse((hasUID ? [] : ["--uid", "1"]) + fromFile)) == nil {
+                for (entry, pair) in pairs {
+                    let probe = (entry.key == "uid" ? [] : ["--uid", "1"]) + pair
+                    do { _ = try JailDaemonCommand.parse(probe) } catch {
+                        let message = JailDaemonCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+                        fail("\(path):\(entry.line): \(message)")
+                    }
+                }
             }
             return fromFile + others
         } catch {

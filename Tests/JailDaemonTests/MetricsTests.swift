@@ -119,4 +119,10 @@ final class MetricsTests: XCTestCase {
             unlink(path)
         }
     }
+
+    func testDecimalFieldsReadProcFilesOnBytes() {
+        XCTAssertEqual(decimalFields(Array("4196 1327 871 1234 0 356 0\n".utf8)), [4196, 1327, 871, 1234, 0, 356, 0])
+        XCTAssertEqual(decimalFields(Array("12 345 ".utf8)), [12, 345])
+        XCTAssertEqual(decimalFields([]), [])
+    }
 }

@@ -37,4 +37,21 @@ final class ProvisionPathsTests: XCTestCase {
     func testMountinfoEscapes() {
         XCTAssertEqual(Provision.unescapeMountPath("/srv/a\\040b"), "/srv/a b")
     }
+
+    func testConfigsMentioningAUidParseOnlyThoseThatHoldIt() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jail-configs-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "uid = 63000\nroot = /srv/a\n".write(toFile: directory + "/alice.conf", atomically: true, encoding: .utf8)
+        try "uid = 63001\nhostname = x63000y\n".write(toFile: directory + "/bob.conf", atomically: true, encoding: .utf8)
+        try "uid = 63002\n".write(toFile: directory + "/carol.conf", atomically: true, encoding: .utf8)
+        let paths = ProvisionPaths(configDirectory: directory, stateDirectory: "/nonexistent")
+        // bob's text holds the digits too: it is parsed, and its uid is not 63000.
+        XCTAssertEqual(paths.configs(mentioning: "63000").map(\.name), ["alice", "bob"])
+        XCTAssertEqual(paths.configs(mentioning: "63000").filter { $0.entries.value("uid") == "63000" }.map(\.name), ["alice"])
+        XCTAssertEqual(paths.configs().map(\.name), ["alice", "bob", "carol"])
+        XCTAssertTrue(Array("abc63000".utf8).contains(sequence: Array("63000".utf8)))
+        XCTAssertFalse(Array("6300".utf8).contains(sequence: Array("63000".utf8)))
+        XCTAssertFalse(Array("".utf8).contains(sequence: Array("1".utf8)))
+    }
 }

@@ -148,4 +148,18 @@ final class UserRangeTests: XCTestCase {
         XCTAssertNoThrow(try ShadowLock.lockFile(file, deadline: monotonicMilliseconds() + 200))
         XCTAssertEqual(ShadowLock.lockHolder(file + ".lock"), getpid())
     }
+
+    func testRecordsAreScannedOnBytes() {
+        var seen: [String] = []
+        UserRange.scanRecords("root:x:0:0::/root:/bin/sh\nbad:x::1\n  eve:1073741824:65536\r\nbig:99999999999999999999:1\nshort") {
+            line, second, third in
+            seen.append("\(String(Substring(line)))|\(second.map(String.init) ?? "-")|\(third.map(String.init) ?? "-")")
+            return false
+        }
+        XCTAssertEqual(seen, ["root:x:0:0::/root:/bin/sh|-|0", "bad:x::1|-|-", "  eve:1073741824:65536\r|1073741824|65536",
+                              "big:99999999999999999999:1|-|1", "short|-|-"])
+        let start: UInt32 = 1_073_741_824
+        XCTAssertEqual(UserRange.conflict(start: start, passwd: "", group: "", subuid: " eve:1073741824:65536\r\n", subgid: "",
+                                          ids: []), "/etc/subuid has 'eve:1073741824:65536'")
+    }
 }

@@ -236,6 +236,12 @@ struct cj_address_plan {
 int cj_owned_ports_open(int create);
 /* Makes the map hold exactly these keys with these owners (cgroup ids). */
 int cj_owned_ports_sync(int map, const struct cj_owned_key *keys, const uint64_t *owners, int n);
+/* The map by its id (kept by jaild in /run/jail/ports/map-id), checked to be the map; -1 with
+ * ENOENT when it is gone or another map has the id. cj_bpf_map_id: the map's id, 0 if none. */
+int cj_owned_ports_by_id(uint32_t id);
+uint32_t cj_bpf_map_id(int fd);
+/* One jail's keys added where free (holders[i]: who holds keys[i] afterwards). */
+int cj_owned_ports_add(int map, const struct cj_owned_key *keys, int n, uint64_t owner, uint64_t *holders);
 /* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6),
  * with `bind_filter` the bind filter for these ranges, and with a plan that has addresses or a
  * loopback the address programs (address.c). *failed_step: 1 opening the cgroup, 2 loading,

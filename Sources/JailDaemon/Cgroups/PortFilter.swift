@@ -9,9 +9,14 @@ import Glibc
 /// Puts port ownership into force (ports.c): every jail's cgroup gets the post-bind check
 /// against the owned-ports map shared by all jails, so no jail — with or without `--ports` —
 /// ends up bound to a port another jail owns, whatever route it took (bind(0),
-/// IP_LOCAL_PORT_RANGE, retries); a `--ports` jail also gets the bind filter. The map is derived
-/// from one record per `--ports` jail, /run/jail/ports/CGROUP-ID, rebuilt under a lock at each
-/// start and stop, so entries of a jail that died without stopping go with the next start.
+/// IP_LOCAL_PORT_RANGE, retries); a `--ports` jail also gets the bind filter. The map holds what
+/// the records say, one per `--ports`, `--address` or `--loopback` jail, /run/jail/ports/CGROUP-ID
+/// (its ports on its addresses, see Ownership), changed under a lock.
+/// A start touches only its own entries: it finds the map by the id in /run/jail/ports/map-id
+/// and adds its ports where free, so a start costs the same with 10 jails or 10,000. The whole
+/// map is rebuilt from every record only when that cannot decide: a new map, a port another
+/// jail holds (shared, or the entry of a jail that died without stopping, which goes then),
+/// and the stop of a `--ports` jail (a shared port passes to the next jail that lists it).
 /// Without cgroup v2 or cgroup-BPF a `--ports` jail does not start: a jail that silently
 /// allows every port would be worse than none.
 public enum PortFilter {
@@ -22,17 +27,17 @@ public enum PortFilter {
                        to cgroups: JailCgroups?) throws(JailError) {
         let ports = configuration.ports
         let loopback = try JailAddresses.loopback(for: configuration, name: name, socket: socket)
-        let addresses = Ownership(ports: ports, addresses: configuration.addresses, loopback: loopback)
+        let ownership = Ownership(ports: ports, addresses: configuration.addresses, loopback: loopback)
         guard let directory = cgroups?.unifiedDirectory else {
-            guard ports == nil && !addresses.hasAddresses else {
+            guard ports == nil && !ownership.hasAddresses else {
                 throw .startFailed("--ports, --address and --loopback need cgroup v2, which is not mounted on this host (mount -t cgroup2 none /sys/fs/cgroup)")
             }
             return  // no cgroup v2: no jail here can own a port either
         }
         do throws(JailError) {
-            try attachLocked(addresses, plan: JailAddresses.plan(configuration, loopback: loopback), directory: directory)
+            try attachLocked(ownership, plan: JailAddresses.plan(configuration, loopback: loopback), directory: directory)
         } catch {
-            guard ports == nil && !addresses.hasAddresses else { throw error }
+            guard ports == nil && !ownership.hasAddresses else { throw error }
             // No --ports jail can start where the kernel refuses these programs: nothing to guard.
             log.warning("cannot guard other jails' ports: \(error)")
         }
@@ -44,12 +49,16 @@ public enum PortFilter {
         guard let owner = cgroupID(directory) else {
             throw .failed("--ports: cannot open cgroup \(directory)", .last("open", path: directory))
         }
-        if ownership.ports != nil || ownership.hasAddresses { try writeRecord(ownership, owner: owner) }
-        let map = cj_owned_ports_open(1)
-        if map < 0 { throw .failed("--ports: this kernel refused the owned-ports map (BPF)", .last("bpf(BPF_MAP_CREATE)")) }
-        defer { close(map) }
-        try sync(map: map, jailRoot: parent(of: directory))
         let ports = ownership.ports
+        let owns = ports != nil || ownership.hasAddresses
+        if owns { try writeRecord(ownership, owner: owner) }
+        guard let (map, isNew) = try openMap(create: true) else { return }  // not reached: create makes one
+        defer { close(map) }
+        if isNew {
+            try sync(map: map, jailRoot: parent(of: directory))
+        } else if owns {
+            try claim(ownership, owner: owner, map: map, jailRoot: parent(of: directory))
+        }
         let ranges = (ports?.ranges ?? []).map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
         var step: Int32 = 0
         var plan = plan
@@ -83,15 +92,78 @@ public enum PortFilter {
             return false
         }
         defer { lock.release() }
-        if let owner = cgroupID(unified) { unlink("\(recordDirectory)/\(owner)") }
-        // The map lives as long as some jail's program uses it: none left, no map to clean.
-        let map = cj_owned_ports_open(0)
-        defer { if map >= 0 { close(map) } }
-        do throws(JailError) { try sync(map: map, jailRoot: parent(of: unified), excluding: unified) } catch {
+        // A jail without a record (no --ports, --address, --loopback) has nothing in the map or
+        // the reserved list.
+        guard let owner = cgroupID(unified), unlink("\(recordDirectory)/\(owner)") == 0 else { return true }
+        do throws(JailError) {
+            // The map lives as long as some jail's program uses it: none left, no map to clean.
+            let map = try openMap(create: false)?.fd
+            defer { if let map { close(map) } }
+            try sync(map: map ?? -1, jailRoot: parent(of: unified), excluding: unified)
+        } catch {
             log.error("cannot give back the jail's ports: \(error)")
             return false
         }
         return true
+    }
+
+    static let mapIDPath = "/run/jail/ports/map-id"
+
+    /// The owned-ports map: by the id jaild recorded (no walk over the host's BPF maps, which
+    /// every jail's network counters add to), else found by name (a map made before the id
+    /// file) or, with `create`, made; `isNew` when it was made here; nil when there is none and
+    /// `create` is false. The id is recorded again whenever it changed. Called under the lock.
+    private static func openMap(create: Bool) throws(JailError) -> (fd: Int32, isNew: Bool)? {
+        let recorded = (try? readText(mapIDPath)).flatMap { UInt32($0.split(separator: "\n").first ?? "") } ?? 0
+        let byID = cj_owned_ports_by_id(recorded)
+        if byID >= 0 { return (byID, false) }
+        var isNew = false
+        var fd = cj_owned_ports_open(0)
+        if fd < 0 && errno == ENOENT && create {
+            fd = cj_owned_ports_open(1)
+            isNew = true
+        }
+        if fd < 0 {
+            if errno == ENOENT && !create { return nil }
+            throw .failed("--ports: this kernel refused the owned-ports map (BPF)", .last("bpf(BPF_MAP_CREATE)"))
+        }
+        let id = cj_bpf_map_id(fd)
+        if id != recorded && id != 0 {
+            do throws(JailError) { try writeMapID(id) } catch {
+                close(fd)
+                throw error
+            }
+        }
+        return (fd, isNew)
+    }
+
+    /// /run/jail/ports/map-id, replaced by rename (a reader sees the old id or the new).
+    private static func writeMapID(_ id: UInt32) throws(JailError) {
+        try makeRecordDirectory()
+        let temporary = mapIDPath + ".new"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 { throw .system(.last("open", path: temporary)) }
+        let text = Array("\(id)\n".utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let failure: SystemError? = written == text.count ? nil : .last("write", path: temporary)
+        close(fd)
+        if let failure { throw .system(failure) }
+        if rename(temporary, mapIDPath) < 0 { throw .system(.last("rename", path: mapIDPath)) }
+    }
+
+    /// A start's own keys into the map where nobody holds them, and its ports into the reserved
+    /// list. A key that another jail holds (a shared port or address, or the entry of a jail
+    /// that died without stopping) is left to the full rebuild, which decides from every record.
+    private static func claim(_ ownership: Ownership, owner: UInt64, map: Int32, jailRoot: String) throws(JailError) {
+        let (keys, _) = OwnedPorts.entries([(owner, ownership)])
+        let entries = keys.map(\.entry)
+        var holders = [UInt64](repeating: 0, count: keys.count)
+        let rc = entries.withUnsafeBufferPointer { k in
+            holders.withUnsafeMutableBufferPointer { h in cj_owned_ports_add(map, k.baseAddress, Int32(k.count), owner, h.baseAddress) }
+        }
+        if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
+        if holders.contains(where: { $0 != owner }) { return try sync(map: map, jailRoot: jailRoot) }
+        try ReservedPorts.include(OwnedPorts.ports(of: keys))
     }
 
     /// The map (if there is one) gets exactly the ports of the records whose jail's cgroup still
@@ -114,7 +186,7 @@ public enum PortFilter {
             records.append((owner, ownership))
         }
         let (keys, owners) = OwnedPorts.entries(records.sorted { $0.owner < $1.owner })
-        try ReservedPorts.update(owned: Set(keys.filter { $0.port & 0xffff != 0 }.map { UInt16(truncatingIfNeeded: $0.port) }))
+        try ReservedPorts.update(owned: OwnedPorts.ports(of: keys))
         guard map >= 0 else { return }
         let entries = keys.map(\.entry)
         let rc = entries.withUnsafeBufferPointer { k in
@@ -123,10 +195,14 @@ public enum PortFilter {
         if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
     }
 
-    private static func writeRecord(_ ownership: Ownership, owner: UInt64) throws(JailError) {
+    private static func makeRecordDirectory() throws(JailError) {
         for directory in ["/run/jail", recordDirectory] where mkdir(directory, directory == recordDirectory ? 0o700 : 0o755) < 0 && errno != EEXIST {
             throw .system(.last("mkdir", path: directory))
         }
+    }
+
+    private static func writeRecord(_ ownership: Ownership, owner: UInt64) throws(JailError) {
+        try makeRecordDirectory()
         let path = "\(recordDirectory)/\(owner)"
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 { throw .system(.last("open", path: path)) }
@@ -251,6 +327,11 @@ public enum OwnedPorts {
     }
 
     public static func key(protocol number: Int32, port: UInt16) -> UInt32 { UInt32(number) << 16 | UInt32(port) }
+
+    /// The port numbers of these keys, for ip_local_reserved_ports (a loopback's key has none).
+    static func ports(of keys: [Key]) -> Set<UInt16> {
+        Set(keys.filter { $0.port & 0xffff != 0 }.map { UInt16(truncatingIfNeeded: $0.port) })
+    }
 
     /// Every key of every record once; a key that several records have belongs to the first.
     public static func entries(_ records: [(owner: UInt64, ownership: Ownership)]) -> (keys: [Key], owners: [UInt64]) {

@@ -46,6 +46,11 @@ enum ReservedPorts {
         return items.joined(separator: ",")
     }
 
+    /// One start's ports added to what jaild reserved before (no other jail's record read).
+    static func include(_ ports: Set<UInt16>) throws(JailError) {
+        try update(owned: recorded().union(ports))
+    }
+
     /// Throws when the record of what jaild added cannot be kept: a port reserved without its
     /// record would stay reserved for ever. The record is written before the sysctl grows and
     /// after it shrinks, so it always holds at least what jaild has added.

@@ -1,4 +1,5 @@
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -74,10 +75,11 @@ public struct JailState: Equatable, Sendable {
     }
 
     public static func decode(_ text: String) -> JailState? {
+        // On bytes: split by Character (grapheme breaking), this was most of `jaild list`'s time.
         var fields: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        for line in text.utf8.split(separator: UInt8(ascii: "\n")) {
+            guard let equals = line.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            fields[String(Substring(line[..<equals]))] = String(Substring(line[line.index(after: equals)...]))
         }
         guard let socket = fields["socket"], let pidFile = fields["pidfile"], let uid = fields["uid"].flatMap({ UInt32($0) }),
               let gid = fields["gid"].flatMap({ UInt32($0) }), let supervisor = fields["supervisor"].flatMap({ Int32($0) }),
@@ -120,10 +122,92 @@ public struct JailState: Equatable, Sendable {
         try ensureDirectory("/run/jail", mode: 0o755)
         try ensureDirectory(Self.directory, mode: 0o755)
         try writeFileAtomically("\(Self.directory)/\(name).state", Array(encoded().utf8), mode: 0o644)
+        Self.index(byName: self.name, to: name)
+        Self.index(byRoot: root, to: name)
     }
 
     static func remove(name: String) {
+        let state = load(name: name)
         unlink("\(directory)/\(name).state")
+        // The index entries go only when they are still this state file's.
+        if let state {
+            for entry in [nameEntry(state.name), rootEntry(state.root)] where ProcessIdentity.link(entry) == "\(directory)/\(name).state" {
+                unlink(entry)
+            }
+        }
+    }
+
+    // The indexes: /run/jail/index/name/JAILNAME and …/root/HASH (of the root directory) are
+    // symlinks to the state file (beside the state directory, whose listing holds state files
+    // only), so `jaild stop NAME` and a start's check for another jail on its layers read one
+    // state file, not all of them. The state file stays the truth: an entry is used only
+    // when the file it names holds that name or root (a stale entry is ignored and replaced).
+    static let indexDirectory = "/run/jail/index"
+    static var nameIndex: String { indexDirectory + "/name" }
+    static var rootIndex: String { indexDirectory + "/root" }
+
+    static func nameEntry(_ jailName: String) -> String { "\(nameIndex)/\(jailName)" }
+
+    static func rootEntry(_ root: String) -> String {
+        var hash: UInt64 = 14_695_981_039_346_656_037  // FNV-1a: a file name for any path
+        for byte in BindMount.normalize(root).utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+        return "\(rootIndex)/" + String(hash, radix: 16)
+    }
+
+    private static func index(byName jailName: String, to stateName: String) {
+        guard !jailName.isEmpty, !jailName.contains("/"), !jailName.hasPrefix(".") else { return }
+        link(nameEntry(jailName), in: nameIndex, to: stateName)
+    }
+
+    private static func index(byRoot root: String, to stateName: String) {
+        link(rootEntry(root), in: rootIndex, to: stateName)
+    }
+
+    /// A new symlink renamed over the entry. A failure costs only speed (the lookups fall
+    /// back to reading every state file), so it is a warning.
+    private static func link(_ entry: String, in index: String, to stateName: String) {
+        for path in [indexDirectory, index] where mkdir(path, 0o755) < 0 && errno != EEXIST {
+            return log.warning("cannot make \(path): \(Errno(rawValue: errno))")
+        }
+        let temporary = "\(entry).\(getpid()).new"
+        unlink(temporary)
+        if symlink("\(directory)/\(stateName).state", temporary) < 0 || rename(temporary, entry) < 0 {
+            log.warning("cannot index \(entry): \(Errno(rawValue: errno))")
+            unlink(temporary)
+        }
+    }
+
+    /// The state that the index entry names, if it is still the entry's (`matches`).
+    static func indexed(_ entry: String, matches: (JailState) -> Bool) -> (name: String, state: JailState)? {
+        guard let target = ProcessIdentity.link(entry), target.hasPrefix(directory + "/"), target.hasSuffix(".state") else {
+            return nil
+        }
+        let name = String(target.dropFirst(directory.count + 1).dropLast(6))
+        guard let state = load(name: name), matches(state) else { return nil }
+        return (name, state)
+    }
+
+    /// The running jail called `jailName` through the index; nil when the index does not know it.
+    public static func running(named jailName: String) -> JailState? {
+        guard !jailName.isEmpty, !jailName.contains("/"),
+              let entry = indexed(nameEntry(jailName), matches: { $0.name == jailName }) else { return nil }
+        return alive(entry.state)
+    }
+
+    /// The jail whose root is `root`, alive, through the index; nil if none (or not indexed).
+    static func running(root: String) -> JailState? {
+        let normalized = BindMount.normalize(root)
+        guard let entry = indexed(rootEntry(root), matches: { BindMount.normalize($0.root) == normalized }) else { return nil }
+        return alive(entry.state)
+    }
+
+    /// The state with `supervisor` 0 when its supervisor died and its init runs on; nil when dead.
+    static func alive(_ state: JailState) -> JailState? {
+        if PidFile.isLocked(state.pidFile) { return state }
+        guard state.initIsAlive else { return nil }
+        var orphan = state
+        orphan.supervisor = 0
+        return orphan
     }
 
     /// Every state file, with whether its jail is alive: its pid file is locked by its
@@ -138,10 +222,19 @@ public struct JailState: Equatable, Sendable {
         }
     }
 
-    /// Every state file with its name (the jail's cgroup name).
-    static func named() -> [(name: String, state: JailState)] {
+    /// The state files of jails of `uid` (named `jail-UID-GID[-hash]`: only those are read).
+    static func all(uid: UInt32) -> [(state: JailState, alive: Bool)] {
+        named(prefix: "jail-\(uid)-").filter { $0.state.uid == uid }.map { entry in
+            if let state = alive(entry.state) { return (state, true) }
+            return (entry.state, false)
+        }
+    }
+
+    /// Every state file with its name (the jail's cgroup name); with `prefix`, those whose
+    /// name starts with it.
+    static func named(prefix: String = "") -> [(name: String, state: JailState)] {
         var out: [(String, JailState)] = []
-        for name in listDirectory(directory) {
+        for name in listDirectory(directory) where name.hasPrefix(prefix) {
             guard name.hasSuffix(".state"), let state = load(name: String(name.dropLast(6))) else { continue }
             out.append((String(name.dropLast(6)), state))
         }

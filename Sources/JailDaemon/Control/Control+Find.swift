@@ -4,6 +4,8 @@ import JailProtocol
 /// `jaild start NAME`, or UID-GID), UID:GID, its socket path or its pid file path.
 extension Control {
     public static func runningJail(_ spec: String) -> JailState? {
+        // By name through the index first: one state file read, however many jails run.
+        if let byName = JailState.running(named: spec) { return byName }
         let alive = JailState.all().filter(\.alive).map(\.state)
         if let byName = alive.first(where: { $0.name == spec }) { return byName }
         if let pidFile = pidFile(for: spec), let byPidFile = alive.first(where: { $0.pidFile == pidFile }) { return byPidFile }

@@ -125,10 +125,10 @@ public enum Provision {
         if let other = users.first(where: { $0.uid == r.uid }) {
             throw ProvisionError.refused("uid \(r.uid) is in use by host account \(other.name)")
         }
-        for config in paths.configs() where config.entries.value("uid") == "\(r.uid)" {
+        for config in paths.configs(mentioning: "\(r.uid)") where config.entries.value("uid") == "\(r.uid)" {
             throw ProvisionError.refused("uid \(r.uid) is in use by jail \(config.name) (\(paths.config(config.name)))")
         }
-        if let running = JailState.all().first(where: { $0.alive && $0.state.uid == r.uid }) {
+        if let running = JailState.all(uid: r.uid).first(where: { $0.alive }) {
             throw ProvisionError.refused("uid \(r.uid) is in use by the running jail on \(running.state.socket)")
         }
         let gid = r.gid ?? r.uid

@@ -49,7 +49,8 @@ extension Provision {
             let location = SocketLocation(prefix: socketPrefix, uid: uid, gid: gid)
             guard Control.stop(location.pidPath) == 0 else { throw ProvisionError.refused("cannot stop jail \(name); nothing removed") }
             if !keepData {
-                do { try UserRangeStore().release(socket: location.socketPath) } catch {
+                let jailName = Supervisor.cgroupName(prefix: socketPrefix, uid: uid, gid: gid)
+                do { try UserRangeStore().release(name: jailName, socket: location.socketPath) } catch {
                     throw ProvisionError.refused("cannot give back the id range of jail \(name): \(error); nothing removed")
                 }
                 do { try LoopbackStore().release(socket: location.socketPath) } catch {

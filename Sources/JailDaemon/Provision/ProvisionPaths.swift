@@ -58,12 +58,31 @@ public struct ProvisionPaths: Sendable, Equatable {
     }
 
     /// Every jail config: name → its entries (unreadable or malformed files are skipped).
-    public func configs() -> [(name: String, entries: [ConfigFile.Entry])] {
-        listDirectory(configDirectory).filter { $0.hasSuffix(".conf") }.sorted().compactMap { file in
+    /// With `mentioning`, only the configs whose text holds it are parsed (a uid's digits: a
+    /// config with that uid holds them), which keeps `jaild create` from parsing thousands.
+    public func configs(mentioning needle: String? = nil) -> [(name: String, entries: [ConfigFile.Entry])] {
+        let wanted = needle.map { Array($0.utf8) }
+        return listDirectory(configDirectory).filter { $0.hasSuffix(".conf") }.sorted().compactMap { file in
             let path = "\(configDirectory)/\(file)"
-            guard let text = try? readText(path), let entries = try? ConfigFile.parse(text, path: path) else { return nil }
+            guard let bytes = try? readFile(path) else { return nil }
+            if let wanted, !bytes.contains(sequence: wanted) { return nil }
+            guard let entries = try? ConfigFile.parse(String(decoding: bytes, as: UTF8.self), path: path) else { return nil }
             return (String(file.dropLast(5)), entries)
         }
+    }
+}
+
+extension [UInt8] {
+    /// Whether `sequence` occurs in these bytes.
+    func contains(sequence: [UInt8]) -> Bool {
+        guard !sequence.isEmpty, sequence.count <= count else { return sequence.isEmpty }
+        let first = sequence[0]
+        var i = 0
+        while i <= count - sequence.count {
+            if self[i] == first && self[i..<(i + sequence.count)].elementsEqual(sequence) { return true }
+            i += 1
+        }
+        return false
     }
 }
 

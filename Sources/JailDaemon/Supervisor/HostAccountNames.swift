@@ -27,7 +27,13 @@ extension Preflight {
         guard rootFD >= 0 else { return nil }
         defer { close(rootFD) }
         guard let jailPasswd = try? readInRoot(rootFD, "/etc/passwd", root: root) else { return nil }
-        let missing = hostNamesMissingInJail(hostPasswd: hostPasswd, jailPasswd: jailPasswd, uid: account.uid)
+        // Only the host's lines with this uid are parsed: the host's passwd has a line per tenant.
+        var linesOfUID = ""
+        UserRange.scanRecords(hostPasswd) { line, _, uid in
+            if uid == UInt64(account.uid) { linesOfUID += String(Substring(line)) + "\n" }
+            return false
+        }
+        let missing = hostNamesMissingInJail(hostPasswd: linesOfUID, jailPasswd: jailPasswd, uid: account.uid)
         guard let name = missing.first else { return nil }
         return "warning: host account '\(name)' (uid \(account.uid)) logs into this jail, whose /etc/passwd has no '\(name)' "
             + "(its user is '\(account.name)'): '~\(name)' does not expand inside (Ansible, scp and rsync paths break); "

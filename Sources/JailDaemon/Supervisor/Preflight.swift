@@ -119,10 +119,10 @@ public enum Preflight {
             throw .badRoot("overlay layer \(path) of root \(layers.target) is not a directory")
         }
         // A second overlay on layers in use is "undefined behaviour" to the kernel: refuse first.
-        if let running = JailState.all().first(where: {
-            $0.alive && BindMount.normalize($0.state.root) == layers.target && $0.state.uid != uid
-        }) {
-            throw .alreadyRunning(socket: running.state.socket, pid: running.state.supervisor)
+        // One state file through the index of roots, not every jail's (JailState.save keeps it).
+        if let running = JailState.running(root: layers.target), BindMount.normalize(running.root) == layers.target,
+           running.uid != uid {
+            throw .alreadyRunning(socket: running.socket, pid: running.supervisor)
         }
         if let fd = try disk?.openOverlay(lower: layers.lower) { return fd }
         let fd = cj_overlay_open(layers.lower, layers.upper, layers.work)

@@ -36,7 +36,16 @@ public struct Supervisor {
     /// is all adoption needs (its name, home and shell matter to a fresh init only).
     public static func forAdoption(_ configuration: JailConfiguration) -> Supervisor? {
         guard !configuration.rootless else { return nil }
-        let candidates = JailState.named().compactMap { entry -> Supervisor? in
+        // With the gid known (every config `jaild create` writes), the state file's name is
+        // known too: one file read instead of every jail's.
+        let entries: [(name: String, state: JailState)]
+        if let gid = configuration.gid {
+            let name = cgroupName(prefix: configuration.socketPrefix, uid: configuration.uid, gid: gid)
+            entries = JailState.load(name: name).map { [(name, $0)] } ?? []
+        } else {
+            entries = JailState.named()
+        }
+        let candidates = entries.compactMap { entry -> Supervisor? in
             let state = entry.state
             guard state.uid == configuration.uid, configuration.gid.map({ $0 == state.gid }) ?? true else { return nil }
             let account = Account(name: configuration.userName ?? "", uid: state.uid, gid: state.gid, groups: [state.gid],
@@ -256,11 +265,14 @@ public struct Supervisor {
     }
 
     /// One name per socket: `jail-UID-GID`, plus a hash of the prefix when it is not the default.
-    var cgroupName: String {
-        guard let prefix = configuration.socketPrefix else { return "jail-\(account.uid)-\(account.gid)" }
+    var cgroupName: String { Self.cgroupName(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid) }
+
+    /// The same from the socket's parts (`jaild destroy` finds the jail's id range by it).
+    static func cgroupName(prefix: String?, uid: UInt32, gid: UInt32) -> String {
+        guard let prefix else { return "jail-\(uid)-\(gid)" }
         var hash: UInt32 = 2_166_136_261
         for byte in prefix.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        return "jail-\(account.uid)-\(account.gid)-" + String(hash, radix: 16)
+        return "jail-\(uid)-\(gid)-" + String(hash, radix: 16)
     }
 
     /// Whether the cgroups are made before the clone: with limits, init inherits descriptors of

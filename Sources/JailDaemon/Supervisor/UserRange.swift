@@ -97,22 +97,81 @@ public enum UserRange {
                                 ids: [UInt32]) -> String? {
         let range = UInt64(start)...(UInt64(start) + UInt64(insideCount) - 1)
         if let id = ids.first(where: { range.contains(UInt64($0)) }) { return "the jail user's own id \(id)" }
+        // Every start checks these, a line per tenant each: scanned on bytes, no array per line.
         for (path, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
-            for fields in records(text) where fields.count > 2 {
-                if let id = UInt64(fields[2]), range.contains(id) { return "\(path) gives id \(id) to \(fields[0])" }
+            var found: String?
+            scanRecords(text) { line, _, id in
+                guard let id, range.contains(id) else { return false }
+                let name = line.split(separator: UInt8(ascii: ":"), maxSplits: 1, omittingEmptySubsequences: false).first
+                found = "\(path) gives id \(id) to \(name.map { String(Substring($0)) } ?? "")"
+                return true
             }
+            if let found { return found }
         }
         let own = reservation(start: start)
         for (path, text) in [("/etc/subuid", subuid), ("/etc/subgid", subgid)] {
-            for line in trimmedLines(text) where line != own {
-                let fields = line.utf8.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false).map { Substring($0) }
-                if fields.count > 2, let first = UInt64(fields[1]), let count = UInt64(fields[2]), count > 0,
-                   (first...(first + count - 1)).overlaps(range) {
-                    return "\(path) has '\(line)'"
-                }
+            var found: String?
+            scanRecords(text) { line, first, count in
+                guard let first, let count, count > 0, (first...(first + count - 1)).overlaps(range) else { return false }
+                let trimmed = trimmedLines(String(Substring(line)))[0]
+                if trimmed == own { return false }
+                found = "\(path) has '\(trimmed)'"
+                return true
             }
+            if let found { return found }
         }
         return nil
+    }
+
+    /// Calls `body` with each line of `text` and the numbers of its second and third
+    /// ':'-separated fields (nil where a field is not a plain number) until it returns true.
+    static func scanRecords(_ text: String, _ body: (Substring.UTF8View, UInt64?, UInt64?) -> Bool) {
+        let bytes = text.utf8
+        var lineStart = bytes.startIndex
+        while lineStart < bytes.endIndex {
+            let lineEnd = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.endIndex
+            // Spaces, tabs and carriage returns around the line are not part of it (trimmedLines).
+            let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r") }
+            var contentEnd = lineEnd
+            while contentEnd > lineStart, isSpace(bytes[bytes.index(before: contentEnd)]) { contentEnd = bytes.index(before: contentEnd) }
+            var second: UInt64?
+            var third: UInt64?
+            var field = 0
+            var number = Number()
+            var index = lineStart
+            while index < contentEnd {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: ":") {
+                    if field == 1 { second = number.value } else if field == 2 { third = number.value }
+                    field += 1
+                    number = Number()
+                    if field > 2 { break }
+                } else if field == 1 || field == 2 {
+                    number.append(byte)
+                }
+                index = bytes.index(after: index)
+            }
+            if field == 1 { second = number.value } else if field == 2 { third = number.value }
+            if body(Substring(bytes[lineStart..<lineEnd]).utf8, second, third) { return }
+            lineStart = lineEnd == bytes.endIndex ? lineEnd : bytes.index(after: lineEnd)
+        }
+    }
+
+    /// A decimal number read digit by digit: nil when empty, not all digits, or too large.
+    private struct Number {
+        var digits = 0
+        var total: UInt64 = 0
+        var valid = true
+
+        mutating func append(_ byte: UInt8) {
+            guard valid, byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { valid = false; return }
+            let (product, overflow) = total.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = product.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            if overflow || carry { valid = false; return }
+            (total, digits) = (sum, digits + 1)
+        }
+
+        var value: UInt64? { valid && digits > 0 ? total : nil }
     }
 
     /// Whether `text` (/etc/subuid or /etc/subgid) holds `line` as a line of its own.

@@ -26,27 +26,38 @@ struct UserRangeStore {
     }
 
     /// The range of the jail called `name`: its own if it has one, else the first free slot;
-    /// reserved in /etc/subuid and /etc/subgid, and no other principal's.
+    /// reserved in /etc/subuid and /etc/subgid, and no other principal's. A jail that has its
+    /// range finds it through the index (one readlink and one small read, however many jails
+    /// there are); only a jail without an index entry (made by a jaild before the index) reads
+    /// every range file, once, and is indexed then.
     func range(for name: String, socket: String, pool: UserRangePool, ids: [UInt32]) throws(JailError) -> UInt32 {
         let span = SubordinateSpan.parse(loginDefs: hostFile("/etc/login.defs"))
         if let refusal = span.refusal(of: pool) { throw .userNamespace(refusal) }
         try makeDirectory()
+        if let start = indexedStart(of: name) {
+            try recheck(start, ids: ids)
+            return start
+        }
         if let mine = allocations().first(where: { $0.name == name }) {
+            try index(name, start: mine.start)
             try recheck(mine.start, ids: ids)
             return mine.start
         }
         let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
         defer { lock.release() }
-        let records = allocations()
         let inUse = UserRange.hostIDsInUse(passwd: hostFile("/etc/passwd"), group: hostFile("/etc/group"),
                                            subuid: hostFile(Self.subuid), subgid: hostFile(Self.subgid), ids: ids)
-        let taken = Set(records.map(\.start))
+        // The names of the range files are enough here (the slots taken), not their contents.
+        let taken = Set(takenSlots())
         // Slot by slot, not UserRange.candidates: the first free one ends the walk (16,382 slots).
         for slot in pool.slots where !taken.contains(slot) && !UserRange.overlaps(slot, inUse) {
             let path = "\(directory)/\(slot).range"
             let created = try JailError.wrap { () throws(SystemError) in try createExclusively(path, "\(name) \(socket)\n") }
             if !created { continue }  // another jaild was faster
-            do { try reserve(slot, ids: ids) } catch {
+            do {
+                try reserve(slot, ids: ids)
+                try index(name, start: slot)
+            } catch {
                 unlink(path)
                 throw error
             }
@@ -54,6 +65,43 @@ struct UserRangeStore {
         }
         throw .userNamespace("no free id range in the user-namespace pool \(pool) (\(pool.count / UserRangePool.slotSize) "
             + "ranges, see \(directory)): give a larger --userns-pool, or remove the files of jails that are gone")
+    }
+
+    /// The index: by-name/NAME, a symlink to its range file (`../START.range`), so that a start
+    /// finds its range without reading the file of every other jail. The range file stays the
+    /// truth: an entry is used only when the file it names holds NAME (an entry left by a range
+    /// removed by hand, or by a test's cleanup, is ignored and replaced).
+    var indexDirectory: String { directory + "/by-name" }
+
+    func indexedStart(of name: String) -> UInt32? {
+        guard let target = ProcessIdentity.link("\(indexDirectory)/\(name)"), target.hasPrefix("../"),
+              target.hasSuffix(".range"), let start = UInt32(target.dropFirst(3).dropLast(6)),
+              let owner = holder(of: start), owner.name == name else { return nil }
+        return start
+    }
+
+    /// The name and socket a range file holds; nil when there is no such file.
+    func holder(of start: UInt32) -> (name: String, socket: String)? {
+        guard let bytes = try? readFile("\(directory)/\(start).range", limit: 4096) else { return nil }
+        let words = bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
+        return (words.first.map { String(decoding: $0, as: UTF8.self) } ?? "",
+                words.dropFirst().first.map { String(decoding: $0, as: UTF8.self) } ?? "")
+    }
+
+    /// Points by-name/NAME at START's file: a new link renamed over the old, so a reader sees
+    /// one or the other. Only NAME's own supervisor (holding its pid file lock) or its destroy
+    /// writes NAME's entry.
+    func index(_ name: String, start: UInt32) throws(JailError) {
+        if mkdir(indexDirectory, 0o700) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: indexDirectory)) }
+        let path = "\(indexDirectory)/\(name)"
+        let temporary = "\(indexDirectory)/.\(name).\(getpid())"
+        unlink(temporary)
+        if symlink("../\(start).range", temporary) < 0 { throw .system(.last("symlink", path: temporary)) }
+        if rename(temporary, path) < 0 {
+            let failure = SystemError.last("rename", path: path)
+            unlink(temporary)
+            throw .system(failure)
+        }
     }
 
     /// At every start of a jail that has its range, and at adoption: the range is still
@@ -88,44 +136,47 @@ struct UserRangeStore {
         return true
     }
 
-    /// Every slot taken: (first id, jail name).
+    /// Every slot taken: (first id, jail name). Reads every range file: only for a jail that
+    /// has no index entry yet.
     func allocations() -> [(start: UInt32, name: String)] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var out: [(UInt32, String)] = []
-        while let entry = readdir(dir) {
-            let file = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard file.hasSuffix(".range"), let start = UInt32(file.dropLast(6)) else { continue }
-            let text = (try? readFile("\(directory)/\(file)", limit: 4096)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-            // A file still being written (empty) is taken all the same.
-            out.append((start, text.split(separator: " ").first.map(String.init) ?? ""))
-        }
-        return out
+        takenSlots().map { start in (start, holder(of: start)?.name ?? "") }  // a file still being written (empty) is taken all the same
     }
 
-    /// Gives back the range of the jail on `socket` (`jaild destroy`): its reservation lines
-    /// leave /etc/subuid and /etc/subgid, then its file, and the slot is free for the next
-    /// jail. Files on disk keep the ids they have inside (the rootfs is idmapped), so nothing
-    /// of the host is left owned by the range.
-    func release(socket: String) throws(JailError) {
-        let mine = listDirectory(directory).filter { file in
-            guard file.hasSuffix(".range") else { return false }
-            let words = ((try? readText("\(directory)/\(file)")) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" })
-            return words.count >= 2 && words[1] == socket
+    /// The first id of every range file, from the directory's names alone.
+    func takenSlots() -> [UInt32] {
+        listDirectory(directory).compactMap { file in file.hasSuffix(".range") ? UInt32(file.dropLast(6)) : nil }
+    }
+
+    /// Gives back the range of the jail `name` on `socket` (`jaild destroy`): its reservation
+    /// lines leave /etc/subuid and /etc/subgid, then its file and its index entry, and the slot
+    /// is free for the next jail. Found through the index; every range file is read only when
+    /// the index has no entry for the jail. Files on disk keep the ids they have inside (the
+    /// rootfs is idmapped), so nothing of the host is left owned by the range.
+    func release(name: String, socket: String) throws(JailError) {
+        var mine: [UInt32]
+        if let start = indexedStart(of: name), holder(of: start)?.socket == socket {
+            mine = [start]
+        } else {
+            mine = takenSlots().filter { holder(of: $0)?.socket == socket }
         }
-        guard !mine.isEmpty else { return }
+        guard !mine.isEmpty else {
+            unlink("\(indexDirectory)/\(name)")  // an entry whose range is gone already: nothing it could name
+            return
+        }
         let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
         defer { lock.release() }
-        for file in mine {
-            guard let start = UInt32(file.dropLast(".range".count)) else { continue }
+        mine.sort()
+        for start in mine {
             let line = UserRange.reservation(start: start)
             for path in [Self.subuid, Self.subgid] {
                 let text = try shadowFile(path)
                 if UserRange.holds(text, line: line) { try replaceShadowFile(path, with: UserRange.removing(line, from: text)) }
             }
-            let path = "\(directory)/\(file)"
+            let path = "\(directory)/\(start).range"
             if unlink(path) < 0 && errno != ENOENT { throw .system(.last("unlink", path: path)) }
         }
+        let entry = "\(indexDirectory)/\(name)"
+        if unlink(entry) < 0 && errno != ENOENT { throw .system(.last("unlink", path: entry)) }
     }
 
     /// /etc/subuid or /etc/subgid replaced whole, as shadow's commonio_close does: a new file
