@@ -25,7 +25,7 @@ public struct ConfigFile {
         "ports-exclusive": false, "address": true, "address-shared": false, "loopback": true, "loopback-pool": true,
         "allow-host-loopback": false, "foreground": false, "accept-env": true, "allow-aio": false,
         "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
-        "base": true,
+        "base": true, "runlevel": true, "init": true, "init-timeout": true, "init-required": false,
         "disk": true, "disk-inodes": true, "disk-backend": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
         "views": true, "lxcfs-directory": true, "cpuset": true, "shm-size": true,
