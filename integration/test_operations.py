@@ -221,7 +221,7 @@ def test_list_status_and_stop(rootfs_a, rootfs_b):
     b = Jail(rootfs_b, UID_B).start()
     try:
         table = subprocess.run([JAILD, "list"], capture_output=True, text=True).stdout
-        assert table.splitlines()[0].split() == ["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS",
+        assert table.splitlines()[0].split() == ["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "ADDRESS",
                                                "RC", "USERNS", "DISK", "SYSTEM"]
         listed = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True).stdout)
         mine = {j["socket"]: j for j in listed}
