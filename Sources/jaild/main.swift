@@ -342,6 +342,7 @@ let jailVersion = "0.1.0"
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let mayStart = ControlCommands.mayStartAJail(arguments)
+if mayStart { InheritedDescriptors.closeAll() }
 // Before anything else: the fewer of jaild's pages are mapped, the cheaper the remap.
 if mayStart { ProtectedBinary.remapIfNeeded() }
 LoggingBootstrap.run()
