@@ -98,14 +98,24 @@ def is_spare(pid):
     return title == SPARE_HELPER or title.startswith("jaild: init")
 
 
+# The syslog relay serves every jail's /dev/log (on by default since issue 31, --no-syslog):
+# a child of init for the jail's whole life, like the spare not a session.
+SYSLOG_RELAY = "jaild: syslog relay"
+
+
+def is_resident(pid):
+    """The spare or the syslog relay: init's children that are there whatever sessions run."""
+    return is_spare(pid) or cmdline(pid) == SYSLOG_RELAY
+
+
 def session_children(init_pid):
-    """init's children but the spare: session helpers, boot commands, services."""
-    return [p for p in children_of(init_pid) if not is_spare(p)]
+    """init's children but the spare and the syslog relay: session helpers, boot commands, services."""
+    return [p for p in children_of(init_pid) if not is_resident(p)]
 
 
 def jail_descendants(init_pid):
-    """Every process below init but the spare."""
-    return [p for p in descendants(init_pid) if not is_spare(p)]
+    """Every process below init but the spare and the syslog relay."""
+    return [p for p in descendants(init_pid) if not is_resident(p)]
 
 
 def spare_helper(init_pid):

@@ -97,7 +97,7 @@ class Tracked:
         for directory in self.cgroups:
             for root in {"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"}:
                 name = pathlib.Path(directory).name
-                for d in (f"{root}/jail/{name}/init", f"{root}/jail/{name}/programs", f"{root}/jail/{name}/sessions",
+                for d in (f"{root}/jail/{name}/init", f"{root}/jail/{name}/init.scope", f"{root}/jail/{name}/programs", f"{root}/jail/{name}/sessions",
                           f"{root}/jail/{name}"):
                     if os.path.isdir(d):
                         os.rmdir(d)
@@ -381,6 +381,10 @@ def test_systemd_unit_leaves_the_jail_alone_and_verifies(tmp_path):
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     (tmp_path / "jaild@.service").write_text(unit.replace("/usr/local/sbin/jaild", str(fake)))
+    # Its Documentation= names the man pages the package installs: here, the checkout's.
+    for page, section in (("jaild.8", "man8"), ("jail.conf.5", "man5")):
+        (tmp_path / "man" / section).mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "man" / page, tmp_path / "man" / section / page)
     result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "jaild@test.service")],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=dict(os.environ, MANPATH=str(tmp_path / "man")))
     assert result.returncode == 0, result.stderr

@@ -210,10 +210,11 @@ def test_client_without_jail_says_so():
 
 
 def test_help_and_version():
-    out = subprocess.run([JAILD, "--help"], capture_output=True, text=True).stdout
+    # The start options are the default verb's: `jaild start --help` (test_cli.py has the verbs).
+    out = subprocess.run([JAILD, "start", "--help"], capture_output=True, text=True).stdout
     for flag in ("-a", "-u", "-g", "-n", "-r", "-s", "-m", "-c", "-h", "-v", "--hostname", "--stop-timeout"):
         assert f"{flag}," in out or f"{flag} " in out, flag
-    assert subprocess.run([JAILD, "-h"], capture_output=True, text=True).stdout == out
+    assert subprocess.run([JAILD, "start", "-h"], capture_output=True, text=True).stdout == out
     version = subprocess.run([JAILD, "-v"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("jaild ")
 

@@ -34,7 +34,7 @@ def memory_charge(init_pid):
                 base = f"/sys/fs/cgroup{jail_dir}"
         else:
             continue
-        leaves = [f"{base}/{leaf}/{name}" for leaf in ("init", "programs", "sessions")]
+        leaves = [f"{base}/{leaf}/{name}" for leaf in ("init.scope", "programs", "sessions")]
         found = [int(open(p).read()) for p in leaves if os.path.exists(p)]
         if found:
             return sum(found)

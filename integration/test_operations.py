@@ -168,7 +168,7 @@ def test_memory_hog_is_killed_inside_and_init_survives(foreground):
     init = wait_for(lambda: next((p for p in children_of(jail.proc.pid) if spare_helper(p)), None), 10,
                     "init and its spare session helper")
     spare = spare_helper(init)
-    init_pids = [int(p) for p in open(f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}/init/cgroup.procs").read().split()
+    init_pids = [int(p) for p in open(f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}/init.scope/cgroup.procs").read().split()
                  if int(p) != spare]
     assert init in init_pids
     result = jail.run("head -c 400000000 /dev/zero | tail -c 300000000 > /dev/null; echo status=$?")
@@ -201,8 +201,8 @@ def test_cgroups_are_made_and_removed(rootfs_a):
         made = jail_cgroups()
         assert {p.parent.parent.name for p in made} >= {"unified", "memory", "pids"}
         for path in made:
-            assert (path / "init").is_dir() and (path / "programs").is_dir()
-        assert str(jail.init_pid) in open(f"{made[0]}/init/cgroup.procs").read().split()
+            assert (path / "init.scope").is_dir() and (path / "programs").is_dir()
+        assert str(jail.init_pid) in open(f"{made[0]}/init.scope/cgroup.procs").read().split()
     assert jail_cgroups() == []
 
 

@@ -207,7 +207,7 @@ def chosen_port_in_cgroup(cgroup, kind, port, how="bind", target=0):
     """IP_LOCAL_PORT_RANGE then bind(0) (or connect) from a host process put into a jail's
     cgroup: the BPF programs alone, without the jail's seccomp filter in the way."""
     def enter():
-        with open(f"{cgroup}/init/cgroup.procs", "w") as procs:
+        with open(f"{cgroup}/init.scope/cgroup.procs", "w") as procs:
             procs.write(str(os.getpid()))
     result = subprocess.run([sys.executable, "-c", CHOSEN_PORT, kind, str(port), how, str(target)], preexec_fn=enter,
                             capture_output=True, text=True, timeout=30)

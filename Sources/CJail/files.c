@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 
 int cj_open_in_root(int root_fd, const char *path, int flags) {
@@ -153,4 +154,43 @@ int cj_make_userns(const char *uid_map, const char *gid_map) {
     if (child > 0) { kill(child, SIGKILL); waitpid(child, NULL, 0); }
     errno = fd < 0 ? saved : 0;
     return fd;
+}
+
+int cj_unshare_cgroup_namespace(void) {
+    return unshare(CLONE_NEWCGROUP);
+}
+
+int cj_rebind_in_namespace(int mntns_fd, const char *const *sources, const char *const *targets, int count) {
+    int trees[16];
+    if (count > 16) { errno = E2BIG; return -1; }
+    for (int i = 0; i < count; i++) {
+        trees[i] = cj_open_detached_tree(sources[i]);
+        if (trees[i] < 0) {
+            int saved = errno;
+            for (int j = 0; j < i; j++) close(trees[j]);
+            errno = saved;
+            return -1;
+        }
+    }
+    pid_t child = fork();
+    if (child == 0) {
+        /* Async-signal-safe only: setns, umount2, open, the mount syscalls, _exit. */
+        if (setns(mntns_fd, CLONE_NEWNS) < 0) _exit(errno & 0xff);
+        for (int i = 0; i < count; i++) {
+            umount2(targets[i], MNT_DETACH);
+            int target = open(targets[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            if (target < 0) _exit(errno & 0xff);
+            if (cj_attach_tree_onto(trees[i], target, 1, 1) < 0) _exit(errno & 0xff);
+            close(target);
+        }
+        _exit(0);
+    }
+    int saved = errno;
+    for (int i = 0; i < count; i++) close(trees[i]);
+    if (child < 0) { errno = saved; return -1; }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    errno = WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
+    return -1;
 }

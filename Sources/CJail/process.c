@@ -61,7 +61,15 @@ void cj_set_proctitle(const char *title) {
     if (n >= area_len) n = area_len - 1;
     memcpy(area, title, n);
     memset(area + n, 0, area_len - n);
-    prctl(PR_SET_NAME, (unsigned long)title, 0, 0, 0);
+    /* The kernel's short name (comm): the title up to its first space ("jaild:"). lxcfs
+     * reads the start time of a jail's PID 1 from /proc/PID/stat with scanf's "(%s)", which
+     * a space in comm derails (the jail's /proc/uptime was garbage); a prefix of argv[0], so
+     * ps (procps, busybox) still shows the title alone, not "{comm} title". */
+    char comm[16];
+    size_t i = 0;
+    for (; i < sizeof comm - 1 && title[i] != '\0' && title[i] != ' '; i++) comm[i] = title[i];
+    comm[i] = '\0';
+    prctl(PR_SET_NAME, (unsigned long)comm, 0, 0, 0);
 }
 
 pid_t cj_clone(unsigned long flags) {

@@ -18,6 +18,12 @@ public enum LogSink: Sendable {
     case file(LogFile)
 }
 
+/// Whether stderr is systemd's journal (sd-daemon(3): `JOURNAL_STREAM` names stderr's device
+/// and inode): then each line of the `.standardError` sink starts with its syslog priority,
+/// `<3>` error, `<4>` warning, `<6>` info, so `journalctl -p warning` finds jaild's errors.
+/// Decided once at bootstrap; a global for the reason below.
+nonisolated(unsafe) public var standardErrorIsJournal = false
+
 /// The process role picks the sink; a global because swift-log handlers are made by a factory
 /// that cannot be re-bootstrapped, and jaild is single-threaded.
 nonisolated(unsafe) public var currentLogSink = LogSink.standardError
@@ -45,7 +51,7 @@ public struct JailLogHandler: LogHandler {
         switch currentLogSink {
         case .standardError:
             let prefix = level >= .error ? "jaild: error: " : level == .warning ? "jaild: warning: " : "jaild: "
-            writeLine(prefix + text)
+            writeLine(journalPriority(level) + prefix + text)
         case .syslog:
             let priority: Int32 = level >= .error ? LOG_ERR : level == .warning ? LOG_WARNING : LOG_INFO
             cj_syslog(priority, text)
@@ -54,6 +60,21 @@ public struct JailLogHandler: LogHandler {
         case .file(let file):
             file.write(level: level >= .error ? "error: " : level == .warning ? "warning: " : "", text)
         }
+    }
+
+    /// sd-daemon's `<N>` prefix of a level when stderr is the journal, else nothing.
+    static func journalPriority(_ level: Logger.Level) -> String {
+        guard standardErrorIsJournal else { return "" }
+        return level >= .error ? "<3>" : level == .warning ? "<4>" : "<6>"
+    }
+
+    /// Whether `JOURNAL_STREAM` ("DEV:INO") names the file on fd 2.
+    public static func journalStream(_ value: String?, isOnDescriptor fd: Int32) -> Bool {
+        guard let parts = value?.split(separator: ":"), parts.count == 2,
+              let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return false }
+        return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 
     static func writeLine(_ line: String) {
@@ -73,12 +94,14 @@ let log = Logger(label: "jaild", factory: { _ in JailLogHandler() })
 extension JailLogHandler {
     /// A failure of jaild's first process: always one line on its stderr.
     public static func emitToTerminal(_ text: String) {
-        writeLine("jaild: " + Logfmt.printable(text))
+        writeLine(journalPriority(text.hasPrefix("warning: ") ? .warning : .error) + "jaild: " + Logfmt.printable(text))
     }
 }
 
 public enum LoggingBootstrap {
     public static func run() {
+        standardErrorIsJournal = JailLogHandler.journalStream(getenv("JOURNAL_STREAM").map { String(cString: $0) },
+                                                              isOnDescriptor: 2)
         LoggingSystem.bootstrap { _ in JailLogHandler() }
     }
 }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import JailClient
 import JailDaemon
 
@@ -9,34 +10,26 @@ import Glibc
 /// jail through its socket, like `jail` does for the jail's own user (jaild accepts peer uid
 /// 0). A terminal on stdin gives a pty session, else stdio; the exit status is the program's.
 /// The session is logged like any other, with the operator's peer uid.
-enum Enter {
-    static let usage = "usage: jaild enter JAIL [--root] [-- CMD ARGS…]"
+struct EnterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enter", abstract: "Open a session in a running jail as its user (or root with --root), as host root.")
 
-    static func run(_ arguments: [String]) -> Never {
-        var root = false
-        var spec: String?
-        var command: [String] = []
-        var i = 0
-        while i < arguments.count {
-            let a = arguments[i]
-            if a == "--" {
-                command = Array(arguments[(i + 1)...])
-                break
-            }
-            if a == "--root" {
-                root = true
-            } else if spec == nil && !a.hasPrefix("-") {
-                spec = a
-            } else {
-                ControlCommands.fail(usage, code: 2)
-            }
-            i += 1
-        }
-        guard let spec else { ControlCommands.fail(usage, code: 2) }
+    @OptionGroup var target: JailArgument
+    var jail: String { target.jail }
+
+    @Flag(help: "Be root inside the jail instead of the jail's user.")
+    var root = false
+
+    @Argument(parsing: .postTerminator,
+              help: ArgumentHelp("The command and its arguments after `--` (default: the user's login shell).", valueName: "cmd"))
+    var command: [String] = []
+
+    func run() throws {
         guard getuid() == 0 else {
-            ControlCommands.fail("enter: only root may enter a jail this way (the jail's user runs `jail`)")
+            JailLogHandler.emitToTerminal("enter: only root may enter a jail this way (the jail's user runs `jail`)")
+            throw ExitCode(1)
         }
-        guard let state = Control.runningJail(spec) else { exit(Control.noSuchJail(spec)) }
+        guard let state = Control.runningJailOrSay(jail) else { throw ExitCode(1) }
         var environment: [String: String] = [:]
         for name in ["TERM", "LANG", "SSH_CONNECTION"] {
             if let value = getenv(name) { environment[name] = String(cString: value) }
@@ -46,7 +39,10 @@ enum Enter {
         let control = !state.control.isEmpty && access(state.control, F_OK) == 0
         // What proves host root there (OperatorProof): made if a jaild from before it started the jail.
         if control {
-            do { try OperatorProof.prepareDirectory() } catch { ControlCommands.fail("enter: \(error)") }
+            do { try OperatorProof.prepareDirectory() } catch {
+                JailLogHandler.emitToTerminal("enter: \(error)")
+                throw ExitCode(1)
+            }
         }
         Client.enter(socket: control ? state.control : state.socket, control: control, owner: state.uid, root: root,
                      command: command, environment: environment)

@@ -17,11 +17,14 @@ final class OptionParsingTests: XCTestCase {
     }
 
     func testConfigFileLinesKeysAndErrors() throws {
-        let text = "# a jail\nuid = 61000\n\nmount = /data=/srv/data:ro   # comment\nforeground = yes\nboot = echo hi\n"
+        let text = "# a jail\nuid = 61000\n\n  # an indented comment\n; another\nmount = /data=/srv/data:ro\nforeground = yes\n"
+            + "boot = echo hi\nboot = echo a#b # c\n"
         let entries = try ConfigFile.parse(text, path: "/etc/jail/x.conf")
-        XCTAssertEqual(entries.map(\.line), [2, 4, 5, 6])
+        XCTAssertEqual(entries.map(\.line), [2, 6, 7, 8, 9])
+        // A comment starts a line only (systemd's rule): a `#` inside a value is the value's.
         XCTAssertEqual(try entries.flatMap { try ConfigFile.arguments(for: $0, path: "x") },
-                       ["--uid", "61000", "--mount", "/data=/srv/data:ro", "--foreground", "--boot", "echo hi"])
+                       ["--uid", "61000", "--mount", "/data=/srv/data:ro", "--foreground", "--boot", "echo hi",
+                        "--boot", "echo a#b # c"])
         let services = try ConfigFile.parse("rc = /bin/sh /etc/rc.jail\nrc-stop = /etc/rc.stop\nrc-timeout = 30\nrc-required = yes\n",
                                             path: "f")
         XCTAssertEqual(try services.flatMap { try ConfigFile.arguments(for: $0, path: "f") },

@@ -268,6 +268,13 @@ int cj_loop_attach(int image_fd, int *number);
 int cj_mount_device_detached(const char *type, const char *device, int read_only);
 /* A read-only overlay of STATE_TREE's upper/ over LOWER_TREE (both lower layers): the mount. */
 int cj_overlay_open_read_only(int state_tree, int lower_tree);
+/* Binds the host files SOURCES[i] over TARGETS[i] (read-only, nosuid, nodev) in the mount
+ * namespace MNTNS_FD (a running jail's: lxcfs's files again after lxcfs restarted), each
+ * stale mount there detached first. Host root, single-threaded caller: the trees are opened
+ * here, a child joins the namespace and attaches them. 0, or -1 with errno (the child's). */
+int cj_rebind_in_namespace(int mntns_fd, const char *const *sources, const char *const *targets, int count);
+/* unshare(CLONE_NEWCGROUP): the caller's cgroup namespace, rooted where it sits now. */
+int cj_unshare_cgroup_namespace(void);
 /* statfs(2) of PATH: the file system's type, sizes in blocks and inode counts. */
 struct cj_fs_usage { int64_t type; uint64_t block_size, blocks, blocks_free, files, files_free; };
 int cj_statfs(const char *path, struct cj_fs_usage *out);

@@ -5,8 +5,9 @@ import SystemPackage
 import Glibc
 #endif
 
-/// The cgroups of one jail, in every hierarchy it uses: `jail/NAME/init` holds init (no
-/// limits, so the operator is never locked out), `jail/NAME/sessions` the session helpers
+/// The cgroups of one jail, in every hierarchy it uses: `jail/NAME/init.scope` holds init (no
+/// limits of its own, so the operator is never locked out; named as systemd names a
+/// container's init's cgroup, which lxcfs looks through to `jail/NAME`, see `rootLimits`), `jail/NAME/sessions` the session helpers
 /// (with `--memory` or `--cpus`, limits of their own: `CgroupLimits.sessionLimits`),
 /// `jail/NAME/programs` everything the jail runs, with the limits. The unified (v2) hierarchy is always used
 /// when mounted (process tracking, and the port filter attaches there); v1 hierarchies only
@@ -14,17 +15,19 @@ import Glibc
 struct JailCgroups {
     let name: String
     /// `…/jail/NAME` in each hierarchy used.
-    let directories: [String]
-    let unifiedDirectory: String?
+    var directories: [String]
+    var unifiedDirectory: String?
     /// The `…/jail/NAME` directories whose `programs` leaf holds the programs: those with a
     /// limit. Moving a process between cgroups costs an RCU grace period (milliseconds per
     /// session), so where there is no limit to enforce the programs stay in `init`'s cgroup.
-    let programDirectories: [String]
+    var programDirectories: [String]
     /// The `…/jail/NAME` directories whose `sessions` leaf has a limit; the helpers move
     /// there right after init forks them (elsewhere they stay in `init`, for the same reason).
     var sessionDirectories: [String] = []
 
-    static let leaves = ["init", "programs", "sessions"]
+    static let leaves = ["init.scope", "programs", "sessions"]
+    /// init's leaf before issue 31 (an adopted jail of an older jaild still has it).
+    static let legacyInitLeaf = "init"
 
     /// The controller each limit needs, and where it is served: v2 if its root offers it.
     static func plan(_ limits: CgroupLimits, mounts: CgroupMounts,
@@ -43,52 +46,109 @@ struct JailCgroups {
         return (v2, v1)
     }
 
-    static func create(name: String, limits: CgroupLimits, mounts: CgroupMounts) throws(JailError) -> JailCgroups {
+    /// Makes `jail/NAME` and its leaves in every hierarchy used, with the limits. With
+    /// `deferUnified` (the jail gets a cgroup namespace: init must sit in `jail/NAME` for a
+    /// moment, which v2 forbids beside children with controllers), the v2 controllers of
+    /// `jail/NAME` and the limits below it wait for `enableUnified` (Supervisor+Clone.swift).
+    static func create(name: String, limits: CgroupLimits, mounts: CgroupMounts,
+                       deferUnified: Bool = false) throws(JailError) -> JailCgroups {
         let offered = Set((try? readText("\(mounts.unified ?? "/nonexistent")/cgroup.controllers"))?
             .split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init) ?? [])
         let (v2, v1) = try plan(limits, mounts: mounts, offered: offered)
         var hierarchies: [(root: String, controllers: [String], unified: Bool)] = []
         if let unified = mounts.unified { hierarchies.append((unified, v2, true)) }
         for mount in Set(v1.values).sorted() { hierarchies.append((mount, v1.filter { $0.value == mount }.map(\.key), false)) }
-        var created: [String] = []
-        var limited: [String] = []
-        var sessions: [String] = []
+        var cgroups = JailCgroups(name: name, directories: [], unifiedDirectory: nil, programDirectories: [])
+        cgroups.limits = limits
         do throws(JailError) {
             for h in hierarchies {
                 let directory = "\(h.root)/jail/\(name)"
                 try removeStale(directory)
                 try makeDirectory("\(h.root)/jail")
                 try makeDirectory(directory)
-                created.append(directory)
+                cgroups.directories.append(directory)
                 if h.unified && !h.controllers.isEmpty {
                     let enable = h.controllers.map { "+" + $0 }.joined(separator: " ")
-                    for parent in [h.root, "\(h.root)/jail", directory] {
+                    for parent in [h.root, "\(h.root)/jail"] + (deferUnified ? [] : [directory]) {
                         try write(enable, to: "\(parent)/cgroup.subtree_control")
                     }
                 }
+                if !h.unified && h.controllers.contains("cpuset") { try inheritCPUSet(root: h.root, directory: directory, own: limits.cpuset) }
+                try limits.rootLimits.apply(to: directory, unified: h.unified, controllers: h.controllers)
                 for leaf in leaves { try makeDirectory("\(directory)/\(leaf)") }
-                try limits.apply(to: "\(directory)/programs", unified: h.unified, controllers: h.controllers)
-                if !h.controllers.isEmpty { limited.append(directory) }
-                if let sessionLimits = limits.sessionLimits {
-                    let controllers = sessionLimits.controllers.map(\.0).filter(h.controllers.contains)
-                    if !controllers.isEmpty {
-                        try sessionLimits.apply(to: "\(directory)/sessions", unified: h.unified, controllers: controllers)
-                        sessions.append(directory)
-                    }
+                if !h.unified && h.controllers.contains("cpuset") {
+                    try inheritCPUSet(root: h.root, directory: directory, own: limits.cpuset, leavesOnly: true)
+                }
+                if h.unified {
+                    cgroups.unifiedDirectory = directory
+                    cgroups.unifiedControllers = h.controllers
+                    if !h.controllers.isEmpty { cgroups.programDirectories.append(directory) }
+                    if cgroups.limitsSessions(controllers: h.controllers) { cgroups.sessionDirectories.append(directory) }
+                    if !deferUnified { try cgroups.applyLimits(directory: directory, unified: true, controllers: h.controllers) }
+                } else {
+                    if !h.controllers.isEmpty { cgroups.programDirectories.append(directory) }
+                    if cgroups.limitsSessions(controllers: h.controllers) { cgroups.sessionDirectories.append(directory) }
+                    try cgroups.applyLimits(directory: directory, unified: false, controllers: h.controllers)
                 }
             }
         } catch {
-            JailCgroups(name: name, directories: created, unifiedDirectory: nil, programDirectories: []).remove()
+            cgroups.remove()
             throw error
         }
-        return JailCgroups(name: name, directories: created,
-                           unifiedDirectory: mounts.unified.map { "\($0)/jail/\(name)" }, programDirectories: limited,
-                           sessionDirectories: sessions)
+        return cgroups
+    }
+
+    /// The limits this jail was made with; the v2 controllers it uses (for `enableUnified`).
+    var limits = CgroupLimits()
+    var unifiedControllers: [String] = []
+
+    func limitsSessions(controllers: [String]) -> Bool {
+        guard let sessionLimits = limits.sessionLimits else { return false }
+        return sessionLimits.controllers.contains { controllers.contains($0.0) }
+    }
+
+    func applyLimits(directory: String, unified: Bool, controllers: [String]) throws(JailError) {
+        try limits.apply(to: "\(directory)/programs", unified: unified, controllers: controllers)
+        if let sessionLimits = limits.sessionLimits {
+            let controllers = sessionLimits.controllers.map(\.0).filter(controllers.contains)
+            if !controllers.isEmpty { try sessionLimits.apply(to: "\(directory)/sessions", unified: unified, controllers: controllers) }
+        }
+    }
+
+    /// Once init has left `jail/NAME` for `jail/NAME/init`: the v2 controllers of `jail/NAME`
+    /// and the limits of its leaves (see `create`).
+    func enableUnified() throws(JailError) {
+        guard let directory = unifiedDirectory, !unifiedControllers.isEmpty else { return }
+        try Self.write(unifiedControllers.map { "+" + $0 }.joined(separator: " "), to: "\(directory)/cgroup.subtree_control")
+        try applyLimits(directory: directory, unified: true, controllers: unifiedControllers)
+    }
+
+    /// cgroup v1's cpuset takes no task into a cgroup whose cpus or mems are empty, and a
+    /// child's must be within its parent's: `jail/` gets the host's CPUs and memory nodes again
+    /// at each start (a CPU that went offline and came back is dropped from every v1 cpuset by
+    /// the kernel and never put back), `jail/NAME` the jail's own set (`own`), its leaves that
+    /// of `jail/NAME` (`leavesOnly`: after they are made).
+    static func inheritCPUSet(root: String, directory: String, own: [Int]?, leavesOnly: Bool = false) throws(JailError) {
+        let chain = leavesOnly ? leaves.map { "\(directory)/\($0)" } : ["\(root)/jail", directory]
+        for path in chain {
+            let parent = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let source = path == "\(root)/jail" && file == "cpuset.cpus" ? "\(parent)/cpuset.effective_cpus" : "\(parent)/\(file)"
+                var value = String((try? readText(source))?.trimmingWhitespace() ?? "")
+                if path == directory && file == "cpuset.cpus", let own { value = CPUSet.format(own) }
+                if !value.isEmpty { try write(value, to: "\(path)/\(file)") }
+            }
+        }
+    }
+
+    /// Moves init into `jail/NAME` of every hierarchy: where its cgroup namespace is rooted.
+    func attachRoot(_ pid: pid_t) throws(JailError) {
+        for directory in directories { try Self.write("\(pid)", to: "\(directory)/cgroup.procs") }
     }
 
     /// Moves init (and so the helpers it will fork) into `init` of every hierarchy.
     func attachInit(_ pid: pid_t) throws(JailError) {
-        for directory in directories { try Self.write("\(pid)", to: "\(directory)/init/cgroup.procs") }
+        for directory in directories { try Self.write("\(pid)", to: "\(directory)/init.scope/cgroup.procs") }
     }
 
     /// Write-only descriptors of each limited `programs/cgroup.procs`: the spawn path writes "0" to
@@ -118,7 +178,7 @@ struct JailCgroups {
     /// Removes what this jail created; the shared `jail` parent only if empty.
     func remove() {
         for directory in directories {
-            for leaf in Self.leaves { rmdir("\(directory)/\(leaf)") }
+            for leaf in Self.leaves + [Self.legacyInitLeaf] { rmdir("\(directory)/\(leaf)") }
             if rmdir(directory) < 0 && errno != ENOENT { log.warning("cannot remove cgroup \(directory): \(Errno(rawValue: errno))") }
             let parent = String(directory[..<(directory.lastIndex(of: "/") ?? directory.endIndex)])
             rmdir(parent)
@@ -129,7 +189,7 @@ struct JailCgroups {
     /// mean its processes live on.
     static func removeStale(_ directory: String) throws(JailError) {
         guard (try? fileStatus(directory)) != nil else { return }
-        for leaf in leaves { rmdir("\(directory)/\(leaf)") }
+        for leaf in leaves + [legacyInitLeaf] { rmdir("\(directory)/\(leaf)") }
         if rmdir(directory) < 0 && errno != ENOENT {
             throw .failed("cgroup \(directory) of an earlier jail still exists and cannot be removed", .last("rmdir", path: directory))
         }

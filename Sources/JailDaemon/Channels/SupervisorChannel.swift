@@ -53,8 +53,12 @@ public enum Readiness: Equatable, Sendable {
 enum LifelineWord: UInt8, Sendable {
     /// init's user namespace has its ids (and the root tree its mapping): it may mount.
     case go = 0x47  // "G"
-    /// init is in its cgroups and the port filter is attached: it may fork.
+    /// init is in its cgroups and the port filter is attached: it may fork. With a cgroup
+    /// namespace (Init/CgroupView.swift): init is in the jail's cgroup `jail/NAME`, where it
+    /// makes the namespace and answers `CgroupNamespaceMade` on the ready pipe.
     case cgroupsJoined = 0x43  // "C"
+    /// After `CgroupNamespaceMade`: init is in `init.scope` and the limits are set: it may fork.
+    case limitsSet = 0x4C  // "L"
 
     /// Says it; a closed pipe means init has already failed, whose reason is on `ready`.
     func send(on lifeline: FileDescriptor) {
@@ -66,6 +70,12 @@ enum LifelineWord: UInt8, Sendable {
         var byte: UInt8 = 0
         return read(lifeline.rawValue, &byte, 1) == 1 && byte == rawValue
     }
+}
+
+/// init's one byte on the ready pipe before its readiness, when the jail has a cgroup
+/// namespace: made, rooted at `jail/NAME` ("N"). Anything else there is `Readiness` ("E…").
+enum CgroupNamespaceMade {
+    static let byte: UInt8 = 0x4E  // "N"
 }
 
 /// The level of a line init and its helpers write to the supervisor's log pipe: one letter

@@ -10,11 +10,15 @@ public struct CgroupLimits: Equatable, Sendable {
     public var pids: Int?
     /// CPUs' worth of time per period, e.g. 0.5 or 2.
     public var cpus: Double?
+    /// The CPUs the programs and helpers may run on (`--cpuset`, or ceil(--cpus) picked at
+    /// start: Supervisor.pickCPUs), so that nproc and sched_getaffinity follow `--cpus`.
+    public var cpuset: [Int]?
 
-    public init(memory: UInt64? = nil, pids: Int? = nil, cpus: Double? = nil) {
+    public init(memory: UInt64? = nil, pids: Int? = nil, cpus: Double? = nil, cpuset: [Int]? = nil) {
         self.memory = memory
         self.pids = pids
         self.cpus = cpus
+        self.cpuset = cpuset
     }
 
     static let cpuPeriod = 100_000
@@ -34,9 +38,18 @@ public struct CgroupLimits: Equatable, Sendable {
     /// the same in cgroup v1's `cpu` hierarchy. So the jail's programs and its helpers each
     /// get `--cpus`, the jail at most twice that.
     var sessionLimits: CgroupLimits? {
-        guard sessionMemory != nil || cpus != nil else { return nil }
-        return CgroupLimits(memory: sessionMemory, cpus: cpus)
+        guard sessionMemory != nil || cpus != nil || cpuset != nil else { return nil }
+        return CgroupLimits(memory: sessionMemory, cpus: cpus, cpuset: cpuset)
     }
+
+    /// The limits of `jail/NAME` itself, the cgroup lxcfs describes (it reads the cgroup of
+    /// the jail's PID 1, and looks through a leaf named `init.scope` to its parent, as for a
+    /// systemd container): `--memory` and the cpuset, so `free` shows `--memory` as the total
+    /// and the whole jail's usage, and cpuinfo the jail's CPUs. The programs keep their own
+    /// limits (and the helpers theirs); init is under this one but never the OOM killer's
+    /// choice (oom_score_adj -1000): at the jail's limit the kernel reclaims or kills a
+    /// tenant's program for init's or a new helper's page.
+    var rootLimits: CgroupLimits { CgroupLimits(memory: memory, cpuset: cpuset) }
 
     /// Controller → the flag that asked for it (for error messages).
     var controllers: [(String, String)] {
@@ -44,6 +57,7 @@ public struct CgroupLimits: Equatable, Sendable {
         if memory != nil { out.append(("memory", "--memory")) }
         if pids != nil { out.append(("pids", "--pids")) }
         if cpus != nil { out.append(("cpu", "--cpus")) }
+        if cpuset != nil { out.append(("cpuset", cpus == nil ? "--cpuset" : "--cpus")) }
         return out
     }
 
@@ -58,6 +72,10 @@ public struct CgroupLimits: Equatable, Sendable {
             }
         }
         if let pids, controllers.contains("pids") { out.append(("pids.max", "\(pids)", false)) }
+        if let cpuset, controllers.contains("cpuset") {
+            // v1 takes no task into a cpuset without memory nodes: the parent's (JailCgroups).
+            out.append(("cpuset.cpus", CPUSet.format(cpuset), false))
+        }
         if let cpus, controllers.contains("cpu") {
             let quota = max(1000, Int(cpus * Double(Self.cpuPeriod)))
             if unified {

@@ -1,6 +1,8 @@
 /// A jail defined once: `/etc/jail/NAME.conf` or `jaild --config FILE`. One `key = value` per
-/// line, `#` starts a comment; every key is a long option of jaild, repeatable options may
-/// repeat; flags on the command line come after the file, so they win. See docs/config.md.
+/// line; a line whose first non-blank character is `#` (or `;`) is a comment, as in systemd's
+/// unit files, so a `#` inside a value (`boot = echo a#b`, a URL's fragment) is the value's;
+/// every key is a long option of jaild, repeatable options may repeat; flags on the command
+/// line come after the file, so they win. See docs/config.md.
 public struct ConfigFile {
     public struct Entry: Equatable, Sendable {
         public let line: Int
@@ -25,20 +27,20 @@ public struct ConfigFile {
         "base": true,
         "disk": true, "disk-inodes": true, "disk-backend": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
+        "views": true, "lxcfs-directory": true, "cpuset": true, "shm-size": true,
         "service": true,
         "forward-x11": false, "forward-agent": false,
         "no-userns": false, "userns-pool": true,
     ]
 
     /// Switches that are on unless turned off.
-    public static let defaultOn: Set<String> = ["forward-agent"]
+    public static let defaultOn: Set<String> = ["forward-agent", "syslog"]
 
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {
         var entries: [Entry] = []
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let content = line.trimmingWhitespace()
-            if content.isEmpty { continue }
+            let content = raw.trimmingWhitespace()
+            if content.isEmpty || content.hasPrefix("#") || content.hasPrefix(";") { continue }
             guard let equals = content.firstIndex(of: "=") else {
                 throw ParseError(path: path, line: index + 1, reason: "expected 'key = value', got '\(content)'")
             }

@@ -70,8 +70,31 @@ public struct JailConfiguration: Sendable, Equatable {
     /// The jail's name in session records and syslog tags: NAME of `jaild start NAME`, else
     /// nil, which means `UID-GID` of the jail account (see `name(account:)`).
     public var jailName: String?
-    /// Serve /dev/log inside and relay each message to `syslogTarget`, tagged `jail/NAME`.
-    public var syslog = false
+    /// Serve /dev/log inside (default; `--no-syslog` turns it off) and relay each message to
+    /// `syslogTarget`, tagged `jail/NAME`; with nobody listening there, to the supervisor's log
+    /// (the jail's file under /var/log/jail when the host has no syslog). Only with a root:
+    /// without one the jail has the host's /dev/log.
+    public var syslog = true
+    /// `--views`: lxcfs's files over the jail's /proc/meminfo, cpuinfo, … (ViewsMode).
+    public var views = ViewsMode.auto
+    /// Where lxcfs is mounted (`--lxcfs-directory`).
+    public var lxcfsDirectory = LxcfsViews.defaultDirectory
+    /// Set by the supervisor just before the clone: the lxcfs directory whose files the mount
+    /// plan binds (nil: the host's own /proc files).
+    public var lxcfsInUse: String?
+    /// `--cpuset LIST`: the CPUs of the jail's programs; nil: ceil(--cpus) CPUs picked at start.
+    public var cpuset: [Int]?
+    /// `--shm-size`: the size of the jail's /dev/shm (see `shmBytes`).
+    public var shmSize: UInt64?
+    /// /dev/shm: `--shm-size`, else half of `--memory` (as a VM's tmpfs defaults to half its
+    /// RAM: a jail's POSIX shared memory can never be more than its memory anyway, and half
+    /// leaves room for the processes using it), else 64 MiB, as before. Whatever the size,
+    /// its pages are charged to the memory cgroup of the program that writes them.
+    public var shmBytes: UInt64 {
+        if let shmSize { return shmSize }
+        if let memory = limits.memory { return max(1 << 20, memory / 2) }
+        return 64 << 20
+    }
     /// `--forward-x11`: a session whose client offers an X11 cookie (ssh -X) gets DISPLAY and
     /// its own Xauthority file inside.
     public var forwardX11 = false
@@ -96,6 +119,10 @@ public struct JailConfiguration: Sendable, Equatable {
     /// The host's /proc/sys/user limits, set by the supervisor just before the clone for init
     /// to write in the jail's user namespace (MountPlan's `limitUserNamespace`).
     public var userNamespaceLimits: [UserNamespaceLimit] = []
+
+    /// A jail with its own root gets a cgroup namespace and its own /sys/fs/cgroup
+    /// (Init/CgroupView.swift); without a root it shares the host's file system anyway.
+    public var cgroupNamespace: Bool { root != nil }
 
     /// root's user namespace (not the rootless one): ranges, idmapped rootfs, private root.
     /// A root on a base too: its overlay is mounted over idmapped layers (`overlayLayers`).

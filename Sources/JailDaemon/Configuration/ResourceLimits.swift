@@ -1,3 +1,10 @@
+import JailSystem
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `--rlimit NAME=SOFT[:HARD]`, set on every program of the jail before it starts.
 public struct ResourceLimit: Equatable, Sendable {
     public let name: String
@@ -53,4 +60,60 @@ public enum ByteSize {
         guard let value = Double(number), value > 0, value.isFinite else { return nil }
         return UInt64(value * factor)
     }
+}
+
+/// What the supervisor does for `--rlimit`s before the clone. Every program of the jail gets
+/// its limits from setrlimit in the spawn child, inside the jail's user namespace, where no one
+/// may raise a hard limit (CAP_SYS_RESOURCE counts in the host's namespace only); they inherit
+/// init's hard limits, which are the supervisor's. So the supervisor, host root, raises its own
+/// hard limit to each `--rlimit`'s hard first, and init, rc, boot commands and every session
+/// start under it. What the kernel grants no one is refused here, in one line, before anything
+/// starts: nofile above fs.nr_open; a rootless jaild cannot raise a hard limit at all.
+public enum ResourceLimitGrant {
+    public static func raiseOwnHardLimits(to limits: [ResourceLimit], rootless: Bool) throws(JailError) {
+        for limit in limits {
+            let own = try current(limit)
+            if limit.hard <= UInt64(own.rlim_max) { continue }
+            if rootless {
+                throw .usage("--rlimit \(limit.name)=\(describe(limit.soft)):\(describe(limit.hard)): above jaild's own hard limit "
+                             + "\(describe(UInt64(own.rlim_max))), which only root can raise")
+            }
+            if limit.resource == nofile {
+                let maximum = try JailError.wrap { () throws(SystemError) in try readText(nrOpenPath) }
+                if let nrOpen = UInt64(maximum.trimmingWhitespace()), limit.hard > nrOpen {
+                    throw .usage("--rlimit nofile=\(describe(limit.soft)):\(describe(limit.hard)): above the kernel's most open files "
+                                 + "(\(nrOpenPath) = \(nrOpen))")
+                }
+            }
+            var raised = own
+            raised.rlim_max = rlim_t(limit.hard)  // UInt64.max is RLIM_INFINITY
+            guard setrlimit(resourceType(limit), &raised) == 0 else {
+                let failure = Errno(rawValue: errno)
+                // EPERM: root without CAP_SYS_RESOURCE (a container's bounding set, a unit's
+                // CapabilityBoundingSet=) may lower a hard limit but not raise it.
+                guard failure == .notPermitted else {
+                    throw .system(SystemError("setrlimit(\(limit.name), hard \(describe(limit.hard)))", errno: failure))
+                }
+                throw .usage("--rlimit \(limit.name)=\(describe(limit.soft)):\(describe(limit.hard)): above jaild's own hard limit "
+                             + "\(describe(UInt64(own.rlim_max))), which it cannot raise without CAP_SYS_RESOURCE")
+            }
+        }
+    }
+
+    static let nofile: Int32 = 7
+    static let nrOpenPath = "/proc/sys/fs/nr_open"
+
+    static func current(_ limit: ResourceLimit) throws(JailError) -> rlimit {
+        var own = rlimit()
+        guard getrlimit(resourceType(limit), &own) == 0 else {
+            throw .system(SystemError("getrlimit(\(limit.name))", errno: Errno(rawValue: errno)))
+        }
+        return own
+    }
+
+    static func resourceType(_ limit: ResourceLimit) -> __rlimit_resource_t {
+        __rlimit_resource_t(UInt32(limit.resource))
+    }
+
+    static func describe(_ value: UInt64) -> String { value == UInt64.max ? "unlimited" : "\(value)" }
 }

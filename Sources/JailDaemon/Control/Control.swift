@@ -13,12 +13,20 @@ public enum Control {
     public static func list(json: Bool) -> Int32 {
         let rows = JailState.all().filter(\.alive).map { Row(state: $0.state) }
         print(json ? Row.json(rows) : Row.table(rows), terminator: "")
+        for row in rows where row.viewsBroken {
+            JailLogHandler.emitToTerminal("warning: jail \(row.state.name): its lxcfs files (/proc/meminfo, uptime …) fail with "
+                + "ENOTCONN: lxcfs stopped or restarted; its supervisor binds them again within "
+                + "\(LxcfsWatch.period / 1000) s of lxcfs being back (start lxcfs; else restart the jail)")
+        }
         return 0
     }
 
-    /// LSB: 0 when running, 3 when not.
+    /// LSB's codes for a status action: 0 running, 3 not running, 4 unknown (SPEC names no jail).
     public static func status(_ spec: String) -> Int32 {
-        guard let pidFile = runningJail(spec)?.pidFile ?? pidFile(for: spec) else { return usage(spec) }
+        guard let pidFile = lookup(spec).pidFile else {
+            unknown(spec)
+            return 4
+        }
         if let pid = PidFile.runningPid(path: pidFile) {
             print("running: \(spec) (pid \(pid))")
             return 0
@@ -35,7 +43,10 @@ public enum Control {
     public static func stop(_ spec: String, timeoutSeconds: Int32 = 120) -> Int32 {
         // A running jail by any of its names first (a `--jail-name` needs no config), then a
         // SPEC that names a pid file whether or not its jail runs.
-        guard let pidFile = runningJail(spec)?.pidFile ?? pidFile(for: spec) else { return usage(spec) }
+        guard let pidFile = lookup(spec).pidFile else {
+            unknown(spec)
+            return 1
+        }
         guard let pid = PidFile.runningPid(path: pidFile) else { return stopOrphan(pidFile: pidFile, timeoutSeconds: timeoutSeconds) }
         let pidfd = cj_pidfd_open(pid)
         // The pid file must still be held after the pidfd exists, or the pid may be another's.
@@ -58,9 +69,8 @@ public enum Control {
         return 0
     }
 
-    static func usage(_ spec: String) -> Int32 {
-        JailLogHandler.emitToTerminal("cannot tell which jail '\(spec)' is: give its name (a config), its socket, its pid file or UID:GID")
-        return 2
+    static func unknown(_ spec: String) {
+        JailLogHandler.emitToTerminal("no jail is named '\(spec)': give its name, its socket, its pid file or UID:GID")
     }
 
     /// The pid file a SPEC names.
@@ -101,7 +111,11 @@ struct Row {
             memorySource = "rss"
         }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)
+        viewsBroken = getuid() == 0 && LxcfsViews.jailViewIsBroken(root: "/proc/\(state.initPid)/root")
     }
+
+    /// Its lxcfs files fail with ENOTCONN (lxcfs stopped or restarted; LxcfsWatch).
+    let viewsBroken: Bool
 
     static func table(_ rows: [Row]) -> String {
         var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK"]]
@@ -144,6 +158,7 @@ struct Row {
                 + "\"services\":[\(Self.servicesJSON(r.state.services))],"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
                 + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"
+                + "\"views_broken\":\(r.viewsBroken),"
                 + DiskUsage.jsonFields(r.disk) + "," + Self.networkJSON(r.state) + "}"
         }
         return "[" + objects.joined(separator: ",") + "]\n"

@@ -36,7 +36,7 @@ public enum Sessions {
         guard getuid() == 0 else { return refuse("only root may list a jail's sessions") }
         let jails: [JailState]
         if let spec {
-            guard let state = Control.runningJail(spec) else { return Control.noSuchJail(spec) }
+            guard let state = Control.runningJailOrSay(spec) else { return 1 }
             jails = [state]
         } else {
             jails = JailState.all().filter(\.alive).map(\.state)
@@ -49,7 +49,7 @@ public enum Sessions {
     /// SIGHUP to the session's process group (as a terminal hangup), SIGKILL after 5 s.
     public static func kill(_ spec: String, id: Int, graceSeconds: Int32 = 5) -> Int32 {
         guard getuid() == 0 else { return refuse("only root may end a jail's sessions") }
-        guard let state = Control.runningJail(spec) else { return Control.noSuchJail(spec) }
+        guard let state = Control.runningJailOrSay(spec) else { return 1 }
         guard let session = live(state).first(where: { $0.id == id }) else {
             JailLogHandler.emitToTerminal("jail \(state.name) has no session \(id)")
             return 1

@@ -75,10 +75,7 @@ extension Control {
     /// `jaild show NAME [--json]`: one running jail's full record, as `machinectl show` gives it
     /// (`key: value` lines, every value escaped) or one JSON object. 0 found, 1 not.
     public static func show(_ spec: String, json: Bool) -> Int32 {
-        guard let state = runningJail(spec) else {
-            JailLogHandler.emitToTerminal("no running jail is named '\(spec)': give its name, UID:GID, its socket or its pid file")
-            return 1
-        }
+        guard let state = runningJailOrSay(spec) else { return 1 }
         let record = ShownJail(state: state)
         print(json ? record.json() : record.text(), terminator: "")
         return 0

@@ -101,6 +101,9 @@ struct Init {
             if configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
             // --syslog: the host's socket is reachable only before pivot_root (SyslogRelay).
             let syslogTarget = configuration.syslog ? try SyslogRelay.connectTarget(configuration.syslogTarget) : nil
+            // The host's cgroup mounts, for the jail's own /sys/fs/cgroup (CgroupView).
+            let cgroupHierarchies = configuration.cgroupNamespace
+                ? CgroupView.hostHierarchies(mountinfo: (try? readText("/proc/self/mountinfo")) ?? "") : []
             // The host's tree leaves init's view at pivot_root: what proves host root on the
             // control socket is recorded now (OperatorProof).
             let operatorProof = channels.adoption == nil ? nil : try OperatorProof.record()
@@ -110,6 +113,9 @@ struct Init {
             channels.rootTree?.closeQuietly()
             // The supervisor made the cgroups while init mounted; init forks nothing before.
             awaitGo(lifeline: channels.lifeline, .cgroupsJoined)
+            if configuration.cgroupNamespace {
+                try enterCgroupNamespace(hierarchies: cgroupHierarchies, channels: channels)
+            }
             // Becoming the user namespace's root changed init's credentials, which clears the
             // parent-death signal: armed again, and the lifeline checked once more.
             if configuration.mapsRange { tieToTheSupervisor(channels) }
@@ -117,6 +123,9 @@ struct Init {
             if channels.adoption == nil { channels.lifeline.closeQuietly() }
             replaceHostNull()
             try setUpIdentity(configuration: configuration, account: account)
+            if let hostname = configuration.hostname, configuration.root != nil, let outcome = EtcHosts.ensure(hostname) {
+                if outcome.warning { log.warning("\(outcome.message)") } else { log.info("\(outcome.message)") }
+            }
             if configuration.root != nil { try JailInfo.write(configuration: configuration, account: account) }
             // In init's cgroup now ("C"), and not yet under the programs' seccomp and Landlock.
             let serviceRelay = try ServiceRelay.start(configuration, account: account, hostDirectories: serviceDirectories)
@@ -134,7 +143,7 @@ struct Init {
             initProcess.sessionCgroups = channels.sessionCgroups
             initProcess.serviceRelay = serviceRelay.pid
             initProcess.serviceRelayStop = serviceRelay.stop
-            if let syslogTarget {
+            if configuration.syslog {
                 initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
             }
             initProcess.serviceOutput = channels.bootOutput
@@ -194,6 +203,17 @@ struct Init {
     /// filter is attached: nothing may fork before. EOF: the supervisor is gone, the start too.
     static func awaitGo(lifeline: FileDescriptor, _ word: LifelineWord) {
         guard word.await(on: lifeline) else { _exit(1) }
+    }
+
+    /// In the jail's cgroup (`jail/NAME`, "C"): the cgroup namespace rooted there, "N" to the
+    /// supervisor, which moves init into `init.scope` and enables the limits ("L"); then the jail's
+    /// hierarchies on its /sys/fs/cgroup (CgroupView).
+    static func enterCgroupNamespace(hierarchies: [CgroupView.Hierarchy], channels: InitChannels) throws(JailError) {
+        let own = CgroupView.jailHierarchies(hierarchies, cgroupFile: (try? readText("/proc/self/cgroup")) ?? "")
+        try CgroupView.enterNamespace()
+        try JailError.wrap { () throws(SystemError) in try channels.ready.writeFully([CgroupNamespaceMade.byte]) }
+        awaitGo(lifeline: channels.lifeline, .limitsSet)
+        try CgroupView.mount(own)
     }
 
     /// stdin and stdout were the host's /dev/null until now: nothing of the host stays.

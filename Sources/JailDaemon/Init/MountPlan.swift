@@ -61,6 +61,9 @@ public struct MountPlan: Equatable, Sendable {
 
     static let nosuidNodevNoexec = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
+    /// A tmpfs size in KiB, rounded up to whole pages.
+    static func kibibytes(_ bytes: UInt64) -> UInt64 { (bytes + 4095) / 4096 * 4 }
+
     public init(configuration: JailConfiguration) {
         var steps: [Step] = [.makePrivate]
         guard let root = configuration.root.map(BindMount.normalize) else {
@@ -126,7 +129,7 @@ public struct MountPlan: Equatable, Sendable {
         steps.append(.symlink(target: "pts/ptmx", at: inRoot("/dev/ptmx")))
         steps.append(.makeDirectory(inRoot("/dev/shm"), mode: 0o1777))
         steps.append(.mount(source: "shm", target: inRoot("/dev/shm"), type: "tmpfs",
-                            flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=1777,size=65536k"))
+                            flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=1777,size=\(Self.kibibytes(configuration.shmBytes))k"))
         // /run as a fresh tmpfs, as on a booted system: daemons make /run/sshd, pid files and
         // sockets there, and nothing of an earlier start is left in it.
         steps.append(.makeDirectory(inRoot("/run"), mode: 0o755))
@@ -137,6 +140,19 @@ public struct MountPlan: Equatable, Sendable {
             steps.append(.symlink(target: target, at: inRoot("/dev/" + name)))
         }
         steps += Self.masked.map { .mask(inRoot($0), null: inRoot("/dev/null")) }
+        if configuration.cgroupNamespace {
+            // The host's cgroup tree (every jail's name and usage) is under the bound /sys:
+            // covered, and the jail's own hierarchies mounted on this tmpfs once its cgroup
+            // namespace exists (CgroupView), after which it turns read-only.
+            steps.append(.mount(source: "tmpfs", target: inRoot(CgroupView.directory), type: "tmpfs",
+                                flags: Self.nosuidNodevNoexec, data: "mode=755,size=64k"))
+        }
+        if let lxcfs = configuration.lxcfsInUse {
+            // lxcfs's files over the kernel's (Configuration/Views.swift): the same files LXC binds.
+            steps += LxcfsViews.files.map {
+                .bind(host: lxcfs + $0, target: $0, root: planRoot, readOnly: true, nosuidNodev: true)
+            }
+        }
         if !configuration.userNamespaceLimits.isEmpty {
             steps.append(.limitUserNamespace(inRoot("/proc/sys/user"), configuration.userNamespaceLimits))
         }

@@ -305,6 +305,13 @@ public enum Provision {
             try tree.makeDirectory(plan.home + "/.ssh", mode: 0o700, uid: plan.uid, gid: plan.gid)
             try tree.write(plan.home + "/.ssh/authorized_keys", key, mode: 0o600, uid: plan.uid, gid: plan.gid)
         }
+        // `--hostname`: resolvable from the first start (init adds it too, for a name given
+        // later, and logs that: Init/EtcHosts.swift).
+        if let hostname = r.options.last(where: { $0.key == "hostname" })?.value {
+            try tree.rewrite("/etc/hosts", defaultMode: 0o644) { text in
+                text.isEmpty ? EtcHosts.fresh(for: hostname) : EtcHosts.adding(hostname, to: text) ?? text
+            }
+        }
     }
 
     /// Every option given, in the format of docs/config.md.

@@ -29,6 +29,8 @@ struct RunningJail {
     /// OOM kills and the pids limit reached, logged as they happen (CgroupEvents.swift); the
     /// counters are read afresh by an adopting supervisor.
     var events: CgroupEvents?
+    /// lxcfs's files in the jail, checked and bound again after lxcfs restarts (LxcfsWatch).
+    var lxcfsWatch: LxcfsWatch?
 
     init(supervisor: Supervisor, lock: PidFile, initPid: pid_t, signals: SignalDescriptor, logPipe: FileDescriptor,
          bootOutput: FileDescriptor, cgroups: JailCgroups?, initPidfd: Int32?) {
@@ -41,6 +43,9 @@ struct RunningJail {
         self.bootOutput = bootOutput
         self.cgroups = cgroups
         self.events = cgroups.map(CgroupEvents.init)
+        self.lxcfsWatch = supervisor.configuration.lxcfsInUse.map {
+            LxcfsWatch(directory: $0, initPid: initPid, now: monotonicMilliseconds())
+        }
     }
 
     /// Returns jaild's exit code: 0 after a requested stop, 1 if init died on its own.
@@ -64,9 +69,14 @@ struct RunningJail {
                 let untilCheck = events.timeout(now: monotonicMilliseconds())
                 timeout = timeout < 0 ? untilCheck : min(timeout, untilCheck)
             }
+            if let lxcfsWatch {
+                let untilCheck = lxcfsWatch.timeout(now: monotonicMilliseconds())
+                timeout = timeout < 0 ? untilCheck : min(timeout, untilCheck)
+            }
             let pidfdIndex = initPidfd.map { poller.add($0, read: true) } ?? -1
             idlePages.wait(&poller, timeout: timeout)
             events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds())
+            lxcfsWatch?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds())
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
             if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
             if pidfdIndex >= 0 && poller.readable(pidfdIndex) { return finish(initCode: nil) }

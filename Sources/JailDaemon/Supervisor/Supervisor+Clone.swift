@@ -75,8 +75,25 @@ extension Supervisor {
                 cgroups = try makeCgroups()
                 try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
             }
-            try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped)
-            LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
+            if configuration.cgroupNamespace {
+                // Init makes its cgroup namespace while in `jail/NAME` ("C" … "N"), then moves
+                // on to `init.scope`, and the v2 limits follow ("L"): see Init/CgroupView.swift.
+                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                    try cgroups?.attachRoot(pid)
+                }
+                LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
+                try awaitCgroupNamespace(pid, channels: channels, reaped: &reaped)
+                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                    try join(init: pid, cgroups: cgroups)
+                    try cgroups?.enableUnified()
+                }
+                LifelineWord.limitsSet.send(on: channels.lifeline.write)
+            } else {
+                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                    try join(init: pid, cgroups: cgroups)
+                }
+                LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
+            }
             rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
             // Never a signal to a reaped pid: it may be another process's by now.
@@ -174,9 +191,27 @@ extension Supervisor {
         }
     }
 
-    /// `join`, while init may have failed its mounts meanwhile (and exited): its reason first.
-    func joinCgroups(init pid: pid_t, cgroups: JailCgroups?, channels: CloneChannels, reaped: inout Bool) throws(JailError) {
-        do { try join(init: pid, cgroups: cgroups) } catch {
+    /// "N" from init: its cgroup namespace exists (or the reason it failed, then it exits).
+    func awaitCgroupNamespace(_ pid: pid_t, channels: CloneChannels, reaped: inout Bool) throws(JailError) {
+        var byte: UInt8 = 0
+        let n = read(channels.ready.read.rawValue, &byte, 1)
+        if n == 1 && byte == CgroupNamespaceMade.byte { return }
+        if n == 1 && byte == UInt8(ascii: "E") {
+            // Readiness.failed: "E" and the reason, up to the pipe's end (init exits).
+            var reason: [UInt8] = []
+            while let chunk = try? channels.ready.read.readChunk(max: 4096), !chunk.isEmpty { reason += chunk }
+            throw .startFailed(String(decoding: reason, as: UTF8.self))
+        }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        reaped = true
+        throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
+    }
+
+    /// A move into cgroups, while init may have failed its mounts meanwhile (and exited): its reason first.
+    func joinCgroups(init pid: pid_t, cgroups: JailCgroups?, channels: CloneChannels, reaped: inout Bool,
+                     _ move: () throws(JailError) -> Void) throws(JailError) {
+        do { try move() } catch {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 reaped = true

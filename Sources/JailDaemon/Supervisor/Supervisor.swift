@@ -235,6 +235,10 @@ public struct Supervisor {
         }
         SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
         log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(started.pid)")
+        if configuration.root != nil, let warning = LxcfsViews.choose(configuration.views, directory: configuration.lxcfsDirectory).warning,
+           configuration.lxcfsInUse == nil {
+            log.warning("\(warning.dropFirst("warning: ".count))")
+        }
         return RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
                            bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
     }
@@ -275,7 +279,7 @@ public struct Supervisor {
     /// Whether the cgroups are made before the clone: with limits, init inherits descriptors of
     /// their procs files (the spawn path and new helpers join through them). Otherwise the
     /// supervisor makes them, and attaches the port filter, while init mounts (cloneInit).
-    var cgroupsBeforeClone: Bool { !configuration.limits.controllers.isEmpty }
+    var cgroupsBeforeClone: Bool { !configuration.limits.controllers.isEmpty || configuration.cpuset != nil }
 
     /// The jail's cgroups when this host has a cgroup file system (always for limits).
     func makeCgroups() throws(JailError) -> JailCgroups? {
@@ -283,7 +287,32 @@ public struct Supervisor {
         let mounts = CgroupMounts.parse(mountinfo: mountinfo)
         if configuration.rootless { return nil }  // not delegated to users; Rootless.check refuses limits
         if mounts.unified == nil && configuration.limits.controllers.isEmpty && configuration.ports == nil { return nil }
-        return try JailCgroups.create(name: cgroupName, limits: configuration.limits, mounts: mounts)
+        var limits = configuration.limits
+        limits.cpuset = configuration.cpuset ?? limits.cpus.map { cpus in
+            CPUSet.pick(cpus: cpus, online: Self.onlineCPUs(), used: Self.cpusetUsage(mounts: mounts))
+        }
+        return try JailCgroups.create(name: cgroupName, limits: limits, mounts: mounts,
+                                      deferUnified: configuration.cgroupNamespace)
+    }
+
+    /// The host's online CPUs (/sys/devices/system/cpu/online).
+    static func onlineCPUs() -> [Int] {
+        let text = (try? readText("/sys/devices/system/cpu/online")) ?? ""
+        return CPUSet.parse(String(text.trimmingWhitespace())) ?? [0]
+    }
+
+    /// How many running jails' programs may use each CPU: every `jail/*/programs/cpuset.cpus`
+    /// of the cpuset hierarchy (one small read per jail with a set, at the start of a jail
+    /// with `--cpus`).
+    static func cpusetUsage(mounts: CgroupMounts) -> [Int: Int] {
+        guard let hierarchy = mounts.v1["cpuset"] ?? mounts.unified else { return [:] }
+        var used: [Int: Int] = [:]
+        for jail in listDirectory("\(hierarchy)/jail") {
+            guard let text = try? readText("\(hierarchy)/jail/\(jail)/programs/cpuset.cpus"),
+                  let cpus = CPUSet.parse(String(text.trimmingWhitespace())) else { continue }
+            for cpu in cpus { used[cpu, default: 0] += 1 }
+        }
+        return used
     }
 
     /// The socket directory: created (root's, 0755) when it is the default one, and verified

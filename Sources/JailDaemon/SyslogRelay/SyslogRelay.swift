@@ -19,31 +19,43 @@ import Glibc
 /// through it. Sends never block (MSG_DONTWAIT): a busy host daemon costs messages, counted,
 /// not a stuck relay. Rate limit (SyslogBudget): at most 1,000 messages and 256 KiB each
 /// second; the excess is counted and reported in one message once per second.
+///
+/// Without a host syslog (nothing listens on the target at start), the relay still serves the
+/// jail's /dev/log, so no message is lost without a word: each one, rewritten and rate-limited
+/// the same way, goes as a log line to init's log pipe (its stderr), which the supervisor
+/// writes to its own log: the jail's file under /var/log/jail when the host has no syslog.
 struct SyslogRelay {
     let inside: FileDescriptor
-    let target: FileDescriptor
+    /// The host's syslog socket; nil: the supervisor's log (stderr, init's log pipe).
+    let target: FileDescriptor?
     let jail: String
     var budget = SyslogBudget()
 
-    /// Before pivot_root: a socket connected to the host's syslog socket.
-    static func connectTarget(_ path: String) throws(JailError) -> FileDescriptor {
+    /// Before pivot_root: a socket connected to the host's syslog socket, or nil when nobody
+    /// listens there (no such socket, or refused): then the relay writes to the jail's log.
+    static func connectTarget(_ path: String) throws(JailError) -> FileDescriptor? {
         let fd = cj_unix_dgram_connect(path)
         guard fd >= 0 else {
-            throw JailError.failed("--syslog: cannot connect to \(path)", .last("connect", path: path))
+            let error = errno
+            if [ENOENT, ECONNREFUSED, ENOTDIR].contains(error) {
+                log.info("nobody listens on \(path) (\(Errno(rawValue: error))): the jail's /dev/log goes to jaild's log")
+                return nil
+            }
+            throw JailError.failed("--syslog: cannot connect to \(path)", SystemError("connect", path: path, errno: Errno(rawValue: error)))
         }
         return FileDescriptor(rawValue: fd)
     }
 
     /// After pivot_root and hardening: binds the jail's /dev/log (mode 0666, every program may
     /// log) and forks the relay. Returns its pid; init keeps no descriptor of either socket.
-    static func start(target: FileDescriptor, jail: String) throws(JailError) -> pid_t {
+    static func start(target: FileDescriptor?, jail: String) throws(JailError) -> pid_t {
         let path = "/dev/log"
         unlink(path)
         let old = umask(0)
         let fd = cj_unix_dgram_bind(path)
         umask(old)
         guard fd >= 0 else {
-            target.closeQuietly()
+            target?.closeQuietly()
             throw JailError.failed("--syslog: cannot bind \(path) in the jail", .last("bind", path: path))
         }
         _ = chmod(path, 0o666)
@@ -53,13 +65,13 @@ struct SyslogRelay {
             relay.run()
         }
         close(fd)
-        target.closeQuietly()
+        target?.closeQuietly()
         if pid < 0 { throw JailError.failed("--syslog", .last("fork")) }
         return pid
     }
 
     mutating func run() -> Never {
-        let keep = [inside.rawValue, target.rawValue, 2]
+        let keep = [inside.rawValue, target?.rawValue ?? 2, 2]
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // init blocks its signals for its signalfd; the relay must die of SIGTERM at stop.
         cj_reset_signals()
@@ -100,6 +112,7 @@ struct SyslogRelay {
     /// One datagram, without blocking; a host daemon with a smaller limit gets it cut in half
     /// until it fits (truncated, not dropped).
     func send(_ message: [UInt8]) -> Bool {
+        guard let target else { return writeToLog(message) }
         var length = message.count
         while true {
             let rc = message.withUnsafeBytes { Glibc.send(target.rawValue, $0.baseAddress, length, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
@@ -108,5 +121,16 @@ struct SyslogRelay {
             guard errno == EMSGSIZE, length > 512 else { return false }
             length /= 2
         }
+    }
+
+    /// No host syslog: the message as one info line on init's log pipe, without its `<PRI>`
+    /// (the rewrite made it one line of safe characters; the supervisor escapes it again).
+    func writeToLog(_ message: [UInt8]) -> Bool {
+        var text = message[...]
+        if text.first == UInt8(ascii: "<"), let end = text.firstIndex(of: UInt8(ascii: ">")), end - text.startIndex <= 4 {
+            text = text[(end + 1)...]
+        }
+        let line = [UInt8(ascii: "i")] + Array(text.prefix(LineSplitter.maxLine - 2)) + [10]
+        return (try? FileDescriptor(rawValue: 2).writeFully(line)) != nil
     }
 }

@@ -6,12 +6,13 @@ import JailProtocol
 import Glibc
 #endif
 
-/// jaild: starts a jail and serves sessions into it. Flags of the 2014 version keep their
-/// meaning: -a -u -g -n -r -s -m -c -h -v.
-struct JailDaemonCommand: ParsableCommand {
+/// `jaild start` (the default verb): starts a jail and serves sessions into it. Flags of the
+/// 2014 version keep their meaning: -a -u -g -n -r -s -m -c -h -v. Every start option lives
+/// here, and each is also a config-file key (ConfigFile.keys).
+struct StartCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "jaild",
-        abstract: "Start a jail: a container that a host account's sessions enter through `jail`.",
+        commandName: "start",
+        abstract: "Start a jail (the default verb): a container that a host account's sessions enter through `jail`.",
         discussion: """
             jaild creates new PID, mount, UTS and IPC namespaces (never a network namespace: \
             the jail shares the host's network, so its daemons bind the host's ports), pivots \
@@ -19,8 +20,12 @@ struct JailDaemonCommand: ParsableCommand {
             host side, by default /run/jail/jaild-UID-GID.sock.
             By default jaild daemonizes and exits 0 once the socket accepts sessions. \
             SIGTERM to the pid in the pid file next to the socket stops the jail.
-            """,
-        helpNames: [.short, .long])
+            `jaild start NAME` reads /etc/jail/NAME.conf and names the jail NAME.
+            """)
+
+    @Argument(help: ArgumentHelp("Read /etc/jail/NAME.conf and name the jail NAME (the first argument after start).",
+                                 valueName: "name"))
+    var configName: String?
 
     @Option(name: [.customShort("a"), .customLong("socket-prefix")],
             help: ArgumentHelp("Socket path prefix: the socket is PREFIX-UID-GID.sock.", valueName: "prefix"))
@@ -48,8 +53,8 @@ struct JailDaemonCommand: ParsableCommand {
 
     @Option(name: [.customShort("m"), .customLong("mount")],
             help: ArgumentHelp("Bind-mount a host path into the jail; add :ro for read-only. Repeatable.",
-                               valueName: "jpath=hpath[:ro]"))
-    var mounts: [String] = []
+                               valueName: "jpath=hpath[:ro]"), transform: OptionValue.bindMount)
+    var mounts: [BindMount] = []
 
     @Option(name: .customLong("hostname"), help: ArgumentHelp("The jail's host name (UTS namespace).", valueName: "name"))
     var hostname: String?
@@ -75,15 +80,16 @@ struct JailDaemonCommand: ParsableCommand {
             help: ArgumentHelp("Restart a --boot command that exits: no (default), on-failure, always; "
                                + "with a back-off of 100 ms doubling to 30 s, at most 5 starts in 10 s.",
                                valueName: "policy"))
-    var bootRestart: String = "no"
+    var bootRestart: BootRestart = .no
 
     @Option(name: .customLong("cap"),
             help: ArgumentHelp("Give the jail's programs this capability (e.g. NET_BIND_SERVICE). Repeatable.",
-                               valueName: "name"))
-    var capabilities: [String] = []
+                               valueName: "name"), transform: OptionValue.capability)
+    var capabilities: [Int] = []
 
-    @Option(name: .customLong("memory"), help: ArgumentHelp("Memory limit of the jail's programs (e.g. 512M).", valueName: "size"))
-    var memory: String?
+    @Option(name: .customLong("memory"), help: ArgumentHelp("Memory limit of the jail's programs (e.g. 512M).", valueName: "size"),
+            transform: OptionValue.memorySize)
+    var memory: UInt64?
 
     @Option(name: .customLong("disk"),
             help: ArgumentHelp("Disk space of the jail's own files (e.g. 10G; at least 16M): docs/disk.md.", valueName: "size"))
@@ -105,13 +111,13 @@ struct JailDaemonCommand: ParsableCommand {
 
     @Option(name: .customLong("rlimit"),
             help: ArgumentHelp("Resource limit for the jail's programs, e.g. nofile=1024:4096. Repeatable.",
-                               valueName: "name=soft[:hard]"))
-    var resourceLimits: [String] = []
+                               valueName: "name=soft[:hard]"), transform: OptionValue.resourceLimit)
+    var resourceLimits: [ResourceLimit] = []
 
     @Option(name: .customLong("ports"),
             help: ArgumentHelp("The only ports the jail may bind, e.g. tcp:25,tcp:8000-8099,udp:53 (cgroup-BPF).",
-                               valueName: "spec"))
-    var ports: String?
+                               valueName: "spec"), transform: OptionValue.portSet)
+    var ports: PortSet?
 
     @Flag(name: .customLong("ports-exclusive"), help: "Refuse to start if a running jail has one of these ports.")
     var portsExclusive = false
@@ -139,15 +145,35 @@ struct JailDaemonCommand: ParsableCommand {
 
     @Option(name: .customLong("userns-pool"),
             help: ArgumentHelp("Host ids for jails' user namespaces: COUNT ids from START, 65536 per jail.",
-                               valueName: "start:count"))
-    var usernsPool: String?
+                               valueName: "start:count"), transform: OptionValue.userRangePool)
+    var usernsPool: UserRangePool?
 
     @Option(name: .customLong("jail-name"),
             help: ArgumentHelp("The jail's name in session records and syslog tags (default: UID-GID).", valueName: "name"))
     var jailName: String?
 
-    @Flag(name: .customLong("syslog"), help: "Serve /dev/log inside and relay messages to the host's, tagged jail/NAME.")
-    var syslog = false
+    @Flag(name: .customLong("syslog"), inversion: .prefixedNo,
+          help: ArgumentHelp("Serve /dev/log inside and relay messages to the host's, tagged jail/NAME; without a host "
+                             + "syslog, to the jail's log file (default: on with -r ROOT)."))
+    var syslog = true
+
+    @Option(name: .customLong("views"),
+            help: ArgumentHelp("lxcfs's /proc/meminfo, cpuinfo, stat, uptime … inside: auto (when lxcfs runs, else the "
+                               + "host's and a warning), required (refuse to start without), off.", valueName: "mode"))
+    var views: ViewsMode = .auto
+
+    @Option(name: .customLong("lxcfs-directory"), help: ArgumentHelp("Where lxcfs is mounted.", valueName: "dir"))
+    var lxcfsDirectory: String = LxcfsViews.defaultDirectory
+
+    @Option(name: .customLong("cpuset"),
+            help: ArgumentHelp("The CPUs of the jail's programs, e.g. 0-1,3 (default with --cpus F: ceil(F) CPUs picked by jaild).",
+                               valueName: "list"), transform: OptionValue.cpuSet)
+    var cpuset: [Int]?
+
+    @Option(name: .customLong("shm-size"),
+            help: ArgumentHelp("Size of the jail's /dev/shm (default: half of --memory, else 64M).", valueName: "size"),
+            transform: OptionValue.shmSize)
+    var shmSize: UInt64?
 
     @Option(name: .customLong("syslog-target"),
             help: ArgumentHelp("Where --syslog relays to (a datagram socket).", valueName: "path"))
@@ -156,8 +182,9 @@ struct JailDaemonCommand: ParsableCommand {
     @Option(name: .customLong("service"),
             help: ArgumentHelp("Serve the host's unix socket HOSTPATH at JPATH inside, each connection relayed after a "
                                + "PROXY v2 header naming the jail and caller (options: mode=, owner=, header=proxy|none, max=). "
-                               + "Repeatable; see docs/services.md.", valueName: "jpath=hostpath[,options]"))
-    var services: [String] = []
+                               + "Repeatable; see docs/services.md.", valueName: "jpath=hostpath[,options]"),
+            transform: OptionValue.service)
+    var services: [ServiceSpec] = []
 
     @Flag(name: [.customShort("c"), .customLong("foreground")], help: "Stay in the foreground and log to stderr.")
     var foreground = false
@@ -195,44 +222,33 @@ struct JailDaemonCommand: ParsableCommand {
 
     func validate() throws {
         if version { return }
+        // `jaild start NAME` became --config and --jail-name before parsing (ConfigExpansion):
+        // a NAME still here stood elsewhere on the line.
+        if let configName {
+            throw ValidationError("unexpected argument '\(configName)' (a config's NAME comes right after `start`)")
+        }
         guard uid != nil || Rootless.isRootless else { throw ValidationError("-u UID is required") }
         if mapRoot && !Rootless.isRootless { throw ValidationError("--map-root is for rootless jails (jaild run by a user)") }
         guard stopTimeout >= 0 else { throw ValidationError("--stop-timeout must be 0 or more") }
         guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions must be 1 to 100000") }
         guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 1 to 3600") }
-        if let memory, ByteSize.parse(memory) == nil { throw ValidationError("--memory '\(memory)' is not a size like 512M") }
         if let disk { try checkDisk { () throws(DiskError) in _ = try DiskLimit.parseSize(disk) } }
         if let diskInodes { try checkDisk { () throws(DiskError) in _ = try DiskLimit.parseInodes(diskInodes) } }
         if let diskBackend { try checkDisk { () throws(DiskError) in _ = try DiskLimit.parse(size: "1G", inodes: nil, backend: diskBackend) } }
         if let pids, pids < 1 { throw ValidationError("--pids must be 1 or more") }
         if let cpus, !(cpus > 0 && cpus <= 4096) { throw ValidationError("--cpus must be above 0") }
-        for name in capabilities {
-            do { _ = try Capability.parse(name) } catch { throw ValidationError(error.description) }
-        }
-        if let ports {
-            do { _ = try PortSet.parse(ports) } catch { throw ValidationError(error.description) }
-        }
         if let jailName {
             guard !jailName.isEmpty, jailName.utf8.count <= 64,
                   jailName.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) })
             else { throw ValidationError("--jail-name must be 1 to 64 letters, digits, '-', '_' or '.'") }
         }
-        if syslog && root == nil { throw ValidationError("--syslog needs -r ROOT: without one the jail has the host's /dev/log") }
+        if !lxcfsDirectory.hasPrefix("/") { throw ValidationError("--lxcfs-directory must be an absolute path") }
         if !syslogTarget.hasPrefix("/") { throw ValidationError("--syslog-target must be an absolute path") }
-        for spec in services {
-            do { _ = try ServiceSpec.parse(spec) } catch { throw ValidationError(error.description) }
-        }
         if !services.isEmpty && root == nil { throw ValidationError("--service needs -r ROOT: the socket is made in the jail's own tree") }
-        for spec in resourceLimits {
-            do { _ = try ResourceLimit.parse(spec) } catch { throw ValidationError(error.description) }
-        }
         for pattern in acceptEnvironment {
             if let problem = EnvironmentPolicy.problem(with: pattern) { throw ValidationError(problem) }
         }
         guard (1...3600).contains(rcTimeout) else { throw ValidationError("--rc-timeout must be 1 to 3600") }
-        if let usernsPool {
-            do { _ = try UserRangePool.parse(usernsPool) } catch { throw ValidationError(error.description) }
-        }
     }
 
     func checkDisk(_ parse: () throws(DiskError) -> Void) throws {
@@ -255,15 +271,12 @@ struct JailDaemonCommand: ParsableCommand {
         c.stopTimeout = stopTimeout
         c.maxSessions = maxSessions
         c.bootCommands = bootCommands
-        guard let restart = BootRestart(rawValue: bootRestart) else {
-            throw .usage("--boot-restart is no, on-failure or always, not '\(bootRestart)'")
-        }
-        c.bootRestart = restart
-        c.capabilities = capabilities.compactMap { try? Capability.parse($0) }
-        c.limits = CgroupLimits(memory: memory.flatMap(ByteSize.parse), pids: pids, cpus: cpus)
+        c.bootRestart = bootRestart
+        c.capabilities = capabilities
+        c.limits = CgroupLimits(memory: memory, pids: pids, cpus: cpus)
         do { c.disk = try DiskLimit.parse(size: disk, inodes: diskInodes, backend: diskBackend) } catch { throw .disk(error) }
-        c.resourceLimits = resourceLimits.compactMap { try? ResourceLimit.parse($0) }
-        c.ports = ports.flatMap { try? PortSet.parse($0) }
+        c.resourceLimits = resourceLimits
+        c.ports = ports
         c.portsExclusive = portsExclusive
         c.environmentPolicy = EnvironmentPolicy(extra: acceptEnvironment)
         c.allowAio = allowAio
@@ -287,20 +300,21 @@ struct JailDaemonCommand: ParsableCommand {
         c.rcTimeout = rcTimeout
         c.rcRequired = rcRequired
         c.jailName = jailName
-        c.syslog = syslog
+        // Without a root the jail has the host's /dev/log: nothing to serve.
+        c.syslog = syslog && root != nil
+        c.views = views
+        c.lxcfsDirectory = lxcfsDirectory
+        c.cpuset = cpuset
+        c.shmSize = shmSize
         c.syslogTarget = syslogTarget
-        for spec in services {
-            do { c.services.append(try ServiceSpec.parse(spec)) } catch { throw .usage(error.description) }
-        }
+        c.services = services
         if let path = ServiceSpec.duplicate(in: c.services) { throw .usage("--service: two services on \(path) inside the jail") }
-        c.jaildVersion = jailVersion
+        c.jaildVersion = JailVersion.package
         c.forwardX11 = forwardX11
         c.forwardAgent = forwardAgent
         c.userNamespace = !c.rootless && !noUserns
-        if let pool = usernsPool.flatMap({ try? UserRangePool.parse($0) }) { c.userNamespacePool = pool }
-        for spec in mounts {
-            do { c.mounts.append(try BindMount.parse(spec)) } catch { throw .usage(error.description) }
-        }
+        if let usernsPool { c.userNamespacePool = usernsPool }
+        c.mounts = mounts
         if let shell, !shell.hasPrefix("/") { throw .usage("shell \(shell) must be an absolute path") }
         c.base = base
         if base != nil && root == nil { throw .usage("--base needs --root (the overlay's mount point)") }
@@ -309,11 +323,19 @@ struct JailDaemonCommand: ParsableCommand {
 
     func run() throws {
         if version {
-            print("jaild \(jailVersion)")
+            print(JailVersion.text(program: "jaild"), terminator: "")
             return
         }
         do {
-            let configuration = try configuration()
+            var configuration = try configuration()
+            if configuration.root != nil {
+                let views = LxcfsViews.choose(configuration.views, directory: configuration.lxcfsDirectory)
+                if let error = views.error { throw JailError.startFailed(error) }
+                // The log always says it (Supervisor.start); a terminal gets it too, scripts
+                // and units no extra line on stderr (as for the log file without syslog).
+                if let warning = views.warning, isatty(2) == 1 { JailLogHandler.emitToTerminal(warning) }
+                configuration.lxcfsInUse = views.directory
+            }
             // A jail whose supervisor died is adopted before anything of its tree is read.
             let supervisor: Supervisor
             if let adopting = Supervisor.forAdoption(configuration) {
@@ -337,16 +359,3 @@ struct JailDaemonCommand: ParsableCommand {
         }
     }
 }
-
-let jailVersion = "0.1.0"
-
-let arguments = Array(CommandLine.arguments.dropFirst())
-let mayStart = ControlCommands.mayStartAJail(arguments)
-if mayStart { InheritedDescriptors.closeAll() }
-// Before anything else: the fewer of jaild's pages are mapped, the cheaper the remap.
-if mayStart { ProtectedBinary.remapIfNeeded() }
-LoggingBootstrap.run()
-// Before the arguments are parsed: parsing is the costliest part of jaild's own start (about
-// 1.1 ms of the Swift runtime's type lookups, measured), and a new image would parse them again.
-if mayStart { ProtectedBinary.reexecIfNeeded() }
-JailDaemonCommand.main(ControlCommands.dispatch(arguments))
