@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-from conftest import JAILD, UID_A, Jail, pid_alive, wait_for
+from conftest import JAILD, UID_A, Jail, descendants, pid_alive, wait_for
 
 
 def pipe_of(fd):
@@ -41,6 +41,16 @@ def session_descriptors(jail):
     return result.stdout.decode()
 
 
+def assert_no_process_of_the_jail_holds(jail, read_end):
+    """Neither the supervisor nor anything below it (init, the spare, a session) holds the
+    caller's write end, so the caller's read end is at EOF while the jail runs."""
+    target = pipe_of(read_end)
+    # Before the fix the supervisor (and from it init) held the write end: no EOF.
+    assert holders(jail.all_pids(), target) == []
+    assert at_eof(read_end)
+    assert target not in session_descriptors(jail)
+
+
 def test_a_daemonized_jaild_keeps_no_descriptor_of_its_caller(rootfs_a):
     read_end, write_end = os.pipe()
     jail = Jail(rootfs_a, UID_A)
@@ -50,12 +60,8 @@ def test_a_daemonized_jaild_keeps_no_descriptor_of_its_caller(rootfs_a):
         write_end = None
         assert began.returncode == 0, began.stderr
         jail.supervisor = int(open(jail.pidfile).read())
-        target = pipe_of(read_end)
         assert pid_alive(jail.supervisor)
-        # Before the fix the supervisor (and from it init) held the write end: no EOF.
-        assert holders(jail.all_pids(), target) == []
-        assert at_eof(read_end)
-        assert target not in session_descriptors(jail)
+        assert_no_process_of_the_jail_holds(jail, read_end)
     finally:
         os.close(read_end)
         if write_end is not None:
@@ -89,14 +95,11 @@ def test_a_foreground_jaild_keeps_no_descriptor_of_its_caller(rootfs_a, tmp_path
     try:
         os.close(write_end)
         write_end = None
-        target = pipe_of(read_end)
         wait_for(lambda: os.path.exists(jail.socket) and os.path.exists(jail.pidfile), 20, "the jail's socket")
         jail.supervisor = proc.pid
         assert session_descriptors(jail)  # a session works: the jail is up
         assert proc.poll() is None
-        assert holders(jail.all_pids(), target) == []
-        assert at_eof(read_end)
-        assert target not in session_descriptors(jail)
+        assert_no_process_of_the_jail_holds(jail, read_end)
     finally:
         os.close(read_end)
         if write_end is not None:
@@ -109,3 +112,28 @@ def test_a_foreground_jaild_keeps_no_descriptor_of_its_caller(rootfs_a, tmp_path
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+def test_a_jaild_adopting_a_jail_keeps_no_descriptor_of_its_caller(rootfs_a):
+    """The other path that makes a supervisor: jaild run again for a jail whose supervisor died."""
+    jail = Jail(rootfs_a, UID_A).start()
+    init = jail.init_pid
+    read_end, write_end = os.pipe()
+    try:
+        os.kill(jail.supervisor, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(jail.supervisor), 10, "the supervisor to die")
+        adopted = subprocess.run(jail.command(), pass_fds=(write_end,), capture_output=True, text=True, timeout=30)
+        os.close(write_end)
+        write_end = None
+        assert adopted.returncode == 0, adopted.stderr
+        jail.supervisor = int(open(jail.pidfile).read())
+        assert pid_alive(jail.supervisor) and pid_alive(init)
+        # The adopting supervisor is not init's parent: init and its tree are listed apart.
+        assert holders([init] + descendants(init), pipe_of(read_end)) == []
+        assert_no_process_of_the_jail_holds(jail, read_end)
+    finally:
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+        jail.stop()
+        wait_for(lambda: not pid_alive(init), 30, "the adopted jail's init to stop")
