@@ -203,14 +203,22 @@ class Jail:
         self.stop()
 
 
-def cached_debian_rootfs():
+def cached_debian_rootfs(variant=None):
     """The Debian 12 rootfs of the ssh and services tests (scripts/make-debian-rootfs), built
-    once per machine and cached: tests copy it. A new key whenever the script's packages change."""
-    cached = CACHE / f"debian-bookworm-v3-{UID_A}"
+    once per machine and cached: tests copy it. A new key whenever the script's packages change.
+    `variant` "systemd" (systemd, dbus, nginx: issue 30's booted jails) or "sysvinit"
+    (sysvinit-core, cron's .deb in /root) is an entry of its own."""
+    if variant is None:
+        cached = CACHE / f"debian-bookworm-v3-{UID_A}"
+        flags, issue = [], "Jail test Debian rootfs"
+    else:
+        assert variant in ("systemd", "sysvinit"), variant
+        cached = CACHE / f"debian-bookworm-{variant}-v1-{UID_A}"
+        flags, issue = [f"--{variant}"], f"Jail test Debian rootfs ({variant})"
     if not (cached / "usr" / "sbin" / "sshd").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(REPO / "scripts" / "make-debian-rootfs"), str(cached), str(UID_A),
-                        "Jail test Debian rootfs"], check=True, timeout=900)
+        subprocess.run([str(REPO / "scripts" / "make-debian-rootfs")] + flags + [str(cached), str(UID_A), issue],
+                       check=True, timeout=900)
     return cached
 
 

@@ -219,7 +219,7 @@ def test_config_keys_are_the_start_options(tmp_path):
     tree = json.loads(jaild("--experimental-dump-help").stdout)
     start = next(c for c in tree["command"]["subcommands"] if c["commandName"] == "start")
     options = {n["name"] for a in start["arguments"] for n in a.get("names", []) if n["kind"] == "long"}
-    options -= {"config", "version", "help", "map-root", "no-forward-agent"}
+    options -= {"config", "version", "help", "map-root", "no-forward-agent", "no-syslog"}
     config = tmp_path / "bogus.conf"
     config.write_text("bogus = 1\n")
     refused = jaild("--config", str(config))

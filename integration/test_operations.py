@@ -212,7 +212,7 @@ def test_list_status_and_stop(rootfs_a, rootfs_b):
     try:
         table = subprocess.run([JAILD, "list"], capture_output=True, text=True).stdout
         assert table.splitlines()[0].split() == ["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS",
-                                               "RC", "USERNS", "DISK"]
+                                               "RC", "USERNS", "DISK", "SYSTEM"]
         listed = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True).stdout)
         mine = {j["socket"]: j for j in listed}
         assert mine[a.socket]["init_pid"] == a.init_pid and mine[a.socket]["uid"] == UID_A

@@ -14,6 +14,7 @@
 #include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -48,28 +49,20 @@ int cj_drop_bounding_set(uint64_t keep) {
 
 #define ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
 
-/* Syscalls that reach host-global state. Each fails with EPERM. */
+/* Syscalls that reach host-global state, denied to jails and payloads alike (EPERM). */
 static const int denied[] = {
-    /* kernel keyrings: no keyring namespace, root inside would see host root's keys */
+    /* kernel keyrings: no keyring namespace, root inside would see host root's keys (and key
+     * quotas are charged to the range's root) */
     SYS_keyctl, SYS_add_key, SYS_request_key,
-    /* mounts: the jail's file system is fixed at start */
-    SYS_mount, SYS_umount2, SYS_pivot_root,
-#ifdef SYS_open_tree
-    SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
-#endif
-#ifdef SYS_mount_setattr
-    SYS_mount_setattr,
-#endif
-    /* namespaces: joining or making new ones (a user namespace is kernel attack surface) */
-    SYS_setns,
     /* the kernel itself */
     SYS_kexec_load, SYS_kexec_file_load, SYS_init_module, SYS_finit_module, SYS_delete_module,
-    SYS_bpf, SYS_perf_event_open, SYS_reboot, SYS_swapon, SYS_swapoff, SYS_acct, SYS_syslog,
-    SYS_quotactl, SYS_userfaultfd, SYS_lookup_dcookie,
+    SYS_bpf, SYS_perf_event_open, SYS_swapon, SYS_swapoff, SYS_acct, SYS_syslog,
+    SYS_quotactl, SYS_lookup_dcookie,
 #ifdef SYS_io_uring_setup
     SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register,
 #endif
-    /* file handles: open_by_handle_at walks from any inode of the file system (shocker) */
+    /* file handles: open_by_handle_at walks from any inode of the file system (shocker);
+     * name_to_handle_at stays (systemd compares mounts with it) */
     SYS_open_by_handle_at,
     /* fanotify groups count against the uid's host-wide limit (max_user_groups), and since
      * Linux 5.13 an unprivileged process may make them: no jail program needs one */
@@ -79,6 +72,23 @@ static const int denied[] = {
 #if defined(__x86_64__)
     SYS_iopl, SYS_ioperm, SYS_uselib, SYS_vhangup,
 #endif
+};
+
+/* Denied to a jail's programs only: what an init (the payload of --init) needs inside its own
+ * namespaces. docs/security.md, "The payload's profile", says why each is safe there. */
+static const int denied_to_jails[] = {
+    /* mounts: the jail's file system is fixed at start */
+    SYS_mount, SYS_umount2, SYS_pivot_root,
+#ifdef SYS_open_tree
+    SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
+#endif
+#ifdef SYS_mount_setattr
+    SYS_mount_setattr,
+#endif
+    /* reboot: in a PID namespace it would end that namespace's init */
+    SYS_reboot,
+    /* userfaultfd: a way to stall the kernel mid-copy, for exploits */
+    SYS_userfaultfd,
 };
 
 /* CLONE_NEW* bits that clone() accepts (CLONE_NEWTIME shares a bit with the exit signal). */
@@ -94,11 +104,17 @@ static const int denied[] = {
 #define LOAD_ARG_LOW(n) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[n]))
 #define RETURN(value) BPF_STMT(BPF_RET | BPF_K, (value))
 
-int cj_install_seccomp(int allow_aio) {
-    enum { ndenied = sizeof denied / sizeof denied[0] };
-    struct sock_filter program[ndenied * 2 + 64];
-    int n = 0;
-    /* Another architecture's syscall numbers would slip past the list: refuse them. */
+/* What both filters begin with: the architecture (another one's syscall numbers would slip
+ * past the list), x32, the `denied` list (EPERM each), kernel AIO, IP_LOCAL_PORT_RANGE. */
+static int emit_denied(struct sock_filter *program, int n, const int *list, int count) {
+    for (int i = 0; i < count; i++) {
+        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)list[i], 0, 1);
+        program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    }
+    return n;
+}
+
+static int emit_common(struct sock_filter *program, int n, int allow_aio) {
     program[n++] = (struct sock_filter)LOAD(arch);
     program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, JAIL_AUDIT_ARCH, 1, 0);
     program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_KILL_PROCESS);
@@ -108,10 +124,7 @@ int cj_install_seccomp(int allow_aio) {
     program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000U, 0, 1);
     program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
 #endif
-    for (int i = 0; i < ndenied; i++) {
-        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i], 0, 1);
-        program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
-    }
+    n = emit_denied(program, n, denied, (int)(sizeof denied / sizeof denied[0]));
     /* Kernel AIO contexts count against fs.aio-max-nr, one limit for the whole host: without
      * --allow-aio the jail looks like a kernel built without AIO (ENOSYS), which libaio users
      * (databases) already handle by falling back to threads. */
@@ -131,6 +144,37 @@ int cj_install_seccomp(int allow_aio) {
     program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IP_LOCAL_PORT_RANGE_OPTION, 0, 1);
     program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
     program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+    return n;
+}
+
+/* What both end with: ioctl without faking input on a terminal (TIOCSTI) nor console tricks
+ * (TIOCLINUX), everything else allowed; then the filter is installed. Root with CAP_SYS_ADMIN
+ * may install a filter without no_new_privs, so setuid programs keep working. SPEC_ALLOW is
+ * not set: speculation mitigations stay on. */
+static int emit_ioctl_and_install(struct sock_filter *program, int n) {
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 5);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(1);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI_REQUEST, 2, 0);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX_REQUEST, 1, 0);
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+    struct sock_fprog fprog = {.len = (unsigned short)n, .filter = program};
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
+}
+
+int cj_install_seccomp(int allow_aio, int allow_setns) {
+    enum { ndenied = sizeof denied / sizeof denied[0] + sizeof denied_to_jails / sizeof denied_to_jails[0] };
+    struct sock_filter program[ndenied * 2 + 64];
+    int n = emit_common(program, 0, allow_aio);
+    n = emit_denied(program, n, denied_to_jails, (int)(sizeof denied_to_jails / sizeof denied_to_jails[0]));
+    /* setns: joining namespaces. With --init the session helpers join the payload's (Linux
+     * asks CAP_SYS_ADMIN in the caller's and the target's user namespace: only init and its
+     * helpers, never exec'd, hold it; every program's bounding set lacks it). */
+    if (!allow_setns) {
+        program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setns, 0, 1);
+        program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
+    }
     /* clone3 hides its flags in memory the filter cannot read: ENOSYS makes libc fall back to
      * clone, whose flags it can. */
     program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1);
@@ -146,19 +190,29 @@ int cj_install_seccomp(int allow_aio) {
     program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, UNSHARE_NAMESPACE_FLAGS, 0, 1);
     program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
     program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
-    /* ioctl: no faking input on a terminal (TIOCSTI) nor console tricks (TIOCLINUX). */
-    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 5);
-    program[n++] = (struct sock_filter)LOAD_ARG_LOW(1);
-    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI_REQUEST, 2, 0);
-    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX_REQUEST, 1, 0);
-    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
-    program[n++] = (struct sock_filter)RETURN(ERRNO(EPERM));
-    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+    return emit_ioctl_and_install(program, n);
+}
 
-    struct sock_fprog fprog = {.len = (unsigned short)n, .filter = program};
-    /* Root with CAP_SYS_ADMIN may install a filter without no_new_privs; setuid programs in
-     * the jail keep working. SPEC_ALLOW is not set: speculation mitigations stay on. */
-    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
+/* ---- the payload's filter (--init) ------------------------------------------------------- */
+
+#define NETLINK_AUDIT_PROTOCOL 9U
+
+int cj_install_payload_seccomp(int allow_aio) {
+    enum { ndenied = sizeof denied / sizeof denied[0] };
+    struct sock_filter program[ndenied * 2 + 64];
+    /* The jail's filter without `denied_to_jails`, setns and the namespace checks of clone and
+     * unshare (docs/security.md, "The payload's profile"). */
+    int n = emit_common(program, 0, allow_aio);
+    /* NETLINK_AUDIT: the audit subsystem is the host's (journald then reads no audit
+     * messages, as under nspawn): EAFNOSUPPORT, which systemd reads as "no audit". */
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 6);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(0);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_NETLINK, 0, 3);
+    program[n++] = (struct sock_filter)LOAD_ARG_LOW(2);
+    program[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NETLINK_AUDIT_PROTOCOL, 0, 1);
+    program[n++] = (struct sock_filter)RETURN(ERRNO(EAFNOSUPPORT));
+    program[n++] = (struct sock_filter)RETURN(SECCOMP_RET_ALLOW);
+    return emit_ioctl_and_install(program, n);
 }
 
 /* ---- Landlock ---------------------------------------------------------------------------- */
@@ -218,3 +272,15 @@ int cj_landlock_restrict_beneath(int root_fd, int abi) {
     return rc;
 }
 
+int cj_landlock_scope(void) {
+    struct jail_landlock_ruleset_attr attr = {
+        .scoped = JAIL_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | JAIL_LANDLOCK_SCOPE_SIGNAL,
+    };
+    int ruleset = (int)syscall(JAIL_SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    if (ruleset < 0) return -1;
+    int rc = (int)syscall(JAIL_SYS_landlock_restrict_self, ruleset, 0);
+    int saved = errno;
+    close(ruleset);
+    errno = saved;
+    return rc;
+}

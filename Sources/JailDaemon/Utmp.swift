@@ -17,6 +17,8 @@ import Glibc
 /// stays "logged in". ut_pid is the helper's pid: it is the login process of the session.
 public enum Utmp {
     public static let recordSize = 384
+    public static let runLevel: Int16 = 1
+    public static let bootTime: Int16 = 2
     public static let userProcess: Int16 = 7
     public static let deadProcess: Int16 = 8
     public static let utmpPath = "/var/run/utmp"
@@ -103,6 +105,40 @@ public enum Utmp {
         var t = timespec()
         clock_gettime(CLOCK_REALTIME, &t)
         return t
+    }
+
+    /// sysvinit's two records of a boot, as its init writes them: BOOT_TIME ("reboot") and
+    /// RUN_LVL ("runlevel", ut_pid = the level + 256 × the previous one, 'N' for none), both
+    /// on line "~" with id "~~". `runlevel` reads the RUN_LVL record, and Debian's
+    /// invoke-rc.d asks `runlevel` before it starts a service: without it, `apt-get install`
+    /// and `service` start nothing ("could not determine current runlevel").
+    public static func bootRecords(runlevel: Character, now: timespec) -> [Entry] {
+        let seconds = Int32(truncatingIfNeeded: now.tv_sec)
+        let microseconds = Int32(now.tv_nsec / 1000)
+        let level = Int32(runlevel.asciiValue ?? UInt8(ascii: "2"))
+        let previous = Int32(UInt8(ascii: "N"))
+        return [
+            Entry(type: bootTime, pid: 0, line: "~", id: "~~", user: "reboot", host: "", seconds: seconds, microseconds: microseconds),
+            Entry(type: runLevel, pid: level + 256 * previous, line: "~", id: "~~", user: "runlevel", host: "",
+                  seconds: seconds, microseconds: microseconds),
+        ]
+    }
+
+    /// For init at start, on the jail's fresh /run: the boot's records into utmp (which is
+    /// new, so they are its first two) and wtmp (`last reboot`). Returns false when utmp
+    /// could not be written (no /run or /var/run in the jail, or not root's).
+    @discardableResult
+    public static func recordBoot(runlevel: Character, group: UInt32?) -> Bool {
+        let records = bootRecords(runlevel: runlevel, now: now())
+        guard let fd = openRecords(utmpPath, create: true, group: group) else { return false }
+        defer { close(fd) }
+        guard lock(fd) else { return false }
+        for (index, entry) in records.enumerated() {
+            let written = entry.encoded().withUnsafeBytes { pwrite(fd, $0.baseAddress, recordSize, off_t(index * recordSize)) }
+            guard written == recordSize else { return false }
+        }
+        for entry in records { append(entry, to: wtmpPath, group: group) }
+        return true
     }
 
     /// Session start: the USER_PROCESS entry into utmp (replacing the slot of its tty) and wtmp.

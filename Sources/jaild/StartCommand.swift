@@ -208,6 +208,24 @@ struct StartCommand: ParsableCommand {
     @Flag(name: .customLong("rc-required"), help: "A failing --rc fails the start (default: logged, the jail runs).")
     var rcRequired = false
 
+    @Option(name: .customLong("runlevel"),
+            help: ArgumentHelp("The runlevel (1-5, default 2) init records in the jail's /run/utmp, for runlevel and invoke-rc.d.",
+                               valueName: "n"))
+    var runlevel: String = "2"
+
+    @Option(name: .customLong("init"),
+            help: ArgumentHelp("Boot the jail's distribution: PATH (e.g. /sbin/init, systemd) runs as PID 1 of a nested "
+                               + "PID namespace under jaild's init; ARGS in the same string (split at spaces). Needs the user namespace.",
+                               valueName: "path [args]"))
+    var payload: String?
+
+    @Option(name: .customLong("init-timeout"),
+            help: ArgumentHelp("Seconds the start waits for --init's READY=1 (default 90).", valueName: "seconds"))
+    var payloadTimeout: Int = 90
+
+    @Flag(name: .customLong("init-required"), help: "--init not ready within --init-timeout fails the start (everything undone).")
+    var payloadRequired = false
+
     @Flag(name: .customLong("allow-aio"),
           help: "Allow kernel AIO (io_setup/io_submit, e.g. for databases using libaio): it draws on the host-wide fs.aio-max-nr.")
     var allowAio = false
@@ -249,6 +267,12 @@ struct StartCommand: ParsableCommand {
             if let problem = EnvironmentPolicy.problem(with: pattern) { throw ValidationError(problem) }
         }
         guard (1...3600).contains(rcTimeout) else { throw ValidationError("--rc-timeout must be 1 to 3600") }
+        guard runlevel.count == 1, ("1"..."5").contains(runlevel) else { throw ValidationError("--runlevel must be 1 to 5") }
+        guard (1...3600).contains(payloadTimeout) else { throw ValidationError("--init-timeout must be 1 to 3600") }
+        if let payload {
+            guard payload.hasPrefix("/") else { throw ValidationError("--init PATH must be absolute") }
+            guard root != nil else { throw ValidationError("--init needs -r ROOT: the distribution to boot") }
+        }
     }
 
     func checkDisk(_ parse: () throws(DiskError) -> Void) throws {
@@ -317,6 +341,19 @@ struct StartCommand: ParsableCommand {
         c.mounts = mounts
         if let shell, !shell.hasPrefix("/") { throw .usage("shell \(shell) must be an absolute path") }
         c.base = base
+        c.runlevel = runlevel.first ?? "2"
+        if let payload {
+            // Without a user namespace root inside is host root: the payload's init must mount
+            // (its own /proc, cgroup2, its units' sandboxes), and no child user namespace
+            // would lock the jail's mounts against it.
+            if !c.userNamespace {
+                throw .usage("--init needs the user namespace (it cannot be combined with --no-userns or a rootless jail): the booted init mounts, and only its own user namespace keeps that from the host's mounts")
+            }
+            c.payload = payload.split(separator: " ").map(String.init)
+        }
+        c.payloadTimeout = payloadTimeout
+        if payloadRequired && payload == nil { throw .usage("--init-required needs --init") }
+        c.payloadRequired = payloadRequired
         if base != nil && root == nil { throw .usage("--base needs --root (the overlay's mount point)") }
         return c
     }

@@ -19,6 +19,17 @@ final class UtmpTests: XCTestCase {
         XCTAssertEqual(Utmp.Entry.decode(bytes[...]), entry)
     }
 
+    /// sysvinit's records: `runlevel` reads ut_pid = level + 256 × previous ('N') of RUN_LVL.
+    func testBootRecordsAreSysvinits() {
+        let records = Utmp.bootRecords(runlevel: "2", now: timespec(tv_sec: 100, tv_nsec: 0))
+        XCTAssertEqual(records.map(\.type), [Utmp.bootTime, Utmp.runLevel])
+        XCTAssertEqual(records.map(\.user), ["reboot", "runlevel"])
+        XCTAssertEqual(records.map(\.line), ["~", "~"])
+        XCTAssertEqual(records.map(\.id), ["~~", "~~"])
+        XCTAssertEqual(records[1].pid, Int32(UInt8(ascii: "2")) + 256 * Int32(UInt8(ascii: "N")))
+        XCTAssertEqual(Utmp.Entry.decode(records[1].encoded()[...]), records[1])
+    }
+
     func testDeadEntryKeepsLineAndPidOnly() {
         let entry = Utmp.Entry(type: Utmp.userProcess, pid: 9, tty: "/dev/pts/0", user: "work", host: "h",
                                now: timespec(tv_sec: 1, tv_nsec: 0))

@@ -84,15 +84,26 @@ int cj_status_to_code(int status);
  * clears the inheritable and ambient sets. */
 int cj_drop_bounding_set(uint64_t keep);
 /* Installs the jail's seccomp filter on this process and all it will fork. */
-int cj_install_seccomp(int allow_aio);
+int cj_install_seccomp(int allow_aio, int allow_setns);
 /* The kernel's Landlock ABI version, or -1 (errno ENOSYS or EOPNOTSUPP) without Landlock. */
 int cj_landlock_abi(void);
+/* Puts this process in a Landlock domain with the scopes only (ABI 6: abstract unix sockets
+ * and signals), no file-system rules, so mounts stay possible: the payload of --init. */
+int cj_landlock_scope(void);
 /* Puts this process in a Landlock domain that also limits file-system access to what is
  * beneath `root_fd` (the jail's root after pivot_root), for every access right of the kernel's
  * ABI: a directory of the host reached through a passed descriptor is refused. With ABI 6 the
  * same domain is also scoped for abstract unix sockets and signals: it and its descendants
  * reach only sockets and processes of the same domain. */
 int cj_landlock_restrict_beneath(int root_fd, int abi);
+
+/* ---- the payload of --init (payload.c; its seccomp filter in harden.c) ----------------- */
+
+/* unshare(2) and setns(2), which Glibc's Swift module does not export. */
+int cj_unshare(int flags);
+int cj_setns(int fd, int flags);
+/* Installs the payload's seccomp filter (docs/security.md, "The payload's profile"). */
+int cj_install_payload_seccomp(int allow_aio);
 
 /* ---- jaild's own binary (selfexec.c) ----------------------------------------------------- */
 

@@ -175,9 +175,41 @@ struct JailCgroups {
         return fds
     }
 
+    /// `--init`: `programs/payload` in the unified hierarchy, delegated to the jail's root
+    /// (`owner`, its host id) as systemd's Delegate= does: the directory and its
+    /// `cgroup.procs`, `cgroup.threads` and `cgroup.subtree_control`. The payload's cgroup
+    /// namespace is rooted there; the limits stay on `programs` (and on the v1 hierarchies'
+    /// `programs`, which the payload joins too), so they bound the payload's whole tree.
+    /// Returns a write-only descriptor of its `cgroup.procs` for init.
+    func delegatePayload(owner: UInt32) throws(JailError) -> Int32 {
+        guard let unified = unifiedDirectory else {
+            throw .startFailed("--init needs the unified cgroup hierarchy (cgroup2) mounted on the host: systemd inside runs on it")
+        }
+        let directory = "\(unified)/programs/payload"
+        try Self.makeDirectory(directory)
+        for path in [directory] + Self.delegatedFiles.map({ "\(directory)/\($0)" }) where chown(path, owner, owner) < 0 {
+            throw .system(.last("chown", path: path))
+        }
+        return try Self.openProcs(["\(directory)/cgroup.procs"])[0]
+    }
+
+    static let delegatedFiles = ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"]
+
+    /// A delegated subtree after the jail: the payload's init made cgroups of its own below it
+    /// (empty once every process is gone), removed depth first.
+    static func removeTree(_ path: String) {
+        for entry in listDirectory(path) {
+            var info = stat()
+            let child = "\(path)/\(entry)"
+            if lstat(child, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR { removeTree(child) }
+        }
+        rmdir(path)
+    }
+
     /// Removes what this jail created; the shared `jail` parent only if empty.
     func remove() {
         for directory in directories {
+            Self.removeTree("\(directory)/programs/payload")
             for leaf in Self.leaves + [Self.legacyInitLeaf] { rmdir("\(directory)/\(leaf)") }
             if rmdir(directory) < 0 && errno != ENOENT { log.warning("cannot remove cgroup \(directory): \(Errno(rawValue: errno))") }
             let parent = String(directory[..<(directory.lastIndex(of: "/") ?? directory.endIndex)])
@@ -189,6 +221,7 @@ struct JailCgroups {
     /// mean its processes live on.
     static func removeStale(_ directory: String) throws(JailError) {
         guard (try? fileStatus(directory)) != nil else { return }
+        removeTree("\(directory)/programs/payload")
         for leaf in leaves + [legacyInitLeaf] { rmdir("\(directory)/\(leaf)") }
         if rmdir(directory) < 0 && errno != ENOENT {
             throw .failed("cgroup \(directory) of an earlier jail still exists and cannot be removed", .last("rmdir", path: directory))

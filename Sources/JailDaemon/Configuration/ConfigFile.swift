@@ -24,7 +24,7 @@ public struct ConfigFile {
         "boot": true, "boot-restart": true, "cap": true, "memory": true, "pids": true, "cpus": true, "rlimit": true, "ports": true,
         "ports-exclusive": false, "foreground": false, "accept-env": true, "allow-aio": false,
         "rc": true, "rc-stop": true, "rc-timeout": true, "rc-required": false,
-        "base": true,
+        "base": true, "runlevel": true, "init": true, "init-timeout": true, "init-required": false,
         "disk": true, "disk-inodes": true, "disk-backend": true,
         "jail-name": true, "syslog": false, "syslog-target": true,
         "views": true, "lxcfs-directory": true, "cpuset": true, "shm-size": true,

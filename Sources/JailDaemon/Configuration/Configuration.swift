@@ -62,6 +62,17 @@ public struct JailConfiguration: Sendable, Equatable {
     public var rcTimeout: Int = 60
     /// A failing rc fails the start (everything is undone) instead of being logged.
     public var rcRequired = false
+    /// `--runlevel N`: the RUN_LVL record init writes to the jail's /run/utmp at start (a jail
+    /// with a root and without `--init`), so `runlevel` answers and invoke-rc.d starts services.
+    public var runlevel: Character = "2"
+    /// `--init PATH [ARGS]`: the distribution's init (systemd), run as PID 1 of a nested PID
+    /// namespace below jaild's init (Init/Payload*.swift, docs/security.md "The payload"); nil:
+    /// none, jaild's init is the jail's only init.
+    public var payload: [String]?
+    /// `--init-timeout`: seconds the start waits for the payload's READY=1.
+    public var payloadTimeout: Int = 90
+    /// `--init-required`: a payload not ready within the timeout fails the start (undone).
+    public var payloadRequired = false
     /// `--base DIR`: ROOT is a copy-on-write overlay mounted at each start, DIR the read-only
     /// lower layer, ROOT's siblings `upper/` and `work/` the jail's own (see `overlay`).
     public var base: String?

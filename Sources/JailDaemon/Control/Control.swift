@@ -97,6 +97,9 @@ struct Row {
     let memorySource: String
     /// `--disk` usage against its limit (nil: no limit).
     let disk: DiskUsage?
+    /// `--init`: the payload's phase (starting, running, stopping, stopped) from init's record;
+    /// nil without `--init` or when the caller is not root.
+    let payload: String?
 
     init(state: JailState) {
         self.state = state
@@ -112,19 +115,20 @@ struct Row {
         }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)
         viewsBroken = getuid() == 0 && LxcfsViews.jailViewIsBroken(root: "/proc/\(state.initPid)/root")
+        payload = getuid() == 0 ? PayloadRecord.phase(initPid: state.initPid) : nil
     }
 
     /// Its lxcfs files fail with ENOTCONN (lxcfs stopped or restarted; LxcfsWatch).
     let viewsBroken: Bool
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK"]]
+        var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK", "SYSTEM"]]
         for r in rows {
             lines.append([r.state.name, r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
                           r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", r.memoryColumn, r.state.ports.isEmpty ? "-" : r.state.ports,
                           r.state.rcStatus.map { "\($0)" } ?? "-",
                           r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
-                          r.disk?.column ?? "-"])
+                          r.disk?.column ?? "-", r.payload ?? "-"])
         }
         return TextTable.render(lines)
     }
@@ -155,6 +159,7 @@ struct Row {
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions.map { "\($0)" } ?? "null"),\"uptime_seconds\":\(r.uptime),"
                 + "\"memory_bytes\":\(r.memory),\"memory_source\":\"\(r.memorySource)\",\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
+                + "\"payload\":\(r.payload.map(Logfmt.json) ?? "null"),"
                 + "\"services\":[\(Self.servicesJSON(r.state.services))],"
                 + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
                 + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"

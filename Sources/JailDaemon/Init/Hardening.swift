@@ -33,10 +33,11 @@ enum Hardening {
 
     /// `extraCapabilities`: `--cap` grants outside the default set stay in the bounding set.
     /// `allowAio`: `--allow-aio` lets io_setup/io_submit through the seccomp filter.
-    static func apply(extraCapabilities: [Int], allowAio: Bool) throws(JailError) {
+    /// `allowSetns`: with `--init`, the session helpers join the payload's namespaces.
+    static func apply(extraCapabilities: [Int], allowAio: Bool, allowSetns: Bool = false) throws(JailError) {
         try restrictFileSystemAndScope()
         if cj_drop_bounding_set(keptMask | Capability.mask(extraCapabilities)) != 0 { throw .system(.last("prctl(PR_CAPBSET_DROP)")) }
-        if cj_install_seccomp(allowAio ? 1 : 0) != 0 { throw .system(.last("seccomp")) }
+        if cj_install_seccomp(allowAio ? 1 : 0, allowSetns ? 1 : 0) != 0 { throw .system(.last("seccomp")) }
     }
 
     /// One Landlock domain (any ABI ≥ 1, Linux 5.13+): file-system access only beneath the

@@ -17,6 +17,16 @@ extension Init {
         stopping = true
         listener.closeQuietly()
         dismissSpare()
+        // --init: the payload halts first, so its services stop as on a shutdown.
+        if haltPayload() { return }
+        continueStopAfterPayload()
+    }
+
+    /// The rest of the stop once the payload (if any) is down: rc-stop, then TERM to the rest.
+    mutating func continueStopAfterPayload() {
+        payloadHalting = false
+        guard !stopContinued else { return }
+        stopContinued = true
         if let command = configuration.rcStop, let output = serviceOutput {
             do {
                 let pid = try spawnAsRoot(command, output: output)
@@ -42,11 +52,15 @@ extension Init {
         serviceRelayStop?.closeQuietly()
         serviceRelayStop = nil
         reapAll()
-        if !hasChildren() { _exit(0) }
+        if !hasChildren() { _exit(exitCode) }
     }
 
     /// The stop deadline passed: rc-stop took too long, or processes outlived SIGTERM.
     mutating func stopDeadlinePassed() {
+        if payloadHalting {
+            killPayload()
+            return
+        }
         if !terminating {
             log.warning("rc-stop did not finish within \(configuration.stopTimeout)s: stopping the jail anyway")
             terminateAll()
@@ -104,12 +118,13 @@ extension Init {
                     log.error("rc-stop exited with status \(child.code)")
                 }
             }
+            if child.pid == payload?.keeper { payloadKeeperEnded(code: child.code) }
             bootCommandEnded(pid: child.pid, code: child.code)
         }
         // A session's end frees a slot: the spare is back once the jail is below its limit.
         if helperEnded { forkSpare() }
         // rc-stop is done: now the rest of the jail.
-        if stopping && !terminating && rcStopPid == nil { terminateAll() }
+        if stopping && stopContinued && !terminating && rcStopPid == nil { terminateAll() }
     }
 
     /// SIGKILL to every process of the jail except the helpers, which then report 137 to their
@@ -121,7 +136,7 @@ extension Init {
         for pid in jailProcesses() where pid != 1 && !helpers.contains(pid) { kill(pid, SIGKILL) }
         for pid in helpers { kill(pid, SIGCONT) }
         reapAll()
-        if !hasChildren() { _exit(0) }
+        if !hasChildren() { _exit(exitCode) }
     }
 
     static let helperGraceMilliseconds: Int64 = 2000
@@ -135,6 +150,6 @@ extension Init {
     func killEverythingAndExit() -> Never {
         kill(-1, SIGKILL)
         while wait(nil) > 0 || errno == EINTR {}
-        _exit(0)
+        _exit(exitCode)
     }
 }

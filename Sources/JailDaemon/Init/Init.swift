@@ -25,6 +25,9 @@ struct InitChannels {
     let sessionCgroups: [Int32]
     /// Root's user namespace with a rootfs: the rootfs, idmapped by the supervisor, detached.
     let rootTree: FileDescriptor?
+    /// `--init`: `programs/payload/cgroup.procs` of the unified hierarchy, delegated to the
+    /// jail's root (the payload's cgroup namespace is rooted there).
+    var payloadCgroup: Int32? = nil
 }
 
 /// PID 1 of the jail: "jaild: init [UID:GID]".
@@ -86,6 +89,17 @@ struct Init {
     var terminating = false
     /// The host asked to stop while the rc ran: the stop begins once the jail is ready.
     var stopPending = false
+    /// `--init`: the payload (Init+Payload.swift), nil without.
+    var payload: PayloadState?
+    /// The stop waits for the payload's halt (until the stop deadline).
+    var payloadHalting = false
+    /// The stop went on past the payload's halt (rc-stop, TERM): once only.
+    var stopContinued = false
+    /// init's exit status at the end of the stop: 0, or `payloadPoweredOff` when the stop
+    /// was the payload's own (`systemctl poweroff` inside), which the supervisor takes for a
+    /// stop asked for (it exits 0).
+    var exitCode: Int32 = 0
+    static let payloadPoweredOff: Int32 = 3
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
     /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
@@ -127,6 +141,17 @@ struct Init {
                 if outcome.warning { log.warning("\(outcome.message)") } else { log.info("\(outcome.message)") }
             }
             if configuration.root != nil { try JailInfo.write(configuration: configuration, account: account) }
+            // The jail's /run is new at each start: the boot's utmp records, as sysvinit's
+            // init writes them, so that `runlevel` answers and invoke-rc.d starts services.
+            // A booted payload (--init) keeps a /run of its own and writes its own.
+            if configuration.root != nil && configuration.payload == nil
+                && !Utmp.recordBoot(runlevel: configuration.runlevel, group: SessionRecord.utmpGroup()) {
+                log.warning("no runlevel in the jail's /run/utmp (no root-owned /run there): invoke-rc.d will start nothing")
+            }
+            // --init: the payload's keeper, forked before init hardens itself (Payload.swift).
+            let payloadKeeper = configuration.payload == nil ? nil
+                : try PayloadKeeper.start(configuration, account: account, programCgroups: channels.programCgroups,
+                                          payloadCgroup: channels.payloadCgroup)
             // In init's cgroup now ("C"), and not yet under the programs' seccomp and Landlock.
             let serviceRelay = try ServiceRelay.start(configuration, account: account, hostDirectories: serviceDirectories)
             let settings = try harden(configuration: configuration, account: account, channels: channels)
@@ -141,6 +166,12 @@ struct Init {
                                                     bootRead: adoption.bootRead, proof: operatorProof)
             }
             initProcess.sessionCgroups = channels.sessionCgroups
+            if let payloadKeeper {
+                initProcess.payload = PayloadState(keeper: payloadKeeper.pid, events: payloadKeeper.events,
+                                                   commands: payloadKeeper.commands)
+                initProcess.setPayloadPhase(.starting)
+                try initProcess.awaitPayloadReady()
+            }
             initProcess.serviceRelay = serviceRelay.pid
             initProcess.serviceRelayStop = serviceRelay.stop
             if configuration.syslog {
@@ -167,7 +198,7 @@ struct Init {
     static func keepOnlyOwnDescriptors(_ channels: InitChannels) {
         let keep = [channels.listener.rawValue, channels.ready.rawValue, channels.lifeline.rawValue, channels.log.rawValue,
                     channels.bootOutput.rawValue] + channels.programCgroups + channels.sessionCgroups
-            + (channels.rootTree.map { [$0.rawValue] } ?? [])
+            + (channels.rootTree.map { [$0.rawValue] } ?? []) + (channels.payloadCgroup.map { [$0] } ?? [])
             + (channels.adoption.map { [$0.control.rawValue, $0.logRead.rawValue, $0.bootRead.rawValue] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
     }
@@ -242,7 +273,8 @@ struct Init {
     static func harden(configuration: JailConfiguration, account: Account, channels: InitChannels) throws(JailError) -> ProgramSettings {
         if !configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
         try JailError.wrap { () throws(SystemError) in try Hardening.forbidDumps() }
-        try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio)
+        try Hardening.apply(extraCapabilities: configuration.capabilities, allowAio: configuration.allowAio,
+                            allowSetns: configuration.payload != nil)
         return ProgramSettings(cgroupProcs: channels.programCgroups,
                                resourceLimits: configuration.resourceLimits,
                                ambientCapabilities: Capability.mask(configuration.capabilities),
@@ -266,8 +298,10 @@ struct Init {
             let startedIndex = startingSession.map { poller.add($0.channel.rawValue, read: true) } ?? -1
             let handOffIndex = handOff.map { poller.add($0.spare.channel.rawValue, read: true) } ?? -1
             let adoptionWatch = adoption?.addPolls(&poller)
+            let payloadIndex = payload.flatMap { $0.eventsOpen ? poller.add($0.events.rawValue, read: true) : nil } ?? -1
             idlePages.wait(&poller, timeout: loopTimeout())
             if poller.readable(signalIndex) { handleSignals() }
+            if payloadIndex >= 0 && (poller.readable(payloadIndex) || poller.hungUp(payloadIndex)) { readPayloadEvents() }
             if handOffIndex >= 0 && (poller.readable(handOffIndex) || poller.hungUp(handOffIndex)) { handOffAnswered() }
             checkHandOffDeadline()
             if startedIndex >= 0 && (poller.readable(startedIndex) || poller.hungUp(startedIndex)) { sessionStarted() }
@@ -395,7 +429,7 @@ struct Init {
             switch received.signal {
             case SIGCHLD:
                 reapAll()
-                if stopping && !hasChildren() { _exit(0) }
+                if stopping && !hasChildren() { _exit(exitCode) }
             default:
                 // Only the host may stop the jail, and only with kill(2) (jaild, kill, systemd):
                 // a sender outside the jail's PID namespace shows as pid 0, but so does a signal

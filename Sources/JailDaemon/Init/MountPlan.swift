@@ -86,6 +86,10 @@ public struct MountPlan: Equatable, Sendable {
         // idmapped tree, so that on-disk owners are the owners inside.
         if configuration.mapsRange {
             steps.append(.attachIdmappedRoot(root))
+            // --init: the payload may bind-mount / in its own mount namespace; the root's nodev
+            // is then locked (a child user namespace cannot clear it), so no device node the
+            // rootfs holds beneath the jail's /dev opens there.
+            if configuration.payload != nil { steps.append(.mount(source: "", target: root, type: "", flags: UInt(MS_REMOUNT | MS_BIND | MS_NODEV), data: nil)) }
         } else {
             if let layers = configuration.overlay {
                 steps.append(.overlay(lower: layers.lower, upper: layers.upper, work: layers.work, target: layers.target))

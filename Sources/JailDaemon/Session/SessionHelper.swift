@@ -80,6 +80,8 @@ struct SessionHelper {
         // Root inside only for root on the host (`jaild enter --root`): the jail's own user
         // asking for it is refused, not quietly given a normal session.
         if hello.root && peer?.uid != 0 { refuse("only root on the host may enter the jail as root") }
+        // --init: the session runs in the booted system's namespaces (Init+Payload.swift).
+        if let refusal = PayloadEntry.enter(configuration: configuration) { refuse(refusal) }
         let session: Session
         var forwarding = SessionForwarding()
         do {

@@ -174,6 +174,10 @@ struct RunningJail {
             log.error("the jail's init exited unexpectedly (status unknown: this jaild adopted it and is not its parent)")
             return 1
         }
+        if initCode == Init.payloadPoweredOff {
+            log.info("jail \(supervisor.account.uid):\(supervisor.account.gid) stopped: its system (--init) powered off")
+            return 0
+        }
         log.error("the jail's init exited unexpectedly (status \(initCode))")
         return 1
     }

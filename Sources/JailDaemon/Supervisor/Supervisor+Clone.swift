@@ -31,6 +31,8 @@ struct CloneChannels {
     /// A root on a base: detached trees of the base and of STATE/NAME (upper and work), idmapped
     /// once init has its maps; the overlay over them is mounted on `rootTree` (see `mountOverlay`).
     let layerTrees: [FileDescriptor]
+    /// `--init`: `programs/payload/cgroup.procs` of the unified hierarchy (JailCgroups.delegatePayload).
+    var payloadCgroup: Int32? = nil
 
     /// The ends init took: closed in the supervisor right after the clone.
     func closeInitEnds() {
@@ -39,7 +41,7 @@ struct CloneChannels {
 
     /// What only the setup needed (init has its own copies).
     func closeSetup() {
-        for fd in programCgroups + sessionCgroups { close(fd) }
+        for fd in programCgroups + sessionCgroups + (payloadCgroup.map { [$0] } ?? []) { close(fd) }
         rootTree?.closeQuietly()
         for fd in layerTrees { fd.closeQuietly() }
     }
@@ -61,7 +63,7 @@ extension Supervisor {
                    range: UInt32?) throws(JailError) -> StartedInit {
         let threads = threadCount()
         guard threads == 1 else { throw .threaded(threads) }
-        let channels = try openChannels(cgroups: cgroups)
+        let channels = try openChannels(cgroups: cgroups, range: range)
         var pid: pid_t = 0
         var rcStatus: Int32?
         var reaped = false
@@ -111,12 +113,18 @@ extension Supervisor {
         return StartedInit(pid: pid, log: channels.logs.read, bootOutput: channels.boot.read, rcStatus: rcStatus)
     }
 
-    func openChannels(cgroups: JailCgroups?) throws(JailError) -> CloneChannels {
+    func openChannels(cgroups: JailCgroups?, range: UInt32?) throws(JailError) -> CloneChannels {
         var pipes: [Pipe] = []
         var programCgroups: [Int32] = []
         var sessionCgroups: [Int32] = []
         var trees: [FileDescriptor] = []
+        var payloadCgroup: Int32?
         do throws(JailError) {
+            if configuration.payload != nil {
+                // root inside is the range's first id (UserRange.mapLines).
+                guard let cgroups, let range else { throw .startFailed("--init needs the user namespace and cgroup v2") }
+                payloadCgroup = try cgroups.delegatePayload(owner: range)
+            }
             for _ in 0..<4 { pipes.append(try JailError.wrap { () throws(SystemError) in try Pipe.make() }) }
             programCgroups = try cgroups?.openProgramProcs() ?? []
             sessionCgroups = try cgroups?.openSessionProcs() ?? []
@@ -128,8 +136,9 @@ extension Supervisor {
             }
             return CloneChannels(ready: pipes[0], logs: pipes[1], lifeline: pipes[2], boot: pipes[3],
                                  programCgroups: programCgroups, sessionCgroups: sessionCgroups, rootTree: trees.first,
-                                 layerTrees: Array(trees.dropFirst()))
+                                 layerTrees: Array(trees.dropFirst()), payloadCgroup: payloadCgroup)
         } catch {
+            if let payloadCgroup { close(payloadCgroup) }
             for p in pipes { p.close() }
             for fd in trees { fd.closeQuietly() }
             for fd in programCgroups + sessionCgroups { close(fd) }
@@ -157,7 +166,8 @@ extension Supervisor {
                                             log: channels.logs.write, bootOutput: channels.boot.write,
                                             programCgroups: channels.programCgroups,
                                             adoption: control.map { ($0, channels.logs.read, channels.boot.read) },
-                                            sessionCgroups: channels.sessionCgroups, rootTree: channels.rootTree)
+                                            sessionCgroups: channels.sessionCgroups, rootTree: channels.rootTree,
+                                            payloadCgroup: channels.payloadCgroup)
             Init.run(configuration: configuration, account: account, channels: initChannels)
         }
         let error = errno

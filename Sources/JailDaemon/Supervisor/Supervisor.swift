@@ -279,7 +279,10 @@ public struct Supervisor {
     /// Whether the cgroups are made before the clone: with limits, init inherits descriptors of
     /// their procs files (the spawn path and new helpers join through them). Otherwise the
     /// supervisor makes them, and attaches the port filter, while init mounts (cloneInit).
-    var cgroupsBeforeClone: Bool { !configuration.limits.controllers.isEmpty || configuration.cpuset != nil }
+    /// `--init` too: the payload's delegated cgroup is handed to init across the clone.
+    var cgroupsBeforeClone: Bool {
+        !configuration.limits.controllers.isEmpty || configuration.cpuset != nil || configuration.payload != nil
+    }
 
     /// The jail's cgroups when this host has a cgroup file system (always for limits).
     func makeCgroups() throws(JailError) -> JailCgroups? {

@@ -15,7 +15,7 @@ description:
     its jail user, a host account of the same name whose login shell is C(jail), and
     C(/etc/jail/NAME.conf).
   - Idempotent. A second run with the same arguments changes nothing and says so.
-  - The options that can change in place (I(ports), I(memory), I(pids), I(cpus), I(rc)) are
+  - The options that can change in place (I(ports), I(memory), I(pids), I(cpus), I(rc), I(init)) are
     rewritten in the tenant's config file; a running tenant is then restarted so they apply.
     I(uid), I(gid), I(base) and I(user) cannot change once the tenant exists; the module fails
     and says to destroy the tenant first.
@@ -62,6 +62,12 @@ options:
     type: float
   rc:
     description: Command run as root inside the jail at each start (its services).
+    type: str
+  init:
+    description:
+      - The distribution's init to boot in the jail (jaild's C(--init)), e.g. C(/sbin/init) for
+        systemd: PID 1 of a nested PID namespace under jaild's init (README, "A jail that boots
+        its distribution"). Needs a rootfs with systemd (scripts/make-debian-rootfs --systemd).
     type: str
   services:
     description:
@@ -143,7 +149,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 # The options that can change in place: module parameter -> config key.
-MUTABLE = {"ports": "ports", "memory": "memory", "pids": "pids", "cpus": "cpus", "rc": "rc"}
+MUTABLE = {"ports": "ports", "memory": "memory", "pids": "pids", "cpus": "cpus", "rc": "rc", "init": "init"}
 
 
 def parse_config(text):
@@ -412,6 +418,7 @@ def main():
             pids=dict(type="int"),
             cpus=dict(type="float"),
             rc=dict(type="str"),
+            init=dict(type="str"),
             services=dict(type="list", elements="str"),
             state=dict(type="str", default="started", choices=["present", "absent", "started", "stopped"]),
             jaild=dict(type="path", default="/usr/local/sbin/jaild"),
