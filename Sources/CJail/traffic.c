@@ -11,6 +11,7 @@
  * length counts the IP header and payload. */
 #define _GNU_SOURCE
 #include "cjail.h"
+#include "bpf_asm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +20,6 @@
 #include <linux/bpf.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#define INSN(code_, dst_, src_, off_, imm_) \
-    ((struct bpf_insn){.code = (code_), .dst_reg = (dst_), .src_reg = (src_), .off = (off_), .imm = (imm_)})
 
 static const char traffic_map_name[] = "jail_traffic";
 static const char *const program_names[2] = {"jail_rx", "jail_tx"};
@@ -109,42 +107,13 @@ int cj_traffic_attach(const char *cgroup_dir, uint32_t *id, int *failed_step) {
     return rc;
 }
 
-/* With BPF_F_ALLOW_MULTI a detach names the program: ours are found by name among the
- * cgroup's own attachments (BPF_PROG_QUERY), a handful at most. */
+/* With BPF_F_ALLOW_MULTI a detach names the program (bpf_asm.h). */
 int cj_traffic_detach(const char *cgroup_dir) {
     int cgroup = open(cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cgroup < 0) return -1;
     int rc = 0;
     for (int direction = 0; direction < 2; direction++) {
-        uint32_t ids[64];
-        union bpf_attr attr;
-        memset(&attr, 0, sizeof attr);
-        attr.query.target_fd = (uint32_t)cgroup;
-        attr.query.attach_type = hooks[direction];
-        attr.query.prog_ids = (uint64_t)(uintptr_t)ids;
-        attr.query.prog_cnt = 64;
-        if (bpf(BPF_PROG_QUERY, &attr) < 0) { rc = -1; continue; }
-        uint32_t count = attr.query.prog_cnt < 64 ? attr.query.prog_cnt : 64;
-        for (uint32_t i = 0; i < count; i++) {
-            memset(&attr, 0, sizeof attr);
-            attr.prog_id = ids[i];
-            int prog = bpf(BPF_PROG_GET_FD_BY_ID, &attr);
-            if (prog < 0) continue;
-            struct bpf_prog_info info;
-            memset(&info, 0, sizeof info);
-            memset(&attr, 0, sizeof attr);
-            attr.info.bpf_fd = (uint32_t)prog;
-            attr.info.info_len = sizeof info;
-            attr.info.info = (uint64_t)(uintptr_t)&info;
-            if (bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) == 0 && strcmp(info.name, program_names[direction]) == 0) {
-                memset(&attr, 0, sizeof attr);
-                attr.target_fd = (uint32_t)cgroup;
-                attr.attach_bpf_fd = (uint32_t)prog;
-                attr.attach_type = hooks[direction];
-                if (bpf(BPF_PROG_DETACH, &attr) < 0 && errno != ENOENT) rc = -1;
-            }
-            close(prog);
-        }
+        if (cj_bpf_detach_named(cgroup, hooks[direction], program_names[direction]) < 0) rc = -1;
     }
     close(cgroup);
     return rc;

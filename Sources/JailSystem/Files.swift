@@ -41,6 +41,24 @@ public func writeKernelFile(_ path: String, _ text: String) throws(SystemError) 
     if n < 0 { throw SystemError.last("write", path: path) }
 }
 
+/// Creates `path` with `text` only if it does not exist yet (O_EXCL, so of two processes
+/// claiming one name only one wins): false when it existed. A file whose write failed is
+/// removed again.
+public func createExclusively(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SystemError) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+    if fd < 0 && errno == EEXIST { return false }
+    if fd < 0 { throw SystemError.last("open", path: path) }
+    let bytes = Array(text.utf8)
+    let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+    let failure = written != bytes.count ? SystemError.last("write", path: path) : nil
+    _ = close(fd)
+    if let failure {
+        unlink(path)
+        throw failure
+    }
+    return true
+}
+
 /// The names in a directory, without "." and ".."; empty if it cannot be read.
 public func listDirectory(_ path: String) -> [String] {
     guard let directory = opendir(path) else { return [] }

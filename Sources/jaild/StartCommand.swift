@@ -122,6 +122,27 @@ struct StartCommand: ParsableCommand {
     @Flag(name: .customLong("ports-exclusive"), help: "Refuse to start if a running jail has one of these ports.")
     var portsExclusive = false
 
+    @Option(name: .customLong("address"),
+            help: ArgumentHelp("The only host address the jail may use (bind, source); a wildcard bind becomes it. "
+                               + "IPv4 or IPv6, repeatable; see docs/security.md.", valueName: "addr"))
+    var addresses: [String] = []
+
+    @Flag(name: .customLong("address-shared"), help: "Let another jail that says so too have one of these addresses.")
+    var addressShared = false
+
+    @Option(name: .customLong("loopback"),
+            help: ArgumentHelp("The jail's own 127/8 address, what its 127.0.0.1 becomes (default with --address: "
+                               + "auto, one of --loopback-pool kept across restarts).", valueName: "127.x.y.z|auto"))
+    var loopback: String?
+
+    @Option(name: .customLong("loopback-pool"),
+            help: ArgumentHelp("Where --loopback auto chooses from.", valueName: "cidr"))
+    var loopbackPool: String?
+
+    @Flag(name: .customLong("allow-host-loopback"),
+          help: "With a loopback of its own, the jail may still reach the host's other 127/8 addresses.")
+    var allowHostLoopback = false
+
     @Flag(name: .customLong("map-root"),
           help: "Rootless: be uid 0 inside the jail (still only yourself, mapped by a user namespace).")
     var mapRoot = false
@@ -255,6 +276,13 @@ struct StartCommand: ParsableCommand {
         if let diskBackend { try checkDisk { () throws(DiskError) in _ = try DiskLimit.parse(size: "1G", inodes: nil, backend: diskBackend) } }
         if let pids, pids < 1 { throw ValidationError("--pids must be 1 or more") }
         if let cpus, !(cpus > 0 && cpus <= 4096) { throw ValidationError("--cpus must be above 0") }
+        for address in addresses where HostAddress.parse(address) == nil {
+            throw ValidationError("--address '\(address)' is not an IPv4 or IPv6 address")
+        }
+        if let loopback, case .failure(let error) = LoopbackChoice.parse(loopback) { throw ValidationError(error.description) }
+        if let loopbackPool {
+            do { _ = try LoopbackPool.parse(loopbackPool) } catch { throw ValidationError(error.description) }
+        }
         if let jailName {
             guard !jailName.isEmpty, jailName.utf8.count <= 64,
                   jailName.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) })
@@ -302,6 +330,12 @@ struct StartCommand: ParsableCommand {
         c.resourceLimits = resourceLimits
         c.ports = ports
         c.portsExclusive = portsExclusive
+        c.addresses = addresses.compactMap(HostAddress.parse)
+        c.addressShared = addressShared
+        c.loopback = try loopback.map { text throws(JailError) in try LoopbackChoice.parse(text).get() }
+        if let pool = loopbackPool.flatMap({ try? LoopbackPool.parse($0) }) { c.loopbackPool = pool }
+        c.allowHostLoopback = allowHostLoopback
+        if let problem = c.addressProblem { throw .usage(problem) }
         c.environmentPolicy = EnvironmentPolicy(extra: acceptEnvironment)
         c.allowAio = allowAio
         // Low ports come from --ports: the bind filter waives the capability check for the

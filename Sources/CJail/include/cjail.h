@@ -225,21 +225,40 @@ struct cj_port_range {
     uint16_t low;
     uint16_t high;
 };
+/* A key of the owned-ports map: `port` is protocol << 16 | port (0: the whole address);
+ * `address` an IPv6 address, an IPv4 one as ::ffff:a.b.c.d, all zeros for "every address",
+ * all ones for "some address" (a wildcard bind's key). */
+struct cj_owned_key {
+    uint32_t port;
+    uint8_t address[16];
+};
+/* A jail's own addresses (address.c): IPv4 ones as their 4 bytes in network order read as a
+ * uint32_t, IPv6 ones 16 bytes each; loopback 0 when the jail has none. */
+enum { CJ_ADDRESSES_MAX = 8 };
+struct cj_address_plan {
+    int ipv4_count;
+    uint32_t ipv4[CJ_ADDRESSES_MAX];
+    int ipv6_count;
+    uint8_t ipv6[CJ_ADDRESSES_MAX][16];
+    uint32_t loopback;
+    int allow_host_loopback;
+};
 /* The map of owned ports shared by every jail (found by name, or created when `create`). */
 int cj_owned_ports_open(int create);
-/* Makes the map hold exactly these keys (protocol << 16 | port) with these owners (cgroup ids). */
-int cj_owned_ports_sync(int map, const uint32_t *keys, const uint64_t *owners, int n);
+/* Makes the map hold exactly these keys with these owners (cgroup ids). */
+int cj_owned_ports_sync(int map, const struct cj_owned_key *keys, const uint64_t *owners, int n);
 /* The map by its id (kept by jaild in /run/jail/ports/map-id), checked to be the map; -1 with
  * ENOENT when it is gone or another map has the id. cj_bpf_map_id: the map's id, 0 if none. */
 int cj_owned_ports_by_id(uint32_t id);
 uint32_t cj_bpf_map_id(int fd);
 /* One jail's keys added where free (holders[i]: who holds keys[i] afterwards). */
-int cj_owned_ports_add(int map, const uint32_t *keys, int n, uint64_t owner, uint64_t *holders);
-/* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6) and,
- * with `bind_filter`, the bind filter for these ranges. *failed_step: 1 opening the cgroup,
- * 2 loading, 3 attaching. */
+int cj_owned_ports_add(int map, const struct cj_owned_key *keys, int n, uint64_t owner, uint64_t *holders);
+/* Attaches to a cgroup v2 directory the post-bind check against the map (IPv4 and IPv6),
+ * with `bind_filter` the bind filter for these ranges, and with a plan that has addresses or a
+ * loopback the address programs (address.c). *failed_step: 1 opening the cgroup, 2 loading,
+ * 3 attaching. */
 int cj_ports_attach(const char *cgroup_dir, int map, const struct cj_port_range *ranges, int n, int bind_filter,
-                    int *failed_step);
+                    const struct cj_address_plan *plan, int *failed_step);
 int cj_ports_detach(const char *cgroup_dir);
 
 /* ---- systemd -------------------------------------------------------------------------- */

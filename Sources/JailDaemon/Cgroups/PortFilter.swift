@@ -10,7 +10,8 @@ import Glibc
 /// against the owned-ports map shared by all jails, so no jail — with or without `--ports` —
 /// ends up bound to a port another jail owns, whatever route it took (bind(0),
 /// IP_LOCAL_PORT_RANGE, retries); a `--ports` jail also gets the bind filter. The map holds what
-/// the records say, one per `--ports` jail, /run/jail/ports/CGROUP-ID, changed under a lock.
+/// the records say, one per `--ports`, `--address` or `--loopback` jail, /run/jail/ports/CGROUP-ID
+/// (its ports on its addresses, see Ownership), changed under a lock.
 /// A start touches only its own entries: it finds the map by the id in /run/jail/ports/map-id
 /// and adds its ports where free, so a start costs the same with 10 jails or 10,000. The whole
 /// map is rebuilt from every record only when that cannot decide: a new map, a port another
@@ -22,40 +23,47 @@ public enum PortFilter {
     static let recordDirectory = "/run/jail/ports"
     static let lockPath = "/run/jail/ports.lock"
 
-    static func attach(_ ports: PortSet?, to cgroups: JailCgroups?) throws(JailError) {
+    static func attach(_ configuration: JailConfiguration, jail name: String, socket: String,
+                       to cgroups: JailCgroups?) throws(JailError) {
+        let ports = configuration.ports
+        let loopback = try JailAddresses.loopback(for: configuration, name: name, socket: socket)
+        let ownership = Ownership(ports: ports, addresses: configuration.addresses, loopback: loopback)
         guard let directory = cgroups?.unifiedDirectory else {
-            guard ports == nil else {
-                throw .startFailed("--ports needs cgroup v2, which is not mounted on this host (mount -t cgroup2 none /sys/fs/cgroup)")
+            guard ports == nil && !ownership.hasAddresses else {
+                throw .startFailed("--ports, --address and --loopback need cgroup v2, which is not mounted on this host (mount -t cgroup2 none /sys/fs/cgroup)")
             }
             return  // no cgroup v2: no jail here can own a port either
         }
         do throws(JailError) {
-            try attachLocked(ports, directory: directory)
+            try attachLocked(ownership, plan: JailAddresses.plan(configuration, loopback: loopback), directory: directory)
         } catch {
-            guard ports == nil else { throw error }
+            guard ports == nil && !ownership.hasAddresses else { throw error }
             // No --ports jail can start where the kernel refuses these programs: nothing to guard.
             log.warning("cannot guard other jails' ports: \(error)")
         }
     }
 
-    private static func attachLocked(_ ports: PortSet?, directory: String) throws(JailError) {
+    private static func attachLocked(_ ownership: Ownership, plan: cj_address_plan, directory: String) throws(JailError) {
         let lock = try Lock.acquire()
         defer { lock.release() }
         guard let owner = cgroupID(directory) else {
             throw .failed("--ports: cannot open cgroup \(directory)", .last("open", path: directory))
         }
-        if let ports { try writeRecord(ports, owner: owner) }
+        let ports = ownership.ports
+        let owns = ports != nil || ownership.hasAddresses
+        if owns { try writeRecord(ownership, owner: owner) }
         guard let (map, isNew) = try openMap(create: true) else { return }  // not reached: create makes one
         defer { close(map) }
         if isNew {
             try sync(map: map, jailRoot: parent(of: directory))
-        } else if let ports {
-            try claim(ports, owner: owner, map: map, jailRoot: parent(of: directory))
+        } else if owns {
+            try claim(ownership, owner: owner, map: map, jailRoot: parent(of: directory))
         }
         let ranges = (ports?.ranges ?? []).map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
         var step: Int32 = 0
+        var plan = plan
         let rc = ranges.withUnsafeBufferPointer {
-            cj_ports_attach(directory, map, $0.baseAddress, Int32($0.count), ports == nil ? 0 : 1, &step)
+            cj_ports_attach(directory, map, $0.baseAddress, Int32($0.count), ports == nil ? 0 : 1, &plan, &step)
         }
         guard rc == 0 else {
             let failure = Errno(rawValue: errno)
@@ -84,7 +92,8 @@ public enum PortFilter {
             return false
         }
         defer { lock.release() }
-        // A jail without a record (no --ports) has nothing in the map or the reserved list.
+        // A jail without a record (no --ports, --address, --loopback) has nothing in the map or
+        // the reserved list.
         guard let owner = cgroupID(unified), unlink("\(recordDirectory)/\(owner)") == 0 else { return true }
         do throws(JailError) {
             // The map lives as long as some jail's program uses it: none left, no map to clean.
@@ -142,18 +151,19 @@ public enum PortFilter {
         if rename(temporary, mapIDPath) < 0 { throw .system(.last("rename", path: mapIDPath)) }
     }
 
-    /// A start's own ports into the map where nobody holds them, and into the reserved list.
-    /// A port that another jail holds (a shared port, or the entry of a jail that died without
-    /// stopping) is left to the full rebuild, which decides from every record.
-    private static func claim(_ ports: PortSet, owner: UInt64, map: Int32, jailRoot: String) throws(JailError) {
-        let (keys, _) = OwnedPorts.entries([(owner, ports)])
+    /// A start's own keys into the map where nobody holds them, and its ports into the reserved
+    /// list. A key that another jail holds (a shared port or address, or the entry of a jail
+    /// that died without stopping) is left to the full rebuild, which decides from every record.
+    private static func claim(_ ownership: Ownership, owner: UInt64, map: Int32, jailRoot: String) throws(JailError) {
+        let (keys, _) = OwnedPorts.entries([(owner, ownership)])
+        let entries = keys.map(\.entry)
         var holders = [UInt64](repeating: 0, count: keys.count)
-        let rc = keys.withUnsafeBufferPointer { k in
+        let rc = entries.withUnsafeBufferPointer { k in
             holders.withUnsafeMutableBufferPointer { h in cj_owned_ports_add(map, k.baseAddress, Int32(k.count), owner, h.baseAddress) }
         }
         if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
         if holders.contains(where: { $0 != owner }) { return try sync(map: map, jailRoot: jailRoot) }
-        try ReservedPorts.include(Set(keys.map { UInt16(truncatingIfNeeded: $0) }))
+        try ReservedPorts.include(OwnedPorts.ports(of: keys))
     }
 
     /// The map (if there is one) gets exactly the ports of the records whose jail's cgroup still
@@ -164,21 +174,22 @@ public enum PortFilter {
         for name in listDirectory(jailRoot) where "\(jailRoot)/\(name)" != excluding {
             if let id = cgroupID("\(jailRoot)/\(name)") { live.insert(id) }
         }
-        var records: [(owner: UInt64, ports: PortSet)] = []
+        var records: [(owner: UInt64, ownership: Ownership)] = []
         for name in listDirectory(recordDirectory) {
             guard let owner = UInt64(name) else { continue }
             let path = "\(recordDirectory)/\(name)"
             guard live.contains(owner), let text = try? readFile(path),
-                  let ports = try? PortSet.parse(String(decoding: text, as: UTF8.self)) else {
+                  let ownership = Ownership.parse(String(decoding: text, as: UTF8.self)) else {
                 unlink(path)
                 continue
             }
-            records.append((owner, ports))
+            records.append((owner, ownership))
         }
         let (keys, owners) = OwnedPorts.entries(records.sorted { $0.owner < $1.owner })
-        try ReservedPorts.update(owned: Set(keys.map { UInt16(truncatingIfNeeded: $0) }))
+        try ReservedPorts.update(owned: OwnedPorts.ports(of: keys))
         guard map >= 0 else { return }
-        let rc = keys.withUnsafeBufferPointer { k in
+        let entries = keys.map(\.entry)
+        let rc = entries.withUnsafeBufferPointer { k in
             owners.withUnsafeBufferPointer { o in cj_owned_ports_sync(map, k.baseAddress, o.baseAddress, Int32(k.count)) }
         }
         if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
@@ -190,13 +201,13 @@ public enum PortFilter {
         }
     }
 
-    private static func writeRecord(_ ports: PortSet, owner: UInt64) throws(JailError) {
+    private static func writeRecord(_ ownership: Ownership, owner: UInt64) throws(JailError) {
         try makeRecordDirectory()
         let path = "\(recordDirectory)/\(owner)"
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 { throw .system(.last("open", path: path)) }
         defer { close(fd) }
-        let text = Array(ports.description.utf8)
+        let text = Array(ownership.description.utf8)
         let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if written != text.count { throw .system(.last("write", path: path)) }
     }
@@ -229,40 +240,120 @@ public enum PortFilter {
     }
 
     /// Other running jails whose ports overlap: a warning each, or an error when exclusive.
+    /// Two jails' ports overlap only where their addresses can meet: both with `--address`
+    /// and no address in common, they do not; a jail without one owns its ports everywhere.
+    /// The addresses themselves are checked first (JailAddresses.check).
     public static func checkOverlap(_ configuration: JailConfiguration, ownSocket: String) throws(JailError) {
+        try JailAddresses.check(configuration, ownSocket: ownSocket)
         guard let ports = configuration.ports else { return }
+        let mine = Set(configuration.addresses.map(\.description))
         for (state, alive) in JailState.all() where alive && state.socket != ownSocket && !state.ports.isEmpty {
             guard let theirs = try? PortSet.parse(state.ports) else { continue }
+            if !mine.isEmpty && !state.addresses.isEmpty && mine.isDisjoint(with: state.addresses) { continue }
             let shared = ports.overlap(with: theirs)
             guard !shared.isEmpty else { continue }
             let text = PortSet(ranges: shared).description
+            // Said when only one of the two has an address: why they meet at all.
+            let everywhere = mine.isEmpty != state.addresses.isEmpty ? " (a jail without --address owns its ports on every address)" : ""
             if configuration.portsExclusive {
-                throw .startFailed("ports \(text) belong to the jail on \(state.socket) (--ports-exclusive)")
+                throw .startFailed("ports \(text) belong to the jail on \(state.socket) (--ports-exclusive)\(everywhere)")
             }
-            JailLogHandler.emitToTerminal("warning: ports \(text) are also the ports of the jail on \(state.socket)")
+            JailLogHandler.emitToTerminal("warning: ports \(text) are also the ports of the jail on \(state.socket)\(everywhere)")
         }
     }
 }
 
-/// The owned-ports map's content: key protocol << 16 | port, value the owner's cgroup id.
+/// What one jail owns (its record, /run/jail/ports/CGROUP-ID): its `--ports` on its
+/// addresses (none: every address) and its loopback address whole. The record's first line is
+/// the ports as before addresses, then `address A` and `loopback L` lines.
+public struct Ownership: Equatable, Sendable, CustomStringConvertible {
+    public var ports: PortSet?
+    public var addresses: [HostAddress] = []
+    public var loopback: HostAddress?
+
+    public init(ports: PortSet?, addresses: [HostAddress] = [], loopback: HostAddress? = nil) {
+        self.ports = ports
+        self.addresses = addresses
+        self.loopback = loopback
+    }
+
+    var hasAddresses: Bool { !addresses.isEmpty || loopback != nil }
+
+    public var description: String {
+        ([ports?.description ?? ""] + addresses.map { "address \($0)" } + (loopback.map { ["loopback \($0)"] } ?? []))
+            .joined(separator: "\n") + "\n"
+    }
+
+    public static func parse(_ text: String) -> Ownership? {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let first = lines.isEmpty ? "" : lines.removeFirst()
+        var ownership = Ownership(ports: nil)
+        if !first.isEmpty {
+            guard let ports = try? PortSet.parse(first) else { return nil }
+            ownership.ports = ports
+        }
+        for line in lines where !line.isEmpty {
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let address = HostAddress.parse(String(parts[1])) else { return nil }
+            switch parts[0] {
+            case "address": ownership.addresses.append(address)
+            case "loopback": ownership.loopback = address
+            default: return nil
+            }
+        }
+        return ownership
+    }
+}
+
+/// The owned-ports map's content: keys (protocol << 16 | port, address), value the owner's
+/// cgroup id. A port owned on every address has the all-zeros address; one owned on an
+/// address has that address (IPv4 as ::ffff:a.b.c.d) and also the all-ones key, which a
+/// wildcard bind looks up ("some jail owns it somewhere"); a loopback address is owned whole,
+/// port 0.
 public enum OwnedPorts {
+    public struct Key: Hashable, Sendable {
+        public let port: UInt32
+        public let address: [UInt8]
+
+        static let everywhere: [UInt8] = Array(repeating: 0, count: 16)
+        static let somewhere: [UInt8] = Array(repeating: 0xff, count: 16)
+
+        var entry: cj_owned_key {
+            var key = cj_owned_key()
+            key.port = port
+            withUnsafeMutableBytes(of: &key.address) { $0.copyBytes(from: address) }
+            return key
+        }
+    }
+
     public static func key(protocol number: Int32, port: UInt16) -> UInt32 { UInt32(number) << 16 | UInt32(port) }
 
-    /// Every port of every record once; a port that several records list belongs to the first.
-    public static func entries(_ records: [(owner: UInt64, ports: PortSet)]) -> (keys: [UInt32], owners: [UInt64]) {
-        var seen: Set<UInt32> = []
-        var keys: [UInt32] = []
+    /// The port numbers of these keys, for ip_local_reserved_ports (a loopback's key has none).
+    static func ports(of keys: [Key]) -> Set<UInt16> {
+        Set(keys.filter { $0.port & 0xffff != 0 }.map { UInt16(truncatingIfNeeded: $0.port) })
+    }
+
+    /// Every key of every record once; a key that several records have belongs to the first.
+    public static func entries(_ records: [(owner: UInt64, ownership: Ownership)]) -> (keys: [Key], owners: [UInt64]) {
+        var seen: Set<Key> = []
+        var keys: [Key] = []
         var owners: [UInt64] = []
-        for record in records {
-            for range in record.ports.ranges {
+        func add(_ key: Key, _ owner: UInt64) {
+            if seen.insert(key).inserted {
+                keys.append(key)
+                owners.append(owner)
+            }
+        }
+        for (owner, ownership) in records {
+            let addresses = ownership.addresses.isEmpty ? [Key.everywhere] : ownership.addresses.map(\.mapped)
+            for range in ownership.ports?.ranges ?? [] {
                 for port in range.low...range.high {
-                    let key = key(protocol: range.protocolNumber, port: port)
-                    if seen.insert(key).inserted {
-                        keys.append(key)
-                        owners.append(record.owner)
-                    }
+                    let number = key(protocol: range.protocolNumber, port: port)
+                    for address in addresses { add(Key(port: number, address: address), owner) }
+                    if !ownership.addresses.isEmpty { add(Key(port: number, address: Key.somewhere), owner) }
                 }
             }
+            if let loopback = ownership.loopback { add(Key(port: 0, address: loopback.mapped), owner) }
         }
         return (keys, owners)
     }

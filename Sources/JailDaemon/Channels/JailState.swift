@@ -43,6 +43,11 @@ public struct JailState: Equatable, Sendable {
     /// The id of the jail's network counter map (NetworkCounters); nil without counters. A key
     /// older jailds ignore: no new format version.
     public var traffic: UInt32? = nil
+    /// `--address`es, `--address-shared` and the loopback address (`--loopback`, or chosen):
+    /// keys older jailds ignore, no new format version.
+    public var addresses: [String] = []
+    public var addressShared = false
+    public var loopback: String = ""
 
     public static let directory = "/run/jail/state"
     /// 1: before adoption (no identity, no control socket). 2: adoptable.
@@ -63,7 +68,10 @@ public struct JailState: Equatable, Sendable {
         let sessions: [(String, String)] = [("forward", [forwardAgent ? "agent" : nil, forwardX11 ? "x11" : nil]
             .compactMap { $0 }.joined(separator: ","))]
         let counters: [(String, String)] = traffic.map { [("traffic", "\($0)")] } ?? []
-        return (jail + initIdentity + sessions + counters).map { "\($0.0)=\($0.1)\n" }.joined()
+        let network: [(String, String)] = addresses.isEmpty && loopback.isEmpty ? [] : [
+            ("addresses", addresses.joined(separator: ",")), ("addressshared", addressShared ? "1" : ""), ("loopback", loopback),
+        ]
+        return (jail + initIdentity + sessions + counters + network).map { "\($0.0)=\($0.1)\n" }.joined()
     }
 
     public static func decode(_ text: String) -> JailState? {
@@ -91,6 +99,9 @@ public struct JailState: Equatable, Sendable {
         state.control = fields["control"] ?? ""
         state.cgroups = (fields["cgroups"] ?? "").split(separator: ":").map(String.init)
         state.traffic = fields["traffic"].flatMap { UInt32($0) }
+        state.addresses = (fields["addresses"] ?? "").split(separator: ",").map(String.init)
+        state.addressShared = fields["addressshared"] == "1"
+        state.loopback = fields["loopback"] ?? ""
         // A state written before the field: the defaults, agent forwarding on, X11 off.
         if let forward = fields["forward"] {
             let kinds = forward.split(separator: ",")

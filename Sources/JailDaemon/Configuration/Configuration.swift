@@ -48,6 +48,17 @@ public struct JailConfiguration: Sendable, Equatable {
     public var ports: PortSet?
     /// Refuse to start when another running jail owns one of these ports.
     public var portsExclusive = false
+    /// `--address`: the host addresses the jail's sockets may use (docs/security.md "A jail's
+    /// own addresses"); empty: every address, as without Jail.
+    public var addresses: [HostAddress] = []
+    /// `--address-shared`: another jail may have one of these addresses if it says so too.
+    public var addressShared = false
+    /// `--loopback`: the jail's own address in 127.0.0.0/8 (`auto`: chosen from the pool);
+    /// nil without --loopback, which a jail with `--address` takes as auto.
+    public var loopback: LoopbackChoice?
+    public var loopbackPool = LoopbackPool.standard
+    /// `--allow-host-loopback`: other 127/8 addresses (the host's services) stay reachable.
+    public var allowHostLoopback = false
     /// Run by an unprivileged user: a user namespace maps that user (only) into the jail.
     public var rootless = false
     /// Rootless: the user is uid 0 inside instead of their own uid.
@@ -238,3 +249,24 @@ public enum BootRestart: String, Sendable, CaseIterable {
         }
     }
 }
+
+/// `--loopback 127.X.Y.Z` or `--loopback auto`.
+public enum LoopbackChoice: Equatable, Sendable {
+    case auto
+    case fixed(HostAddress)
+
+    public static func parse(_ text: String) -> Result<LoopbackChoice, JailError> {
+        if text == "auto" { return .success(.auto) }
+        guard let address = HostAddress.parse(text) else {
+            return .failure(.usage("--loopback '\(text)' is not an IPv4 address in 127.0.0.0/8 or 'auto'"))
+        }
+        if let problem = address.loopbackProblem { return .failure(.usage("--loopback: \(problem)")) }
+        return .success(.fixed(address))
+    }
+}
+
+extension JailConfiguration {
+    /// A jail with an address of its own gets a loopback address of its own too.
+    var loopbackChoice: LoopbackChoice? { loopback ?? (addresses.isEmpty ? nil : .auto) }
+}
+

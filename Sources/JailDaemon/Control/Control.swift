@@ -122,15 +122,21 @@ struct Row {
     let viewsBroken: Bool
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "RC", "USERNS", "DISK", "SYSTEM"]]
+        var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "ADDRESS", "RC", "USERNS", "DISK", "SYSTEM"]]
         for r in rows {
             lines.append([r.state.name, r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
                           r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", r.memoryColumn, r.state.ports.isEmpty ? "-" : r.state.ports,
-                          r.state.rcStatus.map { "\($0)" } ?? "-",
+                          Self.addressColumn(r.state), r.state.rcStatus.map { "\($0)" } ?? "-",
                           r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
                           r.disk?.column ?? "-", r.payload ?? "-"])
         }
         return TextTable.render(lines)
+    }
+
+    /// `192.0.2.10,lo=127.77.0.1`: the jail's addresses and its loopback; `-` for neither.
+    static func addressColumn(_ state: JailState) -> String {
+        let parts = state.addresses + (state.loopback.isEmpty ? [] : ["lo=\(state.loopback)"])
+        return parts.isEmpty ? "-" : parts.joined(separator: ",")
     }
 
     /// KiB of the cgroup's charge; `~` before an RSS sum (no memory cgroup).
@@ -157,7 +163,9 @@ struct Row {
             "{\"name\":\(Logfmt.json(r.state.name)),\"socket\":\(Logfmt.json(r.state.socket)),\"pid_file\":\(Logfmt.json(r.state.pidFile)),\"uid\":\(r.state.uid),"
                 + "\"gid\":\(r.state.gid),\"root\":\(Logfmt.json(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
                 + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions.map { "\($0)" } ?? "null"),\"uptime_seconds\":\(r.uptime),"
-                + "\"memory_bytes\":\(r.memory),\"memory_source\":\"\(r.memorySource)\",\"ports\":\(Logfmt.json(r.state.ports)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
+                + "\"memory_bytes\":\(r.memory),\"memory_source\":\"\(r.memorySource)\",\"ports\":\(Logfmt.json(r.state.ports)),"
+                + "\"addresses\":[\(r.state.addresses.map(Logfmt.json).joined(separator: ","))],\"address_shared\":\(r.state.addressShared),"
+                + "\"loopback\":\(r.state.loopback.isEmpty ? "null" : Logfmt.json(r.state.loopback)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
                 + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
                 + "\"payload\":\(r.payload.map(Logfmt.json) ?? "null"),"
                 + "\"services\":[\(Self.servicesJSON(r.state.services))],"

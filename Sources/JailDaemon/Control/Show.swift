@@ -115,6 +115,8 @@ struct ShownJail {
             ("sessions", number(row.sessions)), ("memory_bytes", number(row.memory)),
             ("memory_source", string(row.memorySource)), ("memory_limit_bytes", number(figures.memoryLimit)),
             ("pids_limit", number(figures.pidsLimit)), ("cpus", cpus), ("ports", string(s.ports)),
+            ("addresses", ("[" + s.addresses.map(Logfmt.json).joined(separator: ",") + "]", s.addresses.isEmpty ? "-" : s.addresses.joined(separator: " "))),
+            ("loopback", s.loopback.isEmpty ? ("null", "-") : string(s.loopback)),
             ("rc_status", number(s.rcStatus)), ("payload", row.payload.map { string($0) } ?? ("null", "-")),
             ("userns_start", number(s.userRange)),
             ("userns_count", number(s.userRange == nil ? 0 : UserRange.insideCount)), ("userns", ("\(Logfmt.json(userns))", userns)),

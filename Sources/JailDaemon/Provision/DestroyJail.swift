@@ -53,6 +53,9 @@ extension Provision {
                 do { try UserRangeStore().release(name: jailName, socket: location.socketPath) } catch {
                     throw ProvisionError.refused("cannot give back the id range of jail \(name): \(error); nothing removed")
                 }
+                do { try LoopbackStore().release(socket: location.socketPath) } catch {
+                    throw ProvisionError.refused("cannot give back the loopback address of jail \(name): \(error); nothing removed")
+                }
             }
         }
         let jailDirectory = paths.jail(name)

@@ -75,7 +75,7 @@ extension Supervisor {
             LifelineWord.go.send(on: channels.lifeline.write)
             if !cgroupsBeforeClone {
                 cgroups = try makeCgroups()
-                try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
+                try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
             }
             if configuration.cgroupNamespace {
                 // Init makes its cgroup namespace while in `jail/NAME` ("C" … "N"), then moves

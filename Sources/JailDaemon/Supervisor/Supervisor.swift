@@ -187,7 +187,7 @@ public struct Supervisor {
             // before the clone; without, they are made while init mounts its file system.
             if cgroupsBeforeClone {
                 cgroups = try makeCgroups()
-                try PortFilter.attach(configuration.ports, to: cgroups)  // every jail: the post-bind check
+                try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
             }
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
@@ -218,6 +218,9 @@ public struct Supervisor {
         state.forwardAgent = configuration.forwardAgent
         state.forwardX11 = configuration.forwardX11
         state.traffic = NetworkCounters.attach(to: cgroups)
+        state.addresses = configuration.addresses.map(\.description)
+        state.addressShared = configuration.addressShared
+        state.loopback = JailAddresses.chosenLoopback(configuration, name: cgroupName)?.description ?? ""
         // A rootless jail has no state (/run/jail is root's): no other jaild finds it, and its
         // init dies with this supervisor.
         do { if !configuration.rootless { try state.save(as: cgroupName) } } catch {

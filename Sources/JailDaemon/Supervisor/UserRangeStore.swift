@@ -52,16 +52,8 @@ struct UserRangeStore {
         // Slot by slot, not UserRange.candidates: the first free one ends the walk (16,382 slots).
         for slot in pool.slots where !taken.contains(slot) && !UserRange.overlaps(slot, inUse) {
             let path = "\(directory)/\(slot).range"
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            if fd < 0 && errno == EEXIST { continue }  // another jaild was faster
-            if fd < 0 { throw .system(.last("open", path: path)) }
-            let text = Array("\(name) \(socket)\n".utf8)
-            let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
-            if written != text.count {
-                unlink(path)
-                throw .system(.last("write", path: path))
-            }
+            let created = try JailError.wrap { () throws(SystemError) in try createExclusively(path, "\(name) \(socket)\n") }
+            if !created { continue }  // another jaild was faster
             do {
                 try reserve(slot, ids: ids)
                 try index(name, start: slot)

@@ -15,7 +15,7 @@ description:
     its jail user, a host account of the same name whose login shell is C(jail), and
     C(/etc/jail/NAME.conf).
   - Idempotent. A second run with the same arguments changes nothing and says so.
-  - The options that can change in place (I(ports), I(memory), I(pids), I(cpus), I(rc), I(init)) are
+  - The options that can change in place (I(ports), I(address), I(loopback), I(memory), I(pids), I(cpus), I(rc), I(init)) are
     rewritten in the tenant's config file; a running tenant is then restarted so they apply.
     I(uid), I(gid), I(base) and I(user) cannot change once the tenant exists; the module fails
     and says to destroy the tenant first.
@@ -50,6 +50,16 @@ options:
     default: []
   ports:
     description: The ports the tenant owns, e.g. C(tcp:25) or C(tcp:22,tcp:8000-8099).
+    type: str
+  address:
+    description: The tenant's own host address (jaild C(--address)), e.g. C(192.0.2.10); it must
+      be configured on the host. Binds to the wildcard become it, its traffic leaves from it,
+      and I(ports) are owned on it only, so tenants on different addresses may own the same
+      ports.
+    type: str
+  loopback:
+    description: The tenant's own 127/8 address (jaild C(--loopback)), what its 127.0.0.1
+      becomes, or C(auto) (the default with I(address)).
     type: str
   memory:
     description: Memory limit of the tenant's programs, e.g. C(512M).
@@ -112,6 +122,7 @@ EXAMPLES = r"""
     uid: 62100
     base: bookworm
     ports: tcp:25
+    address: 192.0.2.10
     memory: 256M
     rc: /usr/sbin/exim4 -bd -q30m
     services:
@@ -149,7 +160,8 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 # The options that can change in place: module parameter -> config key.
-MUTABLE = {"ports": "ports", "memory": "memory", "pids": "pids", "cpus": "cpus", "rc": "rc", "init": "init"}
+MUTABLE = {"ports": "ports", "address": "address", "loopback": "loopback", "memory": "memory", "pids": "pids",
+           "cpus": "cpus", "rc": "rc", "init": "init"}
 
 
 def parse_config(text):
@@ -414,6 +426,8 @@ def main():
             user=dict(type="str", default="work"),
             keys=dict(type="list", elements="str", default=[], no_log=False),
             ports=dict(type="str"),
+            address=dict(type="str"),
+            loopback=dict(type="str"),
             memory=dict(type="str"),
             pids=dict(type="int"),
             cpus=dict(type="float"),
