@@ -51,21 +51,32 @@ def assert_no_process_of_the_jail_holds(jail, read_end):
     assert target not in session_descriptors(jail)
 
 
-def test_a_daemonized_jaild_keeps_no_descriptor_of_its_caller(rootfs_a):
+def started_passing_a_pipe(jail):
+    """Runs jaild for `jail` with the write end of a new pipe as one more descriptor (closed
+    here once jaild returned, so the jail's processes are the only writers left); returns the
+    read end."""
     read_end, write_end = os.pipe()
-    jail = Jail(rootfs_a, UID_A)
     try:
         began = subprocess.run(jail.command(), pass_fds=(write_end,), capture_output=True, text=True, timeout=30)
-        os.close(write_end)
-        write_end = None
-        assert began.returncode == 0, began.stderr
-        jail.supervisor = int(open(jail.pidfile).read())
-        assert pid_alive(jail.supervisor)
-        assert_no_process_of_the_jail_holds(jail, read_end)
     finally:
+        os.close(write_end)
+    if began.returncode != 0:
         os.close(read_end)
-        if write_end is not None:
-            os.close(write_end)
+        raise AssertionError(f"jaild failed: {began.stderr}")
+    jail.supervisor = int(open(jail.pidfile).read())
+    assert pid_alive(jail.supervisor)
+    return read_end
+
+
+def test_a_daemonized_jaild_keeps_no_descriptor_of_its_caller(rootfs_a):
+    jail = Jail(rootfs_a, UID_A)
+    try:
+        read_end = started_passing_a_pipe(jail)
+        try:
+            assert_no_process_of_the_jail_holds(jail, read_end)
+        finally:
+            os.close(read_end)
+    finally:
         jail.stop()
 
 
@@ -118,22 +129,23 @@ def test_a_jaild_adopting_a_jail_keeps_no_descriptor_of_its_caller(rootfs_a):
     """The other path that makes a supervisor: jaild run again for a jail whose supervisor died."""
     jail = Jail(rootfs_a, UID_A).start()
     init = jail.init_pid
-    read_end, write_end = os.pipe()
     try:
         os.kill(jail.supervisor, signal.SIGKILL)
         wait_for(lambda: not pid_alive(jail.supervisor), 10, "the supervisor to die")
-        adopted = subprocess.run(jail.command(), pass_fds=(write_end,), capture_output=True, text=True, timeout=30)
-        os.close(write_end)
-        write_end = None
-        assert adopted.returncode == 0, adopted.stderr
-        jail.supervisor = int(open(jail.pidfile).read())
-        assert pid_alive(jail.supervisor) and pid_alive(init)
-        # The adopting supervisor is not init's parent: init and its tree are listed apart.
-        assert holders([init] + descendants(init), pipe_of(read_end)) == []
-        assert_no_process_of_the_jail_holds(jail, read_end)
+        read_end = started_passing_a_pipe(jail)
+        try:
+            assert pid_alive(init)
+            # The adopting supervisor is not init's parent: init and its tree are looked at apart.
+            assert holders([init] + descendants(init), pipe_of(read_end)) == []
+            assert_no_process_of_the_jail_holds(jail, read_end)
+        finally:
+            os.close(read_end)
     finally:
-        os.close(read_end)
-        if write_end is not None:
-            os.close(write_end)
+        left = [init] + descendants(init)
         jail.stop()
-        wait_for(lambda: not pid_alive(init), 30, "the adopted jail's init to stop")
+        try:
+            wait_for(lambda: not pid_alive(init), 30, "the adopted jail's init to stop")
+        finally:
+            for pid in left:
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
