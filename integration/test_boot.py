@@ -299,3 +299,29 @@ def test_rc_boot_commands_and_rc_stop_run_in_the_booted_system(parent):
         assert open(files["rc-stop-saw"]).read().split() == ["systemd", systems, "running"]
     finally:
         jail.stop(timeout=60)
+
+
+def test_an_rc_past_its_timeout_is_killed_inside_the_booted_system(parent):
+    """The rc's process init waits for is its child outside the payload; killed at `--rc-timeout`,
+    its death kills the rc's program in the payload too: nothing of it is left."""
+    fourth = os.path.join(parent, "fourth")
+    os.mkdir(fourth, 0o700)
+    root = prepare_root(fourth)
+    jail = Jail(root, UID_A, ["--init", "/sbin/init", "--jail-name", NAME + "4", "--rc", "exec sleep 1000",
+                              "--rc-timeout", "1"])
+    try:
+        jail.start()
+
+        def command_line(pid):
+            try:
+                return open(f"/proc/{pid}/cmdline").read()
+            except OSError:  # it ended meanwhile
+                return ""
+
+        # Its own sleep, not crasher.service's `sleep infinity`.
+        def sleeps():
+            return [p for p in descendants(jail.init_pid) if command_line(p) == "sleep\x001000\x00"]
+        wait_for(lambda: sleeps() == [], 5, "the rc's sleep to be gone")
+        assert enter(jail, "systemctl is-system-running").stdout.strip() == "running"
+    finally:
+        jail.stop(timeout=60)
