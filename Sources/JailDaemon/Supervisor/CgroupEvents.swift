@@ -124,29 +124,27 @@ struct CgroupEvents {
     static func registerOOMEventfd(controlFile: String) throws(SystemError) -> Int32 {
         let eventfd = cj_eventfd()
         guard eventfd >= 0 else { throw SystemError.last("eventfd") }
-        let control = open(controlFile, O_RDONLY | O_CLOEXEC)
-        guard control >= 0 else {
-            let error = SystemError.last("open \(controlFile)")
+        do throws(SystemError) {
+            let control = try openDescriptor(controlFile, O_RDONLY)
+            defer { Glibc.close(control) }
+            let eventControl = "\(controlFile.dropLast("memory.oom_control".count))cgroup.event_control"
+            let target = try openDescriptor(eventControl, O_WRONLY)
+            defer { Glibc.close(target) }
+            let request = Array("\(eventfd) \(control)".utf8)
+            guard request.withUnsafeBytes({ write(target, $0.baseAddress, $0.count) }) == request.count else {
+                throw SystemError.last("write \(eventControl)")
+            }
+            return eventfd
+        } catch {
             Glibc.close(eventfd)
             throw error
         }
-        defer { Glibc.close(control) }
-        let eventControl = "\(controlFile.dropLast("memory.oom_control".count))cgroup.event_control"
-        let request = Array("\(eventfd) \(control)".utf8)
-        let target = open(eventControl, O_WRONLY | O_CLOEXEC)
-        guard target >= 0 else {
-            let error = SystemError.last("open \(eventControl)")
-            Glibc.close(eventfd)
-            throw error
-        }
-        defer { Glibc.close(target) }
-        let written = request.withUnsafeBytes { write(target, $0.baseAddress, $0.count) }
-        guard written == request.count else {
-            let error = SystemError.last("write \(eventControl)")
-            Glibc.close(eventfd)
-            throw error
-        }
-        return eventfd
+    }
+
+    static func openDescriptor(_ path: String, _ flags: Int32) throws(SystemError) -> Int32 {
+        let fd = open(path, flags | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError.last("open \(path)") }
+        return fd
     }
 
     /// Adds the watch descriptors to the poll set; returns their indexes for `check(after:)`.
