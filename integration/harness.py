@@ -209,11 +209,11 @@ def cached_debian_rootfs(variant=None):
     `variant` "systemd" (systemd, dbus, nginx: issue 30's booted jails) or "sysvinit"
     (sysvinit-core, cron's .deb in /root) is an entry of its own."""
     if variant is None:
-        cached = CACHE / f"debian-bookworm-v3-{UID_A}"
+        cached = CACHE / f"debian-bookworm-v4-{UID_A}"
         flags, issue = [], "Jail test Debian rootfs"
     else:
         assert variant in ("systemd", "sysvinit"), variant
-        cached = CACHE / f"debian-bookworm-{variant}-v1-{UID_A}"
+        cached = CACHE / f"debian-bookworm-{variant}-v2-{UID_A}"
         flags, issue = [f"--{variant}"], f"Jail test Debian rootfs ({variant})"
     if not (cached / "usr" / "sbin" / "sshd").exists():
         CACHE.mkdir(parents=True, exist_ok=True)

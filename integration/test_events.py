@@ -105,6 +105,59 @@ def test_the_pids_limit_reached_is_logged(foreground):
     assert "limit=16" in line, line
 
 
+def voluntary_switches(pid):
+    status = open(f"/proc/{pid}/status").read()
+    return int(next(l for l in status.splitlines() if l.startswith("voluntary_ctxt_switches:")).split()[1])
+
+
+def wakeups_while_idle(jail, seconds=3.0):
+    """The supervisor's voluntary context switches (its poll returning) over `seconds` of an idle
+    jail: the measured window is the test's subject, not a wait for something to happen."""
+    before = voluntary_switches(jail.proc.pid)
+    time.sleep(seconds)
+    woke = voluntary_switches(jail.proc.pid) - before
+    print(f"supervisor wakeups in {seconds} s idle: {woke}")
+    return woke
+
+
+@pytest.mark.parametrize("limits", [[], ["--memory", "64M"]], ids=["none", "memory"])
+def test_an_idle_supervisor_does_not_wake(foreground, limits):
+    # Issue 36: the OOM counters are read when the kernel notifies a change, never once a
+    # second. One wakeup is allowed for the idle loop's release of its pages (IdlePages).
+    jail = foreground(*limits)
+    assert wakeups_while_idle(jail) <= 2, jail.text()
+
+
+def pids_served_by_v2():
+    """Whether the pids controller is on the unified hierarchy (enabled under its root)."""
+    for path in ["/sys/fs/cgroup/cgroup.subtree_control", "/sys/fs/cgroup/unified/cgroup.subtree_control"]:
+        if os.path.exists(path):
+            return "pids" in open(path).read().split()
+    return False
+
+
+def test_an_idle_supervisor_with_a_pids_limit_wakes_only_where_the_kernel_cannot_notify(foreground):
+    # v2 pids.events is notified (inotify): no wakeup. v1 pids.events is not (Linux >= 6.12):
+    # it is read once a second, as before.
+    jail = foreground("--pids", "16")
+    woke = wakeups_while_idle(jail)
+    if pids_served_by_v2():
+        assert woke <= 2, jail.text()
+    else:
+        assert woke <= 5, jail.text()
+
+
+def test_the_pids_limit_reached_is_logged_promptly(foreground):
+    jail = foreground("--pids", "16")
+    started = time.monotonic()
+    jail.run("for i in $(seq 40); do sleep 3 & done; wait", timeout=30)
+    wait_for(lambda: "pids limit reached " in jail.text(), 10, "the pids line")
+    # The refused forks happen in the first milliseconds of the script: the line is there
+    # before the 3 s sleeps end (the run), with no periodic read to wait for.
+    line_seen = time.monotonic() - started
+    assert line_seen < 4, (line_seen, jail.text())
+
+
 def test_an_adopting_supervisor_watches_the_jail_again(foreground):
     first = foreground("--memory", "64M")
     first.proc.kill()  # kill -9 of the supervisor: the jail lives on

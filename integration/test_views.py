@@ -213,7 +213,9 @@ def test_the_host_name_resolves_in_a_fresh_debian_jail(debian_prov, lxcfs, tmp_p
     assert debian_prov.session(uid, "nproc").stdout == b"1\n"
     assert debian_prov.session(uid, "hostname -f").stdout == b"wl\n"
     assert debian_prov.session(uid, "getent hosts wl").stdout.split() == [b"127.0.1.1", b"wl"]
-    # sudo is not in the test rootfs (scripts/make-debian-rootfs): what it calls is checked above.
+    # sudo resolves the host name first and says so on stderr when it cannot.
+    sudo = debian_prov.jaild("enter", name, "--root", "--", "sudo", "true")
+    assert sudo.returncode == 0 and sudo.stderr == "", sudo.stderr
     # A name given after create: added at start, and said.
     hosts = debian_prov.upper(name) / "etc" / "hosts"
     assert "127.0.1.1\twl\n" in hosts.read_text()

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
+#include <sys/eventfd.h>
 
 int cj_open_in_root(int root_fd, const char *path, int flags) {
     struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT};
@@ -193,4 +194,8 @@ int cj_rebind_in_namespace(int mntns_fd, const char *const *sources, const char 
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
     errno = WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
     return -1;
+}
+
+int cj_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }

@@ -75,9 +75,12 @@ enum ConfigExpansion {
 extension StartCommand {
     /// What is wrong with these start options alone, in one line; nil if nothing. A config
     /// file's line and `jaild create`'s options are checked this way, by the start's own parser.
+    /// They are checked as options of a jail with a root (a later --root of their own wins):
+    /// `create` writes the root, and a config's root may be on another line, so an option that
+    /// needs one (--init, --service) is judged on its own value.
     static func problem(with options: [String], needsUID: Bool = true) -> String? {
         do {
-            _ = try parse((needsUID ? ["--uid", "1"] : []) + options)
+            _ = try parse((needsUID ? ["--uid", "1"] : []) + ["--root", "/"] + options)
             return nil
         } catch {
             let message = UsageMessage.plain(Jaild.message(for: error))

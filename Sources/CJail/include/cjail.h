@@ -327,4 +327,7 @@ int cj_traffic_detach(const char *cgroup_dir);
 /* The counters of the map with this id (-1 with ENOENT: no such map, or not a jail's counters). */
 int cj_traffic_read(uint32_t id, struct cj_traffic_slot *receive, struct cj_traffic_slot *transmit);
 
+/* A non-blocking, close-on-exec eventfd (counter 0): cgroup v1's OOM notification. */
+int cj_eventfd(void);
+
 #endif

@@ -1,3 +1,5 @@
+import CJail
+import JailIO
 import JailSystem
 import SystemPackage
 
@@ -8,10 +10,23 @@ import Glibc
 /// What the kernel does to a jail that the operator must see in jaild's log: an OOM kill in its
 /// memory cgroup (`oom_kill` of v1 `memory.oom_control` / v2 `memory.events`) and its pids limit
 /// reached (`max` of `pids.events`, v1 and v2). The supervisor, host root outside the jail,
-/// reads the counters once a second from its poll loop (a deadline, never a sleep): a handful
-/// of small reads, where an eventfd (v1) and POLLPRI (v2) would be one mechanism per version.
+/// reads the counters only when the kernel says they may have changed, so an idle jail's
+/// supervisor never wakes for them (2,000 tenants on a host, issue 36):
+/// - v2 `pids.events` and `memory.events`: the kernel notifies a change (cgroup_file_notify →
+///   fsnotify IN_MODIFY): one inotify descriptor watches them all.
+/// - v1 `pids.events`: read once a second (`periodMilliseconds`). Since Linux 6.12 pids_event()
+///   notifies only on the default hierarchy (measured on 6.18: an inotify watch of a v1
+///   `pids.events` stays silent while its `max` counts refused forks), and a watch that may
+///   never fire would lose the line; there is no other v1 notification of a refused fork.
+/// - v1 `memory.oom_control` has no fsnotify: an eventfd registered through the leaf's
+///   `cgroup.event_control` ("EFD OOM_CONTROL_FD") counts the memcg's OOMs. The kernel signals
+///   it before it picks and kills the victim, so after it fires the counters are read again
+///   every `followUpMilliseconds` until the kill shows (at most `followUpLimitMilliseconds`).
+/// Which files exist is decided once, at start; a file that is missing (its controller is off)
+/// is not looked at again. A watch that cannot be set up is one warning line, and those files
+/// are then read once a second (`periodMilliseconds`), as before.
 /// The OOM victim's name and pid come from the kernel log (`/dev/kmsg`, read non-blocking and
-/// bounded per tick): the kernel's `oom-kill:` record names the victim's memory cgroup, so only
+/// bounded per check): the kernel's `oom-kill:` record names the victim's memory cgroup, so only
 /// this jail's victims are taken. A victim the record was missed for (ring buffer overrun,
 /// kmsg unreadable) is logged with the count alone.
 struct CgroupEvents {
@@ -19,40 +34,171 @@ struct CgroupEvents {
     let leaves: [String]
     /// The memory cgroup path the kernel prints for this jail's victims (`/jail/NAME/`).
     let memcgPrefix: String
+    /// The counter files that exist, found once at start.
+    let oomFiles: [String]
+    let pidsFiles: [String]
     var oomKills: Int
     var pidsMax: Int
-    var kmsg: Int32
-    var nextCheck: Int64
+    var kmsg: Int32 = -1
+    /// IN_MODIFY of `pids.events` and v2 `memory.events`; -1 when none exist (or the fallback).
+    var inotify: Int32 = -1
+    /// One eventfd per v1 `memory.oom_control`.
+    var oomEventfds: [Int32] = []
+    /// Files without a kernel notification (v1 `pids.events`, or a watch's setup failed): all
+    /// counters are read every `periodMilliseconds`.
+    var polledFiles = false
+    /// When to read the counters next without a notification; nil for never.
+    var nextCheck: Int64?
+    /// After a v1 OOM notification: until when the counters are read again for the kill.
+    var followUpUntil: Int64 = 0
+    /// The kernel log was not read to its end (bounded per check): go on at once.
+    var kmsgBehind = false
+    /// `oom-kill:` records of this jail read before their kill was counted (kept a little while).
+    var pendingVictims: [(pid: String, name: String)] = []
     static let periodMilliseconds: Int64 = 1000
-    /// Kernel log records read per tick at most, so a flood of them never holds the supervisor.
+    static let followUpMilliseconds: Int64 = 50
+    static let followUpLimitMilliseconds: Int64 = 3000
+    /// Kernel log records read per check at most, so a flood of them never holds the supervisor.
     static let kmsgRecordsPerTick = 2048
 
     init(_ cgroups: JailCgroups) {
-        leaves = cgroups.directories.flatMap { directory in JailCgroups.leaves.map { "\(directory)/\($0)" } }
+        let leaves = cgroups.directories.flatMap { directory in JailCgroups.leaves.map { "\(directory)/\($0)" } }
+        self.leaves = leaves
         memcgPrefix = "/jail/\(cgroups.name)/"
+        oomFiles = leaves.flatMap { leaf in
+            ["\(leaf)/memory.oom_control", "\(leaf)/memory.events"].filter { access($0, R_OK) == 0 }
+        }
+        pidsFiles = leaves.map { "\($0)/pids.events" }.filter { access($0, R_OK) == 0 }
         oomKills = 0
         pidsMax = 0
-        kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        if kmsg >= 0 { lseek(kmsg, 0, SEEK_END) } else { log.warning("cannot read /dev/kmsg: OOM kills are logged without the victim's name: \(Errno(rawValue: errno))") }
-        nextCheck = monotonicMilliseconds() + Self.periodMilliseconds
+        if !oomFiles.isEmpty {
+            kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+            if kmsg >= 0 { lseek(kmsg, 0, SEEK_END) } else { log.warning("cannot read /dev/kmsg: OOM kills are logged without the victim's name: \(Errno(rawValue: errno))") }
+        }
+        setUpWatches(unified: cgroups.unifiedDirectory)
         // What happened before this supervisor (an adopted jail's earlier kills) is not news.
+        // Read after the watches are set, so nothing between the two is missed.
         oomKills = countOOMKills()
         pidsMax = countPidsMax()
     }
 
-    /// Until the next check, for the poll loop's timeout.
-    func timeout(now: Int64) -> Int32 { Int32(clamping: max(0, nextCheck - now)) }
+    /// The inotify watches and v1 OOM eventfds; on a failure one warning, then the periodic read.
+    mutating func setUpWatches(unified: String?) {
+        let isUnified = { (file: String) in unified.map { file.hasPrefix("\($0)/") } ?? false }
+        let notified = pidsFiles.filter(isUnified) + oomFiles.filter { $0.hasSuffix("/memory.events") }
+        polledFiles = pidsFiles.contains { !isUnified($0) }
+        if !notified.isEmpty {
+            do throws(SystemError) {
+                inotify = try Self.watchModifications(of: notified)
+            } catch {
+                log.warning("cannot watch the jail's cgroup event files, reading them once a second instead: \(error)")
+                polledFiles = true
+            }
+        }
+        for file in oomFiles where file.hasSuffix("/memory.oom_control") {
+            do throws(SystemError) {
+                oomEventfds.append(try Self.registerOOMEventfd(controlFile: file))
+            } catch {
+                log.warning("cannot register for the OOM notification of \(file), reading it once a second instead: \(error)")
+                polledFiles = true
+            }
+        }
+        if polledFiles { nextCheck = monotonicMilliseconds() + Self.periodMilliseconds }
+    }
 
-    /// Once the period has passed: logs each new OOM kill and each pids limit reached.
-    /// `force`: now, whatever the period (the jail's end).
-    mutating func check(jail: String, now: Int64, force: Bool = false) {
-        guard force || now >= nextCheck else { return }
-        nextCheck = now + Self.periodMilliseconds
-        var victims = readKernelVictims()
+    /// One inotify descriptor with an IN_MODIFY watch on each of `files`.
+    static func watchModifications(of files: [String]) throws(SystemError) -> Int32 {
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard fd >= 0 else { throw SystemError.last("inotify_init1") }
+        for file in files where inotify_add_watch(fd, file, UInt32(IN_MODIFY)) < 0 {
+            let error = SystemError.last("inotify_add_watch \(file)")
+            Glibc.close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// cgroup v1's OOM notification: an eventfd written to `cgroup.event_control` with the
+    /// `memory.oom_control` descriptor; the kernel signals the eventfd on each OOM of the
+    /// memcg or an ancestor. The control file's descriptor is not needed afterwards.
+    static func registerOOMEventfd(controlFile: String) throws(SystemError) -> Int32 {
+        let eventfd = cj_eventfd()
+        guard eventfd >= 0 else { throw SystemError.last("eventfd") }
+        do throws(SystemError) {
+            let control = try openDescriptor(controlFile, O_RDONLY)
+            defer { Glibc.close(control) }
+            let eventControl = "\(controlFile.dropLast("memory.oom_control".count))cgroup.event_control"
+            let target = try openDescriptor(eventControl, O_WRONLY)
+            defer { Glibc.close(target) }
+            let request = Array("\(eventfd) \(control)".utf8)
+            guard request.withUnsafeBytes({ write(target, $0.baseAddress, $0.count) }) == request.count else {
+                throw SystemError.last("write \(eventControl)")
+            }
+            return eventfd
+        } catch {
+            Glibc.close(eventfd)
+            throw error
+        }
+    }
+
+    static func openDescriptor(_ path: String, _ flags: Int32) throws(SystemError) -> Int32 {
+        let fd = open(path, flags | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError.last("open \(path)") }
+        return fd
+    }
+
+    /// Adds the watch descriptors to the poll set; returns their indexes for `check(after:)`.
+    func add(to poller: inout Poller) -> [Int] {
+        (inotify >= 0 ? [inotify] : []).map { poller.add($0, read: true) } + oomEventfds.map { poller.add($0, read: true) }
+    }
+
+    /// Until the next check without a notification (-1 for none), for the poll loop's timeout.
+    func timeout(now: Int64) -> Int32 {
+        if kmsgBehind { return 0 }
+        var deadline = nextCheck
+        if now < followUpUntil { deadline = min(deadline ?? Int64.max, now + Self.followUpMilliseconds) }
+        guard let deadline else { return -1 }
+        return Int32(clamping: max(0, deadline - now))
+    }
+
+    /// After the poll: logs each new OOM kill and each pids limit reached, if a watch fired, the
+    /// periodic or follow-up check is due, or `force` (the jail's end).
+    mutating func check(jail: String, poller: Poller, indexes: [Int], now: Int64, force: Bool = false) {
+        var due = force || kmsgBehind || followUpUntil > 0
+        for (position, index) in indexes.enumerated() where poller.readable(index) {
+            due = true
+            drain(descriptor(at: position), now: now)
+        }
+        if let next = nextCheck, now >= next {
+            due = true
+            nextCheck = now + Self.periodMilliseconds
+        }
+        guard due else { return }
+        if followUpUntil > 0 && now >= followUpUntil { followUpUntil = 0 }
+        report(jail: jail)
+    }
+
+    /// Empties a fired descriptor (its inotify events or the eventfd's count); an OOM
+    /// notification starts the follow-up reads.
+    mutating func drain(_ fd: Int32, now: Int64) {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        if fd != inotify { followUpUntil = now + Self.followUpLimitMilliseconds }
+    }
+
+    /// The descriptor `add(to:)` added at `position` of the indexes it returned.
+    func descriptor(at position: Int) -> Int32 {
+        ((inotify >= 0 ? [inotify] : []) + oomEventfds)[position]
+    }
+
+    mutating func report(jail: String) {
+        pendingVictims = Array((pendingVictims + readKernelVictims()).suffix(64))
         let oom = countOOMKills()
         if oom > oomKills {
             let new = oom - oomKills
-            victims = Array(victims.suffix(new))
+            let victims = Array(pendingVictims.suffix(new))
+            pendingVictims = []
+            followUpUntil = 0
             for index in 0..<new {
                 var fields = [("jail", jail), ("oom_kill", "\(oomKills + index + 1)")]
                 if index < victims.count { fields += [("pid", victims[index].pid), ("process", victims[index].name)] }
@@ -69,13 +215,11 @@ struct CgroupEvents {
     }
 
     func countOOMKills() -> Int {
-        leaves.reduce(0) { sum, leaf in
-            sum + (Self.counter("oom_kill", in: "\(leaf)/memory.oom_control") ?? Self.counter("oom_kill", in: "\(leaf)/memory.events") ?? 0)
-        }
+        oomFiles.reduce(0) { $0 + (Self.counter("oom_kill", in: $1) ?? 0) }
     }
 
     func countPidsMax() -> Int {
-        leaves.reduce(0) { $0 + (Self.counter("max", in: "\($1)/pids.events") ?? 0) }
+        pidsFiles.reduce(0) { $0 + (Self.counter("max", in: $1) ?? 0) }
     }
 
     /// The programs cgroup's charge and limit (v1 or v2), in bytes.
@@ -102,10 +246,15 @@ struct CgroupEvents {
 
     /// The `oom-kill:` records of this jail's cgroups since the last read: pid and name.
     mutating func readKernelVictims() -> [(pid: String, name: String)] {
+        kmsgBehind = false
         guard kmsg >= 0 else { return [] }
         var victims: [(pid: String, name: String)] = []
         var buffer = [UInt8](repeating: 0, count: 8192)
-        for _ in 0..<Self.kmsgRecordsPerTick {
+        for record in 0...Self.kmsgRecordsPerTick {
+            if record == Self.kmsgRecordsPerTick {
+                kmsgBehind = true  // more to read: on with it at the next turn of the loop
+                break
+            }
             let count = buffer.withUnsafeMutableBytes { read(kmsg, $0.baseAddress, $0.count) }
             if count < 0 && errno == EPIPE { continue }  // overwritten before it was read: on to the next
             if count <= 0 { break }
@@ -146,6 +295,6 @@ struct CgroupEvents {
     }
 
     func close() {
-        if kmsg >= 0 { Glibc.close(kmsg) }
+        for fd in [kmsg, inotify] + oomEventfds where fd >= 0 { Glibc.close(fd) }
     }
 }

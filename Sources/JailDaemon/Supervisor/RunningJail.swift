@@ -65,8 +65,7 @@ struct RunningJail {
                 let untilKill = Int32(max(0, killDeadline - monotonicMilliseconds()))
                 timeout = timeout < 0 ? untilKill : min(timeout, untilKill)
             }
-            if let events {
-                let untilCheck = events.timeout(now: monotonicMilliseconds())
+            if let untilCheck = events?.timeout(now: monotonicMilliseconds()), untilCheck >= 0 {
                 timeout = timeout < 0 ? untilCheck : min(timeout, untilCheck)
             }
             if let lxcfsWatch {
@@ -74,8 +73,10 @@ struct RunningJail {
                 timeout = timeout < 0 ? untilCheck : min(timeout, untilCheck)
             }
             let pidfdIndex = initPidfd.map { poller.add($0, read: true) } ?? -1
+            let eventIndexes = events?.add(to: &poller) ?? []
             idlePages.wait(&poller, timeout: timeout)
-            events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds())
+            events?.check(jail: supervisor.configuration.name(account: supervisor.account), poller: poller,
+                          indexes: eventIndexes, now: monotonicMilliseconds())
             lxcfsWatch?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds())
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
             if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
@@ -163,7 +164,8 @@ struct RunningJail {
         logPipe.closeQuietly()
         bootOutput.closeQuietly()
         // The last kills (the one that ended the jail, say) before the cgroups go.
-        events?.check(jail: supervisor.configuration.name(account: supervisor.account), now: monotonicMilliseconds(), force: true)
+        events?.check(jail: supervisor.configuration.name(account: supervisor.account), poller: Poller(), indexes: [],
+                      now: monotonicMilliseconds(), force: true)
         events?.close()
         let portsGivenBack = supervisor.tearDown(cgroups: cgroups, lock: lock)
         if stopRequested {
