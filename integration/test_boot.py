@@ -270,3 +270,58 @@ def test_an_init_that_ends_before_it_is_ready_fails_the_start_and_leaves_nothing
     assert len(out.stderr.strip().splitlines()) == 1 and "ended before it was ready" in out.stderr, out.stderr
     assert not os.path.exists(f"/run/jail/jaild-{UID_A}-{UID_A}.sock")
     assert not os.path.exists(f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}")
+
+
+def test_rc_boot_commands_and_rc_stop_run_in_the_booted_system(parent):
+    """`--rc` (once READY=1 came), `--boot` commands and `--rc-stop` (before the halt) join the
+    payload's namespaces as sessions do: PID 1 they see is systemd, their PID namespace is its."""
+    third = os.path.join(parent, "third")
+    os.mkdir(third, 0o700)
+    root = prepare_root(third)
+    saw = "echo $(ps -o comm= -p 1) $(readlink /proc/self/ns/pid) $(systemctl is-system-running)"
+    jail = Jail(root, UID_A, ["--init", "/sbin/init", "--jail-name", NAME + "3", "--stop-timeout", "20",
+                              "--rc", f"{saw} > /var/tmp/rc-saw", "--rc-required",
+                              "--boot", f"{saw} > /var/tmp/boot-saw.tmp; mv /var/tmp/boot-saw.tmp /var/tmp/boot-saw",
+                              "--rc-stop", f"{saw} > /var/tmp/rc-stop-saw"])
+    files = {name: os.path.join(root, "var/tmp", name) for name in ("rc-saw", "boot-saw", "rc-stop-saw")}
+    try:
+        jail.start()
+        # A session's PID namespace is systemd's (test_sessions_land_in_the_booted_system).
+        session = enter(jail, "ps -o comm= -p 1; readlink /proc/self/ns/pid")
+        assert session.stdout.split()[0] == "systemd", session.stdout + session.stderr
+        systems = session.stdout.split()[1]
+        # The rc ran to its end before jaild returned, after READY=1: the system was running.
+        assert open(files["rc-saw"]).read().split() == ["systemd", systems, "running"]
+        wait_for(lambda: os.path.exists(files["boot-saw"]), 10, "the boot command's file")
+        assert open(files["boot-saw"]).read().split() == ["systemd", systems, "running"]
+        assert subprocess.run([JAILD, "stop", jail.socket], capture_output=True, timeout=60).returncode == 0
+        # rc-stop ran before the payload's halt: systemd still up and running.
+        assert open(files["rc-stop-saw"]).read().split() == ["systemd", systems, "running"]
+    finally:
+        jail.stop(timeout=60)
+
+
+def test_an_rc_past_its_timeout_is_killed_inside_the_booted_system(parent):
+    """The rc's process init waits for is its child outside the payload; killed at `--rc-timeout`,
+    its death kills the rc's program in the payload too: nothing of it is left."""
+    fourth = os.path.join(parent, "fourth")
+    os.mkdir(fourth, 0o700)
+    root = prepare_root(fourth)
+    jail = Jail(root, UID_A, ["--init", "/sbin/init", "--jail-name", NAME + "4", "--rc", "exec sleep 1000",
+                              "--rc-timeout", "1"])
+    try:
+        jail.start()
+
+        def command_line(pid):
+            try:
+                return open(f"/proc/{pid}/cmdline").read()
+            except OSError:  # it ended meanwhile
+                return ""
+
+        # Its own sleep, not crasher.service's `sleep infinity`.
+        def sleeps():
+            return [p for p in descendants(jail.init_pid) if command_line(p) == "sleep\x001000\x00"]
+        wait_for(lambda: sleeps() == [], 5, "the rc's sleep to be gone")
+        assert enter(jail, "systemctl is-system-running").stdout.strip() == "running"
+    finally:
+        jail.stop(timeout=60)

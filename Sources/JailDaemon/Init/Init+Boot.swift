@@ -63,7 +63,7 @@ extension Init {
         bootServices[index].restartAt = nil
         bootServices[index].starts = bootServices[index].starts.filter { now - $0 < Self.bootStartLimit.withinMilliseconds } + [now]
         do {
-            let pid = try spawn(request, settings: programSettings)
+            let pid = try spawnProgram(request)
             bootServices[index].pid = pid
             bootServices[index].startedAt = now
             bootCommands[pid] = index

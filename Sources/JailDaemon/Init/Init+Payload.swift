@@ -269,3 +269,47 @@ public enum PayloadRecord {
         return nil
     }
 }
+
+/// `--boot` commands, `--rc` and `--rc-stop` with `--init`: in the payload, as sessions are.
+extension Init {
+    /// Starts one of init's own programs (a boot command, the rc, the rc-stop). With `--init`
+    /// it runs in the payload's namespaces, joined the session helpers' way (PayloadEntry.enter),
+    /// so that it sees and drives the booted system (`systemctl`, systemd's /run, its PID 1).
+    /// The pid returned is then a child of init's that joined them and exits with the
+    /// program's status: init waits for, restarts and kills it as it did the program.
+    func spawnProgram(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
+        guard configuration.payload != nil else { return try spawn(request, settings: programSettings) }
+        let pid = fork()
+        if pid < 0 { throw SpawnError(step: Int32(CJ_STEP_FORK.rawValue), errno: errno, request: request) }
+        if pid > 0 { return pid }
+        listener.closeQuietly()
+        signals.fd.closeQuietly()
+        serviceRelayStop?.closeQuietly()
+        adoption?.closeInChild()
+        if let refusal = PayloadEntry.enter(configuration: configuration) {
+            log.error("\(refusal)")
+            _exit(127)
+        }
+        // init kills the outer child (the rc's timeout: SIGKILL, which it cannot pass on); its
+        // death is SIGHUP here (blocked, as in init), and the program is killed with it.
+        _ = cj_set_parent_death_signal(SIGHUP)
+        let program: pid_t
+        do { program = try spawn(request, settings: programSettings) } catch {
+            log.error("\(error)")
+            _exit(127)
+        }
+        var waited = sigset_t()
+        sigemptyset(&waited)
+        sigaddset(&waited, SIGCHLD)
+        sigaddset(&waited, SIGHUP)
+        while true {
+            var status: Int32 = 0
+            if waitpid(program, &status, WNOHANG) == program { _exit(cj_status_to_code(status)) }
+            if sigwaitinfo(&waited, nil) == SIGHUP {
+                kill(program, SIGKILL)
+                while waitpid(program, &status, 0) < 0 && errno == EINTR {}
+                _exit(cj_status_to_code(status))
+            }
+        }
+    }
+}

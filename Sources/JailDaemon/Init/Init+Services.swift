@@ -39,7 +39,7 @@ extension Init {
         let hello = Hello(mode: .stdio(passed: []), login: false, arguments: ["-c", command], environment: [])
         let request = SpawnRequest(command: SessionCommand(account: root, hello: hello, terminal: nil), account: root,
                                    stdio: [devNull, output.rawValue, output.rawValue], controllingTerminal: false)
-        return try Self.withoutLoginUID { () throws(SpawnError) in try spawn(request, settings: programSettings) }
+        return try Self.withoutLoginUID { () throws(SpawnError) in try spawnProgram(request) }
     }
 
     static let outputPipeSize: Int32 = 1 << 20

@@ -17,9 +17,33 @@ extension Init {
         stopping = true
         listener.closeQuietly()
         dismissSpare()
-        // --init: the payload halts first, so its services stop as on a shutdown.
+        // --init: rc-stop runs in the payload while it is up (it may ask systemd for things),
+        // then the payload halts, so its services stop as on a shutdown.
+        if let state = payload, !state.keeperGone, state.phase != .stopped, startRCStop() {
+            rcStopBeforeHalt = true
+            return
+        }
+        haltPayloadThenContinue()
+    }
+
+    mutating func haltPayloadThenContinue() {
         if haltPayload() { return }
         continueStopAfterPayload()
+    }
+
+    /// Starts `--rc-stop`; true if it runs (the stop waits for it, at most the stop timeout).
+    mutating func startRCStop() -> Bool {
+        guard let command = configuration.rcStop, let output = serviceOutput else { return false }
+        do {
+            let pid = try spawnAsRoot(command, output: output)
+            rcStopPid = pid
+            stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
+            log.info("rc-stop started (pid \(pid) in the jail)")
+            return true
+        } catch {
+            log.error("rc-stop did not start: \(error)")
+            return false
+        }
     }
 
     /// The rest of the stop once the payload (if any) is down: rc-stop, then TERM to the rest.
@@ -27,17 +51,8 @@ extension Init {
         payloadHalting = false
         guard !stopContinued else { return }
         stopContinued = true
-        if let command = configuration.rcStop, let output = serviceOutput {
-            do {
-                let pid = try spawnAsRoot(command, output: output)
-                rcStopPid = pid
-                stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
-                log.info("rc-stop started (pid \(pid) in the jail)")
-                return
-            } catch {
-                log.error("rc-stop did not start: \(error)")
-            }
-        }
+        // With a payload, rc-stop ran before its halt (beginStop).
+        if payload == nil && startRCStop() { return }
         terminateAll()
     }
 
@@ -57,6 +72,13 @@ extension Init {
 
     /// The stop deadline passed: rc-stop took too long, or processes outlived SIGTERM.
     mutating func stopDeadlinePassed() {
+        if rcStopBeforeHalt {
+            log.warning("rc-stop did not finish within \(configuration.stopTimeout)s: halting the payload anyway")
+            if let pid = rcStopPid { kill(pid, SIGKILL) }
+            rcStopBeforeHalt = false
+            haltPayloadThenContinue()
+            return
+        }
         if payloadHalting {
             killPayload()
             return
@@ -123,6 +145,11 @@ extension Init {
         }
         // A session's end frees a slot: the spare is back once the jail is below its limit.
         if helperEnded { forkSpare() }
+        // --init: rc-stop is done while the payload is up: now its halt.
+        if rcStopBeforeHalt && rcStopPid == nil {
+            rcStopBeforeHalt = false
+            haltPayloadThenContinue()
+        }
         // rc-stop is done: now the rest of the jail.
         if stopping && stopContinued && !terminating && rcStopPid == nil { terminateAll() }
     }

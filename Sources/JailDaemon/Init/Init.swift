@@ -85,6 +85,8 @@ struct Init {
     var serviceOutput: FileDescriptor?
     /// `--rc-stop` while it runs; the TERM to everything waits for it.
     var rcStopPid: pid_t?
+    /// `--init`: the stop waits for rc-stop before it halts the payload.
+    var rcStopBeforeHalt = false
     /// SIGTERM has gone to everything (after rc-stop, if any).
     var terminating = false
     /// The host asked to stop while the rc ran: the stop begins once the jail is ready.
