@@ -62,6 +62,20 @@ def userns_ranges_are_given_back():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def jail_log_files_are_removed():
+    """Without a host syslog, the tests' jails log to /var/log/jail/NAME.log (and the relay's
+    lines of their /dev/log go there too): the files this run made go at the end."""
+    directory = pathlib.Path("/var/log/jail")
+    before = set(directory.iterdir()) if directory.is_dir() else None
+    yield
+    if directory.is_dir():
+        for path in set(directory.iterdir()) - (before or set()):
+            path.unlink(missing_ok=True)
+        if before is None and not any(directory.iterdir()):
+            directory.rmdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def host_sshd_and_group_are_left_as_found(tmp_path_factory):
     """`jaild create` installs its sshd drop-in and makes the host group `jail` when they are
     absent, and keeps both at destroy (they are the host's, for every tenant). The tests' creates
