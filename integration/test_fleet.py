@@ -200,7 +200,8 @@ def test_the_module_fails_with_jaild_s_own_line(fleet):
 
 
 def test_the_collection_passes_ansible_lint():
-    result = subprocess.run(["ansible-lint", "--offline", "-p"], cwd=COLLECTION, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
-                                              "ANSIBLE_HOME": tempfile.mkdtemp(prefix="jail-lint-")})
+    with tempfile.TemporaryDirectory(prefix="jail-lint-") as ansible_home:
+        result = subprocess.run(["ansible-lint", "--offline", "-p"], cwd=COLLECTION, capture_output=True, text=True,
+                                timeout=600, env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+                                                  "ANSIBLE_HOME": ansible_home})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
