@@ -31,15 +31,29 @@ enum PayloadBoot {
         if cj_drop_bounding_set(PayloadKeeper.capabilityMask) != 0 {
             PayloadKeeper.fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))")
         }
+        // Ours, not the payload's: its namespaces are ours but the PID one, our children's.
+        // Our /proc directory is held from before the fork: once the payload has mounted its own
+        // /proc over the shared mount namespace, /proc/self no longer resolves for this process
+        // (it is outside that PID namespace), and a lost race left sessions no way in.
+        // pid_for_children exists only once a child is in the namespace, so the files are
+        // opened after the fork, through the held directory.
+        let procSelf = open("/proc/self", CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if procSelf < 0 { PayloadKeeper.fail(setup, "open(/proc/self): \(Errno(rawValue: errno))") }
         let payload = fork()
         if payload == 0 {
+            close(procSelf)
             close(prepared.notify)
             close(prepared.console)
             execPayload(setup)
         }
         if payload < 0 { PayloadKeeper.fail(setup, "fork (the payload): \(Errno(rawValue: errno))") }
-        // Ours, not the payload's: its namespaces are ours but the PID one, our children's.
-        let namespaces = PayloadEntry.files.map { open("/proc/self/ns/\($0)", O_RDONLY | O_CLOEXEC) }
+        let namespaces = PayloadEntry.files.map { openat(procSelf, "ns/\($0)", O_RDONLY | O_CLOEXEC) }
+        if let missing = zip(PayloadEntry.files, namespaces).first(where: { $0.1 < 0 }) {
+            let reason = "open(/proc/self/ns/\(missing.0)): \(Errno(rawValue: errno))"
+            kill(payload, SIGKILL)  // no way in for sessions: this boot is not kept
+            PayloadKeeper.fail(setup, reason)
+        }
+        close(procSelf)
         PayloadKeeper.report(setup.events, "started \(payload)", passing: namespaces.filter { $0 >= 0 })
         for fd in namespaces where fd >= 0 { close(fd) }
         var watch = PayloadWatch(setup: setup, payload: payload, console: prepared.console, notify: prepared.notify)
