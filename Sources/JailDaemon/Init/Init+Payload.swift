@@ -292,7 +292,11 @@ extension Init {
         }
         // init kills the outer child (the rc's timeout: SIGKILL, which it cannot pass on); its
         // death is SIGHUP here (blocked, as in init), and the program is killed with it.
-        _ = cj_set_parent_death_signal(SIGHUP)
+        // Without it an rc past its timeout would outlive the kill: the program is not started.
+        if cj_set_parent_death_signal(SIGHUP) != 0 {
+            log.error("prctl(PR_SET_PDEATHSIG) in the payload: \(Errno(rawValue: errno))")
+            _exit(127)
+        }
         let program: pid_t
         do { program = try spawn(request, settings: programSettings) } catch {
             log.error("\(error)")
