@@ -65,7 +65,7 @@ public struct Supervisor {
         guard configuration.rootless else {
             return SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid)
         }
-        let home = getenv("HOME").map { String(cString: $0) } ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_dir) }
+        let home = getenv("HOME").map { String(cString: $0) } ?? PasswdEntry.hostHome(ofUID: getuid())
         let environment = ["XDG_RUNTIME_DIR": getenv("XDG_RUNTIME_DIR").map { String(cString: $0) } ?? "",
                            "HOME": home ?? ""]
         let prefix = configuration.socketPrefix
