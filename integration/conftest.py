@@ -37,10 +37,29 @@ def pytest_collection_modifyitems(config, items):
 
 
 USERNS_RANGES = pathlib.Path("/var/lib/jail/userns")
+# The host directories jaild makes for its records (user-namespace ranges and their index,
+# chosen loopback addresses), deepest first.
+JAILD_STATE_DIRECTORIES = [USERNS_RANGES / "by-name", USERNS_RANGES, pathlib.Path("/var/lib/jail/loopback"),
+                           pathlib.Path("/var/lib/jail")]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def userns_ranges_are_given_back():
+def jaild_state_directories_are_removed():
+    """The directories of jaild's records that this run made go at its end, once empty (the
+    records themselves go with the fixtures that took them: ranges, loopback addresses)."""
+    made_here = [path for path in JAILD_STATE_DIRECTORIES if not path.exists()]
+    yield
+    for path in made_here:
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as error:  # not empty: something of the host's, or a record a test left
+            print(f"kept {path}: {error.strerror}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def userns_ranges_are_given_back(jaild_state_directories_are_removed):
     """jaild keeps a jail's id range for its next start (a file per range, and its line
     `root:START:65536` in /etc/subuid and /etc/subgid); the ranges the tests' jails took are
     given back at the end, so test runs do not fill the pool."""
