@@ -2,9 +2,12 @@
 the command line win; `jaild config NAME|FILE` prints the entries as jaild reads them, the one
 reader that the Ansible module reads through too (test_fleet.py checks the module's side)."""
 import json
+import os
+import pathlib
+import secrets
 import subprocess
 
-from conftest import JAILD
+from conftest import JAILD, UID_A, Jail
 
 # Comments only at a line's start (`#` or `;`, indented or not), a `#` and a `;` inside values,
 # quotes kept, `=` inside a value, no spaces around `=`, repeated keys, blank lines, CRLF lines.
@@ -77,3 +80,45 @@ def test_jaild_config_refuses_what_a_start_refuses_with_the_line(tmp_path):
     assert (missing.returncode, missing.stderr) == (1, f"jaild: cannot read config {tmp_path}/missing.conf: "
                                                        "No such file or directory\n")
     assert jaild("config", ".hidden").returncode == 2
+
+
+def test_config_file_and_command_line_override(rootfs_a, tmp_path):
+    config = tmp_path / "jail.conf"
+    config.write_text(f"# the test jail\nuid = {UID_A}\nroot = {rootfs_a}\nhostname = from-file\n"
+                      "boot = true   # a boot command\nrlimit = nofile=100\n")
+    result = subprocess.run([JAILD, "--config", str(config), "--hostname", "from-flag"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    jail = Jail(rootfs_a, UID_A)
+    jail.supervisor = int(open(jail.pidfile).read())
+    try:
+        assert jail.run("hostname; ulimit -n").stdout == b"from-flag\n100\n"
+    finally:
+        jail.stop()
+    config.write_text(f"uid = {UID_A}\nroot = {rootfs_a}\npids = many\n")
+    result = subprocess.run([JAILD, "--config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"jaild: {config}:3: ") and result.stderr.count("\n") == 1, result.stderr
+    config.write_text(f"uid = {UID_A}\nbogus = 1\n")
+    result = subprocess.run([JAILD, "--config", str(config)], capture_output=True, text=True)
+    assert (result.returncode, result.stderr.split(" (known")[0]) == (1, f"jaild: {config}:2: unknown key 'bogus'")
+
+
+def test_start_by_name_reads_etc_jail(rootfs_a):
+    name = "jailtest-" + secrets.token_hex(4)
+    made_dir = not os.path.isdir("/etc/jail")
+    os.makedirs("/etc/jail", exist_ok=True)
+    path = pathlib.Path("/etc/jail") / f"{name}.conf"
+    path.write_text(f"uid = {UID_A}\nroot = {rootfs_a}\nhostname = {name}\n")
+    jail = Jail(rootfs_a, UID_A)
+    try:
+        result = subprocess.run([JAILD, "start", name], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        jail.supervisor = int(open(jail.pidfile).read())
+        assert jail.run("hostname").stdout == f"{name}\n".encode()
+    finally:
+        jail.stop()
+        path.unlink()
+        if made_dir:
+            os.rmdir("/etc/jail")
+    missing = subprocess.run([JAILD, "start", "no-such-jail-" + name], capture_output=True, text=True)
+    assert missing.returncode == 1 and "cannot read config /etc/jail/no-such-jail-" in missing.stderr

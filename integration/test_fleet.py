@@ -18,7 +18,7 @@ import tempfile
 
 import pytest
 
-from conftest import JAILD, REPO, as_user, wait_for
+from conftest import JAILD, REPO, wait_for
 from test_config import TRICKY, TRICKY_ENTRIES
 
 COLLECTIONS = REPO / "contrib" / "ansible"
@@ -111,7 +111,6 @@ def fleet(installed_jail):
 
 def su(name, script):
     return subprocess.run(["su", "-", name, "-c", script], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-
 
 
 def test_playbook_brings_up_two_tenants_then_changes_nothing_then_removes_them(fleet):
