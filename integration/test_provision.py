@@ -49,7 +49,7 @@ class Sshd(HostSshd):
                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sshd(prov):
     base = prov.base / "sshd"
     base.mkdir()

@@ -270,7 +270,8 @@ class Tenant:
 
     def config_text(self):
         try:
-            with open(self.config_path) as f:
+            # As jaild reads it: no newline translation (a CR stays a CR).
+            with open(self.config_path, newline="") as f:
                 return f.read()
         except FileNotFoundError:
             return None
@@ -343,7 +344,7 @@ class Tenant:
         self.diff["after"]["config"] = config_values(wanted_entries)
         if not self.module.check_mode:
             temporary = self.config_path + ".tmp"
-            with open(temporary, "w") as f:
+            with open(temporary, "w", newline="") as f:
                 f.write(wanted)
             os.chmod(temporary, 0o644)
             os.rename(temporary, self.config_path)
