@@ -9,7 +9,8 @@ enum InitChild: Equatable {
     /// A session helper forked ahead of the next session (Init+Spare.swift).
     case spare
     /// The helper of session `id` (a spare handed its connection is one too). `operator`: host
-    /// root's session through the control socket, in slots of its own.
+    /// root's session through the control socket (`jaild enter`), in slots of its own beyond
+    /// `--max-sessions`, so a tenant holding every session cannot lock the operator out.
     case sessionHelper(id: Int, operator: Bool)
     /// A spare or helper init killed after it failed a hand-off: its session went to a new
     /// helper, and its end is no session's.
