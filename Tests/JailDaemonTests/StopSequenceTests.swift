@@ -1,3 +1,4 @@
+import JailSystem
 import XCTest
 
 @testable import JailDaemon
@@ -175,5 +176,39 @@ final class StopSequenceTests: XCTestCase {
         XCTAssertEqual(children.remove(10), .dismissed)
         XCTAssertNil(children.remove(10), "reaped once")
         XCTAssertNil(children.remove(99), "an orphan of the jail is no child of the table")
+    }
+}
+
+/// The face calls the stop and the spare's hand-off use (JailSystem/NamespaceInit.swift,
+/// WaitingByte.swift), on socketpairs and pipes of the test's own.
+final class InitFaceTests: XCTestCase {
+    func testAWaitingByteIsReadWithoutWaiting() throws {
+        let (mine, theirs) = try UnixSocket.pair()
+        defer { mine.closeQuietly() }
+        XCTAssertEqual(mine.receiveWaitingByte(), .nothing, "nothing sent: no wait, no end")
+        try theirs.writeFully([SpareHandOff.acknowledgement])
+        XCTAssertEqual(mine.receiveWaitingByte(), .byte(SpareHandOff.acknowledgement))
+        XCTAssertEqual(mine.receiveWaitingByte(), .nothing)
+        theirs.closeQuietly()
+        XCTAssertEqual(mine.receiveWaitingByte(), .ended)
+    }
+
+    /// The lifeline's check: a word waiting to be read is not the supervisor's end.
+    func testHangUpIsNotData() throws {
+        let pipe = try Pipe.make()
+        defer { pipe.read.closeQuietly() }
+        XCTAssertFalse(pipe.read.isHungUp())
+        try pipe.write.writeFully([LifelineWord.go.rawValue])
+        XCTAssertFalse(pipe.read.isHungUp(), "a byte to read")
+        XCTAssertTrue(try pipe.read.isReadable())
+        pipe.write.closeQuietly()
+        XCTAssertTrue(pipe.read.isHungUp())
+    }
+
+    func testThePipeCapacityGrows() throws {
+        let pipe = try Pipe.make()
+        defer { pipe.close() }
+        try pipe.write.setPipeCapacity(1 << 17)
+        XCTAssertEqual(fcntl(pipe.write.rawValue, 1032 /* F_GETPIPE_SZ */), 1 << 17)
     }
 }

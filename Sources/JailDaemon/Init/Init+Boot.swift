@@ -7,12 +7,12 @@ import SystemPackage
 import Glibc
 #endif
 
-/// One `--boot` command and what `--boot-restart` needs to know of it.
+/// One `--boot` command and what `--boot-restart` needs to know of it; while it runs, its pid is
+/// in init's children table as `.bootService(index:)`.
 struct BootService {
     /// Its place among the `--boot` options (0-based), the `index=` of its log lines.
     let index: Int
     let command: String
-    var pid: pid_t?
     var startedAt: Int64 = 0
     /// When it starts again (monotonic ms), while a restart waits for its back-off.
     var restartAt: Int64?
@@ -68,7 +68,6 @@ extension Init {
                                    controllingTerminal: false)
         do {
             let pid = try spawnProgram(request)
-            bootServices[index].pid = pid
             bootServices[index].startedAt = now
             children[pid] = .bootService(index: index)
             log.info("boot command '\(command)' started (pid \(pid) in the jail)")
@@ -82,7 +81,6 @@ extension Init {
     /// Boot command `index`'s process `pid` ended (reaped): logged, and restarted per `--boot-restart`.
     mutating func bootServiceEnded(_ index: Int, pid: pid_t, code: Int32) {
         let command = bootServices[index].command
-        bootServices[index].pid = nil
         let stoppedByStop = Self.endedByTheStop(code: code, stopping: stopping)
         if stoppedByStop {
             // The stop ended it: that is how a service ends, not a failure.
