@@ -1,4 +1,5 @@
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -17,18 +18,17 @@ enum AuditIdentity {
     static let unset = "4294967295"
 
     static func setLoginUID(_ uid: UInt32) throws(JailError) {
-        let fd = open(path, O_RDWR | O_CLOEXEC)
+        let opened: FileDescriptor?
+        do { opened = try openFileIfPresent(path, O_RDWR) } catch { throw .system(error) }
         // Without audit support in the kernel there is no loginuid to forge.
-        if fd < 0 && errno == ENOENT { return }
-        if fd < 0 { throw .system(.last("open", path: path)) }
-        defer { close(fd) }
-        let text = Array("\(uid)".utf8)
-        if write(fd, text, text.count) == text.count { return }
-        let failure = SystemError.last("write", path: path)
-        // Already set (jaild started from a login) and not ours to change (a user namespace,
-        // or loginuid_immutable): the jail keeps that identity, and cannot change it either.
-        if current() != unset { return }
-        throw .system(failure)
+        guard let file = opened else { return }
+        defer { file.closeQuietly() }
+        do { try writeKernelFile(file, "\(uid)", path: path) } catch {
+            // Already set (jaild started from a login) and not ours to change (a user namespace,
+            // or loginuid_immutable): the jail keeps that identity, and cannot change it either.
+            if current() != unset { return }
+            throw .system(error)
+        }
     }
 
     /// In the supervisor, just before the clone: its own loginuid becomes the jail user's, so
