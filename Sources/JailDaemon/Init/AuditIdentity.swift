@@ -36,6 +36,8 @@ enum AuditIdentity {
     /// from an operator's login session (nor even read it: unmapped, it shows as unset).
     /// Host root may (CAP_AUDIT_CONTROL); returns the value to put back after the clone.
     static func handOver(_ uid: UInt32) -> String? {
+        // Not handed over (a kernel without audit, no CAP_AUDIT_CONTROL): init then sets it
+        // itself, or keeps one that was set and says nothing can change it (setLoginUID).
         guard geteuid() == 0, let previous = try? readText(path) else { return nil }
         guard (try? writeKernelFile(path, "\(uid)")) != nil else { return nil }
         return String(previous.trimmingWhitespace())
@@ -44,6 +46,8 @@ enum AuditIdentity {
     /// The supervisor's own loginuid again, after the clone.
     static func putBack(_ previous: String?) {
         guard let previous else { return }
+        // The supervisor serves this one jail: if it keeps the jail user's loginuid, its own
+        // records name that user, nobody else's.
         try? writeKernelFile(path, previous)
     }
 
