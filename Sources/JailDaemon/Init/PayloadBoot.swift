@@ -141,7 +141,7 @@ enum PayloadBoot {
     /// and the payload's status 127.
     static func execPayload(_ setup: PayloadKeeper.Setup) -> Never {
         func die(_ what: String) -> Never {
-            PayloadKeeper.report(setup.events, "error payload: \(what): \(Errno(rawValue: errno))")
+            PayloadKeeper.report(setup.events, "error \(what): \(Errno(rawValue: errno))")
             _exit(127)
         }
         cj_reset_signals()
