@@ -260,9 +260,7 @@ struct Init {
 
     static func setUpIdentity(configuration: JailConfiguration, account: Account) throws(JailError) {
         if let hostname = configuration.hostname {
-            try JailError.wrap { () throws(SystemError) in
-                try syscall("sethostname") { sethostname(hostname, hostname.utf8.count) }
-            }
+            try JailError.wrap { () throws(SystemError) in try setHostName(hostname) }
         }
         if access(account.shell, X_OK) != 0 {
             throw JailError.failed("shell \(account.shell) of \(account.name) is not executable in the jail", .last("access", path: account.shell))
