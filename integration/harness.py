@@ -413,6 +413,20 @@ def tree_listing(root):
     return out
 
 
+def destroy_tenants(names, jaild, jail_path):
+    """`jaild destroy` of every tenant named (`jaild(*args)` runs jaild with the test's roots),
+    its host account removed even when destroy is what broke, and the client's line that
+    `jaild create` added to /etc/shells taken out."""
+    for name in sorted(names):
+        jaild("destroy", name, "--yes")
+        subprocess.run(["userdel", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+    shells = pathlib.Path("/etc/shells")
+    lines = shells.read_text().splitlines(keepends=True)
+    if any(line.strip() == jail_path for line in lines):
+        shells.write_text("".join(line for line in lines if line.strip() != jail_path))
+
+
 class Provisioning:
     """jaild with its config and state roots in a temporary directory; every tenant it made
     is destroyed at the end, whatever happened."""
@@ -448,15 +462,7 @@ class Provisioning:
         return result
 
     def cleanup(self):
-        for name in sorted(self.names):
-            self.jaild("destroy", name, "--yes")
-            # If destroy itself is what broke, leave the host clean anyway.
-            subprocess.run(["userdel", name], capture_output=True)
-            subprocess.run(["groupdel", name], capture_output=True)
-        shells = pathlib.Path("/etc/shells")
-        lines = shells.read_text().splitlines(keepends=True)
-        if any(line.strip() == self.jail_path for line in lines):
-            shells.write_text("".join(line for line in lines if line.strip() != self.jail_path))
+        destroy_tenants(self.names, self.jaild, self.jail_path)
 
     def session(self, uid, script):
         """`jail -c script` as the host uid: the default socket of uid:uid."""

@@ -18,6 +18,7 @@ import tempfile
 import pytest
 
 from conftest import REPO, as_user
+from harness import destroy_tenants
 
 ISSUE = "Jail disk limits"
 MIB = 1 << 20
@@ -170,13 +171,7 @@ class Tenants:
         return result
 
     def cleanup(self):
-        for name in sorted(self.names):
-            self.jaild("destroy", name, "--yes")
-            subprocess.run(["userdel", name], capture_output=True)
-            subprocess.run(["groupdel", name], capture_output=True)
-        shells = pathlib.Path("/etc/shells")
-        lines = shells.read_text().splitlines(keepends=True)
-        shells.write_text("".join(line for line in lines if line.strip() != self.jail_path))
+        destroy_tenants(self.names, self.jaild, self.jail_path)
 
 
 @pytest.fixture(scope="module")
