@@ -26,9 +26,7 @@ public struct ProvisionPaths: Sendable, Equatable {
 
     public static func fromEnvironment() -> ProvisionPaths {
         func value(_ name: String) -> String? {
-            guard let raw = getenv(name) else { return nil }
-            let s = String(cString: raw)
-            return s.hasPrefix("/") ? s : nil
+            environmentValue(name).flatMap { $0.hasPrefix("/") ? $0 : nil }
         }
         return ProvisionPaths(configDirectory: value("JAIL_CONFIG_DIR") ?? "/etc/jail",
                               stateDirectory: value("JAIL_STATE_DIR") ?? "/var/lib/jail",
