@@ -26,7 +26,8 @@ public struct DiskStorage: Sendable {
         }
         let directory = Preflight.parentDirectory(BindMount.normalize(root))
         let image = directory + "/" + DiskImage.fileName
-        let hasImage = (try? fileStatus(image)) != nil
+        let hasImage: Bool
+        do { hasImage = try fileStatus(image) != nil } catch { throw .system("\(error)") }
         let isSubvolume = BtrfsQuota.isSubvolume(directory)
         if limit.backend == .auto { limit.backend = hasImage ? .image : isSubvolume ? .btrfs : .auto }
         switch limit.backend {
@@ -80,8 +81,8 @@ public struct DiskStorage: Sendable {
         func imageProblem() -> String? {
             if !overlay { return "an image holds an overlay's upper layer, and --copy has none" }
             if !userNamespace { return "with --no-userns the overlay is mounted by path" }
-            if access("/usr/sbin/mkfs.ext4", X_OK) != 0 { return "mkfs.ext4 (package e2fsprogs) is not installed" }
-            if access("/dev/loop-control", F_OK) != 0 { return "this kernel has no loop devices (/dev/loop-control)" }
+            if !isAccessible("/usr/sbin/mkfs.ext4", X_OK) { return "mkfs.ext4 (package e2fsprogs) is not installed" }
+            if !isAccessible("/dev/loop-control", F_OK) { return "this kernel has no loop devices (/dev/loop-control)" }
             return nil
         }
         switch limit.backend {
