@@ -96,3 +96,12 @@ extension FileDescriptor {
         }
     }
 }
+
+/// pidfd_send_signal(2): `signal` to the process of `pidfd`, never to a later one with its pid.
+/// True when it was sent, false when the process has exited already (ESRCH).
+@discardableResult
+public func sendSignal(_ signal: Int32, toProcess pidfd: FileDescriptor) throws(SystemError) -> Bool {
+    if cj_pidfd_send_signal(pidfd.rawValue, signal) == 0 { return true }
+    if Glibc.errno == ESRCH { return false }
+    throw SystemError.last("pidfd_send_signal(\(signal))")
+}
