@@ -49,7 +49,7 @@ struct SessionRecord {
         self.tty = tty
         command = Logfmt.truncated(Self.command(hello: hello, shell: account.shell), bytes: Self.commandLimit)
         startedMilliseconds = monotonicMilliseconds()
-        startedWall = Int64(time(nil))
+        startedWall = wallClockSeconds()
     }
 
     /// The first word of SSH_CONNECTION (`client-ip client-port server-ip server-port`).
