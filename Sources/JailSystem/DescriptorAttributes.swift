@@ -44,3 +44,10 @@ public func writeFileDurably(_ path: String, _ bytes: [UInt8], mode: mode_t, tem
         throw error
     }
 }
+
+extension FileDescriptor {
+    /// fcntl(F_GETFL): the access mode and status flags it was opened with (O_PATH, O_RDONLY…).
+    public func statusFlags() throws(SystemError) -> Int32 {
+        try syscall("fcntl(F_GETFL)") { fcntl(rawValue, F_GETFL) }
+    }
+}
