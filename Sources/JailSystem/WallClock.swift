@@ -30,3 +30,10 @@ public func sleepFor(milliseconds: Int) {
     var rest = timespec()
     while nanosleep(&left, &rest) < 0 && errno == EINTR { left = rest }
 }
+
+/// CLOCK_REALTIME with its nanoseconds, for a record that keeps both (utmp's ut_tv).
+public func wallClockTime() -> timespec {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return now
+}
