@@ -105,3 +105,9 @@ public func sendSignal(_ signal: Int32, toProcess pidfd: FileDescriptor) throws(
     if Glibc.errno == ESRCH { return false }
     throw SystemError.last("pidfd_send_signal(\(signal))")
 }
+
+/// pidfd_getfd(2): a copy (close-on-exec) of descriptor `fd` of the process of `pidfd`, which
+/// the caller must be allowed to ptrace.
+public func copyDescriptor(_ fd: Int32, ofProcess pidfd: FileDescriptor) throws(SystemError) -> FileDescriptor {
+    FileDescriptor(rawValue: try syscall("pidfd_getfd", path: "\(fd)") { cj_pidfd_getfd(pidfd.rawValue, fd) })
+}

@@ -121,9 +121,7 @@ struct SessionRecord {
         let fields = startFields + [("started", "\(startedWall)"), ("program_pid", "\(programPid)"),
                                     ("connection_fd", "\(connectionFD)")]
         let bytes = Array((Logfmt.line("session", fields) + "\n").utf8)
-        let fd = cj_sealed_memfd(Self.memfdName, bytes, bytes.count)
-        if fd < 0 { throw .last("memfd_create", path: Self.memfdName) }
-        return fd
+        return try sealedMemoryFile(named: Self.memfdName, bytes).rawValue
     }
 
     static let memfdName = "jail-session"

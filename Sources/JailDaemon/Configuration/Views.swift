@@ -47,8 +47,8 @@ public enum LxcfsViews {
 
     /// What is at `directory` now: a FUSE mount whose files answer, or not.
     public static func probe(_ directory: String) -> Status {
-        var fs = cj_fs_usage()
-        guard cj_statfs(directory, &fs) == 0 else { return errno == ENOTCONN ? .disconnected : .absent }
+        let fs: FileSystemUsage
+        do { fs = try FileSystemUsage(path: directory) } catch { return error.errno == .socketNotConnected ? .disconnected : .absent }
         guard fs.type == fuseMagic else { return .absent }
         do {
             for file in files {

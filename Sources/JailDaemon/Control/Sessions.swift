@@ -129,10 +129,9 @@ public enum Sessions {
         // nil (the table's "?") when the helper is gone or its connection is: the peer is then unknown.
         guard let pidfd = try? openProcess(helper) else { return nil }
         defer { closeDescriptor(pidfd.rawValue) }
-        let copy = cj_pidfd_getfd(pidfd.rawValue, fd)
-        guard copy >= 0 else { return nil }
-        defer { closeDescriptor(copy) }
-        guard let peer = try? UnixSocket.peerCredentials(FileDescriptor(rawValue: copy)), peer.pid > 0 else { return nil }
+        guard let copy = try? copyDescriptor(fd, ofProcess: pidfd) else { return nil }
+        defer { closeDescriptor(copy.rawValue) }
+        guard let peer = try? UnixSocket.peerCredentials(copy), peer.pid > 0 else { return nil }
         return peer.pid
     }
 

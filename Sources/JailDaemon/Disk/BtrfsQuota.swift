@@ -28,8 +28,9 @@ struct BtrfsQuota {
 
     /// Whether `path` lives on btrfs.
     static func isBtrfs(_ path: String) -> Bool {
-        var info = cj_fs_usage()
-        return cj_statfs(path, &info) == 0 && Int(info.type) == superMagic
+        // One that cannot be looked at is not taken for btrfs (what needs btrfs then refuses).
+        guard let info = try? FileSystemUsage(path: path) else { return false }
+        return Int(info.type) == superMagic
     }
 
     /// Whether quotas are enabled on the btrfs file system holding `path` (nil: they are; else why not).

@@ -24,11 +24,11 @@ struct DiskUsage: Equatable {
         // Read by `jaild list` of any user: a state directory it cannot look into counts as
         // holding an image, whose usage statfs then cannot give either (no row figure).
         if somethingExists(at: directory + "/" + DiskImage.fileName) {
-            var info = cj_fs_usage()
-            guard cj_statfs("/proc/\(initPid)/root", &info) == 0 else { return nil }
-            return DiskUsage(backend: .image, bytes: (info.blocks - info.blocks_free) * info.block_size,
-                             limitBytes: info.blocks * info.block_size,
-                             inodes: info.files - info.files_free, inodeLimit: info.files)
+            // Not this caller's to look into (a user's `jaild list`), or the jail just stopped: no figure.
+            guard let info = try? FileSystemUsage(path: "/proc/\(initPid)/root") else { return nil }
+            return DiskUsage(backend: .image, bytes: (info.blocks - info.blocksFree) * info.blockSize,
+                             limitBytes: info.blocks * info.blockSize,
+                             inodes: info.files - info.filesFree, inodeLimit: info.files)
         }
         // Not there: the jail has no btrfs limit (or quotas were turned off since), which the
         // row shows as none.

@@ -127,8 +127,7 @@ public struct DiskStorage: Sendable {
 
     /// The common name of the file system `path` is on.
     static func fileSystemName(_ path: String) -> String {
-        var info = cj_fs_usage()
-        guard cj_statfs(path, &info) == 0 else { return "an unknown file system" }
+        guard let info = try? FileSystemUsage(path: path) else { return "an unknown file system" }  // named in a refusal only
         let names: [Int: String] = [0xEF53: "ext4", 0x5846_5342: "xfs", BtrfsQuota.superMagic: "btrfs", 0x0102_1994: "tmpfs",
                                     0x794C_7630: "overlayfs", 0x2FC1_2FC1: "zfs"]
         return names[Int(info.type)] ?? "file system type 0x\(String(info.type, radix: 16))"
