@@ -2,10 +2,17 @@
 import Glibc
 #endif
 
-/// Seconds since the epoch (time(2)): timestamps an operator reads; durations and deadlines
-/// use `monotonicMilliseconds`.
+/// The seconds of the wall clock since the epoch (time(2)): a date shown to people or
+/// written for them; deadlines use `monotonicMilliseconds`.
 public func wallClockSeconds() -> Int64 {
     Int64(time(nil))
+}
+
+/// CLOCK_REALTIME with its nanoseconds, for a record that keeps both (utmp's ut_tv).
+public func wallClockTime() -> timespec {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return now
 }
 
 /// A time in UTC, broken down (gmtime_r(3)).
@@ -29,11 +36,4 @@ public func sleepFor(milliseconds: Int) {
     var left = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
     var rest = timespec()
     while nanosleep(&left, &rest) < 0 && errno == EINTR { left = rest }
-}
-
-/// CLOCK_REALTIME with its nanoseconds, for a record that keeps both (utmp's ut_tv).
-public func wallClockTime() -> timespec {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return now
 }
