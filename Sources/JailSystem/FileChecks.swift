@@ -123,3 +123,9 @@ public func aclSearchers(_ xattr: [UInt8]) -> [String] {
     }
     return searchers
 }
+
+/// Whether this process may read `path` (access(2) R_OK): for an optional file, such as a
+/// cgroup controller's, whose absence says the controller is not there.
+public func canRead(_ path: String) -> Bool {
+    access(path, R_OK) == 0
+}

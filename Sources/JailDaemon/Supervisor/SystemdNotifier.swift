@@ -1,4 +1,5 @@
 import CJail
+import JailSystem
 import SystemPackage
 
 #if canImport(Glibc)
@@ -10,8 +11,7 @@ struct SystemdNotifier {
     let socketPath: String
 
     static var fromEnvironment: SystemdNotifier? {
-        guard let raw = getenv("NOTIFY_SOCKET") else { return nil }
-        let path = String(cString: raw)
+        guard let path = environmentValue("NOTIFY_SOCKET") else { return nil }
         return path.isEmpty ? nil : SystemdNotifier(socketPath: path)
     }
 

@@ -58,7 +58,7 @@ struct UserRangeStore {
                 try reserve(slot, ids: ids)
                 try index(name, start: slot)
             } catch {
-                unlink(path)
+                discardFile(path)
                 throw error
             }
             return slot
@@ -92,15 +92,16 @@ struct UserRangeStore {
     /// one or the other. Only NAME's own supervisor (holding its pid file lock) or its destroy
     /// writes NAME's entry.
     func index(_ name: String, start: UInt32) throws(JailError) {
-        if mkdir(indexDirectory, 0o700) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: indexDirectory)) }
         let path = "\(indexDirectory)/\(name)"
         let temporary = "\(indexDirectory)/.\(name).\(getpid())"
-        unlink(temporary)
-        if symlink("../\(start).range", temporary) < 0 { throw .system(.last("symlink", path: temporary)) }
-        if rename(temporary, path) < 0 {
-            let failure = SystemError.last("rename", path: path)
-            unlink(temporary)
-            throw .system(failure)
+        try JailError.wrap { () throws(SystemError) in
+            try ensureDirectory(indexDirectory, mode: 0o700)
+            try removeFile(temporary)
+            try makeSymlink("../\(start).range", at: temporary)
+            do throws(SystemError) { try renameFile(temporary, to: path) } catch {
+                discardFile(temporary)
+                throw error
+            }
         }
     }
 
@@ -160,7 +161,8 @@ struct UserRangeStore {
             mine = takenSlots().filter { holder(of: $0)?.socket == socket }
         }
         guard !mine.isEmpty else {
-            unlink("\(indexDirectory)/\(name)")  // an entry whose range is gone already: nothing it could name
+            // An entry whose range is gone already: nothing it could name.
+            try JailError.wrap { () throws(SystemError) in try removeFile("\(indexDirectory)/\(name)") }
             return
         }
         let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
@@ -172,36 +174,29 @@ struct UserRangeStore {
                 let text = try shadowFile(path)
                 if UserRange.holds(text, line: line) { try replaceShadowFile(path, with: UserRange.removing(line, from: text)) }
             }
-            let path = "\(directory)/\(start).range"
-            if unlink(path) < 0 && errno != ENOENT { throw .system(.last("unlink", path: path)) }
+            try JailError.wrap { () throws(SystemError) in try removeFile("\(directory)/\(start).range") }
         }
-        let entry = "\(indexDirectory)/\(name)"
-        if unlink(entry) < 0 && errno != ENOENT { throw .system(.last("unlink", path: entry)) }
+        try JailError.wrap { () throws(SystemError) in try removeFile("\(indexDirectory)/\(name)") }
     }
 
     /// /etc/subuid or /etc/subgid replaced whole, as shadow's commonio_close does: a new file
     /// beside it (`FILE+`) with the old one's mode and owner (0644 root:root when it is new),
     /// synced, then renamed over it, so a reader sees the old text or the new, never half.
     func replaceShadowFile(_ path: String, with text: String) throws(JailError) {
-        var info = stat()
-        let exists = stat(path, &info) == 0
         let temporary = path + "+"
-        unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .system(.last("create", path: temporary)) }
-        let bytes = Array(text.utf8)
-        var failure: SystemError?
-        if fchown(fd, exists ? info.st_uid : 0, exists ? info.st_gid : 0) < 0 { failure = .last("fchown", path: temporary) }
-        if failure == nil, fchmod(fd, exists ? info.st_mode & 0o7777 : 0o644) < 0 { failure = .last("fchmod", path: temporary) }
-        if failure == nil, bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) != bytes.count {
-            failure = .last("write", path: temporary)
-        }
-        if failure == nil, fsync(fd) < 0 { failure = .last("fsync", path: temporary) }
-        close(fd)
-        if failure == nil, rename(temporary, path) < 0 { failure = .last("rename", path: path) }
-        if let failure {
-            unlink(temporary)
-            throw .system(failure)
+        try JailError.wrap { () throws(SystemError) in
+            let info = try fileStatus(path)
+            try removeFile(temporary)
+            let created = try writeFile(temporary, Array(text.utf8), mode: info.map { $0.st_mode & 0o7777 } ?? 0o644,
+                                        owner: (info?.st_uid ?? 0, info?.st_gid ?? 0), .exclusive)
+            if !created { throw SystemError("open", path: temporary, errno: .fileExists) }  // made by another since
+            do throws(SystemError) {
+                try syncFile(temporary)
+                try renameFile(temporary, to: path)
+            } catch {
+                discardFile(temporary)
+                throw error
+            }
         }
     }
 
@@ -210,7 +205,8 @@ struct UserRangeStore {
         var path = ""
         for component in directory.split(separator: "/") {
             path += "/" + component
-            if mkdir(path, path == directory ? 0o700 : 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
+            let mode: mode_t = path == directory ? 0o700 : 0o755
+            try JailError.wrap { () throws(SystemError) in try ensureDirectory(path, mode: mode) }
         }
         let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: [0]) }
         if let reason { throw .userNamespace("refusing \(directory): it \(reason)") }
