@@ -192,3 +192,17 @@ public func withFileCreationMask<T, E: Error>(_ mask: mode_t, _ body: () throws(
     defer { umask(previous) }
     return try body()
 }
+
+/// fchmodat(2): the mode of `path` in `directory` (the mode exactly, no umask).
+public func setMode(_ path: String, _ mode: mode_t, in directory: FileDescriptor) throws(SystemError) {
+    try syscall("chmod", path: path) { fchmodat(directory.rawValue, path, mode, 0) }
+}
+
+/// Runs `body` with `directory` as the working directory (fchdir(2)), then back at /: for
+/// bind(2) of a socket by a name relative to a held directory (a sockaddr takes no directory
+/// descriptor). Single-threaded callers only (the working directory is the process's).
+public func withWorkingDirectory<T>(_ directory: FileDescriptor, _ body: () throws(SystemError) -> T) throws(SystemError) -> T {
+    try syscall("fchdir") { fchdir(directory.rawValue) }
+    defer { _ = chdir("/") }  // "/" always exists and is searchable by the caller: cannot fail
+    return try body()
+}
