@@ -70,7 +70,7 @@ struct JailCgroups {
                 if h.unified && !h.controllers.isEmpty {
                     let enable = h.controllers.map { "+" + $0 }.joined(separator: " ")
                     for parent in [h.root, "\(h.root)/jail"] + (deferUnified ? [] : [directory]) {
-                        try write(enable, to: "\(parent)/cgroup.subtree_control")
+                        try writeControl(enable, to: "\(parent)/cgroup.subtree_control")
                     }
                 }
                 if !h.unified && h.controllers.contains("cpuset") { try inheritCPUSet(root: h.root, directory: directory, own: limits.cpuset) }
@@ -119,7 +119,7 @@ struct JailCgroups {
     /// and the limits of its leaves (see `create`).
     func enableUnified() throws(JailError) {
         guard let directory = unifiedDirectory, !unifiedControllers.isEmpty else { return }
-        try Self.write(unifiedControllers.map { "+" + $0 }.joined(separator: " "), to: "\(directory)/cgroup.subtree_control")
+        try Self.writeControl(unifiedControllers.map { "+" + $0 }.joined(separator: " "), to: "\(directory)/cgroup.subtree_control")
         try applyLimits(directory: directory, unified: true, controllers: unifiedControllers)
     }
 
@@ -136,19 +136,19 @@ struct JailCgroups {
                 let source = path == "\(root)/jail" && file == "cpuset.cpus" ? "\(parent)/cpuset.effective_cpus" : "\(parent)/\(file)"
                 var value = String((try? readText(source))?.trimmingWhitespace() ?? "")
                 if path == directory && file == "cpuset.cpus", let own { value = CPUSet.format(own) }
-                if !value.isEmpty { try write(value, to: "\(path)/\(file)") }
+                if !value.isEmpty { try writeControl(value, to: "\(path)/\(file)") }
             }
         }
     }
 
     /// Moves init into `jail/NAME` of every hierarchy: where its cgroup namespace is rooted.
     func attachRoot(_ pid: pid_t) throws(JailError) {
-        for directory in directories { try Self.write("\(pid)", to: "\(directory)/cgroup.procs") }
+        for directory in directories { try Self.writeControl("\(pid)", to: "\(directory)/cgroup.procs") }
     }
 
     /// Moves init (and so the helpers it will fork) into `init` of every hierarchy.
     func attachInit(_ pid: pid_t) throws(JailError) {
-        for directory in directories { try Self.write("\(pid)", to: "\(directory)/init.scope/cgroup.procs") }
+        for directory in directories { try Self.writeControl("\(pid)", to: "\(directory)/init.scope/cgroup.procs") }
     }
 
     /// Write-only descriptors of each limited `programs/cgroup.procs`: the spawn path writes "0" to
@@ -231,7 +231,8 @@ struct JailCgroups {
         try JailError.wrap { () throws(SystemError) in try ensureDirectory(path, mode: 0o755) }
     }
 
-    static func write(_ text: String, to path: String) throws(JailError) {
+    /// One value to a cgroup control file (cgroup.procs, subtree_control, a limit).
+    static func writeControl(_ text: String, to path: String) throws(JailError) {
         try JailError.wrap { () throws(SystemError) in try writeKernelFile(path, text) }
     }
 }

@@ -181,10 +181,16 @@ public enum PortFilter {
         for name in listDirectory(recordDirectory) {
             guard let owner = UInt64(name) else { continue }
             let path = "\(recordDirectory)/\(name)"
-            // A record that cannot be read or parsed is dropped as a dead jail's is: its ports
-            // are no one's until its jail starts again.
-            guard live.contains(owner), let text = try? readFile(path),
-                  let ownership = Ownership.parse(String(decoding: text, as: UTF8.self)) else {
+            // A live jail's record that cannot be read stops the sync: dropped, its ports would be
+            // no one's while its jail runs. One that does not parse is dropped as a dead jail's.
+            var text: [UInt8]?
+            if live.contains(owner) {
+                do { text = try readFile(path) } catch {
+                    if error.errno == .noSuchFileOrDirectory { continue }  // removed by its own stop meanwhile
+                    throw .failed("--ports: cannot read the port record \(path)", error)
+                }
+            }
+            guard let text, let ownership = Ownership.parse(String(decoding: text, as: UTF8.self)) else {
                 do { try removeFile(path) } catch { log.warning("cannot remove the port record of a jail that is gone: \(error)") }
                 continue
             }
