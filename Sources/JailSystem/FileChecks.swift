@@ -129,3 +129,12 @@ public func aclSearchers(_ xattr: [UInt8]) -> [String] {
 public func canRead(_ path: String) -> Bool {
     access(path, R_OK) == 0
 }
+
+/// stat(2): the status of what `path` leads to (a symlink followed), nil when nothing is
+/// there (or a symlink dangles).
+public func fileStatusFollowingLinks(_ path: String) throws(SystemError) -> stat? {
+    var info = stat()
+    if stat(path, &info) == 0 { return info }
+    if errno == ENOENT || errno == ENOTDIR { return nil }
+    throw SystemError.last("stat", path: path)
+}

@@ -12,7 +12,7 @@ final class LogFileTests: XCTestCase {
         let file = LogFile(name: "t", directory: directory, maxBytes: 200)
         try file.open()
         XCTAssertTrue(file.created)
-        for index in 0..<40 { file.write(level: "", "line \(index) " + String(repeating: "x", count: 40)) }
+        for index in 0..<40 { file.append(level: "", "line \(index) " + String(repeating: "x", count: 40)) }
         let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
         XCTAssertEqual(names, ["t.log", "t.log.1", "t.log.2", "t.log.3"])
         for name in names {

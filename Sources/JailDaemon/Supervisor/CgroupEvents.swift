@@ -97,7 +97,7 @@ struct CgroupEvents {
         polledFiles = pidsFiles.contains { !isUnified($0) }
         if !notified.isEmpty {
             do throws(SystemError) {
-                inotify = try Self.watchModifications(of: notified)
+                inotify = try watchModifications(of: notified).rawValue
             } catch {
                 log.warning("cannot watch the jail's cgroup event files, reading them once a second instead: \(error)")
                 polledFiles = true
@@ -112,18 +112,6 @@ struct CgroupEvents {
             }
         }
         if polledFiles { nextCheck = monotonicMilliseconds() + Self.periodMilliseconds }
-    }
-
-    /// One inotify descriptor with an IN_MODIFY watch on each of `files`.
-    static func watchModifications(of files: [String]) throws(SystemError) -> Int32 {
-        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard fd >= 0 else { throw SystemError.last("inotify_init1") }
-        for file in files where inotify_add_watch(fd, file, UInt32(IN_MODIFY)) < 0 {
-            let error = SystemError.last("inotify_add_watch", path: file)
-            closeDescriptor(fd)
-            throw error
-        }
-        return fd
     }
 
     /// cgroup v1's OOM notification: an eventfd written to `cgroup.event_control` with the

@@ -52,7 +52,7 @@ public final class LogFile: @unchecked Sendable {
     }
 
     /// One line, with the time and level in front (syslog would have added them).
-    func write(level: String, _ text: String) {
+    func append(level: String, _ text: String) {
         let stamp = utcTimestamp() + " jaild[\(getpid())]: "
         var line = Array((stamp + level + text + "\n").utf8)
         if size + line.count > maxBytes, let failure = rotate() {

@@ -56,18 +56,11 @@ struct LxcfsWatch {
         do { namespace = try openFile(path, O_RDONLY) } catch { return .failure(error) }
         defer { namespace.closeQuietly() }
         let sources = LxcfsViews.files.map { directory + $0 }
-        let rc = withCStrings(sources) { sourcePointers in
-            withCStrings(LxcfsViews.files) { targetPointers in
+        let rc = withCStringArray(sources) { sourcePointers in
+            withCStringArray(LxcfsViews.files) { targetPointers in
                 cj_rebind_in_namespace(namespace.rawValue, sourcePointers, targetPointers, Int32(sources.count))
             }
         }
         return rc == 0 ? .success(()) : .failure(.last("bind lxcfs in the jail", path: directory))
-    }
-
-    static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-        let copies = strings.map { strdup($0) }
-        defer { for copy in copies { free(copy) } }
-        let pointers = copies.map { UnsafePointer($0) }
-        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 }

@@ -94,7 +94,7 @@ struct RunningJail {
         guard !stopRequested else { return }
         stopRequested = true
         log.info("stopping on \(reason)")
-        SystemdNotifier.fromEnvironment?.send("STOPPING=1")
+        SystemdNotifier.fromEnvironment?.notify("STOPPING=1")
         // rc-stop may take one stop timeout before the TERM-then-KILL takes another.
         let timeouts = supervisor.configuration.rcStop == nil ? 1 : 2
         killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout * timeouts + 5) * 1000

@@ -138,7 +138,7 @@ extension Supervisor {
             Readiness.ready("").send(on: report)
             report.closeQuietly()
         }
-        SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
+        SystemdNotifier.fromEnvironment?.notify("READY=1\nMAINPID=\(getpid())")
         if state.root != (configuration.root ?? "/") || state.ports != (configuration.ports?.description ?? "") {
             log.warning("the adopted jail keeps the root and ports it was started with; stop and start it to apply new ones")
         }

@@ -245,7 +245,7 @@ public struct Supervisor {
             Readiness.ready("").send(on: report)
             report.closeQuietly()
         }
-        SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
+        SystemdNotifier.fromEnvironment?.notify("READY=1\nMAINPID=\(getpid())")
         log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(started.handle.pid)")
         if configuration.root != nil, let warning = LxcfsViews.choose(configuration.views, directory: configuration.lxcfsDirectory).warning,
            configuration.lxcfsInUse == nil {

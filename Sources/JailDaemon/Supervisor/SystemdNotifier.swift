@@ -15,7 +15,7 @@ struct SystemdNotifier {
         return path.isEmpty ? nil : SystemdNotifier(socketPath: path)
     }
 
-    func send(_ message: String) {
+    func notify(_ message: String) {
         if cj_sd_notify(socketPath, message) != 0 {
             log.warning("cannot notify systemd at \(socketPath): \(Errno(rawValue: errno))")
         }

@@ -34,11 +34,11 @@ struct UserRangeStore {
         let span = SubordinateSpan.parse(loginDefs: hostFile("/etc/login.defs"))
         if let refusal = span.refusal(of: pool) { throw .userNamespace(refusal) }
         try makeDirectory()
-        if let start = indexedStart(of: name) {
+        if let start = try indexedStart(of: name) {
             try recheck(start, ids: ids)
             return start
         }
-        if let mine = allocations().first(where: { $0.name == name }) {
+        if let mine = try allocations().first(where: { $0.name == name }) {
             try index(name, start: mine.start)
             try recheck(mine.start, ids: ids)
             return mine.start
@@ -73,16 +73,23 @@ struct UserRangeStore {
     /// removed by hand, or by a test's cleanup, is ignored and replaced).
     var indexDirectory: String { directory + "/by-name" }
 
-    func indexedStart(of name: String) -> UInt32? {
+    func indexedStart(of name: String) throws(JailError) -> UInt32? {
         guard let target = ProcessIdentity.link("\(indexDirectory)/\(name)"), target.hasPrefix("../"),
               target.hasSuffix(".range"), let start = UInt32(target.dropFirst(3).dropLast(6)),
-              let owner = holder(of: start), owner.name == name else { return nil }
+              let owner = try holder(of: start), owner.name == name else { return nil }
         return start
     }
 
-    /// The name and socket a range file holds; nil when there is no such file.
-    func holder(of start: UInt32) -> (name: String, socket: String)? {
-        guard let bytes = try? readFile("\(directory)/\(start).range", limit: 4096) else { return nil }
+    /// The name and socket a range file holds; nil when there is no such file. One that cannot
+    /// be read is an error: taken for absent, its jail would be given a second range (and
+    /// its files, owned by the first, would not be its own any more).
+    func holder(of start: UInt32) throws(JailError) -> (name: String, socket: String)? {
+        let path = "\(directory)/\(start).range"
+        let bytes: [UInt8]
+        do { bytes = try readFile(path, limit: 4096) } catch {
+            if error.errno == .noSuchFileOrDirectory { return nil }
+            throw .failed("cannot read the id range file \(path)", error)
+        }
         let words = bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
         return (words.first.map { String(decoding: $0, as: UTF8.self) } ?? "",
                 words.dropFirst().first.map { String(decoding: $0, as: UTF8.self) } ?? "")
@@ -139,8 +146,11 @@ struct UserRangeStore {
 
     /// Every slot taken: (first id, jail name). Reads every range file: only for a jail that
     /// has no index entry yet.
-    func allocations() -> [(start: UInt32, name: String)] {
-        takenSlots().map { start in (start, holder(of: start)?.name ?? "") }  // a file still being written (empty) is taken all the same
+    func allocations() throws(JailError) -> [(start: UInt32, name: String)] {
+        var slots: [(start: UInt32, name: String)] = []
+        // A file still being written (empty) is taken all the same.
+        for start in takenSlots() { slots.append((start, try holder(of: start)?.name ?? "")) }
+        return slots
     }
 
     /// The first id of every range file, from the directory's names alone.
@@ -155,10 +165,11 @@ struct UserRangeStore {
     /// rootfs is idmapped), so nothing of the host is left owned by the range.
     func release(name: String, socket: String) throws(JailError) {
         var mine: [UInt32]
-        if let start = indexedStart(of: name), holder(of: start)?.socket == socket {
+        if let start = try indexedStart(of: name), try holder(of: start)?.socket == socket {
             mine = [start]
         } else {
-            mine = takenSlots().filter { holder(of: $0)?.socket == socket }
+            mine = []
+            for start in takenSlots() where try holder(of: start)?.socket == socket { mine.append(start) }
         }
         guard !mine.isEmpty else {
             // An entry whose range is gone already: nothing it could name.
