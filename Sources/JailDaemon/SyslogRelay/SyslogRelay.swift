@@ -89,10 +89,19 @@ struct SyslogRelay {
         while true {
             reportDrops(now: monotonicMilliseconds())
             // While messages are being dropped, wake at the window's end to report them. A wait
-            // or a receive that fails is tried again at the next turn (as EINTR is).
-            guard (try? inside.waitReadable(milliseconds: budget.timeout(now: monotonicMilliseconds()))) == true else { continue }
-            let received = buffer.withUnsafeMutableBytes { try? inside.receiveSome(into: $0, datagramLength: true) }
-            guard let n = received ?? nil else { continue }
+            // or a receive that fails is tried again at the next turn, as one that EINTR cut
+            // short: a datagram socket's queue has nothing a failed call could lose.
+            do throws(SystemError) {
+                guard try inside.waitReadable(milliseconds: budget.timeout(now: monotonicMilliseconds())) else { continue }
+            } catch { continue }
+            var failure: SystemError?
+            let received = buffer.withUnsafeMutableBytes { bytes -> Int? in
+                do throws(SystemError) { return try inside.receiveSome(into: bytes, datagramLength: true) } catch {
+                    failure = error
+                    return nil
+                }
+            }
+            guard failure == nil, let n = received else { continue }
             reportDrops(now: monotonicMilliseconds())
             // A spent second drops what comes unread beyond recv: no rewrite, no CPU for a flood.
             guard !budget.isSpent else {
