@@ -10,11 +10,6 @@ public func monotonicMilliseconds() -> Int64 {
     return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
 }
 
-/// Seconds since the epoch (time(2)): a moment to record, not a duration to measure.
-public func wallClockSeconds() -> Int64 {
-    Int64(time(nil))
-}
-
 /// Sleeps `milliseconds` (a retry's pause, where no descriptor can say when to try again).
 public func sleepMilliseconds(_ milliseconds: Int) {
     usleep(useconds_t(milliseconds * 1000))

@@ -193,11 +193,6 @@ public func withFileCreationMask<T, E: Error>(_ mask: mode_t, _ body: () throws(
     return try body()
 }
 
-/// fchmodat(2): the mode of `path` in `directory` (the mode exactly, no umask).
-public func setMode(_ path: String, _ mode: mode_t, in directory: FileDescriptor) throws(SystemError) {
-    try syscall("chmod", path: path) { fchmodat(directory.rawValue, path, mode, 0) }
-}
-
 /// Runs `body` with `directory` as the working directory (fchdir(2)), then back at /: for
 /// bind(2) of a socket by a name relative to a held directory (a sockaddr takes no directory
 /// descriptor). Single-threaded callers only (the working directory is the process's).
