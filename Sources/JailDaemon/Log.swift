@@ -60,7 +60,7 @@ public struct JailLogHandler: LogHandler {
         case .supervisorPipe:
             writeLine(String(PipeLogLevel(level).rawValue) + text)
         case .file(let file):
-            file.write(level: level >= .error ? "error: " : level == .warning ? "warning: " : "", text)
+            file.append(level: level >= .error ? "error: " : level == .warning ? "warning: " : "", text)
         }
     }
 

@@ -276,8 +276,8 @@ public enum Utmp {
     /// could hang on a lock held inside the jail, so give up after ~1 s).
     static func lock(_ fd: FileDescriptor, path: String, attempts: Int = 100) throws(SystemError) -> Bool {
         for _ in 0..<attempts {
-            if try fd.tryWriteRecordLock(path: path) { return true }
-            sleepFor(milliseconds: 10)
+            do { if try fd.recordLock() { return true } } catch { throw SystemError(error.operation, path: path, errno: error.errno) }
+            sleepMilliseconds(10)
         }
         return false
     }

@@ -10,9 +10,7 @@ import Glibc
 public func writeFileDurably(_ path: String, _ bytes: [UInt8], mode: mode_t, temporary: String) throws(SystemError) {
     do {
         try writeFile(temporary, bytes, mode: mode, .replace)
-        let written = try openFile(temporary, O_RDONLY | O_NOFOLLOW)
-        defer { closeDescriptor(written.rawValue) }
-        try written.synchronize(path: temporary)
+        try syncFile(temporary)
         try renameFile(temporary, to: path)
     } catch {
         discardFile(temporary)

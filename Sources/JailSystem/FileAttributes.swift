@@ -32,11 +32,6 @@ extension FileDescriptor {
         try syscall("ftruncate", path: path) { ftruncate(rawValue, off_t(size)) }
     }
 
-    /// fsync(2): the file's data and size are on disk when it returns.
-    public func synchronize(path: String) throws(SystemError) {
-        try syscall("fsync", path: path) { fsync(rawValue) }
-    }
-
     /// fcntl(F_GETFL): the access mode and status flags it was opened with (O_PATH, O_RDONLY…).
     public func statusFlags() throws(SystemError) -> Int32 {
         try syscall("fcntl(F_GETFL)") { fcntl(rawValue, F_GETFL) }

@@ -6,15 +6,8 @@ import Glibc
 #endif
 
 // Questions about a path that follow symlinks, as the program that will use the path does
-// (`fileStatus` and `linkStatus` look at a symlink itself).
-
-/// stat(2): the status of what `path` leads to, nil when nothing is there (or a dangling symlink).
-public func statusFollowingLinks(_ path: String) throws(SystemError) -> stat? {
-    var info = stat()
-    if stat(path, &info) == 0 { return info }
-    if errno == ENOENT || errno == ENOTDIR { return nil }
-    throw SystemError.last("stat", path: path)
-}
+// (`fileStatus` and `linkStatus` look at a symlink itself), and reads where a missing file
+// is an answer.
 
 /// access(2) with the real ids: throws when `path` is not `mode` (X_OK, R_OK, F_OK…) for them.
 public func checkAccess(_ path: String, _ mode: Int32) throws(SystemError) {

@@ -5,8 +5,8 @@ import SystemPackage
 import Glibc
 #endif
 
-// Reads and writes at an offset of a file of fixed-size records (utmp, a pid file), which
-// leave the descriptor's own offset alone; `path` is what the errors show.
+// Reads and writes at an offset of a file of fixed-size records (utmp), which leave the
+// descriptor's own offset alone; `path` is what the errors show.
 extension FileDescriptor {
     /// pread(2) of up to `count` bytes at `offset`: fewer only at the end of the file (none past it).
     public func readBytes(count: Int, at offset: Int64, path: String) throws(SystemError) -> [UInt8] {
@@ -42,20 +42,5 @@ extension FileDescriptor {
     /// The file's size as this descriptor sees it (lseek(2) to the end; the offset moves there).
     public func endOffset(path: String) throws(SystemError) -> Int64 {
         Int64(try syscall("lseek", path: path) { Glibc.lseek(rawValue, 0, SEEK_END) })
-    }
-
-    /// A POSIX whole-file write lock (fcntl F_SETLK: the kind glibc's utmp functions and
-    /// util-linux take, released when any descriptor of the file in this process closes),
-    /// without waiting: false when another process holds a lock on it.
-    public func tryWriteRecordLock(path: String) throws(SystemError) -> Bool {
-        var whole = Glibc.flock()
-        whole.l_type = Int16(F_WRLCK)
-        whole.l_whence = Int16(SEEK_SET)
-        while true {
-            if fcntl(rawValue, F_SETLK, &whole) == 0 { return true }
-            if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EACCES { return false }
-            throw SystemError.last("fcntl(F_SETLK)", path: path)
-        }
     }
 }

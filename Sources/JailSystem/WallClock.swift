@@ -28,12 +28,3 @@ public struct UTCTime: Equatable, Sendable {
         (hour, minute, second) = (Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
     }
 }
-
-/// Sleeps `milliseconds` (nanosleep(2), the rest slept again after a signal): the step of a
-/// bounded poll of a condition the kernel gives no event for (a loop device's detach, a lock
-/// another holds for a moment).
-public func sleepFor(milliseconds: Int) {
-    var left = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
-    var rest = timespec()
-    while nanosleep(&left, &rest) < 0 && errno == EINTR { left = rest }
-}

@@ -61,11 +61,11 @@ final class ProvisionFaceTests: XCTestCase {
         XCTAssertEqual(try file.endOffset(path: path), 7)
         XCTAssertEqual(try file.readBytes(count: 8, at: 0, path: path), [0, 0, 0, 0, 1, 2, 3], "short only at the end")
         XCTAssertEqual(try file.readBytes(count: 4, at: 100, path: path), [])
-        XCTAssertTrue(try file.tryWriteRecordLock(path: path))
+        XCTAssertTrue(try file.recordLock())
         let readOnly = try openFile(path, O_RDONLY)
         defer { closeDescriptor(readOnly.rawValue) }
-        XCTAssertThrowsError(try readOnly.tryWriteRecordLock(path: path)) { error in
-            XCTAssertEqual("\(error)", "fcntl(F_SETLK)(\(path)): Bad file descriptor", "a write lock needs a writable descriptor")
+        XCTAssertThrowsError(try readOnly.recordLock()) { error in
+            XCTAssertEqual("\(error)", "fcntl(F_SETLK): Bad file descriptor", "a write lock needs a writable descriptor")
         }
     }
 
@@ -84,13 +84,13 @@ final class ProvisionFaceTests: XCTestCase {
     func testReadsThatAnswerMissingAndThrowTheRest() throws {
         XCTAssertNil(try readTextIfPresent(directory + "/missing"))
         XCTAssertNil(try readFileIfPresent(directory + "/missing"))
-        XCTAssertNil(try statusFollowingLinks(directory + "/missing"))
+        XCTAssertNil(try fileStatusFollowingLinks(directory + "/missing"))
         // A directory read as a file is a failure, not "missing": the /etc/passwd read as empty of before.
         XCTAssertThrowsError(try readTextIfPresent(directory)) { error in
             XCTAssertEqual((error as? SystemError)?.errno, .isDirectory)
         }
         try makeSymlink(directory, at: directory + "/link")
-        XCTAssertTrue(isDirectory(try XCTUnwrap(try statusFollowingLinks(directory + "/link"))))
+        XCTAssertTrue(isDirectory(try XCTUnwrap(try fileStatusFollowingLinks(directory + "/link"))))
         XCTAssertThrowsError(try checkAccess(directory + "/missing", F_OK)) { error in
             XCTAssertEqual("\(error)", "access(\(directory)/missing): No such file or directory")
         }

@@ -60,9 +60,10 @@ enum LifelineWord: UInt8, Sendable {
     /// After `CgroupNamespaceMade`: init is in `init.scope` and the limits are set: it may fork.
     case limitsSet = 0x4C  // "L"
 
-    /// Says it; a closed pipe means init has already failed, whose reason is on `ready`.
-    func send(on lifeline: FileDescriptor) {
-        try? lifeline.writeFully([rawValue])
+    /// Says it. EPIPE means init has already failed, whose reason is on `ready`; the
+    /// supervisor reads it there (Supervisor.tell).
+    func send(on lifeline: FileDescriptor) throws(SystemError) {
+        try lifeline.writeFully([rawValue])
     }
 
     /// Waits for `self`: anything else, or EOF, is the end of the start (false).

@@ -91,7 +91,7 @@ public struct CgroupLimits: Equatable, Sendable {
         for (file, value, optional) in files(unified: unified, controllers: controllers) {
             let path = "\(directory)/\(file)"
             if optional && !somethingExists(at: path) { continue }
-            try JailCgroups.write(value, to: path)
+            try JailCgroups.writeControl(value, to: path)
         }
     }
 }

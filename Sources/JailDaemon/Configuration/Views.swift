@@ -52,9 +52,9 @@ public enum LxcfsViews {
         guard fs.type == fuseMagic else { return .absent }
         do {
             for file in files {
-                if try statusFollowingLinks(directory + file) == nil { return .absent }
+                if try fileStatusFollowingLinks(directory + file) == nil { return .absent }
             }
-            guard let info = try statusFollowingLinks(directory) else { return .absent }
+            guard let info = try fileStatusFollowingLinks(directory) else { return .absent }
             return .mounted(device: UInt64(info.st_dev))
         } catch {
             return error.errno == .socketNotConnected ? .disconnected : .absent
@@ -83,7 +83,7 @@ public enum LxcfsViews {
     /// its lxcfs files still answer. A restarted lxcfs leaves every bound file of the old
     /// mount failing with ENOTCONN ("Transport endpoint is not connected").
     public static func jailViewIsBroken(root: String) -> Bool {
-        do { _ = try statusFollowingLinks(root + "/proc/meminfo") } catch { return error.errno == .socketNotConnected }
+        do { _ = try fileStatusFollowingLinks(root + "/proc/meminfo") } catch { return error.errno == .socketNotConnected }
         return false
     }
 }

@@ -100,7 +100,7 @@ public enum Sessions {
     /// The status of a file of /proc of another process: nil when it is gone (it exited meanwhile)
     /// or not this caller's to look at (`jaild list` by a user), which are answers here, not failures.
     static func procStatus(_ path: String) -> stat? {
-        do { return try statusFollowingLinks(path) } catch { return nil }
+        do { return try fileStatusFollowingLinks(path) } catch { return nil }
     }
 
     /// The sessions of one jail, by id.

@@ -83,7 +83,7 @@ extension DiskImage {
             let loop = cj_loop_find(fd.rawValue, &number)
             if loop < 0 { return }
             closeDescriptor(loop)
-            sleepFor(milliseconds: 10)
+            sleepMilliseconds(10)
         }
         throw .system("\(path) is still attached to a loop device (is a process of the jail left?); nothing removed")
     }

@@ -59,7 +59,7 @@ extension Provision {
     static func openImageOverlay(base: String, jailDirectory: String, disk: DiskLimit, reuse: Bool = false) throws(ProvisionError) -> FileDescriptor {
         let info: stat
         do throws(SystemError) {
-            guard let found = try statusFollowingLinks(base) else { throw SystemError("stat", path: base, errno: .noSuchFileOrDirectory) }
+            guard let found = try fileStatusFollowingLinks(base) else { throw SystemError("stat", path: base, errno: .noSuchFileOrDirectory) }
             info = found
         } catch { throw .system(error) }
         let image = DiskImage(path: jailDirectory + "/" + DiskImage.fileName)

@@ -178,7 +178,7 @@ public enum Provision {
         let real: String
         do { real = try canonicalPath(path) } catch { throw ProvisionError.refused("base \(spec) does not exist (\(path): \(error.errno))") }
         let info: stat?
-        do { info = try statusFollowingLinks(real) } catch { throw ProvisionError.system(error) }
+        do { info = try fileStatusFollowingLinks(real) } catch { throw ProvisionError.system(error) }
         guard let info, isDirectory(info) else { throw ProvisionError.refused("base \(real) is not a directory") }
         if let c = real.first(where: { $0 == "," || $0 == ":" || $0 == "\\" }) {
             throw ProvisionError.refused("base path \(real) must not contain '\(c)' (overlayfs separates layers with it)")
@@ -231,7 +231,7 @@ public enum Provision {
             // The merged root takes its mode from the upper directory's: as the base's root.
             let info: stat
             do throws(SystemError) {
-                guard let found = try statusFollowingLinks(plan.base) else { throw SystemError("stat", path: plan.base, errno: .noSuchFileOrDirectory) }
+                guard let found = try fileStatusFollowingLinks(plan.base) else { throw SystemError("stat", path: plan.base, errno: .noSuchFileOrDirectory) }
                 info = found
             } catch { throw .system(error) }
             try makeOwn(paths.root(r.name), 0o755, &undo)

@@ -92,7 +92,7 @@ enum HostAccounts {
     /// over the old, so a reader or a crash sees the old list or the new one.
     static func replaceShells(_ text: String) throws(ProvisionError) {
         do {
-            let mode = try statusFollowingLinks(shellsFile).map { $0.st_mode & 0o7777 } ?? 0o644
+            let mode = try fileStatusFollowingLinks(shellsFile).map { $0.st_mode & 0o7777 } ?? 0o644
             try writeFileDurably(shellsFile, Array(text.utf8), mode: mode, temporary: shellsFile + ".jaild-new")
         } catch { throw .system(error) }
     }
