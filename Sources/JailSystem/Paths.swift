@@ -169,3 +169,35 @@ public func writeFile(_ path: String, text: String, mode: mode_t, owner: (uid: U
                       _ disposition: WriteDisposition = .replace, temporary: String? = nil) throws(SystemError) -> Bool {
     try writeFile(path, Array(text.utf8), mode: mode, owner: owner, disposition, temporary: temporary)
 }
+
+/// link(2): a second name `path` for the file at `existing` (atomic, also over NFS: how the
+/// shadow tools take their lock files).
+public func makeHardLink(_ existing: String, at path: String) throws(SystemError) {
+    try syscall("link", path: path) { link(existing, path) }
+}
+
+/// fsync(2) (or fdatasync(2) with `dataOnly`) of the file at `path`: its bytes are on disk
+/// before a rename publishes it or a lock counts on it.
+public func syncFile(_ path: String, dataOnly: Bool = false) throws(SystemError) {
+    let descriptor = try openFile(path, O_RDONLY | O_NOFOLLOW)
+    defer { closeDescriptor(descriptor.rawValue) }
+    try syscall(dataOnly ? "fdatasync" : "fsync", path: path) { dataOnly ? fdatasync(descriptor.rawValue) : fsync(descriptor.rawValue) }
+}
+
+/// Runs `body` with the file-creation mask set to `mask` (umask(2)), and puts the previous one
+/// back: for a bind(2), which has no mode argument, so that a socket is never reachable before
+/// its chmod. Single-threaded callers only (the mask is the process's).
+public func withFileCreationMask<T, E: Error>(_ mask: mode_t, _ body: () throws(E) -> T) throws(E) -> T {
+    let previous = umask(mask)
+    defer { umask(previous) }
+    return try body()
+}
+
+/// Runs `body` with `directory` as the working directory (fchdir(2)), then back at /: for
+/// bind(2) of a socket by a name relative to a held directory (a sockaddr takes no directory
+/// descriptor). Single-threaded callers only (the working directory is the process's).
+public func withWorkingDirectory<T>(_ directory: FileDescriptor, _ body: () throws(SystemError) -> T) throws(SystemError) -> T {
+    try syscall("fchdir") { fchdir(directory.rawValue) }
+    defer { _ = chdir("/") }  // "/" always exists and is searchable by the caller: cannot fail
+    return try body()
+}

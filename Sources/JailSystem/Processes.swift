@@ -96,3 +96,37 @@ extension FileDescriptor {
         }
     }
 }
+
+/// pidfd_send_signal(2): `signal` to the process of `pidfd`, never to a later one with its
+/// pid. True when it was sent, false when the process has exited already (ESRCH).
+@discardableResult
+public func sendSignal(_ signal: Int32, toProcess pidfd: FileDescriptor) throws(SystemError) -> Bool {
+    if cj_pidfd_send_signal(pidfd.rawValue, signal) == 0 { return true }
+    if Glibc.errno == ESRCH { return false }
+    throw SystemError.last("pidfd_send_signal(\(signal))")
+}
+
+extension FileDescriptor {
+    /// A POSIX record lock (fcntl F_SETLK) on the whole file, as lckpwdf(3) takes on
+    /// /etc/.pwd.lock: false when another process holds it (the caller decides how long to
+    /// retry). Unlike flock it is dropped by any close of the file in this process.
+    public func recordLock() throws(SystemError) -> Bool {
+        var whole = Glibc.flock()
+        whole.l_type = Int16(F_WRLCK)
+        whole.l_whence = Int16(SEEK_SET)
+        while true {
+            if fcntl(rawValue, F_SETLK, &whole) == 0 { return true }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EACCES: return false
+            default: throw SystemError.last("fcntl(F_SETLK)")
+            }
+        }
+    }
+}
+
+/// pidfd_getfd(2): a copy (close-on-exec) of descriptor `fd` of the process of `pidfd`, which
+/// the caller must be allowed to ptrace.
+public func copyDescriptor(_ fd: Int32, ofProcess pidfd: FileDescriptor) throws(SystemError) -> FileDescriptor {
+    FileDescriptor(rawValue: try syscall("pidfd_getfd", path: "\(fd)") { cj_pidfd_getfd(pidfd.rawValue, fd) })
+}

@@ -231,12 +231,9 @@ extension Init {
     mutating func haltPayload() -> Bool {
         guard let state = payload, !state.keeperGone, state.phase != .stopped else { return false }
         setPayloadPhase(.stopping)
-        stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
-        payloadHalting = true
         do { try state.commands.writeFully([UInt8(ascii: "h")]) } catch {
             // The boot is gone already (its pipe closed): its PID namespace ended with it.
             log.warning("the payload's boot did not take the halt: \(error)")
-            payloadHalting = false
             return false
         }
         log.info("\(Logfmt.line("payload halt", [("jail", jailName), ("pid", "\(state.pid)")]))")
@@ -251,7 +248,6 @@ extension Init {
             // The boot is gone already (its pipe closed): its PID namespace ended with it.
             log.warning("the payload's boot did not take the kill: \(error)")
         }
-        payloadHalting = false
         continueStopAfterPayload()
     }
 

@@ -76,10 +76,6 @@ struct Init {
     var stopPending = false
     /// `--init`: the payload (Init+Payload.swift), nil without.
     var payload: PayloadState?
-    /// Written by `haltPayload` and `killPayload` (Init+Payload.swift, converted apart); the
-    /// stop keeps its own deadline and phase (`stop`) and reads neither. To go with those writes.
-    var stopDeadline: Int64 = 0
-    var payloadHalting = false
     /// Once the stop has begun (the listener is closed, no spare is forked).
     var stopping: Bool { stop.isStopping }
     /// init's exit status at the end of the stop: 0, or `payloadPoweredOff` when the stop
