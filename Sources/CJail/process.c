@@ -77,7 +77,35 @@ pid_t cj_clone(unsigned long flags) {
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 }
 
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* struct clone_args of <linux/sched.h>, up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
+struct cj_clone_args {
+    unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+        set_tid, set_tid_size, cgroup;
+};
+
+pid_t cj_clone_into_cgroup(unsigned long flags, int cgroup_fd) {
+    if (cgroup_fd < 0) return cj_clone(flags);
+    /* clone3 with no stack (0 and size 0) has fork semantics too. The child is born in the
+     * cgroup: no write to cgroup.procs, whose first one after a quiet spell waits out an RCU
+     * grace period (cgroup_threadgroup_rwsem), milliseconds on a HZ=250 kernel. With
+     * CLONE_NEWCGROUP the new namespace is rooted at that cgroup (cgroup_post_fork). */
+    struct cj_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = (unsigned long long)flags | CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (unsigned long long)cgroup_fd;
+    return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+}
+
 pid_t cj_clone_owned_by(unsigned long flags, uid_t owner) {
+    return cj_clone_owned_by_into_cgroup(flags, owner, -1);
+}
+
+pid_t cj_clone_owned_by_into_cgroup(unsigned long flags, uid_t owner, int cgroup_fd) {
     /* A new user namespace is owned by the creator's effective uid, and the kernel charges
      * the namespace's per-user counts (ucounts: inotify, namespaces, fanotify, the rlimit
      * counts) to that uid in the parent namespace. So for the clone only, the effective uid is
@@ -98,7 +126,7 @@ pid_t cj_clone_owned_by(unsigned long flags, uid_t owner) {
     int raised = syscall(SYS_capget, &header, caps) == 0;
     for (int i = 0; raised && i < _LINUX_CAPABILITY_U32S_3; i++) caps[i].effective = caps[i].permitted;
     if (raised) raised = syscall(SYS_capset, &header, caps) == 0;
-    pid_t pid = raised ? cj_clone(flags) : -1;
+    pid_t pid = raised ? cj_clone_into_cgroup(flags, cgroup_fd) : -1;
     /* The child keeps these ids until init becomes its namespace's root; non-dumpable (the euid
      * change saw to it), its /proc/self files are host root's, which its fsuid 0 still opens
      * (/proc/self/loginuid, written before that). */
@@ -217,4 +245,19 @@ int cj_become_root(void) {
 
 int cj_pidfd_send_signal(int pidfd, int signo) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, signo, NULL, 0);
+}
+
+pid_t cj_write_in_child(const char *path, const char *text) {
+    /* A forked child that writes `text` to `path` and exits with 0 or the errno: the caller
+     * goes on meanwhile (a move to a cgroup may wait out an RCU grace period, see
+     * cj_clone_into_cgroup) and reaps it when it needs the write done. Single-threaded
+     * callers only (fork semantics; the child calls nothing but open, write and _exit). */
+    size_t len = strlen(text);
+    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid != 0) return pid;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) _exit(errno & 0xff ? errno & 0xff : 255);
+    ssize_t n = write(fd, text, len);
+    if (n < 0) _exit(errno & 0xff ? errno & 0xff : 255);
+    _exit(n == (ssize_t)len ? 0 : EIO);
 }

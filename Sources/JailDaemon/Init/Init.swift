@@ -28,6 +28,10 @@ struct InitChannels {
     /// `--init`: `programs/payload/cgroup.procs` of the unified hierarchy, delegated to the
     /// jail's root (the payload's cgroup namespace is rooted there).
     var payloadCgroup: Int32? = nil
+    /// init was born in `jail/NAME` by clone3 with its cgroup namespace rooted there
+    /// (Supervisor+BirthCgroup.swift): no unshare, no "N" and "L"; "C" comes once it is in
+    /// `init.scope` with the limits set.
+    var cgroupNamespaceAtBirth = false
 }
 
 /// PID 1 of the jail: "jaild: init [UID:GID]".
@@ -129,7 +133,10 @@ struct Init {
             channels.rootTree?.closeQuietly()
             // The supervisor made the cgroups while init mounted; init forks nothing before.
             awaitGo(lifeline: channels.lifeline, .cgroupsJoined)
-            if configuration.cgroupNamespace {
+            if configuration.cgroupNamespace && channels.cgroupNamespaceAtBirth {
+                // Born there in the unified hierarchy alone (the v1 ones are the host's).
+                try CgroupView.mount(cgroupHierarchies.filter { $0.type == "cgroup2" })
+            } else if configuration.cgroupNamespace {
                 try enterCgroupNamespace(hierarchies: cgroupHierarchies, channels: channels)
             }
             // Becoming the user namespace's root changed init's credentials, which clears the

@@ -67,14 +67,23 @@ extension Supervisor {
         var pid: pid_t = 0
         var rcStatus: Int32?
         var reaped = false
+        let birthCgroup = openBirthCgroup(cgroups)
+        defer { if let birthCgroup { close(birthCgroup) } }
+        var bornInCgroup = false
         do {
             pid = try clone(channels, listener: listener, control: control,
-                            owner: range.map { UserRange.namespaceOwner(start: $0) })
+                            owner: range.map { UserRange.namespaceOwner(start: $0) }, birthCgroup: birthCgroup, born: &bornInCgroup)
+            if bornInCgroup {
+                try settleBornInit(pid, cgroups: cgroups, channels: channels, range: range, reaped: &reaped)
+                rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
+                channels.closeSetup()
+                return StartedInit(pid: pid, log: channels.logs.read, bootOutput: channels.boot.read, rcStatus: rcStatus)
+            }
             try prepare(init: pid, channels: channels, range: range)
             // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
             LifelineWord.go.send(on: channels.lifeline.write)
             if !cgroupsBeforeClone {
-                cgroups = try makeCgroups()
+                if cgroups == nil { cgroups = try makeCgroups() }
                 try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
             }
             if configuration.cgroupNamespace {
@@ -150,7 +159,7 @@ extension Supervisor {
     /// user namespace is created by `owner`, the range's last id (UserRange.namespaceOwner), so
     /// the kernel's per-user counts of everything in the jail are that id's, not host root's.
     func clone(_ channels: CloneChannels, listener: FileDescriptor, control: FileDescriptor?,
-               owner: UInt32?) throws(JailError) -> pid_t {
+               owner: UInt32?, birthCgroup: Int32? = nil, born: inout Bool) throws(JailError) -> pid_t {
         var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
         if configuration.inUserNamespace { flags |= UInt(CLONE_NEWUSER) }
         var initConfiguration = configuration
@@ -158,7 +167,16 @@ extension Supervisor {
         // could only see 2^31-1 there, so the host's values are read here and written by init.
         if owner != nil { initConfiguration.userNamespaceLimits = UserNamespaceLimit.host() }
         let supervisorsLoginUID = configuration.rootless ? nil : AuditIdentity.handOver(account.uid)
-        let pid = owner.map { cj_clone_owned_by(flags, $0) } ?? cj_clone(flags)
+        var pid: pid_t = -1
+        if let birthCgroup {
+            // Born in its cgroup, and with a cgroup namespace rooted there (Supervisor+BirthCgroup.swift).
+            let bornFlags = flags | (configuration.cgroupNamespace ? UInt(CLONE_NEWCGROUP) : 0)
+            pid = owner.map { cj_clone_owned_by_into_cgroup(bornFlags, $0, birthCgroup) } ?? cj_clone_into_cgroup(bornFlags, birthCgroup)
+            born = pid >= 0
+            // A kernel without clone3's cgroup (before 5.7) or a refusal of it: the moves, as before.
+            if pid < 0 { log.debug("clone3 into the jail's cgroup: \(Errno(rawValue: errno)); init is moved there") }
+        }
+        if pid < 0 { pid = owner.map { cj_clone_owned_by(flags, $0) } ?? cj_clone(flags) }
         if pid != 0 { AuditIdentity.putBack(supervisorsLoginUID) }
         if pid == 0 {
             let configuration = initConfiguration
@@ -167,7 +185,8 @@ extension Supervisor {
                                             programCgroups: channels.programCgroups,
                                             adoption: control.map { ($0, channels.logs.read, channels.boot.read) },
                                             sessionCgroups: channels.sessionCgroups, rootTree: channels.rootTree,
-                                            payloadCgroup: channels.payloadCgroup)
+                                            payloadCgroup: channels.payloadCgroup,
+                                            cgroupNamespaceAtBirth: born && configuration.cgroupNamespace)
             Init.run(configuration: configuration, account: account, channels: initChannels)
         }
         let error = errno
@@ -234,6 +253,10 @@ extension Supervisor {
     /// Into its cgroups and out of the OOM killer's reach, before it forks anything.
     func join(init pid: pid_t, cgroups: JailCgroups?) throws(JailError) {
         try cgroups?.attachInit(pid)
+        shieldFromOOMKiller(init: pid)
+    }
+
+    func shieldFromOOMKiller(init pid: pid_t) {
         // Needs CAP_SYS_RESOURCE, which some hosts (containers) withhold: then the memory
         // limit, which init is outside of, is its protection.
         if !configuration.rootless {
