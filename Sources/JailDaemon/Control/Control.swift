@@ -110,12 +110,15 @@ struct Row {
         self.state = state
         // As `jaild sessions` finds them (by init's executable and the session record), not by
         // title: any process of the jail user may call itself "jaild: [9] /dev/pts/9".
-        sessions = getuid() == 0 ? Sessions.helpers(of: state).count : nil
+        // init's children once, for the sessions and the RSS sum.
+        let initChildren = children(of: state.initPid)
+        sessions = getuid() == 0 ? Sessions.helpers(of: state, initChildren: initChildren).count : nil
         uptime = max(0, Int64(time(nil)) - state.started)
         if let charge = CgroupFigures(directories: state.cgroups).memoryCharge {
             (memory, memorySource) = (charge, "cgroup")
         } else {
-            memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
+            let tree = [state.initPid] + initChildren.flatMap { [$0] + descendants(of: $0) }
+            memory = tree.reduce(0) { $0 + residentBytes(of: $1) }
             memorySource = "rss"
         }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)

@@ -58,7 +58,8 @@ struct PidFile {
         if raw < 0 { return nil }
         defer { close(raw) }
         if flock(raw, LOCK_SH | LOCK_NB) == 0 { return nil }
-        let text = String(decoding: (try? readFile(path)) ?? [], as: UTF8.self)
+        // Read through the descriptor just locked-tested (`jaild list` does this per jail).
+        let text = String(decoding: (try? readAll(FileDescriptor(rawValue: raw), limit: 64)) ?? [], as: UTF8.self)
         return Int32(text.split(separator: "\n").first ?? "")
     }
 
