@@ -261,3 +261,44 @@ pid_t cj_write_in_child(const char *path, const char *text) {
     if (n < 0) _exit(errno & 0xff ? errno & 0xff : 255);
     _exit(n == (ssize_t)len ? 0 : EIO);
 }
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+int cj_enter_cgroup_namespace_rooted_at(int cgroup_fd) {
+    /* A cgroup namespace is rooted where its creator sits. init sits in init.scope (born there,
+     * so no migration and no RCU grace period), and its namespace must be rooted one level up,
+     * at jail/NAME: a child is born there with a new cgroup namespace (clone3 with
+     * CLONE_INTO_CGROUP and CLONE_NEWCGROUP: cgroup_post_fork roots it at the child's cgroup),
+     * init joins that namespace through the child's pidfd (setns, Linux 5.8) and kills it. The
+     * child runs nothing but pause(); it is gone before init returns. Owned by init's user
+     * namespace, as if init had unshared it. Single-threaded callers only. */
+    int pidfd = -1;
+    struct cj_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWCGROUP;
+    args.pidfd = (unsigned long long)(uintptr_t)&pidfd;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (unsigned long long)cgroup_fd;
+    /* setns through a pidfd checks ptrace access (PTRACE_MODE_READ_REALCREDS): init's euid is
+     * not its real uid, which made it non-dumpable, and a non-dumpable target needs
+     * CAP_SYS_PTRACE where its memory was made (the host's namespace). So the child is
+     * born dumpable (the flag is copied with the memory), and init is as it was at once. */
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0) {
+        for (;;) pause();
+    }
+    if (dumpable >= 0) prctl(PR_SET_DUMPABLE, (unsigned long)dumpable, 0, 0, 0);
+    if (pid < 0) return -1;
+    int rc = setns(pidfd, CLONE_NEWCGROUP);
+    int error = errno;
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    close(pidfd);
+    errno = error;
+    return rc;
+}

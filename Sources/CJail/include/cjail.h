@@ -35,6 +35,9 @@ pid_t cj_clone_owned_by(unsigned long flags, uid_t owner);
  * `cgroup_fd` (-1: plain clone). -1 and errno ENOSYS, E2BIG or EINVAL where the kernel lacks it. */
 pid_t cj_clone_into_cgroup(unsigned long flags, int cgroup_fd);
 pid_t cj_clone_owned_by_into_cgroup(unsigned long flags, uid_t owner, int cgroup_fd);
+/* Joins a new cgroup namespace rooted at the cgroup2 directory `cgroup_fd` without moving there
+ * (a short-lived child is born there and made it; process.c says how). 0, or -1 and errno. */
+int cj_enter_cgroup_namespace_rooted_at(int cgroup_fd);
 /* Forks a child that writes `text` to `path` and exits with 0 or the errno (process.c). */
 pid_t cj_write_in_child(const char *path, const char *text);
 

@@ -67,12 +67,17 @@ extension Supervisor {
         var pid: pid_t = 0
         var rcStatus: Int32?
         var reaped = false
-        let birthCgroup = openBirthCgroup(cgroups)
-        defer { if let birthCgroup { close(birthCgroup) } }
+        let birthCgroups = openBirthCgroups(cgroups)
+        defer {
+            if let birthCgroups {
+                close(birthCgroups.initScope)
+                if let root = birthCgroups.namespaceRoot { close(root) }
+            }
+        }
         var bornInCgroup = false
         do {
             pid = try clone(channels, listener: listener, control: control,
-                            owner: range.map { UserRange.namespaceOwner(start: $0) }, birthCgroup: birthCgroup, born: &bornInCgroup)
+                            owner: range.map { UserRange.namespaceOwner(start: $0) }, birthCgroups: birthCgroups, born: &bornInCgroup)
             if bornInCgroup {
                 try settleBornInit(pid, cgroups: cgroups, channels: channels, range: range, reaped: &reaped)
                 rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
@@ -159,7 +164,8 @@ extension Supervisor {
     /// user namespace is created by `owner`, the range's last id (UserRange.namespaceOwner), so
     /// the kernel's per-user counts of everything in the jail are that id's, not host root's.
     func clone(_ channels: CloneChannels, listener: FileDescriptor, control: FileDescriptor?,
-               owner: UInt32?, birthCgroup: Int32? = nil, born: inout Bool) throws(JailError) -> pid_t {
+               owner: UInt32?, birthCgroups: (initScope: Int32, namespaceRoot: Int32?)? = nil,
+               born: inout Bool) throws(JailError) -> pid_t {
         var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
         if configuration.inUserNamespace { flags |= UInt(CLONE_NEWUSER) }
         var initConfiguration = configuration
@@ -168,10 +174,10 @@ extension Supervisor {
         if owner != nil { initConfiguration.userNamespaceLimits = UserNamespaceLimit.host() }
         let supervisorsLoginUID = configuration.rootless ? nil : AuditIdentity.handOver(account.uid)
         var pid: pid_t = -1
-        if let birthCgroup {
-            // Born in its cgroup, and with a cgroup namespace rooted there (Supervisor+BirthCgroup.swift).
-            let bornFlags = flags | (configuration.cgroupNamespace ? UInt(CLONE_NEWCGROUP) : 0)
-            pid = owner.map { cj_clone_owned_by_into_cgroup(bornFlags, $0, birthCgroup) } ?? cj_clone_into_cgroup(bornFlags, birthCgroup)
+        if let birthCgroups {
+            // Born in init.scope (Supervisor+BirthCgroup.swift).
+            let scope = birthCgroups.initScope
+            pid = owner.map { cj_clone_owned_by_into_cgroup(flags, $0, scope) } ?? cj_clone_into_cgroup(flags, scope)
             born = pid >= 0
             // A kernel without clone3's cgroup (before 5.7) or a refusal of it: the moves, as before.
             if pid < 0 { log.debug("clone3 into the jail's cgroup: \(Errno(rawValue: errno)); init is moved there") }
@@ -186,7 +192,7 @@ extension Supervisor {
                                             adoption: control.map { ($0, channels.logs.read, channels.boot.read) },
                                             sessionCgroups: channels.sessionCgroups, rootTree: channels.rootTree,
                                             payloadCgroup: channels.payloadCgroup,
-                                            cgroupNamespaceAtBirth: born && configuration.cgroupNamespace)
+                                            cgroupNamespaceRoot: born ? birthCgroups?.namespaceRoot : nil)
             Init.run(configuration: configuration, account: account, channels: initChannels)
         }
         let error = errno
