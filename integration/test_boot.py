@@ -272,6 +272,17 @@ def test_an_init_that_ends_before_it_is_ready_fails_the_start_and_leaves_nothing
     assert not os.path.exists(f"/sys/fs/cgroup/unified/jail/jail-{UID_A}-{UID_A}")
 
 
+def test_an_init_that_cannot_start_fails_the_start_in_one_line_that_says_why(rootfs_a):
+    """The payload's own steps before its execve (the console as its controlling terminal, the
+    execve itself) fail the boot the way the boot's do: the reason reaches the one line."""
+    out = subprocess.run([JAILD, "-u", str(UID_A), "-r", str(rootfs_a), "--init", "/nonexistent/init", "--init-timeout", "10"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "ended before it was ready: execve /nonexistent/init: No such file or directory" in out.stderr, out.stderr
+    assert not os.path.exists(f"/run/jail/jaild-{UID_A}-{UID_A}.sock")
+
+
 def test_rc_boot_commands_and_rc_stop_run_in_the_booted_system(parent):
     """`--rc` (once READY=1 came), `--boot` commands and `--rc-stop` (before the halt) join the
     payload's namespaces as sessions do: PID 1 they see is systemd, their PID namespace is its."""

@@ -6,7 +6,7 @@ import pathlib
 import signal
 import subprocess
 
-from conftest import UID_A, Jail, wait_for
+from conftest import JAILD, UID_A, Jail, wait_for
 from test_operations import foreground  # noqa: F401  (the fixture)
 from test_ports import free_port
 
@@ -93,6 +93,24 @@ def test_a_record_of_reserved_ports_that_cannot_be_written_fails_the_start(rootf
         jail.stop()
 
 
+def test_an_owned_ports_map_id_that_cannot_be_read_fails_the_start(rootfs_a):
+    # Taken for absent, an unreadable /run/jail/ports/map-id would have this jail find the map
+    # by name or make a second one beside the map every other jail's filter uses. Here (in this
+    # jaild's mounts only) the record directory is an empty tmpfs whose map-id is a directory.
+    port = free_port()
+    PORTS_DIR = RESERVED_RECORD.parent
+    PORTS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    jail = Jail(rootfs_a, UID_A, ["--ports", f"tcp:{port}"])
+    result = in_private_mounts(f"mount -t tmpfs -o size=64k,mode=0700 tmpfs {PORTS_DIR}\nmkdir {PORTS_DIR}/map-id",
+                               jail.command())
+    try:
+        assert result.returncode == 1, result.stderr
+        assert (f"jaild: --ports: cannot read the owned-ports map's id, {PORTS_DIR}/map-id: Is a directory"
+                in result.stderr), result.stderr
+    finally:
+        assert_nothing_left(jail)
+
+
 def test_ports_that_cannot_be_given_back_at_the_stop_make_its_exit_status_1(foreground):
     # At the stop, the record of what jaild reserved cannot be read (a directory in its place):
     # taken for "nothing", the port would stay reserved for ever. One error line, and jaild -c
@@ -121,3 +139,17 @@ def parse_ports(text):
             low, _, high = item.strip().partition("-")
             ports.update(range(int(low), int(high or low) + 1))
     return ports
+
+
+def test_list_says_a_state_file_it_cannot_read():
+    # `jaild list` reads the running jails from the state files: one it cannot read or decode
+    # was shown as no jail at all. In a /run/jail/state of its own (a tmpfs this test's mount
+    # namespace alone sees): a directory where a state file should be, and a file of garbage.
+    STATE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    setup = (f"mount -t tmpfs -o size=64k tmpfs {STATE_DIR}\n"
+             f"mkdir {STATE_DIR}/jail-64000-64000.state\n"
+             f"echo garbage > {STATE_DIR}/jail-64001-64001.state")
+    result = in_private_mounts(setup, [JAILD, "list"])
+    assert result.returncode == 0, result.stderr
+    assert "jaild: warning: cannot read the state file of jail jail-64000-64000: read: Is a directory" in result.stderr, result.stderr
+    assert f"jaild: warning: {STATE_DIR}/jail-64001-64001.state is not a jail state file" in result.stderr, result.stderr

@@ -57,3 +57,24 @@ extension FileDescriptor {
     }
 
 }
+
+extension FileDescriptor {
+    /// dup2(2): this descriptor also becomes `target` (closing what `target` was).
+    public func duplicate(onto target: Int32) throws(SystemError) {
+        try syscall("dup2") { Glibc.dup2(rawValue, target) }
+    }
+
+    /// Whether this descriptor is a terminal (isatty(3)).
+    public var isTerminal: Bool { isatty(rawValue) == 1 }
+}
+
+extension FileDescriptor {
+    /// Replaces the whole contents of the file open here with `bytes`, in place (ftruncate,
+    /// then pwrite at 0): for a file whose inode matters, such as a pid file under its flock.
+    /// A short write is ENOSPC.
+    public func replaceContents(_ bytes: [UInt8], path: String) throws(SystemError) {
+        try syscall("ftruncate", path: path) { ftruncate(rawValue, 0) }
+        let written = try syscall("write", path: path) { bytes.withUnsafeBytes { Glibc.pwrite(rawValue, $0.baseAddress, $0.count, 0) } }
+        if written != bytes.count { throw SystemError("write", path: path, errno: .noSpace) }
+    }
+}

@@ -123,3 +123,18 @@ public func aclSearchers(_ xattr: [UInt8]) -> [String] {
     }
     return searchers
 }
+
+/// Whether this process may read `path` (access(2) R_OK): for an optional file, such as a
+/// cgroup controller's, whose absence says the controller is not there.
+public func canRead(_ path: String) -> Bool {
+    access(path, R_OK) == 0
+}
+
+/// stat(2): the status of what `path` leads to (a symlink followed), nil when nothing is
+/// there (or a symlink dangles).
+public func fileStatusFollowingLinks(_ path: String) throws(SystemError) -> stat? {
+    var info = stat()
+    if stat(path, &info) == 0 { return info }
+    if errno == ENOENT || errno == ENOTDIR { return nil }
+    throw SystemError.last("stat", path: path)
+}

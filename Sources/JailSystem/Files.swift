@@ -45,18 +45,7 @@ public func writeKernelFile(_ path: String, _ text: String) throws(SystemError) 
 /// claiming one name only one wins): false when it existed. A file whose write failed is
 /// removed again.
 public func createExclusively(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SystemError) -> Bool {
-    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-    if fd < 0 && errno == EEXIST { return false }
-    if fd < 0 { throw SystemError.last("open", path: path) }
-    let bytes = Array(text.utf8)
-    let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-    let failure = written != bytes.count ? SystemError.last("write", path: path) : nil
-    _ = close(fd)
-    if let failure {
-        unlink(path)
-        throw failure
-    }
-    return true
+    try writeFile(path, text: text, mode: mode, .exclusive)
 }
 
 /// The names in a directory, without "." and ".."; empty if it cannot be read.
@@ -213,23 +202,5 @@ public func ensureDirectory(_ path: String, mode: mode_t) throws(SystemError) {
 /// given) and renamed over it, so a reader sees the old file or the new one, never a part.
 /// Every failure is reported (open, fchmod, write, close, rename) and leaves no temporary behind.
 public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, temporary: String? = nil) throws(SystemError) {
-    let temporary = temporary ?? path + ".new"
-    let fd = try syscall("open", path: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) }
-    var failure: SystemError?
-    // The mode given, not what the umask leaves of it.
-    if fchmod(fd, mode) < 0 { failure = .last("fchmod", path: temporary) }
-    if failure == nil {
-        do { try FileDescriptor(rawValue: fd).writeFully(bytes) } catch { failure = SystemError("write", path: temporary, errno: error.errno) }
-    }
-    // A write error can surface at close (NFS, a full quota): checked too.
-    if close(fd) < 0, failure == nil { failure = .last("close", path: temporary) }
-    if let failure {
-        unlink(temporary)
-        throw failure
-    }
-    if rename(temporary, path) < 0 {
-        let error = SystemError.last("rename", path: path)
-        unlink(temporary)
-        throw error
-    }
+    try writeFile(path, bytes, mode: mode, .atomic, temporary: temporary)
 }

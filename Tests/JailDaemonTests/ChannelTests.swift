@@ -21,13 +21,25 @@ final class ChannelTests: XCTestCase {
         XCTAssertEqual(LifelineWord.go.rawValue, UInt8(ascii: "G"))
         XCTAssertEqual(LifelineWord.cgroupsJoined.rawValue, UInt8(ascii: "C"))
         let pipe = try Pipe.make()
-        LifelineWord.go.send(on: pipe.write)
-        LifelineWord.go.send(on: pipe.write)
+        try LifelineWord.go.send(on: pipe.write)
+        try LifelineWord.go.send(on: pipe.write)
         XCTAssertTrue(LifelineWord.go.await(on: pipe.read))
         XCTAssertFalse(LifelineWord.cgroupsJoined.await(on: pipe.read), "a word out of order ends the start")
         pipe.write.closeQuietly()
         XCTAssertFalse(LifelineWord.go.await(on: pipe.read), "EOF: the supervisor is gone")
         pipe.read.closeQuietly()
+    }
+
+    /// The supervisor's side: a word init can no longer read is an error it sees (EPIPE), on
+    /// which it reads init's reason instead of going on (Supervisor.tell), never a silent drop.
+    func testLifelineWordToAnInitThatIsGoneIsAnError() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let pipe = try Pipe.make()
+        pipe.read.closeQuietly()
+        XCTAssertThrowsError(try LifelineWord.go.send(on: pipe.write)) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, .brokenPipe)
+        }
+        pipe.write.closeQuietly()
     }
 
     func testPipeLogLevelsRoundTrip() {

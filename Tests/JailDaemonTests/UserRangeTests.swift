@@ -162,4 +162,21 @@ final class UserRangeTests: XCTestCase {
         XCTAssertEqual(UserRange.conflict(start: start, passwd: "", group: "", subuid: " eve:1073741824:65536\r\n", subgid: "",
                                           ids: []), "/etc/subuid has 'eve:1073741824:65536'")
     }
+
+    /// A range file that cannot be read is an error, never a free slot: taken for absent, the
+    /// jail would be given a second range and its files would not be its own any more.
+    func testAnUnreadableRangeFileIsAnErrorNotAFreeSlot() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jail-ranges-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = UserRangeStore(directory: directory)
+        XCTAssertNil(try store.holder(of: 1_048_576), "no file: no holder")
+        try "jail-1-1 /run/jail/s\n".write(toFile: directory + "/1048576.range", atomically: false, encoding: .utf8)
+        XCTAssertEqual(try store.holder(of: 1_048_576)?.name, "jail-1-1")
+        try FileManager.default.createDirectory(atPath: directory + "/1114112.range", withIntermediateDirectories: false)
+        XCTAssertThrowsError(try store.holder(of: 1_114_112)) { error in
+            XCTAssertTrue("\(error)".contains("1114112.range"), "\(error)")
+        }
+        XCTAssertThrowsError(try store.allocations(), "every slot is read: the unreadable one stops the walk")
+    }
 }

@@ -155,7 +155,7 @@ public struct LoopbackStore {
     func release(socket: String) throws(JailError) {
         for record in records() where record.socket == socket {
             let path = "\(directory)/\(record.address)"
-            if unlink(path) < 0 && errno != ENOENT { throw .system(.last("unlink", path: path)) }
+            try JailError.wrap { () throws(SystemError) in try removeFile(path) }
         }
     }
 }

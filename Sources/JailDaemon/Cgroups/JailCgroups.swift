@@ -70,7 +70,7 @@ struct JailCgroups {
                 if h.unified && !h.controllers.isEmpty {
                     let enable = h.controllers.map { "+" + $0 }.joined(separator: " ")
                     for parent in [h.root, "\(h.root)/jail"] + (deferUnified ? [] : [directory]) {
-                        try write(enable, to: "\(parent)/cgroup.subtree_control")
+                        try writeControl(enable, to: "\(parent)/cgroup.subtree_control")
                     }
                 }
                 if !h.unified && h.controllers.contains("cpuset") { try inheritCPUSet(root: h.root, directory: directory, own: limits.cpuset) }
@@ -119,7 +119,7 @@ struct JailCgroups {
     /// and the limits of its leaves (see `create`).
     func enableUnified() throws(JailError) {
         guard let directory = unifiedDirectory, !unifiedControllers.isEmpty else { return }
-        try Self.write(unifiedControllers.map { "+" + $0 }.joined(separator: " "), to: "\(directory)/cgroup.subtree_control")
+        try Self.writeControl(unifiedControllers.map { "+" + $0 }.joined(separator: " "), to: "\(directory)/cgroup.subtree_control")
         try applyLimits(directory: directory, unified: true, controllers: unifiedControllers)
     }
 
@@ -136,19 +136,19 @@ struct JailCgroups {
                 let source = path == "\(root)/jail" && file == "cpuset.cpus" ? "\(parent)/cpuset.effective_cpus" : "\(parent)/\(file)"
                 var value = String((try? readText(source))?.trimmingWhitespace() ?? "")
                 if path == directory && file == "cpuset.cpus", let own { value = CPUSet.format(own) }
-                if !value.isEmpty { try write(value, to: "\(path)/\(file)") }
+                if !value.isEmpty { try writeControl(value, to: "\(path)/\(file)") }
             }
         }
     }
 
     /// Moves init into `jail/NAME` of every hierarchy: where its cgroup namespace is rooted.
     func attachRoot(_ pid: pid_t) throws(JailError) {
-        for directory in directories { try Self.write("\(pid)", to: "\(directory)/cgroup.procs") }
+        for directory in directories { try Self.writeControl("\(pid)", to: "\(directory)/cgroup.procs") }
     }
 
     /// Moves init (and so the helpers it will fork) into `init` of every hierarchy.
     func attachInit(_ pid: pid_t) throws(JailError) {
-        for directory in directories { try Self.write("\(pid)", to: "\(directory)/init.scope/cgroup.procs") }
+        for directory in directories { try Self.writeControl("\(pid)", to: "\(directory)/init.scope/cgroup.procs") }
     }
 
     /// Write-only descriptors of each limited `programs/cgroup.procs`: the spawn path writes "0" to
@@ -165,12 +165,10 @@ struct JailCgroups {
     static func openProcs(_ paths: [String]) throws(JailError) -> [Int32] {
         var fds: [Int32] = []
         for path in paths {
-            let fd = open(path, O_WRONLY | O_CLOEXEC)
-            if fd < 0 {
-                for f in fds { close(f) }
-                throw .system(.last("open", path: path))
+            do { fds.append(try openFile(path, O_WRONLY).rawValue) } catch {
+                for f in fds { closeDescriptor(f) }
+                throw .system(error)
             }
-            fds.append(fd)
         }
         return fds
     }
@@ -187,8 +185,8 @@ struct JailCgroups {
         }
         let directory = "\(unified)/programs/payload"
         try Self.makeDirectory(directory)
-        for path in [directory] + Self.delegatedFiles.map({ "\(directory)/\($0)" }) where chown(path, owner, owner) < 0 {
-            throw .system(.last("chown", path: path))
+        try JailError.wrap { () throws(SystemError) in
+            for path in [directory] + Self.delegatedFiles.map({ "\(directory)/\($0)" }) { try setOwner(path, uid: owner, gid: owner) }
         }
         return try Self.openProcs(["\(directory)/cgroup.procs"])[0]
     }
@@ -197,23 +195,24 @@ struct JailCgroups {
 
     /// A delegated subtree after the jail: the payload's init made cgroups of its own below it
     /// (empty once every process is gone), removed depth first.
+    /// A cgroup left here (busy) keeps its parents too: the removal of `jail/NAME`, which is
+    /// reported, says so; the leaves' own failures add nothing to it.
     static func removeTree(_ path: String) {
         for entry in listDirectory(path) {
-            var info = stat()
             let child = "\(path)/\(entry)"
-            if lstat(child, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR { removeTree(child) }
+            if let info = try? linkStatus(child), isDirectory(info) { removeTree(child) }
         }
-        rmdir(path)
+        discardDirectory(path)
     }
 
     /// Removes what this jail created; the shared `jail` parent only if empty.
     func remove() {
         for directory in directories {
             Self.removeTree("\(directory)/programs/payload")
-            for leaf in Self.leaves + [Self.legacyInitLeaf] { rmdir("\(directory)/\(leaf)") }
-            if rmdir(directory) < 0 && errno != ENOENT { log.warning("cannot remove cgroup \(directory): \(Errno(rawValue: errno))") }
-            let parent = String(directory[..<(directory.lastIndex(of: "/") ?? directory.endIndex)])
-            rmdir(parent)
+            for leaf in Self.leaves + [Self.legacyInitLeaf] { discardDirectory("\(directory)/\(leaf)") }  // as in removeTree
+            do { try JailSystem.removeDirectory(directory) } catch { log.warning("cannot remove cgroup \(directory): \(error.errno)") }
+            // The shared parent goes only when no other jail has a cgroup there: not empty is the rule, not a failure.
+            discardDirectory(String(directory[..<(directory.lastIndex(of: "/") ?? directory.endIndex)]))
         }
     }
 
@@ -222,17 +221,18 @@ struct JailCgroups {
     static func removeStale(_ directory: String) throws(JailError) {
         guard (try? fileStatus(directory)) != nil else { return }
         removeTree("\(directory)/programs/payload")
-        for leaf in leaves + [legacyInitLeaf] { rmdir("\(directory)/\(leaf)") }
-        if rmdir(directory) < 0 && errno != ENOENT {
-            throw .failed("cgroup \(directory) of an earlier jail still exists and cannot be removed", .last("rmdir", path: directory))
+        for leaf in leaves + [legacyInitLeaf] { discardDirectory("\(directory)/\(leaf)") }  // as in removeTree
+        do { try JailSystem.removeDirectory(directory) } catch {
+            throw .failed("cgroup \(directory) of an earlier jail still exists and cannot be removed", error)
         }
     }
 
     static func makeDirectory(_ path: String) throws(JailError) {
-        if mkdir(path, 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
+        try JailError.wrap { () throws(SystemError) in try ensureDirectory(path, mode: 0o755) }
     }
 
-    static func write(_ text: String, to path: String) throws(JailError) {
+    /// One value to a cgroup control file (cgroup.procs, subtree_control, a limit).
+    static func writeControl(_ text: String, to path: String) throws(JailError) {
         try JailError.wrap { () throws(SystemError) in try writeKernelFile(path, text) }
     }
 }

@@ -53,7 +53,7 @@ public enum PortFilter {
         let owns = ports != nil || ownership.hasAddresses
         if owns { try writeRecord(ownership, owner: owner) }
         guard let (map, isNew) = try openMap(create: true) else { return }  // not reached: create makes one
-        defer { close(map) }
+        defer { closeDescriptor(map) }
         if isNew {
             try sync(map: map, jailRoot: parent(of: directory))
         } else if owns {
@@ -94,11 +94,13 @@ public enum PortFilter {
         defer { lock.release() }
         // A jail without a record (no --ports, --address, --loopback) has nothing in the map or
         // the reserved list.
-        guard let owner = cgroupID(unified), unlink("\(recordDirectory)/\(owner)") == 0 else { return true }
+        guard let owner = cgroupID(unified) else { return true }
         do throws(JailError) {
+            let hadRecord = try JailError.wrap { () throws(SystemError) in try removeFile("\(recordDirectory)/\(owner)") }
+            guard hadRecord else { return true }
             // The map lives as long as some jail's program uses it: none left, no map to clean.
             let map = try openMap(create: false)?.fd
-            defer { if let map { close(map) } }
+            defer { if let map { closeDescriptor(map) } }
             try sync(map: map ?? -1, jailRoot: parent(of: unified), excluding: unified)
         } catch {
             log.error("cannot give back the jail's ports: \(error)")
@@ -114,7 +116,16 @@ public enum PortFilter {
     /// file) or, with `create`, made; `isNew` when it was made here; nil when there is none and
     /// `create` is false. The id is recorded again whenever it changed. Called under the lock.
     private static func openMap(create: Bool) throws(JailError) -> (fd: Int32, isNew: Bool)? {
-        let recorded = (try? readText(mapIDPath)).flatMap { UInt32($0.split(separator: "\n").first ?? "") } ?? 0
+        // No file: no id recorded yet (the map is found by name). A file that cannot be read is an
+        // error: taken for absent, a second map could be made beside the one the jails use.
+        let recordedText: String
+        do { recordedText = try readText(mapIDPath) } catch {
+            guard error.errno == .noSuchFileOrDirectory else {
+                throw .failed("--ports: cannot read the owned-ports map's id, \(mapIDPath)", error)
+            }
+            recordedText = ""
+        }
+        let recorded = UInt32(recordedText.split(separator: "\n").first ?? "") ?? 0
         let byID = cj_owned_ports_by_id(recorded)
         if byID >= 0 { return (byID, false) }
         var isNew = false
@@ -130,7 +141,7 @@ public enum PortFilter {
         let id = cj_bpf_map_id(fd)
         if id != recorded && id != 0 {
             do throws(JailError) { try writeMapID(id) } catch {
-                close(fd)
+                closeDescriptor(fd)
                 throw error
             }
         }
@@ -140,15 +151,7 @@ public enum PortFilter {
     /// /run/jail/ports/map-id, replaced by rename (a reader sees the old id or the new).
     private static func writeMapID(_ id: UInt32) throws(JailError) {
         try makeRecordDirectory()
-        let temporary = mapIDPath + ".new"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd < 0 { throw .system(.last("open", path: temporary)) }
-        let text = Array("\(id)\n".utf8)
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let failure: SystemError? = written == text.count ? nil : .last("write", path: temporary)
-        close(fd)
-        if let failure { throw .system(failure) }
-        if rename(temporary, mapIDPath) < 0 { throw .system(.last("rename", path: mapIDPath)) }
+        try JailError.wrap { () throws(SystemError) in try writeFile(mapIDPath, text: "\(id)\n", mode: 0o600, .atomic) }
     }
 
     /// A start's own keys into the map where nobody holds them, and its ports into the reserved
@@ -178,9 +181,17 @@ public enum PortFilter {
         for name in listDirectory(recordDirectory) {
             guard let owner = UInt64(name) else { continue }
             let path = "\(recordDirectory)/\(name)"
-            guard live.contains(owner), let text = try? readFile(path),
-                  let ownership = Ownership.parse(String(decoding: text, as: UTF8.self)) else {
-                unlink(path)
+            // A live jail's record that cannot be read stops the sync: dropped, its ports would be
+            // no one's while its jail runs. One that does not parse is dropped as a dead jail's.
+            var text: [UInt8]?
+            if live.contains(owner) {
+                do { text = try readFile(path) } catch {
+                    if error.errno == .noSuchFileOrDirectory { continue }  // removed by its own stop meanwhile
+                    throw .failed("--ports: cannot read the port record \(path)", error)
+                }
+            }
+            guard let text, let ownership = Ownership.parse(String(decoding: text, as: UTF8.self)) else {
+                do { try removeFile(path) } catch { log.warning("cannot remove the port record of a jail that is gone: \(error)") }
                 continue
             }
             records.append((owner, ownership))
@@ -196,20 +207,16 @@ public enum PortFilter {
     }
 
     private static func makeRecordDirectory() throws(JailError) {
-        for directory in ["/run/jail", recordDirectory] where mkdir(directory, directory == recordDirectory ? 0o700 : 0o755) < 0 && errno != EEXIST {
-            throw .system(.last("mkdir", path: directory))
+        try JailError.wrap { () throws(SystemError) in
+            try ensureDirectory("/run/jail", mode: 0o755)
+            try ensureDirectory(recordDirectory, mode: 0o700)
         }
     }
 
     private static func writeRecord(_ ownership: Ownership, owner: UInt64) throws(JailError) {
         try makeRecordDirectory()
         let path = "\(recordDirectory)/\(owner)"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd < 0 { throw .system(.last("open", path: path)) }
-        defer { close(fd) }
-        let text = Array(ownership.description.utf8)
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if written != text.count { throw .system(.last("write", path: path)) }
+        try JailError.wrap { () throws(SystemError) in try writeFile(path, text: ownership.description, mode: 0o600) }
     }
 
     /// A cgroup's id is its directory's inode number (what bpf_get_current_cgroup_id returns).
@@ -224,19 +231,21 @@ public enum PortFilter {
 
     /// One jaild at a time changes the map, so a start never loses another's entries.
     private struct Lock {
-        let fd: Int32
+        let fd: FileDescriptor
 
         static func acquire() throws(JailError) -> Lock {
-            if mkdir("/run/jail", 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: "/run/jail")) }
-            let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            if fd < 0 { throw .system(.last("open", path: lockPath)) }
-            while flock(fd, LOCK_EX) < 0 {
-                if errno != EINTR { close(fd); throw .system(.last("flock", path: lockPath)) }
+            try JailError.wrap { () throws(SystemError) in
+                try ensureDirectory("/run/jail", mode: 0o755)
+                let fd = try openFile(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600)
+                do throws(SystemError) { try fd.lock(exclusive: true) } catch {
+                    fd.closeQuietly()
+                    throw SystemError("flock", path: lockPath, errno: error.errno)
+                }
+                return Lock(fd: fd)
             }
-            return Lock(fd: fd)
         }
 
-        func release() { close(fd) }
+        func release() { fd.closeQuietly() }
     }
 
     /// Other running jails whose ports overlap: a warning each, or an error when exclusive.

@@ -88,7 +88,7 @@ enum ReservedPorts {
     static func record(_ added: Set<UInt16>) throws(JailError) {
         do throws(SystemError) {
             if added.isEmpty {
-                if unlink(addedPath) < 0 && errno != ENOENT { throw SystemError.last("unlink", path: addedPath) }
+                try removeFile(addedPath)
             } else {
                 try writeFileAtomically(addedPath, Array(format(added).utf8), mode: 0o600)
             }

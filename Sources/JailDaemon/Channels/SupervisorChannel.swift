@@ -60,15 +60,21 @@ enum LifelineWord: UInt8, Sendable {
     /// After `CgroupNamespaceMade`: init is in `init.scope` and the limits are set: it may fork.
     case limitsSet = 0x4C  // "L"
 
-    /// Says it; a closed pipe means init has already failed, whose reason is on `ready`.
-    func send(on lifeline: FileDescriptor) {
-        try? lifeline.writeFully([rawValue])
+    /// Says it. EPIPE means init has already failed, whose reason is on `ready`; the
+    /// supervisor reads it there (Supervisor.tell).
+    func send(on lifeline: FileDescriptor) throws(SystemError) {
+        try lifeline.writeFully([rawValue])
     }
 
     /// Waits for `self`: anything else, or EOF, is the end of the start (false).
     func await(on lifeline: FileDescriptor) -> Bool {
-        var byte: UInt8 = 0
-        return read(lifeline.rawValue, &byte, 1) == 1 && byte == rawValue
+        // The pipe is blocking: nil is an EINTR, read again. EOF or an error ends the start.
+        while true {
+            do {
+                guard let byte = try lifeline.readChunk(max: 1) else { continue }
+                return byte == [rawValue]
+            } catch { return false }
+        }
     }
 }
 

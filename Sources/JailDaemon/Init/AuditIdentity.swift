@@ -1,4 +1,5 @@
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -17,18 +18,17 @@ enum AuditIdentity {
     static let unset = "4294967295"
 
     static func setLoginUID(_ uid: UInt32) throws(JailError) {
-        let fd = open(path, O_RDWR | O_CLOEXEC)
+        let opened: FileDescriptor?
+        do { opened = try openFileIfPresent(path, O_RDWR) } catch { throw .system(error) }
         // Without audit support in the kernel there is no loginuid to forge.
-        if fd < 0 && errno == ENOENT { return }
-        if fd < 0 { throw .system(.last("open", path: path)) }
-        defer { close(fd) }
-        let text = Array("\(uid)".utf8)
-        if write(fd, text, text.count) == text.count { return }
-        let failure = SystemError.last("write", path: path)
-        // Already set (jaild started from a login) and not ours to change (a user namespace,
-        // or loginuid_immutable): the jail keeps that identity, and cannot change it either.
-        if current() != unset { return }
-        throw .system(failure)
+        guard let file = opened else { return }
+        defer { file.closeQuietly() }
+        do { try writeKernelFile(file, "\(uid)", path: path) } catch {
+            // Already set (jaild started from a login) and not ours to change (a user namespace,
+            // or loginuid_immutable): the jail keeps that identity, and cannot change it either.
+            if current() != unset { return }
+            throw .system(error)
+        }
     }
 
     /// In the supervisor, just before the clone: its own loginuid becomes the jail user's, so
@@ -36,6 +36,8 @@ enum AuditIdentity {
     /// from an operator's login session (nor even read it: unmapped, it shows as unset).
     /// Host root may (CAP_AUDIT_CONTROL); returns the value to put back after the clone.
     static func handOver(_ uid: UInt32) -> String? {
+        // Not handed over (a kernel without audit, no CAP_AUDIT_CONTROL): init then sets it
+        // itself, or keeps one that was set and says nothing can change it (setLoginUID).
         guard geteuid() == 0, let previous = try? readText(path) else { return nil }
         guard (try? writeKernelFile(path, "\(uid)")) != nil else { return nil }
         return String(previous.trimmingWhitespace())
@@ -44,6 +46,8 @@ enum AuditIdentity {
     /// The supervisor's own loginuid again, after the clone.
     static func putBack(_ previous: String?) {
         guard let previous else { return }
+        // The supervisor serves this one jail: if it keeps the jail user's loginuid, its own
+        // records name that user, nobody else's.
         try? writeKernelFile(path, previous)
     }
 

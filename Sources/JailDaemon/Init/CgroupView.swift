@@ -84,9 +84,7 @@ struct CgroupView {
         let flags = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
         try JailError.wrap { () throws(SystemError) in
             for h in hierarchies {
-                if h.mountPoint != directory, mkdir(h.mountPoint, 0o755) < 0 && errno != EEXIST {
-                    throw SystemError.last("mkdir", path: h.mountPoint)
-                }
+                if h.mountPoint != directory { try ensureDirectory(h.mountPoint, mode: 0o755) }
                 try syscall("mount(\(h.type))", path: h.mountPoint) {
                     Glibc.mount(h.type, h.mountPoint, h.type, flags, h.options.isEmpty ? nil : h.options)
                 }

@@ -48,35 +48,43 @@ enum EtcHosts {
     /// if needed. Returns what to log (nil: nothing done). A file it cannot safely change (a
     /// symlink, not regular, read-only root) is left alone with a warning.
     static func ensure(_ name: String) -> (warning: Bool, message: String)? {
-        let fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        if fd < 0 {
-            let error = errno
-            if error == ENOENT {
-                let created = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-                if created >= 0 {
-                    defer { close(created) }
-                    if (try? FileDescriptor(rawValue: created).writeFully(Array(fresh(for: name).utf8))) != nil {
-                        return (false, "the jail had no /etc/hosts: wrote one with '\(line(for: name).dropLast())'")
-                    }
+        let opened: FileDescriptor?
+        do { opened = try openFileIfPresent(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK) } catch {
+            return (true, "the jail's /etc/hosts cannot be opened (\(error.errno)): '\(name)' may not resolve inside")
+        }
+        guard let file = opened else {
+            do throws(SystemError) {
+                if try writeFile(path, text: fresh(for: name), mode: 0o644, .exclusive) {
+                    return (false, "the jail had no /etc/hosts: wrote one with '\(line(for: name).dropLast())'")
                 }
-                return (true, "the jail has no /etc/hosts and it cannot be written (\(Errno(rawValue: errno))): "
+                throw SystemError("open", path: path, errno: .fileExists)
+            } catch {
+                return (true, "the jail has no /etc/hosts and it cannot be written (\(error.errno)): "
                     + "'\(name)' does not resolve inside")
             }
-            return (true, "the jail's /etc/hosts cannot be opened (\(Errno(rawValue: error))): '\(name)' may not resolve inside")
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size < maxBytes else {
+        guard let info = try? file.fileStatus(), (info.st_mode & S_IFMT) == S_IFREG, info.st_size < maxBytes else {
+            file.closeQuietly()
             return (true, "the jail's /etc/hosts is not a regular file under 1 MiB: '\(name)' not added")
         }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        guard n == bytes.count else { return (true, "the jail's /etc/hosts cannot be read: '\(name)' not added") }
-        guard let updated = adding(name, to: String(decoding: bytes, as: UTF8.self)) else { return nil }
-        let tail = Array(updated.utf8.dropFirst(bytes.count))
-        let written = tail.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(bytes.count)) }
-        guard written == tail.count else {
-            return (true, "the jail's /etc/hosts lacks '\(name)' and cannot be written (\(Errno(rawValue: errno))): "
+        let bytes: [UInt8]
+        do { bytes = try readAll(file, limit: maxBytes) } catch {
+            file.closeQuietly()
+            return (true, "the jail's /etc/hosts cannot be read: '\(name)' not added")
+        }
+        guard let updated = adding(name, to: String(decoding: bytes, as: UTF8.self)) else {
+            file.closeQuietly()
+            return nil
+        }
+        // Read to its end, the file's offset is where the line goes.
+        do throws(SystemError) {
+            do { try file.writeFully(Array(updated.utf8.dropFirst(bytes.count))) } catch {
+                file.closeQuietly()
+                throw error
+            }
+            try closeAfterWriting(file, path: path)
+        } catch {
+            return (true, "the jail's /etc/hosts lacks '\(name)' and cannot be written (\(error.errno)): "
                 + "add '\(line(for: name).dropLast())' to it")
         }
         return (false, "added '\(line(for: name).dropLast())' to the jail's /etc/hosts (--hostname \(name) had no address there)")

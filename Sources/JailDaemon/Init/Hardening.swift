@@ -1,5 +1,6 @@
 import CJail
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -50,10 +51,10 @@ enum Hardening {
             log.warning("this kernel has no Landlock: a host directory passed into the jail is usable there, and the host's abstract unix sockets are reachable")
             return
         }
-        let root = open("/", CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if root < 0 { throw .system(.last("open", path: "/")) }
-        defer { close(root) }
-        if cj_landlock_restrict_beneath(root, abi) != 0 { throw .system(.last("landlock_restrict_self")) }
+        let root: FileDescriptor
+        do { root = try openDirectoryPath("/") } catch { throw .system(error) }
+        defer { root.closeQuietly() }
+        if cj_landlock_restrict_beneath(root.rawValue, abi) != 0 { throw .system(.last("landlock_restrict_self")) }
         if abi < scopeABI {
             log.warning("this kernel has no Landlock scoping (ABI \(abi), needs \(scopeABI)): the host's abstract unix sockets are reachable from the jail")
         }

@@ -59,9 +59,11 @@ struct InitAdoption {
 
     /// EOF on the lifeline: the supervisor died (a stop would have come as SIGTERM first).
     mutating func noticeLifeline() {
-        var byte: UInt8 = 0
-        let n = read(lifeline.rawValue, &byte, 1)
-        guard n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) else { return }
+        // A byte (none is sent after setup) or nothing yet: still there. End of file, or an
+        // error of the pipe: gone.
+        let gone: Bool
+        do { gone = try lifeline.readChunk(max: 1)?.isEmpty ?? false } catch { gone = true }
+        guard gone else { return }
         supervised = false
         orphanedAt = monotonicMilliseconds()
         try? logRead.setNonBlocking(true)
@@ -115,7 +117,7 @@ struct InitAdoption {
         // next message (AdoptionChannel).
         let proofMessage = version != nil ? Self.receiveWithin2s(connection) : nil
         var adoptedLifeline: Int32 = -1
-        defer { for fd in message.fds + (proofMessage?.fds ?? []) where fd != adoptedLifeline { close(fd) } }
+        defer { for fd in message.fds + (proofMessage?.fds ?? []) where fd != adoptedLifeline { closeDescriptor(fd) } }
         guard isEnter || version != nil else { return refuse(connection, peer, "not a request of this control socket") }
         let proofDescriptor = isEnter ? message.fds.last
             : proofMessage.flatMap { AdoptionChannel.isProof($0.bytes) ? $0.fds.last : nil }
@@ -148,8 +150,7 @@ struct InitAdoption {
     /// One message of the peer's, waited for at most 2 s (init serves nobody meanwhile, and only
     /// host root gets this far).
     static func receiveWithin2s(_ connection: FileDescriptor) -> (bytes: [UInt8], fds: [Int32])? {
-        var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
-        guard poll(&entry, 1, 2000) == 1, let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 2),
+        guard (try? connection.waitReadable(milliseconds: 2000)) == true, let message = try? UnixSocket.receive(connection, max: 256, maxDescriptors: 2),
               !message.bytes.isEmpty else { return nil }
         return message
     }
@@ -163,8 +164,7 @@ struct InitAdoption {
 
     /// Whether the lifeline has closed, without waiting.
     mutating func noticeLifelineNow() {
-        var entry = pollfd(fd: lifeline.rawValue, events: Int16(POLLIN), revents: 0)
-        if poll(&entry, 1, 0) > 0 { noticeLifeline() }
+        if (try? lifeline.isReadable()) == true { noticeLifeline() }
     }
 
     /// A session helper or boot command has no use for any of these.

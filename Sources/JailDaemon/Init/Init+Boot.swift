@@ -7,12 +7,12 @@ import SystemPackage
 import Glibc
 #endif
 
-/// One `--boot` command and what `--boot-restart` needs to know of it.
+/// One `--boot` command and what `--boot-restart` needs to know of it; while it runs, its pid is
+/// in init's children table as `.bootService(index:)`.
 struct BootService {
     /// Its place among the `--boot` options (0-based), the `index=` of its log lines.
     let index: Int
     let command: String
-    var pid: pid_t?
     var startedAt: Int64 = 0
     /// When it starts again (monotonic ms), while a restart waits for its back-off.
     var restartAt: Int64?
@@ -53,20 +53,23 @@ extension Init {
 
     mutating func startBootService(_ index: Int, output: FileDescriptor) {
         let command = bootServices[index].command
-        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        defer { if devNull >= 0 { close(devNull) } }
-        let hello = Hello(mode: .stdio(passed: []), login: false, arguments: ["-c", command], environment: [])
-        let request = SpawnRequest(command: SessionCommand(account: account, hello: hello, terminal: nil),
-                                   account: account, stdio: [devNull, output.rawValue, output.rawValue],
-                                   controllingTerminal: false)
         let now = monotonicMilliseconds()
         bootServices[index].restartAt = nil
         bootServices[index].starts = bootServices[index].starts.filter { now - $0 < Self.bootStartLimit.withinMilliseconds } + [now]
+        let devNull: FileDescriptor
+        do { devNull = try openFile("/dev/null", O_RDONLY) } catch {
+            log.error("boot command '\(command)' did not start: \(error)")
+            return scheduleBootRestart(index, status: 127, now: now)
+        }
+        defer { devNull.closeQuietly() }
+        let hello = Hello(mode: .stdio(passed: []), login: false, arguments: ["-c", command], environment: [])
+        let request = SpawnRequest(command: SessionCommand(account: account, hello: hello, terminal: nil),
+                                   account: account, stdio: [devNull.rawValue, output.rawValue, output.rawValue],
+                                   controllingTerminal: false)
         do {
             let pid = try spawnProgram(request)
-            bootServices[index].pid = pid
             bootServices[index].startedAt = now
-            bootCommands[pid] = index
+            children[pid] = .bootService(index: index)
             log.info("boot command '\(command)' started (pid \(pid) in the jail)")
             log.info("\(Logfmt.line("boot start", [("jail", jailName), ("index", "\(index)"), ("pid", "\(pid)"), ("command", command)]))")
         } catch {
@@ -75,12 +78,10 @@ extension Init {
         }
     }
 
-    /// A boot command's process ended (from `reapAll`): logged, and restarted per `--boot-restart`.
-    mutating func bootCommandEnded(pid: pid_t, code: Int32) {
-        guard let index = bootCommands.removeValue(forKey: pid) else { return }
+    /// Boot command `index`'s process `pid` ended (reaped): logged, and restarted per `--boot-restart`.
+    mutating func bootServiceEnded(_ index: Int, pid: pid_t, code: Int32) {
         let command = bootServices[index].command
-        bootServices[index].pid = nil
-        let stoppedByStop = stopping && (code == 128 + SIGTERM || code == 128 + SIGKILL)
+        let stoppedByStop = Self.endedByTheStop(code: code, stopping: stopping)
         if stoppedByStop {
             // The stop ended it: that is how a service ends, not a failure.
             log.info("boot command '\(command)' stopped")
@@ -96,6 +97,12 @@ extension Init {
         if code == 0 || stoppedByStop { log.info("\(line)") } else { log.warning("\(line)") }
         if ran >= Self.bootBackOff.resetAfter { bootServices[index].delay = Self.bootBackOff.first }
         scheduleBootRestart(index, status: code, now: now)
+    }
+
+    /// Whether a boot command's end is the stop's doing (its SIGTERM, or the SIGKILL after the
+    /// grace): that is how a service ends, logged as stopped and never restarted.
+    static func endedByTheStop(code: Int32, stopping: Bool) -> Bool {
+        stopping && (code == 128 + SIGTERM || code == 128 + SIGKILL)
     }
 
     /// Sets the restart's deadline if the policy restarts this status and the start limit allows.
@@ -137,12 +144,12 @@ extension Init {
         let bytes = Array("restarts=\(total)\n".utf8)
         let record = cj_sealed_memfd(Self.bootRecordName, bytes, bytes.count)
         if record < 0 {
-            if bootRestartRecord >= 0 { close(bootRestartRecord) }
+            if bootRestartRecord >= 0 { closeDescriptor(bootRestartRecord) }
             bootRestartRecord = -1
             log.warning("\(SystemError.last("memfd_create", path: Self.bootRecordName)): jail_boot_restarts_total is not published")
             return
         }
-        if bootRestartRecord >= 0 { close(bootRestartRecord) }
+        if bootRestartRecord >= 0 { closeDescriptor(bootRestartRecord) }
         bootRestartRecord = record
     }
 

@@ -57,7 +57,7 @@ enum PayloadEntry {
         for (fd, type) in zip(payloadNamespaces, types) where cj_setns(fd, Int32(type)) != 0 {
             return "cannot enter the jail's system (--init): setns(\(files[types.firstIndex(of: type) ?? 0])): \(Errno(rawValue: errno))"
         }
-        for fd in payloadNamespaces { close(fd) }
+        for fd in payloadNamespaces { closeDescriptor(fd) }
         payloadNamespaces = []
         // Joining a PID namespace places only our children in it, while the payload's /proc
         // shows only its own processes (our /proc/self would not resolve there): the session
@@ -66,18 +66,17 @@ enum PayloadEntry {
         let inner = fork()
         if inner < 0 { return "cannot enter the jail's system (--init): fork: \(Errno(rawValue: errno))" }
         if inner > 0 {
-            var status: Int32 = 0
-            while waitpid(inner, &status, 0) < 0 && errno == EINTR {}
-            _exit(cj_status_to_code(status))
+            // Our only child: a nil here would be a bug, and the session's 127 says it failed.
+            _exit(waitForChild(inner).map(exitCode(ofStatus:)) ?? 127)
         }
         return nil
     }
 
     /// init: the namespaces of a new boot replace the last one's.
     static func replace(with fds: [Int32]) {
-        for fd in payloadNamespaces { close(fd) }
+        for fd in payloadNamespaces { closeDescriptor(fd) }
         payloadNamespaces = fds.count == files.count ? fds : []
-        if fds.count != files.count { for fd in fds { close(fd) } }
+        if fds.count != files.count { for fd in fds { closeDescriptor(fd) } }
     }
 }
 
@@ -99,12 +98,19 @@ extension Init {
                 }
                 return
             }
-            var entries = [pollfd(fd: payload?.events.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: signals.fd.rawValue, events: Int16(POLLIN), revents: 0)]
-            _ = poll(&entries, 2, Int32(min(remaining, 60_000)))
-            if entries[0].revents != 0 { readPayloadEvents() }
-            for received in (try? signals.receive()) ?? [] where received.signal != SIGCHLD && received.killedFromOutside {
-                stopPending = true
+            var poller = Poller()
+            let events = poller.add(payload?.events.rawValue ?? -1, read: true)
+            poller.add(signals.fd.rawValue, read: true)
+            do {
+                _ = try poller.wait(timeout: Int32(min(remaining, 60_000)))
+                if poller.readable(events) { readPayloadEvents() }
+                for received in try signals.receive() where received.signal != SIGCHLD && received.killedFromOutside {
+                    stopPending = true
+                }
+            } catch {
+                // Neither can fail on descriptors init holds; if one did, the wait would spin:
+                // the start fails instead, in one line.
+                throw .system(error)
             }
             while let child = reapChild() {
                 if child.pid == payload?.keeper { payload?.keeperGone = true }
@@ -124,22 +130,30 @@ extension Init {
     /// The keeper's lines: `started PID` (with the namespaces), `ready`, `stopping`,
     /// `ended HOW`, `error REASON`; one per datagram.
     mutating func readPayloadEvents() {
-        guard let events = payload?.events.rawValue, payload?.eventsOpen == true else { return }
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        guard let events = payload?.events, payload?.eventsOpen == true else { return }
         while true {
-            var fds = [Int32](repeating: -1, count: 8)
-            var count: Int32 = 0
-            let n = buffer.withUnsafeMutableBytes { bytes in
-                fds.withUnsafeMutableBufferPointer { cj_recv_with_fds(events, bytes.baseAddress, bytes.count, $0.baseAddress, 8, &count) }
+            let message: (bytes: [UInt8], fds: [Int32])?
+            do { message = try UnixSocket.receive(events, max: 4096, maxDescriptors: 8) } catch where error.errno == .badMessage {
+                // More descriptors than an event carries: that one is dropped (and its descriptors
+                // closed), the next are read.
+                log.error("payload: an event with too many descriptors was dropped")
+                continue
+            } catch {
+                // Nothing else fails on a seqpacket socket whose peer is alive: as its end of file.
+                log.error("payload: the keeper's events cannot be read: \(error)")
+                payload?.eventsOpen = false
+                return
             }
-            if n == 0 { payload?.eventsOpen = false }
-            if n <= 0 { return }
-            let received = Array(fds.prefix(Int(max(0, count))))
-            let line = String(decoding: buffer[0..<n].prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+            guard let message else { return }  // drained
+            if message.bytes.isEmpty {
+                payload?.eventsOpen = false
+                return
+            }
+            let line = String(decoding: message.bytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
             if line.hasPrefix("started ") {
-                PayloadEntry.replace(with: received)
+                PayloadEntry.replace(with: message.fds)
             } else {
-                for fd in received { close(fd) }
+                for fd in message.fds { closeDescriptor(fd) }
             }
             handlePayloadEvent(line)
         }
@@ -203,10 +217,13 @@ extension Init {
         // `jaild list` reads the phase from this memfd through /proc/INIT/fd (PayloadRecord).
         let bytes = Array("\(phase.rawValue)\n".utf8)
         let fd = cj_sealed_memfd(PayloadRecord.name, bytes, bytes.count)
-        if fd >= 0 {
-            if let old = payload?.record, old >= 0 { close(old) }
-            payload?.record = fd
+        guard fd >= 0 else {
+            // `jaild list` then shows the phase before this one.
+            log.warning("the payload's phase '\(phase.rawValue)' is not published: memfd: \(Errno(rawValue: errno))")
+            return
         }
+        if let old = payload?.record, old >= 0 { closeDescriptor(old) }
+        payload?.record = fd
     }
 
     /// At stop: the payload halts first (its services' ExecStop run), within the stop timeout;
@@ -214,11 +231,9 @@ extension Init {
     mutating func haltPayload() -> Bool {
         guard let state = payload, !state.keeperGone, state.phase != .stopped else { return false }
         setPayloadPhase(.stopping)
-        stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
-        payloadHalting = true
-        var halt = UInt8(ascii: "h")
-        if write(state.commands.rawValue, &halt, 1) != 1 {
-            payloadHalting = false
+        do { try state.commands.writeFully([UInt8(ascii: "h")]) } catch {
+            // The boot is gone already (its pipe closed): its PID namespace ended with it.
+            log.warning("the payload's boot did not take the halt: \(error)")
             return false
         }
         log.info("\(Logfmt.line("payload halt", [("jail", jailName), ("pid", "\(state.pid)")]))")
@@ -229,12 +244,10 @@ extension Init {
     mutating func killPayload() {
         guard let state = payload else { return }
         log.warning("the payload did not halt within \(configuration.stopTimeout) s: killing it")
-        var kill = UInt8(ascii: "k")
-        if write(state.commands.rawValue, &kill, 1) != 1 {
+        do { try state.commands.writeFully([UInt8(ascii: "k")]) } catch {
             // The boot is gone already (its pipe closed): its PID namespace ended with it.
-            log.warning("the payload's boot did not take the kill: \(Errno(rawValue: errno))")
+            log.warning("the payload's boot did not take the kill: \(error)")
         }
-        payloadHalting = false
         continueStopAfterPayload()
     }
 
@@ -258,11 +271,8 @@ public enum PayloadRecord {
     public static func phase(initPid: Int32) -> String? {
         let directory = "/proc/\(initPid)/fd"
         for entry in listDirectory(directory) {
-            var buffer = [CChar](repeating: 0, count: 256)
-            let n = readlink("\(directory)/\(entry)", &buffer, buffer.count - 1)
-            guard n > 0 else { continue }
-            let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard target.hasPrefix("/memfd:\(name) ") else { continue }
+            // A descriptor closed since the listing is no record.
+            guard let target = try? readSymlink("\(directory)/\(entry)"), target.hasPrefix("/memfd:\(name) ") else { continue }
             guard let text = try? readText("\(directory)/\(entry)") else { continue }
             return String(text[...].trimmingWhitespace())
         }
@@ -279,6 +289,7 @@ extension Init {
     /// program's status: init waits for, restarts and kills it as it did the program.
     func spawnProgram(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
         guard configuration.payload != nil else { return try spawn(request, settings: programSettings) }
+        // init is single-threaded: the child goes on as jaild (it spawns the program itself).
         let pid = fork()
         if pid < 0 { throw SpawnError(step: Int32(CJ_STEP_FORK.rawValue), errno: errno, request: request) }
         if pid > 0 { return pid }
@@ -302,17 +313,17 @@ extension Init {
             log.error("\(error)")
             _exit(127)
         }
-        var waited = sigset_t()
-        sigemptyset(&waited)
-        sigaddset(&waited, SIGCHLD)
-        sigaddset(&waited, SIGHUP)
         while true {
-            var status: Int32 = 0
-            if waitpid(program, &status, WNOHANG) == program { _exit(cj_status_to_code(status)) }
-            if sigwaitinfo(&waited, nil) == SIGHUP {
-                kill(program, SIGKILL)
-                while waitpid(program, &status, 0) < 0 && errno == EINTR {}
-                _exit(cj_status_to_code(status))
+            if let status = exitedChildStatus(program) { _exit(JailSystem.exitCode(ofStatus: status)) }
+            let signal: Int32
+            do { signal = try waitForSignal([SIGCHLD, SIGHUP]) } catch {
+                log.error("the program in the payload is not watched: \(error)")
+                killChild(program)
+                _exit(127)
+            }
+            if signal == SIGHUP {
+                killChild(program)
+                _exit(waitForChild(program).map(JailSystem.exitCode(ofStatus:)) ?? 127)
             }
         }
     }

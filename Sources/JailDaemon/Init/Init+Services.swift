@@ -29,22 +29,27 @@ extension Init {
 
     /// Starts `/bin/sh -c command` as root inside, in its own session; stdin is /dev/null,
     /// stdout and stderr go to jaild's log. Daemons it starts are reparented to init.
-    func spawnAsRoot(_ command: String, output: FileDescriptor) throws(SpawnError) -> pid_t {
+    func spawnAsRoot(_ command: String, output: FileDescriptor) throws(RootCommandError) -> pid_t {
         let root = Self.rootAccount()
-        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        defer { if devNull >= 0 { close(devNull) } }
+        let devNull: FileDescriptor
+        do { devNull = try openFile("/dev/null", O_RDONLY) } catch { throw .system(error) }
+        defer { devNull.closeQuietly() }
         // A daemon that writes a lot must not stall the start while the supervisor, waiting
         // for readiness, does not read its output yet.
-        _ = fcntl(output.rawValue, Self.setPipeSize, Self.outputPipeSize)
+        do { try output.setPipeCapacity(Self.outputPipeSize) } catch {
+            log.warning("\(error): a command of root's that writes much may wait until the supervisor reads")
+        }
         let hello = Hello(mode: .stdio(passed: []), login: false, arguments: ["-c", command], environment: [])
         let request = SpawnRequest(command: SessionCommand(account: root, hello: hello, terminal: nil), account: root,
-                                   stdio: [devNull, output.rawValue, output.rawValue], controllingTerminal: false)
-        return try Self.withoutLoginUID { () throws(SpawnError) in try spawnProgram(request) }
+                                   stdio: [devNull.rawValue, output.rawValue, output.rawValue], controllingTerminal: false)
+        do {
+            return try Self.withoutLoginUID { () throws(SpawnError) in try spawnProgram(request) }
+        } catch {
+            throw .spawn(error)
+        }
     }
 
     static let outputPipeSize: Int32 = 1 << 20
-    /// F_SETPIPE_SZ (F_LINUX_SPECIFIC_BASE + 7), which Glibc's Swift module does not export.
-    static let setPipeSize: Int32 = 1031
 
     static let unsetLoginUID = "4294967295"
 
@@ -64,11 +69,15 @@ extension Init {
         return try body()
     }
 
+    /// False when the kernel refused: expected in a user namespace (see above), where the
+    /// login uid stays as it was and nothing depends on it.
     static func writeLoginUID(_ value: String) -> Bool {
-        let fd = open("/proc/self/loginuid", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return value.withCString { write(fd, $0, strlen($0)) } == value.utf8.count
+        do {
+            try writeKernelFile("/proc/self/loginuid", value)
+            return true
+        } catch {
+            return false
+        }
     }
 
     /// Runs `--rc` and waits for it (at most `--rc-timeout` seconds) before init reports
@@ -98,15 +107,15 @@ extension Init {
             if code != nil { break }
             let remaining = deadline - monotonicMilliseconds()
             if remaining <= 0 {
-                kill(pid, SIGKILL)
-                var status: Int32 = 0
-                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                code = cj_status_to_code(status)
+                killChild(pid)
+                // Our child, killed: it is there to reap (137 in the one case it would not be).
+                code = waitForChild(pid).map(exitCode(ofStatus:)) ?? 128 + SIGKILL
                 timedOut = true
                 break
             }
-            var entry = pollfd(fd: signals.fd.rawValue, events: Int16(POLLIN), revents: 0)
-            _ = poll(&entry, 1, Int32(min(remaining, 60_000)))
+            // Only a pause until a signal or the deadline: each turn reaps and checks the
+            // time itself, so a failed wait (it cannot fail but for a bug) costs one turn.
+            _ = try? signals.fd.waitReadable(milliseconds: Int32(min(remaining, 60_000)))
             for received in (try? signals.receive()) ?? [] where received.signal != SIGCHLD && received.killedFromOutside {
                 stopPending = true
             }
@@ -127,5 +136,18 @@ extension Init {
                 : "rc exited with status \(status) (--rc-required)")
         }
         return status
+    }
+}
+
+/// Why one of root's own commands (`--rc`, `--rc-stop`) did not start.
+enum RootCommandError: Error, CustomStringConvertible {
+    case system(SystemError)
+    case spawn(SpawnError)
+
+    var description: String {
+        switch self {
+        case .system(let error): "\(error)"
+        case .spawn(let error): "\(error)"
+        }
     }
 }

@@ -68,6 +68,7 @@ extension Init {
             return
         }
         spare = SpareHelper(pid: pid, channel: mine)
+        children[pid] = .spare
     }
 
     /// Sends the connection to the spare, which is to become session `id`'s helper once it says
@@ -81,11 +82,11 @@ extension Init {
         guard sent else {
             current.channel.closeQuietly()
             // Not reaped yet (reapAll clears `spare` when it is), so the pid is still ours.
-            kill(current.pid, SIGKILL)
+            killChild(current.pid)
+            children[current.pid] = .dismissed
             return false
         }
-        helpers.insert(current.pid)
-        sessionIDs[current.pid] = id
+        children[current.pid] = .sessionHelper(id: id, operator: false)
         handOff = PendingHandOff(spare: current, connection: connection, id: id, hostRoot: hostRoot,
                                  deadline: monotonicMilliseconds() + Self.handOffDeadlineMilliseconds)
         return true
@@ -100,11 +101,12 @@ extension Init {
     }
 
     static func answer(of spare: SpareHelper) -> HandOffAnswer {
-        var byte: UInt8 = 0
-        let n = recv(spare.channel.rawValue, &byte, 1, Int32(MSG_DONTWAIT))
-        if n == 1 && byte == SpareHandOff.acknowledgement { return .acknowledged }
-        if n < 0 && (errno == EAGAIN || errno == EINTR) { return .nothing }
-        return .gone
+        switch spare.channel.receiveWaitingByte() {
+        case .byte(SpareHandOff.acknowledgement): .acknowledged
+        case .nothing: .nothing
+        // Any other byte is not the protocol's: a spare that sends it is as good as gone.
+        case .byte, .ended: .gone
+        }
     }
 
     /// The channel of the pending hand-off is readable: the acknowledgement, or the spare's end.
@@ -125,7 +127,7 @@ extension Init {
         case .gone: return handOffFailed(pending, "exited before it took it")
         case .nothing: break
         }
-        kill(pending.spare.pid, SIGKILL)
+        killChild(pending.spare.pid)
         // An acknowledgement sent in the instant before the kill means the spare may have read
         // the client's first bytes: a helper forked now would wait for them forever. Without
         // one it read nothing (it acknowledges first), and after SIGKILL it never will.
@@ -151,9 +153,12 @@ extension Init {
     mutating func handOffFailed(_ pending: PendingHandOff, _ what: String, reaped: Bool = false) {
         handOff = nil
         pending.spare.channel.closeQuietly()
-        if !reaped { kill(pending.spare.pid, SIGKILL) }
-        helpers.remove(pending.spare.pid)
-        sessionIDs[pending.spare.pid] = nil
+        if reaped {
+            children[pending.spare.pid] = nil
+        } else {
+            killChild(pending.spare.pid)
+            children[pending.spare.pid] = .dismissed
+        }
         log.warning("the spare session helper was handed session \(pending.id) and \(what); a helper is forked for it")
         if stopping {
             refuse(pending.connection, "the jail is stopping")
@@ -184,6 +189,7 @@ extension Init {
         guard let current = spare else { return }
         spare = nil
         current.channel.closeQuietly()
-        kill(current.pid, SIGKILL)
+        killChild(current.pid)
+        children[current.pid] = .dismissed
     }
 }

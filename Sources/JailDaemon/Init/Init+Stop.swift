@@ -7,28 +7,61 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Stopping the jail: TERM to everything, then KILL to all but the session helpers, which
-/// report how their programs ended before they go.
+/// Stopping the jail: the steps are StopSequence's (a value, unit-tested); here init carries
+/// them out, and reaps its children, whose ends are some of the stop's events.
 extension Init {
-    /// Stops taking sessions, runs `--rc-stop` (if any) and waits for it, at most the stop
-    /// timeout; then SIGTERM to everything, SIGKILL to what is left after the stop timeout.
+    /// The host asked to stop (or the payload ended while the jail ran): from the next step on,
+    /// the stop sequence leads. Called again during a stop, it changes nothing.
     mutating func beginStop() {
-        guard !stopping else { return }
-        stopping = true
-        listener.closeQuietly()
-        dismissSpare()
-        // --init: rc-stop runs in the payload while it is up (it may ask systemd for things),
-        // then the payload halts, so its services stop as on a shutdown.
-        if let state = payload, !state.keeperGone, state.phase != .stopped, startRCStop() {
-            rcStopBeforeHalt = true
-            return
-        }
-        haltPayloadThenContinue()
+        advanceStop(.stopAsked(payloadUp: payload.map { !$0.keeperGone && $0.phase != .stopped } ?? false))
     }
 
-    mutating func haltPayloadThenContinue() {
-        if haltPayload() { return }
-        continueStopAfterPayload()
+    /// `--init`: the payload is down (it ended, or its keeper exited) while the jail stops.
+    mutating func continueStopAfterPayload() {
+        advanceStop(.payloadDown)
+    }
+
+    /// Feeds one event to the stop and carries out what it answers, in order; an action that
+    /// could not be done answers with the event that says so. When the stop is over, the loop
+    /// sees `stop.exitStatus` and init exits with it (Init.run).
+    mutating func advanceStop(_ event: StopSequence.Event) {
+        var events = [event]
+        while !events.isEmpty {
+            let next = events.removeFirst()
+            for action in stop.handle(next, now: monotonicMilliseconds()) {
+                if let answer = perform(action) { events.append(answer) }
+            }
+        }
+    }
+
+    /// One action of the stop; the event it answers when it could not be done.
+    mutating func perform(_ action: StopSequence.Action) -> StopSequence.Event? {
+        switch action {
+        case .stopServing:
+            listener.closeQuietly()
+            dismissSpare()
+        case .startRCStop:
+            if !startRCStop() { return .rcStopDidNotStart }
+        case .haltPayload:
+            if !haltPayload() { return .payloadHaltNotSent }
+        case .killRCStop:
+            if let pid = children.pid(of: .rcStop) { killChild(pid) }
+        case .killPayload:
+            killPayload()
+        case .logWarning(let notice):
+            log.warning("\(notice.text(stopTimeoutSeconds: configuration.stopTimeout))")
+        case .terminateAll:
+            terminateAll()
+        case .killPrograms:
+            killPrograms()
+        case .killEverything:
+            signalEveryProcessButInit(SIGKILL)
+            reapEveryChild()
+        case .exitNow:
+            // Nothing to do here: the loop returns `stop.exitStatus` at the top of its next turn.
+            break
+        }
+        return nil
     }
 
     /// Starts `--rc-stop`; true if it runs (the stop waits for it, at most the stop timeout).
@@ -36,8 +69,7 @@ extension Init {
         guard let command = configuration.rcStop, let output = serviceOutput else { return false }
         do {
             let pid = try spawnAsRoot(command, output: output)
-            rcStopPid = pid
-            stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
+            children[pid] = .rcStop
             log.info("rc-stop started (pid \(pid) in the jail)")
             return true
         } catch {
@@ -46,64 +78,37 @@ extension Init {
         }
     }
 
-    /// The rest of the stop once the payload (if any) is down: rc-stop, then TERM to the rest.
-    mutating func continueStopAfterPayload() {
-        payloadHalting = false
-        guard !stopContinued else { return }
-        stopContinued = true
-        // With a payload, rc-stop ran before its halt (beginStop).
-        if payload == nil && startRCStop() { return }
-        terminateAll()
-    }
-
-    /// SIGTERM to everything in the jail; the stop timeout starts now.
+    /// SIGTERM to everything in the jail (the stop timeout runs from now).
     mutating func terminateAll() {
-        terminating = true
-        stopDeadline = monotonicMilliseconds() + Int64(configuration.stopTimeout) * 1000
-        // kill(-1) from a PID namespace's init reaches every process in it except init.
-        kill(-1, SIGTERM)
-        kill(-1, SIGCONT)
+        signalEveryProcessButInit(SIGTERM)
+        signalEveryProcessButInit(SIGCONT)
         // The service relay is outside init's Landlock domain, so no signal of init's reaches it.
         serviceRelayStop?.closeQuietly()
         serviceRelayStop = nil
+        reapAllThenExitIfNoneLeft()
+    }
+
+    /// SIGKILL to every process of the jail except the helpers, which then report 137 to their
+    /// clients and exit. Everything is stopped first, so nothing forks while the list is read.
+    mutating func killPrograms() {
+        signalEveryProcessButInit(SIGSTOP)
+        // A process that exited meanwhile (ESRCH) needs nothing; one out of init's reach
+        // (EPERM: the service relay, outside init's Landlock domain) ends by its own stop pipe.
+        for pid in jailProcesses() where pid != 1 && !children.isHelper(pid) { signalIfReachable(SIGKILL, to: pid) }
+        for pid in children.helpers { signalIfReachable(SIGCONT, to: pid) }
+        reapAllThenExitIfNoneLeft()
+    }
+
+    /// Reaps; during a stop, no child left ends it.
+    mutating func reapAllThenExitIfNoneLeft() {
         reapAll()
-        if !hasChildren() { _exit(exitCode) }
+        if stopping && !hasChildProcesses() { advanceStop(.noChildrenLeft) }
     }
 
-    /// The stop deadline passed: rc-stop took too long, or processes outlived SIGTERM.
-    mutating func stopDeadlinePassed() {
-        if rcStopBeforeHalt {
-            log.warning("rc-stop did not finish within \(configuration.stopTimeout)s: halting the payload anyway")
-            if let pid = rcStopPid { kill(pid, SIGKILL) }
-            rcStopBeforeHalt = false
-            haltPayloadThenContinue()
-            return
-        }
-        if payloadHalting {
-            killPayload()
-            return
-        }
-        if !terminating {
-            log.warning("rc-stop did not finish within \(configuration.stopTimeout)s: stopping the jail anyway")
-            terminateAll()
-            return
-        }
-        if killedPrograms { killEverythingAndExit() }
-        log.warning("processes still running after \(configuration.stopTimeout)s: killing them")
-        killPrograms()
-    }
-
+    /// Reaps every child that has exited; what each end means depends on the child's kind.
     mutating func reapAll() {
         var helperEnded = false
         while let child = reapChild() {
-            if child.pid == spare?.pid {
-                // It died without a session (root inside killed it, say): the next client gets
-                // a forked helper, and a new spare comes behind that one, not in a loop here.
-                log.warning("the spare session helper exited with status \(child.code)")
-                spare?.channel.closeQuietly()
-                spare = nil
-                continue
-            }
             if let pending = handOff, child.pid == pending.spare.pid {
                 // It died with a connection sent to it: taken (its acknowledgement is waiting)
                 // or not, in which case a forked helper serves the session.
@@ -112,71 +117,50 @@ extension Init {
                     continue
                 }
             }
-            // A helper that did not exit 0 (a crash, SIGKILL) may have left its pty session
-            // "logged in": its utmp entry carries its pid, so mark it dead (Utmp.swift).
-            let sessionID = sessionIDs.removeValue(forKey: child.pid)
-            if child.pid == startingSession?.pid {
-                startingSession?.channel.closeQuietly()
-                startingSession = nil
-            }
-            operatorHelpers.remove(child.pid)
-            let wasHelper = helpers.remove(child.pid) != nil
-            helperEnded = helperEnded || wasHelper
-            if wasHelper && child.code != 0 {
-                Utmp.logoutStale(pid: child.pid)
-                log.warning("\(Logfmt.line("session end", [("jail", jailName), ("id", "\(sessionID ?? 0)"), ("status", "lost"), ("helper_status", "\(child.code)")]))")
-            }
-            if child.pid == syslogRelay && !stopping {
-                log.error("the syslog relay exited with status \(child.code): the jail's /dev/log is not served")
-            }
-            if child.pid == serviceRelay && !stopping {
-                log.error("the service relay exited with status \(child.code): the jail's --service sockets are not served")
-            }
-            if child.pid == rcStopPid {
-                rcStopPid = nil
+            switch children.remove(child.pid) {
+            case .spare:
+                // It died without a session (root inside killed it, say): the next client gets
+                // a forked helper, and a new spare comes behind that one, not in a loop here.
+                log.warning("the spare session helper exited with status \(child.code)")
+                spare?.channel.closeQuietly()
+                spare = nil
+            case .sessionHelper(let id, _):
+                helperEnded = true
+                if child.pid == startingSession?.pid {
+                    startingSession?.channel.closeQuietly()
+                    startingSession = nil
+                }
+                // A helper that did not exit 0 (a crash, SIGKILL) may have left its pty session
+                // "logged in": its utmp entry carries its pid, so mark it dead (Utmp.swift).
+                if child.code != 0 {
+                    Utmp.logoutStale(pid: child.pid)
+                    log.warning("\(Logfmt.line("session end", [("jail", jailName), ("id", "\(id)"), ("status", "lost"), ("helper_status", "\(child.code)")]))")
+                }
+            case .syslogRelay:
+                if !stopping { log.error("the syslog relay exited with status \(child.code): the jail's /dev/log is not served") }
+            case .serviceRelay:
+                if !stopping { log.error("the service relay exited with status \(child.code): the jail's --service sockets are not served") }
+            case .rcStop:
                 if child.code == 0 {
                     log.info("rc-stop exited with status 0")
                 } else {
                     log.error("rc-stop exited with status \(child.code)")
                 }
+                advanceStop(.rcStopEnded)
+            case .payloadKeeper:
+                payloadKeeperEnded(code: child.code)
+            case .bootService(let index):
+                bootServiceEnded(index, pid: child.pid, code: child.code)
+            case .dismissed, nil:
+                break
             }
-            if child.pid == payload?.keeper { payloadKeeperEnded(code: child.code) }
-            bootCommandEnded(pid: child.pid, code: child.code)
         }
         // A session's end frees a slot: the spare is back once the jail is below its limit.
         if helperEnded { forkSpare() }
-        // --init: rc-stop is done while the payload is up: now its halt.
-        if rcStopBeforeHalt && rcStopPid == nil {
-            rcStopBeforeHalt = false
-            haltPayloadThenContinue()
-        }
-        // rc-stop is done: now the rest of the jail.
-        if stopping && stopContinued && !terminating && rcStopPid == nil { terminateAll() }
     }
-
-    /// SIGKILL to every process of the jail except the helpers, which then report 137 to their
-    /// clients and exit. Everything is stopped first, so nothing forks while the list is read.
-    mutating func killPrograms() {
-        killedPrograms = true
-        stopDeadline = monotonicMilliseconds() + Self.helperGraceMilliseconds
-        kill(-1, SIGSTOP)
-        for pid in jailProcesses() where pid != 1 && !helpers.contains(pid) { kill(pid, SIGKILL) }
-        for pid in helpers { kill(pid, SIGCONT) }
-        reapAll()
-        if !hasChildren() { _exit(exitCode) }
-    }
-
-    static let helperGraceMilliseconds: Int64 = 2000
 
     /// The pids of this PID namespace, from the jail's own /proc.
     func jailProcesses() -> [pid_t] {
         listDirectory("/proc").compactMap { pid_t($0) }
-    }
-
-    /// Last resort when helpers do not finish in time: everything goes.
-    func killEverythingAndExit() -> Never {
-        kill(-1, SIGKILL)
-        while wait(nil) > 0 || errno == EINTR {}
-        _exit(exitCode)
     }
 }

@@ -48,14 +48,12 @@ struct Init {
     let signals: SignalDescriptor
     /// What every program gets (cgroups, rlimits, capabilities), handed to each helper.
     let programSettings: ProgramSettings
-    var stopping = false
-    var stopDeadline: Int64 = 0
-    /// Session helpers alive now: at stop they outlive the session programs, so each client
-    /// still gets its program's exit status (137 after SIGKILL) instead of a cut connection.
-    var helpers: Set<pid_t> = []
-    var killedPrograms = false
-    /// Boot commands still running: pid → its index in `bootServices` (Init+Boot.swift).
-    var bootCommands: [pid_t: Int] = [:]
+    /// The stop: where it is, and what it does next (StopSequence, Init+Stop.swift).
+    var stop: StopSequence
+    /// Every child init forked and waits for, with its kind (InitChildren). The session
+    /// helpers among them outlive the session programs at stop, so each client still gets its
+    /// program's exit status (137 after SIGKILL) instead of a cut connection.
+    var children = InitChildren()
     var bootServices: [BootService] = []
     /// The sealed memfd `jail-boot` that says how often boot services were restarted, for
     /// `jaild metrics` (Init+Boot.swift); -1 until the first restart.
@@ -64,58 +62,45 @@ struct Init {
     var adoption: InitAdoption?
     /// Each new helper joins these (`InitChannels.sessionCgroups`).
     var sessionCgroups: [Int32] = []
-    /// The --syslog relay process (0: none).
-    var syslogRelay: pid_t = 0
-    /// The --service relay process (0: none).
-    var serviceRelay: pid_t = 0
     /// Closed at stop: the service relay's stop (ServiceRelay.stopSignal).
     var serviceRelayStop: FileDescriptor?
-    /// The number of the next session (session records: `id=N`), and each helper's number:
-    /// a helper that dies before its end line (a crash, SIGKILL) gets one from init.
+    /// The number of the next session (session records: `id=N`; a helper that dies before
+    /// its end line, a crash or SIGKILL, gets one from init with its number).
     var nextSessionID = 1
-    var sessionIDs: [pid_t: Int] = [:]
     /// The helper forked ahead of the next session (Init+Spare.swift), if any.
     var spare: SpareHelper?
     /// The spare last handed a connection, until its program runs (Init+Spare.swift).
     var startingSession: SpareHelper?
     /// A connection sent to the spare that it has not acknowledged yet (Init+Spare.swift).
     var handOff: PendingHandOff?
-    /// The helpers of host root's sessions through the control socket (`jaild enter`): they
-    /// have slots of their own beyond `--max-sessions`, so a tenant holding
-    /// every session cannot lock the operator out.
-    var operatorHelpers: Set<pid_t> = []
     var jailName: String { configuration.name(account: account) }
     /// Where `--rc` and `--rc-stop` write (the boot output pipe), kept open for rc-stop.
     var serviceOutput: FileDescriptor?
-    /// `--rc-stop` while it runs; the TERM to everything waits for it.
-    var rcStopPid: pid_t?
-    /// `--init`: the stop waits for rc-stop before it halts the payload.
-    var rcStopBeforeHalt = false
-    /// SIGTERM has gone to everything (after rc-stop, if any).
-    var terminating = false
     /// The host asked to stop while the rc ran: the stop begins once the jail is ready.
     var stopPending = false
     /// `--init`: the payload (Init+Payload.swift), nil without.
     var payload: PayloadState?
-    /// The stop waits for the payload's halt (until the stop deadline).
-    var payloadHalting = false
-    /// The stop went on past the payload's halt (rc-stop, TERM): once only.
-    var stopContinued = false
+    /// Once the stop has begun (the listener is closed, no spare is forked).
+    var stopping: Bool { stop.isStopping }
     /// init's exit status at the end of the stop: 0, or `payloadPoweredOff` when the stop
     /// was the payload's own (`systemctl poweroff` inside), which the supervisor takes for a
     /// stop asked for (it exits 0).
-    var exitCode: Int32 = 0
+    var exitCode: Int32 {
+        get { stop.exitCode }
+        set { stop.exitCode = newValue }
+    }
     static let payloadPoweredOff: Int32 = 3
 
     /// What the first process of the new namespaces does: set up the jail, report readiness
-    /// (or the one-line reason it failed) on `ready`, then serve. Never returns.
+    /// (or the one-line reason it failed) on `ready`, then serve until the stop is over. The
+    /// one place init exits: with the stop's status, or 1 when the start failed.
     static func run(configuration: JailConfiguration, account: Account, channels: InitChannels) -> Never {
         currentLogSink = .supervisorPipe
         keepOnlyOwnDescriptors(channels)
-        tieToTheSupervisor(channels)
-        takeStdio(log: channels.log)
         do {
-            awaitGo(lifeline: channels.lifeline, .go)
+            try tieToTheSupervisor(channels)
+            try takeStdio(log: channels.log)
+            try awaitGo(lifeline: channels.lifeline, .go)
             // Before the mounts: the short-lived child that makes the namespace is born in
             // `jail/NAME` with init's host-root file access (fsuid 0 until MountPlan makes it
             // the namespace's root), which writing to a cgroup takes.
@@ -136,7 +121,7 @@ struct Init {
             try MountPlan(configuration: configuration).apply(rootTree: channels.rootTree)
             channels.rootTree?.closeQuietly()
             // The supervisor made the cgroups while init mounted; init forks nothing before.
-            awaitGo(lifeline: channels.lifeline, .cgroupsJoined)
+            try awaitGo(lifeline: channels.lifeline, .cgroupsJoined)
             if configuration.cgroupNamespace && channels.cgroupNamespaceRoot != nil {
                 // Born there in the unified hierarchy alone (the v1 ones are the host's).
                 try CgroupView.mount(cgroupHierarchies.filter { $0.type == "cgroup2" })
@@ -145,7 +130,7 @@ struct Init {
             }
             // Becoming the user namespace's root changed init's credentials, which clears the
             // parent-death signal: armed again, and the lifeline checked once more.
-            if configuration.mapsRange { tieToTheSupervisor(channels) }
+            if configuration.mapsRange { try tieToTheSupervisor(channels) }
             // With adoption, the lifeline's end of file is how init learns the supervisor is gone.
             if channels.adoption == nil { channels.lifeline.closeQuietly() }
             replaceHostNull()
@@ -172,8 +157,10 @@ struct Init {
             let signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])
             }
+            let stop = StopSequence(stopTimeoutMilliseconds: Int64(configuration.stopTimeout) * 1000,
+                                    withPayload: configuration.payload != nil)
             var initProcess = Init(configuration: configuration, account: account, listener: channels.listener,
-                                   signals: signals, programSettings: settings)
+                                   signals: signals, programSettings: settings, stop: stop)
             if let adoption = channels.adoption, let operatorProof {
                 initProcess.adoption = InitAdoption(control: adoption.control, lifeline: channels.lifeline, logRead: adoption.logRead,
                                                     bootRead: adoption.bootRead, proof: operatorProof)
@@ -182,13 +169,15 @@ struct Init {
             if let payloadKeeper {
                 initProcess.payload = PayloadState(keeper: payloadKeeper.pid, events: payloadKeeper.events,
                                                    commands: payloadKeeper.commands)
+                initProcess.children[payloadKeeper.pid] = .payloadKeeper
                 initProcess.setPayloadPhase(.starting)
                 try initProcess.awaitPayloadReady()
             }
-            initProcess.serviceRelay = serviceRelay.pid
+            if serviceRelay.pid > 0 { initProcess.children[serviceRelay.pid] = .serviceRelay }
             initProcess.serviceRelayStop = serviceRelay.stop
             if configuration.syslog {
-                initProcess.syslogRelay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
+                let relay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
+                initProcess.children[relay] = .syslogRelay
             }
             initProcess.serviceOutput = channels.bootOutput
             // "R" and the rc's exit status, in one write (atomic on a pipe).
@@ -197,9 +186,9 @@ struct Init {
             channels.ready.closeQuietly()
             initProcess.startBootCommands(output: channels.bootOutput)
             if initProcess.stopPending { initProcess.beginStop() }
-            SessionRehearsal.run(configuration: configuration)
+            if initProcess.stop.exitStatus == nil { SessionRehearsal.run(configuration: configuration) }
             initProcess.forkSpare()
-            initProcess.serve()
+            _exit(initProcess.serve())
         } catch {
             Readiness.failed("\(error)").send(on: channels.ready)
             _exit(1)
@@ -219,7 +208,7 @@ struct Init {
 
     /// What the supervisor's death does to init: during setup it ends the start; once running,
     /// a root jail lives on to be adopted and a rootless one dies with it.
-    static func tieToTheSupervisor(_ channels: InitChannels) {
+    static func tieToTheSupervisor(_ channels: InitChannels) throws(JailError) {
         // The jail outlives its supervisor (it is adopted by the next one, Init+Adoption.swift);
         // a rootless jail, which no other jaild can find, dies with it. The lifeline closes
         // the window between clone and prctl, and during setup a dead supervisor ends it.
@@ -227,27 +216,29 @@ struct Init {
         // Inherited from the supervisor, and set again: a log line written after it died must
         // fail with EPIPE (or, with init holding the read end, just wait), never kill init.
         _ = cj_ignore_signal(SIGPIPE)
-        var entry = pollfd(fd: channels.lifeline.rawValue, events: 0, revents: 0)
-        if poll(&entry, 1, 0) > 0 { _exit(1) }
+        if channels.lifeline.isHungUp() { throw supervisorGone }
     }
+
+    /// The lifeline closed during setup: the supervisor is gone, and the start with it.
+    static let supervisorGone = JailError.startFailed("the supervisor is gone (its lifeline closed)")
 
     /// init's stdio: nothing from the host. fd 2 is the log pipe to the supervisor.
     /// Close-on-exec like every other descriptor of init: nothing of it reaches a program.
-    static func takeStdio(log logPipe: FileDescriptor) {
-        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+    static func takeStdio(log logPipe: FileDescriptor) throws(JailError) {
+        let devNull = try JailError.wrap { () throws(SystemError) in try openFile("/dev/null", O_RDWR) }.rawValue
         for (source, target) in [(devNull, Int32(0)), (devNull, 1), (logPipe.rawValue, 2)] where source != target {
             dup2(source, target)
             _ = cj_set_cloexec(target)
         }
-        if devNull > 2 { close(devNull) }
+        if devNull > 2 { closeDescriptor(devNull) }
         if logPipe.rawValue > 2 { logPipe.closeQuietly() }
     }
 
     /// The supervisor says "G" once init's user namespace has its ids (and the root tree its
     /// mapping): nothing may mount before. It says "C" once init is in its cgroups and the port
     /// filter is attached: nothing may fork before. EOF: the supervisor is gone, the start too.
-    static func awaitGo(lifeline: FileDescriptor, _ word: LifelineWord) {
-        guard word.await(on: lifeline) else { _exit(1) }
+    static func awaitGo(lifeline: FileDescriptor, _ word: LifelineWord) throws(JailError) {
+        guard word.await(on: lifeline) else { throw supervisorGone }
     }
 
     /// In the jail's cgroup (`jail/NAME`, "C"): the cgroup namespace rooted there, "N" to the
@@ -257,7 +248,7 @@ struct Init {
         let own = CgroupView.jailHierarchies(hierarchies, cgroupFile: (try? readText("/proc/self/cgroup")) ?? "")
         try CgroupView.enterNamespace()
         try JailError.wrap { () throws(SystemError) in try channels.ready.writeFully([CgroupNamespaceMade.byte]) }
-        awaitGo(lifeline: channels.lifeline, .limitsSet)
+        try awaitGo(lifeline: channels.lifeline, .limitsSet)
         try CgroupView.mount(own)
     }
 
@@ -273,20 +264,21 @@ struct Init {
 
     /// stdin and stdout were the host's /dev/null until now: nothing of the host stays.
     static func replaceHostNull() {
-        let jailNull = open("/dev/null", O_RDWR | O_CLOEXEC)
-        guard jailNull >= 0 else { return }
+        let jailNull: Int32
+        do { jailNull = try openFile("/dev/null", O_RDWR).rawValue } catch {
+            log.warning("init's stdin and stdout stay the host's /dev/null: \(error)")
+            return
+        }
         for target: Int32 in [0, 1] where jailNull != target {
             dup2(jailNull, target)
             _ = cj_set_cloexec(target)
         }
-        if jailNull > 2 { close(jailNull) }
+        if jailNull > 2 { closeDescriptor(jailNull) }
     }
 
     static func setUpIdentity(configuration: JailConfiguration, account: Account) throws(JailError) {
         if let hostname = configuration.hostname {
-            try JailError.wrap { () throws(SystemError) in
-                try syscall("sethostname") { sethostname(hostname, hostname.utf8.count) }
-            }
+            try JailError.wrap { () throws(SystemError) in try setHostName(hostname) }
         }
         if access(account.shell, X_OK) != 0 {
             throw JailError.failed("shell \(account.shell) of \(account.name) is not executable in the jail", .last("access", path: account.shell))
@@ -306,42 +298,53 @@ struct Init {
                                resetOOMScore: Init.oomScoreAdjusted())
     }
 
-    /// Additional sessions for host root beyond `--max-sessions` (`operatorHelpers`).
+    /// Additional sessions for host root beyond `--max-sessions` (`InitChildren.operatorSessions`).
     static let operatorSlots = 4
 
     /// The sessions `--max-sessions` counts: the tenant's (every helper but the operator's).
-    var tenantSessions: Int { helpers.count - operatorHelpers.count }
+    var tenantSessions: Int { children.tenantSessions }
 
-    mutating func serve() -> Never {
+    /// The loop, until the stop is over: returns the status init exits with.
+    mutating func serve() -> Int32 {
         var poller = Poller()
         var idlePages = IdlePages()
         while true {
-            poller.reset()
-            let signalIndex = poller.add(signals.fd.rawValue, read: true)
-            let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
-            let startedIndex = startingSession.map { poller.add($0.channel.rawValue, read: true) } ?? -1
-            let handOffIndex = handOff.map { poller.add($0.spare.channel.rawValue, read: true) } ?? -1
-            let adoptionWatch = adoption?.addPolls(&poller)
-            let payloadIndex = payload.flatMap { $0.eventsOpen ? poller.add($0.events.rawValue, read: true) : nil } ?? -1
-            idlePages.wait(&poller, timeout: loopTimeout())
-            if poller.readable(signalIndex) { handleSignals() }
-            if payloadIndex >= 0 && (poller.readable(payloadIndex) || poller.hungUp(payloadIndex)) { readPayloadEvents() }
-            if handOffIndex >= 0 && (poller.readable(handOffIndex) || poller.hungUp(handOffIndex)) { handOffAnswered() }
-            checkHandOffDeadline()
-            if startedIndex >= 0 && (poller.readable(startedIndex) || poller.hungUp(startedIndex)) { sessionStarted() }
-            if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
-            if let adoptionWatch {
-                adoption?.handle(poller, adoptionWatch)
-                for request in adoption?.takeOperatorSessions() ?? [] { startOperatorSession(request) }
-            }
-            if stopping && monotonicMilliseconds() >= stopDeadline { stopDeadlinePassed() }
-            restartDueBootServices()
+            if let status = stop.exitStatus { return status }
+            serveOnce(&poller, &idlePages)
         }
+    }
+
+    /// One turn of the loop: a wait for the first thing to happen, then every handler whose
+    /// descriptor is ready. A turn that ends the stop ends there: nothing after it may run.
+    mutating func serveOnce(_ poller: inout Poller, _ idlePages: inout IdlePages) {
+        poller.reset()
+        let signalIndex = poller.add(signals.fd.rawValue, read: true)
+        let listenIndex = stopping ? -1 : poller.add(listener.rawValue, read: true)
+        let startedIndex = startingSession.map { poller.add($0.channel.rawValue, read: true) } ?? -1
+        let handOffIndex = handOff.map { poller.add($0.spare.channel.rawValue, read: true) } ?? -1
+        let adoptionWatch = adoption?.addPolls(&poller)
+        let payloadIndex = payload.flatMap { $0.eventsOpen ? poller.add($0.events.rawValue, read: true) : nil } ?? -1
+        idlePages.wait(&poller, timeout: loopTimeout())
+        if poller.readable(signalIndex) { handleSignals() }
+        guard stop.exitStatus == nil else { return }
+        if payloadIndex >= 0 && (poller.readable(payloadIndex) || poller.hungUp(payloadIndex)) { readPayloadEvents() }
+        guard stop.exitStatus == nil else { return }
+        if handOffIndex >= 0 && (poller.readable(handOffIndex) || poller.hungUp(handOffIndex)) { handOffAnswered() }
+        checkHandOffDeadline()
+        if startedIndex >= 0 && (poller.readable(startedIndex) || poller.hungUp(startedIndex)) { sessionStarted() }
+        if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
+        if let adoptionWatch {
+            adoption?.handle(poller, adoptionWatch)
+            for request in adoption?.takeOperatorSessions() ?? [] { startOperatorSession(request) }
+        }
+        if let deadline = stop.deadline, monotonicMilliseconds() >= deadline { advanceStop(.deadlinePassed) }
+        guard stop.exitStatus == nil else { return }
+        restartDueBootServices()
     }
 
     /// Until the nearest deadline: the stop's, a pending hand-off's, a boot restart's (-1: none).
     func loopTimeout() -> Int32 {
-        let deadlines = [stopping ? stopDeadline : nil, handOff?.deadline, nextBootRestart].compactMap { $0 }
+        let deadlines = [stop.deadline, handOff?.deadline, nextBootRestart].compactMap { $0 }
         guard let nearest = deadlines.min() else { return -1 }
         return Int32(clamping: max(0, nearest - monotonicMilliseconds()))
     }
@@ -350,7 +353,7 @@ struct Init {
     /// answered with the go-ahead or the reason it is refused.
     mutating func startOperatorSession(_ connection: FileDescriptor) {
         let refusal: String? = stopping ? "the jail is stopping"
-            : operatorHelpers.count >= Self.operatorSlots ? "\(Self.operatorSlots) operator sessions are running" : nil
+            : children.operatorSessions >= Self.operatorSlots ? "\(Self.operatorSlots) operator sessions are running" : nil
         if let refusal {
             logOperatorRefusal(refusal)
             _ = try? UnixSocket.send(connection, OperatorEntry.refusal(refusal), passing: [])
@@ -422,9 +425,7 @@ struct Init {
         if pid < 0 {
             log.error("fork of a session helper: \(Errno(rawValue: errno))")
         } else {
-            helpers.insert(pid)
-            if `operator` { operatorHelpers.insert(pid) }
-            sessionIDs[pid] = id
+            children[pid] = .sessionHelper(id: id, operator: `operator`)
         }
         connection.closeQuietly()
     }
@@ -452,8 +453,7 @@ struct Init {
         for received in pending {
             switch received.signal {
             case SIGCHLD:
-                reapAll()
-                if stopping && !hasChildren() { _exit(exitCode) }
+                reapAllThenExitIfNoneLeft()
             default:
                 // Only the host may stop the jail, and only with kill(2) (jaild, kill, systemd):
                 // a sender outside the jail's PID namespace shows as pid 0, but so does a signal
@@ -479,11 +479,5 @@ struct Init {
     /// only then must each program set its own back, one /proc write per session.
     static func oomScoreAdjusted() -> Bool {
         readNumber("/proc/self/oom_score_adj") != 0
-    }
-
-    func hasChildren() -> Bool {
-        var info = siginfo_t()
-        let rc = waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT)
-        return rc == 0
     }
 }

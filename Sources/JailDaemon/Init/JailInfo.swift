@@ -44,15 +44,13 @@ enum JailInfo {
 
     /// After pivot_root, as root inside, before any program runs (so nobody raced for the path).
     static func write(configuration: JailConfiguration, account: Account) throws(JailError) {
-        let text = render(configuration: configuration, account: account, startedAt: Int(time(nil)))
-        if mkdir("/run/jail", 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: "/run/jail")) }
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o444)
-        guard fd >= 0 else { throw .system(.last("open", path: path)) }
-        let descriptor = FileDescriptor(rawValue: fd)
-        defer { descriptor.closeQuietly() }
+        let text = render(configuration: configuration, account: account, startedAt: Int(wallClockSeconds()))
         try JailError.wrap { () throws(SystemError) in
-            try descriptor.writeFully(Array(text.utf8))
-            try syscall("fchmod", path: path) { fchmod(fd, 0o444) }
+            try ensureDirectory("/run/jail", mode: 0o755)
+            // Exclusive: the fresh /run has no such file, and one found there was not ours.
+            guard try writeFile(path, text: text, mode: 0o444, .exclusive) else {
+                throw SystemError("open", path: path, errno: .fileExists)
+            }
         }
     }
 }

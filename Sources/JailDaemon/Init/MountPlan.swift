@@ -173,7 +173,7 @@ public struct MountPlan: Equatable, Sendable {
     /// `rootTree`: the idmapped rootfs for `.attachIdmappedRoot`.
     public func apply(rootTree: FileDescriptor? = nil) throws(JailError) {
         var sources: [Int: Source] = [:]
-        defer { for source in sources.values { close(source.tree) } }
+        defer { for source in sources.values { source.tree.closeQuietly() } }
         // Every host path is opened before any step: in root's user namespace, later steps
         // run as root inside, which host root's private directories keep out.
         for (index, step) in steps.enumerated() {
@@ -184,25 +184,30 @@ public struct MountPlan: Equatable, Sendable {
         }
         for (index, step) in steps.enumerated() {
             try Self.apply(step, rootTree: rootTree, source: sources[index])
-            if sources[index] != nil { close(sources.removeValue(forKey: index)!.tree) }
+            sources.removeValue(forKey: index)?.tree.closeQuietly()
         }
     }
 
     /// A host path as a detached tree, opened early (see apply).
     struct Source {
-        let tree: Int32
+        let tree: FileDescriptor
         let isDirectory: Bool
 
         static func open(_ host: String) throws(JailError) -> Source {
-            guard let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(host) }) else {
+            guard try JailError.wrap({ () throws(SystemError) in try fileStatus(host) }) != nil else {
                 throw .badMount("host path \(host) does not exist")
             }
             let tree = cj_open_detached_tree(host)
             if tree < 0 { throw .system(.last("open_tree", path: host)) }
-            var followed = stat()
-            let directory = JailSystem.isDirectory(info)
-                || (isSymlink(info) && stat(host, &followed) == 0 && JailSystem.isDirectory(followed))
-            return Source(tree: tree, isDirectory: directory)
+            // The tree's own root (a symlink at `host` followed, as the open did): what will be
+            // mounted, so what the target must be.
+            let descriptor = FileDescriptor(rawValue: tree)
+            do {
+                return Source(tree: descriptor, isDirectory: JailSystem.isDirectory(try descriptor.fileStatus()))
+            } catch {
+                descriptor.closeQuietly()
+                throw .system(SystemError("fstat", path: host, errno: error.errno))
+            }
         }
     }
 
@@ -217,24 +222,27 @@ public struct MountPlan: Equatable, Sendable {
             case .becomeNamespaceRoot:
                 // The jail's /proc/self/pagemap (for IdlePages) is host root's from now on:
                 // opened while init still has host root's ids.
-                _ = cj_keep_pagemap_open()
+                // Memory only, no reason to fail the start: without it, idle release skips the pages
+                // it cannot tell apart (IdlePages), and init keeps them.
+                if cj_keep_pagemap_open() < 0 {
+                    log.warning("init keeps its unused pages when idle: open(/proc/self/pagemap): \(Errno(rawValue: errno))")
+                }
                 try syscall("setresuid(0) in the user namespace") { cj_become_root() }
             case .makeDirectory(let path, let mode):
-                if mkdir(path, mode_t(mode)) < 0 && errno != EEXIST { throw SystemError.last("mkdir", path: path) }
+                try ensureDirectory(path, mode: mode_t(mode))
             case .mount(let source, let target, let type, let flags, let data):
                 try syscall("mount", path: target) { mount(source, target, type.isEmpty ? nil : type, flags, data) }
             case .makeCharacterDevice(let path, let major, let minor):
                 try syscall("mknod", path: path) { cj_mknod_char(path, 0o666, major, minor) }
                 // mknod honours the umask; the devices must be usable by everyone.
-                try syscall("chmod", path: path) { chmod(path, 0o666) }
+                try setMode(path, 0o666)
             case .bindDevice(let host, let target):
-                let fd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o666)
-                if fd < 0 { throw SystemError.last("create", path: target) }
-                close(fd)
+                // An empty file for the device to cover (a file of that name is reused).
+                closeDescriptor(try openFile(target, O_CREAT | O_WRONLY | O_NOFOLLOW, mode: 0o666).rawValue)
                 guard let source else { throw SystemError("open_tree", path: host, errno: .badFileDescriptor) }
-                try syscall("move_mount", path: target) { cj_attach_tree(source.tree, target) }
+                try syscall("move_mount", path: target) { cj_attach_tree(source.tree.rawValue, target) }
             case .symlink(let target, let path):
-                try syscall("symlink", path: path) { Glibc.symlink(target, path) }
+                try makeSymlink(target, at: path)
             case .bind(let host, let target, let root, let readOnly, let nosuidNodev):
                 guard let source else { throw SystemError("open_tree", path: host, errno: .badFileDescriptor) }
                 try bind(source, target: target, root: root, readOnly: readOnly, nosuidNodev: nosuidNodev)
@@ -287,26 +295,26 @@ public struct MountPlan: Equatable, Sendable {
                 }
                 if !isLast && !isDirectory(info) { throw .badMount("jail path \(target): \(path) is not a directory") }
             } else if isLast && !source.isDirectory {
-                let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o644)
-                if fd < 0 { throw .system(.last("create", path: path)) }
-                close(fd)
-            } else if mkdir(path, 0o755) < 0 {
-                throw .system(.last("mkdir", path: path))
+                // A file for the bound one to cover, made here and now (O_EXCL).
+                try JailError.wrap { () throws(SystemError) in
+                    closeDescriptor(try openFile(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode: 0o644).rawValue)
+                }
+            } else {
+                try JailError.wrap { () throws(SystemError) in try makeDirectory(path, mode: 0o755) }
             }
         }
         // The walk above gives clear errors; the mount itself goes onto an O_PATH descriptor
         // opened without following any symlink, so a swap after the walk cannot redirect it.
-        let rootFD = open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if rootFD < 0 { throw .system(.last("open", path: root)) }
-        defer { close(rootFD) }
-        let targetFD = cj_open_beneath_no_symlinks(rootFD, target, CJ_O_PATH)
+        let rootFD = try JailError.wrap { () throws(SystemError) in try openDirectoryPath(root) }
+        defer { rootFD.closeQuietly() }
+        let targetFD = cj_open_beneath_no_symlinks(rootFD.rawValue, target, CJ_O_PATH)
         if targetFD < 0 {
             if errno == ELOOP { throw .badMount("jail path \(target) holds a symlink") }
             throw .system(.last("openat2", path: path))
         }
-        defer { close(targetFD) }
+        defer { closeDescriptor(targetFD) }
         try JailError.wrap { () throws(SystemError) in
-            try syscall("bind mount", path: path) { cj_attach_tree_onto(source.tree, targetFD, readOnly ? 1 : 0, nosuidNodev ? 1 : 0) }
+            try syscall("bind mount", path: path) { cj_attach_tree_onto(source.tree.rawValue, targetFD, readOnly ? 1 : 0, nosuidNodev ? 1 : 0) }
         }
     }
 

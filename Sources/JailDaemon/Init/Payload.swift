@@ -78,40 +78,42 @@ enum PayloadKeeper {
         guard let command = configuration.payload else { throw .startFailed("no --init command") }
         // Events are datagrams (one line each) on a seqpacket pair: `started` carries the
         // payload's namespaces as descriptors.
-        var events: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue | SOCK_CLOEXEC.rawValue), 0, &events) == 0 else {
-            throw .system(.last("socketpair (the payload's events)"))
+        let events: (ours: FileDescriptor, keepers: FileDescriptor)
+        do { events = try UnixSocket.pair() } catch {
+            throw .system(SystemError("socketpair (the payload's events)", errno: error.errno))
         }
         let commands: Pipe
         do { commands = try Pipe.make() } catch {
-            close(events[0])
-            close(events[1])
+            events.ours.closeQuietly()
+            events.keepers.closeQuietly()
             throw .system(error)
         }
+        // init is single-threaded (DESIGN.md): the keeper is a whole process of jaild, not a
+        // step on the way to an exec.
         let pid = fork()
         if pid == 0 {
-            close(events[0])
+            events.ours.closeQuietly()
             let setup = Setup(command: command, programCgroups: programCgroups, payloadCgroup: payloadCgroup,
                               uid: account.uid, gid: account.gid, hostname: configuration.hostname,
-                              allowAio: configuration.allowAio, events: events[1], commands: commands.read.rawValue)
+                              allowAio: configuration.allowAio, events: events.keepers.rawValue, commands: commands.read.rawValue)
             run(setup)
         }
-        close(events[1])
+        events.keepers.closeQuietly()
         commands.read.closeQuietly()
         if pid < 0 {
-            close(events[0])
-            commands.write.closeQuietly()
-            throw .system(.last("fork (the payload's keeper)"))
-        }
-        if cj_set_nonblocking(events[0], 1) != 0 {
-            // A blocking read would stop init's loop: the keeper goes, the start fails.
-            let error = SystemError.last("fcntl(O_NONBLOCK) (the payload's events)")
-            kill(pid, SIGKILL)
-            close(events[0])
+            let error = SystemError.last("fork (the payload's keeper)")
+            events.ours.closeQuietly()
             commands.write.closeQuietly()
             throw .system(error)
         }
-        return Started(pid: pid, events: FileDescriptor(rawValue: events[0]), commands: commands.write)
+        do { try events.ours.setNonBlocking(true) } catch {
+            // A blocking read would stop init's loop: the keeper goes, the start fails.
+            killChild(pid)
+            events.ours.closeQuietly()
+            commands.write.closeQuietly()
+            throw .system(SystemError("fcntl(O_NONBLOCK) (the payload's events)", errno: error.errno))
+        }
+        return Started(pid: pid, events: events.ours, commands: commands.write)
     }
 
     /// The keeper's life: the payload's profile, then boot after boot until one ends without
@@ -121,7 +123,7 @@ enum PayloadKeeper {
         let keep = [setup.events, setup.commands] + setup.programCgroups + (setup.payloadCgroup.map { [$0] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // Root inside must not ptrace the keeper or read its memory (it holds the capabilities).
-        if cj_set_dumpable(0) != 0 { fail(setup, "prctl(PR_SET_DUMPABLE): \(Errno(rawValue: errno))") }
+        do { try Hardening.forbidDumps() } catch { fail(setup, "\(error)") }
         if cj_drop_bounding_set(capabilityMask) != 0 { fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))") }
         if cj_install_payload_seccomp(setup.allowAio ? 1 : 0) != 0 { fail(setup, "seccomp: \(Errno(rawValue: errno))") }
         // The scopes without file-system rules: mounts stay possible, the host's abstract unix
@@ -130,23 +132,21 @@ enum PayloadKeeper {
             fail(setup, "landlock_restrict_self (scopes): \(Errno(rawValue: errno))")
         }
         while true {
-            var sync: [Int32] = [-1, -1]
-            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0, &sync) == 0 else {
-                fail(setup, "socketpair: \(Errno(rawValue: errno))")
-            }
+            // One byte each way (PayloadBoot.enterOwnNamespaces): a message of a pair is one byte.
+            let sync: (keepers: FileDescriptor, boots: FileDescriptor)
+            do { sync = try UnixSocket.pair() } catch { fail(setup, "\(error)") }
             let boot = fork()
             if boot == 0 {
-                close(sync[0])
-                PayloadBoot.run(setup, keeper: sync[1])
+                sync.keepers.closeQuietly()
+                PayloadBoot.run(setup, keeper: sync.boots)
             }
-            close(sync[1])
+            sync.boots.closeQuietly()
             if boot < 0 { fail(setup, "fork (the payload's boot): \(Errno(rawValue: errno))") }
-            writeMaps(setup, boot: boot, sync: sync[0])
-            close(sync[0])
-            var status: Int32 = 0
-            while waitpid(boot, &status, 0) < 0 && errno == EINTR {}
+            writeMaps(setup, boot: boot, sync: sync.keepers)
+            sync.keepers.closeQuietly()
+            guard let status = waitForChild(boot) else { fail(setup, "waitpid(the payload's boot \(boot)): not a child") }
             // 2: the payload asked for a reboot; anything else ends the keeper.
-            let code = cj_status_to_code(status)
+            let code = exitCode(ofStatus: status)
             if code != PayloadBoot.rebootCode { _exit(code) }
         }
     }
@@ -154,10 +154,13 @@ enum PayloadKeeper {
     /// The child user namespace's maps, written from the jail's (the boot cannot write its own):
     /// every id of the jail as itself, so files keep their owners. setgroups stays allowed
     /// (written by the parent namespace's root), as in the jail.
-    static func writeMaps(_ setup: Setup, boot: pid_t, sync: Int32) {
-        var byte: UInt8 = 0
-        guard read(sync, &byte, 1) == 1 else { return }  // the boot failed before its namespace
-        var answer: UInt8 = UInt8(ascii: "m")
+    static func writeMaps(_ setup: Setup, boot: pid_t, sync: FileDescriptor) {
+        // Nothing (an end of file, or an error) when the boot failed before its namespace: it
+        // said why itself.
+        let asked: [UInt8]
+        do { asked = try readAll(sync, limit: 1) } catch { return }
+        guard asked.count == 1 else { return }
+        var answer = UInt8(ascii: "m")
         do {
             try writeKernelFile("/proc/\(boot)/uid_map", mirrorMap(keeping: setup.uid))
             try writeKernelFile("/proc/\(boot)/gid_map", mirrorMap(keeping: setup.gid))
@@ -165,7 +168,8 @@ enum PayloadKeeper {
             report(setup.events, "error \(error)")
             answer = UInt8(ascii: "x")
         }
-        _ = write(sync, &answer, 1)
+        // Without the answer the boot fails with "no maps"; this line says why.
+        do { try sync.writeFully([answer]) } catch { report(setup.events, "error the payload's boot was not told of its maps: \(error)") }
     }
 
     /// The jail's ids as themselves, extent by extent as the jail's own map has them
@@ -175,10 +179,11 @@ enum PayloadKeeper {
         UserRange.mapLines(keeping: id, start: 0)
     }
 
+    /// One event to init. A lost one (init gone, its socket full) goes to the log instead:
+    /// init then learns of the boot from its end (the keeper's exit), not from this line.
     static func report(_ events: Int32, _ line: String, passing fds: [Int32] = []) {
-        let bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { buffer in
-            fds.withUnsafeBufferPointer { cj_send_with_fds(events, buffer.baseAddress, buffer.count, $0.baseAddress, Int32($0.count)) }
+        do { _ = try UnixSocket.send(FileDescriptor(rawValue: events), Array((line + "\n").utf8), passing: fds) } catch {
+            log.error("payload: the event '\(line)' did not reach init: \(error)")
         }
     }
 

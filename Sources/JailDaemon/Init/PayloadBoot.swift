@@ -1,4 +1,5 @@
 import CJail
+import JailIO
 import JailSystem
 import SystemPackage
 
@@ -17,16 +18,16 @@ enum PayloadBoot {
     static let bootIDPath = "/run/host/boot_id"
     static let namespaceFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
 
-    static func run(_ setup: PayloadKeeper.Setup, keeper: Int32) -> Never {
+    static func run(_ setup: PayloadKeeper.Setup, keeper: FileDescriptor) -> Never {
         cj_set_proctitle("jaild: payload boot")
-        let prepared: (console: Int32, notify: Int32)
+        let prepared: (console: FileDescriptor, notify: FileDescriptor)
         do {
             prepared = try prepareOutside(setup)
             try enterOwnNamespaces(setup, keeper: keeper)
         } catch {
             PayloadKeeper.fail(setup, "\(error)")
         }
-        close(keeper)
+        keeper.closeQuietly()
         // A new user namespace came with a full bounding set: the payload's is set again here.
         if cj_drop_bounding_set(PayloadKeeper.capabilityMask) != 0 {
             PayloadKeeper.fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))")
@@ -37,34 +38,37 @@ enum PayloadBoot {
         // (it is outside that PID namespace), and a lost race left sessions no way in.
         // pid_for_children exists only once a child is in the namespace, so the files are
         // opened after the fork, through the held directory.
-        let procSelf = open("/proc/self", CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if procSelf < 0 { PayloadKeeper.fail(setup, "open(/proc/self): \(Errno(rawValue: errno))") }
+        let procSelf: FileDescriptor
+        do { procSelf = try openDirectoryPath("/proc/self") } catch { PayloadKeeper.fail(setup, "\(error)") }
         let payload = fork()
         if payload == 0 {
-            close(procSelf)
-            close(prepared.notify)
-            close(prepared.console)
+            // The payload's steps up to its execve (here and execPayload) keep their raw
+            // calls, as code between a fork and an exec does.
+            close(procSelf.rawValue)
+            close(prepared.notify.rawValue)
+            close(prepared.console.rawValue)
             execPayload(setup)
         }
         if payload < 0 { PayloadKeeper.fail(setup, "fork (the payload): \(Errno(rawValue: errno))") }
-        let namespaces = PayloadEntry.files.map { openat(procSelf, "ns/\($0)", O_RDONLY | O_CLOEXEC) }
-        if let missing = zip(PayloadEntry.files, namespaces).first(where: { $0.1 < 0 }) {
-            let reason = "open(/proc/self/ns/\(missing.0)): \(Errno(rawValue: errno))"
-            kill(payload, SIGKILL)  // no way in for sessions: this boot is not kept
-            PayloadKeeper.fail(setup, reason)
+        var namespaces: [Int32] = []
+        for file in PayloadEntry.files {
+            do { namespaces.append(try openFile("ns/\(file)", O_RDONLY, in: procSelf).rawValue) } catch {
+                killChild(payload)  // no way in for sessions: this boot is not kept
+                PayloadKeeper.fail(setup, "open(/proc/self/ns/\(file)): \(error.errno)")
+            }
         }
-        close(procSelf)
-        PayloadKeeper.report(setup.events, "started \(payload)", passing: namespaces.filter { $0 >= 0 })
-        for fd in namespaces where fd >= 0 { close(fd) }
+        procSelf.closeQuietly()
+        PayloadKeeper.report(setup.events, "started \(payload)", passing: namespaces)
+        for fd in namespaces { closeDescriptor(fd) }
         var watch = PayloadWatch(setup: setup, payload: payload, console: prepared.console, notify: prepared.notify)
         _exit(watch.run())
     }
 
     /// In a mount namespace of the jail's user namespace: what the payload must not undo.
-    static func prepareOutside(_ setup: PayloadKeeper.Setup) throws(SystemError) -> (console: Int32, notify: Int32) {
+    static func prepareOutside(_ setup: PayloadKeeper.Setup) throws(SystemError) -> (console: FileDescriptor, notify: FileDescriptor) {
         // Its cgroups first: the cgroup namespace made below is rooted where it is then.
         for fd in setup.programCgroups + (setup.payloadCgroup.map { [$0] } ?? []) {
-            try syscall("write(cgroup.procs)") { write(fd, "0", 1) }
+            try writeKernelFile(FileDescriptor(rawValue: fd), "0", path: "cgroup.procs")
         }
         try syscall("unshare(CLONE_NEWNS)") { cj_unshare(CLONE_NEWNS) }
         try syscall("mount(MS_PRIVATE)", path: "/") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
@@ -76,16 +80,16 @@ enum PayloadBoot {
         }
         try syscall("mount(tmpfs)", path: "/run") { mount("tmpfs", "/run", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=755,size=65536k") }
         try syscall("mount(tmpfs)", path: "/tmp") { mount("tmpfs", "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=65536k") }
-        try syscall("mkdir", path: "/run/host") { mkdir("/run/host", 0o755) }
+        try makeDirectory("/run/host", mode: 0o755)
         try writeBootID()
-        let notify = try syscall("bind", path: notifyPath) { cj_unix_dgram_bind(notifyPath) }
+        let notify = FileDescriptor(rawValue: try syscall("bind", path: notifyPath) { cj_unix_dgram_bind(notifyPath) })
         var slave = [CChar](repeating: 0, count: 128)
-        let console = try syscall("open(/dev/ptmx)") { cj_open_pty_master(&slave, slave.count) }
-        // The relay drains it in a loop until EAGAIN: blocking, it would stop the boot's loop.
-        try syscall("fcntl(O_NONBLOCK)", path: "/dev/ptmx") { cj_set_nonblocking(console, 1) }
-        let target = open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if target < 0 { throw .last("create", path: "/dev/console") }
-        close(target)
+        let console = FileDescriptor(rawValue: try syscall("open(/dev/ptmx)") { cj_open_pty_master(&slave, slave.count) })
+        // The loop drains both until EAGAIN: blocking, either would stop it.
+        try console.setNonBlocking(true)
+        try notify.setNonBlocking(true)
+        // An empty file for the pty's slave to cover (one of that name is reused).
+        closeDescriptor(try openFile("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW, mode: 0o600).rawValue)
         let slavePath = String(decoding: slave.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         try syscall("mount(bind)", path: "/dev/console") { mount(slavePath, "/dev/console", nil, UInt(MS_BIND), nil) }
         return (console, notify)
@@ -93,51 +97,51 @@ enum PayloadBoot {
 
     /// A random UUID, as the kernel's boot_id reads (a new one at each boot of the payload).
     static func writeBootID() throws(SystemError) {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        let random = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
-        if random < 0 { throw .last("open", path: "/dev/urandom") }
-        let got = bytes.withUnsafeMutableBytes { read(random, $0.baseAddress, 16) }
-        close(random)
-        if got != 16 { throw .last("read", path: "/dev/urandom") }
+        var bytes = try readFile("/dev/urandom", limit: 16)
+        if bytes.count != 16 { throw SystemError("read", path: "/dev/urandom", errno: .ioError) }
         bytes[6] = bytes[6] & 0x0f | 0x40
         bytes[8] = bytes[8] & 0x3f | 0x80
         let hex = bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
         let text = hex[0..<4].joined() + "-" + hex[4..<6].joined() + "-" + hex[6..<8].joined() + "-"
             + hex[8..<10].joined() + "-" + hex[10..<16].joined() + "\n"
-        let fd = open(bootIDPath, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o444)
-        if fd < 0 { throw .last("create", path: bootIDPath) }
-        defer { close(fd) }
-        if text.withCString({ write(fd, $0, strlen($0)) }) < 0 { throw .last("write", path: bootIDPath) }
+        try writeFile(bootIDPath, text: text, mode: 0o444)
     }
 
     /// The child user namespace (its maps written by the keeper), then the payload's own
     /// mount, UTS, IPC, cgroup and PID namespaces, owned by it, and its cgroup2.
-    static func enterOwnNamespaces(_ setup: PayloadKeeper.Setup, keeper: Int32) throws(SystemError) {
+    static func enterOwnNamespaces(_ setup: PayloadKeeper.Setup, keeper: FileDescriptor) throws(SystemError) {
         try syscall("unshare(CLONE_NEWUSER)") { cj_unshare(CLONE_NEWUSER) }
         // A non-dumpable process's /proc files belong to host root, so the keeper could not
         // open our uid_map: dumpable while it writes. Safe for that moment: no jail program
         // may ptrace us (its capabilities are no superset of ours, and its Landlock domain
         // keeps ptrace inside the jail's).
         if cj_set_dumpable(1) != 0 { throw .last("prctl(PR_SET_DUMPABLE, 1)") }
-        var byte = UInt8(ascii: "u")
-        _ = write(keeper, &byte, 1)
-        let mapped = read(keeper, &byte, 1) == 1 && byte == UInt8(ascii: "m")
-        if cj_set_dumpable(0) != 0 { throw .last("prctl(PR_SET_DUMPABLE, 0)") }
-        guard mapped else { throw SystemError("the payload's user namespace has no maps", errno: .permissionDenied) }
-        try syscall("unshare(payload namespaces)") { cj_unshare(namespaceFlags) }
-        if let hostname = setup.hostname {
-            try syscall("sethostname") { sethostname(hostname, hostname.utf8.count) }
+        // Asked ("u") and answered ("m"), or a failure kept until dumpable is off again.
+        let exchange: Result<[UInt8], SystemError>
+        do {
+            try keeper.writeFully([UInt8(ascii: "u")])
+            exchange = .success(try readAll(keeper, limit: 1))
+        } catch {
+            exchange = .failure(SystemError("the keeper (the payload's user namespace maps): \(error.operation)", errno: error.errno))
         }
+        try Hardening.forbidDumps()
+        guard try exchange.get() == [UInt8(ascii: "m")] else {
+            throw SystemError("the payload's user namespace has no maps", errno: .permissionDenied)
+        }
+        try syscall("unshare(payload namespaces)") { cj_unshare(namespaceFlags) }
+        if let hostname = setup.hostname { try setHostName(hostname) }
         try syscall("mount(cgroup2)", path: "/sys/fs/cgroup") {
             mount("cgroup2", "/sys/fs/cgroup", "cgroup2", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil)
         }
     }
 
     /// The payload's first steps, as PID 1 of its namespace, then PATH. Never returns.
+    /// A step that fails is the boot's failure, said in one line as the boot's own are
+    /// (PayloadKeeper.report: init logs it, and a start waiting for READY=1 fails with it),
+    /// and the payload's status 127.
     static func execPayload(_ setup: PayloadKeeper.Setup) -> Never {
         func die(_ what: String) -> Never {
-            let line = "jaild: payload: \(what): \(Errno(rawValue: errno))\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
+            PayloadKeeper.report(setup.events, "error \(what): \(Errno(rawValue: errno))")
             _exit(127)
         }
         cj_reset_signals()
@@ -150,13 +154,16 @@ enum PayloadBoot {
         if mount(nil, "/proc/sys", nil, UInt(MS_BIND | MS_REMOUNT | MS_RDONLY) | nosuidNodevNoexec, nil) < 0 {
             die("remount /proc/sys read-only")
         }
-        _ = setsid()
+        // A new session, which no terminal controls yet: the console becomes its terminal.
+        if setsid() < 0 { die("setsid") }
         let console = open("/dev/console", O_RDWR)
         if console < 0 { die("open /dev/console") }
-        _ = ioctl(console, UInt(TIOCSCTTY), 0)
-        for target: Int32 in [0, 1, 2] { dup2(console, target) }
+        // The console as the controlling terminal of the payload's init, as a booted system's
+        // init has it: one that cannot be is said, not skipped.
+        if ioctl(console, UInt(TIOCSCTTY), 0) < 0 { die("ioctl(TIOCSCTTY) /dev/console (a controlling terminal)") }
+        for target: Int32 in [0, 1, 2] where dup2(console, target) < 0 { die("dup2 /dev/console") }
         if console > 2 { close(console) }
-        _ = chdir("/")
+        if chdir("/") < 0 { die("chdir /") }
         let environment = ["container=jail", "NOTIFY_SOCKET=\(notifyPath)", "TERM=vt220",
                            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         var argv: [UnsafeMutablePointer<CChar>?] = setup.command.map { strdup($0) } + [nil]
@@ -171,38 +178,47 @@ enum PayloadBoot {
 struct PayloadWatch {
     let setup: PayloadKeeper.Setup
     let payload: pid_t
-    let console: Int32
-    let notify: Int32
+    let console: FileDescriptor
+    let notify: FileDescriptor
     var consoleLine: [UInt8] = []
     var halted = false
     var commandsOpen = true
     var isSystemd = false
 
+    /// The boot's status: PayloadBoot.rebootCode, 0 or 1 from `ended`; 1 when the loop itself
+    /// fails (said in one line to init: the payload is then left to the jail's stop).
     mutating func run() -> Int32 {
         isSystemd = Self.namesSystemd(setup.command[0])
-        guard let signals = try? SignalDescriptor([SIGCHLD]) else { return 1 }
-        while true {
-            var entries = [pollfd(fd: console, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: notify, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: signals.fd.rawValue, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: commandsOpen ? setup.commands : -1, events: Int16(POLLIN), revents: 0)]
-            if poll(&entries, nfds_t(entries.count), -1) < 0 && errno != EINTR { return 1 }
-            if entries[0].revents != 0 { relayConsole() }
-            if entries[1].revents != 0 { readNotifications() }
-            if entries[3].revents != 0 { obey() }
-            if entries[2].revents != 0 {
-                _ = try? signals.receive()
-                var status: Int32 = 0
-                if waitpid(payload, &status, WNOHANG) == payload { return ended(status) }
+        do {
+            let signals = try SignalDescriptor([SIGCHLD])
+            var poller = Poller()
+            while true {
+                poller.reset()
+                let consoleReady = poller.add(console.rawValue, read: true)
+                let notifyReady = poller.add(notify.rawValue, read: true)
+                let signalled = poller.add(signals.fd.rawValue, read: true)
+                let commanded = commandsOpen ? poller.add(setup.commands, read: true) : nil
+                _ = try poller.wait()
+                if poller.readable(consoleReady) { relayConsole() }
+                if poller.readable(notifyReady) { readNotifications() }
+                if let commanded, poller.readable(commanded) { obey() }
+                if poller.readable(signalled) {
+                    _ = try signals.receive()
+                    if let status = exitedChildStatus(payload) { return ended(status) }
+                }
             }
+        } catch {
+            PayloadKeeper.report(setup.events, "error the payload's boot stopped watching it: \(error)")
+            return 1
         }
     }
 
     /// systemd is told by its name (/sbin/init is a link to it on Debian): it halts on
     /// SIGRTMIN+3; any other init gets SIGTERM (sysvinit's and busybox's are TERM-then-KILL).
     static func namesSystemd(_ path: String) -> Bool {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let resolved = realpath(path, &buffer).map { String(cString: $0) } ?? path
+        // A path that does not resolve (missing: its execve fails) is judged by its own name.
+        let resolved: String
+        do { resolved = try canonicalPath(path) } catch { resolved = path }
         return resolved.hasSuffix("/systemd")
     }
 
@@ -221,7 +237,7 @@ struct PayloadWatch {
             how = "poweroff"
             code = 0
         } else {
-            how = "status \(cj_status_to_code(status))"
+            how = "status \(exitCode(ofStatus: status))"
             code = 1
         }
         PayloadKeeper.report(setup.events, "ended \(how)")
@@ -229,30 +245,33 @@ struct PayloadWatch {
     }
 
     mutating func obey() {
-        var byte: UInt8 = 0
-        let n = read(setup.commands, &byte, 1)
-        if n <= 0 {
+        let command: [UInt8]?
+        do { command = try FileDescriptor(rawValue: setup.commands).readChunk(max: 1) } catch { command = [] }
+        guard let command else { return }  // EINTR: poll again
+        guard let byte = command.first else {
+            // An end of file (init gone) or an error: no more commands, the payload runs on.
             commandsOpen = false
             return
         }
         switch byte {
         case UInt8(ascii: "h"):
             halted = true
-            kill(payload, isSystemd ? PayloadBoot.systemdHalt : SIGTERM)
+            do { try sendSignal(isSystemd ? PayloadBoot.systemdHalt : SIGTERM, to: payload) } catch {
+                PayloadKeeper.report(setup.events, "error the payload was not told to halt: \(error)")
+            }
         case UInt8(ascii: "k"):
             halted = true
-            kill(payload, SIGKILL)
+            killChild(payload)
         default:
             break
         }
     }
 
     mutating func readNotifications() {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = recv(notify, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-            if n <= 0 { return }
-            let text = String(decoding: buffer[0..<n], as: UTF8.self)
+        // One datagram per read; EAGAIN (nil) once drained. An error ends this round: the next
+        // poll says whether there is more.
+        while let datagram = try? notify.readChunk(max: 4096), !datagram.isEmpty {
+            let text = String(decoding: datagram, as: UTF8.self)
             for line in text.split(separator: "\n") {
                 if line == "READY=1" { PayloadKeeper.report(setup.events, "ready") }
                 if line == "STOPPING=1" { PayloadKeeper.report(setup.events, "stopping") }
@@ -261,11 +280,9 @@ struct PayloadWatch {
     }
 
     mutating func relayConsole() {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(console, &buffer, buffer.count)
-            if n <= 0 { return }
-            for byte in buffer[0..<n] {
+        // Until EAGAIN (nil); EIO once the payload's last holder of the console is gone.
+        while let chunk = try? console.readChunk(max: 4096), !chunk.isEmpty {
+            for byte in chunk {
                 if byte == UInt8(ascii: "\n") {
                     flushConsole()
                 } else if byte != UInt8(ascii: "\r") && consoleLine.count < 2048 {
@@ -275,10 +292,10 @@ struct PayloadWatch {
         }
     }
 
+    /// One line of the payload's console in jaild's log (escaped there, as every line is).
     mutating func flushConsole() {
         guard !consoleLine.isEmpty else { return }
-        let line = Array("payload console: ".utf8) + consoleLine + [UInt8(ascii: "\n")]
-        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        log.info("payload console: \(String(decoding: consoleLine, as: UTF8.self))")
         consoleLine.removeAll(keepingCapacity: true)
     }
 }

@@ -27,17 +27,15 @@ struct ByteQueue {
     mutating func append(_ new: [UInt8]) { new.withUnsafeBytes { append($0) } }
 
     /// Sends what it can without blocking; false when the peer is gone (EPIPE, ECONNRESET).
-    mutating func send(to fd: FileDescriptor) -> Bool {
+    mutating func flush(to fd: FileDescriptor) -> Bool {
         while !isEmpty {
-            let sent = bytes.withUnsafeBytes { buffer in
-                Glibc.send(fd.rawValue, buffer.baseAddress! + start, buffer.count - start, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-            }
-            if sent > 0 {
-                start += sent
-                continue
-            }
-            if sent < 0 && errno == EINTR { continue }
-            return sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            let sent: Int
+            do {
+                let from = start
+                sent = try bytes.withUnsafeBytes { (buffer) throws(SystemError) in try fd.sendSome(UnsafeRawBufferPointer(rebasing: buffer[from...])) }
+            } catch { return false }  // the peer is gone: the connection ends
+            if sent == 0 { return true }  // full: the rest when poll says there is room
+            start += sent
         }
         // Drained: the front is dropped in bulk, not byte by byte.
         bytes.removeAll(keepingCapacity: bytes.capacity <= Self.limit)
@@ -80,7 +78,7 @@ struct ServiceConnection {
         // The tenant closed its socket while nothing more was asked of it: abandoned.
         if tenantEvents == 0 && tenantRevents & Int16(POLLHUP | POLLERR) != 0 { return .done }
         if tenantRevents & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !tenantEnded && toHost.room > 0 {
-            switch Self.read(tenant, into: scratch, max: toHost.room) {
+            switch Self.receive(tenant, into: scratch, max: toHost.room) {
             case .end: tenantEnded = true
             case .bytes(let n): toHost.append(UnsafeRawBufferPointer(rebasing: scratch[..<n]))
             case .nothingYet: break
@@ -88,20 +86,21 @@ struct ServiceConnection {
             }
         }
         if hostRevents & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !hostEnded && toTenant.room > 0 {
-            switch Self.read(host, into: scratch, max: toTenant.room) {
+            switch Self.receive(host, into: scratch, max: toTenant.room) {
             case .end: hostEnded = true
             case .bytes(let n): toTenant.append(UnsafeRawBufferPointer(rebasing: scratch[..<n]))
             case .nothingYet: break
             case .failed: return .done
             }
         }
-        guard toHost.send(to: host), toTenant.send(to: tenant) else { return .done }
+        guard toHost.flush(to: host), toTenant.flush(to: tenant) else { return .done }
+        // A side whose end of stream cannot be passed on (reset meanwhile) ends the connection.
         if tenantEnded && toHost.isEmpty && !hostShut {
-            shutdown(host.rawValue, Int32(SHUT_WR))
+            do { try host.shutdownWrite() } catch { return .done }
             hostShut = true
         }
         if hostEnded && toTenant.isEmpty && !tenantShut {
-            shutdown(tenant.rawValue, Int32(SHUT_WR))
+            do { try tenant.shutdownWrite() } catch { return .done }
             tenantShut = true
         }
         return finished ? .done : .more
@@ -109,14 +108,13 @@ struct ServiceConnection {
 
     enum ReadResult { case bytes(Int), end, nothingYet, failed }
 
-    static func read(_ fd: FileDescriptor, into scratch: UnsafeMutableRawBufferPointer, max: Int) -> ReadResult {
-        while true {
-            let n = recv(fd.rawValue, scratch.baseAddress, min(max, scratch.count), Int32(MSG_DONTWAIT))
-            if n > 0 { return .bytes(n) }
-            if n == 0 { return .end }
-            if errno == EINTR { continue }
-            return errno == EAGAIN || errno == EWOULDBLOCK ? .nothingYet : .failed
+    static func receive(_ fd: FileDescriptor, into scratch: UnsafeMutableRawBufferPointer, max: Int) -> ReadResult {
+        let received: Int?
+        do { received = try fd.receiveSome(into: UnsafeMutableRawBufferPointer(rebasing: scratch[..<min(max, scratch.count)])) } catch {
+            return .failed
         }
+        guard let received else { return .nothingYet }
+        return received == 0 ? .end : .bytes(received)
     }
 
     func close() {

@@ -30,17 +30,19 @@ struct ServiceEndpoint {
         var opened: [FileDescriptor] = []
         for service in services {
             let (directory, name) = split(service.hostPath)
-            let fd = open(directory, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-            var status = stat()
-            let problem: String? = fd < 0 ? "cannot open \(directory) on the host: \(Errno(rawValue: errno))"
-                : fstatat(fd, name, &status, AT_SYMLINK_NOFOLLOW) == 0 && !isSocket(status) ? "\(service.hostPath) exists and is not a socket"
-                : nil
+            var fd: FileDescriptor?
+            var problem: String?
+            do { fd = try openDirectoryPath(directory) } catch { problem = "cannot open \(directory) on the host: \(error.errno)" }
+            // A path that cannot be looked at now (EACCES) is left to the connections, which say why.
+            if let fd, let status = try? linkStatus(name, in: fd), !isSocket(status) {
+                problem = "\(service.hostPath) exists and is not a socket"
+            }
             if let problem {
-                if fd >= 0 { close(fd) }
+                fd?.closeQuietly()
                 for fd in opened { fd.closeQuietly() }
                 throw .startFailed("--service \(service.jailPath): \(problem)")
             }
-            opened.append(FileDescriptor(rawValue: fd))
+            if let fd { opened.append(fd) }
         }
         return opened
     }
@@ -56,7 +58,7 @@ struct ServiceEndpoint {
                                                  hostName: split(service.hostPath).name))
             } catch {
                 for endpoint in endpoints {
-                    unlink(endpoint.spec.jailPath)
+                    discardFile(endpoint.spec.jailPath)
                     endpoint.listener.closeQuietly()
                 }
                 for directory in hostDirectories { directory.closeQuietly() }
@@ -72,51 +74,55 @@ struct ServiceEndpoint {
     static func bindInside(_ service: ServiceSpec) throws(JailError) -> FileDescriptor {
         let (directoryPath, name) = split(service.jailPath)
         let fail = { (what: String) -> JailError in .startFailed("--service \(service.jailPath): \(what)") }
-        var directory = open("/", CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        guard directory >= 0 else { throw fail("open /: \(Errno(rawValue: errno))") }
-        defer { close(directory) }
+        var directory: FileDescriptor
+        do { directory = try openDirectoryPath("/") } catch { throw fail("open /: \(error.errno)") }
+        defer { directory.closeQuietly() }
         for component in directoryPath.split(separator: "/").map(String.init) {
-            var next = cj_open_beneath_no_symlinks(directory, component, CJ_O_PATH | O_DIRECTORY)
+            var next = cj_open_beneath_no_symlinks(directory.rawValue, component, CJ_O_PATH | O_DIRECTORY)
             if next < 0 && errno == ENOENT {
-                if mkdirat(directory, component, 0o755) < 0 && errno != EEXIST { throw fail("mkdir \(component): \(Errno(rawValue: errno))") }
-                next = cj_open_beneath_no_symlinks(directory, component, CJ_O_PATH | O_DIRECTORY)
+                do { try makeDirectory(component, mode: 0o755, in: directory) } catch {
+                    if error.errno != .fileExists { throw fail("mkdir \(component): \(error.errno)") }  // else made meanwhile
+                }
+                next = cj_open_beneath_no_symlinks(directory.rawValue, component, CJ_O_PATH | O_DIRECTORY)
             }
             guard next >= 0 else {
                 let reason = errno == ELOOP ? "a symlink on the way (services are made in the jail's own tree only)" : "\(Errno(rawValue: errno))"
                 throw fail("cannot open the directory \(component): \(reason)")
             }
-            close(directory)
-            directory = next
+            directory.closeQuietly()
+            directory = FileDescriptor(rawValue: next)
         }
-        var existing = stat()
-        if fstatat(directory, name, &existing, AT_SYMLINK_NOFOLLOW) == 0 {
+        let held = directory
+        let existing: stat?
+        do { existing = try linkStatus(name, in: held) } catch { throw fail("lstat: \(error.errno)") }
+        if let existing {
             guard isSocket(existing) else { throw fail("exists in the jail and is not a socket") }
-            if unlinkat(directory, name, 0) < 0 { throw fail("unlink the old socket: \(Errno(rawValue: errno))") }
+            do { try removeFile(name, in: held) } catch { throw fail("unlink the old socket: \(error.errno)") }
         }
         // bind(2) takes a path, not a directory descriptor: bound relative to the held directory
         // by moving there (init is single-threaded) and back. Listening at once is harmless: no
         // program of the jail runs yet, and the mode is set before any does.
-        let oldMask = umask(0o177)
-        let moved = fchdir(directory) == 0
-        let socketFD = moved ? cj_unix_listen(name, 128) : -1
-        let reason = Errno(rawValue: errno)
-        _ = chdir("/")
-        umask(oldMask)
-        guard socketFD >= 0 else { throw fail("bind: \(reason)") }
-        let owner = service.owner
-        if let owner, fchownat(directory, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) < 0 {
-            let reason = Errno(rawValue: errno)
-            unlinkat(directory, name, 0)
-            close(socketFD)
-            throw fail("chown \(owner.uid):\(owner.gid): \(reason)")
+        let listener: FileDescriptor
+        do {
+            listener = try withFileCreationMask(0o177) { () throws(SystemError) in
+                try withWorkingDirectory(held) { () throws(SystemError) in try UnixSocket.listen(path: name) }
+            }
+        } catch { throw fail("bind: \(error.errno)") }
+        let undo = {
+            discardFile(name, in: held)
+            listener.closeQuietly()
         }
-        if fchmodat(directory, name, mode_t(service.mode), 0) < 0 {
-            let reason = Errno(rawValue: errno)
-            unlinkat(directory, name, 0)
-            close(socketFD)
-            throw fail("chmod: \(reason)")
+        if let owner = service.owner {
+            do { try setOwner(name, uid: owner.uid, gid: owner.gid, in: held) } catch {
+                undo()
+                throw fail("chown \(owner.uid):\(owner.gid): \(error.errno)")
+            }
         }
-        return FileDescriptor(rawValue: socketFD)
+        do { try setMode(name, mode_t(service.mode), in: held) } catch {
+            undo()
+            throw fail("chmod: \(error.errno)")
+        }
+        return listener
     }
 
     /// `/a/b/c.sock` → (`/a/b`, `c.sock`).

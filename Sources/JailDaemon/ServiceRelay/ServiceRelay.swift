@@ -133,7 +133,7 @@ struct ServiceRelay {
                 if connections[index].host == nil {
                     gone = !retryConnect(index)
                 } else if connections[index].step(tenantRevents: tenantEvents, hostRevents: hostEvents, scratch: scratch) == .done {
-                    close(index)
+                    closeConnection(index)
                     gone = true
                 }
                 if gone {
@@ -188,16 +188,16 @@ struct ServiceRelay {
             return true
         case .busy:
             downLog[connection.service].note(jail: jail, service: endpoint.spec.jailPath, reason: "\(endpoint.spec.hostPath): no room in its backlog for \(Self.connectTimeout) ms")
-            close(index)
+            closeConnection(index)
             return false
         case .failed(let error):
             downLog[connection.service].note(jail: jail, service: endpoint.spec.jailPath, reason: "connect \(endpoint.spec.hostPath): \(error)")
-            close(index)
+            closeConnection(index)
             return false
         }
     }
 
-    mutating func close(_ index: Int) {
+    mutating func closeConnection(_ index: Int) {
         let connection = connections.remove(at: index)
         active[connection.service] -= 1
         connection.close()
@@ -210,24 +210,9 @@ struct ServiceRelay {
     }
 
     static func connectNonBlocking(_ path: String) -> ConnectResult {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { return .failed(Errno(rawValue: errno)) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8.prefix(107))
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (offset, byte) in bytes.enumerated() { raw[offset] = byte }
+        do { return try UnixSocket.connectNonBlocking(path: path).map(ConnectResult.connected) ?? .busy } catch {
+            return .failed(error.errno)
         }
-        var rc: Int32
-        repeat {
-            rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-        } while rc < 0 && errno == EINTR
-        if rc == 0 { return .connected(FileDescriptor(rawValue: fd)) }
-        let error = errno
-        Glibc.close(fd)
-        return error == EAGAIN ? .busy : .failed(Errno(rawValue: error))
     }
 }
 

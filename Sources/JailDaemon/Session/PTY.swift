@@ -21,18 +21,15 @@ struct PTY {
         var name = [CChar](repeating: 0, count: 128)
         let masterFD = try syscall("open", path: "/dev/ptmx") { cj_open_pty_master(&name, name.count) }
         let path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let slaveFD = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
-        if slaveFD < 0 {
-            let error = SystemError.last("open", path: path)
-            close(masterFD)
+        master = FileDescriptor(rawValue: masterFD)
+        do { slave = try openFile(path, O_RDWR | O_NOCTTY) } catch {
+            master.closeQuietly()
             throw error
         }
-        master = FileDescriptor(rawValue: masterFD)
-        slave = FileDescriptor(rawValue: slaveFD)
         slavePath = path
         do {
-            try syscall("fchown", path: path) { fchown(slaveFD, owner.uid, ttyGroup ?? owner.gid) }
-            try syscall("fchmod", path: path) { fchmod(slaveFD, 0o620) }
+            try slave.setOwner(uid: owner.uid, gid: ttyGroup ?? owner.gid, path: path)
+            try slave.setMode(0o620, path: path)
             try apply(modes)
             try resize(size)
         } catch {
@@ -43,8 +40,7 @@ struct PTY {
     }
 
     func apply(_ modes: TerminalModes) throws(SystemError) {
-        var t = termios()
-        try syscall("tcgetattr", path: slavePath) { tcgetattr(slave.rawValue, &t) }
+        var t = try slave.terminalAttributes(path: slavePath)
         t.c_iflag = modes.inputFlags
         t.c_oflag = modes.outputFlags
         t.c_cflag = modes.controlFlags
@@ -52,9 +48,8 @@ struct PTY {
         withUnsafeMutableBytes(of: &t.c_cc) { cc in
             for (i, c) in modes.controlCharacters.prefix(cc.count).enumerated() { cc[i] = c }
         }
-        cfsetispeed(&t, speed_t(modes.inputSpeed))
-        cfsetospeed(&t, speed_t(modes.outputSpeed))
-        try syscall("tcsetattr", path: slavePath) { tcsetattr(slave.rawValue, TCSANOW, &t) }
+        t.setSpeeds(input: speed_t(modes.inputSpeed), output: speed_t(modes.outputSpeed))
+        try slave.setTerminalAttributes(t, path: slavePath)
     }
 
     /// The size the client's terminal had at its hello; later changes the client makes on the

@@ -14,46 +14,54 @@ import Glibc
 struct PrivateDirectory {
     let path: String
     let name: String
-    let descriptor: Int32
+    let descriptor: FileDescriptor
     private(set) var entries: [String] = []
 
     init(kind: String) throws(SystemError) {
-        var template = Array("/tmp/jail-\(kind)-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw SystemError.last("mkdtemp", path: "/tmp/jail-\(kind)-XXXXXX") }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        path = try makeTemporaryDirectory("/tmp/jail-\(kind)-XXXXXX")
         name = String(path.dropFirst(5))
-        let path = self.path
-        descriptor = try syscall("open", path: path) { open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o7777 == 0o700 else {
-            close(descriptor)
+        descriptor = try openFile(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        let info: stat
+        do { info = try descriptor.fileStatus() } catch {
+            descriptor.closeQuietly()
+            throw SystemError("fstat", path: path, errno: error.errno)
+        }
+        guard info.st_uid == geteuid(), info.st_mode & 0o7777 == 0o700 else {
+            descriptor.closeQuietly()
             throw SystemError("fstat (not a fresh 0700 directory)", path: path, errno: .permissionDenied)
         }
     }
 
     /// A new file inside, the user's, mode 0600 (O_EXCL: never an existing one).
     mutating func createFile(_ entry: String, contents: [UInt8], owner: Account) throws(SystemError) {
-        let fd = try syscall("openat", path: path + "/" + entry) {
-            openat(descriptor, entry, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let entryPath = path + "/" + entry
+        let file: FileDescriptor
+        do { file = try openFile(entry, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, in: descriptor) } catch {
+            throw SystemError("openat", path: entryPath, errno: error.errno)
         }
-        defer { close(fd) }
         entries.append(entry)
-        try syscall("fchown", path: path + "/" + entry) { fchown(fd, owner.uid, owner.gid) }
-        try FileDescriptor(rawValue: fd).writeFully(contents)
+        do throws(SystemError) {
+            try file.setOwner(uid: owner.uid, gid: owner.gid, path: entryPath)
+            do { try file.writeFully(contents) } catch { throw SystemError("write", path: entryPath, errno: error.errno) }
+        } catch {
+            file.closeQuietly()
+            throw error
+        }
+        try closeAfterWriting(file, path: entryPath)
     }
 
     /// A listening unix socket inside, the user's, mode 0600. Bound by path: the directory is
     /// still root's and 0700, and /tmp's sticky bit keeps anyone else from renaming it, so
     /// the path cannot lead anywhere else.
     mutating func listen(_ entry: String, owner: Account) throws(SystemError) -> FileDescriptor {
-        let socket = try UnixSocket.listen(path: path + "/" + entry, backlog: 16)
+        let entryPath = path + "/" + entry
+        let socket = try UnixSocket.listen(path: entryPath, backlog: 16)
         entries.append(entry)
-        do {
-            try syscall("fchownat", path: path + "/" + entry) {
-                fchownat(descriptor, entry, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW)
+        do throws(SystemError) {
+            do { try setOwner(entry, uid: owner.uid, gid: owner.gid, in: descriptor) } catch {
+                throw SystemError("fchownat", path: entryPath, errno: error.errno)
             }
-            try syscall("fchmodat", path: path + "/" + entry) { fchmodat(descriptor, entry, 0o600, 0) }
+            try setMode(entry, 0o600, in: descriptor, path: entryPath)
         } catch {
             socket.closeQuietly()
             throw error
@@ -63,17 +71,23 @@ struct PrivateDirectory {
 
     /// Gives the directory to the user, once everything inside is in place.
     func handOver(to owner: Account) throws(SystemError) {
-        try syscall("fchown", path: path) { fchown(descriptor, owner.uid, owner.gid) }
+        try descriptor.setOwner(uid: owner.uid, gid: owner.gid, path: path)
     }
 
     /// Removes what was made here and the directory, if the user left nothing else in it.
+    /// At the session's end, with nobody left to tell but the log: what stays is the user's
+    /// to remove (it is theirs, in /tmp).
     func remove() {
-        for entry in entries { unlinkat(descriptor, entry, 0) }
-        close(descriptor)
-        let parent = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if parent >= 0 {
-            unlinkat(parent, name, AT_REMOVEDIR)
-            close(parent)
+        for entry in entries {
+            do { try removeFile(entry, in: descriptor) } catch {
+                log.warning("session: \(path)/\(entry) is left behind: \(error)")
+            }
+        }
+        descriptor.closeQuietly()
+        do { try removeDirectory(path) } catch where error.errno == .directoryNotEmpty {
+            return  // the user's own files in it: theirs to remove
+        } catch {
+            log.warning("session: \(path) is left behind: \(error)")
         }
     }
 }

@@ -139,7 +139,7 @@ struct StdioPlumbing {
                     next += 1
                 } else if null.contains(stream: stream) {
                     // The jail's own /dev/null, never the host's (root inside could fchmod it).
-                    let fd = try syscall("open", path: "/dev/null") { open("/dev/null", O_RDWR | O_CLOEXEC) }
+                    let fd = try openFile("/dev/null", O_RDWR).rawValue
                     childEnds.append(fd)
                     stdio.append(fd)
                 } else if stream == 2 && stderrJoinsStdout {
@@ -166,7 +166,7 @@ struct StdioPlumbing {
     }
 
     mutating func closeChildEnds() {
-        for fd in childEnds { close(fd) }
+        for fd in childEnds { closeDescriptor(fd) }
         childEnds = []
     }
 

@@ -1,3 +1,4 @@
+import JailSystem
 import SystemPackage
 
 #if canImport(Glibc)
@@ -12,9 +13,11 @@ import Glibc
 /// its relay buffers above all, is charged here.
 enum SessionCgroup {
     static func join(_ procs: [Int32]) {
-        for fd in procs where write(fd, "0", 1) < 0 {
-            // The helper then stays in init's cgroup: a session still works, unbounded as before.
-            log.warning("session helper cannot join its cgroup: \(Errno(rawValue: errno))")
+        for fd in procs {
+            do { try writeKernelFile(FileDescriptor(rawValue: fd), "0", path: "sessions/cgroup.procs") } catch {
+                // The helper then stays in init's cgroup: a session still works, unbounded as before.
+                log.warning("session helper cannot join its cgroup: \(error)")
+            }
         }
     }
 }

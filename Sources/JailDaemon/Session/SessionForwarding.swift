@@ -61,8 +61,8 @@ struct SessionForwarding {
 
     /// The jail's own hostname (its UTS namespace): what X clients inside look up.
     static func hostname() -> [UInt8] {
-        var name = [CChar](repeating: 0, count: 256)
-        guard gethostname(&name, name.count - 1) == 0 else { return [] }
-        return name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        // gethostname(2) of one's own namespace fails only for a bad buffer: an empty name
+        // then makes the cookie match no display, as before.
+        do { return Array(try JailSystem.hostName().utf8) } catch { return [] }
     }
 }

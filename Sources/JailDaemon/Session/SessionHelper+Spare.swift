@@ -33,14 +33,17 @@ extension SessionHelper {
         let received: (bytes: [UInt8], fds: [Int32])?
         do { received = try UnixSocket.receive(channel, max: 64, maxDescriptors: 1) } catch { _exit(0) }
         guard let received, received.fds.count == 1, let handOff = SpareHandOff(bytes: received.bytes) else {
-            for fd in received?.fds ?? [] { close(fd) }
+            for fd in received?.fds ?? [] { closeDescriptor(fd) }
             _exit(0)
         }
         // Before anything of the client's is read: past its deadline init kills a spare that
         // has not said this, and forks a helper that reads the client from its first byte.
-        var acknowledgement = SpareHandOff.acknowledgement
-        guard send(channel.rawValue, &acknowledgement, 1, Int32(MSG_NOSIGNAL)) == 1 else {
-            close(received.fds[0])
+        // A failed send is init gone or the deadline passed (init closed its end): either way
+        // the client is another helper's, and this one leaves without a word.
+        let acknowledged: Bool
+        do { acknowledged = try UnixSocket.send(channel, [SpareHandOff.acknowledgement], passing: []) == 1 } catch { acknowledged = false }
+        guard acknowledged else {
+            closeDescriptor(received.fds[0])
             _exit(0)
         }
         cj_set_proctitle("jaild: session")

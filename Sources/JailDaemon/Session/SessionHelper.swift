@@ -94,7 +94,7 @@ struct SessionHelper {
             forwarding.remove()
             refuse(error.description)
         }
-        for fd in passed { close(fd) }
+        for fd in passed { closeDescriptor(fd) }
         var record = SessionRecord(jail: jail, id: id, account: session.account ?? Account.root(passwd: ""),
                                    peer: peer,
                                    hello: hello, tty: session.pty?.slavePath)

@@ -66,14 +66,22 @@ struct CgroupEvents {
         self.leaves = leaves
         memcgPrefix = "/jail/\(cgroups.name)/"
         oomFiles = leaves.flatMap { leaf in
-            ["\(leaf)/memory.oom_control", "\(leaf)/memory.events"].filter { access($0, R_OK) == 0 }
+            ["\(leaf)/memory.oom_control", "\(leaf)/memory.events"].filter(canRead)
         }
-        pidsFiles = leaves.map { "\($0)/pids.events" }.filter { access($0, R_OK) == 0 }
+        pidsFiles = leaves.map { "\($0)/pids.events" }.filter(canRead)
         oomKills = 0
         pidsMax = 0
         if !oomFiles.isEmpty {
-            kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-            if kmsg >= 0 { lseek(kmsg, 0, SEEK_END) } else { log.warning("cannot read /dev/kmsg: OOM kills are logged without the victim's name: \(Errno(rawValue: errno))") }
+            do {
+                let opened = try openFile("/dev/kmsg", O_RDONLY | O_NONBLOCK)
+                kmsg = opened.rawValue
+                // From now on: the kills before this supervisor are not news (and not this jail's to name).
+                do { _ = try opened.seek(offset: 0, from: .end) } catch {
+                    log.warning("cannot skip the kernel log's past: its OOM kills of this jail are named again: \(error)")
+                }
+            } catch {
+                log.warning("cannot read /dev/kmsg: OOM kills are logged without the victim's name: \(error)")
+            }
         }
         setUpWatches(unified: cgroups.unifiedDirectory)
         // What happened before this supervisor (an adopted jail's earlier kills) is not news.
@@ -89,7 +97,7 @@ struct CgroupEvents {
         polledFiles = pidsFiles.contains { !isUnified($0) }
         if !notified.isEmpty {
             do throws(SystemError) {
-                inotify = try Self.watchModifications(of: notified)
+                inotify = try watchModifications(of: notified).rawValue
             } catch {
                 log.warning("cannot watch the jail's cgroup event files, reading them once a second instead: \(error)")
                 polledFiles = true
@@ -106,18 +114,6 @@ struct CgroupEvents {
         if polledFiles { nextCheck = monotonicMilliseconds() + Self.periodMilliseconds }
     }
 
-    /// One inotify descriptor with an IN_MODIFY watch on each of `files`.
-    static func watchModifications(of files: [String]) throws(SystemError) -> Int32 {
-        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard fd >= 0 else { throw SystemError.last("inotify_init1") }
-        for file in files where inotify_add_watch(fd, file, UInt32(IN_MODIFY)) < 0 {
-            let error = SystemError.last("inotify_add_watch \(file)")
-            Glibc.close(fd)
-            throw error
-        }
-        return fd
-    }
-
     /// cgroup v1's OOM notification: an eventfd written to `cgroup.event_control` with the
     /// `memory.oom_control` descriptor; the kernel signals the eventfd on each OOM of the
     /// memcg or an ancestor. The control file's descriptor is not needed afterwards.
@@ -125,26 +121,15 @@ struct CgroupEvents {
         let eventfd = cj_eventfd()
         guard eventfd >= 0 else { throw SystemError.last("eventfd") }
         do throws(SystemError) {
-            let control = try openDescriptor(controlFile, O_RDONLY)
-            defer { Glibc.close(control) }
+            let control = try openFile(controlFile, O_RDONLY)
+            defer { control.closeQuietly() }
             let eventControl = "\(controlFile.dropLast("memory.oom_control".count))cgroup.event_control"
-            let target = try openDescriptor(eventControl, O_WRONLY)
-            defer { Glibc.close(target) }
-            let request = Array("\(eventfd) \(control)".utf8)
-            guard request.withUnsafeBytes({ write(target, $0.baseAddress, $0.count) }) == request.count else {
-                throw SystemError.last("write \(eventControl)")
-            }
+            try writeKernelFile(eventControl, "\(eventfd) \(control.rawValue)")
             return eventfd
         } catch {
-            Glibc.close(eventfd)
+            closeDescriptor(eventfd)
             throw error
         }
-    }
-
-    static func openDescriptor(_ path: String, _ flags: Int32) throws(SystemError) -> Int32 {
-        let fd = open(path, flags | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError.last("open \(path)") }
-        return fd
     }
 
     /// Adds the watch descriptors to the poll set; returns their indexes for `check(after:)`.
@@ -181,8 +166,9 @@ struct CgroupEvents {
     /// Empties a fired descriptor (its inotify events or the eventfd's count); an OOM
     /// notification starts the follow-up reads.
     mutating func drain(_ fd: Int32, now: Int64) {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        // Non-blocking: until EAGAIN. A read that fails leaves the events to the counters,
+        // which are read all the same below.
+        while let chunk = try? FileDescriptor(rawValue: fd).readChunk(max: 4096), !chunk.isEmpty {}
         if fd != inotify { followUpUntil = now + Self.followUpLimitMilliseconds }
     }
 
@@ -249,16 +235,18 @@ struct CgroupEvents {
         kmsgBehind = false
         guard kmsg >= 0 else { return [] }
         var victims: [(pid: String, name: String)] = []
-        var buffer = [UInt8](repeating: 0, count: 8192)
         for record in 0...Self.kmsgRecordsPerTick {
             if record == Self.kmsgRecordsPerTick {
                 kmsgBehind = true  // more to read: on with it at the next turn of the loop
                 break
             }
-            let count = buffer.withUnsafeMutableBytes { read(kmsg, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EPIPE { continue }  // overwritten before it was read: on to the next
-            if count <= 0 { break }
-            let record = String(decoding: buffer[0..<count], as: UTF8.self)
+            let chunk: [UInt8]?
+            do { chunk = try FileDescriptor(rawValue: kmsg).readChunk(max: 8192) } catch {
+                if error.errno == .brokenPipe { continue }  // overwritten before it was read: on to the next
+                break
+            }
+            guard let chunk, !chunk.isEmpty else { break }
+            let record = String(decoding: chunk, as: UTF8.self)
             if let victim = Self.victim(record: record, memcgPrefix: memcgPrefix) { victims.append(victim) }
         }
         return victims
@@ -295,6 +283,6 @@ struct CgroupEvents {
     }
 
     func close() {
-        for fd in [kmsg, inotify] + oomEventfds where fd >= 0 { Glibc.close(fd) }
+        for fd in [kmsg, inotify] + oomEventfds where fd >= 0 { closeDescriptor(fd) }
     }
 }

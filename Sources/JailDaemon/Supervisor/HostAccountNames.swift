@@ -23,10 +23,9 @@ extension Preflight {
     public static func hostNameWarning(_ configuration: JailConfiguration, account: Account) -> String? {
         guard let hostPasswd = try? readText("/etc/passwd") else { return nil }
         let root = configuration.root ?? "/"
-        let rootFD = open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        guard rootFD >= 0 else { return nil }
-        defer { close(rootFD) }
-        guard let jailPasswd = try? readInRoot(rootFD, "/etc/passwd", root: root) else { return nil }
+        guard let rootFD = try? openDirectoryPath(root) else { return nil }  // a warning only: none without the tree
+        defer { rootFD.closeQuietly() }
+        guard let jailPasswd = try? readInRoot(rootFD.rawValue, "/etc/passwd", root: root) else { return nil }
         // Only the host's lines with this uid are parsed: the host's passwd has a line per tenant.
         var linesOfUID = ""
         UserRange.scanRecords(hostPasswd) { line, _, uid in

@@ -1,4 +1,5 @@
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ public final class LogFile: @unchecked Sendable {
     public let directory: String
     public let path: String
     let maxBytes: Int
-    private var fd: Int32 = -1
+    private var file: FileDescriptor?
     private var size = 0
 
     public init(name: String, directory: String = LogFile.directory, maxBytes: Int = LogFile.maxBytes) {
@@ -37,47 +38,47 @@ public final class LogFile: @unchecked Sendable {
 
     /// Opens (creating the directory, root's, 0750) the file for appending.
     public func open() throws(SystemError) {
-        created = access(path, F_OK) != 0
+        created = !somethingExists(at: path)
         // Parents too (a rootless user's ~/.local/state may not exist yet), private to the owner.
         var partial = ""
         for component in directory.split(separator: "/") {
             partial += "/" + component
-            if mkdir(partial, partial == directory ? 0o750 : 0o700) < 0 && errno != EEXIST { throw .last("mkdir", path: partial) }
+            try ensureDirectory(partial, mode: partial == directory ? 0o750 : 0o700)
         }
-        fd = try syscall("open", path: path) {
-            Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
-        }
-        var info = stat()
-        size = fstat(fd, &info) == 0 ? Int(info.st_size) : 0
+        let opened = try openFile(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o640)
+        file = opened
+        // Unknown, it counts from 0: the file grows one rotation's worth past the bound at most.
+        size = (try? opened.fileStatus()).map { Int($0.st_size) } ?? 0
     }
 
     /// One line, with the time and level in front (syslog would have added them).
-    func write(level: String, _ text: String) {
-        var now = time(nil)
-        var parts = tm()
-        gmtime_r(&now, &parts)
-        var stamp = [UInt8](repeating: 0, count: 32)
-        let length = stamp.withUnsafeMutableBufferPointer { buffer in
-            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
-                strftime($0, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
-            }
+    func append(level: String, _ text: String) {
+        let stamp = utcTimestamp() + " jaild[\(getpid())]: "
+        var line = Array((stamp + level + text + "\n").utf8)
+        if size + line.count > maxBytes, let failure = rotate() {
+            // This file is the log: where a failed rotation is said (the next line tries again).
+            line = Array((stamp + "warning: cannot rotate \(path): \(failure)\n").utf8) + line
         }
-        let line = Array((String(decoding: stamp.prefix(length), as: UTF8.self) + " jaild[\(getpid())]: " + level + text + "\n").utf8)
-        if size + line.count > maxBytes { rotate() }
-        guard fd >= 0 else { return }
-        let n = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        if n > 0 { size += n }
+        guard let file else { return }
+        // A line that cannot be written has nowhere else to go: this sink is the last resort.
+        if let n = try? file.writeSome(line[...]) { size += n }
     }
 
     /// NAME.log → NAME.log.1 → … → NAME.log.3 (the oldest goes), then a new NAME.log.
-    func rotate() {
-        if fd >= 0 { close(fd) }
-        fd = -1
-        unlink("\(path).\(Self.keptFiles)")
-        for index in stride(from: Self.keptFiles - 1, through: 1, by: -1) {
-            rename("\(path).\(index)", "\(path).\(index + 1)")
-        }
-        rename(path, "\(path).1")
-        try? open()
+    /// The first failure, if any (then the lines go on to NAME.log as it is).
+    func rotate() -> SystemError? {
+        file?.closeQuietly()
+        file = nil
+        var failure: SystemError?
+        do {
+            try removeFile("\(path).\(Self.keptFiles)")
+            for index in stride(from: Self.keptFiles - 1, through: 1, by: -1) where somethingExists(at: "\(path).\(index)") {
+                try renameFile("\(path).\(index)", to: "\(path).\(index + 1)")
+            }
+            try renameFile(path, to: "\(path).1")
+        } catch { failure = error }
+        do { try open() } catch { failure = failure ?? error }
+        if failure != nil { size = 0 }  // not to try again at every line: once per maxBytes written
+        return failure
     }
 }

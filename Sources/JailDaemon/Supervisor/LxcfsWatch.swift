@@ -1,5 +1,6 @@
 import CJail
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -51,22 +52,15 @@ struct LxcfsWatch {
     /// lxcfs's files over the stale ones in the jail of `initPid`.
     static func rebind(initPid: pid_t, directory: String) -> Result<Void, SystemError> {
         let path = "/proc/\(initPid)/ns/mnt"
-        let namespace = open(path, O_RDONLY | O_CLOEXEC)
-        if namespace < 0 { return .failure(.last("open", path: path)) }
-        defer { close(namespace) }
+        let namespace: FileDescriptor
+        do { namespace = try openFile(path, O_RDONLY) } catch { return .failure(error) }
+        defer { namespace.closeQuietly() }
         let sources = LxcfsViews.files.map { directory + $0 }
-        let rc = withCStrings(sources) { sourcePointers in
-            withCStrings(LxcfsViews.files) { targetPointers in
-                cj_rebind_in_namespace(namespace, sourcePointers, targetPointers, Int32(sources.count))
+        let rc = withCStringArray(sources) { sourcePointers in
+            withCStringArray(LxcfsViews.files) { targetPointers in
+                cj_rebind_in_namespace(namespace.rawValue, sourcePointers, targetPointers, Int32(sources.count))
             }
         }
         return rc == 0 ? .success(()) : .failure(.last("bind lxcfs in the jail", path: directory))
-    }
-
-    static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-        let copies = strings.map { strdup($0) }
-        defer { for copy in copies { free(copy) } }
-        let pointers = copies.map { UnsafePointer($0) }
-        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 }

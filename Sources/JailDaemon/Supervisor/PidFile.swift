@@ -15,51 +15,54 @@ struct PidFile {
 
     static func acquire(_ location: SocketLocation) throws(JailError) -> PidFile {
         let path = location.pidPath
-        let raw = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        if raw < 0 { throw .system(.last("open", path: path)) }
-        let fd = FileDescriptor(rawValue: raw)
-        var info = stat()
-        guard fstat(raw, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else {
+        let fd = try JailError.wrap { () throws(SystemError) in try openFile(path, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o644) }
+        let info: stat
+        do { info = try fd.fileStatus() } catch {
+            fd.closeQuietly()
+            throw .system(SystemError("fstat", path: path, errno: error.errno))
+        }
+        guard info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else {
             fd.closeQuietly()
             throw .socketInTheWay(path, reason: "the pid file is not a regular file of ours")
         }
-        if flock(raw, LOCK_EX | LOCK_NB) < 0 {
+        let locked: Bool
+        do { locked = try fd.lock(wait: false) } catch {
+            fd.closeQuietly()
+            throw .system(SystemError("flock", path: path, errno: error.errno))
+        }
+        if !locked {
+            // The holder's pid, for the message only: 0 when it cannot be read.
             let holder = String(decoding: (try? readFile(path)) ?? [], as: UTF8.self)
             fd.closeQuietly()
             let pid = Int32(holder.split(separator: "\n").first ?? "") ?? 0
             throw .alreadyRunning(socket: location.socketPath, pid: pid)
         }
-        let text = Array("\(getpid())\n".utf8)
         // `jaild stop` and `status` read the pid from it: a lock without its pid is not taken.
-        var failure: SystemError?
-        if ftruncate(raw, 0) < 0 {
-            failure = .last("ftruncate", path: path)
-        } else {
-            let written = text.withUnsafeBytes { pwrite(raw, $0.baseAddress, $0.count, 0) }
-            if written < 0 { failure = .last("write", path: path) }
-            else if written != text.count { failure = SystemError("write", path: path, errno: .noSpace) }
-        }
-        if let failure {
+        // Written in place (the lock is on this inode, which a rename would replace).
+        do { try fd.replaceContents(Array("\(getpid())\n".utf8), path: path) } catch {
             PidFile(fd: fd, path: path).release()
-            throw .system(failure)
+            throw .system(error)
         }
         return PidFile(fd: fd, path: path)
     }
 
     /// Removes the pid file while still holding the lock, then lets go.
     func release() {
-        unlink(path)
+        // Left behind, it is only stale: its lock is gone with this process, and the next
+        // start takes it over.
+        do { try removeFile(path) } catch { log.warning("cannot remove the pid file: \(error)") }
         fd.closeQuietly()
     }
 
     /// The supervisor pid recorded in a pid file, if a live jaild holds its lock.
     static func runningPid(path: String) -> Int32? {
-        let raw = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        if raw < 0 { return nil }
-        defer { close(raw) }
-        if flock(raw, LOCK_SH | LOCK_NB) == 0 { return nil }
-        // Read through the descriptor just locked-tested (`jaild list` does this per jail).
-        let text = String(decoding: (try? readAll(FileDescriptor(rawValue: raw), limit: 64)) ?? [], as: UTF8.self)
+        // A pid file that cannot be opened or locked has no live jaild to name.
+        guard let fd = try? openFile(path, O_RDONLY | O_NOFOLLOW) else { return nil }
+        defer { fd.closeQuietly() }
+        // Taken: nobody holds it. A lock that fails otherwise is read as held, as before.
+        if (try? fd.lock(exclusive: false, wait: false)) == true { return nil }
+        // Read through the descriptor just lock-tested (`jaild list` does this per jail).
+        let text = String(decoding: (try? readAll(fd, limit: 64)) ?? [], as: UTF8.self)
         return Int32(text.split(separator: "\n").first ?? "")
     }
 

@@ -29,12 +29,13 @@ public enum Preflight {
         // A root made from a base is empty until init mounts the overlay: read the merged
         // tree through a detached overlay mount that nobody else can see.
         let disk = try DiskStorage.prepared(for: configuration)
-        let rootFD = try configuration.overlay.map { layers throws(JailError) in
-            try openOverlay(layers, uid: configuration.uid, disk: disk)
+        let rootFD: Int32
+        if let layers = configuration.overlay {
+            rootFD = try openOverlay(layers, uid: configuration.uid, disk: disk)
+        } else {
+            rootFD = try JailError.wrap { () throws(SystemError) in try openDirectoryPath(root).rawValue }
         }
-            ?? open(root, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if rootFD < 0 { throw .system(.last("open", path: root)) }
-        defer { close(rootFD) }
+        defer { closeDescriptor(rootFD) }
         // The jail's own files, read as untrusted: a FIFO at /etc/passwd must not hang jaild.
         let passwd: String
         do { passwd = try readInRoot(rootFD, "/etc/passwd", root: root) } catch { throw unreadable(error) }
@@ -49,7 +50,7 @@ public enum Preflight {
         if shell < 0 {
             throw .badRoot("shell \(account.shell) of \(account.name) does not exist in \(root): \(Errno(rawValue: errno))")
         }
-        close(shell)
+        closeDescriptor(shell)
         return account
     }
 
@@ -132,8 +133,9 @@ public enum Preflight {
     }
 
     static func isDirectoryFollowing(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && isDirectory(info)
+        // A path that cannot be looked at is not a directory to use (as before: stat failed).
+        guard let info = try? fileStatusFollowingLinks(path) else { return false }
+        return isDirectory(info)
     }
 
     /// The one line for a jail file jaild would not read: "cannot read ROOT/etc/passwd: No such

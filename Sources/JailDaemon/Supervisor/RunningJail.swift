@@ -12,39 +12,28 @@ import Glibc
 struct RunningJail {
     let supervisor: Supervisor
     let lock: PidFile
-    let initPid: pid_t
+    let initProcess: InitHandle
     let signals: SignalDescriptor
-    let logPipe: FileDescriptor
-    let bootOutput: FileDescriptor
-    let cgroups: JailCgroups?
     var logLines = LineSplitter()
     var bootLines = LineSplitter()
     /// Boot commands' output is the jail's to write: bounded per second (LogLines.swift).
     var bootBudget = LogBudget()
     var stopRequested = false
     var killDeadline: Int64 = 0
-    /// An adopted init is not this supervisor's child: its pidfd says when it has exited, and
-    /// signals go through it (never to a later process with the same pid).
-    let initPidfd: Int32?
     /// OOM kills and the pids limit reached, logged as they happen (CgroupEvents.swift); the
     /// counters are read afresh by an adopting supervisor.
     var events: CgroupEvents?
     /// lxcfs's files in the jail, checked and bound again after lxcfs restarts (LxcfsWatch).
     var lxcfsWatch: LxcfsWatch?
 
-    init(supervisor: Supervisor, lock: PidFile, initPid: pid_t, signals: SignalDescriptor, logPipe: FileDescriptor,
-         bootOutput: FileDescriptor, cgroups: JailCgroups?, initPidfd: Int32?) {
-        self.initPidfd = initPidfd
+    init(supervisor: Supervisor, lock: PidFile, init initProcess: InitHandle, signals: SignalDescriptor) {
         self.supervisor = supervisor
         self.lock = lock
-        self.initPid = initPid
+        self.initProcess = initProcess
         self.signals = signals
-        self.logPipe = logPipe
-        self.bootOutput = bootOutput
-        self.cgroups = cgroups
-        self.events = cgroups.map(CgroupEvents.init)
+        self.events = initProcess.cgroups.map(CgroupEvents.init)
         self.lxcfsWatch = supervisor.configuration.lxcfsInUse.map {
-            LxcfsWatch(directory: $0, initPid: initPid, now: monotonicMilliseconds())
+            LxcfsWatch(directory: $0, initPid: initProcess.pid, now: monotonicMilliseconds())
         }
     }
 
@@ -57,9 +46,9 @@ struct RunningJail {
         while true {
             poller.reset()
             let signalIndex = poller.add(signals.fd.rawValue, read: true)
-            let logIndex = logOpen ? poller.add(logPipe.rawValue, read: true) : -1
+            let logIndex = logOpen ? poller.add(initProcess.logPipe.rawValue, read: true) : -1
             reportDroppedBootLines()
-            let bootIndex = bootOpen && bootBudget.mayRead ? poller.add(bootOutput.rawValue, read: true) : -1
+            let bootIndex = bootOpen && bootBudget.mayRead ? poller.add(initProcess.bootOutput.rawValue, read: true) : -1
             var timeout: Int32 = bootOpen ? bootBudget.timeout(now: monotonicMilliseconds()) : -1
             if stopRequested {
                 let untilKill = Int32(max(0, killDeadline - monotonicMilliseconds()))
@@ -72,7 +61,7 @@ struct RunningJail {
                 let untilCheck = lxcfsWatch.timeout(now: monotonicMilliseconds())
                 timeout = timeout < 0 ? untilCheck : min(timeout, untilCheck)
             }
-            let pidfdIndex = initPidfd.map { poller.add($0, read: true) } ?? -1
+            let pidfdIndex = initProcess.pidfd.map { poller.add($0.rawValue, read: true) } ?? -1
             let eventIndexes = events?.add(to: &poller) ?? []
             idlePages.wait(&poller, timeout: timeout)
             events?.check(jail: supervisor.configuration.name(account: supervisor.account), poller: poller,
@@ -81,10 +70,10 @@ struct RunningJail {
             if logIndex >= 0 && poller.readable(logIndex) { logOpen = relayLogs() }
             if bootIndex >= 0 && poller.readable(bootIndex) { bootOpen = relayBootOutput() }
             if pidfdIndex >= 0 && poller.readable(pidfdIndex) { return finish(initCode: nil) }
-            if poller.readable(signalIndex), let pending = try? signals.drain() {
+            if poller.readable(signalIndex), let pending = drainSignals() {
                 for (signal, _) in pending {
                     if signal == SIGCHLD {
-                        if let (_, code) = reapChild(initPid) { return finish(initCode: code) }
+                        if let (_, code) = reapChild(initProcess.pid) { return finish(initCode: code) }
                     } else {
                         requestStop(signal)
                     }
@@ -105,20 +94,36 @@ struct RunningJail {
         guard !stopRequested else { return }
         stopRequested = true
         log.info("stopping on \(reason)")
-        SystemdNotifier.fromEnvironment?.send("STOPPING=1")
+        SystemdNotifier.fromEnvironment?.notify("STOPPING=1")
         // rc-stop may take one stop timeout before the TERM-then-KILL takes another.
         let timeouts = supervisor.configuration.rcStop == nil ? 1 : 2
         killDeadline = monotonicMilliseconds() + Int64(supervisor.configuration.stopTimeout * timeouts + 5) * 1000
         signalInit(SIGTERM)
     }
 
+    /// A signal that cannot be sent (not ESRCH: init gone, whose end the loop sees next) is
+    /// logged: the stop then rests on init's own timeout, or on the operator.
     func signalInit(_ signal: Int32) {
-        if let initPidfd { _ = cj_pidfd_send_signal(initPidfd, signal) } else { kill(initPid, signal) }
+        do { try initProcess.deliver(signal) } catch { log.error("cannot signal the jail's init (pid \(initProcess.pid)): \(error)") }
     }
 
-    /// Logs each complete line from the jail. Returns false once the pipe is closed.
+    /// The pending signals; a signalfd that cannot be read is logged, and polled again.
+    func drainSignals() -> [(signal: Int32, sender: Int32)]? {
+        do { return try signals.drain() } catch {
+            log.error("cannot read the supervisor's signals: \(error)")
+            return nil
+        }
+    }
+
+    /// Logs each complete line from the jail. Returns false once the pipe is closed (or can
+    /// no longer be read: said once, as a pipe init closed).
     mutating func relayLogs() -> Bool {
-        guard let chunk = try? logPipe.readChunk(max: 16384) else { return true }
+        let chunk: [UInt8]?
+        do { chunk = try initProcess.logPipe.readChunk(max: 16384) } catch {
+            log.error("cannot read the jail's log pipe: \(error)")
+            return false
+        }
+        guard let chunk else { return true }
         if chunk.isEmpty { return false }
         absorbLog(chunk)
         return true
@@ -128,7 +133,13 @@ struct RunningJail {
     /// `bootBudget.lines` a second and `bootBudget.bytes` read a second.
     mutating func relayBootOutput() -> Bool {
         let room = min(16384, bootBudget.bytes - bootBudget.bytesUsed)
-        guard room > 0, let chunk = try? bootOutput.readChunk(max: room) else { return true }
+        guard room > 0 else { return true }
+        let chunk: [UInt8]?
+        do { chunk = try initProcess.bootOutput.readChunk(max: room) } catch {
+            log.error("cannot read the jail's boot output: \(error)")
+            return false
+        }
+        guard let chunk else { return true }
         var budget = bootBudget
         defer { bootBudget = budget }
         let emit = { (line: [UInt8], cut: Bool) in
@@ -157,17 +168,27 @@ struct RunningJail {
         }
     }
 
+    /// The lines init wrote before it exited, up to what is in the pipe now (its helpers may
+    /// hold the write end a moment longer: never waited for).
+    mutating func drainLogs() {
+        do {
+            try initProcess.logPipe.setNonBlocking(true)
+            while let chunk = try initProcess.logPipe.readChunk(max: 16384), !chunk.isEmpty { absorbLog(chunk) }
+        } catch {
+            log.error("the jail's last log lines are lost: \(error)")
+        }
+    }
+
     /// `initCode` is nil for an adopted init, whose status only its parent could read.
     mutating func finish(initCode: Int32?) -> Int32 {
-        try? logPipe.setNonBlocking(true)
-        while let chunk = try? logPipe.readChunk(max: 16384), !chunk.isEmpty { absorbLog(chunk) }
-        logPipe.closeQuietly()
-        bootOutput.closeQuietly()
+        drainLogs()
+        initProcess.logPipe.closeQuietly()
+        initProcess.bootOutput.closeQuietly()
         // The last kills (the one that ended the jail, say) before the cgroups go.
         events?.check(jail: supervisor.configuration.name(account: supervisor.account), poller: Poller(), indexes: [],
                       now: monotonicMilliseconds(), force: true)
         events?.close()
-        let portsGivenBack = supervisor.tearDown(cgroups: cgroups, lock: lock)
+        let portsGivenBack = supervisor.tearDown(cgroups: initProcess.cgroups, lock: lock)
         if stopRequested {
             log.info("jail \(supervisor.account.uid):\(supervisor.account.gid) stopped")
             return portsGivenBack ? 0 : 1

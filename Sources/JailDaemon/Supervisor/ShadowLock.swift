@@ -1,4 +1,5 @@
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -20,29 +21,28 @@ struct ShadowLock {
     static let passwordLock = "/etc/.pwd.lock"
     static let deadlineMilliseconds: Int64 = 5000
 
-    let passwordLockFD: Int32
+    let passwordLockFD: FileDescriptor
     let lockFiles: [String]
 
     /// Locks /etc/.pwd.lock, then `files` (as `FILE.lock`) in order.
     static func acquire(_ files: [String]) throws(JailError) -> ShadowLock {
         let deadline = monotonicMilliseconds() + deadlineMilliseconds
-        let fd = open(passwordLock, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd < 0 { throw .system(.last("open", path: passwordLock)) }
-        var whole = flock()
-        whole.l_type = Int16(F_WRLCK)
-        whole.l_whence = Int16(SEEK_SET)
-        while fcntl(fd, F_SETLK, &whole) < 0 {
-            let error = SystemError.last("fcntl(F_SETLK)", path: passwordLock)
-            guard errno == EAGAIN || errno == EACCES || errno == EINTR else {
-                close(fd)
-                throw .system(error)
+        let fd = try JailError.wrap { () throws(SystemError) in
+            try openFile(passwordLock, O_WRONLY | O_CREAT | O_NOFOLLOW, mode: 0o600)
+        }
+        while true {
+            let locked: Bool
+            do { locked = try fd.recordLock() } catch {
+                fd.closeQuietly()
+                throw .system(SystemError(error.operation, path: passwordLock, errno: error.errno))
             }
+            if locked { break }
             guard monotonicMilliseconds() < deadline else {
-                close(fd)
+                fd.closeQuietly()
                 throw .userNamespace("cannot reserve the jail's ids: \(passwordLock) is held by another program "
                     + "(useradd, usermod, vipw?) for more than \(deadlineMilliseconds / 1000) s")
             }
-            usleep(50_000)
+            sleepMilliseconds(50)
         }
         var taken: [String] = []
         for file in files {
@@ -59,11 +59,11 @@ struct ShadowLock {
 
     /// In reverse order: the files' locks, then /etc/.pwd.lock (closing it drops the lock).
     func release() {
-        for lock in lockFiles.reversed() where unlink(lock) < 0 {
+        for lock in lockFiles.reversed() {
             // Left behind, it would hold off useradd for as long as this process lives.
-            log.error("\(SystemError.last("unlink", path: lock)): remove it by hand, or useradd cannot lock it")
+            do { try removeFile(lock) } catch { log.error("\(error): remove it by hand, or useradd cannot lock it") }
         }
-        close(passwordLockFD)
+        passwordLockFD.closeQuietly()
     }
 
     /// commonio's do_lock_file: `file.PID` → `file.lock`.
@@ -72,26 +72,31 @@ struct ShadowLock {
         let lock = file + ".lock"
         let pid = Array("\(getpid())\0".utf8)
         while true {
-            let fd = open(mine, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            if fd < 0 { throw .system(.last("open", path: mine)) }
-            let written = pid.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            let synced = fdatasync(fd)
-            close(fd)
-            if written != pid.count || synced < 0 {
-                let error = SystemError.last("write", path: mine)
-                unlink(mine)
+            do throws(SystemError) {
+                try writeFile(mine, pid, mode: 0o600)
+                try syncFile(mine, dataOnly: true)
+            } catch {
+                discardFile(mine)
                 throw .system(error)
             }
-            let linked = link(mine, lock) == 0
-            let error = SystemError.last("link", path: lock)
-            var info = stat()
-            let held = linked && stat(mine, &info) == 0 && info.st_nlink == 2
-            unlink(mine)
+            var linkFailure: SystemError?
+            do { try makeHardLink(mine, at: lock) } catch { linkFailure = error }
+            // Held when `mine` has the two names now (over NFS, link can succeed and say it failed).
+            let held: Bool
+            do throws(SystemError) {
+                let links = linkFailure == nil ? try fileStatus(mine)?.st_nlink : nil
+                held = links == 2
+            } catch {
+                discardFile(mine)
+                throw .system(error)
+            }
+            // The lock is `lock`; a `mine` left behind holds nothing, it is only litter in /etc.
+            do { try removeFile(mine) } catch { log.warning("\(error): remove it by hand") }
             if held { return }
-            if !linked && error.errno != .fileExists { throw .system(error) }
+            if let linkFailure, linkFailure.errno != .fileExists { throw .system(linkFailure) }
             // Someone holds it. A holder that is gone left a stale lock: removed, as commonio does.
-            if let holder = lockHolder(lock), kill(holder, 0) < 0 && errno == ESRCH {
-                unlink(lock)
+            if let holder = lockHolder(lock), !(try processExists(holder)) {
+                try JailError.wrap { () throws(SystemError) in try removeFile(lock) }
                 continue
             }
             guard monotonicMilliseconds() < deadline else {
@@ -99,7 +104,15 @@ struct ShadowLock {
                 throw .userNamespace("cannot reserve the jail's ids: \(lock) is held by \(who) "
                     + "for more than \(deadlineMilliseconds / 1000) s")
             }
-            usleep(50_000)
+            sleepMilliseconds(50)
+        }
+    }
+
+    /// Whether `pid` names a live process (kill 0): EPERM (another user's) counts as alive.
+    static func processExists(_ pid: pid_t) throws(JailError) -> Bool {
+        do { return try sendSignal(0, to: pid) } catch {
+            if error.errno == .notPermitted { return true }
+            throw .system(error)
         }
     }
 

@@ -28,10 +28,15 @@ extension Supervisor {
             log.info("the earlier init (pid \(pid)) of the jail on \(state.socket) is gone: starting afresh")
             return nil
         }
-        let pidfd = cj_pidfd_open(pid)
         // Checked again once the pidfd pins the process: it is init, not a later one.
-        guard pidfd >= 0, ProcessIdentity.of("\(pid)") == recorded else {
-            if pidfd >= 0 { close(pidfd) }
+        let pidfd: FileDescriptor
+        do { pidfd = try openProcess(pid) } catch {
+            if error.errno == .noSuchProcess { return nil }  // it exited meanwhile: start afresh
+            // Starting afresh beside a live init would make a second jail on the same socket.
+            throw .failed("cannot take hold of init (pid \(pid)) of the jail on \(state.socket)", error)
+        }
+        guard ProcessIdentity.of("\(pid)") == recorded else {
+            pidfd.closeQuietly()
             return nil
         }
         do throws(JailError) {
@@ -42,33 +47,26 @@ extension Supervisor {
             }
             let adopted = try takeOver(state: state, pidfd: pidfd, identity: recorded)
             recheckRange(state)  // before readiness: once jaild has said "adopted", the range is reserved
-            try finishAdoption(state: state, lock: lock, report: report, adopted: adopted, pidfd: pidfd, begun: begun)
-            return adopted.running(supervisor: self, lock: lock, pidfd: pidfd)
+            try finishAdoption(state: state, lock: lock, report: report, adopted: adopted, begun: begun)
+            return RunningJail(supervisor: self, lock: lock, init: adopted.handle, signals: adopted.signals)
         } catch {
-            close(pidfd)
+            pidfd.closeQuietly()
             // The pid file stays: it is ours only while we run, and the jail goes on without us.
             lock.fd.closeQuietly()
             throw error
         }
     }
 
-    struct AdoptedInit {
-        let pid: pid_t
+    /// An init taken over: its handle, and what it says of the time it ran alone.
+    struct Adoption {
+        let handle: InitHandle
         let signals: SignalDescriptor
-        let logPipe: FileDescriptor
-        let bootOutput: FileDescriptor
-        let cgroups: JailCgroups?
         let orphanedSeconds: String
         let dropped: String
-
-        func running(supervisor: Supervisor, lock: PidFile, pidfd: Int32) -> RunningJail {
-            RunningJail(supervisor: supervisor, lock: lock, initPid: pid, signals: signals, logPipe: logPipe,
-                        bootOutput: bootOutput, cgroups: cgroups, initPidfd: pidfd)
-        }
     }
 
     /// The handshake: a new lifeline to init, its log and boot pipes back.
-    func takeOver(state: JailState, pidfd: Int32, identity: ProcessIdentity) throws(JailError) -> AdoptedInit {
+    func takeOver(state: JailState, pidfd: FileDescriptor, identity: ProcessIdentity) throws(JailError) -> Adoption {
         let pid = state.initPid
         let what = "init (pid \(pid)) of the jail on \(state.socket)"
         guard state.control == controlPath else {
@@ -88,16 +86,20 @@ extension Supervisor {
         // Not fatal: an init from before the proof may have answered and closed already, and a
         // newer one refuses a request without it, with the reason.
         if let error = AdoptionChannel.sendProof(connection) { log.info("\(what): proof of host root not sent: \(error)") }
-        var entry = pollfd(fd: connection.rawValue, events: Int16(POLLIN), revents: 0)
         var answer: (bytes: [UInt8], fds: [Int32])?
-        if poll(&entry, 1, 5000) == 1 { answer = try? UnixSocket.receive(connection, max: 512, maxDescriptors: 2) }
+        var unanswered = "it did not answer within 5 s"
+        do {
+            if try connection.waitReadable(milliseconds: 5000) {
+                answer = try UnixSocket.receive(connection, max: 512, maxDescriptors: 2)
+            }
+        } catch { unanswered = "its answer cannot be read: \(error)" }
         let fds = answer?.fds ?? []
         func fail(_ reason: String) -> JailError {
-            for fd in fds { close(fd) }
+            for fd in fds { closeDescriptor(fd) }
             lifeline.write.closeQuietly()
             return .startFailed("\(what) cannot be adopted: \(reason)")
         }
-        guard let bytes = answer?.bytes, !bytes.isEmpty else { throw fail("it did not answer within 5 s") }
+        guard let bytes = answer?.bytes, !bytes.isEmpty else { throw fail(unanswered) }
         guard let reply = AdoptionChannel.parseReply(bytes) else { throw fail("it answered something else than an init") }
         guard reply.version == AdoptionChannel.version else {
             throw fail("it speaks adoption channel version \(reply.version), this jaild \(AdoptionChannel.version): "
@@ -110,16 +112,21 @@ extension Supervisor {
         guard fds.count == 2 else { throw fail("its log pipes did not come with its answer") }
         // The write end lives as long as this process (CLOEXEC): its EOF tells init we are gone.
         _ = lifeline.write
-        let signals = try JailError.wrap { () throws(SystemError) in try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD]) }
+        let signals: SignalDescriptor
+        do { signals = try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD]) } catch {
+            for fd in fds { closeDescriptor(fd) }
+            throw .system(error)
+        }
         let cgroups = state.cgroups.isEmpty ? nil
             : JailCgroups(name: cgroupName, directories: state.cgroups,
                           unifiedDirectory: state.cgroup.isEmpty ? nil : state.cgroup, programDirectories: [])
-        return AdoptedInit(pid: pid, signals: signals, logPipe: FileDescriptor(rawValue: fds[0]),
-                           bootOutput: FileDescriptor(rawValue: fds[1]), cgroups: cgroups,
-                           orphanedSeconds: reply.fields["orphaned"] ?? "?", dropped: reply.fields["dropped"] ?? "?")
+        let handle = InitHandle(pid: pid, pidfd: pidfd, logPipe: FileDescriptor(rawValue: fds[0]),
+                                bootOutput: FileDescriptor(rawValue: fds[1]), cgroups: cgroups)
+        return Adoption(handle: handle, signals: signals, orphanedSeconds: reply.fields["orphaned"] ?? "?",
+                        dropped: reply.fields["dropped"] ?? "?")
     }
 
-    func finishAdoption(state: JailState, lock: PidFile, report: FileDescriptor?, adopted: AdoptedInit, pidfd: Int32,
+    func finishAdoption(state: JailState, lock: PidFile, report: FileDescriptor?, adopted: Adoption,
                         begun: Int64) throws(JailError) {
         var state = state
         state.supervisor = getpid()
@@ -127,14 +134,16 @@ extension Supervisor {
         // jail runs on without us, as after any refused adoption.
         do { try state.save(as: cgroupName) } catch { throw .state(error) }
         cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
-        try? report?.writeFully(Array("R".utf8))
-        report?.closeQuietly()
-        SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
+        if let report {
+            Readiness.ready("").send(on: report)
+            report.closeQuietly()
+        }
+        SystemdNotifier.fromEnvironment?.notify("READY=1\nMAINPID=\(getpid())")
         if state.root != (configuration.root ?? "/") || state.ports != (configuration.ports?.description ?? "") {
             log.warning("the adopted jail keeps the root and ports it was started with; stop and start it to apply new ones")
         }
         let took = monotonicMilliseconds() - begun
-        log.info("jail \(account.uid):\(account.gid) on \(location.socketPath) adopted: init is pid \(adopted.pid), it ran \(adopted.orphanedSeconds) s without a supervisor (\(adopted.dropped) bytes of log dropped); adoption took \(took) ms")
+        log.info("jail \(account.uid):\(account.gid) on \(location.socketPath) adopted: init is pid \(adopted.handle.pid), it ran \(adopted.orphanedSeconds) s without a supervisor (\(adopted.dropped) bytes of log dropped); adoption took \(took) ms")
     }
 
     /// The adopted jail's id range is re-checked as at a start: still reserved in /etc/subuid
@@ -158,15 +167,13 @@ extension Supervisor {
         // The pid file lock is ours: a socket at this path is a dead jail's.
         if let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(path) }) {
             guard isSocket(info) else { throw .socketInTheWay(path, reason: "a file that is not a socket is in the way") }
-            unlink(path)
+            try JailError.wrap { () throws(SystemError) in try removeFile(path) }
         }
-        let previous = umask(0o077)
-        defer { umask(previous) }
         return try JailError.wrap { () throws(SystemError) in
-            let listener = try UnixSocket.listen(path: path, backlog: 4)
-            do throws(SystemError) { try syscall("chmod", path: path) { chmod(path, 0o600) } } catch {
+            let listener = try withFileCreationMask(0o077) { () throws(SystemError) in try UnixSocket.listen(path: path, backlog: 4) }
+            do throws(SystemError) { try setMode(path, 0o600) } catch {
                 listener.closeQuietly()
-                unlink(path)
+                discardFile(path)
                 throw error
             }
             return listener

@@ -38,7 +38,7 @@ extension Supervisor {
     func settleBornInit(_ pid: pid_t, cgroups: JailCgroups?, channels: CloneChannels, range: UInt32?,
                         reaped: inout Bool) throws(JailError) {
         try prepare(init: pid, channels: channels, range: range)
-        LifelineWord.go.send(on: channels.lifeline.write)
+        try tell(init: pid, .go, channels: channels, reaped: &reaped)
         if !cgroupsBeforeClone {
             try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)
         }
@@ -47,6 +47,6 @@ extension Supervisor {
             shieldFromOOMKiller(init: pid)
             try cgroups?.enableUnified()
         }
-        LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
+        try tell(init: pid, .cgroupsJoined, channels: channels, reaped: &reaped)
     }
 }

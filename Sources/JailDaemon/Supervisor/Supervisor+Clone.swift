@@ -6,15 +6,6 @@ import SystemPackage
 import Glibc
 #endif
 
-/// What the supervisor keeps of a freshly cloned init.
-struct StartedInit {
-    let pid: pid_t
-    let log: FileDescriptor
-    let bootOutput: FileDescriptor
-    /// The exit status of `--rc`, which init ran before it reported ready ("R" + status).
-    var rcStatus: Int32? = nil
-}
-
 /// Everything opened for the clone, so that whatever fails, one place closes it.
 struct CloneChannels {
     let ready: Pipe
@@ -41,7 +32,7 @@ struct CloneChannels {
 
     /// What only the setup needed (init has its own copies).
     func closeSetup() {
-        for fd in programCgroups + sessionCgroups + (payloadCgroup.map { [$0] } ?? []) { close(fd) }
+        for fd in programCgroups + sessionCgroups + (payloadCgroup.map { [$0] } ?? []) { closeDescriptor(fd) }
         rootTree?.closeQuietly()
         for fd in layerTrees { fd.closeQuietly() }
     }
@@ -58,9 +49,10 @@ extension Supervisor {
     /// file system), meanwhile make its cgroups and port filter unless they were made before
     /// the clone (`cgroupsBeforeClone`), move init into them, say "C" (init forks nothing
     /// before), wait for its readiness. Any failure undoes all of it in the one `catch` below,
-    /// and the caller's (which removes `cgroups`).
+    /// and the caller's (which removes `cgroups`). Returns init and the exit status of `--rc`,
+    /// which init ran before it reported ready ("R" + status).
     func cloneInit(listener: FileDescriptor, control: FileDescriptor?, cgroups: inout JailCgroups?,
-                   range: UInt32?) throws(JailError) -> StartedInit {
+                   range: UInt32?) throws(JailError) -> (handle: InitHandle, rcStatus: Int32?) {
         let threads = threadCount()
         guard threads == 1 else { throw .threaded(threads) }
         let channels = try openChannels(cgroups: cgroups, range: range)
@@ -80,43 +72,39 @@ extension Supervisor {
                             owner: range.map { UserRange.namespaceOwner(start: $0) }, birthCgroups: birthCgroups, born: &bornInCgroup)
             if bornInCgroup {
                 try settleBornInit(pid, cgroups: cgroups, channels: channels, range: range, reaped: &reaped)
-                rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
-                channels.closeSetup()
-                return StartedInit(pid: pid, log: channels.logs.read, bootOutput: channels.boot.read, rcStatus: rcStatus)
-            }
-            try prepare(init: pid, channels: channels, range: range)
-            // If init already failed its setup, this finds the pipe closed; its reason is in `ready`.
-            LifelineWord.go.send(on: channels.lifeline.write)
-            if !cgroupsBeforeClone {
-                if cgroups == nil { cgroups = try makeCgroups() }
-                try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
-            }
-            if configuration.cgroupNamespace {
-                // Init makes its cgroup namespace while in `jail/NAME` ("C" … "N"), then moves
-                // on to `init.scope`, and the v2 limits follow ("L"): see Init/CgroupView.swift.
-                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
-                    try cgroups?.attachRoot(pid)
-                }
-                LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
-                try awaitCgroupNamespace(pid, channels: channels, reaped: &reaped)
-                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
-                    try join(init: pid, cgroups: cgroups)
-                    try cgroups?.enableUnified()
-                }
-                LifelineWord.limitsSet.send(on: channels.lifeline.write)
             } else {
-                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
-                    try join(init: pid, cgroups: cgroups)
+                try prepare(init: pid, channels: channels, range: range)
+                try tell(init: pid, .go, channels: channels, reaped: &reaped)
+                if !cgroupsBeforeClone {
+                    if cgroups == nil { cgroups = try makeCgroups() }
+                    try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
                 }
-                LifelineWord.cgroupsJoined.send(on: channels.lifeline.write)
+                if configuration.cgroupNamespace {
+                    // Init makes its cgroup namespace while in `jail/NAME` ("C" … "N"), then moves
+                    // on to `init.scope`, and the v2 limits follow ("L"): see Init/CgroupView.swift.
+                    try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                        try cgroups?.attachRoot(pid)
+                    }
+                    try tell(init: pid, .cgroupsJoined, channels: channels, reaped: &reaped)
+                    try awaitCgroupNamespace(pid, channels: channels, reaped: &reaped)
+                    try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                        try join(init: pid, cgroups: cgroups)
+                        try cgroups?.enableUnified()
+                    }
+                    try tell(init: pid, .limitsSet, channels: channels, reaped: &reaped)
+                } else {
+                    try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                        try join(init: pid, cgroups: cgroups)
+                    }
+                    try tell(init: pid, .cgroupsJoined, channels: channels, reaped: &reaped)
+                }
             }
             rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
             // Never a signal to a reaped pid: it may be another process's by now.
             if pid > 0 && !reaped {
-                kill(pid, SIGKILL)
-                var status: Int32 = 0
-                waitpid(pid, &status, 0)
+                killChild(pid)
+                waitForChild(pid)
             }
             channels.closeSetup()
             channels.closeSupervisorEnds()
@@ -124,7 +112,8 @@ extension Supervisor {
         }
         channels.closeSetup()
         // The lifeline's write end stays open (CLOEXEC) for the supervisor's whole life.
-        return StartedInit(pid: pid, log: channels.logs.read, bootOutput: channels.boot.read, rcStatus: rcStatus)
+        return (InitHandle(pid: pid, pidfd: nil, logPipe: channels.logs.read, bootOutput: channels.boot.read, cgroups: cgroups),
+                rcStatus)
     }
 
     func openChannels(cgroups: JailCgroups?, range: UInt32?) throws(JailError) -> CloneChannels {
@@ -152,10 +141,10 @@ extension Supervisor {
                                  programCgroups: programCgroups, sessionCgroups: sessionCgroups, rootTree: trees.first,
                                  layerTrees: Array(trees.dropFirst()), payloadCgroup: payloadCgroup)
         } catch {
-            if let payloadCgroup { close(payloadCgroup) }
+            if let payloadCgroup { closeDescriptor(payloadCgroup) }
             for p in pipes { p.close() }
             for fd in trees { fd.closeQuietly() }
-            for fd in programCgroups + sessionCgroups { close(fd) }
+            for fd in programCgroups + sessionCgroups { closeDescriptor(fd) }
             throw error
         }
     }
@@ -228,27 +217,56 @@ extension Supervisor {
 
     /// "N" from init: its cgroup namespace exists (or the reason it failed, then it exits).
     func awaitCgroupNamespace(_ pid: pid_t, channels: CloneChannels, reaped: inout Bool) throws(JailError) {
-        var byte: UInt8 = 0
-        let n = read(channels.ready.read.rawValue, &byte, 1)
-        if n == 1 && byte == CgroupNamespaceMade.byte { return }
-        if n == 1 && byte == UInt8(ascii: "E") {
+        let first: [UInt8]
+        do { first = try readByte(channels.ready.read) } catch {
+            throw .failed("cannot read init's word on its ready pipe", error)
+        }
+        if first.first == CgroupNamespaceMade.byte { return }
+        if first.first == UInt8(ascii: "E") {
             // Readiness.failed: "E" and the reason, up to the pipe's end (init exits).
             var reason: [UInt8] = []
-            while let chunk = try? channels.ready.read.readChunk(max: 4096), !chunk.isEmpty { reason += chunk }
+            while true {
+                let chunk: [UInt8]?
+                do { chunk = try channels.ready.read.readChunk(max: 4096) } catch { break }  // what came is the reason
+                guard let chunk else { continue }
+                if chunk.isEmpty { break }
+                reason += chunk
+            }
             throw .startFailed(String(decoding: reason, as: UTF8.self))
         }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        throw .startFailed("the jail's init exited during setup (status \(reap(init: pid, reaped: &reaped)))")
+    }
+
+    /// One byte from a blocking pipe: empty at its end.
+    func readByte(_ pipe: FileDescriptor) throws(SystemError) -> [UInt8] {
+        while true {
+            if let chunk = try pipe.readChunk(max: 1) { return chunk }
+        }
+    }
+
+    /// Waits for init, which has exited or is about to (its pipes closed): its shell-style status.
+    func reap(init pid: pid_t, reaped: inout Bool) -> Int32 {
+        let status = waitForChild(pid)
         reaped = true
-        throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
+        return status.map(exitCode(ofStatus:)) ?? -1
+    }
+
+    /// Says `word` on the lifeline. A write that fails means init is gone (EPIPE: it failed its
+    /// setup and exited): its reason, on the ready pipe, ends the start; so does any other failure,
+    /// since init waits for this word and would otherwise wait for ever.
+    func tell(init pid: pid_t, _ word: LifelineWord, channels: CloneChannels, reaped: inout Bool) throws(JailError) {
+        do { try word.send(on: channels.lifeline.write) } catch {
+            guard error.errno == .brokenPipe else { throw .failed("cannot write to init's lifeline", error) }
+            if case .failed(let reason) = Readiness.receive(from: channels.ready.read) { throw .startFailed(reason) }
+            throw .startFailed("the jail's init exited during setup (status \(reap(init: pid, reaped: &reaped)))")
+        }
     }
 
     /// A move into cgroups, while init may have failed its mounts meanwhile (and exited): its reason first.
     func joinCgroups(init pid: pid_t, cgroups: JailCgroups?, channels: CloneChannels, reaped: inout Bool,
                      _ move: () throws(JailError) -> Void) throws(JailError) {
         do { try move() } catch {
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
+            if exitedChildStatus(pid) != nil {
                 reaped = true
                 if case .failed(let reason) = Readiness.receive(from: channels.ready.read) { throw .startFailed(reason) }
             }
@@ -281,10 +299,7 @@ extension Supervisor {
         case .failed(let reason):
             throw .startFailed(reason)
         case nil:
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            reaped = true
-            throw .startFailed("the jail's init exited during setup (status \(cj_status_to_code(status)))")
+            throw .startFailed("the jail's init exited during setup (status \(reap(init: pid, reaped: &reaped)))")
         }
     }
 
@@ -319,10 +334,9 @@ extension Supervisor {
     /// clone spares us passing it over a socket.
     func idmapRoot(_ tree: FileDescriptor, like pid: pid_t) throws(JailError) {
         let path = "/proc/\(pid)/ns/user"
-        let userns = open(path, O_RDONLY | O_CLOEXEC)
-        if userns < 0 { throw .system(.last("open", path: path)) }
-        defer { close(userns) }
-        if cj_idmap_tree(tree.rawValue, userns) < 0 {
+        let userns = try JailError.wrap { () throws(SystemError) in try openFile(path, O_RDONLY) }
+        defer { userns.closeQuietly() }
+        if cj_idmap_tree(tree.rawValue, userns.rawValue) < 0 {
             let error = Errno(rawValue: errno)
             let root = configuration.root ?? "/"
             throw .userNamespace("the file system of \(root) (\(fileSystemName(root))) cannot be idmapped (\(error)): "
@@ -346,7 +360,7 @@ extension Supervisor {
         let userns = cj_make_userns(UserRange.mapLines(keeping: account.uid, start: range) + mounter,
                                     UserRange.mapLines(keeping: account.gid, start: range) + mounter)
         if userns < 0 { throw .system(.last("user namespace for the overlay layers", path: configuration.base ?? "")) }
-        defer { close(userns) }
+        defer { closeDescriptor(userns) }
         let layers = configuration.overlay
         for (fd, path) in [(lower, layers?.lower ?? ""), (state, Preflight.parentDirectory(layers?.upper ?? ""))]
         where cj_idmap_tree(fd.rawValue, userns) < 0 {
@@ -355,14 +369,20 @@ extension Supervisor {
         }
         let overlay = cj_overlay_open_layers(lower.rawValue, state.rawValue)
         if overlay < 0 { throw .system(.last("overlay", path: configuration.root ?? "")) }
-        defer { close(overlay) }
+        defer { closeDescriptor(overlay) }
         if cj_mount_onto_tree(overlay, tree.rawValue) < 0 { throw .system(.last("move_mount", path: configuration.root ?? "")) }
     }
 
     /// The type of the file system at `path` as /proc/self/mountinfo names it.
     func fileSystemName(_ path: String) -> String {
-        var info = stat()
-        guard stat(path, &info) == 0, let text = try? readText("/proc/self/mountinfo") else { return "unknown" }
+        // Only for the wording of an error already being reported: unknown when it cannot be told.
+        let info: stat
+        do {
+            let file = try openFile(path, CJ_O_PATH)
+            defer { file.closeQuietly() }
+            info = try file.fileStatus()
+        } catch { return "unknown" }
+        guard let text = try? readText("/proc/self/mountinfo") else { return "unknown" }
         let device = "\(info.st_dev >> 8 & 0xfff):\((info.st_dev & 0xff) | (info.st_dev >> 12 & 0xfff00))"
         // The last mount of that device is the one on top; its type is the field after " - ".
         let fields = text.split(separator: "\n").map { $0.split(separator: " ") }

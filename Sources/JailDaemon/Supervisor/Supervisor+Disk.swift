@@ -32,7 +32,7 @@ extension DiskStorage {
         defer { state.closeQuietly() }
         let base = cj_open_detached_tree(lower)
         if base < 0 { throw .system(.last("open_tree", path: lower)) }
-        defer { close(base) }
+        defer { closeDescriptor(base) }
         let fd = cj_overlay_open_read_only(state.rawValue, base)
         if fd < 0 { throw .system(.last("overlay", path: directory + "/" + DiskImage.fileName)) }
         return fd

@@ -65,12 +65,20 @@ public struct Supervisor {
         guard configuration.rootless else {
             return SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid)
         }
-        let home = getenv("HOME").map { String(cString: $0) } ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_dir) }
-        let environment = ["XDG_RUNTIME_DIR": getenv("XDG_RUNTIME_DIR").map { String(cString: $0) } ?? "",
-                           "HOME": home ?? ""]
+        let home = environmentValue("HOME") ?? homeFromPasswd(uid: getuid())
+        let environment = ["XDG_RUNTIME_DIR": environmentValue("XDG_RUNTIME_DIR") ?? "", "HOME": home ?? ""]
         let prefix = configuration.socketPrefix
             ?? SocketLocation.userDirectory(uid: getuid(), environment: environment) + "/jaild"
         return SocketLocation(prefix: prefix, uid: getuid(), gid: getgid())
+    }
+
+    /// The home directory of `uid` in the host's /etc/passwd, for a rootless jaild started
+    /// without $HOME. Parsed here, not asked of glibc's name services: a static binary cannot
+    /// load their modules. nil (then the socket's directory needs $XDG_RUNTIME_DIR) when the
+    /// file or the entry is missing.
+    static func homeFromPasswd(uid: UInt32) -> String? {
+        guard let passwd = try? readText("/etc/passwd") else { return nil }
+        return PasswdEntry.parseAll(passwd).first { $0.uid == uid }.map(\.home).flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Starts the jail. In the foreground it returns the exit code once the jail has stopped;
@@ -105,11 +113,14 @@ public struct Supervisor {
     /// The daemon's own session, no terminal, logs to syslog (or to its file, without one).
     func daemonize(logFile: LogFile?) {
         setsid()
-        let devNull = open("/dev/null", O_RDWR)
-        dup2(devNull, 0)
-        dup2(devNull, 1)
-        dup2(devNull, 2)
-        if devNull > 2 { close(devNull) }
+        do {
+            let devNull = try openFile("/dev/null", O_RDWR)
+            for stream: Int32 in 0...2 { try devNull.duplicate(onto: stream) }
+            if devNull.rawValue > 2 { devNull.closeQuietly() }
+        } catch {
+            // The terminal stays the daemon's: its lines still go to the log below, not lost.
+            log.warning("the daemon keeps its terminal's standard streams: \(error)")
+        }
         if let logFile {
             currentLogSink = .file(logFile)
             log.info("syslog is unreachable (nothing listens on /dev/log): logging to \(logFile.path)")
@@ -126,7 +137,7 @@ public struct Supervisor {
         guard !LogFile.syslogIsReachable() else { return nil }
         guard let directory = logDirectory else { return nil }
         let file = LogFile(name: cgroupName, directory: directory)
-        let atTerminal = isatty(2) == 1
+        let atTerminal = FileDescriptor.standardError.isTerminal
         do { try file.open() } catch {
             if atTerminal {
                 JailLogHandler.emitToTerminal("warning: syslog is unreachable and \(file.path) cannot be opened (\(error)): "
@@ -143,8 +154,8 @@ public struct Supervisor {
     /// /var/log/jail for root; a rootless jail's user keeps its own, in its state directory.
     var logDirectory: String? {
         guard configuration.rootless else { return LogFile.directory }
-        if let state = getenv("XDG_STATE_HOME").map({ String(cString: $0) }), state.hasPrefix("/") { return state + "/jail" }
-        guard let home = getenv("HOME").map({ String(cString: $0) }), home.hasPrefix("/") else { return nil }
+        if let state = environmentValue("XDG_STATE_HOME"), state.hasPrefix("/") { return state + "/jail" }
+        guard let home = environmentValue("HOME"), home.hasPrefix("/") else { return nil }
         return home + "/.local/state/jail"
     }
 
@@ -152,10 +163,9 @@ public struct Supervisor {
     func awaitReadiness(_ report: FileDescriptor, daemon: pid_t) throws(JailError) -> Int32 {
         let readiness = Readiness.receive(from: report)
         if case .ready = readiness { return 0 }
-        var status: Int32 = 0
-        waitpid(daemon, &status, 0)
+        let status = waitForChild(daemon)
         if case .failed(let reason) = readiness { throw .startFailed(reason) }
-        throw .startFailed("the daemon exited before the jail was ready (status \(cj_status_to_code(status)))")
+        throw .startFailed("the daemon exited before the jail was ready (status \(status.map(exitCode(ofStatus:)) ?? -1))")
     }
 
     /// Everything up to a jail whose socket accepts sessions.
@@ -181,7 +191,7 @@ public struct Supervisor {
         var cgroups: JailCgroups?
         var range: UInt32?
         let signals: SignalDescriptor
-        let started: StartedInit
+        let started: (handle: InitHandle, rcStatus: Int32?)
         do {
             // With limits init inherits descriptors of its cgroups' procs files, so they exist
             // before the clone; without, they are made while init mounts its file system.
@@ -207,14 +217,14 @@ public struct Supervisor {
         control?.closeQuietly()
         cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
         var state = JailState(socket: location.socketPath, pidFile: location.pidPath, uid: account.uid, gid: account.gid,
-                              root: configuration.root ?? "/", supervisor: getpid(), initPid: started.pid,
-                              started: Int64(time(nil)), cgroup: cgroups?.unifiedDirectory ?? "",
+                              root: configuration.root ?? "/", supervisor: getpid(), initPid: started.handle.pid,
+                              started: wallClockSeconds(), cgroup: cgroups?.unifiedDirectory ?? "",
                               ports: configuration.ports?.description ?? "", rcStatus: started.rcStatus,
                               userRange: range,
                               name: configuration.name(account: account))
         state.services = configuration.services.map { "\($0.jailPath)=\($0.hostPath)" }
         if control != nil {
-            state.identity = ProcessIdentity.of("\(started.pid)")
+            state.identity = ProcessIdentity.of("\(started.handle.pid)")
             state.control = controlPath
             state.cgroups = cgroups?.directories ?? []
         }
@@ -229,8 +239,7 @@ public struct Supervisor {
         do { if !configuration.rootless { try state.save(as: cgroupName) } } catch {
             // A jail no verb can find is not started: it is stopped as at a SIGTERM, and the
             // start fails with the reason.
-            var jail = RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
-                                   bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
+            var jail = RunningJail(supervisor: self, lock: lock, init: started.handle, signals: signals)
             jail.requestStop(because: "a failed save of its state")
             _ = jail.superviseUntilStopped()
             throw .state(error)
@@ -239,14 +248,13 @@ public struct Supervisor {
             Readiness.ready("").send(on: report)
             report.closeQuietly()
         }
-        SystemdNotifier.fromEnvironment?.send("READY=1\nMAINPID=\(getpid())")
-        log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(started.pid)")
+        SystemdNotifier.fromEnvironment?.notify("READY=1\nMAINPID=\(getpid())")
+        log.info("jail \(account.uid):\(account.gid) started on \(location.socketPath), init is pid \(started.handle.pid)")
         if configuration.root != nil, let warning = LxcfsViews.choose(configuration.views, directory: configuration.lxcfsDirectory).warning,
            configuration.lxcfsInUse == nil {
             log.warning("\(warning.dropFirst("warning: ".count))")
         }
-        return RunningJail(supervisor: self, lock: lock, initPid: started.pid, signals: signals, logPipe: started.log,
-                           bootOutput: started.bootOutput, cgroups: cgroups, initPidfd: nil)
+        return RunningJail(supervisor: self, lock: lock, init: started.handle, signals: signals)
     }
 
     /// What a jail holds on the host, given back in one order whether its start failed or it
@@ -255,8 +263,10 @@ public struct Supervisor {
     /// False when the ports could not be given back (logged; the exit status says it).
     @discardableResult
     func tearDown(cgroups: JailCgroups?, lock: PidFile) -> Bool {
-        unlink(location.socketPath)
-        unlink(controlPath)
+        for socket in [location.socketPath, controlPath] {
+            // Left behind, it is removed by the next start (which holds the pid file's lock).
+            do { try removeFile(socket) } catch { log.warning("cannot remove the jail's socket: \(error)") }
+        }
         let portsGivenBack = PortFilter.detach(from: cgroups)
         cgroups?.remove()
         JailState.remove(name: cgroupName)
@@ -292,7 +302,7 @@ public struct Supervisor {
 
     /// The jail's cgroups when this host has a cgroup file system (always for limits).
     func makeCgroups() throws(JailError) -> JailCgroups? {
-        let mountinfo = (try? readText("/proc/self/mountinfo")) ?? ""
+        let mountinfo = try JailError.wrap { () throws(SystemError) in try readText("/proc/self/mountinfo") }
         let mounts = CgroupMounts.parse(mountinfo: mountinfo)
         if configuration.rootless { return nil }  // not delegated to users; Rootless.check refuses limits
         if mounts.unified == nil && configuration.limits.controllers.isEmpty && configuration.ports == nil { return nil }
@@ -333,11 +343,13 @@ public struct Supervisor {
             // A rootless user's directory may be several levels below the home (~/.local/state/jail/sockets).
             let missing = configuration.rootless ? missingDirectories(directory) : [directory]
             let mode: mode_t = configuration.rootless ? 0o700 : 0o755
-            for path in missing where mkdir(path, mode) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
+            try JailError.wrap { () throws(SystemError) in
+                for path in missing { try ensureDirectory(path, mode: mode) }
+            }
         }
         // Rootless without $XDG_RUNTIME_DIR the directory is in the home, never in /tmp (where
         // another user could make it first): the error says where it comes from.
-        let hint = configuration.rootless && isDefault && getenv("XDG_RUNTIME_DIR") == nil
+        let hint = configuration.rootless && isDefault && environmentValue("XDG_RUNTIME_DIR") == nil
             ? " (without $XDG_RUNTIME_DIR a rootless jail's socket lives in ~/\(SocketLocation.userStateDirectory))" : ""
         let owners: [UInt32] = configuration.rootless ? [0, getuid()] : [0]
         let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: owners) }
@@ -369,26 +381,22 @@ public struct Supervisor {
         // We hold the pid file lock, so anything at the path is left over from a dead jaild.
         if let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(path) }) {
             guard isSocket(info) || isSymlink(info) else { throw .socketInTheWay(path, reason: "a file that is not a socket is in the way") }
-            if unlink(path) < 0 { throw .system(.last("unlink", path: path)) }
+            try JailError.wrap { () throws(SystemError) in try removeFile(path) }
         }
         // Nobody may connect before the owner and mode are right: the socket is bound under a
         // temporary name, given its owner and mode, and renamed into place, so a client that
         // sees the path always finds the finished socket (rename is atomic).
         let temporary = path + ".new"
-        unlink(temporary)
-        let previous = umask(0o077)
-        defer { umask(previous) }
         return try JailError.wrap { () throws(SystemError) in
-            let listener = try UnixSocket.listen(path: temporary)
+            try removeFile(temporary)
+            let listener = try withFileCreationMask(0o077) { () throws(SystemError) in try UnixSocket.listen(path: temporary) }
             do throws(SystemError) {
-                if !configuration.rootless {
-                    try syscall("chown", path: temporary) { lchown(temporary, account.uid, account.gid) }
-                }
-                try syscall("chmod", path: temporary) { chmod(temporary, 0o600) }
-                try syscall("rename", path: path) { rename(temporary, path) }
+                if !configuration.rootless { try setOwner(temporary, uid: account.uid, gid: account.gid) }
+                try setMode(temporary, 0o600)
+                try renameFile(temporary, to: path)
             } catch {
                 listener.closeQuietly()
-                unlink(temporary)
+                discardFile(temporary)
                 throw error
             }
             return listener

@@ -1,4 +1,5 @@
 import CJail
+import JailSystem
 import SystemPackage
 
 #if canImport(Glibc)
@@ -10,12 +11,11 @@ struct SystemdNotifier {
     let socketPath: String
 
     static var fromEnvironment: SystemdNotifier? {
-        guard let raw = getenv("NOTIFY_SOCKET") else { return nil }
-        let path = String(cString: raw)
+        guard let path = environmentValue("NOTIFY_SOCKET") else { return nil }
         return path.isEmpty ? nil : SystemdNotifier(socketPath: path)
     }
 
-    func send(_ message: String) {
+    func notify(_ message: String) {
         if cj_sd_notify(socketPath, message) != 0 {
             log.warning("cannot notify systemd at \(socketPath): \(Errno(rawValue: errno))")
         }

@@ -34,7 +34,7 @@ struct UserRangeStore {
         let span = SubordinateSpan.parse(loginDefs: hostFile("/etc/login.defs"))
         if let refusal = span.refusal(of: pool) { throw .userNamespace(refusal) }
         try makeDirectory()
-        if let start = indexedStart(of: name) {
+        if let start = try indexedStart(of: name) {
             try recheck(start, ids: ids)
             return start
         }
@@ -59,7 +59,7 @@ struct UserRangeStore {
                 try reserve(slot, ids: ids)
                 try index(name, start: slot)
             } catch {
-                unlink(path)
+                discardFile(path)
                 throw error
             }
             return slot
@@ -74,10 +74,10 @@ struct UserRangeStore {
     /// removed by hand, or by a test's cleanup, is ignored and replaced).
     var indexDirectory: String { directory + "/by-name" }
 
-    func indexedStart(of name: String) -> UInt32? {
+    func indexedStart(of name: String) throws(JailError) -> UInt32? {
         guard let target = ProcessIdentity.link("\(indexDirectory)/\(name)"), target.hasPrefix("../"),
               target.hasSuffix(".range"), let start = UInt32(target.dropFirst(3).dropLast(6)),
-              let owner = holder(of: start), owner.name == name else { return nil }
+              let owner = try holder(of: start), owner.name == name else { return nil }
         return start
     }
 
@@ -94,17 +94,26 @@ struct UserRangeStore {
     /// the marker; returns what it read. A file still being written (no name yet) is skipped:
     /// the jaild writing it indexes it itself.
     func indexEveryRange() throws(JailError) -> [(start: UInt32, name: String)] {
-        let all = allocations()
+        let all = try allocations()
         if mkdir(indexDirectory, 0o700) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: indexDirectory)) }
-        for (start, name) in all where !name.isEmpty && indexedStart(of: name) != start { try index(name, start: start) }
+        for (start, name) in all where !name.isEmpty {
+            if try indexedStart(of: name) != start { try index(name, start: start) }
+        }
         let created = try JailError.wrap { () throws(SystemError) in try createExclusively(completeMarker, "\(all.count) ranges indexed\n") }
         if !created { log.debug("\(completeMarker) was written meanwhile by another jaild") }
         return all
     }
 
-    /// The name and socket a range file holds; nil when there is no such file.
-    func holder(of start: UInt32) -> (name: String, socket: String)? {
-        guard let bytes = try? readFile("\(directory)/\(start).range", limit: 4096) else { return nil }
+    /// The name and socket a range file holds; nil when there is no such file. One that cannot
+    /// be read is an error: taken for absent, its jail would be given a second range (and
+    /// its files, owned by the first, would not be its own any more).
+    func holder(of start: UInt32) throws(JailError) -> (name: String, socket: String)? {
+        let path = "\(directory)/\(start).range"
+        let bytes: [UInt8]
+        do { bytes = try readFile(path, limit: 4096) } catch {
+            if error.errno == .noSuchFileOrDirectory { return nil }
+            throw .failed("cannot read the id range file \(path)", error)
+        }
         let words = bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
         return (words.first.map { String(decoding: $0, as: UTF8.self) } ?? "",
                 words.dropFirst().first.map { String(decoding: $0, as: UTF8.self) } ?? "")
@@ -114,15 +123,16 @@ struct UserRangeStore {
     /// one or the other. Only NAME's own supervisor (holding its pid file lock) or its destroy
     /// writes NAME's entry.
     func index(_ name: String, start: UInt32) throws(JailError) {
-        if mkdir(indexDirectory, 0o700) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: indexDirectory)) }
         let path = "\(indexDirectory)/\(name)"
         let temporary = "\(indexDirectory)/.\(name).\(getpid())"
-        unlink(temporary)
-        if symlink("../\(start).range", temporary) < 0 { throw .system(.last("symlink", path: temporary)) }
-        if rename(temporary, path) < 0 {
-            let failure = SystemError.last("rename", path: path)
-            unlink(temporary)
-            throw .system(failure)
+        try JailError.wrap { () throws(SystemError) in
+            try ensureDirectory(indexDirectory, mode: 0o700)
+            try removeFile(temporary)
+            try makeSymlink("../\(start).range", at: temporary)
+            do throws(SystemError) { try renameFile(temporary, to: path) } catch {
+                discardFile(temporary)
+                throw error
+            }
         }
     }
 
@@ -160,8 +170,11 @@ struct UserRangeStore {
 
     /// Every slot taken: (first id, jail name). Reads every range file: only for a jail that
     /// has no index entry yet.
-    func allocations() -> [(start: UInt32, name: String)] {
-        takenSlots().map { start in (start, holder(of: start)?.name ?? "") }  // a file still being written (empty) is taken all the same
+    func allocations() throws(JailError) -> [(start: UInt32, name: String)] {
+        var slots: [(start: UInt32, name: String)] = []
+        // A file still being written (empty) is taken all the same.
+        for start in takenSlots() { slots.append((start, try holder(of: start)?.name ?? "")) }
+        return slots
     }
 
     /// The first id of every range file, from the directory's names alone.
@@ -176,13 +189,15 @@ struct UserRangeStore {
     /// rootfs is idmapped), so nothing of the host is left owned by the range.
     func release(name: String, socket: String) throws(JailError) {
         var mine: [UInt32]
-        if let start = indexedStart(of: name), holder(of: start)?.socket == socket {
+        if let start = try indexedStart(of: name), try holder(of: start)?.socket == socket {
             mine = [start]
         } else {
-            mine = takenSlots().filter { holder(of: $0)?.socket == socket }
+            mine = []
+            for start in takenSlots() where try holder(of: start)?.socket == socket { mine.append(start) }
         }
         guard !mine.isEmpty else {
-            unlink("\(indexDirectory)/\(name)")  // an entry whose range is gone already: nothing it could name
+            // An entry whose range is gone already: nothing it could name.
+            try JailError.wrap { () throws(SystemError) in try removeFile("\(indexDirectory)/\(name)") }
             return
         }
         let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
@@ -194,36 +209,29 @@ struct UserRangeStore {
                 let text = try shadowFile(path)
                 if UserRange.holds(text, line: line) { try replaceShadowFile(path, with: UserRange.removing(line, from: text)) }
             }
-            let path = "\(directory)/\(start).range"
-            if unlink(path) < 0 && errno != ENOENT { throw .system(.last("unlink", path: path)) }
+            try JailError.wrap { () throws(SystemError) in try removeFile("\(directory)/\(start).range") }
         }
-        let entry = "\(indexDirectory)/\(name)"
-        if unlink(entry) < 0 && errno != ENOENT { throw .system(.last("unlink", path: entry)) }
+        try JailError.wrap { () throws(SystemError) in try removeFile("\(indexDirectory)/\(name)") }
     }
 
     /// /etc/subuid or /etc/subgid replaced whole, as shadow's commonio_close does: a new file
     /// beside it (`FILE+`) with the old one's mode and owner (0644 root:root when it is new),
     /// synced, then renamed over it, so a reader sees the old text or the new, never half.
     func replaceShadowFile(_ path: String, with text: String) throws(JailError) {
-        var info = stat()
-        let exists = stat(path, &info) == 0
         let temporary = path + "+"
-        unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .system(.last("create", path: temporary)) }
-        let bytes = Array(text.utf8)
-        var failure: SystemError?
-        if fchown(fd, exists ? info.st_uid : 0, exists ? info.st_gid : 0) < 0 { failure = .last("fchown", path: temporary) }
-        if failure == nil, fchmod(fd, exists ? info.st_mode & 0o7777 : 0o644) < 0 { failure = .last("fchmod", path: temporary) }
-        if failure == nil, bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) != bytes.count {
-            failure = .last("write", path: temporary)
-        }
-        if failure == nil, fsync(fd) < 0 { failure = .last("fsync", path: temporary) }
-        close(fd)
-        if failure == nil, rename(temporary, path) < 0 { failure = .last("rename", path: path) }
-        if let failure {
-            unlink(temporary)
-            throw .system(failure)
+        try JailError.wrap { () throws(SystemError) in
+            let info = try fileStatus(path)
+            try removeFile(temporary)
+            let created = try writeFile(temporary, Array(text.utf8), mode: info.map { $0.st_mode & 0o7777 } ?? 0o644,
+                                        owner: (info?.st_uid ?? 0, info?.st_gid ?? 0), .exclusive)
+            if !created { throw SystemError("open", path: temporary, errno: .fileExists) }  // made by another since
+            do throws(SystemError) {
+                try syncFile(temporary)
+                try renameFile(temporary, to: path)
+            } catch {
+                discardFile(temporary)
+                throw error
+            }
         }
     }
 
@@ -232,7 +240,8 @@ struct UserRangeStore {
         var path = ""
         for component in directory.split(separator: "/") {
             path += "/" + component
-            if mkdir(path, path == directory ? 0o700 : 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
+            let mode: mode_t = path == directory ? 0o700 : 0o755
+            try JailError.wrap { () throws(SystemError) in try ensureDirectory(path, mode: mode) }
         }
         let reason = try JailError.wrap { () throws(SystemError) in try untrustedDirectoryReason(directory, owners: [0]) }
         if let reason { throw .userNamespace("refusing \(directory): it \(reason)") }

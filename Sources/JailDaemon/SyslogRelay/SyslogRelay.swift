@@ -50,21 +50,26 @@ struct SyslogRelay {
     /// log) and forks the relay. Returns its pid; init keeps no descriptor of either socket.
     static func start(target: FileDescriptor?, jail: String) throws(JailError) -> pid_t {
         let path = "/dev/log"
-        unlink(path)
-        let old = umask(0)
-        let fd = cj_unix_dgram_bind(path)
-        umask(old)
-        guard fd >= 0 else {
+        let inside: FileDescriptor
+        do {
+            try removeFile(path)
+            inside = try withFileCreationMask(0) { () throws(SystemError) in try UnixSocket.bindDatagram(path: path) }
+        } catch {
             target?.closeQuietly()
-            throw JailError.failed("--syslog: cannot bind \(path) in the jail", .last("bind", path: path))
+            throw JailError.failed("--syslog: cannot bind \(path) in the jail", error)
         }
-        _ = chmod(path, 0o666)
+        // Every program may log: a /dev/log of another mode would refuse all but root's lines.
+        do { try setMode(path, 0o666) } catch {
+            inside.closeQuietly()
+            target?.closeQuietly()
+            throw JailError.failed("--syslog: cannot open \(path) in the jail to every user", error)
+        }
         let pid = fork()
         if pid == 0 {
-            var relay = SyslogRelay(inside: FileDescriptor(rawValue: fd), target: target, jail: jail)
+            var relay = SyslogRelay(inside: inside, target: target, jail: jail)
             relay.run()
         }
-        close(fd)
+        inside.closeQuietly()
         target?.closeQuietly()
         if pid < 0 { throw JailError.failed("--syslog", .last("fork")) }
         return pid
@@ -83,12 +88,20 @@ struct SyslogRelay {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             reportDrops(now: monotonicMilliseconds())
-            var entry = pollfd(fd: inside.rawValue, events: Int16(POLLIN), revents: 0)
-            // While messages are being dropped, wake at the window's end to report them.
-            let ready = poll(&entry, 1, budget.timeout(now: monotonicMilliseconds()))
-            if ready <= 0 { continue }
-            let n = buffer.withUnsafeMutableBytes { recv(inside.rawValue, $0.baseAddress, $0.count, Int32(MSG_TRUNC | MSG_DONTWAIT)) }
-            guard n >= 0 else { continue }
+            // While messages are being dropped, wake at the window's end to report them. A wait
+            // or a receive that fails is tried again at the next turn, as one that EINTR cut
+            // short: a datagram socket's queue has nothing a failed call could lose.
+            do throws(SystemError) {
+                guard try inside.waitReadable(milliseconds: budget.timeout(now: monotonicMilliseconds())) else { continue }
+            } catch { continue }
+            var failure: SystemError?
+            let received = buffer.withUnsafeMutableBytes { bytes -> Int? in
+                do throws(SystemError) { return try inside.receiveSome(into: bytes, datagramLength: true) } catch {
+                    failure = error
+                    return nil
+                }
+            }
+            guard failure == nil, let n = received else { continue }
             reportDrops(now: monotonicMilliseconds())
             // A spent second drops what comes unread beyond recv: no rewrite, no CPU for a flood.
             guard !budget.isSpent else {
@@ -96,7 +109,7 @@ struct SyslogRelay {
                 continue
             }
             let message = SyslogMessage.rewrite(buffer[..<min(n, buffer.count)], jail: jail, receivedBytes: n)
-            if budget.fits(message.count) && send(message) { budget.forwarded(message.count) } else { budget.dropped(n) }
+            if budget.fits(message.count) && forward(message) { budget.forwarded(message.count) } else { budget.dropped(n) }
         }
     }
 
@@ -106,19 +119,24 @@ struct SyslogRelay {
         let report = "<44>jail/\(jail): jaild: \(drops.messages) messages (\(drops.bytes) bytes) from the jail dropped in the "
             + "last second (limit \(budget.messages) messages and \(budget.bytes) bytes a second, or the host's syslog busy)"
         // A host too busy for the report loses it as it lost the messages: nothing else to do.
-        _ = send(Array(report.utf8))
+        _ = forward(Array(report.utf8))
     }
 
     /// One datagram, without blocking; a host daemon with a smaller limit gets it cut in half
     /// until it fits (truncated, not dropped).
-    func send(_ message: [UInt8]) -> Bool {
+    func forward(_ message: [UInt8]) -> Bool {
         guard let target else { return writeToLog(message) }
         var length = message.count
         while true {
-            let rc = message.withUnsafeBytes { Glibc.send(target.rawValue, $0.baseAddress, length, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
-            if rc >= 0 { return true }
-            if errno == EINTR { continue }
-            guard errno == EMSGSIZE, length > 512 else { return false }
+            var failure: SystemError?
+            let sent = message.withUnsafeBytes { bytes in
+                do throws(SystemError) { return try target.sendSome(UnsafeRawBufferPointer(rebasing: bytes[..<length])) } catch {
+                    failure = error
+                    return -1
+                }
+            }
+            guard let failure else { return sent > 0 || length == 0 }  // 0: the host's socket is full, dropped
+            guard failure.errno == .messageTooLong, length > 512 else { return false }
             length /= 2
         }
     }
