@@ -189,6 +189,9 @@ public struct Supervisor {
             if cgroupsBeforeClone {
                 cgroups = try makeCgroups()
                 try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
+            } else if !configuration.rootless {
+                // For a clone into them (Supervisor+BirthCgroup.swift); the filter while init mounts.
+                cgroups = try makeCgroups()
             }
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
