@@ -48,6 +48,9 @@ public struct JailState: Equatable, Sendable {
     public var addresses: [String] = []
     public var addressShared = false
     public var loopback: String = ""
+    /// How many `--boot` commands the jail runs; nil in a state written before the field.
+    /// 0 tells `jaild metrics` that init has no boot record to look for among its descriptors.
+    public var bootCommands: Int? = nil
 
     public static let directory = "/run/jail/state"
     /// 1: before adoption (no identity, no control socket). 2: adoptable.
@@ -66,7 +69,7 @@ public struct JailState: Equatable, Sendable {
             ("services", services.joined(separator: ",")),
         ]
         let sessions: [(String, String)] = [("forward", [forwardAgent ? "agent" : nil, forwardX11 ? "x11" : nil]
-            .compactMap { $0 }.joined(separator: ","))]
+            .compactMap { $0 }.joined(separator: ",")), ("boot", bootCommands.map { "\($0)" } ?? "")]
         let counters: [(String, String)] = traffic.map { [("traffic", "\($0)")] } ?? []
         let network: [(String, String)] = addresses.isEmpty && loopback.isEmpty ? [] : [
             ("addresses", addresses.joined(separator: ",")), ("addressshared", addressShared ? "1" : ""), ("loopback", loopback),
@@ -102,6 +105,7 @@ public struct JailState: Equatable, Sendable {
         state.addresses = (fields["addresses"] ?? "").split(separator: ",").map(String.init)
         state.addressShared = fields["addressshared"] == "1"
         state.loopback = fields["loopback"] ?? ""
+        state.bootCommands = fields["boot"].flatMap { Int($0) }
         // A state written before the field: the defaults, agent forwarding on, X11 off.
         if let forward = fields["forward"] {
             let kinds = forward.split(separator: ",")

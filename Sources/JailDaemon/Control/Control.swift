@@ -11,7 +11,8 @@ import Glibc
 /// SPEC is a running jail's name (its config's or `--jail-name`), a socket path, a pid file path, or UID:GID.
 public enum Control {
     public static func list(json: Bool) -> Int32 {
-        let rows = JailState.all().filter(\.alive).map { Row(state: $0.state) }
+        let isRoot = getuid() == 0
+        let rows = JailState.all().filter(\.alive).map { Row(state: $0.state, isRoot: isRoot) }
         print(json ? Row.json(rows) : Row.table(rows), terminator: "")
         for row in rows where row.viewsBroken {
             JailLogHandler.emitToTerminal("warning: jail \(row.state.name): its lxcfs files (/proc/meminfo, uptime …) fail with "
@@ -101,24 +102,30 @@ struct Row {
     /// nil without `--init` or when the caller is not root.
     let payload: String?
 
-    init(state: JailState) {
+    init(state: JailState, isRoot: Bool = getuid() == 0) {
         self.state = state
+        // /proc/INIT and /proc/CHILD opened once each (closed with the last reference); every
+        // file of them is read relative to these (ProcessDirectory).
+        let initDirectory = ProcessDirectory(state.initPid)
+        let initChildren = initDirectory.children.map(ProcessDirectory.init)
         // As `jaild sessions` finds them (by init's executable and the session record), not by
         // title: any process of the jail user may call itself "jaild: [9] /dev/pts/9".
-        // init's children once, for the sessions and the RSS sum.
-        let initChildren = children(of: state.initPid)
-        sessions = getuid() == 0 ? Sessions.helpers(of: state, initChildren: initChildren).count : nil
+        sessions = isRoot ? Sessions.helpers(initDirectory: initDirectory, children: initChildren).count : nil
         uptime = max(0, wallClockSeconds() - state.started)
         if let charge = CgroupFigures(directories: state.cgroups).memoryCharge {
             (memory, memorySource) = (charge, "cgroup")
         } else {
-            let tree = [state.initPid] + initChildren.flatMap { [$0] + descendants(of: $0) }
-            memory = tree.reduce(0) { $0 + residentBytes(of: $1) }
+            let descendantsBytes = initChildren.reduce(UInt64(0)) { sum, child in
+                // The spare and the syslog relay have no children to look for.
+                let below = ProcessTitle.childless.contains(child.title) ? [] : child.children.flatMap { [$0] + descendants(of: $0) }
+                return sum + child.residentBytes + below.reduce(0) { $0 + residentBytes(of: $1) }
+            }
+            memory = initDirectory.residentBytes + descendantsBytes
             memorySource = "rss"
         }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)
-        viewsBroken = getuid() == 0 && LxcfsViews.jailViewIsBroken(root: "/proc/\(state.initPid)/root")
-        payload = getuid() == 0 && Self.mayHavePayload(state) ? PayloadRecord.phase(initPid: state.initPid) : nil
+        viewsBroken = isRoot && initDirectory.statusError("root/proc/meminfo") == .socketNotConnected
+        payload = isRoot && Self.mayHavePayload(state) ? PayloadRecord.phase(initDirectory: initDirectory) : nil
     }
 
     /// Whether the jail may run `--init`: its unified cgroup has `programs/payload`
@@ -191,8 +198,7 @@ struct Row {
 }
 
 func children(of pid: Int32) -> [Int32] {
-    let bytes = (try? readFile("/proc/\(pid)/task/\(pid)/children")) ?? []
-    return decimalFields(bytes).compactMap { Int32(exactly: $0) }
+    decimalFields(readProcFile("/proc/\(pid)/task/\(pid)/children", limit: 65536) ?? []).compactMap { Int32(exactly: $0) }
 }
 
 /// The unsigned decimal numbers of `bytes`, split at anything else. On bytes: `jaild list`
@@ -218,10 +224,7 @@ func descendants(of pid: Int32) -> [Int32] {
     children(of: pid).flatMap { [$0] + descendants(of: $0) }
 }
 
-/// VmRSS, from /proc/PID/statm's second field (the same count in pages; the kernel makes
-/// statm in a fraction of the time of status, which `jaild list` read for every process).
+/// VmRSS of `pid`, from /proc/PID/statm's second field (ProcessDirectory.residentBytes).
 func residentBytes(of pid: Int32) -> UInt64 {
-    let fields = decimalFields((try? readFile("/proc/\(pid)/statm", limit: 256)) ?? [])
-    guard fields.count > 1 else { return 0 }
-    return fields[1] * UInt64(pageSize())
+    ProcessDirectory.residentBytes(statm: readProcFile("/proc/\(pid)/statm", limit: 256))
 }

@@ -155,10 +155,15 @@ public enum Metrics {
     /// The figures of a running jail. Its cgroup directories (state `cgroups`) are `…/jail/NAME`
     /// in each hierarchy it uses; usage is read there, where the kernel sums the leaves (init,
     /// sessions, programs), limits from `programs`, where `--memory` and `--pids` are set.
-    static func read(_ state: JailState, sessions: Int?) -> Figures {
+    /// `initDirectory`: the jail's /proc/INIT when the caller has it open (else opened here).
+    static func read(_ state: JailState, sessions: Int?, initDirectory: ProcessDirectory? = nil) -> Figures {
         var figures = Figures(name: state.name, uid: state.uid, started: state.started, rcExitStatus: state.rcStatus)
         figures.sessions = sessions
-        figures.bootRestarts = bootRestarts(initPid: state.initPid)
+        if state.bootCommands == 0 {
+            figures.bootRestarts = 0  // no boot service: init has no record to look for
+        } else if state.initPid > 0 {
+            figures.bootRestarts = bootRestarts(initDirectory: initDirectory ?? ProcessDirectory(state.initPid))
+        }
         for directory in state.cgroups {
             if figures.cpuSeconds == nil {
                 if let usec = keyed(directory + "/cpu.stat", "usage_usec") {
@@ -200,18 +205,14 @@ public enum Metrics {
 
     /// A file holding one number ("max" and a missing file: nil).
     /// init's `jail-boot` record (Init+Boot.swift): 0 until a boot service was restarted.
-    static func bootRestarts(initPid: Int32) -> UInt64? {
-        guard initPid > 0 else { return nil }
-        let directory = "/proc/\(initPid)/fd"
-        for name in listDirectory(directory) {
-            // A descriptor closed meanwhile has no link: the next one is looked at.
-            guard let link = try? readSymlink("\(directory)/\(name)"), link.hasPrefix("/memfd:jail-boot") else { continue }
-            guard let bytes = try? readFile("\(directory)/\(name)", limit: 256) else { return nil }
-            let text = String(decoding: bytes, as: UTF8.self)
-            guard text.hasPrefix("restarts=") else { return nil }
-            return UInt64(text.dropFirst("restarts=".count).prefix { $0.isNumber })
-        }
-        return 0
+    static func bootRestarts(initDirectory: ProcessDirectory) -> UInt64? {
+        let record: [UInt8]?
+        // A record that is there but cannot be read: no figure. None (no restart yet): 0.
+        do { record = try initDirectory.memfdRecord(prefix: "/memfd:" + Init.bootRecordName, limit: 256) } catch { return nil }
+        guard let bytes = record else { return 0 }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.hasPrefix("restarts=") else { return nil }
+        return UInt64(text.dropFirst("restarts=".count).prefix { $0.isNumber })
     }
 
     static func counter(_ path: String) -> UInt64? {
@@ -231,7 +232,13 @@ public enum Metrics {
 
     /// Every running jail, as exposition text.
     static func collect() -> String {
-        render(JailState.all().filter(\.alive).map { read($0.state, sessions: Sessions.helpers(of: $0.state).count) })
+        render(JailState.all().filter(\.alive).map { entry in
+            // /proc/INIT and its children's opened once for the sessions and the boot record.
+            let initDirectory = ProcessDirectory(entry.state.initPid)
+            let children = initDirectory.children.map(ProcessDirectory.init)
+            return read(entry.state, sessions: Sessions.helpers(initDirectory: initDirectory, children: children).count,
+                        initDirectory: initDirectory)
+        })
     }
 
     /// `jaild metrics [--output FILE]`: stdout, or FILE replaced atomically (a temporary file in

@@ -87,15 +87,31 @@ public enum Sessions {
 
     /// The session helpers of a jail: the children of its init that run init's own executable
     /// and hold a session record. `jaild list` counts these, `jaild sessions` lists them: no
-    /// process title is trusted (the jail user can give any process any title).
-    static func helpers(of state: JailState, initChildren: [Int32]? = nil) -> [Helper] {
-        guard let initExe = procStatus("/proc/\(state.initPid)/exe") else { return [] }
-        return (initChildren ?? children(of: state.initPid)).compactMap { pid in
-            guard let exe = procStatus("/proc/\(pid)/exe"), exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
-                  let text = record(of: pid), let record = PublishedSession.decode(text) else { return nil }
-            return Helper(pid: pid, record: record)
+    /// process title makes a session (the jail user can give its own processes any title).
+    static func helpers(of state: JailState) -> [Helper] {
+        let initDirectory = ProcessDirectory(state.initPid)
+        let children = initDirectory.children.map(ProcessDirectory.init)
+        return helpers(initDirectory: initDirectory, children: children)
+    }
+
+    /// `helpers(of:)` with init's directory and its children's opened by the caller.
+    static func helpers(initDirectory: ProcessDirectory, children: [ProcessDirectory]) -> [Helper] {
+        guard let initExe = initDirectory.status("exe") else { return [] }
+        return children.compactMap { child in
+            guard let exe = child.status("exe"), exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
+                  !notSessionTitles.contains(child.title),
+                  let text = record(of: child), let record = PublishedSession.decode(text) else { return nil }
+            return Helper(pid: child.pid, record: record)
         }
     }
+
+    /// The titles of init's children that run jaild and are no session (yet): their
+    /// descriptors are not searched for a record, which is most of the cost of a jail's row.
+    /// The title is trusted here only to skip: these processes run init's executable (checked
+    /// first), are not dumpable, and whoever could change their title could as well forge or
+    /// hide a record. A spare takes the title `jaild: session` before it publishes one.
+    static let notSessionTitles: Set<String> = [ProcessTitle.spare, ProcessTitle.syslogRelay, ProcessTitle.payload,
+                                                ProcessTitle.payloadBoot]
 
     /// The status of a file of /proc of another process: nil when it is gone (it exited meanwhile)
     /// or not this caller's to look at (`jaild list` by a user), which are answers here, not failures.
@@ -136,23 +152,14 @@ public enum Sessions {
     }
 
     /// The helper's session record: the memfd named `jail-session` among its descriptors.
-    static func record(of helper: Int32) -> String? {
-        for name in listDirectory("/proc/\(helper)/fd") {
-            guard let fd = Int32(name) else { continue }
-            // A descriptor closed meanwhile has no link: the next one is looked at.
-            guard let link = try? readSymlink("/proc/\(helper)/fd/\(fd)"),
-                  link.hasPrefix("/memfd:" + SessionRecord.memfdName) else { continue }
-            do {
-                let bytes = try readFile("/proc/\(helper)/fd/\(fd)", limit: 64 << 10)
-                return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
-            } catch where error.errno == .noSuchFileOrDirectory {
-                return nil  // the helper exited: no session
-            } catch {
-                log.warning("cannot read the session record of session helper \(helper): \(error)")
-                return nil
-            }
+    static func record(of helper: ProcessDirectory) -> String? {
+        do {
+            guard let bytes = try helper.memfdRecord(prefix: "/memfd:" + SessionRecord.memfdName) else { return nil }
+            return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
+        } catch {
+            log.warning("cannot read the session record of session helper \(helper.pid): \(error)")
+            return nil
         }
-        return nil
     }
 
     static func table(_ sessions: [Live]) -> String {

@@ -268,15 +268,10 @@ public enum PayloadRecord {
     public static let name = "jail-payload"
 
     /// The phase in `/proc/PID/fd` of the jail's init, or nil (no `--init`, or not readable).
-    public static func phase(initPid: Int32) -> String? {
-        let directory = "/proc/\(initPid)/fd"
-        for entry in listDirectory(directory) {
-            // A descriptor closed since the listing is no record.
-            guard let target = try? readSymlink("\(directory)/\(entry)"), target.hasPrefix("/memfd:\(name) ") else { continue }
-            guard let text = try? readText("\(directory)/\(entry)") else { continue }
-            return String(text[...].trimmingWhitespace())
-        }
-        return nil
+    static func phase(initDirectory: ProcessDirectory) -> String? {
+        // Unreadable is no figure: the column shows "-", as for a jail without `--init`.
+        guard let bytes = try? initDirectory.memfdRecord(prefix: "/memfd:\(name) ", limit: 4096) else { return nil }
+        return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
     }
 }
 

@@ -119,7 +119,7 @@ enum PayloadKeeper {
     /// The keeper's life: the payload's profile, then boot after boot until one ends without
     /// a reboot. Never returns.
     static func run(_ setup: Setup) -> Never {
-        cj_set_proctitle("jaild: payload")
+        cj_set_proctitle(ProcessTitle.payload)
         let keep = [setup.events, setup.commands] + setup.programCgroups + (setup.payloadCgroup.map { [$0] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
         // Root inside must not ptrace the keeper or read its memory (it holds the capabilities).

@@ -19,7 +19,7 @@ enum PayloadBoot {
     static let namespaceFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
 
     static func run(_ setup: PayloadKeeper.Setup, keeper: FileDescriptor) -> Never {
-        cj_set_proctitle("jaild: payload boot")
+        cj_set_proctitle(ProcessTitle.payloadBoot)
         let prepared: (console: FileDescriptor, notify: FileDescriptor)
         do {
             prepared = try prepareOutside(setup)

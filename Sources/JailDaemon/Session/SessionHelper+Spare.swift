@@ -18,7 +18,7 @@ import Glibc
 extension SessionHelper {
     static func waitAsSpare(channel: FileDescriptor, configuration: JailConfiguration, settings: ProgramSettings,
                             jail: String, sessionCgroups: [Int32]) -> Never {
-        cj_set_proctitle("jaild: spare")
+        cj_set_proctitle(ProcessTitle.spare)
         SessionCgroup.join(sessionCgroups)
         let signals: SignalDescriptor
         do { signals = try SignalDescriptor(signalSet) } catch {

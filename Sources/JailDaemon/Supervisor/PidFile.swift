@@ -66,5 +66,13 @@ struct PidFile {
         return Int32(text.split(separator: "\n").first ?? "")
     }
 
-    static func isLocked(_ path: String) -> Bool { runningPid(path: path) != nil }
+    /// Whether a live jaild holds the pid file's lock: `runningPid` without reading the pid
+    /// (`jaild list` and `metrics` ask this of every jail).
+    static func isLocked(_ path: String) -> Bool {
+        // A pid file that cannot be opened has no live jaild; a lock that fails otherwise is
+        // read as held, as runningPid does.
+        guard let fd = try? openFile(path, O_RDONLY | O_NOFOLLOW) else { return false }
+        defer { fd.closeQuietly() }
+        return (try? fd.lock(exclusive: false, wait: false)) != true
+    }
 }

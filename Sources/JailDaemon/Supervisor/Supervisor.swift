@@ -220,6 +220,7 @@ public struct Supervisor {
             state.cgroups = cgroups?.directories ?? []
         }
         state.forwardAgent = configuration.forwardAgent
+        state.bootCommands = configuration.bootCommands.count
         state.forwardX11 = configuration.forwardX11
         state.traffic = NetworkCounters.attach(to: cgroups)
         state.addresses = configuration.addresses.map(\.description)

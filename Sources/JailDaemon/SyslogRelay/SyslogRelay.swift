@@ -84,7 +84,7 @@ struct SyslogRelay {
             log.error("syslog relay: \(error)")
             _exit(1)
         }
-        cj_set_proctitle("jaild: syslog relay")
+        cj_set_proctitle(ProcessTitle.syslogRelay)
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             reportDrops(now: monotonicMilliseconds())
