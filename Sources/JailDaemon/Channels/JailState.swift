@@ -122,9 +122,18 @@ public struct JailState: Equatable, Sendable {
     static func load(name: String) -> JailState? {
         let path = "\(directory)/\(name).state"
         let bytes: [UInt8]
-        do {
-            guard let found = try readFileIfPresent(path) else { return nil }
-            bytes = found
+        do throws(SystemError) {
+            guard let fd = try openFileIfPresent(path, O_RDONLY) else { return nil }
+            defer { closeDescriptor(fd.rawValue) }
+            // Written whole and renamed into place (save), never changed after: a read that
+            // returns less than it asked for has the whole file, and the read of its end is
+            // spared (`jaild list` reads every jail's).
+            let limit = 1 << 20
+            do throws(SystemError) {
+                if let whole = try fd.readChunk(max: limit) { bytes = whole } else { bytes = try readAll(fd, limit: limit) }
+            } catch {
+                throw SystemError("read", path: path, errno: error.errno)
+            }
         } catch {
             log.warning("cannot read the state file of jail \(name): \(error)")
             return nil
