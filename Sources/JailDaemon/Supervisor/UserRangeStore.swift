@@ -1,4 +1,5 @@
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -164,7 +165,7 @@ struct UserRangeStore {
         let line = UserRange.reservation(start: start)
         let missing = [(Self.subuid, subuid), (Self.subgid, subgid)].filter { !UserRange.holds($0.1, line: line) }
         guard writing else { return missing.isEmpty }
-        for (path, text) in missing { try replaceShadowFile(path, with: UserRange.adding(line, to: text)) }
+        for (path, text) in missing { try appendShadowLine(path, line, to: text) }
         return true
     }
 
@@ -212,6 +213,42 @@ struct UserRangeStore {
             try JailError.wrap { () throws(SystemError) in try removeFile("\(directory)/\(start).range") }
         }
         try JailError.wrap { () throws(SystemError) in try removeFile("\(indexDirectory)/\(name)") }
+    }
+
+    /// `line` added at the end of /etc/subuid or /etc/subgid, which held `text` when read under
+    /// the shadow locks (the caller holds them): a start writes its line, not the whole file
+    /// again (a line per jail: the rewrite and its sync grew with the jails, 1.7× the start at
+    /// 2,000 tenants). One write(2) with O_APPEND, the newline the file lacks first; a short
+    /// write is cut off again, so no half line stays; synced before the locks go, as the
+    /// rewrite was. A file that is not there, not a regular file, or that changed since `text`
+    /// was read (written without the locks) is rewritten whole instead (`replaceShadowFile`).
+    /// Removal (`release`) still rewrites: it takes a line out of the middle.
+    func appendShadowLine(_ path: String, _ line: String, to text: String) throws(JailError) {
+        let addition = Array(((text.isEmpty || text.utf8.last == UInt8(ascii: "\n") ? "" : "\n") + line + "\n").utf8)
+        let appended = try JailError.wrap { () throws(SystemError) -> Bool in
+            let fd: FileDescriptor
+            do throws(SystemError) { fd = try openFile(path, O_WRONLY | O_APPEND | O_NOFOLLOW) } catch {
+                guard error.errno == .noSuchFileOrDirectory || error.errno == .tooManySymbolicLinkLevels else { throw error }
+                return false
+            }
+            defer { closeDescriptor(fd.rawValue) }
+            let before = try fd.fileStatus()
+            guard before.st_mode & S_IFMT == S_IFREG, before.st_size == text.utf8.count, !text.isEmpty else { return false }
+            let written: Int
+            do throws(SystemError) { written = try fd.writeSome(addition[...]) } catch {
+                throw SystemError("write", path: path, errno: error.errno)
+            }
+            if written != addition.count {
+                // A full disk or quota: the part written goes again, and the start fails.
+                if ftruncate(fd.rawValue, before.st_size) < 0 {
+                    log.error("\(SystemError.last("ftruncate", path: path)): \(path) may end in a part of '\(line)'")
+                }
+                throw SystemError("write", path: path, errno: .noSpace)
+            }
+            try syscall("fsync", path: path) { fsync(fd.rawValue) }
+            return true
+        }
+        if !appended { try replaceShadowFile(path, with: UserRange.adding(line, to: try shadowFile(path))) }
     }
 
     /// /etc/subuid or /etc/subgid replaced whole, as shadow's commonio_close does: a new file
