@@ -1,4 +1,3 @@
-import CJail
 import JailIO
 import JailSystem
 import SystemPackage
@@ -118,8 +117,7 @@ struct CgroupEvents {
     /// `memory.oom_control` descriptor; the kernel signals the eventfd on each OOM of the
     /// memcg or an ancestor. The control file's descriptor is not needed afterwards.
     static func registerOOMEventfd(controlFile: String) throws(SystemError) -> Int32 {
-        let eventfd = cj_eventfd()
-        guard eventfd >= 0 else { throw SystemError.last("eventfd") }
+        let eventfd = try makeEventCounter().rawValue
         do throws(SystemError) {
             let control = try openFile(controlFile, O_RDONLY)
             defer { control.closeQuietly() }
