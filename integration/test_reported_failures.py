@@ -6,7 +6,7 @@ import pathlib
 import signal
 import subprocess
 
-from conftest import UID_A, Jail, wait_for
+from conftest import JAILD, UID_A, Jail, wait_for
 from test_operations import foreground  # noqa: F401  (the fixture)
 from test_ports import free_port
 
@@ -139,3 +139,17 @@ def parse_ports(text):
             low, _, high = item.strip().partition("-")
             ports.update(range(int(low), int(high or low) + 1))
     return ports
+
+
+def test_list_says_a_state_file_it_cannot_read():
+    # `jaild list` reads the running jails from the state files: one it cannot read or decode
+    # was shown as no jail at all. In a /run/jail/state of its own (a tmpfs this test's mount
+    # namespace alone sees): a directory where a state file should be, and a file of garbage.
+    STATE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    setup = (f"mount -t tmpfs -o size=64k tmpfs {STATE_DIR}\n"
+             f"mkdir {STATE_DIR}/jail-64000-64000.state\n"
+             f"echo garbage > {STATE_DIR}/jail-64001-64001.state")
+    result = in_private_mounts(setup, [JAILD, "list"])
+    assert result.returncode == 0, result.stderr
+    assert "jaild: warning: cannot read the state file of jail jail-64000-64000: read: Is a directory" in result.stderr, result.stderr
+    assert f"jaild: warning: {STATE_DIR}/jail-64001-64001.state is not a jail state file" in result.stderr, result.stderr

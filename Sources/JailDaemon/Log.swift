@@ -1,5 +1,7 @@
 import CJail
+import JailSystem
 import Logging
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -72,15 +74,15 @@ public struct JailLogHandler: LogHandler {
     public static func journalStream(_ value: String?, isOnDescriptor fd: Int32) -> Bool {
         guard let parts = value?.split(separator: ":"), parts.count == 2,
               let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { return false }
+        // A stderr that cannot be looked at is not the journal: plain lines, as on a terminal.
+        guard let info = try? FileDescriptor(rawValue: fd).fileStatus() else { return false }
         return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 
     static func writeLine(_ line: String) {
-        var bytes = Array(line.utf8)
-        bytes.append(10)
-        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        // One write(2), as a line on a pipe must be (whole, never interleaved); stderr gone (a
+        // closed terminal) leaves nowhere to say that it is, so the line is dropped.
+        _ = try? FileDescriptor.standardError.writeSome((Array(line.utf8) + [10])[...])
     }
 
     /// The level a pipe line was sent with, and its text.
@@ -100,8 +102,7 @@ extension JailLogHandler {
 
 public enum LoggingBootstrap {
     public static func run() {
-        standardErrorIsJournal = JailLogHandler.journalStream(getenv("JOURNAL_STREAM").map { String(cString: $0) },
-                                                              isOnDescriptor: 2)
+        standardErrorIsJournal = JailLogHandler.journalStream(environmentValue("JOURNAL_STREAM"), isOnDescriptor: 2)
         LoggingSystem.bootstrap { _ in JailLogHandler() }
     }
 }

@@ -30,8 +30,10 @@ public struct OperatorProof: Equatable {
     /// started by a jaild from before the proof has none (and its init asks for none).
     public static func prepareDirectory(_ path: String = OperatorEntry.proofDirectory) throws(JailError) {
         let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-        if !parent.isEmpty && mkdir(parent, 0o755) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: parent)) }
-        if mkdir(path, 0o700) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: path)) }
+        // Whatever is there already is checked below: its kind, owner and mode decide.
+        for (directory, mode) in [(parent, mode_t(0o755)), (path, mode_t(0o700))] where !directory.isEmpty {
+            do { try makeDirectory(directory, mode: mode) } catch where error.errno == .fileExists {} catch { throw .system(error) }
+        }
         let info = try JailError.wrap { () throws(SystemError) in try fileStatus(path) }
         guard let info, isDirectory(info), info.st_uid == 0, info.st_mode & 0o077 == 0 else {
             throw .startFailed("\(path) must be a directory of root's with mode 0700: only host root may be able to open it")
@@ -49,10 +51,10 @@ public struct OperatorProof: Equatable {
 
     /// Whether `descriptor`, passed by a peer, is the recorded directory opened for reading.
     func isProvenBy(_ descriptor: Int32) -> Bool {
-        let flags = fcntl(descriptor, F_GETFL)
-        guard flags >= 0, flags & CJ_O_PATH == 0, flags & O_ACCMODE != O_WRONLY else { return false }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0, isDirectory(info) else { return false }
+        // A descriptor that cannot be looked at proves nothing.
+        let passed = FileDescriptor(rawValue: descriptor)
+        guard let flags = try? passed.statusFlags(), flags & CJ_O_PATH == 0, flags & O_ACCMODE != O_WRONLY,
+              let info = try? passed.fileStatus(), isDirectory(info) else { return false }
         return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 
@@ -61,7 +63,7 @@ public struct OperatorProof: Equatable {
     static func open(_ path: String = OperatorEntry.proofDirectory) throws(JailError) -> FileDescriptor {
         try prepareDirectory(path)
         return try JailError.wrap { () throws(SystemError) in
-            FileDescriptor(rawValue: try syscall("open", path: path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) })
+            try openFile(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
         }
     }
 }

@@ -1,3 +1,6 @@
+import JailSystem
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -102,9 +105,7 @@ public enum Utmp {
     }
 
     public static func now() -> timespec {
-        var t = timespec()
-        clock_gettime(CLOCK_REALTIME, &t)
-        return t
+        wallClockTime()
     }
 
     /// sysvinit's two records of a boot, as its init writes them: BOOT_TIME ("reboot") and
@@ -124,18 +125,26 @@ public enum Utmp {
         ]
     }
 
+    // The records are a courtesy to `who` and `last` inside: where the jail has no root-owned
+    // /var/run or /var/log, or someone inside holds the lock, nothing is written (by design);
+    // a failure of the file itself (EIO, a full disk) is a warning, and the session goes on.
+
     /// For init at start, on the jail's fresh /run: the boot's records into utmp (which is
     /// new, so they are its first two) and wtmp (`last reboot`). Returns false when utmp
     /// could not be written (no /run or /var/run in the jail, or not root's).
     @discardableResult
     public static func recordBoot(runlevel: Character, group: UInt32?) -> Bool {
         let records = bootRecords(runlevel: runlevel, now: now())
-        guard let fd = openRecords(utmpPath, create: true, group: group) else { return false }
-        defer { close(fd) }
-        guard lock(fd) else { return false }
-        for (index, entry) in records.enumerated() {
-            let written = entry.encoded().withUnsafeBytes { pwrite(fd, $0.baseAddress, recordSize, off_t(index * recordSize)) }
-            guard written == recordSize else { return false }
+        do {
+            guard let fd = try openRecords(utmpPath, create: true, group: group) else { return false }
+            defer { closeDescriptor(fd.rawValue) }
+            guard try lock(fd, path: utmpPath) else { return false }
+            for (index, entry) in records.enumerated() {
+                try fd.writeBytes(entry.encoded(), at: Int64(index * recordSize), path: utmpPath)
+            }
+        } catch {
+            log.warning("utmp: \(error)")
+            return false
         }
         for entry in records { append(entry, to: wtmpPath, group: group) }
         return true
@@ -158,58 +167,66 @@ public enum Utmp {
     /// Returns how many it found (they are logged out in wtmp too).
     @discardableResult
     public static func logoutStale(pid: Int32) -> Int {
-        guard let fd = openRecords(utmpPath, create: false, group: nil) else { return 0 }
-        defer { close(fd) }
-        // init must not wait on a lock someone inside holds: a few tries, then give up.
-        guard lock(fd, attempts: 3) else { return 0 }
         var found = 0
-        var record = [UInt8](repeating: 0, count: recordSize)
-        for index in 0..<maxRecords {
-            let offset = off_t(index * recordSize)
-            let n = record.withUnsafeMutableBytes { pread(fd, $0.baseAddress, recordSize, offset) }
-            guard n == recordSize, let entry = Entry.decode(record[...]) else { break }
-            guard entry.type == userProcess, entry.pid == pid else { continue }
-            let dead = entry.dead(now: now())
-            _ = dead.encoded().withUnsafeBytes { pwrite(fd, $0.baseAddress, recordSize, offset) }
-            append(dead, to: wtmpPath, group: nil)
-            found += 1
+        do {
+            guard let fd = try openRecords(utmpPath, create: false, group: nil) else { return 0 }
+            defer { closeDescriptor(fd.rawValue) }
+            // init must not wait on a lock someone inside holds: a few tries, then give up.
+            guard try lock(fd, path: utmpPath, attempts: 3) else { return 0 }
+            for index in 0..<maxRecords {
+                let offset = Int64(index * recordSize)
+                let record = try fd.readBytes(count: recordSize, at: offset, path: utmpPath)
+                guard record.count == recordSize, let entry = Entry.decode(record[...]) else { break }
+                guard entry.type == userProcess, entry.pid == pid else { continue }
+                let dead = entry.dead(now: now())
+                try fd.writeBytes(dead.encoded(), at: offset, path: utmpPath)
+                append(dead, to: wtmpPath, group: nil)
+                found += 1
+            }
+        } catch {
+            log.warning("utmp: \(error)")
         }
         return found
     }
 
     /// Writes `entry` over the utmp slot with the same id (or a dead one), else at the end.
     static func update(_ entry: Entry, group: UInt32?) {
-        guard let fd = openRecords(utmpPath, create: true, group: group) else { return }
-        defer { close(fd) }
-        guard lock(fd) else { return }
-        var record = [UInt8](repeating: 0, count: recordSize)
-        var slot: Int?
-        var count = 0
-        for index in 0..<maxRecords {
-            let n = record.withUnsafeMutableBytes { pread(fd, $0.baseAddress, recordSize, off_t(index * recordSize)) }
-            guard n == recordSize, let old = Entry.decode(record[...]) else { break }
-            count = index + 1
-            if (5...8).contains(old.type) && old.id == entry.id { slot = index; break }
+        do {
+            guard let fd = try openRecords(utmpPath, create: true, group: group) else { return }
+            defer { closeDescriptor(fd.rawValue) }
+            guard try lock(fd, path: utmpPath) else { return }
+            var slot: Int?
+            var count = 0
+            for index in 0..<maxRecords {
+                let record = try fd.readBytes(count: recordSize, at: Int64(index * recordSize), path: utmpPath)
+                guard record.count == recordSize, let old = Entry.decode(record[...]) else { break }
+                count = index + 1
+                if (5...8).contains(old.type) && old.id == entry.id { slot = index; break }
+            }
+            try fd.writeBytes(entry.encoded(), at: Int64((slot ?? count) * recordSize), path: utmpPath)
+        } catch {
+            log.warning("utmp: \(error)")
         }
-        let offset = off_t((slot ?? count) * recordSize)
-        _ = entry.encoded().withUnsafeBytes { pwrite(fd, $0.baseAddress, recordSize, offset) }
     }
 
     static func append(_ entry: Entry, to path: String, group: UInt32?) {
-        guard let fd = openRecords(path, create: true, group: group) else { return }
-        defer { close(fd) }
-        guard lock(fd) else { return }
-        let size = lseek(fd, 0, SEEK_END)
-        guard size >= 0 else { return }
-        // A torn record from someone else would shift every later one: start at a boundary.
-        var offset = size - size % off_t(recordSize)
-        if offset == 0 {
-            // busybox `last` walks the file backwards and stops before the record at offset
-            // 0: an empty record (type EMPTY, ignored by every reader) goes first.
-            _ = [UInt8](repeating: 0, count: recordSize).withUnsafeBytes { pwrite(fd, $0.baseAddress, recordSize, 0) }
-            offset = off_t(recordSize)
+        do {
+            guard let fd = try openRecords(path, create: true, group: group) else { return }
+            defer { closeDescriptor(fd.rawValue) }
+            guard try lock(fd, path: path) else { return }
+            let size = try fd.endOffset(path: path)
+            // A torn record from someone else would shift every later one: start at a boundary.
+            var offset = size - size % Int64(recordSize)
+            if offset == 0 {
+                // busybox `last` walks the file backwards and stops before the record at offset
+                // 0: an empty record (type EMPTY, ignored by every reader) goes first.
+                try fd.writeBytes([UInt8](repeating: 0, count: recordSize), at: 0, path: path)
+                offset = Int64(recordSize)
+            }
+            try fd.writeBytes(entry.encoded(), at: offset, path: path)
+        } catch {
+            log.warning("\(path == wtmpPath ? "wtmp" : "utmp"): \(error)")
         }
-        _ = entry.encoded().withUnsafeBytes { pwrite(fd, $0.baseAddress, recordSize, offset) }
     }
 
     /// Opens a record file of the jail without following a symlink, and only if it is a
@@ -218,26 +235,38 @@ public enum Utmp {
     /// directory is missing, nothing is written: jaild does not make directories in a root).
     /// The directory must be root's and writable by root only, checked on the directory that
     /// is then used (openat), so a user cannot steer the file elsewhere by a symlink swap.
-    static func openRecords(_ path: String, create: Bool, group: UInt32?) -> Int32? {
+    /// nil where nothing is to be written; a failure of the calls themselves is thrown.
+    static func openRecords(_ path: String, create: Bool, group: UInt32?) throws(SystemError) -> FileDescriptor? {
         guard let slash = path.lastIndex(of: "/") else { return nil }
-        let directory = open(String(path[..<slash]), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directory >= 0 else { return nil }
-        defer { close(directory) }
-        var dirInfo = stat()
-        guard fstat(directory, &dirInfo) == 0, dirInfo.st_uid == 0, dirInfo.st_mode & 0o022 == 0 else { return nil }
+        let directoryPath = String(path[..<slash])
+        guard let directory = try openFileIfPresent(directoryPath, O_RDONLY | O_DIRECTORY) else { return nil }
+        defer { closeDescriptor(directory.rawValue) }
+        let directoryInfo = try directory.fileStatus()
+        guard directoryInfo.st_uid == 0, directoryInfo.st_mode & 0o022 == 0 else { return nil }
         let name = String(path[path.index(after: slash)...])
-        var fd = openat(directory, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        if fd < 0 && errno == ENOENT && create {
-            fd = openat(directory, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o664)
-            if fd >= 0 {
-                _ = fchown(fd, 0, group ?? 0)
-                _ = fchmod(fd, 0o664)
+        var opened = try openFileIfPresent(name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, in: directory)
+        if opened == nil && create {
+            // Another helper may make it first: then this one writes nothing this time.
+            do { opened = try openFile(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o664, in: directory) } catch where error.errno == .fileExists {
+                return nil
+            }
+            if let made = opened {
+                // Without its group the file still works: only the jail's utmp-group programs
+                // (screen, tmux) lose writing it, which they tolerate.
+                do {
+                    try made.setOwner(uid: 0, gid: group ?? 0, path: path)
+                    try made.setMode(0o664, path: path)
+                } catch { log.warning("utmp: \(error)") }
             }
         }
-        guard fd >= 0 else { return nil }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == 0 else {
-            close(fd)
+        guard let fd = opened else { return nil }
+        let info: stat
+        do { info = try fd.fileStatus() } catch {
+            closeDescriptor(fd.rawValue)
+            throw SystemError("fstat", path: path, errno: error.errno)
+        }
+        guard info.st_mode & S_IFMT == S_IFREG, info.st_uid == 0 else {
+            closeDescriptor(fd.rawValue)
             return nil
         }
         return fd
@@ -245,15 +274,10 @@ public enum Utmp {
 
     /// A whole-file write lock, waited for briefly (F_SETLK in a loop would spin; F_SETLKW
     /// could hang on a lock held inside the jail, so give up after ~1 s).
-    static func lock(_ fd: Int32, attempts: Int = 100) -> Bool {
-        var l = Glibc.flock()
-        l.l_type = Int16(F_WRLCK)
-        l.l_whence = Int16(SEEK_SET)
+    static func lock(_ fd: FileDescriptor, path: String, attempts: Int = 100) throws(SystemError) -> Bool {
         for _ in 0..<attempts {
-            if fcntl(fd, F_SETLK, &l) == 0 { return true }
-            guard errno == EAGAIN || errno == EACCES || errno == EINTR else { return false }
-            var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
-            nanosleep(&pause, nil)
+            do { if try fd.recordLock() { return true } } catch { throw SystemError(error.operation, path: path, errno: error.errno) }
+            sleepMilliseconds(10)
         }
         return false
     }

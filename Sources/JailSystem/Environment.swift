@@ -6,3 +6,8 @@ import Glibc
 public func environmentValue(_ name: String) -> String? {
     getenv(name).map { String(cString: $0) }
 }
+
+/// This machine's page size (sysconf(_SC_PAGESIZE)).
+public func pageSize() -> Int {
+    Int(sysconf(Int32(_SC_PAGESIZE)))
+}

@@ -25,3 +25,15 @@ extension FileDescriptor {
 public func setMode(_ name: String, _ mode: mode_t, in directory: FileDescriptor, path: String? = nil) throws(SystemError) {
     try syscall("chmod", path: path ?? name) { fchmodat(directory.rawValue, name, mode, 0) }
 }
+
+extension FileDescriptor {
+    /// ftruncate(2): the file's size becomes `size` (a sparse extension when it grows).
+    public func setSize(_ size: Int64, path: String) throws(SystemError) {
+        try syscall("ftruncate", path: path) { ftruncate(rawValue, off_t(size)) }
+    }
+
+    /// fcntl(F_GETFL): the access mode and status flags it was opened with (O_PATH, O_RDONLY…).
+    public func statusFlags() throws(SystemError) -> Int32 {
+        try syscall("fcntl(F_GETFL)") { fcntl(rawValue, F_GETFL) }
+    }
+}

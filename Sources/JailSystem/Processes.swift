@@ -124,3 +124,9 @@ extension FileDescriptor {
         }
     }
 }
+
+/// pidfd_getfd(2): a copy (close-on-exec) of descriptor `fd` of the process of `pidfd`, which
+/// the caller must be allowed to ptrace.
+public func copyDescriptor(_ fd: Int32, ofProcess pidfd: FileDescriptor) throws(SystemError) -> FileDescriptor {
+    FileDescriptor(rawValue: try syscall("pidfd_getfd", path: "\(fd)") { cj_pidfd_getfd(pidfd.rawValue, fd) })
+}

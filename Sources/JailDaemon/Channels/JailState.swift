@@ -111,9 +111,25 @@ public struct JailState: Equatable, Sendable {
         return state
     }
 
+    /// The state file `name`; nil when there is none (a jail that stopped meanwhile). One that
+    /// cannot be read or decoded is said in a warning, never taken for an absent jail in
+    /// silence: `jaild list`, a start's check for another jail on its root and the choice of a
+    /// free loopback address read the running jails from these files.
     static func load(name: String) -> JailState? {
-        guard let bytes = try? readFile("\(directory)/\(name).state") else { return nil }
-        return decode(String(decoding: bytes, as: UTF8.self))
+        let path = "\(directory)/\(name).state"
+        let bytes: [UInt8]
+        do {
+            guard let found = try readFileIfPresent(path) else { return nil }
+            bytes = found
+        } catch {
+            log.warning("cannot read the state file of jail \(name): \(error)")
+            return nil
+        }
+        guard let state = decode(String(decoding: bytes, as: UTF8.self)) else {
+            log.warning("\(path) is not a jail state file (a field is missing or malformed)")
+            return nil
+        }
+        return state
     }
 
     /// Written whole or not at all (a temporary file renamed over the old one), every failure
@@ -128,11 +144,12 @@ public struct JailState: Equatable, Sendable {
 
     static func remove(name: String) {
         let state = load(name: name)
-        unlink("\(directory)/\(name).state")
+        // One left behind is a stopped jail's (list shows only live ones), and said.
+        do { try removeFile("\(directory)/\(name).state") } catch { log.warning("cannot remove \(error)") }
         // The index entries go only when they are still this state file's.
         if let state {
             for entry in [nameEntry(state.name), rootEntry(state.root)] where ProcessIdentity.link(entry) == "\(directory)/\(name).state" {
-                unlink(entry)
+                do { try removeFile(entry) } catch { log.warning("cannot remove \(error)") }
             }
         }
     }
@@ -156,24 +173,28 @@ public struct JailState: Equatable, Sendable {
 
     private static func index(byName jailName: String, to stateName: String) {
         guard !jailName.isEmpty, !jailName.contains("/"), !jailName.hasPrefix(".") else { return }
-        link(nameEntry(jailName), in: nameIndex, to: stateName)
+        pointEntry(nameEntry(jailName), in: nameIndex, to: stateName)
     }
 
     private static func index(byRoot root: String, to stateName: String) {
-        link(rootEntry(root), in: rootIndex, to: stateName)
+        pointEntry(rootEntry(root), in: rootIndex, to: stateName)
     }
 
     /// A new symlink renamed over the entry. A failure costs only speed (the lookups fall
     /// back to reading every state file), so it is a warning.
-    private static func link(_ entry: String, in index: String, to stateName: String) {
-        for path in [indexDirectory, index] where mkdir(path, 0o755) < 0 && errno != EEXIST {
-            return log.warning("cannot make \(path): \(Errno(rawValue: errno))")
-        }
+    private static func pointEntry(_ entry: String, in index: String, to stateName: String) {
         let temporary = "\(entry).\(getpid()).new"
-        unlink(temporary)
-        if symlink("\(directory)/\(stateName).state", temporary) < 0 || rename(temporary, entry) < 0 {
-            log.warning("cannot index \(entry): \(Errno(rawValue: errno))")
-            unlink(temporary)
+        do {
+            try ensureDirectory(indexDirectory, mode: 0o755)
+            try ensureDirectory(index, mode: 0o755)
+            try removeFile(temporary)  // one a killed jaild of this pid left
+            try makeSymlink("\(directory)/\(stateName).state", at: temporary)
+            do { try renameFile(temporary, to: entry) } catch {
+                discardFile(temporary)
+                throw error
+            }
+        } catch {
+            log.warning("cannot index \(entry): \(error)")
         }
     }
 
@@ -274,10 +295,9 @@ public struct ProcessIdentity: Equatable, Sendable {
         return UInt64(String(decoding: fields[19], as: UTF8.self))
     }
 
+    /// Where the symlink at `path` points; nil when it is gone (its process exited, the entry
+    /// was replaced) or not this caller's to read (another user's process): not the same process then.
     static func link(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 256)
-        let n = readlink(path, &buffer, buffer.count - 1)
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        do { return try readSymlink(path) } catch { return nil }
     }
 }

@@ -49,7 +49,7 @@ struct SessionRecord {
         self.tty = tty
         command = Logfmt.truncated(Self.command(hello: hello, shell: account.shell), bytes: Self.commandLimit)
         startedMilliseconds = monotonicMilliseconds()
-        startedWall = Int64(time(nil))
+        startedWall = wallClockSeconds()
     }
 
     /// The first word of SSH_CONNECTION (`client-ip client-port server-ip server-port`).
@@ -121,9 +121,7 @@ struct SessionRecord {
         let fields = startFields + [("started", "\(startedWall)"), ("program_pid", "\(programPid)"),
                                     ("connection_fd", "\(connectionFD)")]
         let bytes = Array((Logfmt.line("session", fields) + "\n").utf8)
-        let fd = cj_sealed_memfd(Self.memfdName, bytes, bytes.count)
-        if fd < 0 { throw .last("memfd_create", path: Self.memfdName) }
-        return fd
+        return try sealedMemoryFile(named: Self.memfdName, bytes).rawValue
     }
 
     static let memfdName = "jail-session"

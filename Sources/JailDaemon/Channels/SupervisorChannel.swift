@@ -68,8 +68,13 @@ enum LifelineWord: UInt8, Sendable {
 
     /// Waits for `self`: anything else, or EOF, is the end of the start (false).
     func await(on lifeline: FileDescriptor) -> Bool {
-        var byte: UInt8 = 0
-        return read(lifeline.rawValue, &byte, 1) == 1 && byte == rawValue
+        // The pipe is blocking: nil is an EINTR, read again. EOF or an error ends the start.
+        while true {
+            do {
+                guard let byte = try lifeline.readChunk(max: 1) else { continue }
+                return byte == [rawValue]
+            } catch { return false }
+        }
     }
 }
 

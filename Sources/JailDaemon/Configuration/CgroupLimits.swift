@@ -90,7 +90,7 @@ public struct CgroupLimits: Equatable, Sendable {
     func apply(to directory: String, unified: Bool, controllers: [String]) throws(JailError) {
         for (file, value, optional) in files(unified: unified, controllers: controllers) {
             let path = "\(directory)/\(file)"
-            if optional && (try? fileStatus(path)) == nil { continue }
+            if optional && !somethingExists(at: path) { continue }
             try JailCgroups.writeControl(value, to: path)
         }
     }

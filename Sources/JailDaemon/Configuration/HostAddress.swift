@@ -1,3 +1,5 @@
+import JailSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,17 +13,11 @@ public struct HostAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// "192.0.2.10" or "2001:db8::10" (inet_pton's forms); nil for anything else.
     public static func parse(_ text: String) -> HostAddress? {
-        var four = in_addr()
-        if inet_pton(AF_INET, text, &four) == 1 { return HostAddress(bytes: withUnsafeBytes(of: &four) { Array($0) }) }
-        var sixteen = in6_addr()
-        if inet_pton(AF_INET6, text, &sixteen) == 1 { return HostAddress(bytes: withUnsafeBytes(of: &sixteen) { Array($0) }) }
-        return nil
+        ipAddressBytes(text).map { HostAddress(bytes: $0) }
     }
 
     public var description: String {
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        _ = bytes.withUnsafeBytes { inet_ntop(isIPv4 ? AF_INET : AF_INET6, $0.baseAddress, &text, socklen_t(text.count)) }
-        return String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        ipAddressText(bytes)
     }
 
     /// The 16 bytes the owned-ports map keys it by: an IPv4 address as ::ffff:a.b.c.d, which

@@ -87,8 +87,8 @@ public enum ResourceLimitGrant {
             }
             var raised = own
             raised.rlim_max = rlim_t(limit.hard)  // UInt64.max is RLIM_INFINITY
-            guard setrlimit(resourceType(limit), &raised) == 0 else {
-                let failure = Errno(rawValue: errno)
+            do { try setResourceLimit(limit.resource, raised) } catch {
+                let failure = error.errno
                 // EPERM: root without CAP_SYS_RESOURCE (a container's bounding set, a unit's
                 // CapabilityBoundingSet=) may lower a hard limit but not raise it.
                 guard failure == .notPermitted else {
@@ -104,11 +104,9 @@ public enum ResourceLimitGrant {
     static let nrOpenPath = "/proc/sys/fs/nr_open"
 
     static func current(_ limit: ResourceLimit) throws(JailError) -> rlimit {
-        var own = rlimit()
-        guard getrlimit(resourceType(limit), &own) == 0 else {
-            throw .system(SystemError("getrlimit(\(limit.name))", errno: Errno(rawValue: errno)))
+        do { return try resourceLimit(limit.resource) } catch {
+            throw .system(SystemError("getrlimit(\(limit.name))", errno: error.errno))
         }
-        return own
     }
 
     static func resourceType(_ limit: ResourceLimit) -> __rlimit_resource_t {

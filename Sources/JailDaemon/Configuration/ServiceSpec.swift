@@ -105,12 +105,13 @@ public struct ServiceSpec: Sendable, Equatable {
     public static func hostPathWarnings(_ services: [ServiceSpec], mapsRange: Bool) -> [String] {
         var warnings: [String] = []
         for service in services {
-            var status = stat()
-            guard lstat(service.hostPath, &status) == 0 else {
+            let found: stat?
+            // One that cannot be looked at is init's to refuse at the start, with its reason.
+            do { found = try linkStatus(service.hostPath) } catch { continue }
+            guard let status = found else {
                 // A missing directory is init's refusal, not a warning.
                 let directory = String(service.hostPath[..<(service.hostPath.lastIndex(of: "/") ?? service.hostPath.startIndex)])
-                var parent = stat()
-                if errno == ENOENT && stat(directory.isEmpty ? "/" : directory, &parent) == 0 {
+                if somethingExists(at: directory.isEmpty ? "/" : directory) {
                     warnings.append("--service \(service.jailPath): \(service.hostPath) does not exist yet: connections fail until a host service listens there")
                 }
                 continue

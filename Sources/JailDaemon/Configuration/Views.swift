@@ -47,15 +47,18 @@ public enum LxcfsViews {
 
     /// What is at `directory` now: a FUSE mount whose files answer, or not.
     public static func probe(_ directory: String) -> Status {
-        var fs = cj_fs_usage()
-        guard cj_statfs(directory, &fs) == 0 else { return errno == ENOTCONN ? .disconnected : .absent }
+        let fs: FileSystemUsage
+        do { fs = try FileSystemUsage(path: directory) } catch { return error.errno == .socketNotConnected ? .disconnected : .absent }
         guard fs.type == fuseMagic else { return .absent }
-        var info = stat()
-        for file in files where stat(directory + file, &info) != 0 {
-            return errno == ENOTCONN ? .disconnected : .absent
+        do {
+            for file in files {
+                if try fileStatusFollowingLinks(directory + file) == nil { return .absent }
+            }
+            guard let info = try fileStatusFollowingLinks(directory) else { return .absent }
+            return .mounted(device: UInt64(info.st_dev))
+        } catch {
+            return error.errno == .socketNotConnected ? .disconnected : .absent
         }
-        guard stat(directory, &info) == 0 else { return errno == ENOTCONN ? .disconnected : .absent }
-        return .mounted(device: UInt64(info.st_dev))
     }
 
     /// The lxcfs directory the jail's files come from, or nil for the host's own, as `mode`
@@ -80,8 +83,8 @@ public enum LxcfsViews {
     /// its lxcfs files still answer. A restarted lxcfs leaves every bound file of the old
     /// mount failing with ENOTCONN ("Transport endpoint is not connected").
     public static func jailViewIsBroken(root: String) -> Bool {
-        var info = stat()
-        return stat(root + "/proc/meminfo", &info) != 0 && errno == ENOTCONN
+        do { _ = try fileStatusFollowingLinks(root + "/proc/meminfo") } catch { return error.errno == .socketNotConnected }
+        return false
     }
 }
 

@@ -22,25 +22,26 @@ extension Control {
             JailLogHandler.emitToTerminal("\(error)")
             return 1
         }
-        if let identity = state.identity {
-            let pidfd = cj_pidfd_open(state.initPid)
-            if pidfd >= 0 {
-                defer { close(pidfd) }
-                if ProcessIdentity.of("\(state.initPid)") == identity {
-                    _ = cj_pidfd_send_signal(pidfd, SIGTERM)
-                    var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-                    var rc: Int32
-                    repeat { rc = poll(&entry, 1, timeoutSeconds * 1000) } while rc < 0 && errno == EINTR
-                    if rc == 0 {
-                        JailLogHandler.emitToTerminal("the jail's init (pid \(state.initPid)) did not stop within \(timeoutSeconds) s")
-                        lock.fd.closeQuietly()
-                        return 1
-                    }
+        // No pidfd: init has exited already, and only its files are left to clean up.
+        if let identity = state.identity, let pidfd = try? openProcess(state.initPid) {
+            defer { closeDescriptor(pidfd.rawValue) }
+            if ProcessIdentity.of("\(state.initPid)") == identity {
+                let stopped: Bool
+                do { stopped = try sendSignal(SIGTERM, toProcess: pidfd) ? waitForExit(pidfd, milliseconds: timeoutSeconds * 1000) : true } catch {
+                    JailLogHandler.emitToTerminal("cannot stop the jail's init (pid \(state.initPid)): \(error)")
+                    lock.fd.closeQuietly()
+                    return 1
+                }
+                if !stopped {
+                    JailLogHandler.emitToTerminal("the jail's init (pid \(state.initPid)) did not stop within \(timeoutSeconds) s")
+                    lock.fd.closeQuietly()
+                    return 1
                 }
             }
         }
-        unlink(state.socket)
-        unlink(AdoptionChannel.controlPath(socketPath: state.socket))
+        for path in [state.socket, AdoptionChannel.controlPath(socketPath: state.socket)] {
+            do { try removeFile(path) } catch { JailLogHandler.emitToTerminal("warning: cannot remove \(error)") }
+        }
         let cgroups = JailCgroups(name: name, directories: state.cgroups,
                                   unifiedDirectory: state.cgroup.isEmpty ? nil : state.cgroup, programDirectories: [])
         PortFilter.detach(from: cgroups)

@@ -48,21 +48,16 @@ public enum Control {
             return 1
         }
         guard let pid = PidFile.runningPid(path: pidFile) else { return stopOrphan(pidFile: pidFile, timeoutSeconds: timeoutSeconds) }
-        let pidfd = cj_pidfd_open(pid)
-        // The pid file must still be held after the pidfd exists, or the pid may be another's.
-        guard pidfd >= 0, PidFile.runningPid(path: pidFile) == pid else {
-            if pidfd >= 0 { close(pidfd) }
-            return 0
-        }
-        defer { close(pidfd) }
-        if kill(pid, SIGTERM) < 0 {
-            JailLogHandler.emitToTerminal("cannot signal jaild (pid \(pid)): \(Errno(rawValue: errno))")
+        // No pidfd: it has exited. The pid file must still be held after the pidfd exists, or the pid may be another's.
+        guard let pidfd = try? openProcess(pid) else { return 0 }
+        defer { closeDescriptor(pidfd.rawValue) }
+        guard PidFile.runningPid(path: pidFile) == pid else { return 0 }
+        let stopped: Bool
+        do { stopped = try sendSignal(SIGTERM, toProcess: pidfd) ? waitForExit(pidfd, milliseconds: timeoutSeconds * 1000) : true } catch {
+            JailLogHandler.emitToTerminal("cannot signal jaild (pid \(pid)): \(error.errno)")
             return 1
         }
-        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-        var rc: Int32
-        repeat { rc = poll(&entry, 1, timeoutSeconds * 1000) } while rc < 0 && errno == EINTR
-        if rc == 0 {
+        if !stopped {
             JailLogHandler.emitToTerminal("jaild (pid \(pid)) did not stop within \(timeoutSeconds) s")
             return 1
         }
@@ -106,7 +101,7 @@ struct Row {
         // As `jaild sessions` finds them (by init's executable and the session record), not by
         // title: any process of the jail user may call itself "jaild: [9] /dev/pts/9".
         sessions = getuid() == 0 ? Sessions.helpers(of: state).count : nil
-        uptime = max(0, Int64(time(nil)) - state.started)
+        uptime = max(0, wallClockSeconds() - state.started)
         if let charge = CgroupFigures(directories: state.cgroups).memoryCharge {
             (memory, memorySource) = (charge, "cgroup")
         } else {
@@ -211,5 +206,5 @@ func descendants(of pid: Int32) -> [Int32] {
 func residentBytes(of pid: Int32) -> UInt64 {
     let fields = decimalFields((try? readFile("/proc/\(pid)/statm", limit: 256)) ?? [])
     guard fields.count > 1 else { return 0 }
-    return fields[1] * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    return fields[1] * UInt64(pageSize())
 }

@@ -204,11 +204,8 @@ public enum Metrics {
         guard initPid > 0 else { return nil }
         let directory = "/proc/\(initPid)/fd"
         for name in listDirectory(directory) {
-            var target = [CChar](repeating: 0, count: 256)
-            let n = readlink("\(directory)/\(name)", &target, target.count - 1)
-            guard n > 0 else { continue }
-            let link = String(decoding: target[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard link.hasPrefix("/memfd:jail-boot") else { continue }
+            // A descriptor closed meanwhile has no link: the next one is looked at.
+            guard let link = try? readSymlink("\(directory)/\(name)"), link.hasPrefix("/memfd:jail-boot") else { continue }
             guard let bytes = try? readFile("\(directory)/\(name)", limit: 256) else { return nil }
             let text = String(decoding: bytes, as: UTF8.self)
             guard text.hasPrefix("restarts=") else { return nil }

@@ -1,5 +1,6 @@
 import CJail
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -58,19 +59,22 @@ public enum Sessions {
         cj_syslog(LOG_NOTICE, Logfmt.line("session kill", [("jail", state.name), ("id", "\(id)"), ("by_uid", "\(getuid())"),
                                                            ("program_pid", "\(session.programPid)"),
                                                            ("peer_pid", session.peerPid.map { "\($0)" } ?? "?")]))
-        let helper = cj_pidfd_open(session.helperPid)
-        if session.programPid > 0 {
-            Glibc.kill(-session.programPid, SIGHUP)
-            Glibc.kill(-session.programPid, SIGCONT)
-        }
-        guard helper >= 0 else { return 0 }
-        defer { close(helper) }
-        var entry = pollfd(fd: helper, events: Int16(POLLIN), revents: 0)
-        var rc: Int32
-        repeat { rc = poll(&entry, 1, graceSeconds * 1000) } while rc < 0 && errno == EINTR
-        if rc == 0 && session.programPid > 0 {
-            cj_syslog(LOG_NOTICE, Logfmt.line("session kill", [("jail", state.name), ("id", "\(id)"), ("signal", "KILL")]))
-            Glibc.kill(-session.programPid, SIGKILL)
+        // Opened before the hangup (nil: the helper is gone already; its program's group still
+        // gets the hangup, and there is nothing to wait for).
+        let helper = try? openProcess(session.helperPid)
+        defer { helper.map { closeDescriptor($0.rawValue) } }
+        do {
+            if session.programPid > 0 {
+                try sendSignal(SIGHUP, to: -session.programPid)
+                try sendSignal(SIGCONT, to: -session.programPid)
+            }
+            guard let helper else { return 0 }
+            if try !waitForExit(helper, milliseconds: graceSeconds * 1000) && session.programPid > 0 {
+                cj_syslog(LOG_NOTICE, Logfmt.line("session kill", [("jail", state.name), ("id", "\(id)"), ("signal", "KILL")]))
+                try sendSignal(SIGKILL, to: -session.programPid)
+            }
+        } catch {
+            return refuse("cannot end session \(id) of jail \(state.name): \(error)")
         }
         return 0
     }
@@ -85,14 +89,18 @@ public enum Sessions {
     /// and hold a session record. `jaild list` counts these, `jaild sessions` lists them: no
     /// process title is trusted (the jail user can give any process any title).
     static func helpers(of state: JailState) -> [Helper] {
-        var initExe = stat()
-        guard stat("/proc/\(state.initPid)/exe", &initExe) == 0 else { return [] }
+        guard let initExe = procStatus("/proc/\(state.initPid)/exe") else { return [] }
         return children(of: state.initPid).compactMap { pid in
-            var exe = stat()
-            guard stat("/proc/\(pid)/exe", &exe) == 0, exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
+            guard let exe = procStatus("/proc/\(pid)/exe"), exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
                   let text = record(of: pid), let record = PublishedSession.decode(text) else { return nil }
             return Helper(pid: pid, record: record)
         }
+    }
+
+    /// The status of a file of /proc of another process: nil when it is gone (it exited meanwhile)
+    /// or not this caller's to look at (`jaild list` by a user), which are answers here, not failures.
+    static func procStatus(_ path: String) -> stat? {
+        do { return try fileStatusFollowingLinks(path) } catch { return nil }
     }
 
     /// The sessions of one jail, by id.
@@ -103,10 +111,9 @@ public enum Sessions {
             var idle: Int64?
             if record.tty.hasPrefix("/dev/pts/") {
                 let tty = record.tty
-                var info = stat()
                 // The jail's devpts, as the host sees it through init's root.
-                if stat("/proc/\(state.initPid)/root\(tty)", &info) == 0 {
-                    idle = max(0, Int64(time(nil)) - Int64(max(info.st_atim.tv_sec, info.st_mtim.tv_sec)))
+                if let info = procStatus("/proc/\(state.initPid)/root\(tty)") {
+                    idle = max(0, wallClockSeconds() - Int64(max(info.st_atim.tv_sec, info.st_mtim.tv_sec)))
                 }
             }
             let peer = record.connectionFD.flatMap { hostPeerPid(helper: helper.pid, fd: $0) }
@@ -119,30 +126,31 @@ public enum Sessions {
     /// namespace, on a copy of the helper's connection (pidfd_getfd; root may, as the
     /// helper's ancestor's owner, though the helper is not dumpable).
     static func hostPeerPid(helper: Int32, fd: Int32) -> Int32? {
-        let pidfd = cj_pidfd_open(helper)
-        guard pidfd >= 0 else { return nil }
-        defer { close(pidfd) }
-        let copy = cj_pidfd_getfd(pidfd, fd)
-        guard copy >= 0 else { return nil }
-        defer { close(copy) }
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-        guard cj_peer_credentials(copy, &pid, &uid, &gid) == 0, pid > 0 else { return nil }
-        return pid
+        // nil (the table's "?") when the helper is gone or its connection is: the peer is then unknown.
+        guard let pidfd = try? openProcess(helper) else { return nil }
+        defer { closeDescriptor(pidfd.rawValue) }
+        guard let copy = try? copyDescriptor(fd, ofProcess: pidfd) else { return nil }
+        defer { closeDescriptor(copy.rawValue) }
+        guard let peer = try? UnixSocket.peerCredentials(copy), peer.pid > 0 else { return nil }
+        return peer.pid
     }
 
     /// The helper's session record: the memfd named `jail-session` among its descriptors.
     static func record(of helper: Int32) -> String? {
         for name in listDirectory("/proc/\(helper)/fd") {
             guard let fd = Int32(name) else { continue }
-            var target = [CChar](repeating: 0, count: 256)
-            let n = readlink("/proc/\(helper)/fd/\(fd)", &target, target.count - 1)
-            guard n > 0 else { continue }
-            let link = String(decoding: target[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard link.hasPrefix("/memfd:" + SessionRecord.memfdName) else { continue }
-            guard let bytes = try? readFile("/proc/\(helper)/fd/\(fd)", limit: 64 << 10) else { continue }
-            return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
+            // A descriptor closed meanwhile has no link: the next one is looked at.
+            guard let link = try? readSymlink("/proc/\(helper)/fd/\(fd)"),
+                  link.hasPrefix("/memfd:" + SessionRecord.memfdName) else { continue }
+            do {
+                let bytes = try readFile("/proc/\(helper)/fd/\(fd)", limit: 64 << 10)
+                return String(String(decoding: bytes, as: UTF8.self)[...].trimmingWhitespace())
+            } catch where error.errno == .noSuchFileOrDirectory {
+                return nil  // the helper exited: no session
+            } catch {
+                log.warning("cannot read the session record of session helper \(helper): \(error)")
+                return nil
+            }
         }
         return nil
     }
@@ -174,11 +182,9 @@ public enum Sessions {
 
     /// `HH:MM:SS` UTC of a unix time.
     static func clock(_ t: Int64) -> String {
-        var time = time_t(t)
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+        guard let time = UTCTime(secondsSinceEpoch: t) else { return "\(t)" }
+        func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(two(time.hour)):\(two(time.minute)):\(two(time.second))"
     }
 
     static func refuse(_ message: String) -> Int32 {

@@ -141,11 +141,8 @@ struct ShownJail {
 
     /// Seconds since the epoch as `2026-12-06T19:15:03Z`.
     static func iso8601(_ seconds: Int64) -> String {
-        var t = time_t(seconds)
-        var parts = tm()
-        guard gmtime_r(&t, &parts) != nil else { return "\(seconds)" }
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+        guard let t = UTCTime(secondsSinceEpoch: seconds) else { return "\(seconds)" }
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(t.year)-\(two(t.month))-\(two(t.day))T\(two(t.hour)):\(two(t.minute)):\(two(t.second))Z"
     }
 }

@@ -28,8 +28,9 @@ struct BtrfsQuota {
 
     /// Whether `path` lives on btrfs.
     static func isBtrfs(_ path: String) -> Bool {
-        var info = cj_fs_usage()
-        return cj_statfs(path, &info) == 0 && Int(info.type) == superMagic
+        // One that cannot be looked at is not taken for btrfs (what needs btrfs then refuses).
+        guard let info = try? FileSystemUsage(path: path) else { return false }
+        return Int(info.type) == superMagic
     }
 
     /// Whether quotas are enabled on the btrfs file system holding `path` (nil: they are; else why not).
@@ -45,8 +46,7 @@ struct BtrfsQuota {
     /// The subvolume (mode 0700, root's) with its limit.
     static func make(at directory: String, bytes: UInt64) throws(DiskError) {
         try run(["subvolume", "create", directory])
-        guard chmod(directory, 0o700) == 0 else {
-            let error = SystemError.last("chmod", path: directory)
+        do { try setMode(directory, 0o700) } catch {
             removeAfterFailure(directory)
             throw .system("\(error)")
         }
@@ -100,8 +100,10 @@ struct BtrfsQuota {
 
     /// Whether `directory` is a subvolume's top (btrfs gives every subvolume root inode 256).
     static func isSubvolume(_ directory: String) -> Bool {
-        var info = stat()
-        return isBtrfs(directory) && lstat(directory, &info) == 0 && info.st_ino == 256
+        guard isBtrfs(directory) else { return false }
+        // One that cannot be looked at is not taken for a subvolume: what would use it as one
+        // (delete, limit) fails on it then, and says so.
+        do { return try linkStatus(directory)?.st_ino == 256 } catch { return false }
     }
 
     /// Deletes the subvolume and what is in it; its qgroup goes with it (Linux 6.7 and later

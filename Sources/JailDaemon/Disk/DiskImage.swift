@@ -40,21 +40,23 @@ struct DiskImage {
     /// A new image: the file (0600 root, sparse: it takes what the tenant writes, not SIZE),
     /// then mkfs.ext4 on it. Fails if the file exists.
     static func make(at path: String, limit: DiskLimit) throws(DiskError) {
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .system("\(SystemError.last("create", path: path))") }
-        // On btrfs (an image asked for with --disk-inodes): no copy-on-write. Elsewhere the
-        // flag does not exist, and nothing is lost without it.
-        if BtrfsQuota.isBtrfs(Preflight.parentDirectory(path)) && cj_set_no_copy_on_write(fd) < 0 {
-            let error = SystemError.last("FS_IOC_SETFLAGS(FS_NOCOW_FL)", path: path)
-            close(fd)
-            unlink(path)
-            throw .system("\(error)")
+        let fd: FileDescriptor
+        do { fd = try openFile(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600) } catch {
+            throw .system("\(SystemError("create", path: path, errno: error.errno))")
         }
-        let size = ftruncate(fd, off_t(fileBytes(for: limit))) == 0 ? nil : SystemError.last("ftruncate", path: path)
-        close(fd)
-        if let size {
-            unlink(path)
-            throw .system("\(size)")
+        var failure: SystemError?
+        do throws(SystemError) {
+            // On btrfs (an image asked for with --disk-inodes): no copy-on-write. Elsewhere the
+            // flag does not exist, and nothing is lost without it.
+            if BtrfsQuota.isBtrfs(Preflight.parentDirectory(path)) {
+                try syscall("FS_IOC_SETFLAGS(FS_NOCOW_FL)", path: path) { cj_set_no_copy_on_write(fd.rawValue) }
+            }
+            try fd.setSize(Int64(fileBytes(for: limit)), path: path)
+        } catch { failure = error }
+        closeDescriptor(fd.rawValue)  // nothing was written through it: mkfs writes the file
+        if let failure {
+            discardFile(path)
+            throw .system("\(failure)")
         }
         // -m 0: blocks reserved for uid 0 would be host root's, which no process of the jail is.
         // -E root_owner: the image's root directory is host root's, as STATE/NAME is.
@@ -62,7 +64,7 @@ struct DiskImage {
                          "-E", "nodiscard,root_owner=0:0", "-L", "jail-disk"]
         arguments += ["-N", "\(inodes(for: limit))"]
         do { try run("/usr/sbin/mkfs.ext4", arguments + [path]) } catch {
-            unlink(path)
+            discardFile(path)
             throw error
         }
     }
@@ -76,27 +78,29 @@ struct DiskImage {
     /// whose read-write superblock is shared as it is.
     func attach(readOnly: Bool = false) throws(DiskError) -> FileDescriptor {
         let image = try openLocked()
-        defer { close(image) }
+        defer { closeDescriptor(image.rawValue) }
+        // The loop ioctls and the mount are the point here: they stay raw (CJail).
         var number: Int32 = -1
-        var loop = cj_loop_find(image, &number)
+        var loop = cj_loop_find(image.rawValue, &number)
         let shared = loop >= 0
         if loop < 0 {
             // The loop device keeps the file it is given open for its whole life, and a flock
             // belongs to that open file: it gets a file of its own, or the lock would be
             // held until the jail stops.
-            let backing = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
-            if backing < 0 { throw .system("\(SystemError.last("open", path: path))") }
-            loop = cj_loop_attach(backing, &number)
-            let error = errno
-            close(backing)
-            errno = error
+            let backing: FileDescriptor
+            do { backing = try openFile(path, O_RDWR | O_NOFOLLOW) } catch { throw .system("\(error)") }
+            defer { closeDescriptor(backing.rawValue) }
+            do { loop = try syscall("loop device", path: path) { cj_loop_attach(backing.rawValue, &number) } } catch {
+                throw .system("\(error)")
+            }
         }
-        if loop < 0 { throw .system("\(SystemError.last("loop device", path: path))") }
         // The descriptor pins the device until the file system holds it.
-        defer { close(loop) }
-        let mount = cj_mount_device_detached("ext4", "/dev/loop\(number)", readOnly && !shared ? 1 : 0)
-        if mount < 0 { throw .system("\(SystemError.last("mount ext4 /dev/loop\(number)", path: path))") }
-        return FileDescriptor(rawValue: mount)
+        defer { closeDescriptor(loop) }
+        do {
+            return FileDescriptor(rawValue: try syscall("mount ext4 /dev/loop\(number)", path: path) {
+                cj_mount_device_detached("ext4", "/dev/loop\(number)", readOnly && !shared ? 1 : 0)
+            })
+        } catch { throw .system("\(error)") }
     }
 
     /// At a start: the image grown or shrunk to `--disk` when it changed, while no jail has it
@@ -104,15 +108,15 @@ struct DiskImage {
     /// shrinking is resize2fs's to refuse when the files do not fit.
     func fit(_ limit: DiskLimit) throws(DiskError) {
         let image = try openLocked()
-        defer { close(image) }
+        defer { closeDescriptor(image.rawValue) }
         var number: Int32 = -1
-        let loop = cj_loop_find(image, &number)
+        let loop = cj_loop_find(image.rawValue, &number)
         if loop >= 0 {
-            close(loop)
+            closeDescriptor(loop)
             return
         }
-        var info = stat()
-        guard fstat(image, &info) == 0 else { throw .system("\(SystemError.last("fstat", path: path))") }
+        let info: stat
+        do { info = try image.fileStatus() } catch { throw .system("\(SystemError("fstat", path: path, errno: error.errno))") }
         let want = Self.fileBytes(for: limit)
         let have = UInt64(info.st_size)
         if want == have { return }
@@ -120,7 +124,7 @@ struct DiskImage {
         let check = try runStatus("/usr/sbin/e2fsck", ["-f", "-p", path])
         guard check.status < 4 else { throw .program("e2fsck", reason: check.reason) }
         if want > have {
-            guard ftruncate(image, off_t(want)) == 0 else { throw .system("\(SystemError.last("ftruncate", path: path))") }
+            do { try image.setSize(Int64(want), path: path) } catch { throw .system("\(error)") }
             try run("/usr/sbin/resize2fs", [path])
         } else {
             let result = try runStatus("/usr/sbin/resize2fs", [path, "\(want / 4096)"])
@@ -128,24 +132,23 @@ struct DiskImage {
                 throw .badOption("--disk \(limit.bytes >> 20)M: the jail's files do not fit (resize2fs: \(result.reason)); "
                     + "delete some inside, or keep the size")
             }
-            guard ftruncate(image, off_t(want)) == 0 else { throw .system("\(SystemError.last("ftruncate", path: path))") }
+            do { try image.setSize(Int64(want), path: path) } catch { throw .system("\(error)") }
         }
     }
 
     /// The image, opened read-write (a regular file of root's, not a link), locked exclusively.
-    private func openLocked() throws(DiskError) -> Int32 {
-        let fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 { throw .system("\(SystemError.last("open", path: path))") }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == 0, info.st_mode & 0o022 == 0 else {
-            close(fd)
+    private func openLocked() throws(DiskError) -> FileDescriptor {
+        let fd: FileDescriptor
+        do { fd = try openFile(path, O_RDWR | O_NOFOLLOW) } catch { throw .system("\(error)") }
+        var info: stat?
+        do { info = try fd.fileStatus() } catch { info = nil }  // refused below, as a file of another kind
+        guard let info, info.st_mode & S_IFMT == S_IFREG, info.st_uid == 0, info.st_mode & 0o022 == 0 else {
+            closeDescriptor(fd.rawValue)
             throw .system("\(path) is not a regular file of root's that only root can write")
         }
-        while flock(fd, LOCK_EX) < 0 {
-            if errno == EINTR { continue }
-            let error = SystemError.last("flock", path: path)
-            close(fd)
-            throw .system("\(error)")
+        do { try fd.lock() } catch {
+            closeDescriptor(fd.rawValue)
+            throw .system("\(SystemError("flock", path: path, errno: error.errno))")
         }
         return fd
     }

@@ -1,5 +1,6 @@
 import CJail
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -20,12 +21,14 @@ struct DiskUsage: Equatable {
     /// layer, the image); a subvolume's is its qgroup's.
     static func of(root: String, initPid: Int32) -> DiskUsage? {
         let directory = Preflight.parentDirectory(BindMount.normalize(root))
-        if (try? fileStatus(directory + "/" + DiskImage.fileName)) != nil {
-            var info = cj_fs_usage()
-            guard cj_statfs("/proc/\(initPid)/root", &info) == 0 else { return nil }
-            return DiskUsage(backend: .image, bytes: (info.blocks - info.blocks_free) * info.block_size,
-                             limitBytes: info.blocks * info.block_size,
-                             inodes: info.files - info.files_free, inodeLimit: info.files)
+        // Read by `jaild list` of any user: a state directory it cannot look into counts as
+        // holding an image, whose usage statfs then cannot give either (no row figure).
+        if somethingExists(at: directory + "/" + DiskImage.fileName) {
+            // Not this caller's to look into (a user's `jaild list`), or the jail just stopped: no figure.
+            guard let info = try? FileSystemUsage(path: "/proc/\(initPid)/root") else { return nil }
+            return DiskUsage(backend: .image, bytes: (info.blocks - info.blocksFree) * info.blockSize,
+                             limitBytes: info.blocks * info.blockSize,
+                             inodes: info.files - info.filesFree, inodeLimit: info.files)
         }
         // Not there: the jail has no btrfs limit (or quotas were turned off since), which the
         // row shows as none.
@@ -55,7 +58,9 @@ extension DiskStorage {
     /// where the tenant's files are then, or nil when this jail has no limited disk.
     static func release(directory: String, keepData: Bool) throws(DiskError) -> String? {
         let image = DiskImage(path: directory + "/" + DiskImage.fileName)
-        if (try? fileStatus(image.path)) != nil {
+        let hasImage: Bool
+        do { hasImage = try fileStatus(image.path) != nil } catch { throw .system("\(error)") }
+        if hasImage {
             try image.awaitDetached(seconds: 5)
             return keepData ? "\(image.path) (ext4: mount -o loop,ro,nosuid,nodev to read it)" : image.path
         }
@@ -70,16 +75,15 @@ extension DiskImage {
     /// Waits (bounded) until no loop device is backed by the image: a stopped jail's namespace
     /// is gone when its supervisor exits, its mounts a moment later.
     func awaitDetached(seconds: Int) throws(DiskError) {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 { throw .system("\(SystemError.last("open", path: path))") }
-        defer { close(fd) }
+        let fd: FileDescriptor
+        do { fd = try openFile(path, O_RDONLY | O_NOFOLLOW) } catch { throw .system("\(error)") }
+        defer { closeDescriptor(fd.rawValue) }
         for _ in 0..<(seconds * 100) {
             var number: Int32 = -1
-            let loop = cj_loop_find(fd, &number)
+            let loop = cj_loop_find(fd.rawValue, &number)
             if loop < 0 { return }
-            close(loop)
-            var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
-            nanosleep(&pause, nil)
+            closeDescriptor(loop)
+            sleepMilliseconds(10)
         }
         throw .system("\(path) is still attached to a loop device (is a process of the jail left?); nothing removed")
     }

@@ -26,7 +26,8 @@ public struct DiskStorage: Sendable {
         }
         let directory = Preflight.parentDirectory(BindMount.normalize(root))
         let image = directory + "/" + DiskImage.fileName
-        let hasImage = (try? fileStatus(image)) != nil
+        let hasImage: Bool
+        do { hasImage = try fileStatus(image) != nil } catch { throw .system("\(error)") }
         let isSubvolume = BtrfsQuota.isSubvolume(directory)
         if limit.backend == .auto { limit.backend = hasImage ? .image : isSubvolume ? .btrfs : .auto }
         switch limit.backend {
@@ -80,8 +81,8 @@ public struct DiskStorage: Sendable {
         func imageProblem() -> String? {
             if !overlay { return "an image holds an overlay's upper layer, and --copy has none" }
             if !userNamespace { return "with --no-userns the overlay is mounted by path" }
-            if access("/usr/sbin/mkfs.ext4", X_OK) != 0 { return "mkfs.ext4 (package e2fsprogs) is not installed" }
-            if access("/dev/loop-control", F_OK) != 0 { return "this kernel has no loop devices (/dev/loop-control)" }
+            if !isAccessible("/usr/sbin/mkfs.ext4", X_OK) { return "mkfs.ext4 (package e2fsprogs) is not installed" }
+            if !isAccessible("/dev/loop-control", F_OK) { return "this kernel has no loop devices (/dev/loop-control)" }
             return nil
         }
         switch limit.backend {
@@ -126,8 +127,7 @@ public struct DiskStorage: Sendable {
 
     /// The common name of the file system `path` is on.
     static func fileSystemName(_ path: String) -> String {
-        var info = cj_fs_usage()
-        guard cj_statfs(path, &info) == 0 else { return "an unknown file system" }
+        guard let info = try? FileSystemUsage(path: path) else { return "an unknown file system" }  // named in a refusal only
         let names: [Int: String] = [0xEF53: "ext4", 0x5846_5342: "xfs", BtrfsQuota.superMagic: "btrfs", 0x0102_1994: "tmpfs",
                                     0x794C_7630: "overlayfs", 0x2FC1_2FC1: "zfs"]
         return names[Int(info.type)] ?? "file system type 0x\(String(info.type, radix: 16))"

@@ -56,9 +56,12 @@ extension Provision {
     /// the base over it opened detached, for the jail user's files. The image is removed with
     /// STATE/NAME by the caller's undo.
     /// `reuse`: the image `jaild destroy --keep-data` left, with its upper/ and work/, is attached as it is.
-    static func openImageOverlay(base: String, jailDirectory: String, disk: DiskLimit, reuse: Bool = false) throws(ProvisionError) -> Int32 {
-        var info = stat()
-        guard stat(base, &info) == 0 else { throw ProvisionError.system(.last("stat", path: base)) }
+    static func openImageOverlay(base: String, jailDirectory: String, disk: DiskLimit, reuse: Bool = false) throws(ProvisionError) -> FileDescriptor {
+        let info: stat
+        do throws(SystemError) {
+            guard let found = try fileStatusFollowingLinks(base) else { throw SystemError("stat", path: base, errno: .noSuchFileOrDirectory) }
+            info = found
+        } catch { throw .system(error) }
         let image = DiskImage(path: jailDirectory + "/" + DiskImage.fileName)
         let state: FileDescriptor
         do {
@@ -69,23 +72,27 @@ extension Provision {
         }
         defer { state.closeQuietly() }
         for (name, mode, uid, gid) in [("upper", info.st_mode & 0o7777, info.st_uid, info.st_gid), ("work", mode_t(0o700), 0, 0)] {
+            let shown = image.path + ":/" + name
             if reuse {
-                guard faccessat(state.rawValue, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 else {
-                    throw ProvisionError.refused("the kept image \(image.path) has no \(name)/")
-                }
+                let kept: stat?
+                do { kept = try linkStatus(name, in: state) } catch { throw .system(SystemError("lstat", path: shown, errno: error.errno)) }
+                guard kept != nil else { throw ProvisionError.refused("the kept image \(image.path) has no \(name)/") }
                 continue
             }
-            guard mkdirat(state.rawValue, name, 0o700) == 0, fchownat(state.rawValue, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0,
-                  fchmodat(state.rawValue, name, mode, 0) == 0 else {
-                throw ProvisionError.system(.last("mkdir", path: image.path + ":/" + name))
-            }
+            do throws(SystemError) {
+                do { try JailSystem.makeDirectory(name, mode: 0o700, in: state) } catch { throw SystemError("mkdir", path: shown, errno: error.errno) }
+                let made = try openFile(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, in: state)
+                defer { closeDescriptor(made.rawValue) }
+                try made.setOwner(uid: uid, gid: gid, path: shown)
+                try made.setMode(mode, path: shown)
+            } catch { throw .system(error) }
         }
-        let lower = cj_open_detached_tree(base)
-        if lower < 0 { throw ProvisionError.system(.last("open_tree", path: base)) }
-        defer { close(lower) }
-        let overlay = cj_overlay_open_layers(lower, state.rawValue)
-        if overlay < 0 { throw ProvisionError.system(.last("overlay", path: image.path)) }
-        return overlay
+        // open_tree and the overlay's fsopen/fsmount are the point here: no face hides them.
+        do throws(SystemError) {
+            let lower = try syscall("open_tree", path: base) { cj_open_detached_tree(base) }
+            defer { closeDescriptor(lower) }
+            return FileDescriptor(rawValue: try syscall("overlay", path: image.path) { cj_overlay_open_layers(lower, state.rawValue) })
+        } catch { throw .system(error) }
     }
 
     /// The config's disk lines: as given, with the backend that was chosen (so a start never
@@ -98,7 +105,7 @@ extension Provision {
     /// The path itself, or its nearest parent that exists (the state directory may be made later).
     static func existingAncestor(_ path: String) -> String {
         var current = path
-        while current != "/" && (try? fileStatus(current)) == nil { current = Preflight.parentDirectory(current) }
+        while current != "/" && !somethingExists(at: current) { current = Preflight.parentDirectory(current) }
         return current
     }
 }

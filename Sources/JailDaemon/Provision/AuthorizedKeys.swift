@@ -1,4 +1,5 @@
 import CJail
+import SystemPackage
 import JailSystem
 
 #if canImport(Glibc)
@@ -50,9 +51,10 @@ extension Control {
             .first(where: { $0.uid == account.uid && $0.gid == account.gid && $0.initPid > 0 })
         else { throw .noRunningJail(user, uid: account.uid) }
         let rootPath = "/proc/\(jail.initPid)/root"
-        let root = open(rootPath, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if root < 0 { throw .system(.last("open", path: rootPath)) }
-        defer { _ = close(root) }
+        let rootDescriptor: FileDescriptor
+        do { rootDescriptor = try openDirectoryPath(rootPath) } catch { throw .system(error) }
+        defer { closeDescriptor(rootDescriptor.rawValue) }
+        let root = rootDescriptor.rawValue
         let jailPasswd: [UInt8]
         do throws(UntrustedFileError) {
             jailPasswd = try readUntrustedFile("etc/passwd", inRoot: root, name: "the jail's /etc/passwd",

@@ -44,8 +44,7 @@ extension Provision {
     }
 
     static func canonical(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        // A base that does not resolve (removed since) is listed as its config gives it.
+        do { return try canonicalPath(path) } catch { return path }
     }
 }

@@ -55,12 +55,9 @@ public enum Provision {
         plan.disk = try diskLimit(request, paths: paths, kept: plan.kept)
         // Ctrl-C or a TERM waits until the jail is made or undone: never half of it. (A program
         // run meanwhile, useradd, gets the signal and fails, which undoes the rest.)
-        var blocked = sigset_t()
-        var previous = sigset_t()
-        sigemptyset(&blocked)
-        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&blocked, signal) }
-        sigprocmask(SIG_BLOCK, &blocked, &previous)
-        defer { sigprocmask(SIG_SETMASK, &previous, nil) }
+        let blocked: BlockedSignals
+        do { blocked = try BlockedSignals([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) } catch { throw .system(error) }
+        defer { blocked.restore() }
         var undo: [() -> Void] = []
         let dropIn: SshdAccess.DropIn
         do {
@@ -109,19 +106,19 @@ public enum Provision {
         }
         guard ProvisionPaths.isValidName(r.user) else { throw ProvisionError.refused("user name '\(r.user)' is not a valid account name") }
         guard r.uid != 0 else { throw ProvisionError.refused("uid 0 is not allowed: a jail for root would give away the whole jail") }
-        let users = HostAccounts.users()
-        let groups = HostAccounts.groups()
+        let users = try HostAccounts.users()
+        let groups = try HostAccounts.groups()
         if users.contains(where: { $0.name == r.name }) { throw ProvisionError.refused("\(r.name) is taken: a host account of that name exists") }
         if groups.contains(where: { $0.name == r.name }) { throw ProvisionError.refused("\(r.name) is taken: a host group of that name exists") }
         if r.name == SshdAccess.tenantGroup {
             throw ProvisionError.refused("\(r.name) is taken: it is the host group of every tenant (sshd's Match Group \(r.name))")
         }
-        if (try? fileStatus(paths.config(r.name))) != nil {
+        if try exists(paths.config(r.name)) {
             throw ProvisionError.refused("\(r.name) is taken: \(paths.config(r.name)) exists")
         }
         // STATE/NAME left by `jaild destroy --keep-data` is reused (checked below); anything else there is another's.
         let kept = try keptData(of: r.name, paths: paths)
-        if (try? fileStatus(paths.home(r.name))) != nil { throw ProvisionError.refused("\(r.name) is taken: \(paths.home(r.name)) exists") }
+        if try exists(paths.home(r.name)) { throw ProvisionError.refused("\(r.name) is taken: \(paths.home(r.name)) exists") }
         if let other = users.first(where: { $0.uid == r.uid }) {
             throw ProvisionError.refused("uid \(r.uid) is in use by host account \(other.name)")
         }
@@ -140,27 +137,31 @@ public enum Provision {
         let base = try resolveBase(r.base, paths: paths)
         if let problem = kept?.mismatch(r, gid: gid, base: base, name: r.name) { throw ProvisionError.refused(problem) }
         let key = try r.keyFile.map { path throws(ProvisionError) in try readKey(path) }
-        guard access(r.jailBinary, X_OK) == 0 else {
-            throw ProvisionError.failed("the jail client \(r.jailBinary) (the login shell) is not executable", .last("access", path: r.jailBinary))
+        do { try checkAccess(r.jailBinary, X_OK) } catch {
+            throw ProvisionError.failed("the jail client \(r.jailBinary) (the login shell) is not executable", error)
         }
         // The base's own accounts: the user must not collide, the shell must exist.
-        let rootFD = open(base, CJ_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if rootFD < 0 { throw ProvisionError.system(.last("open", path: base)) }
-        defer { close(rootFD) }
+        let rootFD: FileDescriptor
+        do { rootFD = try openDirectoryPath(base) } catch { throw ProvisionError.system(error) }
+        defer { closeDescriptor(rootFD.rawValue) }
         let tree = JailTree(root: rootFD, description: base)
-        let passwd = (try? tree.read("/etc/passwd")) ?? nil
+        let passwd: String?
+        do { passwd = try tree.text(at: "/etc/passwd") } catch { throw ProvisionError.cause("base \(base)", error) }
         guard let passwd else { throw ProvisionError.refused("base \(base) is not a root file system: it has no /etc/passwd") }
         let aliases = r.name == r.user ? [] : [r.name]
         do { try JailUser(name: r.user, uid: r.uid, gid: gid, home: "", shell: "").checkConflicts(passwd: passwd, aliases: aliases) } catch {
             throw ProvisionError.cause("base \(base)", error)
         }
         let existing = PasswdEntry.parseAll(passwd).first { $0.name == r.user }
-        let shell = r.shell ?? existing.map(\.shell).flatMap { $0.isEmpty ? nil : $0 }
-            ?? (tree.status("/bin/bash") != nil ? "/bin/bash" : "/bin/sh")
+        let hasBash: Bool
+        do { hasBash = try tree.status("/bin/bash") != nil } catch { throw ProvisionError.cause("base \(base)", error) }
+        let shell = r.shell ?? existing.map(\.shell).flatMap { $0.isEmpty ? nil : $0 } ?? (hasBash ? "/bin/bash" : "/bin/sh")
         guard shell.hasPrefix("/") else { throw ProvisionError.refused("shell \(shell) must be an absolute path") }
-        let shellFD = cj_open_in_root(rootFD, shell, CJ_O_PATH)
-        if shellFD < 0 { throw ProvisionError.refused("shell \(shell) does not exist in base \(base)") }
-        close(shellFD)
+        // Followed as exec will follow it: a symlink to the real shell is a shell.
+        do { closeDescriptor(try openInRoot(shell, root: rootFD, CJ_O_PATH, name: base + shell).rawValue) } catch {
+            guard error.errno == .noSuchFileOrDirectory || error.errno == .notDirectory else { throw ProvisionError.cause("base \(base)", error) }
+            throw ProvisionError.refused("shell \(shell) does not exist in base \(base)")
+        }
         let home = existing.map(\.home).flatMap { $0.isEmpty || $0 == "/" ? nil : $0 } ?? "/home/\(r.user)"
         let hostKey = key.map {
             SshdAccess.restrictedKeys($0, forwardAgent: r.isOn("forward-agent"), forwardX11: r.isOn("forward-x11"))
@@ -174,13 +175,11 @@ public enum Provision {
     /// directory path (symlinks resolved once, here) with /etc/passwd.
     static func resolveBase(_ spec: String, paths: ProvisionPaths) throws(ProvisionError) -> String {
         let path = spec.contains("/") ? spec : "\(paths.bases)/\(spec)"
-        guard let resolved = realpath(path, nil) else {
-            throw ProvisionError.refused("base \(spec) does not exist (\(path): \(Errno(rawValue: errno)))")
-        }
-        defer { free(resolved) }
-        let real = String(cString: resolved)
-        var info = stat()
-        guard stat(real, &info) == 0, isDirectory(info) else { throw ProvisionError.refused("base \(real) is not a directory") }
+        let real: String
+        do { real = try canonicalPath(path) } catch { throw ProvisionError.refused("base \(spec) does not exist (\(path): \(error.errno))") }
+        let info: stat?
+        do { info = try fileStatusFollowingLinks(real) } catch { throw ProvisionError.system(error) }
+        guard let info, isDirectory(info) else { throw ProvisionError.refused("base \(real) is not a directory") }
         if let c = real.first(where: { $0 == "," || $0 == ":" || $0 == "\\" }) {
             throw ProvisionError.refused("base path \(real) must not contain '\(c)' (overlayfs separates layers with it)")
         }
@@ -211,7 +210,7 @@ public enum Provision {
     static func carryOut(_ plan: Plan, paths: ProvisionPaths, undo: inout [() -> Void]) throws(ProvisionError) -> SshdAccess.DropIn {
         let r = plan.request
         for directory in [paths.stateDirectory, paths.configDirectory] {
-            if try makeDirectory(directory, mode: 0o755) { undo.append { rmdir(directory) } }
+            if try makeDirectory(directory, mode: 0o755) { undo.append { discardDirectory(directory) } }
         }
         let jailDirectory = paths.jail(r.name)
         // Kept data: STATE/NAME and what holds the tenant's files stay whatever happens; only
@@ -221,26 +220,33 @@ public enum Provision {
         func makeOwn(_ path: String, _ mode: mode_t, _ undo: inout [() -> Void]) throws(ProvisionError) {
             if try makeDirectory(path, mode: mode), reuse { undo.append { removeTree(path) } }
         }
-        let rootFD: Int32
+        let rootFD: FileDescriptor
         if let disk = plan.disk, disk.backend == .image {
             try makeOwn(paths.root(r.name), 0o755, &undo)
             rootFD = try openImageOverlay(base: plan.base, jailDirectory: jailDirectory, disk: disk, reuse: reuse)
         } else if r.copy {
             if !reuse { try HostAccounts.run("/bin/cp", ["--reflink=auto", "-a", "--", plan.base, paths.root(r.name)]) }
-            rootFD = open(paths.root(r.name), CJ_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            do { rootFD = try openDirectoryPath(paths.root(r.name), followSymlinks: false) } catch { throw .system(error) }
         } else {
             // The merged root takes its mode from the upper directory's: as the base's root.
-            var info = stat()
-            guard stat(plan.base, &info) == 0 else { throw ProvisionError.system(.last("stat", path: plan.base)) }
+            let info: stat
+            do throws(SystemError) {
+                guard let found = try fileStatusFollowingLinks(plan.base) else { throw SystemError("stat", path: plan.base, errno: .noSuchFileOrDirectory) }
+                info = found
+            } catch { throw .system(error) }
             try makeOwn(paths.root(r.name), 0o755, &undo)
             if !reuse {
                 _ = try makeDirectory(paths.upper(r.name), mode: info.st_mode & 0o7777, uid: info.st_uid, gid: info.st_gid)
             }
             try makeOwn(paths.work(r.name), 0o700, &undo)
-            rootFD = cj_overlay_open(plan.base, paths.upper(r.name), paths.work(r.name))
+            // The overlay's fsopen/fsconfig/fsmount are the point here: no face hides them.
+            do {
+                rootFD = FileDescriptor(rawValue: try syscall("overlay", path: paths.root(r.name)) {
+                    cj_overlay_open(plan.base, paths.upper(r.name), paths.work(r.name))
+                })
+            } catch { throw .system(error) }
         }
-        if rootFD < 0 { throw ProvisionError.system(.last(r.copy ? "open" : "overlay", path: paths.root(r.name))) }
-        defer { close(rootFD) }
+        defer { closeDescriptor(rootFD.rawValue) }
         let tree = JailTree(root: rootFD, description: paths.root(r.name))
         if try !keptTreeHasUser(plan, tree: tree) {
             do { try writeJailUser(plan, into: tree) } catch { throw ProvisionError.from(error) }
@@ -248,7 +254,7 @@ public enum Provision {
 
         // sshd's side first: the account exists only with the drop-in and its group in place.
         let dropIn = try SshdAccess.installDropIn(in: paths.sshdConfigDirectory)
-        if case .installed(let path) = dropIn { undo.append { unlink(path) } }
+        if case .installed(let path) = dropIn { undo.append { discardFile(path) } }
         if plan.makeTenantGroup {
             try HostAccounts.addSystemGroup(SshdAccess.tenantGroup)
             undo.append { undoing("the group \(SshdAccess.tenantGroup)") { () throws(ProvisionError) in try HostAccounts.deleteGroup(SshdAccess.tenantGroup) } }
@@ -258,7 +264,7 @@ public enum Provision {
             undo.append { undoing("the group \(r.name)") { () throws(ProvisionError) in try HostAccounts.deleteGroup(r.name) } }
         }
         let home = paths.home(r.name)
-        if try makeDirectory(paths.homes, mode: 0o755) { undo.append { rmdir(paths.homes) } }
+        if try makeDirectory(paths.homes, mode: 0o755) { undo.append { discardDirectory(paths.homes) } }
         // The home is the tenant's (0700), so that sshd's xauth can write ~/.Xauthority for
         // `ssh -X`; its .ssh and key are root's: the tenant's sessions run in the jail, no program
         // of the tenant's runs on the host, and the keys sshd accepts stay jaild's to write.
@@ -275,9 +281,8 @@ public enum Provision {
 
         try writeFile(paths.config(r.name), configText(plan, paths: paths), mode: 0o644)
         if reuse {
-            undo.append { unlink(paths.config(r.name)) }
-            let record = KeptData.path(jailDirectory)
-            if unlink(record) < 0 { throw ProvisionError.system(.last("unlink", path: record)) }
+            undo.append { discardFile(paths.config(r.name)) }
+            do { try removeFile(KeptData.path(jailDirectory)) } catch { throw .system(error) }
         }
         return dropIn
     }
@@ -287,23 +292,23 @@ public enum Provision {
         let user = JailUser(name: r.user, uid: plan.uid, gid: plan.gid, home: plan.home, shell: plan.shell)
         // The host account's name too, as an alias of the user (docs/ssh.md, "One name on both sides").
         let alias = r.name == r.user ? nil : user.alias(r.name)
-        let today = Int(time(nil) / 86400)
+        let today = Int(wallClockSeconds() / 86400)
         try tree.rewrite("/etc/passwd", defaultMode: 0o644) { text in alias.map { $0.passwd(user.passwd(text)) } ?? user.passwd(text) }
         try tree.rewrite("/etc/group", defaultMode: 0o644, user.group)
         try tree.rewrite("/etc/shadow", defaultMode: 0o600) { text in
             let own = user.shadow(text, today: today)
             return alias.map { $0.shadow(own, today: today) } ?? own
         }
-        if tree.status("/etc/gshadow") != nil, user.ownsGroup((try tree.read("/etc/group")) ?? "") {
+        if try tree.status("/etc/gshadow") != nil, user.ownsGroup((try tree.text(at: "/etc/group")) ?? "") {
             try tree.rewrite("/etc/gshadow", defaultMode: 0o600, user.gshadow)
         }
-        let newHome = tree.status(plan.home) == nil
+        let newHome = try tree.status(plan.home) == nil
         try tree.makeDirectory(plan.home, mode: 0o755, uid: plan.uid, gid: plan.gid)
         if newHome { try tree.copySkeleton("/etc/skel", to: plan.home, uid: plan.uid, gid: plan.gid) }
         try tree.chownTree(plan.home, uid: plan.uid, gid: plan.gid)
         if let key = plan.key {
             try tree.makeDirectory(plan.home + "/.ssh", mode: 0o700, uid: plan.uid, gid: plan.gid)
-            try tree.write(plan.home + "/.ssh/authorized_keys", key, mode: 0o600, uid: plan.uid, gid: plan.gid)
+            try tree.replaceFile(plan.home + "/.ssh/authorized_keys", key, mode: 0o600, uid: plan.uid, gid: plan.gid)
         }
         // `--hostname`: resolvable from the first start (init adds it too, for a name given
         // later, and logs that: Init/EtcHosts.swift).
@@ -327,29 +332,33 @@ public enum Provision {
     /// mkdir that reports whether it made the directory (false: it was there). The mode is
     /// set explicitly (the umask does not decide it).
     static func makeDirectory(_ path: String, mode: mode_t, uid: UInt32 = 0, gid: UInt32 = 0) throws(ProvisionError) -> Bool {
-        if mkdir(path, 0o700) < 0 {
-            if errno == EEXIST, Preflight.isDirectoryFollowing(path) { return false }
-            throw ProvisionError.system(.last("mkdir", path: path))
+        do { try JailSystem.makeDirectory(path, mode: 0o700) } catch {
+            if error.errno == .fileExists, Preflight.isDirectoryFollowing(path) { return false }
+            throw .system(error)
         }
-        guard chown(path, uid, gid) == 0, chmod(path, mode) == 0 else {
-            let error = SystemError.last("chmod", path: path)
-            rmdir(path)
-            throw ProvisionError.from(error)
+        do {
+            try setOwner(path, uid: uid, gid: gid)
+            try setMode(path, mode)
+        } catch {
+            discardDirectory(path)
+            throw .system(error)
         }
         return true
     }
 
+    /// A new file (never one that is there: O_EXCL) of `text` with exactly `mode`; one whose
+    /// write failed is removed again.
     static func writeFile(_ path: String, _ text: String, mode: mode_t) throws(ProvisionError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        if fd < 0 { throw ProvisionError.system(.last("create", path: path)) }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fchmod(fd, mode)
-        close(fd)
-        guard written == bytes.count else {
-            unlink(path)
-            throw ProvisionError.system(.last("write", path: path))
-        }
+        do throws(SystemError) {
+            guard try JailSystem.writeFile(path, text: text, mode: mode, .exclusive) else {
+                throw SystemError("create", path: path, errno: .fileExists)
+            }
+        } catch { throw .system(error) }
+    }
+
+    /// Whether anything is at `path` (a symlink too); a path that cannot be looked at is an error.
+    static func exists(_ path: String) throws(ProvisionError) -> Bool {
+        do { return try fileStatus(path) != nil } catch { throw .system(error) }
     }
 
     /// rm -rf that stays on one file system: a mount left beneath (a base, by mistake) is

@@ -19,7 +19,7 @@ extension Provision {
         let configPath = paths.config(name)
         let entries: [ConfigFile.Entry]?
         var configText = ""
-        if (try? fileStatus(configPath)) != nil {
+        if try exists(configPath) {
             do {
                 configText = try readText(configPath)
                 entries = try ConfigFile.parse(configText, path: configPath)
@@ -30,9 +30,9 @@ extension Provision {
             entries = nil
         }
         // Data kept by an earlier --keep-data: its record names the ids (the config is gone).
-        let kept = try KeptData.read(jailDirectory: paths.jail(name))
-        let account = HostAccounts.users().first { $0.name == name }
-        let hasState = (try? fileStatus(paths.jail(name))) != nil
+        let kept = try KeptData.load(jailDirectory: paths.jail(name))
+        let account = try HostAccounts.users().first { $0.name == name }
+        let hasState = try exists(paths.jail(name))
         guard entries != nil || hasState || account != nil else {
             throw ProvisionError.refused("no jail \(name): neither \(configPath) nor \(paths.jail(name)) exists")
         }
@@ -59,7 +59,7 @@ extension Provision {
             }
         }
         let jailDirectory = paths.jail(name)
-        if let mounted = mountPoints().first(where: { $0 == jailDirectory || $0.hasPrefix(jailDirectory + "/") }) {
+        if let mounted = try mountPoints().first(where: { $0 == jailDirectory || $0.hasPrefix(jailDirectory + "/") }) {
             throw ProvisionError.refused("\(mounted) is still mounted; nothing removed")
         }
 
@@ -67,8 +67,8 @@ extension Provision {
         // is removed, so a failure leaves the jail as it was.
         // A config that names no uid or base (not written by create) keeps its data without one.
         var recorded = kept != nil
-        if keepData, hasState, let entries, let record = KeptData.of(config: entries, configText: configText, jailDirectory: jailDirectory) {
-            try record.write(jailDirectory: jailDirectory)
+        if keepData, hasState, let entries, let record = try KeptData.of(config: entries, configText: configText, jailDirectory: jailDirectory) {
+            try record.save(jailDirectory: jailDirectory)
             recorded = true
         }
         let copy = (kept?.copy ?? false) || (entries != nil && entries?.value("base") == nil)
@@ -82,9 +82,14 @@ extension Provision {
         if !keepData, let uid, socketPrefix == nil {
             let gid = configGid ?? uid
             let log = LogFile(name: "jail-\(uid)-\(gid)").path
-            for suffix in ["", ".1", ".2", ".3"] { unlink(log + suffix) }
+            // Only a log: one that stays is said, and the destroy goes on.
+            for suffix in ["", ".1", ".2", ".3"] {
+                do { try removeFile(log + suffix) } catch { JailLogHandler.emitToTerminal("warning: cannot remove \(error)") }
+            }
         }
-        if entries != nil, unlink(configPath) < 0 { throw ProvisionError.system(.last("unlink", path: configPath)) }
+        if entries != nil {
+            do { try removeFile(configPath) } catch { throw .system(error) }
+        }
         if hasState {
             // A copy's data is its root; an overlay's, its upper (the root only a mount point).
             let removed = keepData
@@ -95,25 +100,28 @@ extension Provision {
         if let ownAccount {
             try HostAccounts.deleteUser(name)
             // userdel removes a user's own group where USERGROUPS_ENAB says so; else we do.
-            if HostAccounts.groups().contains(where: { $0.name == name && $0.gid == ownAccount.gid }),
-               !HostAccounts.users().contains(where: { $0.gid == ownAccount.gid }) {
+            if try HostAccounts.groups().contains(where: { $0.name == name && $0.gid == ownAccount.gid }),
+               try !HostAccounts.users().contains(where: { $0.gid == ownAccount.gid }) {
                 try HostAccounts.deleteGroup(name)
             }
-            if !HostAccounts.users().contains(where: { $0.shell == ownAccount.shell }),
-               HostAccounts.shells().contains(ownAccount.shell) {
+            if try !HostAccounts.users().contains(where: { $0.shell == ownAccount.shell }),
+               try HostAccounts.shells().contains(ownAccount.shell) {
                 try HostAccounts.removeShell(ownAccount.shell)
             }
         }
         removeTree(paths.home(name))
-        rmdir(paths.homes)  // only if it is empty: the homes of other tenants stay
+        // Only if it is empty: the homes of other tenants stay (ENOTEMPTY is that answer).
+        do { try removeDirectory(paths.homes) } catch where error.errno == .directoryNotEmpty {} catch { throw .system(error) }
         let files = diskData ?? (copy ? paths.root(name) : paths.upper(name))
         let reuse = recorded ? "jaild create \(name) with the same uid and base reuses them" : "no record for jaild create to reuse them"
         return keepData ? "destroyed jail \(name); its files stay in \(files) (\(reuse))" : "destroyed jail \(name)"
     }
 
     /// Mount points of this mount namespace (mountinfo's fifth field, octal escapes undone).
-    static func mountPoints() -> [String] {
-        let text = (try? readText("/proc/self/mountinfo")) ?? ""
+    /// Unreadable, it is an error: destroy must not remove a tree it cannot see is unmounted.
+    static func mountPoints() throws(ProvisionError) -> [String] {
+        let text: String
+        do { text = try readText("/proc/self/mountinfo") } catch { throw .system(error) }
         return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
             guard fields.count > 4 else { return nil }

@@ -18,8 +18,14 @@ enum HostAccounts {
     static let groupFile = "/etc/group"
     static let shellsFile = "/etc/shells"
 
-    static func users() -> [PasswdEntry] { PasswdEntry.parseAll((try? readText(passwdFile)) ?? "") }
-    static func groups() -> [GroupEntry] { GroupEntry.parseAll((try? readText(groupFile)) ?? "") }
+    /// The host's accounts. A file that cannot be read is an error, never "no accounts": create
+    /// would then take a name or uid that is in use.
+    static func users() throws(ProvisionError) -> [PasswdEntry] { PasswdEntry.parseAll(try accountFile(passwdFile)) }
+    static func groups() throws(ProvisionError) -> [GroupEntry] { GroupEntry.parseAll(try accountFile(groupFile)) }
+
+    static func accountFile(_ path: String) throws(ProvisionError) -> String {
+        do { return try readText(path) } catch { throw .system(error) }
+    }
 
     static func run(_ program: String, _ arguments: [String]) throws(ProvisionError) {
         let result: ProgramResult
@@ -58,41 +64,36 @@ enum HostAccounts {
         try run("/usr/sbin/groupdel", [name])
     }
 
-    static func shells() -> [String] {
-        ((try? readText(shellsFile)) ?? "").split(separator: "\n").map { String($0.trimmingWhitespace()) }
+    /// /etc/shells as it is; "" when there is none (a host without one has no valid shells
+    /// yet). Any other failure is thrown: read as empty, the rewrite would drop every line.
+    static func shellsText() throws(ProvisionError) -> String {
+        do { return try readTextIfPresent(shellsFile) ?? "" } catch { throw .system(error) }
+    }
+
+    static func shells() throws(ProvisionError) -> [String] {
+        try shellsText().split(separator: "\n").map { String($0.trimmingWhitespace()) }
     }
 
     /// Adds `shell` to /etc/shells; false if it was there already.
     static func addShell(_ shell: String) throws(ProvisionError) -> Bool {
-        let text = (try? readText(shellsFile)) ?? ""
-        if shells().contains(shell) { return false }
+        let text = try shellsText()
+        if text.split(separator: "\n").contains(where: { $0.trimmingWhitespace() == shell }) { return false }
         try replaceShells(text + (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + shell + "\n")
         return true
     }
 
     static func removeShell(_ shell: String) throws(ProvisionError) {
-        let text = (try? readText(shellsFile)) ?? ""
+        let text = try shellsText()
         let kept = text.split(separator: "\n", omittingEmptySubsequences: false).filter { String($0.trimmingWhitespace()) != shell }
         try replaceShells(kept.joined(separator: "\n"))
     }
 
+    /// Replaces /etc/shells whole, keeping its mode: a new file, on disk before it is renamed
+    /// over the old, so a reader or a crash sees the old list or the new one.
     static func replaceShells(_ text: String) throws(ProvisionError) {
-        var info = stat()
-        let mode: mode_t = stat(shellsFile, &info) == 0 ? info.st_mode & 0o7777 : 0o644
-        let temporary = shellsFile + ".jaild-new"
-        unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        if fd < 0 { throw ProvisionError.system(.last("create", path: temporary)) }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fchmod(fd, mode)
-        let synced = fsync(fd)
-        close(fd)
-        guard written == bytes.count, synced == 0, rename(temporary, shellsFile) == 0 else {
-            let error = SystemError.last("write", path: shellsFile)
-            unlink(temporary)
-            throw ProvisionError.from(error)
-        }
+        do {
+            let mode = try fileStatusFollowingLinks(shellsFile).map { $0.st_mode & 0o7777 } ?? 0o644
+            try writeFileDurably(shellsFile, Array(text.utf8), mode: mode, temporary: shellsFile + ".jaild-new")
+        } catch { throw .system(error) }
     }
 }
-

@@ -11,59 +11,67 @@ import Glibc
 /// kernel, whiteouts and all) or a full copy. Every path is resolved with RESOLVE_IN_ROOT, so
 /// a symlink the base carries cannot lead a write out of the jail's tree.
 struct JailTree {
-    let root: Int32
+    let root: FileDescriptor
     let description: String
 
-    func read(_ path: String) throws(SystemError) -> String? {
-        do { return String(decoding: try readUntrustedFile(path, inRoot: root, name: description + path), as: UTF8.self) } catch {
+    func text(at path: String) throws(SystemError) -> String? {
+        do { return String(decoding: try readUntrustedFile(path, inRoot: root.rawValue, name: description + path), as: UTF8.self) } catch {
             if error.isMissing { return nil }
             throw error.systemError
         }
     }
 
-    func status(_ path: String) -> stat? {
-        let fd = cj_open_in_root(root, path, CJ_O_PATH | O_NOFOLLOW)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var info = stat()
-        return fstat(fd, &info) == 0 ? info : nil
+    /// The status of `path` itself (a symlink is not followed); nil when nothing is there.
+    func status(_ path: String) throws(SystemError) -> stat? {
+        try statusInRoot(path, root: root, name: description + path)
     }
 
     /// Opens the directory holding `path` and gives its last component.
-    func parent(of path: String) throws(SystemError) -> (fd: Int32, name: String) {
+    func parent(of path: String) throws(SystemError) -> (fd: FileDescriptor, name: String) {
         guard let slash = path.lastIndex(of: "/") else { preconditionFailure("relative path \(path)") }
         let directory = slash == path.startIndex ? "/" : String(path[..<slash])
-        let fd = try syscall("open", path: description + directory) { cj_open_in_root(root, directory, O_RDONLY | O_DIRECTORY) }
+        let fd = try openInRoot(directory, root: root, O_RDONLY | O_DIRECTORY, name: description + directory)
         return (fd, String(path[path.index(after: slash)...]))
     }
 
     /// Replaces a file as a whole (a new file renamed over the old), keeping `mode` and owner.
-    func write(_ path: String, _ text: String, mode: mode_t, uid: UInt32, gid: UInt32) throws(SystemError) {
+    func replaceFile(_ path: String, _ text: String, mode: mode_t, uid: UInt32, gid: UInt32) throws(SystemError) {
         let (directory, name) = try parent(of: path)
-        defer { close(directory) }
+        defer { closeDescriptor(directory.rawValue) }
         let temporary = ".\(name).jaild-new"
-        unlinkat(directory, temporary, 0)
-        let fd = try syscall("create", path: description + path) {
-            openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        try removeFile(temporary, in: directory)  // one a failed create left
+        let fd: FileDescriptor
+        do { fd = try openFile(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode, in: directory) } catch {
+            throw SystemError("create", path: description + path, errno: error.errno)
         }
         do throws(SystemError) {
-            defer { close(fd) }
-            try FileDescriptor(rawValue: fd).writeFully(Array(text.utf8))
-            try syscall("fchown", path: description + path) { fchown(fd, uid, gid) }
-            try syscall("fchmod", path: description + path) { fchmod(fd, mode) }
-            try syscall("rename", path: description + path) { renameat(directory, temporary, directory, name) }
+            do throws(SystemError) {
+                try fd.writeFully(Array(text.utf8))
+            } catch {
+                closeDescriptor(fd.rawValue)
+                throw SystemError("write", path: description + path, errno: error.errno)
+            }
+            do throws(SystemError) {
+                try fd.setOwner(uid: uid, gid: gid, path: description + path)
+                try fd.setMode(mode, path: description + path)
+            } catch {
+                closeDescriptor(fd.rawValue)
+                throw error
+            }
+            try closeAfterWriting(fd, path: description + path)
+            try renameFile(temporary, to: name, in: directory)
         } catch {
-            unlinkat(directory, temporary, 0)
+            discardFile(temporary, in: directory)
             throw error
         }
     }
 
     /// Writes a file's new text with the old file's mode and owner (or `mode`, root's, if new).
     func rewrite(_ path: String, defaultMode: mode_t, _ edit: (String) -> String) throws(SystemError) {
-        let old = try read(path)
-        let info = status(path)
+        let old = try text(at: path)
+        let info = try status(path)
         let keep = info.map { $0.st_mode & S_IFMT == S_IFREG } ?? false
-        try write(path, edit(old ?? ""), mode: keep ? info!.st_mode & 0o7777 : defaultMode,
+        try replaceFile(path, edit(old ?? ""), mode: keep ? info!.st_mode & 0o7777 : defaultMode,
                   uid: keep ? info!.st_uid : 0, gid: keep ? info!.st_gid : 0)
     }
 
@@ -73,63 +81,61 @@ struct JailTree {
         let components = path.split(separator: "/")
         for (index, component) in components.enumerated() {
             let (directory, name) = try parent(of: sofar + "/" + component)
-            defer { close(directory) }
+            defer { closeDescriptor(directory.rawValue) }
             sofar += "/" + component
-            if mkdirat(directory, name, 0o755) < 0 && errno != EEXIST { throw SystemError.last("mkdir", path: description + sofar) }
-            guard index == components.count - 1 else { continue }
-            let fd = try syscall("open", path: description + sofar) {
-                openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            do { try JailSystem.makeDirectory(name, mode: 0o755, in: directory) } catch where error.errno == .fileExists {
+                // There already: the open below refuses anything but a directory.
+            } catch {
+                throw SystemError("mkdir", path: description + sofar, errno: error.errno)
             }
-            defer { close(fd) }
-            try syscall("fchown", path: description + sofar) { fchown(fd, uid, gid) }
-            try syscall("fchmod", path: description + sofar) { fchmod(fd, mode) }
+            guard index == components.count - 1 else { continue }
+            let fd: FileDescriptor
+            do { fd = try openFile(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, in: directory) } catch {
+                throw SystemError("open", path: description + sofar, errno: error.errno)
+            }
+            defer { closeDescriptor(fd.rawValue) }
+            try fd.setOwner(uid: uid, gid: gid, path: description + sofar)
+            try fd.setMode(mode, path: description + sofar)
         }
     }
 
     /// Copies the regular files at the top of `skeleton` (/etc/skel: .bashrc, .profile) into a
-    /// new home, as useradd -m does; anything else there (links, directories) is left out.
+    /// new home, as useradd -m does; anything else there (links, directories) is left out, as
+    /// is a skeleton the base does not have.
     func copySkeleton(_ skeleton: String, to home: String, uid: UInt32, gid: UInt32) throws(SystemError) {
-        let fd = cj_open_in_root(root, skeleton, O_RDONLY | O_DIRECTORY)
-        if fd < 0 { return }
-        guard let dir = fdopendir(fd) else {
-            close(fd)
-            return
+        let directory: FileDescriptor
+        do { directory = try openInRoot(skeleton, root: root, O_RDONLY | O_DIRECTORY, name: description + skeleton) } catch {
+            if error.errno == .noSuchFileOrDirectory || error.errno == .notDirectory { return }
+            throw error
         }
-        var names: [String] = []
-        while let entry = readdir(dir), names.count < 256 {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if entry.pointee.d_type == UInt8(DT_REG) { names.append(name) }
-        }
-        closedir(dir)
-        for name in names {
-            guard let text = try read(skeleton + "/" + name), let info = status(skeleton + "/" + name) else { continue }
-            try write(home + "/" + name, text, mode: info.st_mode & 0o777, uid: uid, gid: gid)
+        defer { closeDescriptor(directory.rawValue) }
+        let files = try directoryEntries(of: directory, path: description + skeleton, limit: 256).filter(\.isRegularFile)
+        for file in files {
+            guard let content = try text(at: skeleton + "/" + file.name), let info = try status(skeleton + "/" + file.name) else { continue }
+            try replaceFile(home + "/" + file.name, content, mode: info.st_mode & 0o777, uid: uid, gid: gid)
         }
     }
 
     /// Gives everything beneath a directory to uid:gid (a home the base made for another uid).
     /// Symlinks are changed themselves, never followed.
     func chownTree(_ path: String, uid: UInt32, gid: UInt32) throws(SystemError) {
-        let fd = try syscall("open", path: description + path) { cj_open_in_root(root, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) }
+        let fd = try openInRoot(path, root: root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, name: description + path)
+        defer { closeDescriptor(fd.rawValue) }
         try Self.chownBeneath(fd, uid: uid, gid: gid, path: description + path, depth: 0)
     }
 
-    static func chownBeneath(_ fd: Int32, uid: UInt32, gid: UInt32, path: String, depth: Int) throws(SystemError) {
-        guard let dir = fdopendir(fd) else {
-            close(fd)
-            throw SystemError.last("opendir", path: path)
-        }
-        defer { closedir(dir) }
+    static func chownBeneath(_ fd: FileDescriptor, uid: UInt32, gid: UInt32, path: String, depth: Int) throws(SystemError) {
         guard depth < 64 else { throw SystemError("chown", path: path, errno: .tooManySymbolicLinkLevels) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name == "." || name == ".." { continue }
-            try syscall("chown", path: path + "/" + name) { fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW) }
-            if entry.pointee.d_type == UInt8(DT_DIR) {
-                let child = try syscall("open", path: path + "/" + name) {
-                    openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        for entry in try directoryEntries(of: fd, path: path) {
+            let entryPath = path + "/" + entry.name
+            do { try setOwner(entry.name, uid: uid, gid: gid, in: fd) } catch { throw SystemError("chown", path: entryPath, errno: error.errno) }
+            if entry.isDirectory {
+                let child: FileDescriptor
+                do { child = try openFile(entry.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, in: fd) } catch {
+                    throw SystemError("open", path: entryPath, errno: error.errno)
                 }
-                try chownBeneath(child, uid: uid, gid: gid, path: path + "/" + name, depth: depth + 1)
+                defer { closeDescriptor(child.rawValue) }
+                try chownBeneath(child, uid: uid, gid: gid, path: entryPath, depth: depth + 1)
             }
         }
     }

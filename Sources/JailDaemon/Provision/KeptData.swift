@@ -49,31 +49,33 @@ struct KeptData: Equatable {
     }
 
     /// The record in `jailDirectory`; nil when there is none.
-    static func read(jailDirectory: String) throws(ProvisionError) -> KeptData? {
+    static func load(jailDirectory: String) throws(ProvisionError) -> KeptData? {
         let path = path(jailDirectory)
-        guard (try? fileStatus(path)) != nil else { return nil }
         let text: String
-        do { text = try readText(path) } catch { throw ProvisionError.cause("cannot read \(path)", error) }
+        do {
+            guard let found = try readTextIfPresent(path) else { return nil }
+            text = found
+        } catch { throw ProvisionError.cause("cannot read \(path)", error) }
         guard let kept = parse(text) else { throw ProvisionError.refused("\(path) is not a record of jaild destroy --keep-data") }
         return kept
     }
 
     /// The record of a jail's config at `jaild destroy --keep-data` (nil: the config does not
     /// say enough). `configText` is read for the `--copy` comment: a copy's config has no `base`.
-    static func of(config entries: [ConfigFile.Entry], configText: String, jailDirectory: String) -> KeptData? {
+    static func of(config entries: [ConfigFile.Entry], configText: String, jailDirectory: String) throws(ProvisionError) -> KeptData? {
         guard let uid = entries.value("uid").flatMap({ UInt32($0) }) else { return nil }
         let copied = configText.split(separator: "\n").first { $0.hasPrefix("# copied from ") }.map { String($0.dropFirst(14)) }
         guard let base = entries.value("base") ?? copied else { return nil }
-        let backend: Backend = (try? fileStatus(jailDirectory + "/" + DiskImage.fileName)) != nil ? .image
+        let backend: Backend = try Provision.exists(jailDirectory + "/" + DiskImage.fileName) ? .image
             : BtrfsQuota.isSubvolume(jailDirectory) ? .btrfs : .none
         return KeptData(uid: uid, gid: entries.value("gid").flatMap { UInt32($0) } ?? uid, user: entries.value("name") ?? "work",
                         base: base, copy: entries.value("base") == nil, backend: backend,
                         socketPrefix: entries.value("socket-prefix"))
     }
 
-    func write(jailDirectory: String) throws(ProvisionError) {
+    func save(jailDirectory: String) throws(ProvisionError) {
         let path = Self.path(jailDirectory)
-        unlink(path)
+        do { try removeFile(path) } catch { throw .system(error) }  // an older record: this one replaces it
         try Provision.writeFile(path, text, mode: 0o600)
     }
 
@@ -99,12 +101,12 @@ extension Provision {
     /// whose base nothing says) is refused, as is a record whose data is gone.
     static func keptData(of name: String, paths: ProvisionPaths) throws(ProvisionError) -> KeptData? {
         let directory = paths.jail(name)
-        guard (try? fileStatus(directory)) != nil else { return nil }
-        guard let kept = try KeptData.read(jailDirectory: directory) else {
+        guard try exists(directory) else { return nil }
+        guard let kept = try KeptData.load(jailDirectory: directory) else {
             throw ProvisionError.refused("\(name) is taken: \(directory) exists (and holds no record of jaild destroy --keep-data)")
         }
         let holder = kept.backend == .image ? directory + "/" + DiskImage.fileName : kept.copy ? paths.root(name) : paths.upper(name)
-        guard (try? fileStatus(holder)) != nil else { throw ProvisionError.refused("the data kept of jail \(name) is gone: \(holder) does not exist") }
+        guard try exists(holder) else { throw ProvisionError.refused("the data kept of jail \(name) is gone: \(holder) does not exist") }
         if kept.backend == .btrfs && !BtrfsQuota.isSubvolume(directory) {
             throw ProvisionError.refused("the data kept of jail \(name) was a btrfs subvolume, and \(directory) is none")
         }
@@ -120,7 +122,7 @@ extension Provision {
         guard plan.kept != nil else { return false }
         let r = plan.request
         let passwd: String?
-        do { passwd = try tree.read("/etc/passwd") } catch { throw ProvisionError.from(error) }
+        do { passwd = try tree.text(at: "/etc/passwd") } catch { throw ProvisionError.from(error) }
         let entries = PasswdEntry.parseAll(passwd ?? "")
         if let own = entries.first(where: { $0.name == r.user }) {
             guard own.uid == plan.uid, own.gid == plan.gid else {

@@ -26,9 +26,7 @@ public struct ProvisionPaths: Sendable, Equatable {
 
     public static func fromEnvironment() -> ProvisionPaths {
         func value(_ name: String) -> String? {
-            guard let raw = getenv(name) else { return nil }
-            let s = String(cString: raw)
-            return s.hasPrefix("/") ? s : nil
+            environmentValue(name).flatMap { $0.hasPrefix("/") ? $0 : nil }
         }
         return ProvisionPaths(configDirectory: value("JAIL_CONFIG_DIR") ?? "/etc/jail",
                               stateDirectory: value("JAIL_STATE_DIR") ?? "/var/lib/jail",
@@ -93,10 +91,20 @@ extension [ConfigFile.Entry] {
 extension Provision {
     /// The pid file of the jail that CONFIG/NAME.conf defines (`jaild stop NAME`), from its
     /// uid, gid and socket prefix; nil when there is no such config.
+    /// A config that is there but cannot be read or parsed is said in a warning (the caller
+    /// then says that no jail has the name), not taken for no config in silence.
     static func pidFile(ofJail name: String, paths: ProvisionPaths) -> String? {
-        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), let text = try? readText(paths.config(name)),
-              let entries = try? ConfigFile.parse(text, path: paths.config(name)),
-              let uid = entries.value("uid").flatMap({ UInt32($0) }) else { return nil }
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else { return nil }
+        let path = paths.config(name)
+        let entries: [ConfigFile.Entry]
+        do {
+            guard let text = try readTextIfPresent(path) else { return nil }
+            entries = try ConfigFile.parse(text, path: path)
+        } catch {
+            log.warning("cannot read \(path): \(error)")
+            return nil
+        }
+        guard let uid = entries.value("uid").flatMap({ UInt32($0) }) else { return nil }
         let prefix = entries.value("socket-prefix")
         // Without a gid in the config, the group is the jail's: the running jail of this uid says it.
         let gid = entries.value("gid").flatMap { UInt32($0) }
