@@ -17,6 +17,7 @@ import pytest
 from harness import (  # noqa: F401  (re-exported: tests import them from conftest)
     REPO, BIN, JAILD, JAIL, CACHE, UID_A, UID_B, wait_for, pid_alive,
     children_of, descendants, session_children, jail_descendants, spare_helper, SPARE_HELPER, as_user, sha256, Jail, cached_debian_rootfs, build_rootfs, mounts_under, HostAccount,
+    Foreground, jail_cgroups, cgroup_of, Provisioning, PROVISION_ISSUE, HOST_FILES, tree_listing,
 )
 
 
@@ -37,10 +38,29 @@ def pytest_collection_modifyitems(config, items):
 
 
 USERNS_RANGES = pathlib.Path("/var/lib/jail/userns")
+# The host directories jaild makes for its records (user-namespace ranges and their index,
+# chosen loopback addresses), deepest first.
+JAILD_STATE_DIRECTORIES = [USERNS_RANGES / "by-name", USERNS_RANGES, pathlib.Path("/var/lib/jail/loopback"),
+                           pathlib.Path("/var/lib/jail")]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def userns_ranges_are_given_back():
+def jaild_state_directories_are_removed():
+    """The directories of jaild's records that this run made go at its end, once empty (the
+    records themselves go with the fixtures that took them: ranges, loopback addresses)."""
+    made_here = [path for path in JAILD_STATE_DIRECTORIES if not path.exists()]
+    yield
+    for path in made_here:
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as error:  # not empty: something of the host's, or a record a test left
+            print(f"kept {path}: {error.strerror}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def userns_ranges_are_given_back(jaild_state_directories_are_removed):
     """jaild keeps a jail's id range for its next start (a file per range, and its line
     `root:START:65536` in /etc/subuid and /etc/subgid); the ranges the tests' jails took are
     given back at the end, so test runs do not fill the pool."""
@@ -115,6 +135,21 @@ def jail_a(rootfs_a):
     jail.stop()
 
 
+@pytest.fixture
+def foreground(rootfs_a, tmp_path):
+    """Starts `jaild -c` on rootfs A with the given options (its log in a file: `.text()`);
+    every one started is stopped at the end."""
+    started = []
+
+    def start(*args, env=None):
+        jail = Foreground(rootfs_a, list(args), tmp_path / f"jaild-{len(started)}.log", env=env)
+        started.append(jail)
+        return jail
+    yield start
+    for jail in started:
+        jail.stop()
+
+
 @pytest.fixture(scope="session")
 def installed_jail(tmp_path_factory):
     """The `jail` client (and jaild beside it) where every account can execute it: a login
@@ -126,6 +161,31 @@ def installed_jail(tmp_path_factory):
         os.chmod(path / os.path.basename(binary), 0o755)
     yield str(path / "jail")
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def prov(installed_jail):
+    """`jaild create`, `start`, `destroy` with jaild's config and state roots in a temporary
+    directory (JAIL_CONFIG_DIR, JAIL_STATE_DIR) holding the busybox base `busybox`; every tenant
+    made through it is destroyed at the end. The host group of every tenant, `jail`, is there
+    before (so that snapshots compare the tenants' own changes; test_ssh_forwarding.py tests its
+    making) and goes after if this fixture made it."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="jail-prov-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    p = Provisioning(base, installed_jail)
+    (p.state / "bases").mkdir(parents=True)
+    p.conf.mkdir()
+    (base / "sshd_config.d").mkdir()
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(p.state / "bases" / "busybox"), "61000",
+                    PROVISION_ISSUE], check=True, capture_output=True)
+    made_group = subprocess.run(["groupadd", "-r", "jail"], capture_output=True).returncode == 0
+    try:
+        yield p
+    finally:
+        p.cleanup()
+        if made_group:
+            subprocess.run(["groupdel", "jail"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -195,6 +255,14 @@ def rootfs_sec_b(tmp_path_factory, probe_binary):
                          probe_binary)
 
 
+@pytest.fixture(params=[(), ("--no-userns",)], ids=["userns", "no-userns"])
+def probe_jail(rootfs_sec, request):
+    """A jail on the probe rootfs, once with its user namespace (the default) and once without:
+    the attacks that must fail either way."""
+    with Jail(rootfs_sec, UID_A, list(request.param)) as running:
+        yield running
+
+
 def probe(jail, *args, root=True):
     program = "/bin/rootprobe" if root else "/bin/jailprobe"
     result = jail.run(None, args=["-c", " ".join([program, *args])])
@@ -206,8 +274,6 @@ def outcome(jail, name, *args, root=True):
     match = re.search(rf"^{re.escape(name)}: (\S+)$", text, re.M)
     assert match, text
     return match.group(1)
-
-
 
 
 @pytest.fixture(scope="session")

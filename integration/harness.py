@@ -8,6 +8,7 @@ import hashlib
 import os
 import pathlib
 import signal
+import stat
 import subprocess
 import time
 
@@ -320,3 +321,158 @@ LogLevel ERROR
             self.process.wait(10)
         if self.made_privsep_dir:
             os.rmdir("/run/sshd")
+
+
+CGROUP_ROOTS = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu",
+                "/sys/fs/cgroup"]
+
+
+def jail_cgroups(uid=UID_A):
+    """Every cgroup directory jaild made for this jail, in any hierarchy."""
+    found = []
+    for root in CGROUP_ROOTS:
+        path = pathlib.Path(root) / "jail" / f"jail-{uid}-{uid}"
+        if path.is_dir():
+            found.append(path)
+    return found
+
+
+def cgroup_of(pid, controller):
+    """The path of a process's cgroup in a v1 controller's hierarchy (or v2 with '')."""
+    for line in open(f"/proc/{pid}/cgroup"):
+        number, controllers, path = line.rstrip("\n").split(":", 2)
+        if (controller == "" and number == "0") or controller in controllers.split(","):
+            return path
+    return None
+
+
+class Foreground:
+    """jaild -c, its log in a file, stopped by SIGTERM at the end (conftest's `foreground`)."""
+
+    def __init__(self, root, args, log_path, env=None):
+        self.log_path = log_path
+        self.socket = f"/run/jail/jaild-{UID_A}-{UID_A}.sock"
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen([JAILD, "-c", "-u", str(UID_A), "-r", str(root), *args], stdout=self.log,
+                                     stderr=self.log, env=env)
+        try:
+            wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, 20, "the socket")
+            assert self.proc.poll() is None, self.text()
+            # The socket is bound before the jail is ready: a first session waits in the backlog.
+            assert self.run("true").returncode == 0, self.text()
+        except BaseException:
+            self.stop()  # a start that failed halfway leaves no jail behind
+            raise
+
+    def text(self):
+        return open(self.log_path, "rb").read().decode(errors="replace")
+
+    def run(self, script, **kwargs):
+        return subprocess.run([JAIL, "-c", script], capture_output=True, timeout=kwargs.pop("timeout", 60),
+                              env={"JAIL_SOCKET": self.socket}, preexec_fn=as_user(UID_A), **kwargs)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+# ---- jaild create/destroy in a temporary directory (conftest's `prov`) ----------------------------
+
+PROVISION_ISSUE = "Jail provision base"  # /etc/issue of the busybox base `prov` makes
+HOST_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/shells", "/etc/subuid", "/etc/subgid")
+
+
+def tree_listing(root):
+    """Every entry beneath root with its type, mode, owner, size, mtime and content hash
+    (symlink: its target; device: its number): equal listings are equal trees."""
+    root = pathlib.Path(root)
+    if not root.exists():
+        return None
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            p = pathlib.Path(dirpath) / name
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                content = hashlib.sha256(p.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                content = os.readlink(p)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                content = f"dev {st.st_rdev}"
+            else:
+                content = ""
+            mtime = 0 if stat.S_ISDIR(st.st_mode) else st.st_mtime_ns
+            out.append((str(p.relative_to(root)), st.st_mode, st.st_uid, st.st_gid, st.st_size, mtime, content))
+    return out
+
+
+def destroy_tenants(names, jaild, jail_path):
+    """`jaild destroy` of every tenant named (`jaild(*args)` runs jaild with the test's roots),
+    its host account removed even when destroy is what broke, and the client's line that
+    `jaild create` added to /etc/shells taken out."""
+    for name in sorted(names):
+        jaild("destroy", name, "--yes")
+        subprocess.run(["userdel", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+    shells = pathlib.Path("/etc/shells")
+    lines = shells.read_text().splitlines(keepends=True)
+    if any(line.strip() == jail_path for line in lines):
+        shells.write_text("".join(line for line in lines if line.strip() != jail_path))
+
+
+class Provisioning:
+    """jaild with its config and state roots in a temporary directory; every tenant it made
+    is destroyed at the end, whatever happened."""
+
+    def __init__(self, base, jail_binary):
+        self.base = base
+        self.conf = base / "conf"
+        self.state = base / "state"
+        self.bin = pathlib.Path(jail_binary).parent
+        self.jaild_path = str(self.bin / "jaild")
+        self.jail_path = jail_binary
+        self.names = set()
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "JAIL_CONFIG_DIR": str(self.conf),
+                    "JAIL_STATE_DIR": str(self.state), "JAIL_SSHD_CONFIG_DIR": str(base / "sshd_config.d")}
+
+    def jaild(self, *args, check=False, **kwargs):
+        result = subprocess.run([self.jaild_path, *args], capture_output=True, text=True, timeout=60, env=self.env,
+                                **kwargs)
+        if check:
+            assert result.returncode == 0, f"jaild {' '.join(args)}: {result.stderr}"
+        return result
+
+    def create(self, name, uid, base, *extra, start=True):
+        self.names.add(name)
+        self.jaild("create", name, "--uid", str(uid), "--base", str(base), *extra, check=True)
+        if start:
+            # No warning either: the host account's name is an alias of the jail's user.
+            assert "warning" not in self.jaild("start", name, check=True).stderr
+
+    def destroy(self, name, *extra):
+        result = self.jaild("destroy", name, "--yes", *extra)
+        self.names.discard(name)
+        return result
+
+    def cleanup(self):
+        destroy_tenants(self.names, self.jaild, self.jail_path)
+
+    def session(self, uid, script):
+        """`jail -c script` as the host uid: the default socket of uid:uid."""
+        return subprocess.run([self.jail_path, "-c", script], capture_output=True, timeout=30,
+                              env={"PATH": "/usr/bin:/bin"}, preexec_fn=as_user(uid))
+
+    def upper(self, name):
+        return self.state / name / "upper"
+
+    def snapshot(self):
+        """The host as the bad-input and destroy tests compare it."""
+        files = {p: pathlib.Path(p).read_bytes() if os.path.exists(p) else None for p in HOST_FILES}
+        return files, tree_listing(self.conf), tree_listing(self.state)

@@ -14,8 +14,8 @@ import time
 import pexpect
 import pytest
 
-from conftest import JAIL, JAILD, UID_A, UID_B, as_user, cached_debian_rootfs, children_of, pid_alive, wait_for
-from test_operations import Foreground
+from conftest import (JAIL, JAILD, UID_A, UID_B, Foreground, as_user, cached_debian_rootfs, children_of, pid_alive,
+                      wait_for)
 
 NAME = "acct"
 PROMPT = r"\$ "

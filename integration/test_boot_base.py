@@ -5,15 +5,8 @@ systemd's tree, what systemd writes stays in the jail's upper layer, the base is
 and `jaild stop NAME` ends it with nothing left."""
 import hashlib
 import os
-import pathlib
-import shutil
-import subprocess
-import tempfile
-
-import pytest
 
 from conftest import cached_debian_rootfs
-from test_provision import Provisioning
 
 NAME, UID = "jt-bootbase", 63110
 
@@ -28,24 +21,6 @@ def tree_digest(root):
             info = os.lstat(path)
             digest.update(f"{path}\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-@pytest.fixture
-def prov(installed_jail):
-    base = pathlib.Path(tempfile.mkdtemp(prefix="jail-bootbase-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    p = Provisioning(base, installed_jail)
-    (p.state / "bases").mkdir(parents=True)
-    p.conf.mkdir()
-    (base / "sshd_config.d").mkdir()
-    made_group = subprocess.run(["groupadd", "-r", "jail"], capture_output=True).returncode == 0
-    try:
-        yield p
-    finally:
-        p.cleanup()
-        if made_group:
-            subprocess.run(["groupdel", "jail"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_created_jail_boots_systemd_on_its_base(prov):

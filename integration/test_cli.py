@@ -12,7 +12,7 @@ import pytest
 from conftest import JAIL, JAILD, UID_A, Jail, as_user, pid_alive, wait_for
 
 VERBS = ["start", "list", "show", "status", "stop", "sessions", "enter", "create", "destroy", "base",
-         "authorized-keys", "metrics"]
+         "authorized-keys", "metrics", "config"]
 PREFIX = "/run/jail/clitest"
 
 

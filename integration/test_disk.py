@@ -18,6 +18,7 @@ import tempfile
 import pytest
 
 from conftest import REPO, as_user
+from harness import destroy_tenants
 
 ISSUE = "Jail disk limits"
 MIB = 1 << 20
@@ -155,8 +156,9 @@ class Tenants:
         return next(r for r in rows if r["uid"] == uid)
 
     def config(self, name):
-        lines = (self.conf / f"{name}.conf").read_text().splitlines()
-        return dict(line.split(" = ", 1) for line in lines if " = " in line)
+        """NAME.conf as jaild reads it (`jaild config`), key to value (the last of a repeated key)."""
+        entries = json.loads(self.jaild("config", name, "--json", check=True).stdout)
+        return {entry["key"]: entry["value"] for entry in entries}
 
     def set_disk(self, name, size):
         path = self.conf / f"{name}.conf"
@@ -169,13 +171,7 @@ class Tenants:
         return result
 
     def cleanup(self):
-        for name in sorted(self.names):
-            self.jaild("destroy", name, "--yes")
-            subprocess.run(["userdel", name], capture_output=True)
-            subprocess.run(["groupdel", name], capture_output=True)
-        shells = pathlib.Path("/etc/shells")
-        lines = shells.read_text().splitlines(keepends=True)
-        shells.write_text("".join(line for line in lines if line.strip() != self.jail_path))
+        destroy_tenants(self.names, self.jaild, self.jail_path)
 
 
 @pytest.fixture(scope="module")
@@ -429,7 +425,6 @@ def test_destroy_keep_data_keeps_the_files_and_nothing_attached(tenants):
         shutil.rmtree(jail_directory, ignore_errors=True)
         subprocess.run(["userdel", name], capture_output=True)
         subprocess.run(["groupdel", name], capture_output=True)
-
 
 
 def inode_limit_on_btrfs_takes_an_image_without_copy_on_write(t):

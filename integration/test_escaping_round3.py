@@ -8,7 +8,6 @@
 9. `jaild list` counts sessions by what init knows (the helpers' records), not by process
    titles: a jail user's process titled `jaild: [9] /dev/pts/9` is not a session."""
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -92,7 +91,7 @@ def escprobe_binary(tmp_path_factory):
 
 
 @pytest.fixture
-def jaild(rootfs_a, public_tmp, tmp_path, escprobe_binary):
+def escprobe_daemon(rootfs_a, public_tmp, tmp_path, escprobe_binary):
     """Starts foreground jaild's named `acct` (rootfs A with /bin/escprobe) and stops them."""
     jails = []
     installed = rootfs_a / "bin" / "escprobe"
@@ -132,8 +131,8 @@ def stop_client(client):
 
 # ---- item 6: C1 and bidi, escaped on every path ---------------------------------------------
 
-def test_boot_and_rc_output_reach_jailds_log_escaped(jaild):
-    jail = jaild("--boot", HOSTILE_PRINTF % "boot", "--rc", HOSTILE_PRINTF % "rc")
+def test_boot_and_rc_output_reach_jailds_log_escaped(escprobe_daemon):
+    jail = escprobe_daemon("--boot", HOSTILE_PRINTF % "boot", "--rc", HOSTILE_PRINTF % "rc")
     wait_for(lambda: b"boot a" in log_bytes(jail) and b"rc a" in log_bytes(jail), 10, "the boot and rc output")
     data = log_bytes(jail)
     assert_no_raw_controls(data, "jaild's log")
@@ -141,9 +140,9 @@ def test_boot_and_rc_output_reach_jailds_log_escaped(jaild):
         assert who + b" a\\x9b31mb\\u{202e}c\\x1b[2Jd" in data, data
 
 
-def test_syslog_relay_escapes_c1_and_bidi(jaild, listener):
+def test_syslog_relay_escapes_c1_and_bidi(escprobe_daemon, listener):
     path, s = listener
-    jail = jaild("--syslog", "--syslog-target", path)
+    jail = escprobe_daemon("--syslog", "--syslog-target", path)
     sent = jail.run(r"""escprobe send "$(printf '<13>app: a\302\23331mb\342\200\256c\033[2Jd\342\201\246')" """)
     assert sent.returncode == 0, sent.stderr
     message = receive(s)
@@ -156,8 +155,8 @@ USERNS_MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["use
 
 
 @USERNS_MODES
-def test_sessions_table_and_json_escape_the_command(jaild, mode):
-    jail = jaild(*mode)
+def test_sessions_table_and_json_escape_the_command(escprobe_daemon, mode):
+    jail = escprobe_daemon(*mode)
     command = "sleep 60 # \u009b31m \u202egpj.exe \x1b[2J"
     client = session_client(jail, command)
     try:
@@ -182,9 +181,9 @@ def test_sessions_table_and_json_escape_the_command(jaild, mode):
 BUDGET = 256 << 10
 
 
-def test_syslog_relay_forwards_at_most_256_kib_a_second(jaild, listener):
+def test_syslog_relay_forwards_at_most_256_kib_a_second(escprobe_daemon, listener):
     path, s = listener
-    jail = jaild("--syslog", "--syslog-target", path)
+    jail = escprobe_daemon("--syslog", "--syslog-target", path)
     received = []
     reader = threading.Thread(target=lambda: received.extend(iter(lambda: receive(s, 3.0), None)))
     reader.start()
@@ -225,8 +224,8 @@ def list_entry(jail):
 
 
 @USERNS_MODES
-def test_a_forged_title_is_not_a_session_in_jaild_list(jaild, mode):
-    jail = jaild(*mode)
+def test_a_forged_title_is_not_a_session_in_jaild_list(escprobe_daemon, mode):
+    jail = escprobe_daemon(*mode)
     init = list_entry(jail)["init_pid"]
     parked = jail.run("setsid escprobe title </dev/null >/dev/null 2>&1 &")
     assert parked.returncode == 0, parked.stderr

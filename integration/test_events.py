@@ -9,22 +9,8 @@ import time
 import pytest
 
 from conftest import JAILD, UID_A, wait_for, descendants
-from test_operations import Foreground
 
 SERVICE = "echo started $$; exec sleep 1000"
-
-
-@pytest.fixture
-def foreground(rootfs_a, tmp_path):
-    started = []
-
-    def start(*args):
-        jail = Foreground(rootfs_a, list(args), tmp_path / f"jaild-{len(started)}.log")
-        started.append(jail)
-        return jail
-    yield start
-    for jail in started:
-        jail.stop()
 
 
 def host_pid(supervisor, jail_pid):
@@ -173,3 +159,10 @@ def test_the_rcs_result_is_a_logfmt_line(foreground):
     jail = foreground("--rc", "echo rc-ran; exit 3")
     wait_for(lambda: "rc exit jail=" in jail.text(), 20, "the rc's result")
     assert re.search(r"rc exit jail=\S+ status=3 timed_out=no ms=\d+", jail.text()), jail.text()
+
+
+def test_boot_commands_run_as_the_user_and_report_failures(foreground):
+    jail = foreground("--boot", "echo booted-$((1+1)); id -u", "--boot", "exit 3")
+    wait_for(lambda: "boot command 'exit 3' exited with status 3" in jail.text(), 20, "the failing boot command")
+    wait_for(lambda: "boot: booted-2" in jail.text() and "boot: 61000" in jail.text(), 20, "boot output")
+    assert jail.run("echo still-running").stdout == b"still-running\n"

@@ -6,6 +6,7 @@ module: a "mail" jail owning tcp:25 and an "ssh" jail owning tcp:22, each with a
 its rc starts as root inside. Everything the role and the module write goes to a temporary
 directory (config, state, binaries, unit), except the host accounts and the /etc/shells line,
 which are compared and restored."""
+import importlib.util
 import json
 import os
 import pathlib
@@ -17,7 +18,8 @@ import tempfile
 
 import pytest
 
-from conftest import REPO, as_user, wait_for
+from conftest import JAILD, REPO, wait_for
+from test_config import TRICKY, TRICKY_ENTRIES
 
 COLLECTIONS = REPO / "contrib" / "ansible"
 COLLECTION = COLLECTIONS / "ansible_collections" / "jail" / "hosting"
@@ -109,7 +111,6 @@ def fleet(installed_jail):
 
 def su(name, script):
     return subprocess.run(["su", "-", name, "-c", script], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-
 
 
 def test_playbook_brings_up_two_tenants_then_changes_nothing_then_removes_them(fleet):
@@ -205,3 +206,50 @@ def test_the_collection_passes_ansible_lint():
                                 timeout=600, env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
                                                   "ANSIBLE_HOME": ansible_home})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def jail_tenant_module():
+    """The module's file imported as Python (its functions, without a playbook)."""
+    spec = importlib.util.spec_from_file_location("jail_tenant", COLLECTION / "plugins" / "modules" / "jail_tenant.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ModuleStandIn:
+    """What the module's reader uses of an AnsibleModule: run_command and fail_json."""
+
+    def run_command(self, argv, data=None, binary_data=False, environ_update=None):
+        result = subprocess.run(argv, input=data, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, **(environ_update or {})})
+        return result.returncode, result.stdout, result.stderr
+
+    def fail_json(self, **result):
+        raise AssertionError(result)
+
+
+def test_the_module_reads_configs_as_jaild_does_and_rewrites_only_its_keys():
+    tenant = jail_tenant_module()
+    entries = tenant.read_config(ModuleStandIn(), JAILD, {}, TRICKY)
+    assert entries == TRICKY_ENTRIES  # the same reading as test_config's `jaild config`
+    assert tenant.config_values(entries)["boot"] == "echo \"quoted = yes\" ; not a comment"
+    assert tenant.config_services(entries) == ["/run/a.sock=/srv/a.sock", "/run/b.sock=/srv/b.sock,header=none"]
+    # Set one key in place, add one, remove one, replace the services: every other line stays.
+    text = TRICKY + "\npids = 64\n"
+    entries = tenant.read_config(ModuleStandIn(), JAILD, {}, text)
+    wanted = tenant.rewrite_config(text, entries, {"memory": "96M", "ports": "tcp:25", "pids": None, "rc": None},
+                                   ["/run/c.sock=/srv/c.sock"])
+    lines = wanted.split("\n")
+    assert lines[:9] == TRICKY.split("\n")[:9]  # comments, blank lines, boot and hostname, CRs and all
+    assert lines[9] == "memory = 96M"
+    reread = tenant.read_config(ModuleStandIn(), JAILD, {}, wanted)
+    assert [(e["key"], e["value"]) for e in reread] == [
+        (e["key"], e["value"]) for e in TRICKY_ENTRIES if e["key"] not in ("memory", "service")
+    ][:4] + [("memory", "96M"), ("mount", "/data=/srv/data:ro"), ("ports", "tcp:25"), ("service", "/run/c.sock=/srv/c.sock")]
+    # Text jaild cannot read fails the task with jaild's line.
+    try:
+        tenant.read_config(ModuleStandIn(), JAILD, {}, "uid = 1\nbogus = 2\n")
+    except AssertionError as failure:
+        assert "standard input:2: unknown key 'bogus'" in str(failure)
+    else:
+        raise AssertionError("a config with an unknown key was read")

@@ -13,19 +13,12 @@ import time
 
 import pytest
 
-from conftest import JAIL, JAILD, UID_A, Jail, as_user, descendants, outcome, probe, wait_for
-from test_operations import Foreground
+from conftest import JAIL, JAILD, UID_A, Foreground, Jail, as_user, descendants, outcome, probe, wait_for
 
 
 # Every attack of issue 22 must fail with the user namespace on (the default) and, as
 # defence in depth, without it.
 MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
-
-
-@pytest.fixture(params=[(), ("--no-userns",)], ids=["userns", "no-userns"])
-def jail(rootfs_sec, request):
-    with Jail(rootfs_sec, UID_A, list(request.param)) as running:
-        yield running
 
 
 def file_identity(path):
@@ -108,13 +101,13 @@ def jaild_in_the_jail(running, fifo):
     return False
 
 
-def test_host_directory_passed_in_over_an_abstract_socket_opens_nothing(jail):
+def test_host_directory_passed_in_over_an_abstract_socket_opens_nothing(probe_jail):
     """A host process connects in to an abstract socket root inside listens on (the Landlock
     scope only stops connections out of the jail) and passes a descriptor of the host's /."""
     name = "jail-fd-" + secrets.token_hex(6)
     created = f"tmp/jail-landlock-{secrets.token_hex(6)}"
     listener = subprocess.Popen([JAIL, "-c", f"/bin/rootprobe abstract-receive-fd {name} {created}"],
-                                stdout=subprocess.PIPE, env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A))
+                                stdout=subprocess.PIPE, env={"JAIL_SOCKET": probe_jail.socket}, preexec_fn=as_user(UID_A))
     try:
         assert listener.stdout.readline() == b"listening\n"
         host_root = os.open("/", os.O_PATH | os.O_DIRECTORY)
@@ -139,16 +132,16 @@ def test_host_directory_passed_in_over_an_abstract_socket_opens_nothing(jail):
                 os.unlink(leftover)
 
 
-def test_landlock_leaves_the_jail_usable(jail):
+def test_landlock_leaves_the_jail_usable(probe_jail):
     """Everything beneath the jail's root stays reachable: /proc, /dev, /tmp, stdin through
     /dev/stdin for a pipe, su-like setuid programs, renames across directories."""
-    out = jail.run("cat /proc/self/status >/dev/null && ls /dev/pts >/dev/null && echo x > /tmp/a && "
+    out = probe_jail.run("cat /proc/self/status >/dev/null && ls /dev/pts >/dev/null && echo x > /tmp/a && "
                    "mkdir -p /tmp/d && mv /tmp/a /tmp/d/b && cat /tmp/d/b && rm -r /tmp/d && echo piped | cat /dev/stdin")
     assert (out.returncode, out.stdout) == (0, b"x\npiped\n"), out.stderr
-    assert probe(jail, "id") == "uid=0 euid=0\n"
-    assert outcome(jail, "read-file", "/etc/passwd") == "ok"
+    assert probe(probe_jail, "id") == "uid=0 euid=0\n"
+    assert outcome(probe_jail, "read-file", "/etc/passwd") == "ok"
     # Root inside switching users (su), as sshd and login do.
-    assert jail.run("/bin/rootprobe exec /bin/su -s /bin/sh work -c 'id -u; ls / >/dev/null && echo listed'").stdout == \
+    assert probe_jail.run("/bin/rootprobe exec /bin/su -s /bin/sh work -c 'id -u; ls / >/dev/null && echo listed'").stdout == \
         f"{UID_A}\nlisted\n".encode()
 
 

@@ -5,22 +5,20 @@ a stopped spare costs the next session at most the hand-off deadline.
 Attacks run as root inside through /bin/rootprobe or `jaild enter --root` (jailprobe.c)."""
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import JAIL, JAILD, UID_A, UID_B, Jail, as_user, children_of, pid_alive, spare_helper, wait_for
+from conftest import JAIL, JAILD, UID_A, UID_B, Foreground, Jail, as_user, children_of, pid_alive, spare_helper, wait_for
 from harness import cmdline
-from test_operations import Foreground
 
 MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
 CONTROL = f"/run/jail/jaild-{UID_A}-{UID_A}.ctl"
 
 
 @pytest.fixture
-def foreground(rootfs_sec, tmp_path):
+def probe_foreground(rootfs_sec, tmp_path):
     """jaild -c on the probe rootfs, its log in a file; stopped at the end."""
     started = []
 
@@ -47,8 +45,8 @@ def enter(socket_path, *command, timeout=30):
 
 @MODES
 @pytest.mark.parametrize("attack", ["sigio-pipe", "sigio-socket", "sigqueue-pid0"])
-def test_a_signal_root_inside_aims_at_init_without_kill_leaves_the_jail_running(foreground, mode, attack):
-    jail = foreground(*mode)
+def test_a_signal_root_inside_aims_at_init_without_kill_leaves_the_jail_running(probe_foreground, mode, attack):
+    jail = probe_foreground(*mode)
     # F_SETOWN(1) + F_SETSIG(SIGTERM) + O_ASYNC: the kernel sends init SIGTERM with sender pid 0
     # when a byte arrives; sigqueue: SIGTERM with a sender pid of 0 written by hand.
     probe = jail.run(f"/bin/rootprobe {attack} 1 {int(signal.SIGTERM)}")
@@ -61,8 +59,8 @@ def test_a_signal_root_inside_aims_at_init_without_kill_leaves_the_jail_running(
 
 
 @MODES
-def test_the_hosts_kill_still_stops_the_jail(foreground, mode):
-    jail = foreground(*mode)
+def test_the_hosts_kill_still_stops_the_jail(probe_foreground, mode):
+    jail = probe_foreground(*mode)
     init = init_of(jail)
     os.kill(init, signal.SIGTERM)  # kill(1), as an operator or systemd would
     wait_for(lambda: not pid_alive(init), 30, "init to stop the jail")
@@ -127,8 +125,8 @@ def control_request(uid, request, pass_path_descriptor):
                           capture_output=True, text=True, timeout=30)
 
 
-def test_the_control_socket_takes_only_host_root(foreground):
-    jail = foreground()
+def test_the_control_socket_takes_only_host_root(probe_foreground):
+    jail = probe_foreground()
     # In the jail's user namespace this uid shows as the overflow uid, like host root.
     for request in (b"jail-enter 1\n", b"jail-adopt 1\n"):
         for path_descriptor in (False, True):
@@ -143,8 +141,8 @@ def test_the_control_socket_takes_only_host_root(foreground):
 
 # ---- item 12: the operator's slots ------------------------------------------------------------
 
-def test_the_operator_enters_while_the_tenant_holds_every_session(foreground):
-    jail = foreground("--max-sessions", "3")
+def test_the_operator_enters_while_the_tenant_holds_every_session(probe_foreground):
+    jail = probe_foreground("--max-sessions", "3")
     init = init_of(jail)
     holders = [subprocess.Popen([JAIL, "-c", "echo held; exec sleep 60"], stdout=subprocess.PIPE,
                                 env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A)) for _ in range(3)]

@@ -6,13 +6,11 @@ import os
 import pathlib
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
-from conftest import REPO
+from conftest import tree_listing
 from test_disk import MIB, Tenants, loop_backing_files, place  # noqa: F401 (place: test_disk's file systems)
-from test_provision import ISSUE, Provisioning, tree_listing
 
 # Uids of this file only (test_provision: 63000-63056, test_disk: 63700-63714).
 PLAIN_UID, IMAGE_UID = 63920, 63925
@@ -27,26 +25,6 @@ def one_line_refusal(result):
     stderr = result.stderr if isinstance(result.stderr, str) else result.stderr.decode()
     assert result.returncode != 0 and len(stderr.strip().splitlines()) == 1, stderr
     return stderr
-
-
-@pytest.fixture
-def prov(installed_jail):
-    base = pathlib.Path(tempfile.mkdtemp(prefix="jail-keep-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    p = Provisioning(base, installed_jail)
-    (p.state / "bases").mkdir(parents=True)
-    p.conf.mkdir()
-    (base / "sshd_config.d").mkdir()
-    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(p.state / "bases" / "busybox"), "61000", ISSUE],
-                   check=True, capture_output=True)
-    made_group = subprocess.run(["groupadd", "-r", "jail"], capture_output=True).returncode == 0
-    try:
-        yield p
-    finally:
-        p.cleanup()
-        if made_group:
-            subprocess.run(["groupdel", "jail"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_kept_upper_comes_back_to_the_same_uid(prov):
@@ -128,7 +106,7 @@ def test_kept_copy_comes_back(prov):
 
 
 @pytest.fixture(params=["image", "btrfs"])
-def tenants(request, place):
+def kept_tenants(request, place):
     """Tenants on the ext4 /tmp (the image backend) or on test_disk's btrfs file system."""
     if request.param == "btrfs":
         if place["btrfs"] is None:
@@ -146,8 +124,8 @@ def tenants(request, place):
         assert not left, f"loop devices left over: {left}"
 
 
-def test_kept_disk_comes_back_with_its_limit(tenants):
-    t = tenants
+def test_kept_disk_comes_back_with_its_limit(kept_tenants):
+    t = kept_tenants
     name, uid = ("jt-k2", IMAGE_UID) if t.backend == "image" else ("jt-k3", IMAGE_UID + 1)
     other = "btrfs" if t.backend == "image" else "image"
     t.create(name, uid, "--disk", "64M")

@@ -2,12 +2,13 @@
 import os
 import sys
 import signal
+import socket
 import stat
 import subprocess
 
 import pytest
 
-from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, mounts_under, pid_alive,
+from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, jail_cgroups, mounts_under, pid_alive,
                       wait_for)
 
 
@@ -242,3 +243,44 @@ def test_peer_of_another_uid_is_refused(jail_a):
     finally:
         os.chmod(jail_a.socket, 0o600)
     assert jail_a.run("true").returncode == 0
+
+
+def test_systemd_notify_ready_and_stopping(rootfs_a, tmp_path):
+    path = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(20)
+    env = {"NOTIFY_SOCKET": path, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([JAILD, "-u", str(UID_A), "-r", str(rootfs_a)], env=env, stderr=subprocess.PIPE)
+    try:
+        message = listener.recv(4096).decode()
+        assert message == f"READY=1\nMAINPID={proc.pid}"
+        assert proc.poll() is None  # Type=notify: jaild stays in the foreground
+        assert Jail(rootfs_a, UID_A).run("echo ok").stdout == b"ok\n"
+        proc.send_signal(signal.SIGTERM)
+        assert listener.recv(4096) == b"STOPPING=1"
+        assert proc.wait(30) == 0
+        assert b"\x1b" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        listener.close()
+
+
+def test_restart_after_a_crash_cleans_up(rootfs_a):
+    jail = Jail(rootfs_a, UID_A, ["--memory", "64M"]).start()
+    pids = jail.all_pids()
+    os.kill(jail.supervisor, signal.SIGKILL)
+    os.kill(jail.init_pid, signal.SIGKILL)
+    wait_for(lambda: not any(pid_alive(p) for p in pids), 20, "the jail to die")
+    # What a crash leaves: the socket, the pid file (unlocked), the state file, the cgroups.
+    assert os.path.exists(jail.socket) and os.path.exists(jail.pidfile)
+    assert jail_cgroups() != []
+    assert subprocess.run([JAILD, "status", jail.socket], capture_output=True).returncode == 3
+    again = Jail(rootfs_a, UID_A, ["--memory", "64M"]).start()
+    try:
+        assert again.run("echo back").stdout == b"back\n"
+    finally:
+        again.stop()
+    assert jail_cgroups() == [] and not os.path.exists(jail.socket)

@@ -144,3 +144,34 @@ def test_status_and_stop_find_a_jail_by_its_jail_name_without_a_config(rootfs_b)
         assert jaild("status", NAME_B).returncode != 0
     finally:
         jail.stop()
+
+
+def test_list_status_and_stop(rootfs_a, rootfs_b):
+    a = Jail(rootfs_a, UID_A).start()
+    b = Jail(rootfs_b, UID_B).start()
+    try:
+        table = subprocess.run([JAILD, "list"], capture_output=True, text=True).stdout
+        assert table.splitlines()[0].split() == ["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "ADDRESS",
+                                               "RC", "USERNS", "DISK", "SYSTEM"]
+        listed = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True).stdout)
+        mine = {j["socket"]: j for j in listed}
+        assert mine[a.socket]["init_pid"] == a.init_pid and mine[a.socket]["uid"] == UID_A
+        assert mine[b.socket]["root"] == str(rootfs_b) and mine[b.socket]["memory_bytes"] > 0
+        assert mine[a.socket]["rc_status"] is None  # no --rc
+        assert mine[a.socket]["disk_backend"] is None and mine[a.socket]["disk_limit_bytes"] is None  # no --disk
+        assert f"{UID_A}:{UID_A}" in table and a.socket in table
+        assert subprocess.run([JAILD, "status", f"{UID_A}:{UID_A}"], capture_output=True).returncode == 0
+        # Stop by socket: returns only when the jail is gone.
+        assert subprocess.run([JAILD, "stop", a.socket], capture_output=True, timeout=60).returncode == 0
+        assert not pid_alive(a.supervisor) and not pid_alive(a.init_pid)
+        assert subprocess.run([JAILD, "status", a.socket], capture_output=True).returncode == 3
+        # Stop by pid file.
+        assert subprocess.run([JAILD, "stop", b.pidfile], capture_output=True, timeout=60).returncode == 0
+        assert not pid_alive(b.supervisor)
+        assert subprocess.run([JAILD, "status", f"{UID_B}:{UID_B}"], capture_output=True).returncode == 3
+        sockets = [j["socket"] for j in json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True,
+                                                                  text=True).stdout)]
+        assert a.socket not in sockets and b.socket not in sockets
+    finally:
+        a.stop()
+        b.stop()

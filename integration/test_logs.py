@@ -1,12 +1,10 @@
 """Logs that never vanish (issue 19, item 7): a daemon without syslog writes its own file, a
 service ended by the stop is "stopped" and not an error, and a start says nothing it need not."""
-import os
 import pathlib
 import socket
 import subprocess
 
-from conftest import JAILD, UID_A, Jail, wait_for
-from test_operations import foreground  # noqa: F401  (the fixture)
+from conftest import UID_A, Jail, wait_for
 
 LOG_DIR = pathlib.Path("/var/log/jail")
 LOG = LOG_DIR / f"jail-{UID_A}-{UID_A}.log"

@@ -95,7 +95,7 @@ def netprobe_binary(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def jails(rootfs_a, rootfs_b, rootfs_c, netprobe_binary):  # noqa: F811
+def traffic_jails(rootfs_a, rootfs_b, rootfs_c, netprobe_binary):  # noqa: F811
     """idle (A), server (B) and receiver (C), each rootfs with /bin/netprobe."""
     started = {}
     installed = []
@@ -140,14 +140,14 @@ def counters(uid):
             for direction in ("receive", "transmit")}
 
 
-def test_each_jail_counts_its_own_traffic_and_keeps_it_across_adoption(jails):
-    before = {role: counters(jail.uid) for role, jail in jails.items()}
+def test_each_jail_counts_its_own_traffic_and_keeps_it_across_adoption(traffic_jails):
+    before = {role: counters(jail.uid) for role, jail in traffic_jails.items()}
     for role, figures in before.items():
         assert figures["receive"][0] is not None and figures["transmit"][0] is not None, (role, exposition())
 
     # The server sends 20 MB to a client on the host.
     port = free_port()
-    server = probe(jails["server"], "send", port, MB20)
+    server = probe(traffic_jails["server"], "send", port, MB20)
     received = 0
     with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
         while chunk := client.recv(1 << 16):
@@ -156,12 +156,12 @@ def test_each_jail_counts_its_own_traffic_and_keeps_it_across_adoption(jails):
 
     # The receiver gets 10 MB by TCP and 10 MB by UDP from the host.
     port = free_port()
-    tcp = probe(jails["receiver"], "recv", port, 0)
+    tcp = probe(traffic_jails["receiver"], "recv", port, 0)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
         client.sendall(b"y" * HALF)
     assert finish(tcp) == HALF
     port = free_port()
-    udp = probe(jails["receiver"], "udp", port, 0)
+    udp = probe(traffic_jails["receiver"], "udp", port, 0)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         payload = b"z" * DATAGRAM
         for _ in range(HALF // DATAGRAM):
@@ -176,7 +176,7 @@ def test_each_jail_counts_its_own_traffic_and_keeps_it_across_adoption(jails):
     assert check.returncode == 0, check.stdout + check.stderr
     for family in ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets"):
         assert f"# HELP jail_network_{family}_total " in text and f"# TYPE jail_network_{family}_total counter" in text
-    after = {role: counters(jail.uid) for role, jail in jails.items()}
+    after = {role: counters(jail.uid) for role, jail in traffic_jails.items()}
     print("network counters before/after:", before, after, "udp payload received:", got_udp)
 
     sent = after["server"]["transmit"][0] - before["server"]["transmit"][0]
@@ -191,12 +191,12 @@ def test_each_jail_counts_its_own_traffic_and_keeps_it_across_adoption(jails):
 
     listed = json.loads(subprocess.run([JAILD, "list", "--json"], capture_output=True, text=True, timeout=30,
                                        check=True).stdout)
-    row = next(r for r in listed if r["socket"] == jails["server"].socket)
+    row = next(r for r in listed if r["socket"] == traffic_jails["server"].socket)
     assert row["network_tx_bytes"] >= after["server"]["transmit"][0]
     assert row["network_rx_bytes"] >= after["server"]["receive"][0]
 
     # kill -9 of the server's supervisor, then jaild again: it adopts, the counters go on.
-    server_jail = jails["server"]
+    server_jail = traffic_jails["server"]
     os.kill(server_jail.supervisor, 9)
     dead = server_jail.supervisor
     wait_for(lambda: not pid_alive(dead), 10, "the supervisor to die")
@@ -228,8 +228,8 @@ def test_each_jail_counts_its_own_traffic_and_keeps_it_across_adoption(jails):
     assert 1_000_000 <= counters(server_jail.uid)["transmit"][0] - ipv4 <= 1_100_000
 
 
-def test_the_state_file_records_the_counter_map(jails):
-    for jail in jails.values():
+def test_the_state_file_records_the_counter_map(traffic_jails):
+    for jail in traffic_jails.values():
         states = [p.read_text() for p in pathlib.Path("/run/jail/state").glob("*.state")]
         mine = [s for s in states if f"socket={jail.socket}\n" in s]
         assert len(mine) == 1

@@ -42,7 +42,8 @@ def test_man_pages_render_without_warnings():
         checked = run("man", "--warnings", "-l", "-E", "UTF-8", str(REPO / "man" / page), env=dict(os.environ, MANWIDTH="80"))
         assert checked.returncode == 0 and checked.stderr == "", (page, checked.stderr)
     jaild_page = (REPO / "man" / "jaild.8").read_text()
-    for verb in ("start", "list", "show", "status", "stop", "sessions", "enter", "create", "destroy", "base"):
+    for verb in ("start", "list", "show", "status", "stop", "sessions", "enter", "create", "destroy", "base",
+                 "authorized-keys", "metrics", "config"):
         assert f".It Em {verb}" in jaild_page, verb
     assert "no jail has that name" in jaild_page  # the exit codes
     config_page = (REPO / "man" / "jail.conf.5").read_text()

@@ -6,12 +6,14 @@ import json
 import os
 import random
 import re
+import secrets
 import shutil
 import socket
 import struct
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import pytest
 
@@ -390,3 +392,29 @@ def test_implicit_ports_never_land_on_another_jails_port(rootfs_sec, rootfs_sec_
             assert "not reached in 100 (0 refused)" in text, text
     finally:
         server.close()
+
+
+def test_own_port_lets_the_user_bind_a_low_port_without_capabilities(foreground, rootfs_a):
+    port = free_low_port()
+    page = rootfs_a / "home" / "work" / "www" / "index.html"
+    page.parent.mkdir(exist_ok=True)
+    token = secrets.token_hex(8)
+    page.write_text(token)
+    jail = foreground("--ports", f"tcp:{port}", "--boot", f"exec httpd -f -p 127.0.0.1:{port} -h /home/work/www")
+
+    def answers():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read().decode()
+        except OSError:
+            return None
+    assert wait_for(answers, 20, "httpd on the low port") == token
+    owner = jail.run("ps -o user,args | grep '[h]ttpd'").stdout.split()[0]
+    assert owner == b"work"
+
+
+def test_without_the_capability_a_low_port_is_refused(foreground):
+    port = free_low_port()
+    jail = foreground()
+    result = jail.run(f"httpd -f -p 127.0.0.1:{port} -h /")
+    assert result.returncode != 0
+    assert b"Permission denied" in result.stderr

@@ -23,7 +23,6 @@ import pytest
 
 from conftest import UID_A, Jail, as_user, children_of, pid_alive, wait_for
 from test_adoption import Tracked
-from test_provision import prov  # noqa: F401  (jaild create with its state in a temporary directory)
 
 MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
 # A host group and one of its members, ids no one else uses (this helper's own range).

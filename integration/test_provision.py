@@ -11,44 +11,15 @@ import pathlib
 import shutil
 import stat
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from conftest import REPO, as_user, pid_alive
+from conftest import PROVISION_ISSUE, REPO, as_user, tree_listing
 from harness import HostSshd
 
-ISSUE = "Jail provision base"
 DEBIAN_ISSUE = "Jail test Debian rootfs"
 FIFTY = [(f"jt-p{i:02d}", 63000 + i) for i in range(50)]
-HOST_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/shells", "/etc/subuid", "/etc/subgid")
-
-
-
-def tree_listing(root):
-    """Every entry beneath root with its type, mode, owner, size, mtime and content hash
-    (symlink: its target; device: its number): equal listings are equal trees."""
-    root = pathlib.Path(root)
-    if not root.exists():
-        return None
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            p = pathlib.Path(dirpath) / name
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                content = hashlib.sha256(p.read_bytes()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                content = os.readlink(p)
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                content = f"dev {st.st_rdev}"
-            else:
-                content = ""
-            mtime = 0 if stat.S_ISDIR(st.st_mode) else st.st_mtime_ns
-            out.append((str(p.relative_to(root)), st.st_mode, st.st_uid, st.st_gid, st.st_size, mtime, content))
-    return out
 
 
 def tree_hash(root):
@@ -58,87 +29,6 @@ def tree_hash(root):
 def disk_bytes(path):
     """Blocks allocated beneath path (what du counts), in bytes."""
     return int(subprocess.run(["du", "-s", "-B1", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
-
-
-class Provisioning:
-    """jaild with its config and state roots in a temporary directory; every tenant it made
-    is destroyed at the end, whatever happened."""
-
-    def __init__(self, base, jail_binary):
-        self.base = base
-        self.conf = base / "conf"
-        self.state = base / "state"
-        self.bin = pathlib.Path(jail_binary).parent
-        self.jaild_path = str(self.bin / "jaild")
-        self.jail_path = jail_binary
-        self.names = set()
-        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "JAIL_CONFIG_DIR": str(self.conf),
-                    "JAIL_STATE_DIR": str(self.state), "JAIL_SSHD_CONFIG_DIR": str(base / "sshd_config.d")}
-
-    def jaild(self, *args, check=False, **kwargs):
-        result = subprocess.run([self.jaild_path, *args], capture_output=True, text=True, timeout=60, env=self.env,
-                                **kwargs)
-        if check:
-            assert result.returncode == 0, f"jaild {' '.join(args)}: {result.stderr}"
-        return result
-
-    def create(self, name, uid, base, *extra, start=True):
-        self.names.add(name)
-        self.jaild("create", name, "--uid", str(uid), "--base", str(base), *extra, check=True)
-        if start:
-            # No warning either: the host account's name is an alias of the jail's user.
-            assert "warning" not in self.jaild("start", name, check=True).stderr
-
-    def destroy(self, name, *extra):
-        result = self.jaild("destroy", name, "--yes", *extra)
-        self.names.discard(name)
-        return result
-
-    def cleanup(self):
-        for name in sorted(self.names):
-            self.jaild("destroy", name, "--yes")
-            # If destroy itself is what broke, leave the host clean anyway.
-            subprocess.run(["userdel", name], capture_output=True)
-            subprocess.run(["groupdel", name], capture_output=True)
-        shells = pathlib.Path("/etc/shells")
-        lines = shells.read_text().splitlines(keepends=True)
-        if any(line.strip() == self.jail_path for line in lines):
-            shells.write_text("".join(line for line in lines if line.strip() != self.jail_path))
-
-    def session(self, uid, script):
-        """`jail -c script` as the host uid: the default socket of uid:uid."""
-        return subprocess.run([self.jail_path, "-c", script], capture_output=True, timeout=30,
-                              env={"PATH": "/usr/bin:/bin"}, preexec_fn=as_user(uid))
-
-    def upper(self, name):
-        return self.state / name / "upper"
-
-    def snapshot(self):
-        """The host as the bad-input and destroy tests compare it."""
-        files = {p: pathlib.Path(p).read_bytes() if os.path.exists(p) else None for p in HOST_FILES}
-        return files, tree_listing(self.conf), tree_listing(self.state)
-
-
-@pytest.fixture(scope="module")
-def prov(installed_jail):
-    base = pathlib.Path(tempfile.mkdtemp(prefix="jail-prov-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    p = Provisioning(base, installed_jail)
-    (p.state / "bases").mkdir(parents=True)
-    p.conf.mkdir()
-    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(p.state / "bases" / "busybox"), "61000", ISSUE],
-                   check=True)
-    (base / "sshd_config.d").mkdir()
-    # The host group of every tenant (test_ssh_forwarding.py tests its making): there before
-    # the snapshots, so that they compare the tenants' own changes.
-    made_group = subprocess.run(["groupadd", "-r", "jail"], capture_output=True).returncode == 0
-    try:
-        yield p
-    finally:
-        p.cleanup()
-        if made_group:
-            subprocess.run(["groupdel", "jail"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 class Sshd(HostSshd):
@@ -159,7 +49,7 @@ class Sshd(HostSshd):
                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sshd(prov):
     base = prov.base / "sshd"
     base.mkdir()
@@ -180,12 +70,12 @@ def test_busybox_tenant_lands_inside_by_su_and_ssh(prov, sshd, capsys):
     started = time.monotonic()
     prov.create("jt-p50", 63050, "busybox", "--key", str(sshd.key) + ".pub", "--hostname", "tenant50")
     elapsed = time.monotonic() - started
-    assert su("jt-p50", "id -un; cat /etc/issue").stdout == f"work\n{ISSUE}\n".encode()
+    assert su("jt-p50", "id -un; cat /etc/issue").stdout == f"work\n{PROVISION_ISSUE}\n".encode()
     # The host account's name is the jail user's too: ~jt-p50 is the home inside.
     assert prov.session(63050, "cd ~jt-p50 && pwd").stdout == b"/home/work\n"
     result = sshd.ssh("jt-p50", "id -un; id -u; cat /etc/issue; hostname; ps -o pid,args | grep -c 'jaild: init'")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode().split("\n")[:4] == ["work", "63050", ISSUE, "tenant50"]
+    assert result.stdout.decode().split("\n")[:4] == ["work", "63050", PROVISION_ISSUE, "tenant50"]
     # The jail's own sshd would accept the same key for its user.
     inside = prov.session(63050, "cat /home/work/.ssh/authorized_keys; stat -c '%u %a' /home/work /home/work/.ssh")
     assert inside.stdout == (sshd.key.with_suffix(".pub").read_bytes() + b"63050 755\n63050 700\n")
@@ -223,7 +113,7 @@ def test_debian_tenant_lands_inside_by_su_and_ssh(prov, sshd, debian_cache):
 
 def test_two_jails_share_a_base_and_keep_their_writes(prov):
     base = prov.base / "shared-base"
-    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", ISSUE], check=True)
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", PROVISION_ISSUE], check=True)
     data = base / "data"
     data.mkdir()
     os.chmod(data, 0o777)  # the jail users may write and delete here, as apt does in /usr as root
@@ -262,19 +152,19 @@ def test_two_jails_share_a_base_and_keep_their_writes(prov):
 
 def test_copy_is_a_tree_of_its_own(prov):
     base = prov.base / "copy-base"
-    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", ISSUE], check=True)
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", PROVISION_ISSUE], check=True)
     before = tree_hash(base)
     prov.create("jt-p54", 63054, base, "--copy")
     root = prov.state / "jt-p54" / "root"
     assert sorted(os.listdir(prov.state / "jt-p54")) == ["root"]
-    assert (root / "etc" / "issue").read_text() == ISSUE + "\n"
+    assert (root / "etc" / "issue").read_text() == PROVISION_ISSUE + "\n"
     assert os.stat(root / "bin" / "busybox").st_ino != os.stat(base / "bin" / "busybox").st_ino
     assert "base =" not in (prov.conf / "jt-p54.conf").read_text()
     assert tree_hash(base) == before
     (base / "etc" / "issue").write_text("changed\n")
     prov.jaild("stop", "63054:63054", check=True)
     prov.jaild("start", "jt-p54", check=True)
-    assert prov.session(63054, "id -un; cat /etc/issue").stdout == f"work\n{ISSUE}\n".encode()
+    assert prov.session(63054, "id -un; cat /etc/issue").stdout == f"work\n{PROVISION_ISSUE}\n".encode()
     assert prov.destroy("jt-p54").returncode == 0
     assert not (prov.state / "jt-p54").exists()
 
@@ -388,7 +278,7 @@ def test_fifty_jails_from_one_base(prov, capsys):
     total = time.monotonic() - started
     for name, uid in FIFTY:
         result = prov.session(uid, "id -u; cat /etc/issue")
-        assert result.stdout == f"{uid}\n{ISSUE}\n".encode(), (name, result.stderr)
+        assert result.stdout == f"{uid}\n{PROVISION_ISSUE}\n".encode(), (name, result.stderr)
     uppers = sum(disk_bytes(prov.upper(name)) for name, _ in FIFTY)
     listing = prov.jaild("base", "list", check=True).stdout
     row = next(line for line in listing.splitlines() if line.startswith("busybox "))
@@ -408,7 +298,7 @@ def test_fifty_jails_from_one_base(prov, capsys):
 def test_root_inside_a_base_jail_is_not_host_root(prov):
     """A jail on a base gets its user namespace: the overlay is mounted over idmapped layers."""
     base = prov.base / "userns-base"
-    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", ISSUE], check=True)
+    subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs"), str(base), "61000", PROVISION_ISSUE], check=True)
     prov.create("jt-p54", 63054, base, "--rc", "cat /proc/self/uid_map > /rc-map; id -u > /rc-uid")
     try:
         rows = json.loads(prov.jaild("list", "--json", check=True).stdout)

@@ -7,7 +7,6 @@ import signal
 import subprocess
 
 from conftest import JAILD, UID_A, Jail, wait_for
-from test_operations import foreground  # noqa: F401  (the fixture)
 from test_ports import free_port
 
 STATE_DIR = pathlib.Path("/run/jail/state")

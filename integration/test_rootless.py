@@ -43,7 +43,7 @@ def as_rl(argv, **kwargs):
 
 
 @pytest.fixture
-def jail(user):
+def rootless_jail(user):
     result = as_rl([user["jaild"], "-r", str(user["root"]), "--hostname", "rootless"])
     assert result.returncode == 0, result.stderr
     pidfile = f"{user['dir']}/jaild-{RL_UID}-{RL_UID}.pid"
@@ -54,28 +54,28 @@ def jail(user):
         wait_for(lambda: not pid_alive(supervisor), 20, "the rootless jail to stop")
 
 
-def test_sessions_exit_codes_and_stop(jail):
-    info = os.stat(jail["dir"])
+def test_sessions_exit_codes_and_stop(rootless_jail):
+    info = os.stat(rootless_jail["dir"])
     assert (info.st_uid, info.st_mode & 0o777) == (RL_UID, 0o700)
-    out = as_rl([jail["jail"], "-c", "id -u; cat /etc/issue; hostname; ps -o pid,args | sed -n 2p; exit 3"],
+    out = as_rl([rootless_jail["jail"], "-c", "id -u; cat /etc/issue; hostname; ps -o pid,args | sed -n 2p; exit 3"],
                 stdin=subprocess.DEVNULL)
     assert out.returncode == 3
     lines = out.stdout.decode().splitlines()
     assert lines[:3] == [str(RL_UID), "Rootless rootfs", "rootless"]
     assert lines[3].split(None, 1) == ["1", f"jaild: init [{RL_UID}:{RL_UID}]"]
     data = os.urandom(8 << 20)
-    out = as_rl([jail["jail"], "-c", "cat; echo err >&2"], input=data)
+    out = as_rl([rootless_jail["jail"], "-c", "cat; echo err >&2"], input=data)
     assert (sha256(out.stdout), out.stderr, out.returncode) == (sha256(data), b"err\n", 0)
     # The user's own processes own the jail: no capability anywhere on the host side.
-    status = open(f"/proc/{jail['supervisor']}/status").read()
+    status = open(f"/proc/{rootless_jail['supervisor']}/status").read()
     assert "CapEff:\t0000000000000000" in status
-    os.kill(jail["supervisor"], 15)
-    wait_for(lambda: not pid_alive(jail["supervisor"]), 20, "the stop")
-    assert not os.path.exists(jail["socket"]) and not os.path.exists(jail["pidfile"])
+    os.kill(rootless_jail["supervisor"], 15)
+    wait_for(lambda: not pid_alive(rootless_jail["supervisor"]), 20, "the stop")
+    assert not os.path.exists(rootless_jail["socket"]) and not os.path.exists(rootless_jail["pidfile"])
 
 
-def test_pty_session(jail):
-    child = pexpect.spawn(f"setpriv --reuid={RL_UID} --regid={RL_UID} --clear-groups {jail['jail']}",
+def test_pty_session(rootless_jail):
+    child = pexpect.spawn(f"setpriv --reuid={RL_UID} --regid={RL_UID} --clear-groups {rootless_jail['jail']}",
                           env={"PATH": "/usr/bin:/bin", "TERM": "xterm"}, timeout=15, encoding="utf-8",
                           dimensions=(33, 99))
     try:

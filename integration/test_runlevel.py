@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from conftest import JAILD, UID_A, Jail, cached_debian_rootfs, mounts_under, wait_for
+from conftest import JAILD, UID_A, Jail, cached_debian_rootfs, mounts_under
 
 
 @pytest.fixture(scope="module")

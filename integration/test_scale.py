@@ -93,7 +93,7 @@ class Tenants:
 
 
 @pytest.fixture
-def tenants(installed_jail):
+def scale_tenants(installed_jail):
     base = pathlib.Path(tempfile.mkdtemp(prefix="jail-scale-", dir="/tmp"))
     os.chmod(base, 0o755)
     t = Tenants(base, installed_jail)
@@ -121,10 +121,10 @@ def tenants(installed_jail):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def assert_nothing_left(t, tenants, ports=()):
-    names = [name for name, _ in tenants]
+def assert_nothing_left(t, scale_tenants, ports=()):
+    names = [name for name, _ in scale_tenants]
     assert set(glob.glob("/var/lib/jail/userns/*.range")) <= t.ranges_before
-    assert not [u for _, u in tenants if os.path.lexists(f"/var/lib/jail/userns/by-name/jail-{u}-{u}")]
+    assert not [u for _, u in scale_tenants if os.path.lexists(f"/var/lib/jail/userns/by-name/jail-{u}-{u}")]
     assert not states_of(set(names))
     assert not [n for n in names if os.path.lexists(f"/run/jail/index/name/{n}")]
     records = set(os.listdir("/run/jail/ports")) if os.path.isdir("/run/jail/ports") else set()
@@ -138,33 +138,33 @@ def assert_nothing_left(t, tenants, ports=()):
     assert dangling_range_entries() <= t.dangling_before
 
 
-def test_create_and_start_stay_flat_with_200_running(tenants):
+def test_create_and_start_stay_flat_with_200_running(scale_tenants):
     timings = []
     for name, uid in SEQUENTIAL:
         t0 = time.perf_counter()
-        tenants.create(name, uid)
-        tenants.jaild("start", name)
+        scale_tenants.create(name, uid)
+        scale_tenants.jaild("start", name)
         timings.append(time.perf_counter() - t0)
     first, last = statistics.fmean(timings[:50]), statistics.fmean(timings[-50:])
-    listed = json.loads(tenants.jaild("list", "--json").stdout)
+    listed = json.loads(scale_tenants.jaild("list", "--json").stdout)
     assert {j["name"] for j in listed} >= {name for name, _ in SEQUENTIAL}
     states = states_of({name for name, _ in SEQUENTIAL})
     assert len(states) == 200 and len({s["userns"] for s in states.values()}) == 200
     # The last one started still answers a session.
-    assert tenants.session(SEQUENTIAL[-1][1], "id -u").stdout.strip() == str(SEQUENTIAL[-1][1])
+    assert scale_tenants.session(SEQUENTIAL[-1][1], "id -u").stdout.strip() == str(SEQUENTIAL[-1][1])
     print(f"\n[figures] create+start: first 50 {first * 1000:.0f} ms, last 50 {last * 1000:.0f} ms "
           f"(ratio {last / first:.2f})")
     assert last <= 1.5 * first, (first, last)
-    assert tenants.destroy_all() == []
-    assert_nothing_left(tenants, SEQUENTIAL)
+    assert scale_tenants.destroy_all() == []
+    assert_nothing_left(scale_tenants, SEQUENTIAL)
 
 
-def test_100_concurrent_starts_each_get_their_range_ports_and_a_session(tenants):
+def test_100_concurrent_starts_each_get_their_range_ports_and_a_session(scale_tenants):
     for i, (name, uid) in enumerate(CONCURRENT):
-        tenants.create(name, uid, "--ports", f"tcp:{FIRST_PORT + i}")
+        scale_tenants.create(name, uid, "--ports", f"tcp:{FIRST_PORT + i}")
     names = [name for name, _ in CONCURRENT]
-    result = subprocess.run(["xargs", "-P", "8", "-n", "1", tenants.jaild_path, "start"], input="\n".join(names) + "\n",
-                            capture_output=True, text=True, env=tenants.env, timeout=300)
+    result = subprocess.run(["xargs", "-P", "8", "-n", "1", scale_tenants.jaild_path, "start"], input="\n".join(names) + "\n",
+                            capture_output=True, text=True, env=scale_tenants.env, timeout=300)
     assert result.returncode == 0, result.stderr
     states = states_of(set(names))
     assert sorted(states) == sorted(names)
@@ -181,7 +181,7 @@ def test_100_concurrent_starts_each_get_their_range_ports_and_a_session(tenants)
         cgroup = states[name]["cgroup"]
         assert entries.get((6, port)) == os.stat(cgroup).st_ino, (name, port)
         assert port in reserved
-        session = tenants.session(uid, "id -u")
+        session = scale_tenants.session(uid, "id -u")
         assert session.returncode == 0 and session.stdout.strip() == str(uid), (name, session)
-    assert tenants.destroy_all() == []
-    assert_nothing_left(tenants, CONCURRENT, ports=[FIRST_PORT + i for i in range(100)])
+    assert scale_tenants.destroy_all() == []
+    assert_nothing_left(scale_tenants, CONCURRENT, ports=[FIRST_PORT + i for i in range(100)])

@@ -5,7 +5,6 @@ import os
 import random
 import re
 import secrets
-import shutil
 import socket
 import stat
 import subprocess
@@ -13,8 +12,8 @@ import sys
 
 import pytest
 
-from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, children_of, descendants, session_children, jail_descendants, pid_alive, probe, outcome,
-                      wait_for)
+from conftest import (JAIL, JAILD, UID_A, UID_B, Jail, as_user, children_of, session_children, jail_descendants,
+                      pid_alive, probe, outcome, wait_for)
 
 # Capabilities that stay in the bounding set (Sources/JailDaemon/Init/Hardening.swift).
 KEPT = {0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 29}

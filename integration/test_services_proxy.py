@@ -297,7 +297,7 @@ def host_dir():
 
 
 @pytest.fixture(scope="module")
-def world(rootfs_sec, rootfs_sec_b, client_binary, host_dir, tmp_path_factory):
+def proxy_world(rootfs_sec, rootfs_sec_b, client_binary, host_dir, tmp_path_factory):
     """Jails A and B with their services, and the host services behind them."""
     installed = [root / "bin" / "svcclient" for root in (rootfs_sec, rootfs_sec_b)]
     for target in installed:
@@ -349,8 +349,8 @@ def check_header(record, jail, uid, path="/run/svc/echo.sock"):
     assert uid_text == f"uid={uid}" and pid_text.startswith("pid=") and int(pid_text[4:]) > 1
 
 
-def test_header_names_jail_and_caller_then_the_exact_bytes_both_ways(world):
-    a, service = world["a"], world["services"]["a"]
+def test_header_names_jail_and_caller_then_the_exact_bytes_both_ways(proxy_world):
+    a, service = proxy_world["a"], proxy_world["services"]["a"]
     payload = os.urandom(16 << 20)
     before = len(service.records())
     result = a.run("/bin/svcclient /run/svc/echo.sock", input=payload)
@@ -365,8 +365,8 @@ def test_header_names_jail_and_caller_then_the_exact_bytes_both_ways(world):
     check_header(wait_records(service, before + 2)[-1], "svc-a", 0)
 
 
-def test_forged_header_is_payload_and_jail_b_relays_with_its_own_name(world):
-    a, b, service_a, service_b = world["a"], world["b"], world["services"]["a"], world["services"]["b"]
+def test_forged_header_is_payload_and_jail_b_relays_with_its_own_name(proxy_world):
+    a, b, service_a, service_b = proxy_world["a"], proxy_world["b"], proxy_world["services"]["a"], proxy_world["services"]["b"]
     forged = (SIGNATURE + bytes([0x21, 0x31]) + struct.pack(">H", 216 + 8) + b"\0" * 216
               + bytes([0xE0, 0, 5]) + b"svc-b")
     before = len(service_a.records())
@@ -382,15 +382,15 @@ def test_forged_header_is_payload_and_jail_b_relays_with_its_own_name(world):
     # header=none: raw bytes, the service tells jails apart by its socket; mode and owner as given.
     listing = a.run("ls -ln /run/raw.sock").stdout.decode().split()
     assert listing[0] == "srw-rw----" and listing[2:4] == ["0", str(UID_A)], listing
-    raw = world["services"]["raw"]
+    raw = proxy_world["services"]["raw"]
     before_raw = len(raw.records())
     result = a.run("/bin/svcclient /run/raw.sock", input=b"raw bytes")
     assert result.returncode == 0 and result.stdout == b"raw bytes", result
     assert wait_records(raw, before_raw + 1)[-1]["first"] == b"raw bytes"
 
 
-def test_host_path_is_not_reachable_from_inside(world):
-    a, service, host = world["a"], world["services"]["a"], world["host"]
+def test_host_path_is_not_reachable_from_inside(proxy_world):
+    a, service, host = proxy_world["a"], proxy_world["services"]["a"], proxy_world["host"]
     relay = a.relay()
     inside_pid = open(f"/proc/{relay}/status").read().split("NSpid:")[1].split("\n")[0].split()[-1]
     held = [fd for fd in os.listdir(f"/proc/{relay}/fd") if os.readlink(f"/proc/{relay}/fd/{fd}") == str(host / "a")]
@@ -413,8 +413,8 @@ def test_host_path_is_not_reachable_from_inside(world):
     assert open(f"/proc/{relay}/cgroup").read() == open(f"/proc/{a.init_pid}/cgroup").read()
 
 
-def test_service_down_fails_promptly_with_one_log_line(world):
-    a = world["a"]
+def test_service_down_fails_promptly_with_one_log_line(proxy_world):
+    a = proxy_world["a"]
     assert "down.sock does not exist yet" in a.text()  # the start's warning
     began = time.monotonic()
     result = a.run("/bin/svcclient /run/down.sock </dev/null; /bin/svcclient /run/down.sock </dev/null; echo done")
@@ -434,8 +434,8 @@ def rss_kib(pid):
     return int(open(f"/proc/{pid}/status").read().split("VmRSS:")[1].split()[0])
 
 
-def test_abandoned_connections_leak_nothing_and_another_jail_stays_fast(world):
-    a, b = world["a"], world["b"]
+def test_abandoned_connections_leak_nothing_and_another_jail_stays_fast(proxy_world):
+    a, b = proxy_world["a"], proxy_world["b"]
     relay = a.relay()
     baseline = fd_count(relay)
     rss_before = rss_kib(relay)
@@ -459,8 +459,8 @@ def test_abandoned_connections_leak_nothing_and_another_jail_stays_fast(world):
     assert rss_after - rss_before < 2048, (rss_before, rss_after)
 
 
-def test_latency_and_throughput_against_a_direct_connection(world):
-    a, host, client = world["a"], world["host"], world["client"]
+def test_latency_and_throughput_against_a_direct_connection(proxy_world):
+    a, host, client = proxy_world["a"], proxy_world["host"], proxy_world["client"]
     sink = HostService(host / "a" / "sink.sock", mode="sink", header=False)
     try:
         direct = subprocess.run([str(client), "rtt", str(host / "a" / "echo.sock"), "300"], capture_output=True, timeout=60)
@@ -476,10 +476,10 @@ def test_latency_and_throughput_against_a_direct_connection(world):
     assert bulk_direct.stdout.endswith(b"reply=536870912\n") and bulk_relayed.stdout.endswith(b"reply=536870912\n"), bulk_relayed
 
 
-def test_a_full_backlog_closes_the_tenants_connection_after_the_timeout(world):
+def test_a_full_backlog_closes_the_tenants_connection_after_the_timeout(proxy_world):
     """A host service that stops accepting: the relay tries for 1 s, then closes the tenant's
     connection with one log line, and never blocks (other connections go on meanwhile)."""
-    a, host = world["a"], world["host"]
+    a, host = proxy_world["a"], proxy_world["host"]
     path = host / "a" / "sink.sock"
     blocker = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     blocker.bind(str(path))
@@ -504,10 +504,10 @@ def test_a_full_backlog_closes_the_tenants_connection_after_the_timeout(world):
     wait_for(lambda: fd_count(relay) == baseline, 10, "the relay's descriptors to return to their baseline")
 
 
-def test_without_a_user_namespace_the_relay_is_the_hosts_nobody(world, rootfs_sec, tmp_path):
+def test_without_a_user_namespace_the_relay_is_the_hosts_nobody(proxy_world, rootfs_sec, tmp_path):
     """--no-userns: init is host root, so the relay must drop to the host's nobody, without
     capabilities; the caller's uid in the header is the host uid, which is the jail's."""
-    host, service = world["host"], world["services"]["a"]
+    host, service = proxy_world["host"], proxy_world["services"]["a"]
     prefix_dir = pathlib.Path(tempfile.mkdtemp(prefix="jail-svc-nouserns-", dir="/tmp"))
     os.chmod(prefix_dir, 0o755)
     jail = None
@@ -528,8 +528,8 @@ def test_without_a_user_namespace_the_relay_is_the_hosts_nobody(world, rootfs_se
         shutil.rmtree(prefix_dir, ignore_errors=True)
 
 
-def test_info_json_has_the_values_the_jail_started_with(world):
-    a, host = world["a"], world["host"]
+def test_info_json_has_the_values_the_jail_started_with(proxy_world):
+    a, host = proxy_world["a"], proxy_world["host"]
     text = a.run("cat /run/jail/info.json").stdout.decode()
     info = json.loads(text)
     assert info["version"] == 1 and info["name"] == "svc-a" and info["hostname"] == "tenant-a"
@@ -559,8 +559,8 @@ def test_create_knows_service(tmp_path):
     assert not (tmp_path / "etc" / "svc-create-check.conf").exists()
 
 
-def test_relay_survives_a_killed_supervisor_and_works_after_adoption(world):
-    a, service = world["a"], world["services"]["a"]
+def test_relay_survives_a_killed_supervisor_and_works_after_adoption(proxy_world):
+    a, service = proxy_world["a"], proxy_world["services"]["a"]
     relay = a.relay()
     before = len(service.records())
     in_flight = a.popen("/bin/svcclient /run/svc/echo.sock", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -644,11 +644,11 @@ def test_bad_input_is_one_line_and_leaves_nothing(rootfs_sec, host_dir, tmp_path
         shutil.rmtree(prefix_dir, ignore_errors=True)
 
 
-def test_a_jail_with_a_service_stops_without_waiting_for_the_kill(world, rootfs_sec, tmp_path):
+def test_a_jail_with_a_service_stops_without_waiting_for_the_kill(proxy_world, rootfs_sec, tmp_path):
     """The relay is forked before init enters its Landlock domain, whose signal scope keeps
     init's SIGTERM from reaching it: init closes the relay's stop pipe instead. Before, every
     stop of a jail with --service waited the whole --stop-timeout (then init's exit killed it)."""
-    host = world["host"]
+    host = proxy_world["host"]
     prefix_dir = pathlib.Path(tempfile.mkdtemp(prefix="jail-svc-stop-", dir="/tmp"))
     os.chmod(prefix_dir, 0o755)
     jail = None

@@ -114,7 +114,7 @@ def reload_sshd(sshd):
 
 
 @pytest.fixture(scope="module")
-def world(installed_jail, debian_cache):
+def forwarding_world(installed_jail, debian_cache):
     base = pathlib.Path(tempfile.mkdtemp(prefix="jail-fwd-", dir="/tmp"))
     os.chmod(base, 0o755)
     host = Host(base, installed_jail)
@@ -153,15 +153,15 @@ def listening(port):
         return False
 
 
-def test_remote_forward_onto_another_jails_port_is_refused(world):
-    port = world.owned_port
-    attack = subprocess.Popen(world.ssh_argv("-N", "-o", "ExitOnForwardFailure=yes", "-R", f"127.0.0.1:{port}:127.0.0.1:9",
+def test_remote_forward_onto_another_jails_port_is_refused(forwarding_world):
+    port = forwarding_world.owned_port
+    attack = subprocess.Popen(forwarding_world.ssh_argv("-N", "-o", "ExitOnForwardFailure=yes", "-R", f"127.0.0.1:{port}:127.0.0.1:9",
                                              "unused"), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: attack.poll() is not None or listening(port), 30, "ssh -R to be refused or to listen")
         taken = listening(port)
         # The owner binds its own port inside its jail.
-        owner = subprocess.run([world.host.jail_path, "-c",
+        owner = subprocess.run([forwarding_world.host.jail_path, "-c",
                                 f"perl -MIO::Socket::INET -e 'IO::Socket::INET->new(LocalAddr => \"127.0.0.1\", "
                                 f"LocalPort => {port}, Listen => 1) or die \"bind: $!\\n\"; print \"bound\\n\"'"],
                                capture_output=True, timeout=60, preexec_fn=as_user(OWNER_UID))
@@ -220,7 +220,7 @@ def public_directory():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_local_and_stdio_forwards_to_host_only_services_are_refused(world, public_directory):
+def test_local_and_stdio_forwards_to_host_only_services_are_refused(forwarding_world, public_directory):
     # A unix socket and a TCP port that the tenant's host uid could reach, its jail cannot.
     path = public_directory / "host.sock"
     unix = Server(socket.AF_UNIX, str(path), b"SECRET-UNIX")
@@ -228,14 +228,14 @@ def test_local_and_stdio_forwards_to_host_only_services_are_refused(world, publi
     tcp_port = free_port()
     tcp = Server(socket.AF_INET, ("127.0.0.1", tcp_port), b"SECRET-TCP")
     local_unix, local_tcp = free_port(), free_port()
-    forward = subprocess.Popen(world.ssh_argv("-N", "-L", f"127.0.0.1:{local_unix}:{path}",
+    forward = subprocess.Popen(forwarding_world.ssh_argv("-N", "-L", f"127.0.0.1:{local_unix}:{path}",
                                               "-L", f"127.0.0.1:{local_tcp}:127.0.0.1:{tcp_port}", "unused"),
                                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # The client listens on its side; each connection asks sshd for a channel.
         wait_for(lambda: listening(local_unix) and listening(local_tcp), 30, "ssh -L to listen on the client's side")
         through_unix, through_tcp = read_through(local_unix), read_through(local_tcp)
-        stdio = world.ssh("-W", f"127.0.0.1:{tcp_port}", "unused", timeout=60)
+        stdio = forwarding_world.ssh("-W", f"127.0.0.1:{tcp_port}", "unused", timeout=60)
     finally:
         forward.kill()
         forward.wait(10)
@@ -247,31 +247,31 @@ def test_local_and_stdio_forwards_to_host_only_services_are_refused(world, publi
     assert (unix.accepted, tcp.accepted) == (0, 0)
 
 
-def test_sessions_copies_pty_agent_and_x11_keep_working(world, tmp_path):
-    r = world.ssh("id -un; id -u; cat /etc/issue")
+def test_sessions_copies_pty_agent_and_x11_keep_working(forwarding_world, tmp_path):
+    r = forwarding_world.ssh("id -un; id -u; cat /etc/issue")
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().splitlines()[:3] == ["work", str(TENANT_UID), "Jail test Debian rootfs"]
-    r = world.ssh("-tt", "tty")
+    r = forwarding_world.ssh("-tt", "tty")
     assert r.returncode == 0 and r.stdout.startswith(b"/dev/pts/"), (r.stdout, r.stderr)
     # scp both ways, sftp, rsync.
     local = tmp_path / "up.bin"
     local.write_bytes(os.urandom(1 << 20))
     target = f"{TENANT}@127.0.0.1"
-    scp = ["scp", *ssh_options(world.key, world.sshd.port)[:-2], "-P", str(world.sshd.port)]
+    scp = ["scp", *ssh_options(forwarding_world.key, forwarding_world.sshd.port)[:-2], "-P", str(forwarding_world.sshd.port)]
     assert subprocess.run([*scp, str(local), f"{target}:up.bin"], capture_output=True, timeout=120).returncode == 0
     assert subprocess.run([*scp, f"{target}:up.bin", str(tmp_path / "down.bin")], capture_output=True,
                           timeout=120).returncode == 0
     assert (tmp_path / "down.bin").read_bytes() == local.read_bytes()
     batch = tmp_path / "batch"
     batch.write_text(f"put {local} sftp.bin\nget sftp.bin {tmp_path / 'sftp.bin'}\nrm sftp.bin\n")
-    r = subprocess.run(["sftp", *ssh_options(world.key, world.sshd.port)[:-2], "-P", str(world.sshd.port), "-b", str(batch),
+    r = subprocess.run(["sftp", *ssh_options(forwarding_world.key, forwarding_world.sshd.port)[:-2], "-P", str(forwarding_world.sshd.port), "-b", str(batch),
                         target], capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "sftp.bin").read_bytes() == local.read_bytes()
-    rsh = " ".join(["ssh", *ssh_options(world.key, world.sshd.port)])
+    rsh = " ".join(["ssh", *ssh_options(forwarding_world.key, forwarding_world.sshd.port)])
     r = subprocess.run(["rsync", "-a", "-e", rsh, str(local), f"{target}:rsync.bin"], capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    r = world.ssh("sha256sum < rsync.bin; rm up.bin rsync.bin")
+    r = forwarding_world.ssh("sha256sum < rsync.bin; rm up.bin rsync.bin")
     assert r.stdout.split()[0].decode() == __import__("hashlib").sha256(local.read_bytes()).hexdigest()
 
     # ssh -A: the agent reaches the session inside (jail relays sshd's agent socket).
@@ -280,20 +280,20 @@ def test_sessions_copies_pty_agent_and_x11_keep_working(world, tmp_path):
     try:
         wait_for((directory / "agent.sock").exists, 10, "ssh-agent's socket")
         env = dict(os.environ, SSH_AUTH_SOCK=str(directory / "agent.sock"))
-        subprocess.run(["ssh-add", "-q", str(world.key)], check=True, env=env, capture_output=True, timeout=30)
-        r = world.ssh("-A", "echo S=$SSH_AUTH_SOCK; ssh-add -l", env=env)
+        subprocess.run(["ssh-add", "-q", str(forwarding_world.key)], check=True, env=env, capture_output=True, timeout=30)
+        r = forwarding_world.ssh("-A", "echo S=$SSH_AUTH_SOCK; ssh-add -l", env=env)
     finally:
         agent.kill()
         agent.wait()
         shutil.rmtree(directory, ignore_errors=True)
-    fingerprint = subprocess.run(["ssh-keygen", "-lf", f"{world.key}.pub"], capture_output=True, text=True).stdout.split()[1]
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", f"{forwarding_world.key}.pub"], capture_output=True, text=True).stdout.split()[1]
     lines = r.stdout.decode().splitlines()
     assert r.returncode == 0 and lines[0].startswith("S=/tmp/jail-agent-") and fingerprint in lines[1], (r.stdout, r.stderr)
 
     # ssh -Y: sshd accepts X11 forwarding for the jail made with --forward-x11 (its key says
     # X11-forwarding), its xauth stores the cookie in the tenant's own host home, and the session
     # inside gets DISPLAY and its own Xauthority with that cookie.
-    r = world.ssh("-Y", "-o", "LogLevel=INFO", "echo D=$DISPLAY; xauth list | wc -l", env=x11_client())
+    r = forwarding_world.ssh("-Y", "-o", "LogLevel=INFO", "echo D=$DISPLAY; xauth list | wc -l", env=x11_client())
     assert r.returncode == 0 and b"X11 forwarding request failed" not in r.stderr, r.stderr
     lines = r.stdout.decode().splitlines()
     assert lines[0].startswith("D=localhost:") and lines[1].strip() == "1", (r.stdout, r.stderr)
@@ -305,23 +305,23 @@ def x11_client():
     return env
 
 
-def test_create_writes_the_restriction_and_says_to_reload(world):
+def test_create_writes_the_restriction_and_says_to_reload(forwarding_world):
     # The key for the host's sshd; the jail user's own copy inside stays as given.
     home = pathlib.Path(__import__("pwd").getpwnam(TENANT).pw_dir)
-    public = pathlib.Path(f"{world.key}.pub").read_text()
+    public = pathlib.Path(f"{forwarding_world.key}.pub").read_text()
     assert (home / ".ssh" / "authorized_keys").read_text() == "restrict,pty,agent-forwarding,X11-forwarding " + public
     owner_home = pathlib.Path(__import__("pwd").getpwnam(OWNER).pw_dir)
     assert (owner_home / ".ssh" / "authorized_keys").read_text() == "restrict,pty,agent-forwarding " + public
-    assert (world.host.dropins / "jail.conf").read_text() == SHIPPED
+    assert (forwarding_world.host.dropins / "jail.conf").read_text() == SHIPPED
     assert {TENANT, OWNER} <= set(members())
     # The jail without --forward-x11: sshd refuses X11 forwarding (no X11 listener on the host).
-    r = world.ssh("-Y", "-o", "LogLevel=INFO", "echo D=$DISPLAY", env=x11_client(), user=OWNER)
+    r = forwarding_world.ssh("-Y", "-o", "LogLevel=INFO", "echo D=$DISPLAY", env=x11_client(), user=OWNER)
     assert r.returncode == 0 and b"X11 forwarding request failed" in r.stderr and r.stdout == b"D=\n", (r.stdout, r.stderr)
     # sshd ran when the first create installed the drop-in: one line says to reload it.
-    lines = world.created.stdout.splitlines()
-    assert len(lines) == 2 and "only when reloaded: systemctl reload ssh" in lines[1], world.created.stdout
+    lines = forwarding_world.created.stdout.splitlines()
+    assert len(lines) == 2 and "only when reloaded: systemctl reload ssh" in lines[1], forwarding_world.created.stdout
     # What sshd makes of it for a tenant (the Match block ends with the included file).
-    effective = subprocess.run(["/usr/sbin/sshd", "-T", "-f", str(world.sshd.base / "sshd_config"), "-C",
+    effective = subprocess.run(["/usr/sbin/sshd", "-T", "-f", str(forwarding_world.sshd.base / "sshd_config"), "-C",
                                 f"user={TENANT},host=x,addr=127.0.0.1"], capture_output=True, text=True).stdout
     for setting in ("allowtcpforwarding no", "allowstreamlocalforwarding no", "permittunnel no", "permitopen none",
                     "permitlisten none", "gatewayports no", "allowagentforwarding yes", "x11forwarding yes",

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import JAIL, UID_A, Jail, as_user, children_of, session_children, sha256, wait_for
+from conftest import JAIL, UID_A, Jail, as_user, session_children, sha256, wait_for
 
 MiB = 1 << 20
 

@@ -24,16 +24,10 @@ MiB = 1 << 20
 MODES = pytest.mark.parametrize("mode", [(), ("--no-userns",)], ids=["userns", "no-userns"])
 
 
-@pytest.fixture(params=[(), ("--no-userns",)], ids=["userns", "no-userns"])
-def jail(rootfs_sec, request):
-    with Jail(rootfs_sec, UID_A, list(request.param)) as running:
-        yield running
-
-
-def run_with(jail, script, stdin=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60):
+def run_with(probe_jail, script, stdin=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60):
     """`jail -c script` as the jail user, with the given host descriptors as its stdio."""
     return subprocess.run([JAIL, "-c", script], stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
-                          env={"JAIL_SOCKET": jail.socket, "PATH": "/usr/bin:/bin"}, preexec_fn=as_user(UID_A))
+                          env={"JAIL_SOCKET": probe_jail.socket, "PATH": "/usr/bin:/bin"}, preexec_fn=as_user(UID_A))
 
 
 def kinds(text):
@@ -41,7 +35,7 @@ def kinds(text):
     return [(m.group(1), int(m.group(2))) for m in re.finditer(r"^fd-kind: (\S+) ino=(\d+)$", text, re.M)]
 
 
-def test_root_owned_file_as_stdin_is_relayed_read_only_with_exact_bytes(jail, public_tmp):
+def test_root_owned_file_as_stdin_is_relayed_read_only_with_exact_bytes(probe_jail, public_tmp):
     path = public_tmp / "secret"
     payload = os.urandom(8 * MiB + 12345)
     path.write_bytes(payload)
@@ -50,7 +44,7 @@ def test_root_owned_file_as_stdin_is_relayed_read_only_with_exact_bytes(jail, pu
     # The attacks of `su acc -c cmd < file`: write through /proc/self/fd/0, chmod it setuid,
     # give it away. Each must miss the host file.
     with open(path, "rb") as f:
-        result = run_with(jail, "/bin/rootprobe fd-kind 0; /bin/rootprobe fd-reopen-write 0; "
+        result = run_with(probe_jail, "/bin/rootprobe fd-kind 0; /bin/rootprobe fd-reopen-write 0; "
                           "/bin/rootprobe fd-fchmod 0 4755; /bin/rootprobe fd-fchown 0 61000; exit 0", stdin=f)
     assert result.returncode == 0, result.stderr
     assert kinds(result.stdout.decode())[0][0] == "pipe", result.stdout
@@ -60,17 +54,17 @@ def test_root_owned_file_as_stdin_is_relayed_read_only_with_exact_bytes(jail, pu
     assert sha256(path.read_bytes()) == sha256(payload)
     # The program reads exactly the file's bytes.
     with open(path, "rb") as f:
-        result = run_with(jail, "cat", stdin=f)
+        result = run_with(probe_jail, "cat", stdin=f)
     assert result.returncode == 0
     assert sha256(result.stdout) == sha256(payload)
 
 
-def test_dev_null_stdin_is_the_jails_own(jail, public_tmp):
+def test_dev_null_stdin_is_the_jails_own(probe_jail, public_tmp):
     node = public_tmp / "null"
     os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     os.chmod(node, 0o666)
     with open(node, "rb") as f:
-        result = run_with(jail, "/bin/rootprobe fd-same 0 /dev/null; /bin/rootprobe fd-fchmod 0 0; "
+        result = run_with(probe_jail, "/bin/rootprobe fd-same 0 /dev/null; /bin/rootprobe fd-fchmod 0 0; "
                           "/bin/rootprobe fd-fchown 0 61000; cat; echo end", stdin=f)
     assert result.returncode == 0, result.stderr
     out = result.stdout.decode()
@@ -79,10 +73,10 @@ def test_dev_null_stdin_is_the_jails_own(jail, public_tmp):
     info = os.stat(node)
     assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o666, 0)
     # The common case, the host's own /dev/null, and a closed stdin: both the jail's /dev/null.
-    result = run_with(jail, "/bin/jailprobe fd-same 0 /dev/null", stdin=subprocess.DEVNULL)
+    result = run_with(probe_jail, "/bin/jailprobe fd-same 0 /dev/null", stdin=subprocess.DEVNULL)
     assert result.stdout == b"fd-same: yes\n"
     result = subprocess.run(["sh", "-c", f"exec {JAIL} -c '/bin/jailprobe fd-same 0 /dev/null' <&-"],
-                            capture_output=True, env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A),
+                            capture_output=True, env={"JAIL_SOCKET": probe_jail.socket}, preexec_fn=as_user(UID_A),
                             timeout=30)
     assert result.stdout == b"fd-same: yes\n"
 
@@ -101,13 +95,13 @@ def tcp_pair(receive_buffer=None):
     return client, server
 
 
-def test_inet_socket_stdin_is_relayed_not_passed(jail):
+def test_inet_socket_stdin_is_relayed_not_passed(probe_jail):
     inside, outside = tcp_pair()
     try:
         payload = os.urandom(3 * MiB)
         outside.sendall(payload)
         outside.shutdown(socket.SHUT_WR)
-        result = run_with(jail, "/bin/jailprobe fd-kind 0; cat", stdin=inside.fileno())
+        result = run_with(probe_jail, "/bin/jailprobe fd-kind 0; cat", stdin=inside.fileno())
     finally:
         inside.close()
         outside.close()
@@ -117,38 +111,38 @@ def test_inet_socket_stdin_is_relayed_not_passed(jail):
     assert sha256(rest) == sha256(payload)
 
 
-def test_stdout_to_a_regular_file_exact_bytes_append_and_2_to_1(jail, public_tmp):
+def test_stdout_to_a_regular_file_exact_bytes_append_and_2_to_1(probe_jail, public_tmp):
     path = public_tmp / "out"
     payload = os.urandom(8 * MiB + 7)
     with open(path, "wb") as f:
         proc = subprocess.run([JAIL, "-c", "cat"], input=payload, stdout=f, stderr=subprocess.PIPE, timeout=60,
-                              env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A))
+                              env={"JAIL_SOCKET": probe_jail.socket}, preexec_fn=as_user(UID_A))
     assert proc.returncode == 0, proc.stderr
     assert sha256(path.read_bytes()) == sha256(payload)
     # `>>` still appends, and the program's stdout is not the host file.
     with open(path, "ab") as f:
-        result = run_with(jail, "/bin/jailprobe fd-kind 1", stdout=f)
+        result = run_with(probe_jail, "/bin/jailprobe fd-kind 1", stdout=f)
     assert result.returncode == 0, result.stderr
     tail = path.read_bytes()[len(payload):].decode()
     assert tail.startswith("fd-kind: pipe "), tail
     assert len(path.read_bytes()) == len(payload) + len(tail)
     # 2>&1 into a file: one stream, in the program's order.
     with open(path, "wb") as f:
-        result = run_with(jail, "for i in 1 2 3 4 5 6 7 8; do echo out$i; echo err$i >&2; done", stdout=f,
+        result = run_with(probe_jail, "for i in 1 2 3 4 5 6 7 8; do echo out$i; echo err$i >&2; done", stdout=f,
                           stderr=subprocess.STDOUT)
     assert result.returncode == 0
     assert path.read_text() == "".join(f"out{i}\nerr{i}\n" for i in range(1, 9))
     # stdout and stderr to two files stay separate.
     err = public_tmp / "err"
     with open(path, "wb") as f, open(err, "wb") as g:
-        result = run_with(jail, "echo out; echo err >&2", stdout=f, stderr=g)
+        result = run_with(probe_jail, "echo out; echo err >&2", stdout=f, stderr=g)
     assert (path.read_text(), err.read_text()) == ("out\n", "err\n")
 
 
-def test_pipes_and_unix_sockets_are_still_passed(jail):
+def test_pipes_and_unix_sockets_are_still_passed(probe_jail):
     # The fast path: the program holds the client's own pipe (same inode), no relay.
     proc = subprocess.Popen([JAIL, "-c", "/bin/jailprobe fd-kind 0; /bin/jailprobe fd-kind 1"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={"JAIL_SOCKET": jail.socket},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={"JAIL_SOCKET": probe_jail.socket},
                             preexec_fn=as_user(UID_A))
     stdin_ino = os.fstat(proc.stdin.fileno()).st_ino
     stdout_ino = os.fstat(proc.stdout.fileno()).st_ino
@@ -157,7 +151,7 @@ def test_pipes_and_unix_sockets_are_still_passed(jail):
     # ssh's socketpairs.
     ours, theirs = socket.socketpair()
     try:
-        result = run_with(jail, "/bin/jailprobe fd-kind 0", stdin=theirs.fileno())
+        result = run_with(probe_jail, "/bin/jailprobe fd-kind 0", stdin=theirs.fileno())
     finally:
         ours.close()
         theirs.close()
@@ -176,13 +170,13 @@ def hello_frame(passed, null=0):
     return struct.pack(">IB", len(payload) + 1, 1) + payload
 
 
-def refusal(jail, fd):
+def refusal(probe_jail, fd):
     """Sends a hello passing `fd` as stdin, as a modified client would (root may connect),
     and returns the error frame's text (or what came back instead)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.settimeout(10)
-        s.connect(jail.socket)
+        s.connect(probe_jail.socket)
         socket.send_fds(s, [hello_frame(1)], [fd])
         data = b""
         while True:
@@ -236,9 +230,9 @@ def test_helper_refuses_host_objects_from_a_modified_client(jail_root_peer, publ
 
 # ---- item 5: the helpers' memory -----------------------------------------------------------------
 
-def helper_pids(jail):
+def helper_pids(probe_jail):
     out = []
-    for pid in children_of(jail.init_pid):
+    for pid in children_of(probe_jail.init_pid):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if f.read().startswith(b"jaild: ["):

@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import pathlib
-import pwd
 import signal
 import struct
 import subprocess

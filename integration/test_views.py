@@ -7,18 +7,14 @@ lxcfs is Debian's package; each test that needs it starts its own on a private d
 import os
 import pathlib
 import re
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
-import tempfile
-import time
 
 import pytest
 
 from conftest import JAILD, UID_A, UID_B, Jail, cached_debian_rootfs, wait_for
-from test_provision import Provisioning
 
 
 class Lxcfs:
@@ -64,7 +60,8 @@ def lxcfs(tmp_path):
 
 
 @pytest.fixture
-def jails():
+def start_jail():
+    """Starts a jail (root, uid, options); every one started is stopped at the end."""
     started = []
 
     def start(root, uid, *args, prefix=None):
@@ -86,8 +83,8 @@ def host_uptime():
     return float(open("/proc/uptime").read().split()[0])
 
 
-def test_memory_cpus_and_uptime_are_the_jails(jails, lxcfs, rootfs_a):
-    jail = jails(rootfs_a, UID_A, "--memory", "256M", "--cpus", "1", "--lxcfs-directory", str(lxcfs.directory))
+def test_memory_cpus_and_uptime_are_the_jails(start_jail, lxcfs, rootfs_a):
+    jail = start_jail(rootfs_a, UID_A, "--memory", "256M", "--cpus", "1", "--lxcfs-directory", str(lxcfs.directory))
     # procps' free reads /proc/meminfo; busybox's (this rootfs) asks sysinfo(2), which lxcfs
     # cannot answer: the file is what counts.
     total = int(re.search(r"MemTotal:\s+(\d+) kB", out(jail, "cat /proc/meminfo")).group(1)) // 1024
@@ -104,16 +101,16 @@ def test_memory_cpus_and_uptime_are_the_jails(jails, lxcfs, rootfs_a):
     assert state and "/jail/" in state[0]
 
 
-def test_cpusets_are_spread_and_can_be_given(jails, rootfs_a, rootfs_b):
+def test_cpusets_are_spread_and_can_be_given(start_jail, rootfs_a, rootfs_b):
     online = open("/sys/devices/system/cpu/online").read().strip()
-    a = jails(rootfs_a, UID_A, "--cpus", "0.5", "--views", "off")
-    b = jails(rootfs_b, UID_B, "--cpus", "0.5", "--views", "off")
+    a = start_jail(rootfs_a, UID_A, "--cpus", "0.5", "--views", "off")
+    b = start_jail(rootfs_b, UID_B, "--cpus", "0.5", "--views", "off")
     cpu_a = out(a, "grep Cpus_allowed_list /proc/self/status").split()[-1]
     cpu_b = out(b, "grep Cpus_allowed_list /proc/self/status").split()[-1]
     if online != "0":
         assert cpu_a != cpu_b, "two jails of one CPU each share it while another is free"
     b.stop()
-    b = jails(rootfs_b, UID_B, "--cpuset", "0", "--views", "off")
+    b = start_jail(rootfs_b, UID_B, "--cpuset", "0", "--views", "off")
     assert out(b, "nproc").strip() == "1"
     assert out(b, "grep Cpus_allowed_list /proc/self/status").split()[-1] == "0"
 
@@ -138,14 +135,14 @@ def test_views_required_refuses_without_lxcfs_and_auto_warns(rootfs_a, tmp_path)
         proc.wait(30)
 
 
-def test_the_jail_sees_only_its_own_cgroups(jails, rootfs_a, rootfs_b):
+def test_the_jail_sees_only_its_own_cgroups(start_jail, rootfs_a, rootfs_b):
     # The attack: root inside mounts a cgroup file system of its own, or re-mounts the jail's
     # read-write, to reach the host's tree or the limits; both are refused (no CAP_SYS_ADMIN
     # in the bounding set), and a fresh mount could only show the namespace's root anyway.
     attack = ("mkdir -p /run/cg; mount -t cgroup2 none /run/cg; echo $? > /run/attack; "
               "mount -o remount,rw /sys/fs/cgroup/memory; echo $? >> /run/attack; ls /run/cg >> /run/attack")
-    a = jails(rootfs_a, UID_A, "--memory", "128M", "--views", "off", "--rc", attack)
-    b = jails(rootfs_b, UID_B, "--memory", "128M", "--pids", "100", "--views", "off")
+    a = start_jail(rootfs_a, UID_A, "--memory", "128M", "--views", "off", "--rc", attack)
+    b = start_jail(rootfs_b, UID_B, "--memory", "128M", "--pids", "100", "--views", "off")
     mount_code, remount_code, *listed_inside = out(a, "cat /run/attack").split()
     assert mount_code != "0" and remount_code != "0" and listed_inside == [], (mount_code, remount_code, listed_inside)
     for jail, other in ((a, b), (b, a)):
@@ -171,8 +168,8 @@ def test_the_jail_sees_only_its_own_cgroups(jails, rootfs_a, rootfs_b):
     assert b.run("for i in $(seq 150); do sleep 5 & done; wait").returncode != 0
 
 
-def test_dev_shm_is_half_the_memory_charged_and_ends_in_enospc(jails, rootfs_a):
-    jail = jails(rootfs_a, UID_A, "--memory", "512M", "--views", "off")
+def test_dev_shm_is_half_the_memory_charged_and_ends_in_enospc(start_jail, rootfs_a):
+    jail = start_jail(rootfs_a, UID_A, "--memory", "512M", "--views", "off")
     assert " 256.0M " in out(jail, "df -h /dev/shm") or "262144" in out(jail, "df -k /dev/shm")
     out(jail, "dd if=/dev/zero of=/dev/shm/data bs=1M count=200 2>/dev/null")
     programs = next(line.split(":")[2].strip() for line in open(f"/proc/{jail.init_pid}/cgroup") if ":memory:" in line)
@@ -185,59 +182,44 @@ def test_dev_shm_is_half_the_memory_charged_and_ends_in_enospc(jails, rootfs_a):
     out(jail, "rm /dev/shm/data /dev/shm/more")
 
 
-@pytest.fixture
-def debian_prov(installed_jail):
-    base = pathlib.Path(tempfile.mkdtemp(prefix="jail-views-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    p = Provisioning(base, installed_jail)
-    (p.state / "bases").mkdir(parents=True)
-    p.conf.mkdir()
-    (base / "sshd_config.d").mkdir()
-    try:
-        yield p
-    finally:
-        p.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def test_the_host_name_resolves_in_a_fresh_debian_jail(debian_prov, lxcfs, tmp_path):
+def test_the_host_name_resolves_in_a_fresh_debian_jail(prov, lxcfs, tmp_path):
     debian = cached_debian_rootfs()
     name, uid = "jt-views", 63070
-    debian_prov.create(name, uid, debian, "--hostname", "wl", "--memory", "256M", "--cpus", "1",
+    prov.create(name, uid, debian, "--hostname", "wl", "--memory", "256M", "--cpus", "1",
                        "--lxcfs-directory", str(lxcfs.directory), start=False)
-    started = debian_prov.jaild("start", name, check=True)
+    started = prov.jaild("start", name, check=True)
     assert "warning" not in started.stderr
     # procps and coreutils, as a tenant runs them.
-    free = debian_prov.session(uid, "free -m").stdout.decode()
+    free = prov.session(uid, "free -m").stdout.decode()
     assert 255 <= int(re.search(r"Mem:\s+(\d+)", free).group(1)) <= 257, free
-    assert debian_prov.session(uid, "nproc").stdout == b"1\n"
-    assert debian_prov.session(uid, "hostname -f").stdout == b"wl\n"
-    assert debian_prov.session(uid, "getent hosts wl").stdout.split() == [b"127.0.1.1", b"wl"]
+    assert prov.session(uid, "nproc").stdout == b"1\n"
+    assert prov.session(uid, "hostname -f").stdout == b"wl\n"
+    assert prov.session(uid, "getent hosts wl").stdout.split() == [b"127.0.1.1", b"wl"]
     # sudo resolves the host name first and says so on stderr when it cannot.
-    sudo = debian_prov.jaild("enter", name, "--root", "--", "sudo", "true")
+    sudo = prov.jaild("enter", name, "--root", "--", "sudo", "true")
     assert sudo.returncode == 0 and sudo.stderr == "", sudo.stderr
     # A name given after create: added at start, and said.
-    hosts = debian_prov.upper(name) / "etc" / "hosts"
+    hosts = prov.upper(name) / "etc" / "hosts"
     assert "127.0.1.1\twl\n" in hosts.read_text()
-    debian_prov.jaild("stop", name, check=True)
-    config = debian_prov.conf / f"{name}.conf"
+    prov.jaild("stop", name, check=True)
+    config = prov.conf / f"{name}.conf"
     config.write_text(config.read_text().replace("hostname = wl", "hostname = web.example.org"))
-    debian_prov.jaild("start", name, check=True)
+    prov.jaild("start", name, check=True)
     try:
-        assert debian_prov.session(uid, "hostname -f").stdout == b"web.example.org\n"
+        assert prov.session(uid, "hostname -f").stdout == b"web.example.org\n"
         text = hosts.read_text()
         assert text.count("wl") == 1 and "127.0.1.1\tweb.example.org web\n" in text
     finally:
-        debian_prov.jaild("stop", name, check=True)
+        prov.jaild("stop", name, check=True)
 
 
-def test_dev_log_reaches_the_hosts_syslog_or_the_jails_log_file(jails, rootfs_a, tmp_path, public_tmp):
+def test_dev_log_reaches_the_hosts_syslog_or_the_jails_log_file(start_jail, rootfs_a, tmp_path, public_tmp):
     path = str(tmp_path / "host-log")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(path)
     listener.settimeout(5)
     try:
-        jail = jails(rootfs_a, UID_A, "--jail-name", "views-log", "--syslog-target", path, "--views", "off")
+        jail = start_jail(rootfs_a, UID_A, "--jail-name", "views-log", "--syslog-target", path, "--views", "off")
         assert out(jail, "logger hello-from-jail; echo ok").strip() == "ok"
         message = listener.recv(65536)
         assert message.startswith(b"<13>jail/views-log: ") and message.endswith(b"hello-from-jail"), message
@@ -248,7 +230,7 @@ def test_dev_log_reaches_the_hosts_syslog_or_the_jails_log_file(jails, rootfs_a,
     # without syslog) gets the message, with the same tag.
     log = pathlib.Path(f"/var/log/jail/jail-{UID_A}-{UID_A}.log")  # the supervisor's log, by its cgroup's name
     before = log.read_text() if log.exists() else ""
-    jail = jails(rootfs_a, UID_A, "--jail-name", "views-log", "--syslog-target", str(tmp_path / "nobody"),
+    jail = start_jail(rootfs_a, UID_A, "--jail-name", "views-log", "--syslog-target", str(tmp_path / "nobody"),
                  "--views", "off")
     assert out(jail, "ls -l /dev/log; logger hello-into-the-file; echo ok").strip().endswith("ok")
     if os.path.exists("/dev/log"):
@@ -263,8 +245,8 @@ def test_dev_log_reaches_the_hosts_syslog_or_the_jails_log_file(jails, rootfs_a,
         log.unlink()
 
 
-def test_lxcfs_restart_is_noticed_and_repaired(jails, lxcfs, rootfs_a):
-    jail = jails(rootfs_a, UID_A, "--memory", "256M", "--lxcfs-directory", str(lxcfs.directory))
+def test_lxcfs_restart_is_noticed_and_repaired(start_jail, lxcfs, rootfs_a):
+    jail = start_jail(rootfs_a, UID_A, "--memory", "256M", "--lxcfs-directory", str(lxcfs.directory))
     assert "MemTotal:" in out(jail, "cat /proc/meminfo")
     lxcfs.stop()
     broken = jail.run("cat /proc/meminfo")

@@ -77,7 +77,35 @@ pid_t cj_clone(unsigned long flags) {
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 }
 
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* struct clone_args of <linux/sched.h>, up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
+struct cj_clone_args {
+    unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+        set_tid, set_tid_size, cgroup;
+};
+
+pid_t cj_clone_into_cgroup(unsigned long flags, int cgroup_fd) {
+    if (cgroup_fd < 0) return cj_clone(flags);
+    /* clone3 with no stack (0 and size 0) has fork semantics too. The child is born in the
+     * cgroup: no write to cgroup.procs, whose first one after a quiet spell waits out an RCU
+     * grace period (cgroup_threadgroup_rwsem), milliseconds on a HZ=250 kernel. With
+     * CLONE_NEWCGROUP the new namespace is rooted at that cgroup (cgroup_post_fork). */
+    struct cj_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = (unsigned long long)flags | CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (unsigned long long)cgroup_fd;
+    return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+}
+
 pid_t cj_clone_owned_by(unsigned long flags, uid_t owner) {
+    return cj_clone_owned_by_into_cgroup(flags, owner, -1);
+}
+
+pid_t cj_clone_owned_by_into_cgroup(unsigned long flags, uid_t owner, int cgroup_fd) {
     /* A new user namespace is owned by the creator's effective uid, and the kernel charges
      * the namespace's per-user counts (ucounts: inotify, namespaces, fanotify, the rlimit
      * counts) to that uid in the parent namespace. So for the clone only, the effective uid is
@@ -98,7 +126,7 @@ pid_t cj_clone_owned_by(unsigned long flags, uid_t owner) {
     int raised = syscall(SYS_capget, &header, caps) == 0;
     for (int i = 0; raised && i < _LINUX_CAPABILITY_U32S_3; i++) caps[i].effective = caps[i].permitted;
     if (raised) raised = syscall(SYS_capset, &header, caps) == 0;
-    pid_t pid = raised ? cj_clone(flags) : -1;
+    pid_t pid = raised ? cj_clone_into_cgroup(flags, cgroup_fd) : -1;
     /* The child keeps these ids until init becomes its namespace's root; non-dumpable (the euid
      * change saw to it), its /proc/self files are host root's, which its fsuid 0 still opens
      * (/proc/self/loginuid, written before that). */
@@ -217,4 +245,60 @@ int cj_become_root(void) {
 
 int cj_pidfd_send_signal(int pidfd, int signo) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, signo, NULL, 0);
+}
+
+pid_t cj_write_in_child(const char *path, const char *text) {
+    /* A forked child that writes `text` to `path` and exits with 0 or the errno: the caller
+     * goes on meanwhile (a move to a cgroup may wait out an RCU grace period, see
+     * cj_clone_into_cgroup) and reaps it when it needs the write done. Single-threaded
+     * callers only (fork semantics; the child calls nothing but open, write and _exit). */
+    size_t len = strlen(text);
+    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid != 0) return pid;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) _exit(errno & 0xff ? errno & 0xff : 255);
+    ssize_t n = write(fd, text, len);
+    if (n < 0) _exit(errno & 0xff ? errno & 0xff : 255);
+    _exit(n == (ssize_t)len ? 0 : EIO);
+}
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+int cj_enter_cgroup_namespace_rooted_at(int cgroup_fd) {
+    /* A cgroup namespace is rooted where its creator sits. init sits in init.scope (born there,
+     * so no migration and no RCU grace period), and its namespace must be rooted one level up,
+     * at jail/NAME: a child is born there with a new cgroup namespace (clone3 with
+     * CLONE_INTO_CGROUP and CLONE_NEWCGROUP: cgroup_post_fork roots it at the child's cgroup),
+     * init joins that namespace through the child's pidfd (setns, Linux 5.8) and kills it. The
+     * child runs nothing but pause(); it is gone before init returns. Owned by init's user
+     * namespace, as if init had unshared it. Single-threaded callers only. */
+    int pidfd = -1;
+    struct cj_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWCGROUP;
+    args.pidfd = (unsigned long long)(uintptr_t)&pidfd;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (unsigned long long)cgroup_fd;
+    /* setns through a pidfd checks ptrace access (PTRACE_MODE_READ_REALCREDS): init's euid is
+     * not its real uid, which made it non-dumpable, and a non-dumpable target needs
+     * CAP_SYS_PTRACE where its memory was made (the host's namespace). So the child is
+     * born dumpable (the flag is copied with the memory), and init is as it was at once. */
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0) {
+        for (;;) pause();
+    }
+    if (dumpable >= 0) prctl(PR_SET_DUMPABLE, (unsigned long)dumpable, 0, 0, 0);
+    if (pid < 0) return -1;
+    int rc = setns(pidfd, CLONE_NEWCGROUP);
+    int error = errno;
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    close(pidfd);
+    errno = error;
+    return rc;
 }

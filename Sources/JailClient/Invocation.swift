@@ -1,4 +1,5 @@
 import JailProtocol
+import JailSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -39,7 +40,7 @@ public struct Invocation: Equatable, Sendable {
         let system = SocketLocation(prefix: nil, uid: uid, gid: gid)
         if uid != 0 && !exists(system.socketPath) {
             var environment = environment
-            if environment["HOME"] == nil, let entry = getpwuid(uid) { environment["HOME"] = String(cString: entry.pointee.pw_dir) }
+            if environment["HOME"] == nil, let home = PasswdEntry.hostHome(ofUID: uid) { environment["HOME"] = home }
             let prefix = SocketLocation.userDirectory(uid: uid, environment: environment) + "/jaild"
             let user = SocketLocation(prefix: prefix, uid: uid, gid: gid)
             if exists(user.socketPath) { return user }

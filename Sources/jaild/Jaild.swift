@@ -21,14 +21,14 @@ struct Jaild: ParsableCommand {
             """,
         subcommands: [StartCommand.self, ListCommand.self, ShowCommand.self, StatusCommand.self, StopCommand.self,
                       SessionsCommand.self, EnterCommand.self, CreateCommand.self, DestroyCommand.self, BaseCommand.self,
-                      AuthorizedKeysCommand.self, MetricsCommand.self],
+                      AuthorizedKeysCommand.self, MetricsCommand.self, ConfigCommand.self],
         defaultSubcommand: StartCommand.self,
         helpNames: [.short, .long])
 
     /// The verbs that never start a jail: they run from jaild's file as it is (a start
     /// re-executes itself from a read-only mount first, `ProtectedBinary`), and so does help.
     static let nonStarting: Set<String> = ["list", "show", "status", "stop", "sessions", "enter", "create", "destroy", "base",
-                                           "authorized-keys", "metrics", "help", "-v", "--version", "-h", "--help",
+                                           "authorized-keys", "metrics", "config", "help", "-v", "--version", "-h", "--help",
                                            "--generate-completion-script", "--experimental-dump-help"]
 
     /// Whether these arguments may start (or adopt) a jail: the 2014 form and `start`.

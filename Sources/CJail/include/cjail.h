@@ -31,6 +31,15 @@ pid_t cj_clone(unsigned long flags);
 /* cj_clone with CLONE_NEWUSER in `flags`, the new user namespace owned by host uid `owner`
  * (real and saved uid stay 0, files are opened as root): process.c says why. Host root only. */
 pid_t cj_clone_owned_by(unsigned long flags, uid_t owner);
+/* The same through clone3(CLONE_INTO_CGROUP): the child starts in the cgroup2 directory
+ * `cgroup_fd` (-1: plain clone). -1 and errno ENOSYS, E2BIG or EINVAL where the kernel lacks it. */
+pid_t cj_clone_into_cgroup(unsigned long flags, int cgroup_fd);
+pid_t cj_clone_owned_by_into_cgroup(unsigned long flags, uid_t owner, int cgroup_fd);
+/* Joins a new cgroup namespace rooted at the cgroup2 directory `cgroup_fd` without moving there
+ * (a short-lived child is born there and made it; process.c says how). 0, or -1 and errno. */
+int cj_enter_cgroup_namespace_rooted_at(int cgroup_fd);
+/* Forks a child that writes `text` to `path` and exits with 0 or the errno (process.c). */
+pid_t cj_write_in_child(const char *path, const char *text);
 
 int cj_pivot_root(const char *new_root, const char *put_old);
 int cj_set_parent_death_signal(int signo);

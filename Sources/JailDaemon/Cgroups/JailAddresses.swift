@@ -48,6 +48,8 @@ public enum JailAddresses {
             }
         }
         let mine = Set(configuration.addresses.map(\.description))
+        // Nothing to compare (no address, no fixed loopback): no jail's state is read.
+        if case .fixed = configuration.loopbackChoice {} else if mine.isEmpty { return }
         for (state, alive) in JailState.all() where alive && state.socket != ownSocket {
             let shared = mine.intersection(state.addresses)
             if let address = shared.sorted().first, !(configuration.addressShared && state.addressShared) {

@@ -1,40 +1,4 @@
-/// The jail's users and groups, parsed from its own /etc/passwd and /etc/group in Swift:
-/// glibc's NSS after pivot_root could load the jail's own libnss modules into jaild.
-public struct PasswdEntry: Equatable, Sendable {
-    public var name: String
-    public var uid: UInt32
-    public var gid: UInt32
-    public var home: String
-    public var shell: String
-
-    /// Parses passwd(5) text; malformed lines and comments are skipped, as glibc does.
-    public static func parseAll(_ text: String) -> [PasswdEntry] {
-        text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
-            if line.hasPrefix("#") { return nil }
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-            guard fields.count >= 7, let uid = UInt32(fields[2]), let gid = UInt32(fields[3]) else { return nil }
-            return PasswdEntry(
-                name: String(fields[0]), uid: uid, gid: gid,
-                home: String(fields[5]), shell: String(fields[6]))
-        }
-    }
-}
-
-public struct GroupEntry: Equatable, Sendable {
-    public var name: String
-    public var gid: UInt32
-    public var members: [String]
-
-    public static func parseAll(_ text: String) -> [GroupEntry] {
-        text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
-            if line.hasPrefix("#") { return nil }
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-            guard fields.count >= 4, let gid = UInt32(fields[2]) else { return nil }
-            let members = fields[3].split(separator: ",").map { String($0) }
-            return GroupEntry(name: String(fields[0]), gid: gid, members: members)
-        }
-    }
-}
+import JailSystem
 
 /// Who a session runs as: resolved from the jail's files at each session start.
 public struct Account: Equatable, Sendable {

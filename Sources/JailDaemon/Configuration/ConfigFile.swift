@@ -15,6 +15,12 @@ public struct ConfigFile {
         public let line: Int
         public let reason: String
         public var description: String { "\(path):\(line): \(reason)" }
+
+        public init(path: String, line: Int, reason: String) {
+            self.path = path
+            self.line = line
+            self.reason = reason
+        }
     }
 
     /// Keys and whether they take a value (`foreground` is a yes/no switch).
@@ -37,9 +43,25 @@ public struct ConfigFile {
     /// Switches that are on unless turned off.
     public static let defaultOn: Set<String> = ["forward-agent", "syslog"]
 
+    /// The entries of a jail's config: `entries` whose every key is a long option of jaild.
     public static func parse(_ text: String, path: String) throws(ParseError) -> [Entry] {
+        let entries = try entries(text, path: path)
+        if let unknown = entries.first(where: { keys[$0.key] == nil }) {
+            throw ParseError(path: path, line: unknown.line,
+                             reason: "unknown key '\(unknown.key)' (known: \(keys.keys.sorted().joined(separator: ", ")))")
+        }
+        return entries
+    }
+
+    /// The `key = value` lines of text in this format, in order, whatever their keys: the one
+    /// reader of jail configs and of the record `jaild destroy --keep-data` leaves (KeptData).
+    /// A line ends at LF or CRLF (a file written on Windows reads the same); the value is the
+    /// rest of the line after the first `=`, quotes and all.
+    public static func entries(_ text: String, path: String) throws(ParseError) -> [Entry] {
         var entries: [Entry] = []
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift: splitting on "\n" alone would not end a CRLF line.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        for (index, raw) in lines.enumerated() {
             let content = raw.trimmingWhitespace()
             if content.isEmpty || content.hasPrefix("#") || content.hasPrefix(";") { continue }
             guard let equals = content.firstIndex(of: "=") else {
@@ -47,10 +69,7 @@ public struct ConfigFile {
             }
             let key = String(content[..<equals].trimmingWhitespace())
             let value = String(content[content.index(after: equals)...].trimmingWhitespace())
-            guard keys[key] != nil else {
-                throw ParseError(path: path, line: index + 1,
-                                 reason: "unknown key '\(key)' (known: \(keys.keys.sorted().joined(separator: ", ")))")
-            }
+            guard !key.isEmpty else { throw ParseError(path: path, line: index + 1, reason: "'= \(value)' has no key") }
             guard !value.isEmpty else { throw ParseError(path: path, line: index + 1, reason: "'\(key)' has no value") }
             entries.append(Entry(line: index + 1, key: key, value: value))
         }

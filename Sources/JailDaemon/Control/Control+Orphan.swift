@@ -11,9 +11,10 @@ extension Control {
     /// pid file's lock held (so no jaild adopts it meanwhile), init gets SIGTERM through a
     /// pidfd, the same graceful stop as from its supervisor; once it has exited, its socket,
     /// files, port filter and cgroups go. A state whose init is gone is only cleaned up.
-    static func stopOrphan(pidFile: String, timeoutSeconds: Int32) -> Int32 {
-        guard let (name, state) = JailState.named().first(where: { $0.state.pidFile == pidFile }),
-              state.identity != nil else { return 0 }
+    static func stopOrphan(pidFile: String, timeoutSeconds: Int32, stateName: String? = nil) -> Int32 {
+        let entry = stateName.map { name in JailState.load(name: name).map { (name: name, state: $0) } }
+            ?? JailState.named().first(where: { $0.state.pidFile == pidFile })
+        guard let (name, state) = entry, state.pidFile == pidFile, state.identity != nil else { return 0 }
         let location = SocketLocation(socketPath: state.socket)
         let lock: PidFile
         do { lock = try PidFile.acquire(location) } catch {

@@ -40,14 +40,19 @@ public enum Control {
     }
 
     /// SIGTERM to the supervisor, then waits until it is gone (it has stopped the jail).
-    public static func stop(_ spec: String, timeoutSeconds: Int32 = 120) -> Int32 {
+    /// `stateName`: the jail's state file, when the caller knows it (`jaild destroy`), read
+    /// alone if the supervisor is gone, instead of every jail's.
+    public static func stop(_ spec: String, timeoutSeconds: Int32 = 120, stateName: String? = nil) -> Int32 {
         // A running jail by any of its names first (a `--jail-name` needs no config), then a
-        // SPEC that names a pid file whether or not its jail runs.
-        guard let pidFile = lookup(spec).pidFile else {
+        // SPEC that names a pid file whether or not its jail runs. A pid file is its own answer
+        // (a running jail found by it has that pid file): no state file is read.
+        guard let pidFile = spec.hasSuffix(".pid") ? spec : lookup(spec).pidFile else {
             unknown(spec)
             return 1
         }
-        guard let pid = PidFile.runningPid(path: pidFile) else { return stopOrphan(pidFile: pidFile, timeoutSeconds: timeoutSeconds) }
+        guard let pid = PidFile.runningPid(path: pidFile) else {
+            return stopOrphan(pidFile: pidFile, timeoutSeconds: timeoutSeconds, stateName: stateName)
+        }
         // No pidfd: it has exited. The pid file must still be held after the pidfd exists, or the pid may be another's.
         guard let pidfd = try? openProcess(pid) else { return 0 }
         defer { closeDescriptor(pidfd.rawValue) }
@@ -100,17 +105,29 @@ struct Row {
         self.state = state
         // As `jaild sessions` finds them (by init's executable and the session record), not by
         // title: any process of the jail user may call itself "jaild: [9] /dev/pts/9".
-        sessions = getuid() == 0 ? Sessions.helpers(of: state).count : nil
+        // init's children once, for the sessions and the RSS sum.
+        let initChildren = children(of: state.initPid)
+        sessions = getuid() == 0 ? Sessions.helpers(of: state, initChildren: initChildren).count : nil
         uptime = max(0, wallClockSeconds() - state.started)
         if let charge = CgroupFigures(directories: state.cgroups).memoryCharge {
             (memory, memorySource) = (charge, "cgroup")
         } else {
-            memory = ([state.initPid] + descendants(of: state.initPid)).reduce(0) { $0 + residentBytes(of: $1) }
+            let tree = [state.initPid] + initChildren.flatMap { [$0] + descendants(of: $0) }
+            memory = tree.reduce(0) { $0 + residentBytes(of: $1) }
             memorySource = "rss"
         }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)
         viewsBroken = getuid() == 0 && LxcfsViews.jailViewIsBroken(root: "/proc/\(state.initPid)/root")
-        payload = getuid() == 0 ? PayloadRecord.phase(initPid: state.initPid) : nil
+        payload = getuid() == 0 && Self.mayHavePayload(state) ? PayloadRecord.phase(initPid: state.initPid) : nil
+    }
+
+    /// Whether the jail may run `--init`: its unified cgroup has `programs/payload`
+    /// (JailCgroups.delegatePayload). One stat instead of a readlink of each of init's
+    /// descriptors, for every jail `jaild list` shows; without a v2 cgroup in the state, the walk.
+    static func mayHavePayload(_ state: JailState) -> Bool {
+        guard !state.cgroup.isEmpty else { return true }
+        var info = stat()
+        return stat("\(state.cgroup)/programs/payload", &info) == 0
     }
 
     /// Its lxcfs files fail with ENOTCONN (lxcfs stopped or restarted; LxcfsWatch).

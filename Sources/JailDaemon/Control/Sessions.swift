@@ -88,9 +88,9 @@ public enum Sessions {
     /// The session helpers of a jail: the children of its init that run init's own executable
     /// and hold a session record. `jaild list` counts these, `jaild sessions` lists them: no
     /// process title is trusted (the jail user can give any process any title).
-    static func helpers(of state: JailState) -> [Helper] {
+    static func helpers(of state: JailState, initChildren: [Int32]? = nil) -> [Helper] {
         guard let initExe = procStatus("/proc/\(state.initPid)/exe") else { return [] }
-        return children(of: state.initPid).compactMap { pid in
+        return (initChildren ?? children(of: state.initPid)).compactMap { pid in
             guard let exe = procStatus("/proc/\(pid)/exe"), exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
                   let text = record(of: pid), let record = PublishedSession.decode(text) else { return nil }
             return Helper(pid: pid, record: record)

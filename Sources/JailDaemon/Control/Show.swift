@@ -19,9 +19,12 @@ struct CgroupFigures {
     var memoryCharge: UInt64? {
         for directory in directories {
             for file in ["memory.current", "memory.usage_in_bytes"] {
+                // Where `jail/NAME` has no such file its leaves have none either (a v2
+                // controller's files exist below where it is enabled; v1's everywhere): one
+                // failed open per file instead of four, for every jail `jaild list` shows.
+                guard let whole = Self.number("\(directory)/\(file)") else { continue }
                 let leaves = JailCgroups.leaves.compactMap { Self.number("\(directory)/\($0)/\(file)") }
-                if !leaves.isEmpty { return leaves.reduce(0, +) }
-                if let whole = Self.number("\(directory)/\(file)") { return whole }
+                return leaves.isEmpty ? whole : leaves.reduce(0, +)
             }
         }
         return nil

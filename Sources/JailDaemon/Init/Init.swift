@@ -28,6 +28,10 @@ struct InitChannels {
     /// `--init`: `programs/payload/cgroup.procs` of the unified hierarchy, delegated to the
     /// jail's root (the payload's cgroup namespace is rooted there).
     var payloadCgroup: Int32? = nil
+    /// init was born in `init.scope` (Supervisor+BirthCgroup.swift) and roots its cgroup
+    /// namespace at this directory, `jail/NAME`, right after "G" ("N"); no "L": "C" comes once
+    /// the limits are set. nil: the moves ("C", unshare, "N", "L").
+    var cgroupNamespaceRoot: Int32? = nil
 }
 
 /// PID 1 of the jail: "jaild: init [UID:GID]".
@@ -97,6 +101,10 @@ struct Init {
             try tieToTheSupervisor(channels)
             try takeStdio(log: channels.log)
             try awaitGo(lifeline: channels.lifeline, .go)
+            // Before the mounts: the short-lived child that makes the namespace is born in
+            // `jail/NAME` with init's host-root file access (fsuid 0 until MountPlan makes it
+            // the namespace's root), which writing to a cgroup takes.
+            if let root = channels.cgroupNamespaceRoot { try enterCgroupNamespace(rootedAt: root, channels: channels) }
             // Root's user namespace: the login uid is set now, while init still has host root's
             // ids; once it is the namespace's root its /proc/self files are host root's.
             if configuration.mapsRange { try AuditIdentity.setLoginUID(account.uid) }
@@ -114,7 +122,10 @@ struct Init {
             channels.rootTree?.closeQuietly()
             // The supervisor made the cgroups while init mounted; init forks nothing before.
             try awaitGo(lifeline: channels.lifeline, .cgroupsJoined)
-            if configuration.cgroupNamespace {
+            if configuration.cgroupNamespace && channels.cgroupNamespaceRoot != nil {
+                // Born there in the unified hierarchy alone (the v1 ones are the host's).
+                try CgroupView.mount(cgroupHierarchies.filter { $0.type == "cgroup2" })
+            } else if configuration.cgroupNamespace {
                 try enterCgroupNamespace(hierarchies: cgroupHierarchies, channels: channels)
             }
             // Becoming the user namespace's root changed init's credentials, which clears the
@@ -190,6 +201,7 @@ struct Init {
         let keep = [channels.listener.rawValue, channels.ready.rawValue, channels.lifeline.rawValue, channels.log.rawValue,
                     channels.bootOutput.rawValue] + channels.programCgroups + channels.sessionCgroups
             + (channels.rootTree.map { [$0.rawValue] } ?? []) + (channels.payloadCgroup.map { [$0] } ?? [])
+            + (channels.cgroupNamespaceRoot.map { [$0] } ?? [])
             + (channels.adoption.map { [$0.control.rawValue, $0.logRead.rawValue, $0.bootRead.rawValue] } ?? [])
         keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
     }
@@ -238,6 +250,16 @@ struct Init {
         try JailError.wrap { () throws(SystemError) in try channels.ready.writeFully([CgroupNamespaceMade.byte]) }
         try awaitGo(lifeline: channels.lifeline, .limitsSet)
         try CgroupView.mount(own)
+    }
+
+    /// Born in `init.scope`: the namespace rooted at `jail/NAME` (`root`) without moving
+    /// there, then "N" (the supervisor may enable the v2 controllers there now).
+    static func enterCgroupNamespace(rootedAt root: Int32, channels: InitChannels) throws(JailError) {
+        try JailError.wrap { () throws(SystemError) in
+            try syscall("cgroup namespace (clone3 into jail/NAME, setns)") { cj_enter_cgroup_namespace_rooted_at(root) }
+        }
+        close(root)
+        try JailError.wrap { () throws(SystemError) in try channels.ready.writeFully([CgroupNamespaceMade.byte]) }
     }
 
     /// stdin and stdout were the host's /dev/null until now: nothing of the host stays.

@@ -47,9 +47,11 @@ extension Provision {
         if let uid {
             let gid = configGid ?? ownAccount?.gid ?? uid
             let location = SocketLocation(prefix: socketPrefix, uid: uid, gid: gid)
-            guard Control.stop(location.pidPath) == 0 else { throw ProvisionError.refused("cannot stop jail \(name); nothing removed") }
+            let jailName = Supervisor.cgroupName(prefix: socketPrefix, uid: uid, gid: gid)
+            guard Control.stop(location.pidPath, stateName: jailName) == 0 else {
+                throw ProvisionError.refused("cannot stop jail \(name); nothing removed")
+            }
             if !keepData {
-                let jailName = Supervisor.cgroupName(prefix: socketPrefix, uid: uid, gid: gid)
                 do { try UserRangeStore().release(name: jailName, socket: location.socketPath) } catch {
                     throw ProvisionError.refused("cannot give back the id range of jail \(name): \(error); nothing removed")
                 }

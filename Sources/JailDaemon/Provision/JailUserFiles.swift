@@ -1,3 +1,5 @@
+import JailSystem
+
 /// The jail user's lines in the jail's own /etc/passwd, /etc/group, /etc/shadow and
 /// /etc/gshadow, as pure text edits (unit-tested): an entry of the same name that the base
 /// brought is replaced, everything else is kept byte for byte.

@@ -35,12 +35,9 @@ struct KeptData: Equatable {
     }
 
     static func parse(_ text: String) -> KeptData? {
-        var fields: [String: String] = [:]
-        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { return nil }
-            fields[String(parts[0].trimmingWhitespace())] = String(parts[1].trimmingWhitespace())
-        }
+        // A record that does not read is no record: the caller refuses it, naming the file.
+        guard let entries = try? ConfigFile.entries(text, path: fileName) else { return nil }
+        let fields = Dictionary(entries.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         guard let uid = fields["uid"].flatMap({ UInt32($0) }), let gid = fields["gid"].flatMap({ UInt32($0) }),
               let user = fields["user"], let base = fields["base"], let copy = fields["copy"],
               let backend = fields["disk-backend"].flatMap(Backend.init(rawValue:)) else { return nil }

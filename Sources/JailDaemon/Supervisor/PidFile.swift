@@ -61,7 +61,8 @@ struct PidFile {
         defer { fd.closeQuietly() }
         // Taken: nobody holds it. A lock that fails otherwise is read as held, as before.
         if (try? fd.lock(exclusive: false, wait: false)) == true { return nil }
-        let text = String(decoding: (try? readFile(path)) ?? [], as: UTF8.self)
+        // Read through the descriptor just lock-tested (`jaild list` does this per jail).
+        let text = String(decoding: (try? readAll(fd, limit: 64)) ?? [], as: UTF8.self)
         return Int32(text.split(separator: "\n").first ?? "")
     }
 

@@ -59,33 +59,45 @@ extension Supervisor {
         var pid: pid_t = 0
         var rcStatus: Int32?
         var reaped = false
+        let birthCgroups = openBirthCgroups(cgroups)
+        defer {
+            if let birthCgroups {
+                close(birthCgroups.initScope)
+                if let root = birthCgroups.namespaceRoot { close(root) }
+            }
+        }
+        var bornInCgroup = false
         do {
             pid = try clone(channels, listener: listener, control: control,
-                            owner: range.map { UserRange.namespaceOwner(start: $0) })
-            try prepare(init: pid, channels: channels, range: range)
-            try tell(init: pid, .go, channels: channels, reaped: &reaped)
-            if !cgroupsBeforeClone {
-                cgroups = try makeCgroups()
-                try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
-            }
-            if configuration.cgroupNamespace {
-                // Init makes its cgroup namespace while in `jail/NAME` ("C" … "N"), then moves
-                // on to `init.scope`, and the v2 limits follow ("L"): see Init/CgroupView.swift.
-                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
-                    try cgroups?.attachRoot(pid)
-                }
-                try tell(init: pid, .cgroupsJoined, channels: channels, reaped: &reaped)
-                try awaitCgroupNamespace(pid, channels: channels, reaped: &reaped)
-                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
-                    try join(init: pid, cgroups: cgroups)
-                    try cgroups?.enableUnified()
-                }
-                try tell(init: pid, .limitsSet, channels: channels, reaped: &reaped)
+                            owner: range.map { UserRange.namespaceOwner(start: $0) }, birthCgroups: birthCgroups, born: &bornInCgroup)
+            if bornInCgroup {
+                try settleBornInit(pid, cgroups: cgroups, channels: channels, range: range, reaped: &reaped)
             } else {
-                try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
-                    try join(init: pid, cgroups: cgroups)
+                try prepare(init: pid, channels: channels, range: range)
+                try tell(init: pid, .go, channels: channels, reaped: &reaped)
+                if !cgroupsBeforeClone {
+                    if cgroups == nil { cgroups = try makeCgroups() }
+                    try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
                 }
-                try tell(init: pid, .cgroupsJoined, channels: channels, reaped: &reaped)
+                if configuration.cgroupNamespace {
+                    // Init makes its cgroup namespace while in `jail/NAME` ("C" … "N"), then moves
+                    // on to `init.scope`, and the v2 limits follow ("L"): see Init/CgroupView.swift.
+                    try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                        try cgroups?.attachRoot(pid)
+                    }
+                    try tell(init: pid, .cgroupsJoined, channels: channels, reaped: &reaped)
+                    try awaitCgroupNamespace(pid, channels: channels, reaped: &reaped)
+                    try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                        try join(init: pid, cgroups: cgroups)
+                        try cgroups?.enableUnified()
+                    }
+                    try tell(init: pid, .limitsSet, channels: channels, reaped: &reaped)
+                } else {
+                    try joinCgroups(init: pid, cgroups: cgroups, channels: channels, reaped: &reaped) { () throws(JailError) in
+                        try join(init: pid, cgroups: cgroups)
+                    }
+                    try tell(init: pid, .cgroupsJoined, channels: channels, reaped: &reaped)
+                }
             }
             rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
@@ -141,7 +153,8 @@ extension Supervisor {
     /// user namespace is created by `owner`, the range's last id (UserRange.namespaceOwner), so
     /// the kernel's per-user counts of everything in the jail are that id's, not host root's.
     func clone(_ channels: CloneChannels, listener: FileDescriptor, control: FileDescriptor?,
-               owner: UInt32?) throws(JailError) -> pid_t {
+               owner: UInt32?, birthCgroups: (initScope: Int32, namespaceRoot: Int32?)? = nil,
+               born: inout Bool) throws(JailError) -> pid_t {
         var flags = UInt(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
         if configuration.inUserNamespace { flags |= UInt(CLONE_NEWUSER) }
         var initConfiguration = configuration
@@ -149,7 +162,16 @@ extension Supervisor {
         // could only see 2^31-1 there, so the host's values are read here and written by init.
         if owner != nil { initConfiguration.userNamespaceLimits = UserNamespaceLimit.host() }
         let supervisorsLoginUID = configuration.rootless ? nil : AuditIdentity.handOver(account.uid)
-        let pid = owner.map { cj_clone_owned_by(flags, $0) } ?? cj_clone(flags)
+        var pid: pid_t = -1
+        if let birthCgroups {
+            // Born in init.scope (Supervisor+BirthCgroup.swift).
+            let scope = birthCgroups.initScope
+            pid = owner.map { cj_clone_owned_by_into_cgroup(flags, $0, scope) } ?? cj_clone_into_cgroup(flags, scope)
+            born = pid >= 0
+            // A kernel without clone3's cgroup (before 5.7) or a refusal of it: the moves, as before.
+            if pid < 0 { log.debug("clone3 into the jail's cgroup: \(Errno(rawValue: errno)); init is moved there") }
+        }
+        if pid < 0 { pid = owner.map { cj_clone_owned_by(flags, $0) } ?? cj_clone(flags) }
         if pid != 0 { AuditIdentity.putBack(supervisorsLoginUID) }
         if pid == 0 {
             let configuration = initConfiguration
@@ -158,7 +180,8 @@ extension Supervisor {
                                             programCgroups: channels.programCgroups,
                                             adoption: control.map { ($0, channels.logs.read, channels.boot.read) },
                                             sessionCgroups: channels.sessionCgroups, rootTree: channels.rootTree,
-                                            payloadCgroup: channels.payloadCgroup)
+                                            payloadCgroup: channels.payloadCgroup,
+                                            cgroupNamespaceRoot: born ? birthCgroups?.namespaceRoot : nil)
             Init.run(configuration: configuration, account: account, channels: initChannels)
         }
         let error = errno
@@ -254,6 +277,10 @@ extension Supervisor {
     /// Into its cgroups and out of the OOM killer's reach, before it forks anything.
     func join(init pid: pid_t, cgroups: JailCgroups?) throws(JailError) {
         try cgroups?.attachInit(pid)
+        shieldFromOOMKiller(init: pid)
+    }
+
+    func shieldFromOOMKiller(init pid: pid_t) {
         // Needs CAP_SYS_RESOURCE, which some hosts (containers) withhold: then the memory
         // limit, which init is outside of, is its protection.
         if !configuration.rootless {

@@ -65,20 +65,11 @@ public struct Supervisor {
         guard configuration.rootless else {
             return SocketLocation(prefix: configuration.socketPrefix, uid: account.uid, gid: account.gid)
         }
-        let home = environmentValue("HOME") ?? homeFromPasswd(uid: getuid())
+        let home = environmentValue("HOME") ?? PasswdEntry.hostHome(ofUID: getuid())
         let environment = ["XDG_RUNTIME_DIR": environmentValue("XDG_RUNTIME_DIR") ?? "", "HOME": home ?? ""]
         let prefix = configuration.socketPrefix
             ?? SocketLocation.userDirectory(uid: getuid(), environment: environment) + "/jaild"
         return SocketLocation(prefix: prefix, uid: getuid(), gid: getgid())
-    }
-
-    /// The home directory of `uid` in the host's /etc/passwd, for a rootless jaild started
-    /// without $HOME. Parsed here, not asked of glibc's name services: a static binary cannot
-    /// load their modules. nil (then the socket's directory needs $XDG_RUNTIME_DIR) when the
-    /// file or the entry is missing.
-    static func homeFromPasswd(uid: UInt32) -> String? {
-        guard let passwd = try? readText("/etc/passwd") else { return nil }
-        return PasswdEntry.parseAll(passwd).first { $0.uid == uid }.map(\.home).flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Starts the jail. In the foreground it returns the exit code once the jail has stopped;
@@ -198,6 +189,9 @@ public struct Supervisor {
             if cgroupsBeforeClone {
                 cgroups = try makeCgroups()
                 try PortFilter.attach(configuration, jail: cgroupName, socket: location.socketPath, to: cgroups)  // every jail: the post-bind check
+            } else if !configuration.rootless {
+                // For a clone into them (Supervisor+BirthCgroup.swift); the filter while init mounts.
+                cgroups = try makeCgroups()
             }
             signals = try JailError.wrap { () throws(SystemError) in
                 try SignalDescriptor([SIGTERM, SIGINT, SIGHUP, SIGCHLD])

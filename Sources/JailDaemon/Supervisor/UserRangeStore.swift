@@ -38,8 +38,9 @@ struct UserRangeStore {
             try recheck(start, ids: ids)
             return start
         }
-        if let mine = try allocations().first(where: { $0.name == name }) {
-            try index(name, start: mine.start)
+        // A miss is a first start once every range file is known to be indexed (`indexIsComplete`):
+        // no file is read. Before that, the walk of every range file, once for all of them.
+        if !indexIsComplete, let mine = try indexEveryRange().first(where: { $0.name == name }) {
             try recheck(mine.start, ids: ids)
             return mine.start
         }
@@ -78,6 +79,29 @@ struct UserRangeStore {
               target.hasSuffix(".range"), let start = UInt32(target.dropFirst(3).dropLast(6)),
               let owner = try holder(of: start), owner.name == name else { return nil }
         return start
+    }
+
+    /// `by-name/.complete`: every range file had its index entry when it was written. Every
+    /// jaild since the index indexes a range as it allocates it (before the start goes on), so
+    /// from then on a name without an entry has no range: a first start reads no range file.
+    /// Removing the marker (say, after restoring range files by hand) makes the next start walk
+    /// them all again and index what it finds.
+    var completeMarker: String { indexDirectory + "/.complete" }
+
+    var indexIsComplete: Bool { (try? fileStatus(completeMarker)) != nil }
+
+    /// Reads every range file, indexes each one whose entry is missing or wrong, then writes
+    /// the marker; returns what it read. A file still being written (no name yet) is skipped:
+    /// the jaild writing it indexes it itself.
+    func indexEveryRange() throws(JailError) -> [(start: UInt32, name: String)] {
+        let all = try allocations()
+        if mkdir(indexDirectory, 0o700) < 0 && errno != EEXIST { throw .system(.last("mkdir", path: indexDirectory)) }
+        for (start, name) in all where !name.isEmpty {
+            if try indexedStart(of: name) != start { try index(name, start: start) }
+        }
+        let created = try JailError.wrap { () throws(SystemError) in try createExclusively(completeMarker, "\(all.count) ranges indexed\n") }
+        if !created { log.debug("\(completeMarker) was written meanwhile by another jaild") }
+        return all
     }
 
     /// The name and socket a range file holds; nil when there is no such file. One that cannot

@@ -16,7 +16,8 @@ description:
     C(/etc/jail/NAME.conf).
   - Idempotent. A second run with the same arguments changes nothing and says so.
   - The options that can change in place (I(ports), I(address), I(loopback), I(memory), I(pids), I(cpus), I(rc), I(init)) are
-    rewritten in the tenant's config file; a running tenant is then restarted so they apply.
+    rewritten in the tenant's config file (read by C(jaild config), jaild's own reader; every
+    other line is kept); a running tenant is then restarted so they apply.
     I(uid), I(gid), I(base) and I(user) cannot change once the tenant exists; the module fails
     and says to destroy the tenant first.
   - jaild's one-line errors are the module's failure messages.
@@ -152,6 +153,7 @@ commands:
   elements: str
 """
 
+import json
 import os
 import pwd
 import shlex
@@ -164,53 +166,53 @@ MUTABLE = {"ports": "ports", "address": "address", "loopback": "loopback", "memo
            "cpus": "cpus", "rc": "rc", "init": "init"}
 
 
-def parse_config(text):
-    """The entries of a jaild config file, as jaild reads them (docs/config.md): one key =
-    value per line, '#' starts a comment; the last of a repeated key wins for our keys."""
-    entries = {}
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        entries[key.strip()] = value.strip()
-    return entries
+def read_config(module, jaild, env, text):
+    """jaild's own reading of config text (`jaild config - --json`, docs/config.md): the
+    entries in order, each {"line", "key", "value"}. One reader of the format for jaild and this
+    module; text jaild cannot read fails the task with jaild's line."""
+    rc, out, err = module.run_command([jaild, "config", "-", "--json"], data=text, binary_data=True,
+                                      environ_update=env)
+    if rc != 0:
+        message = (err or out).strip().splitlines()
+        module.fail_json(msg=message[-1] if message else f"{jaild} config exited {rc}", rc=rc, stderr=err)
+    return json.loads(out)
 
 
-def rewrite_config(text, desired):
-    """The config text with each key of `desired` set (value) or removed (None), every other
-    line kept as it was."""
-    out, done = [], set()
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        key = line.split("=", 1)[0].strip() if "=" in line else None
+def config_values(entries):
+    """Key to value; the last of a repeated key wins, as it does for jaild's single options."""
+    return {entry["key"]: entry["value"] for entry in entries}
+
+
+def config_services(entries):
+    """The `service` values, in order (a repeatable key)."""
+    return [entry["value"] for entry in entries if entry["key"] == "service"]
+
+
+def rewrite_config(text, entries, desired, services=None):
+    """The config text with each key of `desired` set (value: its first line rewritten, its
+    repeats dropped, appended when absent) or removed (None), and, unless `services` is None,
+    exactly these `service` lines at the end. `entries` are jaild's reading of `text`, whose
+    line numbers say which line holds which key; every other line (comments, blank lines, other
+    keys) is kept byte for byte, in the format docs/config.md documents: `key = value` lines."""
+    lines = text.split("\n")  # jaild ends lines at LF (a CRLF line keeps its CR here, and below)
+    if lines and lines[-1] == "":
+        lines.pop()
+    out = list(lines)
+    done = set()
+    for entry in entries:
+        key, index = entry["key"], entry["line"] - 1
         if key in desired:
-            if key not in done and desired[key] is not None:
-                out.append(f"{key} = {desired[key]}")
+            if key in done or desired[key] is None:
+                out[index] = None
+            else:
+                out[index] = f"{key} = {desired[key]}" + ("\r" if lines[index].endswith("\r") else "")
             done.add(key)
-            continue
-        out.append(raw)
-    for key, value in desired.items():
-        if key not in done and value is not None:
-            out.append(f"{key} = {value}")
+        elif key == "service" and services is not None:
+            out[index] = None
+    out = [line for line in out if line is not None]
+    out += [f"{key} = {value}" for key, value in desired.items() if key not in done and value is not None]
+    out += [f"service = {value}" for value in services or []]
     return "\n".join(out) + "\n"
-
-
-def config_services(text):
-    """The config's `service` lines' values, in order (a repeatable key)."""
-    out = []
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if "=" in line and line.split("=", 1)[0].strip() == "service":
-            out.append(line.split("=", 1)[1].strip())
-    return out
-
-
-def rewrite_services(text, services):
-    """The config text with exactly these `service` lines (at the end), every other line kept."""
-    out = [raw for raw in text.splitlines()
-           if not ("=" in raw.split("#", 1)[0] and raw.split("#", 1)[0].split("=", 1)[0].strip() == "service")]
-    return "\n".join(out + [f"service = {value}" for value in services]) + "\n"
 
 
 KEY_TYPES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-")
@@ -263,9 +265,13 @@ class Tenant:
                                   rc=rc, stdout=out, stderr=err, commands=self.commands)
         return rc, out, err
 
+    def read(self, text):
+        return read_config(self.module, self.p["jaild"], self.env, text)
+
     def config_text(self):
         try:
-            with open(self.config_path) as f:
+            # As jaild reads it: no newline translation (a CR stays a CR).
+            with open(self.config_path, newline="") as f:
                 return f.read()
         except FileNotFoundError:
             return None
@@ -324,18 +330,21 @@ class Tenant:
                 self.module.fail_json(msg=f"tenant {self.name} exists on base {entries['base']}, not {base}: "
                                           f"destroy it first (state: absent) to change it")
 
-    def update(self, text):
+    def update(self, text, entries):
         """Rewrites the options that may change; True when the file changed."""
-        wanted = rewrite_config(text, self.desired_mutable())
-        if self.p["services"] is not None and config_services(wanted) != self.p["services"]:
-            wanted = rewrite_services(wanted, self.p["services"])
-        if parse_config(wanted) == parse_config(text) and config_services(wanted) == config_services(text):
+        services = self.p["services"]
+        if services is not None and config_services(entries) == services:
+            services = None
+        wanted = rewrite_config(text, entries, self.desired_mutable(), services)
+        wanted_entries = self.read(wanted)
+        if config_values(wanted_entries) == config_values(entries) \
+                and config_services(wanted_entries) == config_services(entries):
             return False
-        self.diff["before"]["config"] = parse_config(text)
-        self.diff["after"]["config"] = parse_config(wanted)
+        self.diff["before"]["config"] = config_values(entries)
+        self.diff["after"]["config"] = config_values(wanted_entries)
         if not self.module.check_mode:
             temporary = self.config_path + ".tmp"
-            with open(temporary, "w") as f:
+            with open(temporary, "w", newline="") as f:
                 f.write(wanted)
             os.chmod(temporary, 0o644)
             os.rename(temporary, self.config_path)
@@ -366,7 +375,7 @@ class Tenant:
         with open(path, "a") as f:
             if present and not present.endswith("\n"):
                 f.write("\n")
-            lead = key_options(parse_config(self.config_text() or ""))
+            lead = key_options(config_values(self.read(self.config_text() or "")))
             f.write("\n".join(f"{lead} {k.strip()}" for k in missing) + "\n")
 
     def run(self):
@@ -386,9 +395,9 @@ class Tenant:
         if not exists:
             self.create()
         else:
-            entries = parse_config(text)
-            self.check_fixed(entries)
-            reconfigured = self.update(text)
+            entries = self.read(text)
+            self.check_fixed(config_values(entries))
+            reconfigured = self.update(text, entries)
             self.update_host_keys()
         running = was_running
         if state == "started":
@@ -410,7 +419,7 @@ class Tenant:
         text = self.config_text()
         out = {"changed": self.changed, "running": running, "commands": self.commands}
         if text is not None:
-            out["config"] = parse_config(text)
+            out["config"] = config_values(self.read(text))
         if self.module._diff:
             out["diff"] = self.diff
         return out
