@@ -34,7 +34,7 @@ struct ServiceEndpoint {
             var problem: String?
             do { fd = try openDirectoryPath(directory) } catch { problem = "cannot open \(directory) on the host: \(error.errno)" }
             // A path that cannot be looked at now (EACCES) is left to the connections, which say why.
-            if let fd, let status = try? linkStatus(name, in: fd), !isSocket(status) {
+            if let fd, let status = try? fileStatus(name, in: fd), !isSocket(status) {
                 problem = "\(service.hostPath) exists and is not a socket"
             }
             if let problem {
@@ -90,7 +90,7 @@ struct ServiceEndpoint {
         }
         let held = directory
         let existing: stat?
-        do { existing = try linkStatus(name, in: held) } catch { throw fail("lstat: \(error.errno)") }
+        do { existing = try fileStatus(name, in: held) } catch { throw fail("lstat: \(error.errno)") }
         if let existing {
             guard isSocket(existing) else { throw fail("exists in the jail and is not a socket") }
             do { try removeFile(name, in: held) } catch { throw fail("unlink the old socket: \(error.errno)") }

@@ -65,9 +65,9 @@ struct CgroupEvents {
         self.leaves = leaves
         memcgPrefix = "/jail/\(cgroups.name)/"
         oomFiles = leaves.flatMap { leaf in
-            ["\(leaf)/memory.oom_control", "\(leaf)/memory.events"].filter(canRead)
+            ["\(leaf)/memory.oom_control", "\(leaf)/memory.events"].filter { isAccessible($0, R_OK) }
         }
-        pidsFiles = leaves.map { "\($0)/pids.events" }.filter(canRead)
+        pidsFiles = leaves.map { "\($0)/pids.events" }.filter { isAccessible($0, R_OK) }
         oomKills = 0
         pidsMax = 0
         if !oomFiles.isEmpty {
