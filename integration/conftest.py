@@ -18,6 +18,7 @@ from harness import (  # noqa: F401  (re-exported: tests import them from confte
     REPO, BIN, JAILD, JAIL, CACHE, UID_A, UID_B, wait_for, pid_alive,
     children_of, descendants, session_children, jail_descendants, spare_helper, SPARE_HELPER, as_user, sha256, Jail, cached_debian_rootfs, build_rootfs, mounts_under, HostAccount,
     Foreground, jail_cgroups, cgroup_of, Provisioning, PROVISION_ISSUE, HOST_FILES, tree_listing,
+    Lxcfs, give_back_range,
 )
 
 
@@ -68,17 +69,7 @@ def userns_ranges_are_given_back(jaild_state_directories_are_removed):
     yield
     if USERNS_RANGES.is_dir():
         for path in set(USERNS_RANGES.glob("*.range")) - before:
-            path.unlink(missing_ok=True)
-            reservation = f"root:{path.name[:-len('.range')]}:65536"
-            for name in ("/etc/subuid", "/etc/subgid"):
-                lines = pathlib.Path(name).read_text().splitlines(keepends=True)
-                if any(line.strip() == reservation for line in lines):
-                    pathlib.Path(name).write_text("".join(line for line in lines if line.strip() != reservation))
-        # The index (by-name/JAIL -> ../START.range) of ranges given back here points nowhere now.
-        index = USERNS_RANGES / "by-name"
-        for entry in (index.iterdir() if index.is_dir() else []):
-            if entry.is_symlink() and not entry.exists():
-                entry.unlink(missing_ok=True)
+            give_back_range(path)
 
 
 @pytest.fixture(scope="session", autouse=True)

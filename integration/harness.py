@@ -4,6 +4,7 @@ conftest.py) and for scripts/bench alike: one copy of the process helpers and of
 Plain Python 3 with no pytest, so the benchmark script can import it too. Everything it
 starts it stops by pid; nothing here touches a process it did not start.
 """
+import errno
 import hashlib
 import os
 import pathlib
@@ -202,6 +203,62 @@ class Jail:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Lxcfs:
+    """lxcfs in the foreground on a directory of its own (for `--lxcfs-directory`), so nothing of
+    the host's lxcfs is used; `stop` ends it and unmounts."""
+
+    def __init__(self, directory):
+        self.directory = pathlib.Path(directory)
+        self.directory.mkdir(exist_ok=True)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["lxcfs", "-f", "-p", str(self.directory) + ".pid", str(self.directory)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: (self.directory / "proc" / "meminfo").exists() or self.proc.poll() is not None, 10, "lxcfs")
+        assert self.proc.poll() is None, "lxcfs exited"
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # A daemon that died leaves its mount (ENOTCONN): gone too.
+        if os.path.ismount(self.directory) or self.disconnected():
+            subprocess.run(["umount", "-l", str(self.directory)], capture_output=True)
+
+    def disconnected(self):
+        try:
+            os.stat(self.directory)
+            return False
+        except OSError as error:
+            return error.errno == errno.ENOTCONN
+
+
+USERNS_RANGES = pathlib.Path("/var/lib/jail/userns")
+
+
+def give_back_range(path):
+    """Gives back an id range jaild kept for a jail's next start (USERNS_RANGES/START.range):
+    the file, its line `root:START:65536` in /etc/subuid and /etc/subgid, and the index entries
+    (by-name/JAIL -> ../START.range) that point nowhere now."""
+    path = pathlib.Path(path)
+    path.unlink(missing_ok=True)
+    reservation = f"root:{path.name[:-len('.range')]}:65536"
+    for name in ("/etc/subuid", "/etc/subgid"):
+        lines = pathlib.Path(name).read_text().splitlines(keepends=True)
+        if any(line.strip() == reservation for line in lines):
+            pathlib.Path(name).write_text("".join(line for line in lines if line.strip() != reservation))
+    index = path.parent / "by-name"
+    for entry in (index.iterdir() if index.is_dir() else []):
+        if entry.is_symlink() and not entry.exists():
+            entry.unlink(missing_ok=True)
 
 
 def cached_debian_rootfs(variant=None):

@@ -81,14 +81,6 @@ def port_holders(port):
             if line.split()[3].rsplit(":", 1)[0] in ("0.0.0.0", "*", "[::]", ADDRESS, f"[::ffff:{ADDRESS}]")]
 
 
-def pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            return sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-
-
 def host_uid(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(next(line for line in f if line.startswith("Uid:")).split()[1])
@@ -134,7 +126,6 @@ class ServicesJail:
         self.jail = None
         self.started_at = None
         self.crontab_set_at = None
-        self.figures = {}
 
     def prepare(self):
         subprocess.run(["cp", "-a", str(cached_debian_rootfs()), str(self.root)], check=True)
@@ -165,7 +156,6 @@ class ServicesJail:
         # filter grants the jail its own ports, not by a capability (issue 15 item 6).
         self.jail = Jail(self.root, UID_A, ["--ports", "tcp:22,tcp:25", "--pids", "1024", "--rc", "/etc/rc.jail",
                                             "--rc-stop", "/etc/rc.jail.stop", "--stop-timeout", "10"])
-        start = time.monotonic()
         # As if an admin started it from a login session: jaild has a login uid (1000).
         result = subprocess.run(self.jail.command(), capture_output=True, text=True, timeout=90,
                                 preexec_fn=lambda: open("/proc/self/loginuid", "w").write("1000"))
@@ -174,7 +164,6 @@ class ServicesJail:
         self.jail.init_pid = children_of(self.jail.supervisor)[0]
         # jaild has returned: the rc has finished, so sshd answers now, without waiting.
         first = banner()
-        self.figures["start_to_sshd_ms"] = (time.monotonic() - start) * 1000
         assert first.startswith(b"SSH-2.0-OpenSSH"), first
         # The crontab first: its minute passes while the other tests run.
         result = self.jail.run(f"echo '* * * * * id -u > {CRON_FILE}' | crontab - && crontab -l")
@@ -310,15 +299,6 @@ def test_the_users_crontab_runs(services):
     wait_for(path.exists, max(remaining, 1), "the cron job")
     wait_for(lambda: path.read_text() == f"{UID_A}\n", 5, "the cron job's output")
     assert os.stat(path).st_uid == UID_A
-
-
-def test_figures(services, capsys):
-    pids = [services.jail.init_pid] + descendants(services.jail.init_pid)
-    total = sum(pss_kib(p) for p in pids)
-    with capsys.disabled():
-        print(f"\n[figures] Debian services jail: jaild start until sshd answers "
-              f"{services.figures['start_to_sshd_ms']:.0f} ms (incl. ssh-keygen -A); "
-              f"PSS of its {len(pids)} processes {total / 1024:.1f} MiB")
 
 
 def test_stop_runs_rc_stop_then_nothing_is_left(services):

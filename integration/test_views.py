@@ -9,47 +9,11 @@ import pathlib
 import re
 import signal
 import socket
-import statistics
 import subprocess
 
 import pytest
 
-from conftest import JAILD, UID_A, UID_B, Jail, cached_debian_rootfs, wait_for
-
-
-class Lxcfs:
-    """lxcfs in the foreground on a directory of its own; `stop` ends it and unmounts."""
-
-    def __init__(self, directory):
-        self.directory = pathlib.Path(directory)
-        self.directory.mkdir(exist_ok=True)
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(["lxcfs", "-f", "-p", str(self.directory) + ".pid", str(self.directory)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: (self.directory / "proc" / "meminfo").exists() or self.proc.poll() is not None, 10, "lxcfs")
-        assert self.proc.poll() is None, "lxcfs exited"
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        # A daemon that died leaves its mount (ENOTCONN): gone too.
-        if os.path.ismount(self.directory) or self.disconnected():
-            subprocess.run(["umount", "-l", str(self.directory)], capture_output=True)
-
-    def disconnected(self):
-        try:
-            os.stat(self.directory)
-            return False
-        except OSError as error:
-            return error.errno == 107  # ENOTCONN
+from conftest import JAILD, UID_A, UID_B, Jail, Lxcfs, cached_debian_rootfs, wait_for
 
 
 @pytest.fixture
@@ -258,23 +222,3 @@ def test_lxcfs_restart_is_noticed_and_repaired(start_jail, lxcfs, rootfs_a):
     total = int(re.search(r"MemTotal:\s+(\d+) kB", out(jail, "cat /proc/meminfo")).group(1)) // 1024
     assert 255 <= total <= 257, total
     assert "lxcfs" not in subprocess.run([JAILD, "list"], capture_output=True, text=True).stderr
-
-
-def test_start_cost_of_each_view(lxcfs, rootfs_a):
-    """Figures for the issue's note: median start time of 9 starts, each view off and on."""
-    variants = {
-        "all off (--views off --no-syslog)": ["--views", "off", "--no-syslog"],
-        "syslog relay": ["--views", "off"],
-        "lxcfs files": ["--no-syslog", "--lxcfs-directory", str(lxcfs.directory)],
-        "cpuset (--cpus 1)": ["--views", "off", "--no-syslog", "--cpus", "1"],
-        "memory cgroup only (--memory 256M)": ["--views", "off", "--no-syslog", "--memory", "256M"],
-        "all on (--cpus 1 --memory 256M)": ["--lxcfs-directory", str(lxcfs.directory), "--cpus", "1", "--memory", "256M"],
-    }
-    for label, args in variants.items():
-        times = []
-        for _ in range(9):
-            jail = Jail(rootfs_a, UID_A, args)
-            jail.start()
-            times.append(jail.start_seconds)
-            jail.stop()
-        print(f"start cost: {label}: median {statistics.median(times) * 1000:.1f} ms")

@@ -157,10 +157,6 @@ int cj_make_userns(const char *uid_map, const char *gid_map) {
     return fd;
 }
 
-int cj_unshare_cgroup_namespace(void) {
-    return unshare(CLONE_NEWCGROUP);
-}
-
 int cj_rebind_in_namespace(int mntns_fd, const char *const *sources, const char *const *targets, int count) {
     int trees[16];
     if (count > 16) { errno = E2BIG; return -1; }

@@ -247,21 +247,6 @@ int cj_pidfd_send_signal(int pidfd, int signo) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, signo, NULL, 0);
 }
 
-pid_t cj_write_in_child(const char *path, const char *text) {
-    /* A forked child that writes `text` to `path` and exits with 0 or the errno: the caller
-     * goes on meanwhile (a move to a cgroup may wait out an RCU grace period, see
-     * cj_clone_into_cgroup) and reaps it when it needs the write done. Single-threaded
-     * callers only (fork semantics; the child calls nothing but open, write and _exit). */
-    size_t len = strlen(text);
-    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid != 0) return pid;
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) _exit(errno & 0xff ? errno & 0xff : 255);
-    ssize_t n = write(fd, text, len);
-    if (n < 0) _exit(errno & 0xff ? errno & 0xff : 255);
-    _exit(n == (ssize_t)len ? 0 : EIO);
-}
-
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif

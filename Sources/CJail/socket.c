@@ -54,7 +54,7 @@ int cj_unix_connect_type(const char *path, int type) {
     return fd;
 }
 
-/* The syslog relay's sockets: its /dev/log inside the jail, and the host's. */
+/* The syslog relay's socket: its /dev/log inside the jail. */
 int cj_unix_dgram_bind(const char *path) {
     struct sockaddr_un address;
     if (fill_address(&address, path) < 0) return -1;
@@ -67,10 +67,6 @@ int cj_unix_dgram_bind(const char *path) {
         return -1;
     }
     return fd;
-}
-
-int cj_unix_dgram_connect(const char *path) {
-    return cj_unix_connect_type(path, SOCK_DGRAM);
 }
 
 int cj_accept(int listener) {

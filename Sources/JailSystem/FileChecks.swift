@@ -1,13 +1,14 @@
 import CJail
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// lstat(2) of a path, nil when it does not exist.
-public func fileStatus(_ path: String) throws(SystemError) -> stat? {
+/// lstat(2) of a path (relative to `directory` when given): a symlink is itself; nil when nothing is there.
+public func fileStatus(_ path: String, in directory: FileDescriptor? = nil) throws(SystemError) -> stat? {
     var info = stat()
-    if lstat(path, &info) == 0 { return info }
+    if fstatat(directory?.rawValue ?? AT_FDCWD, path, &info, AT_SYMLINK_NOFOLLOW) == 0 { return info }
     if errno == ENOENT || errno == ENOTDIR { return nil }
     throw SystemError.last("lstat", path: path)
 }
@@ -124,11 +125,6 @@ public func aclSearchers(_ xattr: [UInt8]) -> [String] {
     return searchers
 }
 
-/// Whether this process may read `path` (access(2) R_OK): for an optional file, such as a
-/// cgroup controller's, whose absence says the controller is not there.
-public func canRead(_ path: String) -> Bool {
-    access(path, R_OK) == 0
-}
 
 /// stat(2): the status of what `path` leads to (a symlink followed), nil when nothing is
 /// there (or a symlink dangles).

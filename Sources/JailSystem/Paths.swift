@@ -84,14 +84,6 @@ public func setOwner(_ path: String, uid: UInt32, gid: UInt32, in directory: Fil
     try syscall("chown", path: path) { fchownat(directory?.rawValue ?? AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW) }
 }
 
-/// lstat(2): the status of `path` itself (a symlink is one), nil when nothing is there.
-public func linkStatus(_ path: String, in directory: FileDescriptor? = nil) throws(SystemError) -> stat? {
-    var info = stat()
-    if fstatat(directory?.rawValue ?? AT_FDCWD, path, &info, AT_SYMLINK_NOFOLLOW) == 0 { return info }
-    if Glibc.errno == ENOENT || Glibc.errno == ENOTDIR { return nil }
-    throw SystemError.last("lstat", path: path)
-}
-
 /// Whether something (a symlink too, even a dangling one) is at `path`; a path that cannot be
 /// looked at (EACCES, ELOOP) counts as there, so a caller claiming the name does not overwrite it.
 public func somethingExists(at path: String) -> Bool {

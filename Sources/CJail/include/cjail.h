@@ -38,8 +38,6 @@ pid_t cj_clone_owned_by_into_cgroup(unsigned long flags, uid_t owner, int cgroup
 /* Joins a new cgroup namespace rooted at the cgroup2 directory `cgroup_fd` without moving there
  * (a short-lived child is born there and made it; process.c says how). 0, or -1 and errno. */
 int cj_enter_cgroup_namespace_rooted_at(int cgroup_fd);
-/* Forks a child that writes `text` to `path` and exits with 0 or the errno (process.c). */
-pid_t cj_write_in_child(const char *path, const char *text);
 
 int cj_pivot_root(const char *new_root, const char *put_old);
 int cj_set_parent_death_signal(int signo);
@@ -286,10 +284,8 @@ void cj_openlog(const char *ident);
  * shrink, new seals), close-on-exec. The session helper's record for `jaild sessions`. */
 int cj_sealed_memfd(const char *name, const void *data, size_t len);
 
-/* A close-on-exec AF_UNIX datagram socket bound at PATH (the jail's /dev/log), or connected
- * to PATH (the host's /dev/log, before pivot_root). */
+/* A close-on-exec AF_UNIX datagram socket bound at PATH (the jail's /dev/log). */
 int cj_unix_dgram_bind(const char *path);
-int cj_unix_dgram_connect(const char *path);
 
 /* pidfd_getfd(2): a copy of descriptor FD of the process PIDFD refers to (close-on-exec).
  * `jaild sessions` reads a helper's peer credentials in the host's PID namespace with it. */
@@ -312,8 +308,6 @@ int cj_overlay_open_read_only(int state_tree, int lower_tree);
  * stale mount there detached first. Host root, single-threaded caller: the trees are opened
  * here, a child joins the namespace and attaches them. 0, or -1 with errno (the child's). */
 int cj_rebind_in_namespace(int mntns_fd, const char *const *sources, const char *const *targets, int count);
-/* unshare(CLONE_NEWCGROUP): the caller's cgroup namespace, rooted where it sits now. */
-int cj_unshare_cgroup_namespace(void);
 /* statfs(2) of PATH: the file system's type, sizes in blocks and inode counts. */
 struct cj_fs_usage { int64_t type; uint64_t block_size, blocks, blocks_free, files, files_free; };
 int cj_statfs(const char *path, struct cj_fs_usage *out);

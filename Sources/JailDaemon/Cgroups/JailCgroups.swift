@@ -200,7 +200,7 @@ struct JailCgroups {
     static func removeTree(_ path: String) {
         for entry in listDirectory(path) {
             let child = "\(path)/\(entry)"
-            if let info = try? linkStatus(child), isDirectory(info) { removeTree(child) }
+            if let info = try? fileStatus(child), isDirectory(info) { removeTree(child) }
         }
         discardDirectory(path)
     }

@@ -46,9 +46,13 @@ public enum PortFilter {
     private static func attachLocked(_ ownership: Ownership, plan: cj_address_plan, directory: String) throws(JailError) {
         let lock = try Lock.acquire()
         defer { lock.release() }
-        guard let owner = cgroupID(directory) else {
-            throw .failed("--ports: cannot open cgroup \(directory)", .last("open", path: directory))
-        }
+        // The jail's own cgroup, made by this start: one it cannot read fails with the reason.
+        let owner: UInt64
+        do throws(SystemError) {
+            guard let info = try fileStatus(directory) else { throw SystemError("lstat", path: directory, errno: .noSuchFileOrDirectory) }
+            guard isDirectory(info) else { throw SystemError("lstat", path: directory, errno: .notDirectory) }
+            owner = UInt64(info.st_ino)
+        } catch { throw .failed("--ports: cannot open cgroup \(directory)", error) }
         let ports = ownership.ports
         let owns = ports != nil || ownership.hasAddresses
         if owns { try writeRecord(ownership, owner: owner) }
@@ -59,20 +63,12 @@ public enum PortFilter {
         } else if owns {
             try claim(ownership, owner: owner, map: map, jailRoot: parent(of: directory))
         }
-        let ranges = (ports?.ranges ?? []).map { cj_port_range(protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
-        var step: Int32 = 0
-        var plan = plan
-        let rc = ranges.withUnsafeBufferPointer {
-            cj_ports_attach(directory, map, $0.baseAddress, Int32($0.count), ports == nil ? 0 : 1, &plan, &step)
-        }
-        guard rc == 0 else {
-            let failure = Errno(rawValue: errno)
-            _ = cj_ports_detach(directory)
-            switch step {
-            case 1: throw .failed("--ports: cannot open cgroup \(directory)", SystemError("open", path: directory, errno: failure))
-            case 2: throw .failed("--ports: this kernel refused the port filter (cgroup-BPF)", SystemError("bpf(BPF_PROG_LOAD)", errno: failure))
-            default: throw .failed("--ports: cannot attach the port filter to \(directory)",
-                                   SystemError("bpf(BPF_PROG_ATTACH)", path: directory, errno: failure))
+        let ranges = (ports?.ranges ?? []).map { (protocol: $0.protocolNumber, low: $0.low, high: $0.high) }
+        do { try attachPortPrograms(to: directory, map: map, ranges: ranges, bindFilter: ports != nil, plan: plan) } catch {
+            switch error {
+            case .cgroup(let failure): throw .failed("--ports: cannot open cgroup \(directory)", failure)
+            case .load(let failure), .map(let failure): throw .failed("--ports: this kernel refused the port filter (cgroup-BPF)", failure)
+            case .attach(let failure): throw .failed("--ports: cannot attach the port filter to \(directory)", failure)
             }
         }
     }
@@ -83,8 +79,8 @@ public enum PortFilter {
     static func detach(from cgroups: JailCgroups?) -> Bool {
         guard let unified = cgroups?.unifiedDirectory else { return true }
         NetworkCounters.detach(from: cgroups)
-        if cj_ports_detach(unified) != 0 {
-            log.warning("cannot detach the port filter from \(unified): \(Errno(rawValue: errno))")
+        do { try detachPortPrograms(from: unified) } catch {
+            log.warning("cannot detach the port filter from \(unified): \(error.errno)")
         }
         let lock: Lock
         do throws(JailError) { lock = try Lock.acquire() } catch {
@@ -126,19 +122,13 @@ public enum PortFilter {
             recordedText = ""
         }
         let recorded = UInt32(recordedText.split(separator: "\n").first ?? "") ?? 0
-        let byID = cj_owned_ports_by_id(recorded)
-        if byID >= 0 { return (byID, false) }
-        var isNew = false
-        var fd = cj_owned_ports_open(0)
-        if fd < 0 && errno == ENOENT && create {
-            fd = cj_owned_ports_open(1)
-            isNew = true
+        if let byID = ownedPortsMap(id: recorded) { return (byID, false) }
+        let opened: (fd: Int32, isNew: Bool)?
+        do { opened = try openOwnedPortsMap(create: create) } catch {
+            throw .failed("--ports: this kernel refused the owned-ports map (BPF)", error)
         }
-        if fd < 0 {
-            if errno == ENOENT && !create { return nil }
-            throw .failed("--ports: this kernel refused the owned-ports map (BPF)", .last("bpf(BPF_MAP_CREATE)"))
-        }
-        let id = cj_bpf_map_id(fd)
+        guard let (fd, isNew) = opened else { return nil }
+        let id = ownedPortsMapID(fd)
         if id != recorded && id != 0 {
             do throws(JailError) { try writeMapID(id) } catch {
                 closeDescriptor(fd)
@@ -159,12 +149,10 @@ public enum PortFilter {
     /// that died without stopping) is left to the full rebuild, which decides from every record.
     private static func claim(_ ownership: Ownership, owner: UInt64, map: Int32, jailRoot: String) throws(JailError) {
         let (keys, _) = OwnedPorts.entries([(owner, ownership)])
-        let entries = keys.map(\.entry)
-        var holders = [UInt64](repeating: 0, count: keys.count)
-        let rc = entries.withUnsafeBufferPointer { k in
-            holders.withUnsafeMutableBufferPointer { h in cj_owned_ports_add(map, k.baseAddress, Int32(k.count), owner, h.baseAddress) }
+        let holders: [UInt64]
+        do { holders = try addOwnedPorts(keys.map(\.entry), owner: owner, map: map) } catch {
+            throw .failed("--ports: cannot update the owned-ports map", error)
         }
-        if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
         if holders.contains(where: { $0 != owner }) { return try sync(map: map, jailRoot: jailRoot) }
         try ReservedPorts.include(OwnedPorts.ports(of: keys))
     }
@@ -199,11 +187,9 @@ public enum PortFilter {
         let (keys, owners) = OwnedPorts.entries(records.sorted { $0.owner < $1.owner })
         try ReservedPorts.update(owned: OwnedPorts.ports(of: keys))
         guard map >= 0 else { return }
-        let entries = keys.map(\.entry)
-        let rc = entries.withUnsafeBufferPointer { k in
-            owners.withUnsafeBufferPointer { o in cj_owned_ports_sync(map, k.baseAddress, o.baseAddress, Int32(k.count)) }
+        do { try syncOwnedPorts(keys.map(\.entry), owners: owners, map: map) } catch {
+            throw .failed("--ports: cannot update the owned-ports map", error)
         }
-        if rc != 0 { throw .failed("--ports: cannot update the owned-ports map", .last("bpf(BPF_MAP_UPDATE_ELEM)")) }
     }
 
     private static func makeRecordDirectory() throws(JailError) {

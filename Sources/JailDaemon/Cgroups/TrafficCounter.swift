@@ -1,4 +1,5 @@
 import CJail
+import JailSystem
 import SystemPackage
 
 #if canImport(Glibc)
@@ -15,33 +16,33 @@ public enum NetworkCounters {
     /// kernel refuses them: the jail then runs without network counters.
     static func attach(to cgroups: JailCgroups?) -> UInt32? {
         guard let directory = cgroups?.unifiedDirectory else { return nil }
-        var id: UInt32 = 0
-        var step: Int32 = 0
-        guard cj_traffic_attach(directory, &id, &step) == 0 else {
-            let reason = Errno(rawValue: errno).description
-            _ = cj_traffic_detach(directory)  // a half attachment (ingress only) goes too
-            let what = ["opening the cgroup", "creating the counter map", "loading the counting programs",
-                        "attaching the counting programs"][max(0, min(3, Int(step) - 1))]
-            log.warning("no network counters for this jail: \(what) (\(directory)) failed: \(reason)")
+        do { return try attachTrafficCounters(to: directory) } catch {
+            let what = switch error {
+            case .cgroup: "opening the cgroup"
+            case .map: "creating the counter map"
+            case .load: "loading the counting programs"
+            case .attach: "attaching the counting programs"
+            }
+            log.warning("no network counters for this jail: \(what) (\(directory)) failed: \(error.systemError.errno)")
             return nil
         }
-        return id
     }
 
     /// Detaches the counting programs (at stop, with the port filter).
     static func detach(from cgroups: JailCgroups?) {
         guard let directory = cgroups?.unifiedDirectory else { return }
-        if cj_traffic_detach(directory) != 0 && errno != ENOENT {
-            log.warning("cannot detach the network counters from \(directory): \(Errno(rawValue: errno))")
+        do { try detachTrafficCounters(from: directory) } catch {
+            // ENOENT: the cgroup or its programs are gone already, which is what a detach is for.
+            if error.errno != .noSuchFileOrDirectory {
+                log.warning("cannot detach the network counters from \(directory): \(error.errno)")
+            }
         }
     }
 
     /// The jail's counters since it started; nil when it has none (no `traffic=`, or its map is gone).
     public static func read(state: JailState) -> (rxBytes: UInt64, txBytes: UInt64, rxPackets: UInt64, txPackets: UInt64)? {
         guard let id = state.traffic else { return nil }
-        var receive = cj_traffic_slot()
-        var transmit = cj_traffic_slot()
-        guard cj_traffic_read(id, &receive, &transmit) == 0 else { return nil }
+        guard let (receive, transmit) = trafficCounters(mapID: id) else { return nil }
         return (receive.bytes, transmit.bytes, receive.packets, transmit.packets)
     }
 }

@@ -107,7 +107,7 @@ public struct ServiceSpec: Sendable, Equatable {
         for service in services {
             let found: stat?
             // One that cannot be looked at is init's to refuse at the start, with its reason.
-            do { found = try linkStatus(service.hostPath) } catch { continue }
+            do { found = try fileStatus(service.hostPath) } catch { continue }
             guard let status = found else {
                 // A missing directory is init's refusal, not a warning.
                 let directory = String(service.hostPath[..<(service.hostPath.lastIndex(of: "/") ?? service.hostPath.startIndex)])

@@ -103,7 +103,7 @@ struct BtrfsQuota {
         guard isBtrfs(directory) else { return false }
         // One that cannot be looked at is not taken for a subvolume: what would use it as one
         // (delete, limit) fails on it then, and says so.
-        do { return try linkStatus(directory)?.st_ino == 256 } catch { return false }
+        do { return try fileStatus(directory)?.st_ino == 256 } catch { return false }
     }
 
     /// Deletes the subvolume and what is in it; its qgroup goes with it (Linux 6.7 and later

@@ -75,7 +75,7 @@ extension Provision {
             let shown = image.path + ":/" + name
             if reuse {
                 let kept: stat?
-                do { kept = try linkStatus(name, in: state) } catch { throw .system(SystemError("lstat", path: shown, errno: error.errno)) }
+                do { kept = try fileStatus(name, in: state) } catch { throw .system(SystemError("lstat", path: shown, errno: error.errno)) }
                 guard kept != nil else { throw ProvisionError.refused("the kept image \(image.path) has no \(name)/") }
                 continue
             }

@@ -74,7 +74,7 @@ struct CgroupView {
     /// unshare(CLONE_NEWCGROUP): the namespace's root is where init sits now.
     static func enterNamespace() throws(JailError) {
         try JailError.wrap { () throws(SystemError) in
-            try syscall("unshare(CLONE_NEWCGROUP)") { cj_unshare_cgroup_namespace() }
+            try unshareNamespaces(CLONE_NEWCGROUP, "CLONE_NEWCGROUP")
         }
     }
 

@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -26,7 +25,7 @@ enum Hardening {
     /// what keeps init's and the helpers' host-facing descriptors out of the jail's reach.
     /// A process that cannot have it must not go on (it is a security control).
     static func forbidDumps() throws(SystemError) {
-        if cj_set_dumpable(0) != 0 { throw .last("prctl(PR_SET_DUMPABLE)") }
+        try setDumpable(false)
     }
 
     /// Landlock ABI 6 (Linux 6.12) brought the scopes for abstract unix sockets and signals.
@@ -37,8 +36,10 @@ enum Hardening {
     /// `allowSetns`: with `--init`, the session helpers join the payload's namespaces.
     static func apply(extraCapabilities: [Int], allowAio: Bool, allowSetns: Bool = false) throws(JailError) {
         try restrictFileSystemAndScope()
-        if cj_drop_bounding_set(keptMask | Capability.mask(extraCapabilities)) != 0 { throw .system(.last("prctl(PR_CAPBSET_DROP)")) }
-        if cj_install_seccomp(allowAio ? 1 : 0, allowSetns ? 1 : 0) != 0 { throw .system(.last("seccomp")) }
+        do throws(SystemError) {
+            try dropBoundingSet(keeping: keptMask | Capability.mask(extraCapabilities))
+            try installJailSeccompFilter(allowAio: allowAio, allowSetns: allowSetns)
+        } catch { throw .system(error) }
     }
 
     /// One Landlock domain (any ABI ≥ 1, Linux 5.13+): file-system access only beneath the
@@ -46,15 +47,14 @@ enum Hardening {
     /// a host process connected to) opens nothing; with ABI 6 also the scopes. Older kernels
     /// get a warning naming what is missing.
     static func restrictFileSystemAndScope() throws(JailError) {
-        let abi = cj_landlock_abi()
-        guard abi >= 1 else {
+        guard let abi = landlockABI() else {
             log.warning("this kernel has no Landlock: a host directory passed into the jail is usable there, and the host's abstract unix sockets are reachable")
             return
         }
         let root: FileDescriptor
         do { root = try openDirectoryPath("/") } catch { throw .system(error) }
         defer { root.closeQuietly() }
-        if cj_landlock_restrict_beneath(root.rawValue, abi) != 0 { throw .system(.last("landlock_restrict_self")) }
+        do { try restrictFileSystem(beneath: root, abi: abi) } catch { throw .system(error) }
         if abi < scopeABI {
             log.warning("this kernel has no Landlock scoping (ABI \(abi), needs \(scopeABI)): the host's abstract unix sockets are reachable from the jail")
         }

@@ -1,11 +1,11 @@
-import CJail
 import JailIO
+import JailSystem
 
 /// Gives back the pages of jaild's own file that a loop has stopped using, once the loop has
 /// been idle for a second. Start-up and each session's set-up run megabytes of code that an
 /// idle supervisor or init never runs again; released, those pages leave the process's
 /// resident set (they stay in the page cache) and come back with a minor fault if needed.
-/// The release happens in the same C call as the next sleep (`cj_poll_releasing_file_pages`):
+/// The release happens in the same C call as the next sleep (`pollReleasingFilePages`):
 /// code run between the two would fault its pages back, and each such fault maps 16 pages
 /// (measured: 704 KiB of the supervisor's RSS came back that way).
 struct IdlePages {
@@ -23,7 +23,7 @@ struct IdlePages {
         releasesBeforeNextWait = false
         let woke: Bool?
         if release {
-            woke = try? poller.wait(timeout: timeout(loopTimeout)) { cj_poll_releasing_file_pages($0, UInt($1), $2) }
+            woke = try? poller.wait(timeout: timeout(loopTimeout), using: { pollReleasingFilePages($0, $1, $2) })
         } else {
             woke = try? poller.wait(timeout: timeout(loopTimeout))
         }

@@ -1,4 +1,3 @@
-import CJail
 import JailProtocol
 import JailSystem
 import SystemPackage
@@ -142,15 +141,15 @@ extension Init {
     mutating func publishBootRestarts() {
         let total = bootServices.reduce(0) { $0 + $1.restarts }
         let bytes = Array("restarts=\(total)\n".utf8)
-        let record = cj_sealed_memfd(Self.bootRecordName, bytes, bytes.count)
-        if record < 0 {
+        let record: FileDescriptor
+        do { record = try sealedMemoryFile(named: Self.bootRecordName, bytes) } catch {
             if bootRestartRecord >= 0 { closeDescriptor(bootRestartRecord) }
             bootRestartRecord = -1
-            log.warning("\(SystemError.last("memfd_create", path: Self.bootRecordName)): jail_boot_restarts_total is not published")
+            log.warning("\(error): jail_boot_restarts_total is not published")
             return
         }
         if bootRestartRecord >= 0 { closeDescriptor(bootRestartRecord) }
-        bootRestartRecord = record
+        bootRestartRecord = record.rawValue
     }
 
     static let bootRecordName = "jail-boot"

@@ -54,8 +54,10 @@ enum PayloadEntry {
         guard payloadNamespaces.count == files.count else {
             return "the jail's system (--init) is not running: it is starting, rebooting or stopped; try again"
         }
-        for (fd, type) in zip(payloadNamespaces, types) where cj_setns(fd, Int32(type)) != 0 {
-            return "cannot enter the jail's system (--init): setns(\(files[types.firstIndex(of: type) ?? 0])): \(Errno(rawValue: errno))"
+        for (index, fd) in payloadNamespaces.enumerated() {
+            do { try enterNamespace(fd, type: Int32(types[index]), name: files[index]) } catch {
+                return "cannot enter the jail's system (--init): setns(\(files[index])): \(error.errno)"
+            }
         }
         for fd in payloadNamespaces { closeDescriptor(fd) }
         payloadNamespaces = []
@@ -63,8 +65,8 @@ enum PayloadEntry {
         // shows only its own processes (our /proc/self would not resolve there): the session
         // goes on in a child, which is in it; this process waits and exits with its status,
         // as nsenter does. init knows this one; the child is the session's helper.
-        let inner = fork()
-        if inner < 0 { return "cannot enter the jail's system (--init): fork: \(Errno(rawValue: errno))" }
+        let inner: pid_t
+        do { inner = try forkProcess() } catch { return "cannot enter the jail's system (--init): fork: \(error.errno)" }
         if inner > 0 {
             // Our only child: a nil here would be a bug, and the session's 127 says it failed.
             _exit(waitForChild(inner).map(exitCode(ofStatus:)) ?? 127)
@@ -216,14 +218,14 @@ extension Init {
         payload?.phase = phase
         // `jaild list` reads the phase from this memfd through /proc/INIT/fd (PayloadRecord).
         let bytes = Array("\(phase.rawValue)\n".utf8)
-        let fd = cj_sealed_memfd(PayloadRecord.name, bytes, bytes.count)
-        guard fd >= 0 else {
+        let fd: FileDescriptor
+        do { fd = try sealedMemoryFile(named: PayloadRecord.name, bytes) } catch {
             // `jaild list` then shows the phase before this one.
-            log.warning("the payload's phase '\(phase.rawValue)' is not published: memfd: \(Errno(rawValue: errno))")
+            log.warning("the payload's phase '\(phase.rawValue)' is not published: memfd: \(error.errno)")
             return
         }
         if let old = payload?.record, old >= 0 { closeDescriptor(old) }
-        payload?.record = fd
+        payload?.record = fd.rawValue
     }
 
     /// At stop: the payload halts first (its services' ExecStop run), within the stop timeout;
@@ -285,8 +287,10 @@ extension Init {
     func spawnProgram(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
         guard configuration.payload != nil else { return try spawn(request, settings: programSettings) }
         // init is single-threaded: the child goes on as jaild (it spawns the program itself).
-        let pid = fork()
-        if pid < 0 { throw SpawnError(step: Int32(CJ_STEP_FORK.rawValue), errno: errno, request: request) }
+        let pid: pid_t
+        do { pid = try forkProcess() } catch {
+            throw SpawnError(step: Int32(CJ_STEP_FORK.rawValue), errno: error.errno.rawValue, request: request)
+        }
         if pid > 0 { return pid }
         listener.closeQuietly()
         signals.fd.closeQuietly()
@@ -299,8 +303,8 @@ extension Init {
         // init kills the outer child (the rc's timeout: SIGKILL, which it cannot pass on); its
         // death is SIGHUP here (blocked, as in init), and the program is killed with it.
         // Without it an rc past its timeout would outlive the kill: the program is not started.
-        if cj_set_parent_death_signal(SIGHUP) != 0 {
-            log.error("prctl(PR_SET_PDEATHSIG) in the payload: \(Errno(rawValue: errno))")
+        do { try setParentDeathSignal(SIGHUP) } catch {
+            log.error("prctl(PR_SET_PDEATHSIG) in the payload: \(error.errno)")
             _exit(127)
         }
         let program: pid_t

@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -50,8 +49,14 @@ extension Init {
               tenantSessions < configuration.maxSessions else { return }
         guard let (mine, theirs) = try? UnixSocket.pair() else { return }
         // Else the spare would keep the data pages init only read, mapped, for as long as it waits.
-        cj_release_data_file_pages()
-        let pid = fork()
+        releaseDataFilePages()
+        let pid: pid_t
+        do { pid = try forkProcess() } catch {
+            log.error("fork of a spare session helper: \(error.errno)")
+            mine.closeQuietly()
+            theirs.closeQuietly()
+            return
+        }
         if pid == 0 {
             mine.closeQuietly()
             listener.closeQuietly()
@@ -62,11 +67,6 @@ extension Init {
                                       jail: jailName, sessionCgroups: sessionCgroups)
         }
         theirs.closeQuietly()
-        guard pid > 0 else {
-            log.error("fork of a spare session helper: \(Errno(rawValue: errno))")
-            mine.closeQuietly()
-            return
-        }
         spare = SpareHelper(pid: pid, channel: mine)
         children[pid] = .spare
     }

@@ -197,11 +197,10 @@ public struct MountPlan: Equatable, Sendable {
             guard try JailError.wrap({ () throws(SystemError) in try fileStatus(host) }) != nil else {
                 throw .badMount("host path \(host) does not exist")
             }
-            let tree = cj_open_detached_tree(host)
-            if tree < 0 { throw .system(.last("open_tree", path: host)) }
+            let descriptor: FileDescriptor
+            do { descriptor = try openDetachedTree(host) } catch { throw .system(error) }
             // The tree's own root (a symlink at `host` followed, as the open did): what will be
             // mounted, so what the target must be.
-            let descriptor = FileDescriptor(rawValue: tree)
             do {
                 return Source(tree: descriptor, isDirectory: JailSystem.isDirectory(try descriptor.fileStatus()))
             } catch {
@@ -224,8 +223,8 @@ public struct MountPlan: Equatable, Sendable {
                 // opened while init still has host root's ids.
                 // Memory only, no reason to fail the start: without it, idle release skips the pages
                 // it cannot tell apart (IdlePages), and init keeps them.
-                if cj_keep_pagemap_open() < 0 {
-                    log.warning("init keeps its unused pages when idle: open(/proc/self/pagemap): \(Errno(rawValue: errno))")
+                do { try keepPagemapOpen() } catch {
+                    log.warning("init keeps its unused pages when idle: open(/proc/self/pagemap): \(error.errno)")
                 }
                 try syscall("setresuid(0) in the user namespace") { cj_become_root() }
             case .makeDirectory(let path, let mode):
@@ -307,10 +306,10 @@ public struct MountPlan: Equatable, Sendable {
         // opened without following any symlink, so a swap after the walk cannot redirect it.
         let rootFD = try JailError.wrap { () throws(SystemError) in try openDirectoryPath(root) }
         defer { rootFD.closeQuietly() }
-        let targetFD = cj_open_beneath_no_symlinks(rootFD.rawValue, target, CJ_O_PATH)
-        if targetFD < 0 {
-            if errno == ELOOP { throw .badMount("jail path \(target) holds a symlink") }
-            throw .system(.last("openat2", path: path))
+        let targetFD: Int32
+        do { targetFD = try openBeneathWithoutSymlinks(target, in: rootFD, CJ_O_PATH, name: path).rawValue } catch {
+            if error.errno == .tooManySymbolicLinkLevels { throw .badMount("jail path \(target) holds a symlink") }
+            throw .system(error)
         }
         defer { closeDescriptor(targetFD) }
         try JailError.wrap { () throws(SystemError) in

@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -90,7 +89,14 @@ enum PayloadKeeper {
         }
         // init is single-threaded (DESIGN.md): the keeper is a whole process of jaild, not a
         // step on the way to an exec.
-        let pid = fork()
+        let pid: pid_t
+        do { pid = try forkProcess() } catch {
+            events.keepers.closeQuietly()
+            commands.read.closeQuietly()
+            events.ours.closeQuietly()
+            commands.write.closeQuietly()
+            throw .system(SystemError("fork (the payload's keeper)", errno: error.errno))
+        }
         if pid == 0 {
             events.ours.closeQuietly()
             let setup = Setup(command: command, programCgroups: programCgroups, payloadCgroup: payloadCgroup,
@@ -100,12 +106,6 @@ enum PayloadKeeper {
         }
         events.keepers.closeQuietly()
         commands.read.closeQuietly()
-        if pid < 0 {
-            let error = SystemError.last("fork (the payload's keeper)")
-            events.ours.closeQuietly()
-            commands.write.closeQuietly()
-            throw .system(error)
-        }
         do { try events.ours.setNonBlocking(true) } catch {
             // A blocking read would stop init's loop: the keeper goes, the start fails.
             killChild(pid)
@@ -119,29 +119,32 @@ enum PayloadKeeper {
     /// The keeper's life: the payload's profile, then boot after boot until one ends without
     /// a reboot. Never returns.
     static func run(_ setup: Setup) -> Never {
-        cj_set_proctitle(ProcessTitle.payload)
-        let keep = [setup.events, setup.commands] + setup.programCgroups + (setup.payloadCgroup.map { [$0] } ?? [])
-        keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
+        setProcessTitle(ProcessTitle.payload)
+        closeDescriptors(keeping: [setup.events, setup.commands] + setup.programCgroups + (setup.payloadCgroup.map { [$0] } ?? []))
         // Root inside must not ptrace the keeper or read its memory (it holds the capabilities).
         do { try Hardening.forbidDumps() } catch { fail(setup, "\(error)") }
-        if cj_drop_bounding_set(capabilityMask) != 0 { fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))") }
-        if cj_install_payload_seccomp(setup.allowAio ? 1 : 0) != 0 { fail(setup, "seccomp: \(Errno(rawValue: errno))") }
+        do { try dropBoundingSet(keeping: capabilityMask) } catch { fail(setup, "prctl(PR_CAPBSET_DROP): \(error.errno)") }
+        do { try installPayloadSeccompFilter(allowAio: setup.allowAio) } catch { fail(setup, "seccomp: \(error.errno)") }
         // The scopes without file-system rules: mounts stay possible, the host's abstract unix
         // sockets and processes outside the payload do not (docs/security.md).
-        if cj_landlock_abi() >= Hardening.scopeABI && cj_landlock_scope() != 0 {
-            fail(setup, "landlock_restrict_self (scopes): \(Errno(rawValue: errno))")
+        if let abi = landlockABI(), abi >= Hardening.scopeABI {
+            do { try restrictToLandlockScope() } catch { fail(setup, "landlock_restrict_self (scopes): \(error.errno)") }
         }
         while true {
             // One byte each way (PayloadBoot.enterOwnNamespaces): a message of a pair is one byte.
             let sync: (keepers: FileDescriptor, boots: FileDescriptor)
             do { sync = try UnixSocket.pair() } catch { fail(setup, "\(error)") }
-            let boot = fork()
+            let boot: pid_t
+            do { boot = try forkProcess() } catch {
+                sync.keepers.closeQuietly()
+                sync.boots.closeQuietly()
+                fail(setup, "fork (the payload's boot): \(error.errno)")
+            }
             if boot == 0 {
                 sync.keepers.closeQuietly()
                 PayloadBoot.run(setup, keeper: sync.boots)
             }
             sync.boots.closeQuietly()
-            if boot < 0 { fail(setup, "fork (the payload's boot): \(Errno(rawValue: errno))") }
             writeMaps(setup, boot: boot, sync: sync.keepers)
             sync.keepers.closeQuietly()
             guard let status = waitForChild(boot) else { fail(setup, "waitpid(the payload's boot \(boot)): not a child") }

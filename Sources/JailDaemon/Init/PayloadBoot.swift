@@ -19,7 +19,7 @@ enum PayloadBoot {
     static let namespaceFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
 
     static func run(_ setup: PayloadKeeper.Setup, keeper: FileDescriptor) -> Never {
-        cj_set_proctitle(ProcessTitle.payloadBoot)
+        setProcessTitle(ProcessTitle.payloadBoot)
         let prepared: (console: FileDescriptor, notify: FileDescriptor)
         do {
             prepared = try prepareOutside(setup)
@@ -29,8 +29,8 @@ enum PayloadBoot {
         }
         keeper.closeQuietly()
         // A new user namespace came with a full bounding set: the payload's is set again here.
-        if cj_drop_bounding_set(PayloadKeeper.capabilityMask) != 0 {
-            PayloadKeeper.fail(setup, "prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))")
+        do { try dropBoundingSet(keeping: PayloadKeeper.capabilityMask) } catch {
+            PayloadKeeper.fail(setup, "prctl(PR_CAPBSET_DROP): \(error.errno)")
         }
         // Ours, not the payload's: its namespaces are ours but the PID one, our children's.
         // Our /proc directory is held from before the fork: once the payload has mounted its own
@@ -40,7 +40,8 @@ enum PayloadBoot {
         // opened after the fork, through the held directory.
         let procSelf: FileDescriptor
         do { procSelf = try openDirectoryPath("/proc/self") } catch { PayloadKeeper.fail(setup, "\(error)") }
-        let payload = fork()
+        let payload: pid_t
+        do { payload = try forkProcess() } catch { PayloadKeeper.fail(setup, "fork (the payload): \(error.errno)") }
         if payload == 0 {
             // The payload's steps up to its execve (here and execPayload) keep their raw
             // calls, as code between a fork and an exec does.
@@ -49,7 +50,6 @@ enum PayloadBoot {
             close(prepared.console.rawValue)
             execPayload(setup)
         }
-        if payload < 0 { PayloadKeeper.fail(setup, "fork (the payload): \(Errno(rawValue: errno))") }
         var namespaces: [Int32] = []
         for file in PayloadEntry.files {
             do { namespaces.append(try openFile("ns/\(file)", O_RDONLY, in: procSelf).rawValue) } catch {
@@ -70,7 +70,7 @@ enum PayloadBoot {
         for fd in setup.programCgroups + (setup.payloadCgroup.map { [$0] } ?? []) {
             try writeKernelFile(FileDescriptor(rawValue: fd), "0", path: "cgroup.procs")
         }
-        try syscall("unshare(CLONE_NEWNS)") { cj_unshare(CLONE_NEWNS) }
+        try unshareNamespaces(CLONE_NEWNS, "CLONE_NEWNS")
         try syscall("mount(MS_PRIVATE)", path: "/") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
         let nosuidNodevNoexec = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
         // The fully visible proc the payload's own needs (see Payload.swift); it shows the
@@ -82,15 +82,13 @@ enum PayloadBoot {
         try syscall("mount(tmpfs)", path: "/tmp") { mount("tmpfs", "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=65536k") }
         try makeDirectory("/run/host", mode: 0o755)
         try writeBootID()
-        let notify = FileDescriptor(rawValue: try syscall("bind", path: notifyPath) { cj_unix_dgram_bind(notifyPath) })
-        var slave = [CChar](repeating: 0, count: 128)
-        let console = FileDescriptor(rawValue: try syscall("open(/dev/ptmx)") { cj_open_pty_master(&slave, slave.count) })
+        let notify = try UnixSocket.bindDatagram(path: notifyPath)
+        let (console, slavePath) = try openPseudoTerminal()
         // The loop drains both until EAGAIN: blocking, either would stop it.
         try console.setNonBlocking(true)
         try notify.setNonBlocking(true)
         // An empty file for the pty's slave to cover (one of that name is reused).
         closeDescriptor(try openFile("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW, mode: 0o600).rawValue)
-        let slavePath = String(decoding: slave.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         try syscall("mount(bind)", path: "/dev/console") { mount(slavePath, "/dev/console", nil, UInt(MS_BIND), nil) }
         return (console, notify)
     }
@@ -110,12 +108,12 @@ enum PayloadBoot {
     /// The child user namespace (its maps written by the keeper), then the payload's own
     /// mount, UTS, IPC, cgroup and PID namespaces, owned by it, and its cgroup2.
     static func enterOwnNamespaces(_ setup: PayloadKeeper.Setup, keeper: FileDescriptor) throws(SystemError) {
-        try syscall("unshare(CLONE_NEWUSER)") { cj_unshare(CLONE_NEWUSER) }
+        try unshareNamespaces(CLONE_NEWUSER, "CLONE_NEWUSER")
         // A non-dumpable process's /proc files belong to host root, so the keeper could not
         // open our uid_map: dumpable while it writes. Safe for that moment: no jail program
         // may ptrace us (its capabilities are no superset of ours, and its Landlock domain
         // keeps ptrace inside the jail's).
-        if cj_set_dumpable(1) != 0 { throw .last("prctl(PR_SET_DUMPABLE, 1)") }
+        try setDumpable(true)
         // Asked ("u") and answered ("m"), or a failure kept until dumpable is off again.
         let exchange: Result<[UInt8], SystemError>
         do {
@@ -128,7 +126,7 @@ enum PayloadBoot {
         guard try exchange.get() == [UInt8(ascii: "m")] else {
             throw SystemError("the payload's user namespace has no maps", errno: .permissionDenied)
         }
-        try syscall("unshare(payload namespaces)") { cj_unshare(namespaceFlags) }
+        try unshareNamespaces(namespaceFlags, "payload namespaces")
         if let hostname = setup.hostname { try setHostName(hostname) }
         try syscall("mount(cgroup2)", path: "/sys/fs/cgroup") {
             mount("cgroup2", "/sys/fs/cgroup", "cgroup2", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil)

@@ -34,7 +34,7 @@ struct ServiceEndpoint {
             var problem: String?
             do { fd = try openDirectoryPath(directory) } catch { problem = "cannot open \(directory) on the host: \(error.errno)" }
             // A path that cannot be looked at now (EACCES) is left to the connections, which say why.
-            if let fd, let status = try? linkStatus(name, in: fd), !isSocket(status) {
+            if let fd, let status = try? fileStatus(name, in: fd), !isSocket(status) {
                 problem = "\(service.hostPath) exists and is not a socket"
             }
             if let problem {
@@ -78,23 +78,19 @@ struct ServiceEndpoint {
         do { directory = try openDirectoryPath("/") } catch { throw fail("open /: \(error.errno)") }
         defer { directory.closeQuietly() }
         for component in directoryPath.split(separator: "/").map(String.init) {
-            var next = cj_open_beneath_no_symlinks(directory.rawValue, component, CJ_O_PATH | O_DIRECTORY)
-            if next < 0 && errno == ENOENT {
-                do { try makeDirectory(component, mode: 0o755, in: directory) } catch {
-                    if error.errno != .fileExists { throw fail("mkdir \(component): \(error.errno)") }  // else made meanwhile
-                }
-                next = cj_open_beneath_no_symlinks(directory.rawValue, component, CJ_O_PATH | O_DIRECTORY)
-            }
-            guard next >= 0 else {
-                let reason = errno == ELOOP ? "a symlink on the way (services are made in the jail's own tree only)" : "\(Errno(rawValue: errno))"
+            let next: FileDescriptor
+            do { next = try openOrMakeDirectory(component, in: directory) } catch {
+                if error.operation == "mkdir" { throw fail("mkdir \(component): \(error.errno)") }
+                let reason = error.errno == .tooManySymbolicLinkLevels
+                    ? "a symlink on the way (services are made in the jail's own tree only)" : "\(error.errno)"
                 throw fail("cannot open the directory \(component): \(reason)")
             }
             directory.closeQuietly()
-            directory = FileDescriptor(rawValue: next)
+            directory = next
         }
         let held = directory
         let existing: stat?
-        do { existing = try linkStatus(name, in: held) } catch { throw fail("lstat: \(error.errno)") }
+        do { existing = try fileStatus(name, in: held) } catch { throw fail("lstat: \(error.errno)") }
         if let existing {
             guard isSocket(existing) else { throw fail("exists in the jail and is not a socket") }
             do { try removeFile(name, in: held) } catch { throw fail("unlink the old socket: \(error.errno)") }
@@ -123,6 +119,16 @@ struct ServiceEndpoint {
             throw fail("chmod: \(error.errno)")
         }
         return listener
+    }
+
+    /// The directory `component` of `directory`, made (0755) if missing, opened (O_PATH) without
+    /// following a symlink: ELOOP for a link.
+    static func openOrMakeDirectory(_ component: String, in directory: FileDescriptor) throws(SystemError) -> FileDescriptor {
+        let flags = CJ_O_PATH | O_DIRECTORY
+        do { return try openBeneathWithoutSymlinks(component, in: directory, flags, name: component) } catch where error.errno == .noSuchFileOrDirectory {
+            do { try makeDirectory(component, mode: 0o755, in: directory) } catch where error.errno == .fileExists {}  // made meanwhile
+            return try openBeneathWithoutSymlinks(component, in: directory, flags, name: component)
+        }
     }
 
     /// `/a/b/c.sock` → (`/a/b`, `c.sock`).

@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -52,42 +51,48 @@ struct ServiceRelay {
     /// Forks the relay; init closes its copies of every descriptor the relay took.
     static func start(endpoints: [ServiceEndpoint], jail: String, dropTo nobody: Bool) throws(JailError) -> (pid: pid_t, stop: FileDescriptor?) {
         let stop = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
-        let pid = fork()
+        func closeRelaysDescriptors() {
+            stop.read.closeQuietly()
+            for endpoint in endpoints {
+                endpoint.listener.closeQuietly()
+                endpoint.hostDirectory.closeQuietly()
+            }
+        }
+        let pid: pid_t
+        do { pid = try forkProcess() } catch {
+            closeRelaysDescriptors()
+            stop.write.closeQuietly()
+            throw .failed("--service: fork of the relay", error)
+        }
         if pid == 0 {
             stop.write.closeQuietly()
             var relay = ServiceRelay(endpoints: endpoints, jail: jail, stopSignal: stop.read.rawValue,
                                      active: endpoints.map { _ in 0 }, downLog: endpoints.map { _ in RateLimitedLog() })
             relay.run(dropTo: nobody)
         }
-        stop.read.closeQuietly()
-        for endpoint in endpoints {
-            endpoint.listener.closeQuietly()
-            endpoint.hostDirectory.closeQuietly()
-        }
-        if pid < 0 {
-            stop.write.closeQuietly()
-            throw .failed("--service: fork of the relay", .last("fork"))
-        }
+        closeRelaysDescriptors()
         return (pid, stop.write)
     }
 
     mutating func run(dropTo nobody: Bool) -> Never {
         let keep: [Int32] = endpoints.flatMap { [$0.listener.rawValue, $0.hostDirectory.rawValue] } + [2, stopSignal]
-        keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
+        closeDescriptors(keeping: keep)
         // init blocks its signals for its signalfd; the relay dies of SIGTERM at the jail's stop.
-        cj_reset_signals()
-        cj_set_proctitle("jaild: service relay")
+        resetSignalHandling()
+        setProcessTitle("jaild: service relay")
         // It never executes anything; an empty bounding set says so to any later exec. Before
         // the uid change: dropping needs CAP_SETPCAP, which that change takes away.
-        if cj_drop_bounding_set(0) != 0 && nobody {
-            log.error("service relay: prctl(PR_CAPBSET_DROP): \(Errno(rawValue: errno))")
-            _exit(1)
+        do { try dropBoundingSet(keeping: 0) } catch {
+            // Rootless the relay is the jail's user, with no capability to drop (nor CAP_SETPCAP).
+            if nobody {
+                log.error("service relay: prctl(PR_CAPBSET_DROP): \(error.errno)")
+                _exit(1)
+            }
         }
         if nobody {
             // The jail's nobody: no capability over the jail's files, "other" to the host's.
-            // As root, setgid and setuid set the real, effective and saved ids alike.
-            guard setgroups(0, nil) == 0, setgid(65534) == 0, setuid(65534) == 0 else {
-                log.error("service relay: cannot become nobody: \(Errno(rawValue: errno))")
+            do { try becomeUser(uid: 65534, gid: 65534) } catch {
+                log.error("service relay: cannot become nobody: \(error.errno)")
                 _exit(1)
             }
         }

@@ -1,4 +1,3 @@
-import CJail
 import JailProtocol
 import JailSystem
 import SystemPackage
@@ -18,10 +17,8 @@ struct PTY {
     /// Opens a pair, gives the slave to the user (group tty if the jail has one, as login
     /// does), and applies the client's terminal modes and size.
     init(owner: Account, ttyGroup: UInt32?, modes: TerminalModes, size: WindowSize) throws(SystemError) {
-        var name = [CChar](repeating: 0, count: 128)
-        let masterFD = try syscall("open", path: "/dev/ptmx") { cj_open_pty_master(&name, name.count) }
-        let path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        master = FileDescriptor(rawValue: masterFD)
+        let (masterFD, path) = try openPseudoTerminal()
+        master = masterFD
         do { slave = try openFile(path, O_RDWR | O_NOCTTY) } catch {
             master.closeQuietly()
             throw error
@@ -55,6 +52,6 @@ struct PTY {
     /// The size the client's terminal had at its hello; later changes the client makes on the
     /// master itself (TIOCSWINSZ, which sends SIGWINCH to the foreground group).
     func resize(_ size: WindowSize) throws(SystemError) {
-        try syscall("ioctl(TIOCSWINSZ)", path: slavePath) { cj_set_window_size(master.rawValue, size.rows, size.columns) }
+        try master.setWindowSize(rows: size.rows, columns: size.columns, path: slavePath)
     }
 }

@@ -1,4 +1,3 @@
-import CJail
 import JailProtocol
 import JailSystem
 import SystemPackage
@@ -47,7 +46,7 @@ struct Session {
                 plumbing.closeRelayEnds()
                 throw .refused(error.description)
             }
-            cj_set_proctitle("jaild: [\(pid)] stdio")
+            setProcessTitle("jaild: [\(pid)] stdio")
             return Session(pid: pid, pty: nil, input: plumbing.input, outputs: plumbing.outputs, account: account)
         }
     }
@@ -76,7 +75,7 @@ struct Session {
         // Only the program may hold the slave: when it and its children are gone, the
         // master reads EIO, which is how the client knows the output is complete.
         pty.slave.closeQuietly()
-        cj_set_proctitle("jaild: [\(pid)] \(pty.slavePath)")
+        setProcessTitle("jaild: [\(pid)] \(pty.slavePath)")
         return Session(pid: pid, pty: pty, input: nil, outputs: [], account: account)
     }
 
@@ -146,15 +145,14 @@ struct StdioPlumbing {
                     // `2>&1` on the client: one pipe keeps the order of stdout and stderr.
                     stdio.append(stdio[1])
                 } else {
-                    var ends: [Int32] = [0, 0]
-                    try syscall("pipe2") { cj_pipe(&ends) }
-                    let (programEnd, helperEnd) = stream == 0 ? (ends[0], ends[1]) : (ends[1], ends[0])
-                    childEnds.append(programEnd)
-                    stdio.append(programEnd)
+                    let pipe = try Pipe.make()
+                    let (programEnd, helperEnd) = stream == 0 ? (pipe.read, pipe.write) : (pipe.write, pipe.read)
+                    childEnds.append(programEnd.rawValue)
+                    stdio.append(programEnd.rawValue)
                     if stream == 0 {
-                        input = FileDescriptor(rawValue: helperEnd)
+                        input = helperEnd
                     } else {
-                        outputs.append((UInt8(stream), FileDescriptor(rawValue: helperEnd)))
+                        outputs.append((UInt8(stream), helperEnd))
                     }
                 }
             }

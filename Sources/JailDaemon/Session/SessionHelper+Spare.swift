@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -18,7 +17,7 @@ import Glibc
 extension SessionHelper {
     static func waitAsSpare(channel: FileDescriptor, configuration: JailConfiguration, settings: ProgramSettings,
                             jail: String, sessionCgroups: [Int32]) -> Never {
-        cj_set_proctitle(ProcessTitle.spare)
+        setProcessTitle(ProcessTitle.spare)
         SessionCgroup.join(sessionCgroups)
         let signals: SignalDescriptor
         do { signals = try SignalDescriptor(signalSet) } catch {
@@ -28,8 +27,7 @@ extension SessionHelper {
 
         // Nothing else to do until init writes; its end of file (a stop) ends us. The code pages
         // mapped since the fork are given back while we wait.
-        var entry = pollfd(fd: channel.rawValue, events: Int16(POLLIN), revents: 0)
-        while cj_poll_releasing_code_pages(&entry, 1, -1) < 0 && errno == EINTR {}
+        waitReadableReleasingCodePages(channel)
         let received: (bytes: [UInt8], fds: [Int32])?
         do { received = try UnixSocket.receive(channel, max: 64, maxDescriptors: 1) } catch { _exit(0) }
         guard let received, received.fds.count == 1, let handOff = SpareHandOff(bytes: received.bytes) else {
@@ -46,7 +44,7 @@ extension SessionHelper {
             closeDescriptor(received.fds[0])
             _exit(0)
         }
-        cj_set_proctitle("jaild: session")
+        setProcessTitle("jaild: session")
         serve(connection: FileDescriptor(rawValue: received.fds[0]), signals: signals, configuration: configuration,
               settings: settings, jail: jail, id: handOff.id, hostRoot: handOff.hostRoot, startedNotice: channel)
     }

@@ -1,4 +1,3 @@
-import CJail
 import JailIO
 import JailProtocol
 import JailSystem
@@ -38,7 +37,7 @@ struct SessionHelper {
             log.error("session \(id) refused: \(error)")
             _exit(1)
         }
-        cj_set_proctitle("jaild: session")
+        setProcessTitle("jaild: session")
         do {
             let signals = try SignalDescriptor(signalSet)
             serve(connection: connection, signals: signals, configuration: configuration, settings: settings, jail: jail,

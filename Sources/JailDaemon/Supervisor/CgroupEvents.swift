@@ -1,4 +1,3 @@
-import CJail
 import JailIO
 import JailSystem
 import SystemPackage
@@ -66,9 +65,9 @@ struct CgroupEvents {
         self.leaves = leaves
         memcgPrefix = "/jail/\(cgroups.name)/"
         oomFiles = leaves.flatMap { leaf in
-            ["\(leaf)/memory.oom_control", "\(leaf)/memory.events"].filter(canRead)
+            ["\(leaf)/memory.oom_control", "\(leaf)/memory.events"].filter { isAccessible($0, R_OK) }
         }
-        pidsFiles = leaves.map { "\($0)/pids.events" }.filter(canRead)
+        pidsFiles = leaves.map { "\($0)/pids.events" }.filter { isAccessible($0, R_OK) }
         oomKills = 0
         pidsMax = 0
         if !oomFiles.isEmpty {
@@ -118,8 +117,7 @@ struct CgroupEvents {
     /// `memory.oom_control` descriptor; the kernel signals the eventfd on each OOM of the
     /// memcg or an ancestor. The control file's descriptor is not needed afterwards.
     static func registerOOMEventfd(controlFile: String) throws(SystemError) -> Int32 {
-        let eventfd = cj_eventfd()
-        guard eventfd >= 0 else { throw SystemError.last("eventfd") }
+        let eventfd = try makeEventCounter().rawValue
         do throws(SystemError) {
             let control = try openFile(controlFile, O_RDONLY)
             defer { control.closeQuietly() }

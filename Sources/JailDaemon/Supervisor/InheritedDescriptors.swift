@@ -1,4 +1,4 @@
-import CJail
+import JailSystem
 
 /// A daemon holds none of its caller's descriptors (sshd and systemd close them too): a jail
 /// lives for weeks, and whatever jaild inherited would live as long in its supervisor. Found
@@ -10,6 +10,6 @@ public enum InheritedDescriptors {
     /// adopt a jail, before jaild opens anything of its own (so everything from 3 up is the
     /// caller's): close_range(2), one system call however many there are.
     public static func closeAll() {
-        cj_close_all_except(3, nil, 0)
+        closeDescriptors(keeping: [])
     }
 }

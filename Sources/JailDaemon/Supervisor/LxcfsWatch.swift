@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -11,7 +10,7 @@ import Glibc
 /// LXC and Incus containers have the same caveat. The supervisor looks every `period` (one
 /// stat through /proc/INIT/root), logs the breakage once, and as soon as lxcfs is mounted
 /// again binds its new files over the stale ones in the jail's mount namespace
-/// (cj_rebind_in_namespace); `jaild list` shows a jail whose views are still broken.
+/// (bindInNamespace); `jaild list` shows a jail whose views are still broken.
 struct LxcfsWatch {
     let directory: String
     let initPid: pid_t
@@ -55,12 +54,10 @@ struct LxcfsWatch {
         let namespace: FileDescriptor
         do { namespace = try openFile(path, O_RDONLY) } catch { return .failure(error) }
         defer { namespace.closeQuietly() }
-        let sources = LxcfsViews.files.map { directory + $0 }
-        let rc = withCStringArray(sources) { sourcePointers in
-            withCStringArray(LxcfsViews.files) { targetPointers in
-                cj_rebind_in_namespace(namespace.rawValue, sourcePointers, targetPointers, Int32(sources.count))
-            }
-        }
-        return rc == 0 ? .success(()) : .failure(.last("bind lxcfs in the jail", path: directory))
+        do {
+            try bindInNamespace(namespace, sources: LxcfsViews.files.map { directory + $0 }, targets: LxcfsViews.files,
+                                name: directory)
+        } catch { return .failure(SystemError("bind lxcfs in the jail", path: directory, errno: error.errno)) }
+        return .success(())
     }
 }

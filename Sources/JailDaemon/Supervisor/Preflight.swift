@@ -46,11 +46,9 @@ public enum Preflight {
         }
         let account: Account
         do { account = try Account.resolve(configuration, passwd: passwd, group: group) } catch { throw .account(error) }
-        let shell = cj_open_in_root(rootFD, account.shell, CJ_O_PATH)
-        if shell < 0 {
-            throw .badRoot("shell \(account.shell) of \(account.name) does not exist in \(root): \(Errno(rawValue: errno))")
+        do { try openInRoot(account.shell, root: FileDescriptor(rawValue: rootFD), CJ_O_PATH, name: account.shell).closeQuietly() } catch {
+            throw .badRoot("shell \(account.shell) of \(account.name) does not exist in \(root): \(error.errno)")
         }
-        closeDescriptor(shell)
         return account
     }
 
@@ -127,9 +125,9 @@ public enum Preflight {
             throw .alreadyRunning(socket: running.socket, pid: running.supervisor)
         }
         if let fd = try disk?.openOverlay(lower: layers.lower) { return fd }
-        let fd = cj_overlay_open(layers.lower, layers.upper, layers.work)
-        if fd < 0 { throw .system(.last("overlay", path: layers.target)) }
-        return fd
+        do { return try openDetachedOverlay(lower: layers.lower, upper: layers.upper, work: layers.work, name: layers.target).rawValue } catch {
+            throw .system(error)
+        }
     }
 
     static func isDirectoryFollowing(_ path: String) -> Bool {

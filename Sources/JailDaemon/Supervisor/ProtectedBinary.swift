@@ -1,4 +1,4 @@
-import CJail
+import JailSystem
 import SystemPackage
 
 #if canImport(Glibc)
@@ -12,22 +12,23 @@ import Glibc
 /// every path to it from the jail refuses writes, chown and chmod with EROFS.
 public enum ProtectedBinary {
     /// Maps jaild's file again from the read-only mount and makes that /proc/self/exe, without
-    /// an exec (`cj_remap_read_only`): the kernel allows it once no mapping of the old path is
+    /// an exec (`remapFromReadOnlyMount`): the kernel allows it once no mapping of the old path is
     /// left. Called first thing, while few of the file's pages are mapped (each is dropped and
     /// faulted back). Measured against the re-exec, 21 starts each, interleaved three times:
     /// 0.45–0.6 ms less per start (no second exec of the 31 MB static binary, no second start
     /// of libc and the Swift runtime). Rootless, the jail's user could change only a jaild it
     /// owns anyway.
     public static func remapIfNeeded() {
-        guard geteuid() == 0, cj_executable_is_read_only() == 0 else { return }
-        _ = cj_remap_read_only()
+        guard geteuid() == 0, executableIsOnWritableMount() else { return }
+        // A refusal leaves jaild where it was: reexecIfNeeded, next, takes the other way.
+        remapFromReadOnlyMount()
     }
 
     /// Where the remap failed (PR_SET_MM refused): re-executes jaild from the read-only mount
     /// instead, unless it already runs from one.
     public static func reexecIfNeeded() {
-        guard geteuid() == 0, cj_executable_is_read_only() == 0 else { return }
-        _ = cj_reexec_read_only(CommandLine.unsafeArgv, environ)
-        log.warning("cannot run jaild from a read-only mount of itself (\(Errno(rawValue: errno))): root in the jail could change jaild's file through /proc/PID/exe")
+        guard geteuid() == 0, executableIsOnWritableMount() else { return }
+        let failure = reexecFromReadOnlyMount()
+        log.warning("cannot run jaild from a read-only mount of itself (\(failure.errno)): root in the jail could change jaild's file through /proc/PID/exe")
     }
 }

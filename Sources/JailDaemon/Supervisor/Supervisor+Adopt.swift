@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -133,7 +132,7 @@ extension Supervisor {
         // Before "adopted" is said: a state naming the dead supervisor would stay behind. The
         // jail runs on without us, as after any refused adoption.
         do { try state.save(as: cgroupName) } catch { throw .state(error) }
-        cj_set_proctitle("jaild: supervisor [\(account.uid):\(account.gid)]")
+        setProcessTitle("jaild: supervisor [\(account.uid):\(account.gid)]")
         if let report {
             Readiness.ready("").send(on: report)
             report.closeQuietly()

@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -30,12 +29,11 @@ extension DiskStorage {
         do { state = try attachImage(readOnly: true) } catch { throw .disk(error) }
         guard let state else { return nil }
         defer { state.closeQuietly() }
-        let base = cj_open_detached_tree(lower)
-        if base < 0 { throw .system(.last("open_tree", path: lower)) }
-        defer { closeDescriptor(base) }
-        let fd = cj_overlay_open_read_only(state.rawValue, base)
-        if fd < 0 { throw .system(.last("overlay", path: directory + "/" + DiskImage.fileName)) }
-        return fd
+        do throws(SystemError) {
+            let base = try openDetachedTree(lower)
+            defer { base.closeQuietly() }
+            return try openDetachedReadOnlyOverlay(state: state, lower: base, name: directory + "/" + DiskImage.fileName).rawValue
+        } catch { throw .system(error) }
     }
 }
 
@@ -50,9 +48,7 @@ extension Supervisor {
                 throw .disk(error)
             }
         }
-        let fd = cj_open_detached_tree(path)
-        if fd < 0 { throw .system(.last("open_tree", path: path)) }
-        return FileDescriptor(rawValue: fd)
+        do { return try openDetachedTree(path) } catch { throw .system(error) }
     }
 }
 

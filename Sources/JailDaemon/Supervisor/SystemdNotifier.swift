@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -16,8 +15,8 @@ struct SystemdNotifier {
     }
 
     func notify(_ message: String) {
-        if cj_sd_notify(socketPath, message) != 0 {
-            log.warning("cannot notify systemd at \(socketPath): \(Errno(rawValue: errno))")
+        do { try notifySystemd(message, socketPath: socketPath) } catch {
+            log.warning("cannot notify systemd at \(socketPath): \(error.errno)")
         }
     }
 }

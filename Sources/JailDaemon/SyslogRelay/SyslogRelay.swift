@@ -1,4 +1,3 @@
-import CJail
 import JailSystem
 import SystemPackage
 
@@ -34,16 +33,13 @@ struct SyslogRelay {
     /// Before pivot_root: a socket connected to the host's syslog socket, or nil when nobody
     /// listens there (no such socket, or refused): then the relay writes to the jail's log.
     static func connectTarget(_ path: String) throws(JailError) -> FileDescriptor? {
-        let fd = cj_unix_dgram_connect(path)
-        guard fd >= 0 else {
-            let error = errno
-            if [ENOENT, ECONNREFUSED, ENOTDIR].contains(error) {
-                log.info("nobody listens on \(path) (\(Errno(rawValue: error))): the jail's /dev/log goes to jaild's log")
+        do { return try UnixSocket.connectDatagram(path: path) } catch {
+            if [.noSuchFileOrDirectory, .connectionRefused, .notDirectory].contains(error.errno) {
+                log.info("nobody listens on \(path) (\(error.errno)): the jail's /dev/log goes to jaild's log")
                 return nil
             }
-            throw JailError.failed("--syslog: cannot connect to \(path)", SystemError("connect", path: path, errno: Errno(rawValue: error)))
+            throw JailError.failed("--syslog: cannot connect to \(path)", error)
         }
-        return FileDescriptor(rawValue: fd)
     }
 
     /// After pivot_root and hardening: binds the jail's /dev/log (mode 0666, every program may
@@ -64,27 +60,31 @@ struct SyslogRelay {
             target?.closeQuietly()
             throw JailError.failed("--syslog: cannot open \(path) in the jail to every user", error)
         }
-        let pid = fork()
+        let pid: pid_t
+        do { pid = try forkProcess() } catch {
+            inside.closeQuietly()
+            target?.closeQuietly()
+            throw JailError.failed("--syslog", error)
+        }
         if pid == 0 {
             var relay = SyslogRelay(inside: inside, target: target, jail: jail)
             relay.run()
         }
         inside.closeQuietly()
         target?.closeQuietly()
-        if pid < 0 { throw JailError.failed("--syslog", .last("fork")) }
         return pid
     }
 
     mutating func run() -> Never {
         let keep = [inside.rawValue, target?.rawValue ?? 2, 2]
-        keep.withUnsafeBufferPointer { cj_close_all_except(3, $0.baseAddress, Int32($0.count)) }
+        closeDescriptors(keeping: keep)
         // init blocks its signals for its signalfd; the relay must die of SIGTERM at stop.
-        cj_reset_signals()
+        resetSignalHandling()
         do { try Hardening.forbidDumps() } catch {
             log.error("syslog relay: \(error)")
             _exit(1)
         }
-        cj_set_proctitle(ProcessTitle.syslogRelay)
+        setProcessTitle(ProcessTitle.syslogRelay)
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             reportDrops(now: monotonicMilliseconds())
