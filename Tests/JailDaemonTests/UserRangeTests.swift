@@ -54,6 +54,34 @@ final class UserRangeTests: XCTestCase {
         XCTAssertFalse(UserRange.holds("root:1073741824:131072\n", line: line))
     }
 
+    func testReservationIsAppendedToTheFileAsItWasRead() throws {
+        let directory = "/tmp/jail-subuid-append-\(getpid())"
+        XCTAssertEqual(mkdir(directory, 0o700), 0)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = UserRangeStore(directory: directory + "/userns")
+        let path = directory + "/subuid"
+        let line = UserRange.reservation(start: 1_048_576)
+        func text() -> String { String(decoding: (try? readFile(path)) ?? [], as: UTF8.self) }
+
+        // No final newline: one goes first; the mode and inode stay (appended, not replaced).
+        try writeFile(path, text: "alice:100000:65536", mode: 0o640)
+        let before = try XCTUnwrap(try fileStatus(path))
+        try store.appendShadowLine(path, line, to: text())
+        XCTAssertEqual(text(), "alice:100000:65536\n\(line)\n")
+        let after = try XCTUnwrap(try fileStatus(path))
+        XCTAssertEqual(after.st_ino, before.st_ino)
+        XCTAssertEqual(after.st_mode & 0o7777, 0o640)
+
+        // Changed since it was read (written without the locks): rewritten from what is there now.
+        try store.appendShadowLine(path, UserRange.reservation(start: 1_114_112), to: "stale\n")
+        XCTAssertEqual(text(), "alice:100000:65536\n\(line)\nroot:1114112:65536\n")
+
+        // Missing: made, with the line alone.
+        let missing = directory + "/subgid"
+        try store.appendShadowLine(missing, line, to: "")
+        XCTAssertEqual(String(decoding: try readFile(missing), as: UTF8.self), "\(line)\n")
+    }
+
     func testConflictsNameTheEntry() {
         let start: UInt32 = 1 << 30
         let own = UserRange.reservation(start: start) + "\n"
