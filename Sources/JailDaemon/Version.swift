@@ -11,7 +11,7 @@ public enum JailVersion {
         """
         \(program) \(package)
         state format \(JailState.formatVersion)
-        adoption channel \(AdoptionChannel.version)
+        adoption channel \(AdoptionAndEntryChannel.version)
         session protocol \(Protocol.version)
 
         """

@@ -4,22 +4,22 @@ import XCTest
 
 final class AdoptionTests: XCTestCase {
     func testRequestAndReplyRoundTrip() {
-        XCTAssertEqual(AdoptionChannel.requestedVersion(AdoptionChannel.request), AdoptionChannel.version)
-        XCTAssertEqual(AdoptionChannel.requestedVersion(Array("jail-adopt 7\n".utf8)), 7)
-        XCTAssertNil(AdoptionChannel.requestedVersion(Array("hello 1\n".utf8)))
-        let reply = AdoptionChannel.parseReply(AdoptionChannel.reply(start: 123, pidNamespace: "pid:[4026532180]", dropped: 5,
+        XCTAssertEqual(AdoptionAndEntryChannel.requestedVersion(AdoptionAndEntryChannel.request), AdoptionAndEntryChannel.version)
+        XCTAssertEqual(AdoptionAndEntryChannel.requestedVersion(Array("jail-adopt 7\n".utf8)), 7)
+        XCTAssertNil(AdoptionAndEntryChannel.requestedVersion(Array("hello 1\n".utf8)))
+        let reply = AdoptionAndEntryChannel.parseReply(AdoptionAndEntryChannel.reply(start: 123, pidNamespace: "pid:[4026532180]", dropped: 5,
                                                                      orphanedSeconds: 9))
-        XCTAssertEqual(reply, AdoptionChannel.Reply(version: 1, refused: nil,
+        XCTAssertEqual(reply, AdoptionAndEntryChannel.Reply(version: 1, refused: nil,
                                                     fields: ["start": "123", "pidns": "pid:[4026532180]", "dropped": "5",
                                                              "orphaned": "9"]))
-        XCTAssertEqual(AdoptionChannel.parseReply(AdoptionChannel.refusal("the jail's supervisor is alive"))?.refused,
+        XCTAssertEqual(AdoptionAndEntryChannel.parseReply(AdoptionAndEntryChannel.refusal("the jail's supervisor is alive"))?.refused,
                        "the jail's supervisor is alive")
-        XCTAssertEqual(AdoptionChannel.parseReply(Array("jail-init 2 start=1\n".utf8))?.version, 2)
-        XCTAssertNil(AdoptionChannel.parseReply(Array("jail-initx 1\n".utf8)))
+        XCTAssertEqual(AdoptionAndEntryChannel.parseReply(Array("jail-init 2 start=1\n".utf8))?.version, 2)
+        XCTAssertNil(AdoptionAndEntryChannel.parseReply(Array("jail-initx 1\n".utf8)))
     }
 
     func testControlSocketSitsBesideTheJailSocket() {
-        XCTAssertEqual(AdoptionChannel.controlPath(socketPath: "/run/jail/jaild-1-1.sock"), "/run/jail/jaild-1-1.ctl")
+        XCTAssertEqual(AdoptionAndEntryChannel.controlPath(socketPath: "/run/jail/jaild-1-1.sock"), "/run/jail/jaild-1-1.ctl")
     }
 
     func testStartTimeIsCountedFromTheLastParenthesis() {

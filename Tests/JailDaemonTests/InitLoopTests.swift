@@ -25,7 +25,7 @@ final class InitLoopTests: XCTestCase {
     func testOperatorRefusalsCarryTheirReason() {
         XCTAssertEqual(OperatorEntry.refusalReason(OperatorEntry.refusal("4 operator sessions are running")),
                        "4 operator sessions are running")
-        XCTAssertEqual(OperatorEntry.refusalReason(AdoptionChannel.refusal("no proof")), "no proof", "one format for both")
+        XCTAssertEqual(OperatorEntry.refusalReason(AdoptionAndEntryChannel.refusal("no proof")), "no proof", "one format for both")
         XCTAssertNil(OperatorEntry.refusalReason(OperatorEntry.accepted))
         XCTAssertNil(OperatorEntry.refusalReason(Array("jail-init 1 refused ".utf8)))
     }

@@ -40,7 +40,7 @@ extension Control {
                 }
             }
         }
-        for path in [state.socket, AdoptionChannel.controlPath(socketPath: state.socket)] {
+        for path in [state.socket, AdoptionAndEntryChannel.controlPath(socketPath: state.socket)] {
             do { try removeFile(path) } catch { JailLogHandler.emitToTerminal("warning: cannot remove \(error)") }
         }
         let cgroups = JailCgroups(name: name, directories: state.cgroups,

@@ -99,7 +99,7 @@ struct ShownJail {
     }
 
     var controlSocket: String {
-        row.state.control.isEmpty ? AdoptionChannel.controlPath(socketPath: row.state.socket) : row.state.control
+        row.state.control.isEmpty ? AdoptionAndEntryChannel.controlPath(socketPath: row.state.socket) : row.state.control
     }
 
     /// (key, JSON value, text value), in the order both forms print.

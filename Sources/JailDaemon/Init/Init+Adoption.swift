@@ -14,7 +14,7 @@ import Glibc
 /// sessions, signals nobody, and drains its own log pipe and the boot commands' pipe so that
 /// nothing in the jail blocks on a full pipe or dies of EPIPE (init holds their read ends for
 /// exactly that). Those lines are dropped; the count is logged once a new supervisor adopts
-/// the jail through the adoption socket (AdoptionChannel) and gets both pipes' read ends.
+/// the jail through the adoption socket (AdoptionAndEntryChannel) and gets both pipes' read ends.
 struct InitAdoption {
     let control: FileDescriptor
     var lifeline: FileDescriptor
@@ -111,30 +111,30 @@ struct InitAdoption {
             return refuse(connection, peer, peer.pid != 0 ? "the peer is pid \(peer.pid) inside the jail" : "the peer is uid \(peer.uid)")
         }
         guard let message = Self.receiveWithin2s(connection) else { return refuse(connection, peer, "no request within 2 s") }
-        let isEnter = AdoptionChannel.isEnterRequest(message.bytes)
-        let version = AdoptionChannel.requestedVersion(message.bytes)
+        let isEnter = AdoptionAndEntryChannel.isEnterRequest(message.bytes)
+        let version = AdoptionAndEntryChannel.requestedVersion(message.bytes)
         // The proof: the last descriptor of an operator's request; an adoption request's own
-        // next message (AdoptionChannel).
+        // next message (AdoptionAndEntryChannel).
         let proofMessage = version != nil ? Self.receiveWithin2s(connection) : nil
         var adoptedLifeline: Int32 = -1
         defer { for fd in message.fds + (proofMessage?.fds ?? []) where fd != adoptedLifeline { closeDescriptor(fd) } }
         guard isEnter || version != nil else { return refuse(connection, peer, "not a request of this control socket") }
         let proofDescriptor = isEnter ? message.fds.last
-            : proofMessage.flatMap { AdoptionChannel.isProof($0.bytes) ? $0.fds.last : nil }
+            : proofMessage.flatMap { AdoptionAndEntryChannel.isProof($0.bytes) ? $0.fds.last : nil }
         guard let proofDescriptor, proof.isProvenBy(proofDescriptor) else {
             return refuse(connection, peer, "no proof of host root came with the request (an open \(OperatorEntry.proofDirectory))")
         }
         // The client sends its hello only after init's answer: nothing of it was read here.
         if isEnter { return true }
-        guard version == AdoptionChannel.version else {
-            return refuse(connection, peer, "adoption channel version \(version ?? 0) is not this init's (\(AdoptionChannel.version))")
+        guard version == AdoptionAndEntryChannel.version else {
+            return refuse(connection, peer, "adoption channel version \(version ?? 0) is not this init's (\(AdoptionAndEntryChannel.version))")
         }
         if supervised { noticeLifelineNow() }
         guard !supervised else { return refuse(connection, peer, "the jail's supervisor is alive") }
         guard message.fds.count == 1 else { return refuse(connection, peer, "no lifeline came with the request") }
         guard let me = ProcessIdentity.of("self") else { return refuse(connection, peer, "cannot read /proc/self") }
         let seconds = (monotonicMilliseconds() - orphanedAt) / 1000
-        let reply = AdoptionChannel.reply(start: me.startTime, pidNamespace: me.pidNamespace, dropped: dropped,
+        let reply = AdoptionAndEntryChannel.reply(start: me.startTime, pidNamespace: me.pidNamespace, dropped: dropped,
                                           orphanedSeconds: seconds)
         guard (try? UnixSocket.send(connection, reply, passing: [logRead.rawValue, bootRead.rawValue])) != nil else { return false }
         // From here the new supervisor reads both pipes; if it dies at once, its lifeline says so.
@@ -158,7 +158,7 @@ struct InitAdoption {
     /// A request on the control socket refused: the reason to the peer and to the log.
     func refuse(_ connection: FileDescriptor, _ peer: PeerCredentials, _ reason: String) -> Bool {
         log.warning("\(Logfmt.line("control socket request refused", [("peer_pid", "\(peer.pid)"), ("peer_uid", "\(peer.uid)"), ("reason", reason)]))")
-        _ = try? UnixSocket.send(connection, AdoptionChannel.refusal(reason), passing: [])
+        _ = try? UnixSocket.send(connection, AdoptionAndEntryChannel.refusal(reason), passing: [])
         return false
     }
 

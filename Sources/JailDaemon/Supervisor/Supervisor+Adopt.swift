@@ -8,10 +8,10 @@ import Glibc
 /// Adoption: a jaild started for a jail whose supervisor died takes over its running init
 /// instead of starting a second jail. Found through the state file, verified against /proc
 /// (start time and namespaces, then a pidfd, so a recycled pid is never signalled or adopted),
-/// and taken over through init's adoption socket (AdoptionChannel).
+/// and taken over through init's adoption socket (AdoptionAndEntryChannel).
 extension Supervisor {
     /// `…-UID-GID.ctl` beside the socket.
-    var controlPath: String { AdoptionChannel.controlPath(socketPath: location.socketPath) }
+    var controlPath: String { AdoptionAndEntryChannel.controlPath(socketPath: location.socketPath) }
 
     /// Called with the pid file lock held, so no other supervisor is alive for this socket.
     /// Returns nil when there is nothing to adopt (start afresh), the adopted jail, or throws
@@ -78,13 +78,13 @@ extension Supervisor {
         defer { connection.closeQuietly() }
         let lifeline = try JailError.wrap { () throws(SystemError) in try Pipe.make() }
         defer { lifeline.read.closeQuietly() }
-        do { _ = try UnixSocket.send(connection, AdoptionChannel.request, passing: [lifeline.read.rawValue]) } catch {
+        do { _ = try UnixSocket.send(connection, AdoptionAndEntryChannel.request, passing: [lifeline.read.rawValue]) } catch {
             lifeline.write.closeQuietly()
             throw .startFailed("\(what): cannot send the adoption request: \(error)")
         }
         // Not fatal: an init from before the proof may have answered and closed already, and a
         // newer one refuses a request without it, with the reason.
-        if let error = AdoptionChannel.sendProof(connection) { log.info("\(what): proof of host root not sent: \(error)") }
+        if let error = AdoptionAndEntryChannel.sendProof(connection) { log.info("\(what): proof of host root not sent: \(error)") }
         var answer: (bytes: [UInt8], fds: [Int32])?
         var unanswered = "it did not answer within 5 s"
         do {
@@ -99,9 +99,9 @@ extension Supervisor {
             return .startFailed("\(what) cannot be adopted: \(reason)")
         }
         guard let bytes = answer?.bytes, !bytes.isEmpty else { throw fail(unanswered) }
-        guard let reply = AdoptionChannel.parseReply(bytes) else { throw fail("it answered something else than an init") }
-        guard reply.version == AdoptionChannel.version else {
-            throw fail("it speaks adoption channel version \(reply.version), this jaild \(AdoptionChannel.version): "
+        guard let reply = AdoptionAndEntryChannel.parseReply(bytes) else { throw fail("it answered something else than an init") }
+        guard reply.version == AdoptionAndEntryChannel.version else {
+            throw fail("it speaks adoption channel version \(reply.version), this jaild \(AdoptionAndEntryChannel.version): "
                 + "stop the jail (kill -TERM \(pid)) and start it again")
         }
         if let refused = reply.refused { throw fail(refused) }

@@ -1,8 +1,9 @@
 import JailProtocol
 import JailSystem
 import SystemPackage
-/// The words a new supervisor and a running init exchange when the supervisor adopts a jail
-/// whose supervisor died (docs/architecture.md, "Adoption").
+/// The words on init's root-only socket (`…-UID-GID.ctl`), which serves two callers: a new
+/// supervisor that adopts a jail whose supervisor died (docs/architecture.md, "Adoption"), and
+/// `jaild enter`, host root asking for a session (`isEnterRequest`, OperatorEntry's words).
 ///
 /// init listens on a host-side socket next to the jail's socket (`…-UID-GID.ctl`, root's,
 /// mode 0600), bound by the supervisor before the clone. One line each way:
@@ -23,7 +24,7 @@ import SystemPackage
 /// (a unix stream socket never joins two messages that carry descriptors) and answers, so a new
 /// jaild still adopts it; an older jaild, which sends none, is refused by a new init with the
 /// line "no proof of host root came with the request" (the jail runs on unsupervised).
-enum AdoptionChannel {
+enum AdoptionAndEntryChannel {
     static let version = 1
 
     /// The adoption socket of the jail whose socket is `socketPath`.
