@@ -80,6 +80,7 @@ public struct JailState: Equatable, Sendable {
     public static func decode(_ text: String) -> JailState? {
         // On bytes: split by Character (grapheme breaking), this was most of `jaild list`'s time.
         var fields: [String: String] = [:]
+        fields.reserveCapacity(32)  // the fields a state has: no rehash as it fills
         for line in text.utf8.split(separator: UInt8(ascii: "\n")) {
             guard let equals = line.firstIndex(of: UInt8(ascii: "=")) else { continue }
             fields[String(Substring(line[..<equals]))] = String(Substring(line[line.index(after: equals)...]))
@@ -94,15 +95,15 @@ public struct JailState: Equatable, Sendable {
                               userRange: fields["userns"].flatMap { UInt32($0) },
                               name: fields["name"] ?? "\(uid)-\(gid)")
         state.version = fields["version"].flatMap { Int($0) } ?? 1
-        state.services = (fields["services"] ?? "").split(separator: ",").map(String.init)
+        state.services = list(fields["services"], separator: ",")
         if let start = fields["initstart"].flatMap({ UInt64($0) }), let pidns = fields["pidns"], let mntns = fields["mntns"],
            !pidns.isEmpty, !mntns.isEmpty {
             state.identity = ProcessIdentity(startTime: start, pidNamespace: pidns, mountNamespace: mntns)
         }
         state.control = fields["control"] ?? ""
-        state.cgroups = (fields["cgroups"] ?? "").split(separator: ":").map(String.init)
+        state.cgroups = list(fields["cgroups"], separator: ":")
         state.traffic = fields["traffic"].flatMap { UInt32($0) }
-        state.addresses = (fields["addresses"] ?? "").split(separator: ",").map(String.init)
+        state.addresses = list(fields["addresses"], separator: ",")
         state.addressShared = fields["addressshared"] == "1"
         state.loopback = fields["loopback"] ?? ""
         state.bootCommands = fields["boot"].flatMap { Int($0) }
@@ -113,6 +114,13 @@ public struct JailState: Equatable, Sendable {
             state.forwardX11 = kinds.contains("x11")
         }
         return state
+    }
+
+    /// A field's list split at `separator`, on bytes (split by Character, the cgroup paths of
+    /// every state cost `jaild list` a few percent); empty parts dropped.
+    static func list(_ field: String?, separator: Character) -> [String] {
+        guard let field, let byte = separator.asciiValue else { return [] }
+        return field.utf8.split(separator: byte).map { String(Substring($0)) }
     }
 
     /// The state file `name`; nil when there is none (a jail that stopped meanwhile). One that
