@@ -150,5 +150,6 @@ def test_list_says_a_state_file_it_cannot_read():
              f"echo garbage > {STATE_DIR}/jail-64001-64001.state")
     result = in_private_mounts(setup, [JAILD, "list"])
     assert result.returncode == 0, result.stderr
-    assert "jaild: warning: cannot read the state file of jail jail-64000-64000: read: Is a directory" in result.stderr, result.stderr
+    state = f"{STATE_DIR}/jail-64000-64000.state"
+    assert f"jaild: warning: cannot read the state file of jail jail-64000-64000: read({state}): Is a directory" in result.stderr, result.stderr
     assert f"jaild: warning: {STATE_DIR}/jail-64001-64001.state is not a jail state file" in result.stderr, result.stderr
