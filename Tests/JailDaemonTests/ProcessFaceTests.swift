@@ -10,16 +10,8 @@ import Glibc
 
 /// The JailSystem calls that init, the sessions, the relays and the supervisor use instead of
 /// cj_ calls (issue 28): each does what its C call did, and a failure names the call and path.
-final class ProcessFaceTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory("/tmp/jail-process-face-XXXXXX")
-    }
-
-    override func tearDown() {
-        _ = try? runProgram("/bin/rm", ["-rf", "--", directory])
-    }
+final class ProcessFaceTests: ScratchDirectoryTestCase {
+    override class var template: String { "/tmp/jail-process-face-XXXXXX" }
 
     func testOpeningWithoutSymlinksRefusesALinkOnTheWay() throws {
         try makeDirectory(directory + "/real", mode: 0o755)

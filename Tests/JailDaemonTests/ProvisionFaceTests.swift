@@ -11,16 +11,8 @@ import Glibc
 /// The JailSystem calls the provisioning, disk, control and channel rooms use (issue 28):
 /// each does what its C call does, a missing file is an answer where the name says so, and
 /// any other failure names the call and the path.
-final class ProvisionFaceTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory("/tmp/jail-provision-face-XXXXXX")
-    }
-
-    override func tearDown() {
-        _ = try? runProgram("/bin/rm", ["-rf", "--", directory])
-    }
+final class ProvisionFaceTests: ScratchDirectoryTestCase {
+    override class var template: String { "/tmp/jail-provision-face-XXXXXX" }
 
     func testPathsInsideARootStayInsideIt() throws {
         try makeDirectory(directory + "/etc", mode: 0o755)
