@@ -32,6 +32,11 @@ extension FileDescriptor {
         try syscall("ftruncate", path: path) { ftruncate(rawValue, off_t(size)) }
     }
 
+    /// fsync(2) (or fdatasync(2) with `dataOnly`): what was written through it is on disk.
+    public func synchronize(path: String, dataOnly: Bool = false) throws(SystemError) {
+        try syscall(dataOnly ? "fdatasync" : "fsync", path: path) { dataOnly ? fdatasync(rawValue) : fsync(rawValue) }
+    }
+
     /// fcntl(F_GETFL): the access mode and status flags it was opened with (O_PATH, O_RDONLY…).
     public func statusFlags() throws(SystemError) -> Int32 {
         try syscall("fcntl(F_GETFL)") { fcntl(rawValue, F_GETFL) }

@@ -173,7 +173,7 @@ public func makeHardLink(_ existing: String, at path: String) throws(SystemError
 public func syncFile(_ path: String, dataOnly: Bool = false) throws(SystemError) {
     let descriptor = try openFile(path, O_RDONLY | O_NOFOLLOW)
     defer { closeDescriptor(descriptor.rawValue) }
-    try syscall(dataOnly ? "fdatasync" : "fsync", path: path) { dataOnly ? fdatasync(descriptor.rawValue) : fsync(descriptor.rawValue) }
+    try descriptor.synchronize(path: path, dataOnly: dataOnly)
 }
 
 /// Runs `body` with the file-creation mask set to `mask` (umask(2)), and puts the previous one

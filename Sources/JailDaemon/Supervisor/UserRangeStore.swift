@@ -240,12 +240,12 @@ struct UserRangeStore {
             }
             if written != addition.count {
                 // A full disk or quota: the part written goes again, and the start fails.
-                if ftruncate(fd.rawValue, before.st_size) < 0 {
-                    log.error("\(SystemError.last("ftruncate", path: path)): \(path) may end in a part of '\(line)'")
+                do { try fd.setSize(Int64(before.st_size), path: path) } catch {
+                    log.error("\(error): \(path) may end in a part of '\(line)'")
                 }
                 throw SystemError("write", path: path, errno: .noSpace)
             }
-            try syscall("fsync", path: path) { fsync(fd.rawValue) }
+            try fd.synchronize(path: path)
             return true
         }
         if !appended { try replaceShadowFile(path, with: UserRange.adding(line, to: try shadowFile(path))) }
