@@ -71,7 +71,7 @@ final class SystemFaceAdditionsTests: XCTestCase {
     func testTerminalModesAndSpeedsRoundTripOnAPty() throws {
         var name = [CChar](repeating: 0, count: 128)
         let master = cj_open_pty_master(&name, name.count)
-        guard master >= 0 else { throw XCTSkip("no pty here: \(Errno(rawValue: errno))") }
+        guard master >= 0 else { throw SystemError.last("open", path: "/dev/ptmx") }  // every machine the tests run on has ptys
         defer { closeDescriptor(master) }
         let slavePath = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let slave = try openFile(slavePath, O_RDWR | O_NOCTTY)
