@@ -54,8 +54,13 @@ public enum Control {
         guard let pid = PidFile.runningPid(path: pidFile) else {
             return stopOrphan(pidFile: pidFile, timeoutSeconds: timeoutSeconds, stateName: stateName)
         }
-        // No pidfd: it has exited. The pid file must still be held after the pidfd exists, or the pid may be another's.
-        guard let pidfd = try? openProcess(pid) else { return 0 }
+        // No such process: it has exited. The pid file must still be held after the pidfd exists, or the pid may be another's.
+        let pidfd: FileDescriptor
+        do { pidfd = try openProcess(pid) } catch {
+            if error.errno == .noSuchProcess { return 0 }
+            JailLogHandler.emitToTerminal("cannot stop jaild (pid \(pid)): \(error)")
+            return 1
+        }
         defer { closeDescriptor(pidfd.rawValue) }
         guard PidFile.runningPid(path: pidFile) == pid else { return 0 }
         let stopped: Bool
