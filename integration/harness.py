@@ -250,6 +250,8 @@ def give_back_range(path):
     (by-name/JAIL -> ../START.range) that point nowhere now."""
     path = pathlib.Path(path)
     path.unlink(missing_ok=True)
+    # jaild's stamp of the range's last passed check (Supervisor/AccountsStamp.swift).
+    path.with_suffix(".checked").unlink(missing_ok=True)
     reservation = f"root:{path.name[:-len('.range')]}:65536"
     for name in ("/etc/subuid", "/etc/subgid"):
         lines = pathlib.Path(name).read_text().splitlines(keepends=True)

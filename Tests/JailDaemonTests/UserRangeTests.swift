@@ -208,3 +208,91 @@ final class UserRangeTests: XCTestCase {
         XCTAssertThrowsError(try store.allocations(), "every slot is read: the unreadable one stops the walk")
     }
 }
+
+/// The stamp that lets a restart skip reading /etc/passwd, /etc/group, /etc/subuid and
+/// /etc/subgid: written only after a full check passed, and any change to one of the files
+/// (in place, same size; or replaced) brings the full check back.
+final class UserRangeStampTests: ScratchDirectoryTestCase {
+    let start: UInt32 = 1 << 30
+    let ids: [UInt32] = [61000, 61000]
+    var paths = HostIDFiles.Paths()
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        paths = HostIDFiles.Paths(passwd: directory + "/passwd", group: directory + "/group",
+                                  subuid: directory + "/subuid", subgid: directory + "/subgid")
+        let own = UserRange.reservation(start: start) + "\n"
+        try writeFile(paths.passwd, text: "root:x:0:0::/:/bin/sh\neve:x:0000000001:100::/:/bin/sh\n", mode: 0o644)
+        try writeFile(paths.group, text: "root:x:0:\n", mode: 0o644)
+        try writeFile(paths.subuid, text: own, mode: 0o644)
+        try writeFile(paths.subgid, text: own, mode: 0o644)
+        XCTAssertEqual(mkdir(directory + "/userns", 0o700), 0)
+    }
+
+    /// A store whose clock is `ahead` seconds past now: the files look settled (or, at 0, not).
+    func store(ahead: Int = 10) -> UserRangeStore {
+        UserRangeStore(directory: directory + "/userns", accounts: paths) {
+            var now = AccountsStamp.realtimeNow()
+            now.tv_sec += ahead
+            return now
+        }
+    }
+
+    var stamp: AccountsStamp { AccountsStamp(start: start, ids: ids, path: "\(directory)/userns/\(start).checked") }
+
+    func testAPassedCheckIsStampedAndAnyChangeBringsTheFullCheckBack() throws {
+        try store().recheck(start, ids: ids)
+        XCTAssertTrue(stamp.matches(paths), "stamped after the full check passed")
+        XCTAssertFalse(AccountsStamp(start: start, ids: [61001, 61000], path: stamp.path).matches(paths), "other ids")
+        XCTAssertFalse(AccountsStamp(start: start + 65536, ids: ids, path: stamp.path).matches(paths), "another range")
+
+        // In place, the same size, the same inode: an id in the range. The ctime moved (past
+        // the kernel's coarse clock tick), so the stamp does not match and the check refuses.
+        usleep(50_000)
+        let fd = try openFile(paths.passwd, O_WRONLY)
+        let changed = Array("eve:x:1073741829:100::/:/bin/sh\n".utf8)
+        XCTAssertEqual(changed.withUnsafeBytes { pwrite(fd.rawValue, $0.baseAddress, $0.count, 22) }, changed.count)
+        closeDescriptor(fd.rawValue)
+        XCTAssertFalse(stamp.matches(paths))
+        XCTAssertThrowsError(try store().recheck(start, ids: ids)) { error in
+            XCTAssertTrue("\(error)".contains("gives id 1073741829 to eve"), "\(error)")
+        }
+
+        // Replaced by rename (as the shadow tools write): a new inode.
+        try writeFile(paths.passwd, text: "root:x:0:0::/:/bin/sh\n", mode: 0o644, .atomic)
+        try store().recheck(start, ids: ids)
+        XCTAssertTrue(stamp.matches(paths))
+        try writeFile(paths.subgid, text: "root:1000000:2000000000\n", mode: 0o644, .atomic)
+        XCTAssertFalse(stamp.matches(paths))
+        XCTAssertThrowsError(try store().recheck(start, ids: ids)) { error in
+            XCTAssertTrue("\(error)".contains("/etc/subgid has 'root:1000000:2000000000'"), "\(error)")
+        }
+    }
+
+    func testFilesChangedInTheLastSecondAreNotStamped() throws {
+        try store(ahead: 0).recheck(start, ids: ids)
+        XCTAssertNil(try fileStatus(stamp.path), "a file still changing could change again within the same tick")
+        try store().recheck(start, ids: ids)
+        XCTAssertTrue(stamp.matches(paths))
+    }
+
+    func testAStampThatIsNotExactlyTheFilesIsAFullCheck() throws {
+        try store().recheck(start, ids: ids)
+        let text = String(decoding: try readFile(stamp.path), as: UTF8.self)
+        try writeFile(stamp.path, text: String(text.dropLast(2)), mode: 0o600)
+        XCTAssertFalse(stamp.matches(paths))
+        // A file that goes away: "absent" is part of the stamp.
+        try store().recheck(start, ids: ids)
+        XCTAssertTrue(stamp.matches(paths))
+        XCTAssertTrue(try removeFile(paths.group))
+        XCTAssertFalse(stamp.matches(paths))
+    }
+
+    /// The byte scan gives what the line-by-line parse gave.
+    func testHostIdsInUseOnBytes() {
+        let files = HostIDFiles(passwd: "a:x:5:5\n\nb:x:notanumber:1\nc:x:7", group: "g:x:9:\r\n",
+                                subuid: "r:100:10\nbad:1:0\nhuge:18446744073709551615:2\n", subgid: "")
+        XCTAssertEqual(UserRange.hostIDsInUse(files, ids: [3]),
+                       [3...3, 5...5, 7...7, 9...9, 100...109, 18_446_744_073_709_551_615...UInt64.max])
+    }
+}

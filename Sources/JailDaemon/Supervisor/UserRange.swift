@@ -23,30 +23,28 @@ public enum UserRange {
 
     /// Host ids taken by someone else: an id of /etc/passwd or /etc/group, a range of
     /// /etc/subuid or /etc/subgid, or one of `ids` (the jail user's own uid and gid).
-    public static func hostIDsInUse(passwd: String, group: String, subuid: String, subgid: String,
-                                    ids: [UInt32]) -> [ClosedRange<UInt64>] {
+    public static func hostIDsInUse(_ files: HostIDFiles, ids: [UInt32]) -> [ClosedRange<UInt64>] {
         var used: [ClosedRange<UInt64>] = ids.map { UInt64($0)...UInt64($0) }
-        for text in [passwd, group] {
-            for fields in records(text) where fields.count > 2 {
-                if let id = UInt64(fields[2]) { used.append(id...id) }
+        // A line per tenant in each: one pass over the bytes, nothing allocated but `used`.
+        for bytes in [files.passwd, files.group] {
+            scanRecords(bytes) { _, _, id in
+                if let id { used.append(id...id) }
+                return false
             }
         }
-        for text in [subuid, subgid] {
-            for fields in records(text) where fields.count > 2 {
-                if let start = UInt64(fields[1]), let count = UInt64(fields[2]), count > 0 {
-                    used.append(start...(start + count - 1))
-                }
+        for bytes in [files.subuid, files.subgid] {
+            scanRecords(bytes) { _, start, count in
+                if let start, let count, count > 0 { used.append(span(start, count)) }
+                return false
             }
         }
         return used
     }
 
-    /// The lines of /etc/passwd, /etc/subuid and the like, each split at ':', cut on bytes:
-    /// splitting by Character (grapheme breaking) cost about 3 ms of every start, measured.
-    static func records(_ text: String) -> [[Substring]] {
-        text.utf8.split(separator: UInt8(ascii: "\n")).map { line in
-            line.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false).map { Substring($0) }
-        }
+    /// The same from text (tests, and callers that have it as text).
+    public static func hostIDsInUse(passwd: String, group: String, subuid: String, subgid: String,
+                                    ids: [UInt32]) -> [ClosedRange<UInt64>] {
+        hostIDsInUse(HostIDFiles(passwd: passwd, group: group, subuid: subuid, subgid: subgid), ids: ids)
     }
 
     /// The lines of `text` without surrounding spaces, tabs and carriage returns, on bytes.
@@ -93,29 +91,29 @@ public enum UserRange {
     /// What takes an id of the range starting at `start` besides the jail itself, for the one
     /// line that refuses the start: an account or group with an id in it, a subordinate range
     /// over it that is not the jail's own reservation, or the jail user's own uid or gid.
-    public static func conflict(start: UInt32, passwd: String, group: String, subuid: String, subgid: String,
-                                ids: [UInt32]) -> String? {
+    public static func conflict(start: UInt32, files: HostIDFiles, ids: [UInt32]) -> String? {
         let range = UInt64(start)...(UInt64(start) + UInt64(insideCount) - 1)
         if let id = ids.first(where: { range.contains(UInt64($0)) }) { return "the jail user's own id \(id)" }
-        // Every start checks these, a line per tenant each: scanned on bytes, no array per line.
-        for (path, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
+        // Every start checks these, a line per tenant each: scanned on bytes, nothing allocated
+        // unless a line is found.
+        for (path, bytes) in [("/etc/passwd", files.passwd), ("/etc/group", files.group)] {
             var found: String?
-            scanRecords(text) { line, _, id in
+            scanRecords(bytes) { line, _, id in
                 guard let id, range.contains(id) else { return false }
-                let name = line.split(separator: UInt8(ascii: ":"), maxSplits: 1, omittingEmptySubsequences: false).first
-                found = "\(path) gives id \(id) to \(name.map { String(Substring($0)) } ?? "")"
+                let name = line.firstIndex(of: UInt8(ascii: ":")).map { line[line.startIndex..<$0] } ?? line[...]
+                found = "\(path) gives id \(id) to \(String(decoding: name, as: UTF8.self))"
                 return true
             }
             if let found { return found }
         }
-        let own = reservation(start: start)
-        for (path, text) in [("/etc/subuid", subuid), ("/etc/subgid", subgid)] {
+        let own = Array(reservation(start: start).utf8)
+        for (path, bytes) in [("/etc/subuid", files.subuid), ("/etc/subgid", files.subgid)] {
             var found: String?
-            scanRecords(text) { line, first, count in
-                guard let first, let count, count > 0, (first...(first + count - 1)).overlaps(range) else { return false }
-                let trimmed = trimmedLines(String(Substring(line)))[0]
-                if trimmed == own { return false }
-                found = "\(path) has '\(trimmed)'"
+            scanRecords(bytes) { line, first, count in
+                guard let first, let count, count > 0, span(first, count).overlaps(range) else { return false }
+                let trimmed = trimmed(line)
+                if trimmed.elementsEqual(own) { return false }
+                found = "\(path) has '\(String(decoding: trimmed, as: UTF8.self))'"
                 return true
             }
             if let found { return found }
@@ -123,17 +121,51 @@ public enum UserRange {
         return nil
     }
 
+    /// The same from text (tests).
+    public static func conflict(start: UInt32, passwd: String, group: String, subuid: String, subgid: String,
+                                ids: [UInt32]) -> String? {
+        conflict(start: start, files: HostIDFiles(passwd: passwd, group: group, subuid: subuid, subgid: subgid), ids: ids)
+    }
+
     /// Calls `body` with each line of `text` and the numbers of its second and third
     /// ':'-separated fields (nil where a field is not a plain number) until it returns true.
     static func scanRecords(_ text: String, _ body: (Substring.UTF8View, UInt64?, UInt64?) -> Bool) {
-        let bytes = text.utf8
-        var lineStart = bytes.startIndex
-        while lineStart < bytes.endIndex {
-            let lineEnd = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.endIndex
-            // Spaces, tabs and carriage returns around the line are not part of it (trimmedLines).
-            let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r") }
+        var contiguous = text
+        contiguous.withUTF8 { buffer in
+            scanRecords(buffer) { line in
+                // The line's offsets in the buffer are those of its bytes in `text`.
+                let utf8 = text.utf8
+                let lower = utf8.index(utf8.startIndex, offsetBy: line.range.lowerBound)
+                let upper = utf8.index(lower, offsetBy: line.range.count)
+                return body(Substring(utf8[lower..<upper]).utf8, line.second, line.third)
+            }
+        }
+    }
+
+    /// The same on bytes: `line` is the line's bytes (without its newline).
+    static func scanRecords(_ bytes: [UInt8], _ body: (ArraySlice<UInt8>, UInt64?, UInt64?) -> Bool) {
+        bytes.withUnsafeBufferPointer { buffer in
+            scanRecords(buffer) { line in body(bytes[line.range], line.second, line.third) }
+        }
+    }
+
+    /// One line of a colon-separated file: where it is, and its second and third fields as numbers.
+    struct Record {
+        var range: Range<Int>
+        var second: UInt64?
+        var third: UInt64?
+    }
+
+    /// The scan itself, on a buffer: no array, no string. Spaces, tabs and carriage returns at
+    /// the end of a line are not part of its last field (trimmedLines).
+    static func scanRecords(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Record) -> Bool) {
+        var lineStart = 0
+        let end = bytes.count
+        while lineStart < end {
+            var lineEnd = lineStart
+            while lineEnd < end, bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
             var contentEnd = lineEnd
-            while contentEnd > lineStart, isSpace(bytes[bytes.index(before: contentEnd)]) { contentEnd = bytes.index(before: contentEnd) }
+            while contentEnd > lineStart, isSpace(bytes[contentEnd - 1]) { contentEnd -= 1 }
             var second: UInt64?
             var third: UInt64?
             var field = 0
@@ -149,12 +181,32 @@ public enum UserRange {
                 } else if field == 1 || field == 2 {
                     number.append(byte)
                 }
-                index = bytes.index(after: index)
+                index += 1
             }
             if field == 1 { second = number.value } else if field == 2 { third = number.value }
-            if body(Substring(bytes[lineStart..<lineEnd]).utf8, second, third) { return }
-            lineStart = lineEnd == bytes.endIndex ? lineEnd : bytes.index(after: lineEnd)
+            if body(Record(range: lineStart..<lineEnd, second: second, third: third)) { return }
+            lineStart = lineEnd + 1
         }
+    }
+
+    /// The ids of a subordinate range, `count` from `first` (to the last id there is, when
+    /// the line says more).
+    static func span(_ first: UInt64, _ count: UInt64) -> ClosedRange<UInt64> {
+        let (last, overflow) = first.addingReportingOverflow(count - 1)
+        return first...(overflow ? UInt64.max : last)
+    }
+
+    static func isSpace(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
+    }
+
+    /// `line` without the spaces, tabs and carriage returns around it.
+    static func trimmed(_ line: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var start = line.startIndex
+        var end = line.endIndex
+        while start < end, isSpace(line[start]) { start += 1 }
+        while end > start, isSpace(line[end - 1]) { end -= 1 }
+        return line[start..<end]
     }
 
     /// A decimal number read digit by digit: nil when empty, not all digits, or too large.
@@ -176,7 +228,18 @@ public enum UserRange {
 
     /// Whether `text` (/etc/subuid or /etc/subgid) holds `line` as a line of its own.
     public static func holds(_ text: String, line: String) -> Bool {
-        trimmedLines(text).contains { $0 == line }
+        holds(Array(text.utf8), line: line)
+    }
+
+    /// The same on the file's bytes.
+    public static func holds(_ bytes: [UInt8], line: String) -> Bool {
+        let wanted = Array(line.utf8)
+        var found = false
+        scanRecords(bytes) { record, _, _ in
+            found = trimmed(record).elementsEqual(wanted)
+            return found
+        }
+        return found
     }
 
     /// `text` with `line` at its end (a missing final newline added first).
@@ -189,5 +252,35 @@ public enum UserRange {
         let lines = text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         return zip(lines, trimmedLines(text)).filter { $0.1 != line }.map { String(Substring($0.0)) }
             .joined(separator: "\n")
+    }
+}
+
+/// /etc/passwd, /etc/group, /etc/subuid and /etc/subgid as one start read them: each read once
+/// and shared by the choice of a slot (`hostIDsInUse`) and its check (`conflict`).
+public struct HostIDFiles: Sendable {
+    public var passwd: [UInt8]
+    public var group: [UInt8]
+    public var subuid: [UInt8]
+    public var subgid: [UInt8]
+
+    public init(passwd: [UInt8], group: [UInt8], subuid: [UInt8], subgid: [UInt8]) {
+        (self.passwd, self.group, self.subuid, self.subgid) = (passwd, group, subuid, subgid)
+    }
+
+    public init(passwd: String, group: String, subuid: String, subgid: String) {
+        self.init(passwd: Array(passwd.utf8), group: Array(group.utf8), subuid: Array(subuid.utf8), subgid: Array(subgid.utf8))
+    }
+
+    /// Where the four files are: the host's, or a test's.
+    public struct Paths: Sendable {
+        public var passwd = "/etc/passwd"
+        public var group = "/etc/group"
+        public var subuid = "/etc/subuid"
+        public var subgid = "/etc/subgid"
+
+        public static let host = Paths()
+
+        /// In HostIDFiles' order.
+        var all: [String] { [passwd, group, subuid, subgid] }
     }
 }

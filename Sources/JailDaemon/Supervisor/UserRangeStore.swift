@@ -21,9 +21,16 @@ struct UserRangeStore {
     static let subuid = "/etc/subuid"
     static let subgid = "/etc/subgid"
     let directory: String
+    /// /etc/passwd, /etc/group, /etc/subuid and /etc/subgid (others in tests).
+    let accounts: HostIDFiles.Paths
+    /// CLOCK_REALTIME, which file times are in (another in tests: a stamp needs settled files).
+    let clock: () -> timespec
 
-    init(directory: String = UserRangeStore.directory) {
+    init(directory: String = UserRangeStore.directory, accounts: HostIDFiles.Paths = .host,
+         clock: @escaping () -> timespec = AccountsStamp.realtimeNow) {
         self.directory = directory
+        self.accounts = accounts
+        self.clock = clock
     }
 
     /// The range of the jail called `name`: its own if it has one, else the first free slot;
@@ -45,10 +52,11 @@ struct UserRangeStore {
             try recheck(mine.start, ids: ids)
             return mine.start
         }
-        let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
+        let lock = try ShadowLock.acquire([accounts.subuid, accounts.subgid])
         defer { lock.release() }
-        let inUse = UserRange.hostIDsInUse(passwd: hostFile("/etc/passwd"), group: hostFile("/etc/group"),
-                                           subuid: hostFile(Self.subuid), subgid: hostFile(Self.subgid), ids: ids)
+        // Read once, under the locks: the choice of a slot and its check see the same files.
+        let files = try readAccounts().files
+        let inUse = UserRange.hostIDsInUse(files, ids: ids)
         // The names of the range files are enough here (the slots taken), not their contents.
         let taken = Set(takenSlots())
         // Slot by slot, not UserRange.candidates: the first free one ends the walk (16,382 slots).
@@ -57,7 +65,7 @@ struct UserRangeStore {
             let created = try JailError.wrap { () throws(SystemError) in try createExclusively(path, "\(name) \(socket)\n") }
             if !created { continue }  // another jaild was faster
             do {
-                try reserve(slot, ids: ids)
+                try reserve(slot, ids: ids, files: files)
                 try index(name, start: slot)
             } catch {
                 discardFile(path)
@@ -142,31 +150,65 @@ struct UserRangeStore {
     /// made them) is added if the range is free. Checked first without the locks, which only a
     /// write needs: the shadow tools and jaild replace these files by rename, so a read sees one
     /// whole version (the locks, their fdatasyncs and unlinks in /etc, cost 2–4 ms of a start).
+    ///
+    /// The check is a function of the four files, the range and the ids alone, so when none of
+    /// the files changed since it last passed for this range and these ids (`AccountsStamp`:
+    /// each file's device, inode, size, mtime and ctime, as stat(2) gives them now), it passes
+    /// again without reading them: four stats and one small read, however many tenants the
+    /// files list. Any change to a file changes its ctime (or, replaced, its inode), and the
+    /// full check runs.
     func recheck(_ start: UInt32, ids: [UInt32]) throws(JailError) {
-        if try reserve(start, ids: ids, writing: false) { return }
-        let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
+        let stamp = AccountsStamp(start: start, ids: ids, path: "\(directory)/\(start).checked")
+        if stamp.matches(accounts) { return }
+        let readAt = clock()
+        let (files, identities) = try readAccounts()
+        if try reserve(start, ids: ids, files: files, writing: false) {
+            stamp.record(identities, paths: accounts, readAt: readAt)
+            return
+        }
+        let lock = try ShadowLock.acquire([accounts.subuid, accounts.subgid])
         defer { lock.release() }
-        try reserve(start, ids: ids)
+        try reserve(start, ids: ids, files: try readAccounts().files)
     }
 
     /// Refuses a range that an account, a group or another subordinate range takes, then adds
-    /// the `root:START:65536` lines that are missing (the shadow locks held), or with
-    /// `writing: false` only says whether both are there.
+    /// the `root:START:65536` lines that are missing (the shadow locks held, `files` read under
+    /// them), or with `writing: false` only says whether both are there.
     @discardableResult
-    func reserve(_ start: UInt32, ids: [UInt32], writing: Bool = true) throws(JailError) -> Bool {
-        let subuid = try shadowFile(Self.subuid)
-        let subgid = try shadowFile(Self.subgid)
-        if let conflict = UserRange.conflict(start: start, passwd: hostFile("/etc/passwd"), group: hostFile("/etc/group"),
-                                             subuid: subuid, subgid: subgid, ids: ids) {
+    func reserve(_ start: UInt32, ids: [UInt32], files: HostIDFiles, writing: Bool = true) throws(JailError) -> Bool {
+        if let conflict = UserRange.conflict(start: start, files: files, ids: ids) {
             let last = UInt64(start) + UInt64(UserRange.insideCount) - 1
             throw .userNamespace("the jail's id range \(start)-\(last) is not its own any more: \(conflict) "
                 + "(remove that, or give the jail another range: jaild destroy, or remove \(directory)/\(start).range)")
         }
         let line = UserRange.reservation(start: start)
-        let missing = [(Self.subuid, subuid), (Self.subgid, subgid)].filter { !UserRange.holds($0.1, line: line) }
+        let missing = [(accounts.subuid, files.subuid), (accounts.subgid, files.subgid)].filter { !UserRange.holds($0.1, line: line) }
         guard writing else { return missing.isEmpty }
-        for (path, text) in missing { try appendShadowLine(path, line, to: text) }
+        for (path, bytes) in missing { try appendShadowLine(path, line, to: String(decoding: bytes, as: UTF8.self)) }
         return true
+    }
+
+    /// The four files, each read once through one descriptor, and what fstat(2) said of each
+    /// as it was read (for the stamp). A file that is not there is empty; one that cannot be
+    /// read is an error (taken for empty, its ids would look free).
+    func readAccounts() throws(JailError) -> (files: HostIDFiles, identities: [FileIdentity?]) {
+        var contents: [[UInt8]] = []
+        var identities: [FileIdentity?] = []
+        for path in accounts.all {
+            do throws(SystemError) {
+                guard let fd = try openFileIfPresent(path, O_RDONLY) else {
+                    contents.append([])
+                    identities.append(nil)
+                    continue
+                }
+                defer { closeDescriptor(fd.rawValue) }
+                identities.append(FileIdentity(try fd.fileStatus()))
+                contents.append(try readAll(fd))
+            } catch {
+                throw .failed("cannot read \(path) (the host's accounts and subordinate ids)", error)
+            }
+        }
+        return (HostIDFiles(passwd: contents[0], group: contents[1], subuid: contents[2], subgid: contents[3]), identities)
     }
 
     /// Every slot taken: (first id, jail name). Reads every range file: only for a jail that
@@ -201,16 +243,19 @@ struct UserRangeStore {
             try JailError.wrap { () throws(SystemError) in try removeFile("\(indexDirectory)/\(name)") }
             return
         }
-        let lock = try ShadowLock.acquire([Self.subuid, Self.subgid])
+        let lock = try ShadowLock.acquire([accounts.subuid, accounts.subgid])
         defer { lock.release() }
         mine.sort()
         for start in mine {
             let line = UserRange.reservation(start: start)
-            for path in [Self.subuid, Self.subgid] {
+            for path in [accounts.subuid, accounts.subgid] {
                 let text = try shadowFile(path)
                 if UserRange.holds(text, line: line) { try replaceShadowFile(path, with: UserRange.removing(line, from: text)) }
             }
-            try JailError.wrap { () throws(SystemError) in try removeFile("\(directory)/\(start).range") }
+            try JailError.wrap { () throws(SystemError) in
+                try removeFile("\(directory)/\(start).checked")
+                try removeFile("\(directory)/\(start).range")
+            }
         }
         try JailError.wrap { () throws(SystemError) in try removeFile("\(indexDirectory)/\(name)") }
     }
