@@ -13,8 +13,11 @@ import Glibc
 enum ConfigExpansion {
     static var configDirectory: String { ProvisionPaths.fromEnvironment().configDirectory }
 
-    static func startArguments(_ arguments: [String]) -> [String] {
-        guard arguments.first == "start" else { return expandConfig(arguments) }
+    /// With `checked: false` a config's values are not parsed one by one first: the start's
+    /// own parse sees them all, and only when it fails is the expansion done again, checked,
+    /// to name the line (Jaild.main). Each parse costs a start about 0.3 ms.
+    static func startArguments(_ arguments: [String], checked: Bool = true) -> [String] {
+        guard arguments.first == "start" else { return expandConfig(arguments, checked: checked) }
         var rest = Array(arguments.dropFirst())
         if let name = rest.first, !name.hasPrefix("-") {
             guard !name.contains("/"), !name.hasPrefix(".") else {
@@ -22,11 +25,11 @@ enum ConfigExpansion {
             }
             rest = ["--config", "\(configDirectory)/\(name).conf", "--jail-name", name] + rest.dropFirst()
         }
-        return ["start"] + expandConfig(rest)
+        return ["start"] + expandConfig(rest, checked: checked)
     }
 
     /// `--config FILE` becomes the file's options, placed first so the command line wins.
-    static func expandConfig(_ arguments: [String]) -> [String] {
+    static func expandConfig(_ arguments: [String], checked: Bool = true) -> [String] {
         var others: [String] = []
         var path: String?
         var i = 0
@@ -44,7 +47,7 @@ enum ConfigExpansion {
         let text: String
         do { text = try configText(path) } catch { fail("cannot read config \(path): \(error.errno)") }
         do {
-            return try startOptions(ConfigFile.parse(text, path: path), path: path) + others
+            return try startOptions(ConfigFile.parse(text, path: path), path: path, checked: checked) + others
         } catch {
             fail(error.description)
         }
@@ -58,7 +61,7 @@ enum ConfigExpansion {
 
     /// The start options a config's entries stand for, each value checked by the start's own
     /// parser: a bad one is reported with its line.
-    static func startOptions(_ entries: [ConfigFile.Entry], path: String) throws(ConfigFile.ParseError) -> [String] {
+    static func startOptions(_ entries: [ConfigFile.Entry], path: String, checked: Bool = true) throws(ConfigFile.ParseError) -> [String] {
         var fromFile: [String] = []
         var pairs: [(entry: ConfigFile.Entry, pair: [String])] = []
         for entry in entries {
@@ -68,6 +71,7 @@ enum ConfigExpansion {
         }
         // All values checked in one parse (each parse costs about 0.3 ms of a start); only
         // when that fails is each checked alone, so a bad one is reported with its line.
+        guard checked else { return fromFile }
         let hasUID = pairs.contains { $0.entry.key == "uid" }
         if StartCommand.problem(with: fromFile, needsUID: !hasUID) != nil {
             for (entry, pair) in pairs {

@@ -47,9 +47,15 @@ struct Jaild: ParsableCommand {
         // Before the arguments are parsed: parsing is the costliest part of jaild's own start (about
         // 1.1 ms of the Swift runtime's type lookups, measured), and a new image would parse them again.
         if mayStart { ProtectedBinary.reexecIfNeeded() }
-        let expanded = mayStart ? ConfigExpansion.startArguments(arguments) : arguments
+        let expanded = mayStart ? ConfigExpansion.startArguments(arguments, checked: false) : arguments
         do {
-            var command = try parseStart(expanded, mayStart: mayStart)
+            var command: ParsableCommand
+            do { command = try parseStart(expanded, mayStart: mayStart) } catch {
+                // A config's bad value is said with its file and line (the checked expansion
+                // exits there); a config without one leaves the parse's own error.
+                if mayStart { _ = ConfigExpansion.startArguments(arguments, checked: true) }
+                throw error
+            }
             try command.run()
         } catch {
             exitReportingUsageAsTwo(error)
@@ -62,11 +68,14 @@ struct Jaild: ParsableCommand {
     /// 40 runs: 2.97 ms task-clock to an early preflight failure, 2.62 ms this way). An error
     /// parses again from the root, so its message names `jaild start` as before; help and the
     /// other flags that print and exit go to the root parse at once.
+    /// `jaild start …` (what `jaild start NAME` becomes) is parsed the same way, without its verb.
     static func parseStart(_ arguments: [String], mayStart: Bool) throws -> ParsableCommand {
-        guard mayStart, let first = arguments.first, first.hasPrefix("-"),
-              !arguments.contains(where: nonStarting.contains) else { return try parseAsRoot(arguments) }
+        guard mayStart, let first = arguments.first, first.hasPrefix("-") || first == "start",
+              !arguments.dropFirst(first == "start" ? 1 : 0).contains(where: nonStarting.contains) else {
+            return try parseAsRoot(arguments)
+        }
         do {
-            return try StartCommand.parseAsRoot(arguments)
+            return try StartCommand.parseAsRoot(Array(arguments.dropFirst(first == "start" ? 1 : 0)))
         } catch {
             return try parseAsRoot(arguments)
         }
