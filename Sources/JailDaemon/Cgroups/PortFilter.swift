@@ -238,9 +238,17 @@ public enum PortFilter {
     /// Two jails' ports overlap only where their addresses can meet: both with `--address`
     /// and no address in common, they do not; a jail without one owns its ports everywhere.
     /// The addresses themselves are checked first (JailAddresses.check).
+    ///
+    /// Every running jail that owns a port has a record in /run/jail/ports (written at its
+    /// start, removed at its stop), so the records are read first: when none has one of these
+    /// ports, no running jail has, and no jail's state is read. Only a record that does (or
+    /// that cannot be read or parsed) leads to the walk of every jail's state, which names the
+    /// jail and knows whether it still runs. The walk read and decoded every state file at every
+    /// `--ports` start: 65 % of such a start with 2,300 jails running (50–80 ms).
     public static func checkOverlap(_ configuration: JailConfiguration, ownSocket: String) throws(JailError) {
         try JailAddresses.check(configuration, ownSocket: ownSocket)
         guard let ports = configuration.ports else { return }
+        guard recordsMayOverlap(ports) else { return }
         let mine = Set(configuration.addresses.map(\.description))
         for (state, alive) in JailState.all() where alive && state.socket != ownSocket && !state.ports.isEmpty {
             guard let theirs = try? PortSet.parse(state.ports) else { continue }
@@ -255,6 +263,33 @@ public enum PortFilter {
             }
             JailLogHandler.emitToTerminal("warning: ports \(text) are also the ports of the jail on \(state.socket)\(everywhere)")
         }
+    }
+}
+
+extension PortFilter {
+    /// Whether some record in /run/jail/ports may name one of `ports`: one that does, or that
+    /// cannot be read or parsed (a record is rewritten in place under the lock, which this
+    /// does not take, so a read may see it half-written). No directory: no jail owns a port.
+    static func recordsMayOverlap(_ ports: PortSet) -> Bool {
+        let entries: [DirectoryEntry]
+        do throws(SystemError) {
+            guard let directory = try openFileIfPresent(recordDirectory, O_RDONLY | O_DIRECTORY) else { return false }
+            defer { closeDescriptor(directory.rawValue) }
+            entries = try directoryEntries(of: directory, path: recordDirectory)
+        } catch {
+            log.debug("\(error): every jail's ports are compared")
+            return true
+        }
+        for entry in entries where UInt64(entry.name) != nil {
+            let text: [UInt8]
+            do throws(SystemError) {
+                guard let bytes = try readFileIfPresent("\(recordDirectory)/\(entry.name)", limit: 1 << 20) else { continue }
+                text = bytes
+            } catch { return true }  // gone (its stop) is nil above; any other failure is doubt
+            guard let ownership = Ownership.parse(String(decoding: text, as: UTF8.self)) else { return true }
+            if let theirs = ownership.ports, !ports.overlap(with: theirs).isEmpty { return true }
+        }
+        return false
     }
 }
 
