@@ -191,6 +191,15 @@ final class UserRangeTests: XCTestCase {
                                           ids: []), "/etc/subuid has 'eve:1073741824:65536'")
     }
 
+    func testRemovalKeepsEveryOtherByte() {
+        let line = UserRange.reservation(start: 1 << 30)
+        XCTAssertEqual(UserRange.removing(line, from: "a:1:2\r\n  \(line)\t\n\nb:3:4"), "a:1:2\r\n\nb:3:4")
+        XCTAssertEqual(UserRange.removing(line, from: "\(line)\n\(line)\nc:5:6\n"), "c:5:6\n")
+        XCTAssertEqual(UserRange.removing(line, from: ""), "")
+        XCTAssertEqual(UserRange.removing(line, from: "\n\n"), "\n\n")
+        XCTAssertTrue(UserRange.holds(" \(line)\r\n", line: line))
+    }
+
     /// A range file that cannot be read is an error, never a free slot: taken for absent, the
     /// jail would be given a second range and its files would not be its own any more.
     func testAnUnreadableRangeFileIsAnErrorNotAFreeSlot() throws {

@@ -47,18 +47,6 @@ public enum UserRange {
         hostIDsInUse(HostIDFiles(passwd: passwd, group: group, subuid: subuid, subgid: subgid), ids: ids)
     }
 
-    /// The lines of `text` without surrounding spaces, tabs and carriage returns, on bytes.
-    static func trimmedLines(_ text: String) -> [Substring] {
-        let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r") }
-        return text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { line in
-            var start = line.startIndex
-            var end = line.endIndex
-            while start < end, isSpace(line[start]) { start = line.index(after: start) }
-            while end > start, isSpace(line[line.index(before: end)]) { end = line.index(before: end) }
-            return Substring(line[start..<end])
-        }
-    }
-
     /// The first slot of the pool that holds no id in use and is not another jail's.
     public static func choose(pool: UserRangePool, inUse: [ClosedRange<UInt64>], taken: Set<UInt32>) -> UInt32? {
         candidates(pool: pool, inUse: inUse, taken: taken).first
@@ -157,7 +145,7 @@ public enum UserRange {
     }
 
     /// The scan itself, on a buffer: no array, no string. Spaces, tabs and carriage returns at
-    /// the end of a line are not part of its last field (trimmedLines).
+    /// the end of a line are not part of its last field (as `trimmed` leaves it).
     static func scanRecords(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Record) -> Bool) {
         var lineStart = 0
         let end = bytes.count
@@ -247,11 +235,26 @@ public enum UserRange {
         text + (text.isEmpty || text.utf8.last == UInt8(ascii: "\n") ? "" : "\n") + line + "\n"
     }
 
-    /// `text` without the lines that are exactly `line`; every other byte as it was.
+    /// `text` without the lines that are exactly `line`; every other byte as it was. On bytes,
+    /// a line at a time (each destroy runs it over a line per tenant).
     public static func removing(_ line: String, from text: String) -> String {
-        let lines = text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-        return zip(lines, trimmedLines(text)).filter { $0.1 != line }.map { String(Substring($0.0)) }
-            .joined(separator: "\n")
+        let wanted = Array(line.utf8)
+        let bytes = Array(text.utf8)
+        var kept: [UInt8] = []
+        kept.reserveCapacity(bytes.count)
+        var lineStart = 0
+        var first = true
+        while lineStart <= bytes.count {
+            let lineEnd = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+            let content = bytes[lineStart..<lineEnd]
+            if !trimmed(content).elementsEqual(wanted) {
+                if !first { kept.append(UInt8(ascii: "\n")) }
+                kept.append(contentsOf: content)
+                first = false
+            }
+            lineStart = lineEnd + 1
+        }
+        return String(decoding: kept, as: UTF8.self)
     }
 }
 
