@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The pure part of a jail's user namespace: which slot of the pool a jail gets and the lines
 /// of its uid_map and gid_map. The files it is read from and written to are UserRangeStore's.
 public enum UserRange {
@@ -150,8 +154,9 @@ public enum UserRange {
         var lineStart = 0
         let end = bytes.count
         while lineStart < end {
-            var lineEnd = lineStart
-            while lineEnd < end, bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            // memchr: the newline found a word at a time, not a byte at a time.
+            let lineEnd = memchr(bytes.baseAddress! + lineStart, Int32(UInt8(ascii: "\n")), end - lineStart)
+                .map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - bytes.baseAddress! } ?? end
             var contentEnd = lineEnd
             while contentEnd > lineStart, isSpace(bytes[contentEnd - 1]) { contentEnd -= 1 }
             var second: UInt64?

@@ -65,7 +65,9 @@ struct UserRangeStore {
             let created = try JailError.wrap { () throws(SystemError) in try createExclusively(path, "\(name) \(socket)\n") }
             if !created { continue }  // another jaild was faster
             do {
-                try reserve(slot, ids: ids, files: files)
+                // The slot holds none of `inUse`, read from these same files (under the locks):
+                // the check of `reserve` (`UserRange.conflict`) would only find that again.
+                try reserve(slot, ids: ids, files: files, checked: true)
                 try index(name, start: slot)
             } catch {
                 discardFile(path)
@@ -173,10 +175,12 @@ struct UserRangeStore {
 
     /// Refuses a range that an account, a group or another subordinate range takes, then adds
     /// the `root:START:65536` lines that are missing (the shadow locks held, `files` read under
-    /// them), or with `writing: false` only says whether both are there.
+    /// them), or with `writing: false` only says whether both are there. `checked`: the range
+    /// was chosen from these files as free (`UserRange.hostIDsInUse`), nothing to refuse.
     @discardableResult
-    func reserve(_ start: UInt32, ids: [UInt32], files: HostIDFiles, writing: Bool = true) throws(JailError) -> Bool {
-        if let conflict = UserRange.conflict(start: start, files: files, ids: ids) {
+    func reserve(_ start: UInt32, ids: [UInt32], files: HostIDFiles, writing: Bool = true,
+                 checked: Bool = false) throws(JailError) -> Bool {
+        if !checked, let conflict = UserRange.conflict(start: start, files: files, ids: ids) {
             let last = UInt64(start) + UInt64(UserRange.insideCount) - 1
             throw .userNamespace("the jail's id range \(start)-\(last) is not its own any more: \(conflict) "
                 + "(remove that, or give the jail another range: jaild destroy, or remove \(directory)/\(start).range)")
