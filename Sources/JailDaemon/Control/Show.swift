@@ -10,6 +10,8 @@ import Glibc
 /// but the fallback of `memory` for a jail without a memory cgroup.
 struct CgroupFigures {
     let directories: [String]
+    /// What the directories' parents say of the controllers below them; nil: every file is tried.
+    var parents: CgroupParents? = nil
 
     /// The memory charge: the sum over the leaves that hold the jail's processes (init,
     /// programs, sessions) of v2 `memory.current` or v1 `memory.usage_in_bytes`, from the
@@ -18,7 +20,7 @@ struct CgroupFigures {
     /// which counts its leaves. nil when the jail has no memory cgroup.
     var memoryCharge: UInt64? {
         for directory in directories {
-            for file in ["memory.current", "memory.usage_in_bytes"] {
+            for file in parents?.memoryFiles(directory) ?? ["memory.current", "memory.usage_in_bytes"] {
                 // Where `jail/NAME` has no such file its leaves have none either (a v2
                 // controller's files exist below where it is enabled; v1's everywhere): one
                 // failed open per file instead of four, for every jail `jaild list` shows.
@@ -72,6 +74,53 @@ struct CgroupFigures {
     }
 
     static func number(_ path: String) -> UInt64? { text(path).flatMap { UInt64($0) } }
+}
+
+/// The v2 controllers enabled below the parents of jails' cgroup directories (their parent's
+/// `cgroup.subtree_control`), read once for every jail: a v2 directory has a controller's files
+/// only when its parent enables the controller for it, and v1 files never. `jaild list` and
+/// `metrics` then skip the opens that would fail (two or three a jail, thousands at 2,000
+/// jails). Read after the state files: a jail's cgroup is made before its state is written,
+/// so the controllers of every jail read are in them.
+struct CgroupParents: Sendable {
+    /// Each parent directory with its enabled controllers. A parent that is not v2 (no such
+    /// file) or cannot be read is not here: every file of its children is tried. A list, not a
+    /// dictionary: there are one or two parents, and it is asked for every jail.
+    let enabled: [(parent: String, controllers: Set<String>)]
+
+    init(directories: some Sequence<String>) {
+        var enabled: [(String, Set<String>)] = []
+        var seen: Set<String> = []
+        for directory in directories {
+            let parent = Preflight.parentDirectory(directory)
+            guard seen.insert(parent).inserted, let bytes = readProcFile(parent + "/cgroup.subtree_control", limit: 4096) else {
+                continue
+            }
+            enabled.append((parent, Set(bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
+                .map { String(decoding: $0, as: UTF8.self) })))
+        }
+        self.enabled = enabled
+    }
+
+    /// The controllers `directory` has files of; nil: not known (try them all).
+    func controllers(_ directory: String) -> Set<String>? {
+        // Preflight.parentDirectory, compared on bytes without making the parent's string.
+        let path = directory.utf8
+        guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        let parent = slash == path.startIndex ? "/".utf8[...] : path[..<slash]
+        return enabled.first { $0.parent.utf8.elementsEqual(parent) }?.controllers
+    }
+
+    /// The memory files `directory` may have, in the order CgroupFigures.memoryCharge tries them.
+    func memoryFiles(_ directory: String) -> [String] {
+        guard let controllers = controllers(directory) else { return ["memory.current", "memory.usage_in_bytes"] }
+        return controllers.contains("memory") ? ["memory.current"] : []
+    }
+
+    /// Whether `directory` may have the files of `controller`.
+    func mayHave(_ directory: String, _ controller: String) -> Bool {
+        controllers(directory)?.contains(controller) ?? true
+    }
 }
 
 extension Control {

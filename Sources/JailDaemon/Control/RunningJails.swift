@@ -1,0 +1,26 @@
+import JailSystem
+
+/// The running jails as `jaild list` and `jaild metrics` go through them: what
+/// `JailState.all().filter(\.alive)` gives (an orphan's `supervisor` 0), in the same order (by
+/// socket) and with the same warnings (in the directory's order), but each state file read
+/// and each jail's figures made on as many threads as there are CPUs (Parallel).
+enum RunningJails {
+    /// `body` of each running jail, in order. `body` runs on several threads at once.
+    static func map<T>(_ body: (JailState, CgroupParents) -> T) -> [T] {
+        let names = listDirectory(JailState.directory).filter { $0.hasSuffix(".state") }.map { String($0.dropLast(6)) }
+        let readings = Parallel.map(names.count) { JailState.read(name: names[$0]) }
+        var states: [JailState] = []
+        states.reserveCapacity(readings.count)
+        for reading in readings {
+            switch reading {
+            case .absent: continue
+            case .state(let state): states.append(state)
+            case .unusable(let warning): log.warning("\(warning)")
+            }
+        }
+        // As JailState.named sorts (a stable sort: equal sockets keep the directory's order).
+        states.sort { $0.socket < $1.socket }
+        let parents = CgroupParents(directories: states.lazy.flatMap(\.cgroups))
+        return Parallel.map(states.count) { index in JailState.alive(states[index]).map { body($0, parents) } }.compactMap { $0 }
+    }
+}
