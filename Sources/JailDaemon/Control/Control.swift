@@ -159,15 +159,18 @@ struct Row {
     let viewsBroken: Bool
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "ADDRESS", "RC", "USERNS", "DISK", "SYSTEM"]]
-        for r in rows {
-            lines.append([r.state.name, r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
-                          r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", r.memoryColumn, r.state.ports.isEmpty ? "-" : r.state.ports,
-                          Self.addressColumn(r.state), r.state.rcStatus.map { "\($0)" } ?? "-",
-                          r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
-                          r.disk?.column ?? "-", r.payload ?? "-"])
-        }
-        return TextTable.render(lines)
+        let header = ["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "ADDRESS", "RC", "USERNS", "DISK", "SYSTEM"]
+        // Cells made on as many threads as there are CPUs, as the rows were (Parallel).
+        return TextTable.render([header] + Parallel.map(rows.count) { rows[$0].cells })
+    }
+
+    /// Its cells in the table, in the header's order.
+    var cells: [String] {
+        [state.name, state.socket, "\(state.uid):\(state.gid)", state.root, "\(state.initPid)",
+         sessions.map { "\($0)" } ?? "-", "\(uptime)s", memoryColumn, state.ports.isEmpty ? "-" : state.ports,
+         Self.addressColumn(state), state.rcStatus.map { "\($0)" } ?? "-",
+         state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
+         disk?.column ?? "-", payload ?? "-"]
     }
 
     /// `192.0.2.10,lo=127.77.0.1`: the jail's addresses and its loopback; `-` for neither.
@@ -195,27 +198,27 @@ struct Row {
     }
 
     static func json(_ rows: [Row]) -> String {
-        // One string grown in place: at 2,000 rows the intermediate strings of `+` were most
-        // of the rendering.
-        var out = "["
-        out.reserveCapacity(rows.count * 768)
-        for (index, r) in rows.enumerated() {
-            let s = r.state
-            if index > 0 { out += "," }
-            out += "{\"name\":" + jsonString(s.name) + ",\"socket\":" + jsonString(s.socket)
-            out += ",\"pid_file\":" + jsonString(s.pidFile) + ",\"uid\":\(s.uid),\"gid\":\(s.gid),\"root\":" + jsonString(s.root)
-            out += ",\"supervisor_pid\":\(s.supervisor),\"init_pid\":\(s.initPid),\"sessions\":" + (r.sessions.map { "\($0)" } ?? "null")
-            out += ",\"uptime_seconds\":\(r.uptime),\"memory_bytes\":\(r.memory),\"memory_source\":\"\(r.memorySource)\""
-            out += ",\"ports\":" + jsonString(s.ports) + ",\"addresses\":[" + s.addresses.map(jsonString).joined(separator: ",")
-            out += "],\"address_shared\":\(s.addressShared),\"loopback\":" + (s.loopback.isEmpty ? "null" : jsonString(s.loopback))
-            out += ",\"cgroup\":" + jsonString(s.cgroup) + ",\"rc_status\":" + (s.rcStatus.map { "\($0)" } ?? "null")
-            out += ",\"payload\":" + (r.payload.map(jsonString) ?? "null") + ",\"services\":[" + Self.servicesJSON(s.services)
-            out += "],\"userns_start\":" + (s.userRange.map { "\($0)" } ?? "null")
-            out += ",\"userns_count\":\(s.userRange == nil ? 0 : UserRange.insideCount),\"views_broken\":\(r.viewsBroken),"
-            out += DiskUsage.jsonFields(r.disk) + "," + Self.networkJSON(r.network)
-            out += "}"
-        }
-        return out + "]\n"
+        // Each object made on as many threads as there are CPUs (Parallel): at 2,000 rows
+        // making them was a tenth of `jaild list --json`'s time.
+        "[" + Parallel.map(rows.count) { rows[$0].jsonObject }.joined(separator: ",") + "]\n"
+    }
+
+    /// The row as `--json` gives it: one object, grown in place.
+    var jsonObject: String {
+        let s = state
+        var out = "{\"name\":" + Self.jsonString(s.name) + ",\"socket\":" + Self.jsonString(s.socket)
+        out.reserveCapacity(768)
+        out += ",\"pid_file\":" + Self.jsonString(s.pidFile) + ",\"uid\":\(s.uid),\"gid\":\(s.gid),\"root\":" + Self.jsonString(s.root)
+        out += ",\"supervisor_pid\":\(s.supervisor),\"init_pid\":\(s.initPid),\"sessions\":" + (sessions.map { "\($0)" } ?? "null")
+        out += ",\"uptime_seconds\":\(uptime),\"memory_bytes\":\(memory),\"memory_source\":\"\(memorySource)\""
+        out += ",\"ports\":" + Self.jsonString(s.ports) + ",\"addresses\":[" + s.addresses.map(Self.jsonString).joined(separator: ",")
+        out += "],\"address_shared\":\(s.addressShared),\"loopback\":" + (s.loopback.isEmpty ? "null" : Self.jsonString(s.loopback))
+        out += ",\"cgroup\":" + Self.jsonString(s.cgroup) + ",\"rc_status\":" + (s.rcStatus.map { "\($0)" } ?? "null")
+        out += ",\"payload\":" + (payload.map(Self.jsonString) ?? "null") + ",\"services\":[" + Self.servicesJSON(s.services)
+        out += "],\"userns_start\":" + (s.userRange.map { "\($0)" } ?? "null")
+        out += ",\"userns_count\":\(s.userRange == nil ? 0 : UserRange.insideCount),\"views_broken\":\(viewsBroken),"
+        out += DiskUsage.jsonFields(disk) + "," + Self.networkJSON(network) + "}"
+        return out
     }
 
     /// Logfmt.json, whose answer for printable ASCII without `"` or `\\` (nearly every value)

@@ -116,20 +116,25 @@ public enum Metrics {
 
     /// The exposition text: HELP and TYPE once per family that has a series, then its series.
     static func render(_ jails: [Figures]) -> String {
-        // Each jail's labels made once, not once per family; one string grown in place.
-        let labels = jails.map { "{jail=\"\(escapeLabel(Logfmt.printable($0.name)))\",uid=\"\($0.uid)\"} " }
+        // Each jail's labels and values made once, on as many threads as there are CPUs
+        // (Parallel), then laid out family by family in one string grown in place.
+        let series = Parallel.map(jails.count) { index in
+            let jail = jails[index]
+            return (labels: "{jail=\"\(escapeLabel(Logfmt.printable(jail.name)))\",uid=\"\(jail.uid)\"} ",
+                    values: families.map { $0.value(jail) })
+        }
         var out = ""
         out.reserveCapacity(jails.count * families.count * 64)
-        for family in families {
+        for (column, family) in families.enumerated() {
             var header = false
-            for (index, jail) in jails.enumerated() {
-                guard let value = family.value(jail) else { continue }
+            for jail in series {
+                guard let value = jail.values[column] else { continue }
                 if !header {
                     out += "# HELP \(family.name) \(escapeHelp(family.help))\n# TYPE \(family.name) \(family.type)\n"
                     header = true
                 }
                 out += family.name
-                out += labels[index]
+                out += jail.labels
                 out += value
                 out += "\n"
             }

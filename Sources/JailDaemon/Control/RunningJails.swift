@@ -18,9 +18,17 @@ enum RunningJails {
             case .unusable(let warning): log.warning("\(warning)")
             }
         }
-        // As JailState.named sorts (a stable sort: equal sockets keep the directory's order).
-        states.sort { $0.socket < $1.socket }
+        // As JailState.named sorts (stable: equal sockets keep the directory's order); the
+        // indices are sorted, not the states, which are large to move.
+        let order = states.indices.sorted { states[$0].socket < states[$1].socket }
         let parents = CgroupParents(directories: states.lazy.flatMap(\.cgroups))
-        return Parallel.map(states.count) { index in JailState.alive(states[index]).map { body($0, parents) } }.compactMap { $0 }
+        var results = Parallel.map(order.count) { index in JailState.alive(states[order[index]]).map { body($0, parents) } }
+        // Moved out, not copied (a row holds a state's many strings).
+        var running: [T] = []
+        running.reserveCapacity(results.count)
+        for index in results.indices {
+            if let result = results[index].take() { running.append(result) }
+        }
+        return running
     }
 }

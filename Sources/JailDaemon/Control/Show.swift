@@ -90,13 +90,13 @@ struct CgroupParents: Sendable {
 
     init(directories: some Sequence<String>) {
         var enabled: [(String, Set<String>)] = []
-        var seen: Set<String> = []
+        var seen: [String] = []
         for directory in directories {
-            let parent = Preflight.parentDirectory(directory)
-            guard seen.insert(parent).inserted, let bytes = readProcFile(parent + "/cgroup.subtree_control", limit: 4096) else {
-                continue
-            }
-            enabled.append((parent, Set(bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
+            guard let parent = Self.parent(directory), !seen.contains(where: { $0.utf8.elementsEqual(parent) }) else { continue }
+            let path = String(Substring(parent))
+            seen.append(path)
+            guard let bytes = readProcFile(path + "/cgroup.subtree_control", limit: 4096) else { continue }
+            enabled.append((path, Set(bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
                 .map { String(decoding: $0, as: UTF8.self) })))
         }
         self.enabled = enabled
@@ -104,11 +104,16 @@ struct CgroupParents: Sendable {
 
     /// The controllers `directory` has files of; nil: not known (try them all).
     func controllers(_ directory: String) -> Set<String>? {
-        // Preflight.parentDirectory, compared on bytes without making the parent's string.
+        guard let parent = Self.parent(directory) else { return nil }
+        return enabled.first { $0.parent.utf8.elementsEqual(parent) }?.controllers
+    }
+
+    /// Preflight.parentDirectory of an absolute path, on bytes without making a string (it is
+    /// asked for every jail's directories); nil for a path without a slash.
+    static func parent(_ directory: String) -> Substring.UTF8View? {
         let path = directory.utf8
         guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return nil }
-        let parent = slash == path.startIndex ? "/".utf8[...] : path[..<slash]
-        return enabled.first { $0.parent.utf8.elementsEqual(parent) }?.controllers
+        return slash == path.startIndex ? "/".utf8[...] : path[..<slash]
     }
 
     /// The memory files `directory` may have, in the order CgroupFigures.memoryCharge tries them.
