@@ -141,18 +141,26 @@ final class ListFastTests: XCTestCase {
 
     // MARK: Rendering
 
-    func testTableFastPathMatchesThePaddingByCharacters() {
-        let lines = [["NAME", "ROOT", "LAST"], ["ä-jail", "/r\u{1b}[2J", "x"], ["plain", "/srv/a/root", "é\u{301}"], ["", "", ""]]
-        let expected = lines.map { $0.map(Logfmt.printable) }
-        let widths = (0..<3).map { column in expected.map { $0[column].count }.max() ?? 0 }
-        let reference = expected.map { line in
+    /// The renderer before issue 36.
+    private func referenceTable(_ rawLines: [[String]]) -> String {
+        let lines = rawLines.map { $0.map(Logfmt.printable) }
+        guard let header = lines.first else { return "" }
+        let widths = (0..<header.count).map { column in lines.map { $0[column].count }.max() ?? 0 }
+        return lines.map { line in
             line.enumerated().map { column in
                 column.offset == line.count - 1 ? column.element
                     : column.element + String(repeating: " ", count: widths[column.offset] - column.element.count)
             }.joined(separator: "  ") + "\n"
         }.joined()
-        XCTAssertEqual(TextTable.render(lines), reference)
+    }
+
+    func testTableFastPathMatchesThePaddingByCharacters() {
+        let lines = [["NAME", "ROOT", "LAST"], ["ä-jail", "/r\u{1b}[2J", "x"], ["plain", "/srv/a/root", "é\u{301}"], ["", "", ""]]
+        XCTAssertEqual(TextTable.render(lines), referenceTable(lines))
         XCTAssertEqual(TextTable.render([]), "")
+        // Enough lines for the threads.
+        let many = [["A", "B", "C"]] + (0..<500).map { ["jail-\($0)", $0 % 7 == 0 ? "ü\u{202e}\($0)" : String(repeating: "x", count: $0 % 40), "\($0)"] }
+        XCTAssertEqual(TextTable.render(many), referenceTable(many))
         let wide = [["A", "B"], [String(repeating: "x", count: 200), "y"]]
         XCTAssertEqual(TextTable.render(wide), "A" + String(repeating: " ", count: 201) + "B\n" + wide[1][0] + "  y\n")
     }
@@ -161,6 +169,29 @@ final class ListFastTests: XCTestCase {
         for text in ["", "plain /srv/a", "q\"uote", "back\\slash", "new\nline", "\u{1b}[2J", "\u{202e}x", "é", "\u{7f}", "~"] {
             XCTAssertEqual(Row.jsonString(text), Logfmt.json(text), text.debugDescription)
         }
+    }
+
+    func testMetricsRenderMatchesTheFamilyByFamilyLoop() {
+        let jails = (0..<300).map { (index: Int) -> Metrics.Figures in
+            let name: String = index % 5 == 0 ? "j\"\(index)\u{1b}" : "jail-\(index)"
+            var jail = Metrics.Figures(name: name, uid: UInt32(index), started: Int64(index))
+            jail.cpuSeconds = index % 2 == 0 ? Double(index) / 3 : nil
+            jail.memoryBytes = index % 3 == 0 ? UInt64(index) : nil
+            jail.pids = index == 7 ? 7 : nil
+            jail.sessions = index
+            jail.rcExitStatus = index % 11 == 0 ? 1 : nil
+            return jail
+        }
+        var reference = ""
+        for family in Metrics.families {
+            let samples = jails.compactMap { jail in family.value(jail).map { (jail, $0) } }
+            guard !samples.isEmpty else { continue }
+            reference += "# HELP \(family.name) \(Metrics.escapeHelp(family.help))\n# TYPE \(family.name) \(family.type)\n"
+            for (jail, value) in samples {
+                reference += "\(family.name){jail=\"\(Metrics.escapeLabel(Logfmt.printable(jail.name)))\",uid=\"\(jail.uid)\"} \(value)\n"
+            }
+        }
+        XCTAssertEqual(Metrics.render(jails), reference)
     }
 
     func testEscapeLabelFastPathMatchesTheScalarLoop() {
