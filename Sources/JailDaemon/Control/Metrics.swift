@@ -268,8 +268,8 @@ public enum Metrics {
     /// More than any cgroup file read here holds (cpu.stat is a few hundred bytes).
     static let cgroupFileLimit = 16384
 
-    /// Every running jail, as exposition text.
-    /// Each jail's figures on as many threads as there are CPUs (RunningJails), as `jaild list`.
+    /// Every running jail, as exposition text; each jail's figures read on as many threads as
+    /// there are CPUs (RunningJails), as `jaild list` does.
     static func collect() -> String {
         render(RunningJails.map { state, parents in
             // /proc/INIT and its children's opened once for the sessions and the boot record.

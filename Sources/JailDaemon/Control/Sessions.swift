@@ -96,15 +96,10 @@ public enum Sessions {
 
     /// `helpers(of:)` with init's directory and its children's opened by the caller.
     static func helpers(initDirectory: ProcessDirectory, children: [ProcessDirectory]) -> [Helper] {
-        // The title first: a jail's init has a spare and a syslog relay, rarely a session, and
-        // the title is read anyway for `jaild list`'s RSS sum. init's executable is looked at
-        // only for a child that may be a session (resolving `exe` walks the binary's path).
-        var initExe: stat?? = nil
+        guard let initExe = initDirectory.status("exe") else { return [] }
         return children.compactMap { child in
-            guard !notSessionTitles.contains(child.title) else { return nil }
-            if initExe == nil { initExe = .some(initDirectory.status("exe")) }
-            guard let initExe = initExe ?? nil, let exe = child.status("exe"), exe.st_dev == initExe.st_dev,
-                  exe.st_ino == initExe.st_ino,
+            guard let exe = child.status("exe"), exe.st_dev == initExe.st_dev, exe.st_ino == initExe.st_ino,
+                  !notSessionTitles.contains(child.title),
                   let text = record(of: child), let record = PublishedSession.decode(text) else { return nil }
             return Helper(pid: child.pid, record: record)
         }
@@ -112,10 +107,9 @@ public enum Sessions {
 
     /// The titles of init's children that run jaild and are no session (yet): their
     /// descriptors are not searched for a record, which is most of the cost of a jail's row.
-    /// The title is trusted here only to skip: a session must also run init's executable
-    /// (checked next), these processes are not dumpable, and whoever could change their title
-    /// could as well forge or hide a record. A spare takes the title `jaild: session` before it
-    /// publishes one.
+    /// The title is trusted here only to skip: these processes run init's executable (checked
+    /// first), are not dumpable, and whoever could change their title could as well forge or
+    /// hide a record. A spare takes the title `jaild: session` before it publishes one.
     static let notSessionTitles: Set<String> = [ProcessTitle.spare, ProcessTitle.syslogRelay, ProcessTitle.payload,
                                                 ProcessTitle.payloadBoot]
 
