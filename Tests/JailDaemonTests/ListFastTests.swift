@@ -201,6 +201,24 @@ final class ListFastTests: XCTestCase {
         XCTAssertEqual(Metrics.escapeLabel("é\n\\"), "é\\n\\\\")
     }
 
+    func testNormalizeFastPathAnswersAsTheSplit() {
+        func reference(_ path: String) -> String { "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/") }
+        var paths = ["", "/", "//", "/.", "/./", "/..", "/a", "/a/", "/a//b", "/a/./b", "/a/.", "/a/..", "/a/.b", "/a/b.", "a", "a/b",
+                     "./a", "/srv/ä/root", "/r\u{301}/x", "/a\r\n/b", "/a\u{7f}", "/tmp/jail-scale-gb54x0je/state/sb00122/root"]
+        // Every string of up to five of these characters.
+        let alphabet = ["/", ".", "a"]
+        var level = [""]
+        for _ in 0..<5 {
+            level = level.flatMap { prefix in alphabet.map { prefix + $0 } }
+            paths += level
+        }
+        for path in paths {
+            XCTAssertEqual(BindMount.normalize(path), reference(path), path.debugDescription)
+            if BindMount.isNormal(path) { XCTAssertEqual(reference(path), path, path.debugDescription) }
+        }
+        XCTAssertTrue(BindMount.isNormal("/tmp/jail-scale-gb54x0je/state/sb00122/root"))
+    }
+
     // MARK: Cgroup files
 
     /// A v2 parent's `cgroup.subtree_control` decides which controller files its children
@@ -229,6 +247,11 @@ final class ListFastTests: XCTestCase {
         XCTAssertTrue(parents.mayHave(v1, "memory"))
         XCTAssertEqual(parents.memoryFiles(v2), [])
         XCTAssertEqual(parents.memoryFiles(v1), ["memory.current", "memory.usage_in_bytes"])
+        XCTAssertNotNil(parents.enabled.first?.descriptor)
+        XCTAssertTrue(parents.exists("programs", in: v2))
+        XCTAssertFalse(parents.exists("programs/payload", in: v2))
+        XCTAssertTrue(parents.exists("programs", in: v1))
+        XCTAssertFalse(parents.exists("payload", in: v1))
 
         XCTAssertEqual(CgroupFigures(directories: [v2, v1], parents: parents).memoryCharge, 8192)
         XCTAssertEqual(CgroupFigures(directories: [v2, v1]).memoryCharge, 4096)

@@ -185,11 +185,17 @@ public struct JailState: Equatable, Sendable {
 
     /// `load` without its warning, which is returned instead: `jaild list` reads the state
     /// files on several threads and says the warnings afterwards, in the directory's order.
-    static func read(name: String) -> Reading {
+    /// `stateDirectory`: the state directory opened by the caller, the files opened in it (a
+    /// shorter path walk for each of thousands); the messages name the full path either way.
+    static func read(name: String, in stateDirectory: FileDescriptor? = nil) -> Reading {
         let path = "\(directory)/\(name).state"
         var bytes: [UInt8]
         do throws(SystemError) {
-            guard let fd = try openFileIfPresent(path, O_RDONLY) else { return .absent }
+            let opened: FileDescriptor?
+            do { opened = try openFileIfPresent(stateDirectory == nil ? path : "\(name).state", O_RDONLY, in: stateDirectory) } catch {
+                throw SystemError("open", path: path, errno: error.errno)
+            }
+            guard let fd = opened else { return .absent }
             defer { closeDescriptor(fd.rawValue) }
             // Written whole and renamed into place (save), never changed after: a read that
             // returns less than it asked for has the whole file, and the read of its end is

@@ -139,14 +139,15 @@ struct Row {
         }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)
         viewsBroken = isRoot && initDirectory.statusError("root/proc/meminfo") == .socketNotConnected
-        payload = isRoot && Self.mayHavePayload(state) ? PayloadRecord.phase(initDirectory: initDirectory) : nil
+        payload = isRoot && Self.mayHavePayload(state, cgroupParents) ? PayloadRecord.phase(initDirectory: initDirectory) : nil
     }
 
     /// Whether the jail may run `--init`: its unified cgroup has `programs/payload`
     /// (JailCgroups.delegatePayload). One stat instead of a readlink of each of init's
     /// descriptors, for every jail `jaild list` shows; without a v2 cgroup in the state, the walk.
-    static func mayHavePayload(_ state: JailState) -> Bool {
+    static func mayHavePayload(_ state: JailState, _ cgroupParents: CgroupParents? = nil) -> Bool {
         guard !state.cgroup.isEmpty else { return true }
+        if let cgroupParents { return cgroupParents.exists("programs/payload", in: state.cgroup) }
         var info = stat()
         return stat("\(state.cgroup)/programs/payload", &info) == 0
     }

@@ -1,4 +1,5 @@
 import JailSystem
+import SystemPackage
 
 /// The running jails as `jaild list` and `jaild metrics` go through them: what
 /// `JailState.all().filter(\.alive)` gives (an orphan's `supervisor` 0), in the same order (by
@@ -8,7 +9,11 @@ enum RunningJails {
     /// `body` of each running jail, in order. `body` runs on several threads at once.
     static func map<T>(_ body: (JailState, CgroupParents) -> T) -> [T] {
         let names = listDirectory(JailState.directory).filter { $0.hasSuffix(".state") }.map { String($0.dropLast(6)) }
-        let readings = Parallel.map(names.count) { JailState.read(name: names[$0]) }
+        // Each state file opened in the directory (without it, by its full path, as `load` does).
+        let stateDirectory: FileDescriptor?
+        do { stateDirectory = try openDirectoryPath(JailState.directory) } catch { stateDirectory = nil }
+        defer { stateDirectory.map { closeDescriptor($0.rawValue) } }
+        let readings = Parallel.map(names.count) { JailState.read(name: names[$0], in: stateDirectory) }
         var states: [JailState] = []
         states.reserveCapacity(readings.count)
         for reading in readings {

@@ -1,5 +1,6 @@
 import JailProtocol
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -81,39 +82,58 @@ struct CgroupFigures {
 /// only when its parent enables the controller for it, and v1 files never. `jaild list` and
 /// `metrics` then skip the opens that would fail (two or three a jail, thousands at 2,000
 /// jails). Read after the state files: a jail's cgroup is made before its state is written,
-/// so the controllers of every jail read are in them.
-struct CgroupParents: Sendable {
-    /// Each parent directory with its enabled controllers. A parent that is not v2 (no such
-    /// file) or cannot be read is not here: every file of its children is tried. A list, not a
-    /// dictionary: there are one or two parents, and it is asked for every jail.
-    let enabled: [(parent: String, controllers: Set<String>)]
+/// so the controllers of every jail read are in them. Each such parent is held open, and
+/// what is looked at below it is looked up from there (a shorter walk than from /).
+final class CgroupParents: Sendable {
+    struct Parent: Sendable {
+        let path: String
+        let controllers: Set<String>
+        /// O_PATH; nil when it could not be opened (paths are then walked from /).
+        let descriptor: FileDescriptor?
+    }
+
+    /// One or two parents, asked for every jail: a list, compared on bytes. A parent that is
+    /// not v2 (no such file) or cannot be read is not here: every file of its children is tried.
+    let enabled: [Parent]
 
     init(directories: some Sequence<String>) {
-        var enabled: [(String, Set<String>)] = []
+        var enabled: [Parent] = []
         var seen: [String] = []
         for directory in directories {
             guard let parent = Self.parent(directory), !seen.contains(where: { $0.utf8.elementsEqual(parent) }) else { continue }
             let path = String(Substring(parent))
             seen.append(path)
             guard let bytes = readProcFile(path + "/cgroup.subtree_control", limit: 4096) else { continue }
-            enabled.append((path, Set(bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
-                .map { String(decoding: $0, as: UTF8.self) })))
+            let controllers = Set(bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
+                .map { String(decoding: $0, as: UTF8.self) })
+            let descriptor: FileDescriptor?
+            do { descriptor = try openDirectoryPath(path) } catch { descriptor = nil }
+            enabled.append(Parent(path: path, controllers: controllers, descriptor: descriptor))
         }
         self.enabled = enabled
     }
 
-    /// The controllers `directory` has files of; nil: not known (try them all).
-    func controllers(_ directory: String) -> Set<String>? {
-        guard let parent = Self.parent(directory) else { return nil }
-        return enabled.first { $0.parent.utf8.elementsEqual(parent) }?.controllers
+    deinit {
+        for parent in enabled { parent.descriptor.map { closeDescriptor($0.rawValue) } }
     }
 
-    /// Preflight.parentDirectory of an absolute path, on bytes without making a string (it is
-    /// asked for every jail's directories); nil for a path without a slash.
-    static func parent(_ directory: String) -> Substring.UTF8View? {
-        let path = directory.utf8
-        guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return nil }
-        return slash == path.startIndex ? "/".utf8[...] : path[..<slash]
+    /// The controllers `directory` has files of; nil: not known (try them all).
+    func controllers(_ directory: String) -> Set<String>? {
+        entry(directory)?.controllers
+    }
+
+    private func entry(_ directory: String) -> Parent? {
+        guard let parent = Self.parent(directory) else { return nil }
+        return enabled.first { $0.path.utf8.elementsEqual(parent) }
+    }
+
+    /// Whether `name` exists below the cgroup `directory` (stat(2), links followed).
+    func exists(_ name: String, in directory: String) -> Bool {
+        var info = stat()
+        if let descriptor = entry(directory)?.descriptor, let slash = directory.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            return fstatat(descriptor.rawValue, "\(directory[directory.utf8.index(after: slash)...])/\(name)", &info, 0) == 0
+        }
+        return stat("\(directory)/\(name)", &info) == 0
     }
 
     /// The memory files `directory` may have, in the order CgroupFigures.memoryCharge tries them.
@@ -125,6 +145,14 @@ struct CgroupParents: Sendable {
     /// Whether `directory` may have the files of `controller`.
     func mayHave(_ directory: String, _ controller: String) -> Bool {
         controllers(directory)?.contains(controller) ?? true
+    }
+
+    /// Preflight.parentDirectory of an absolute path, on bytes without making a string (it is
+    /// asked for every jail's directories); nil for a path without a slash.
+    static func parent(_ directory: String) -> Substring.UTF8View? {
+        let path = directory.utf8
+        guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        return slash == path.startIndex ? "/".utf8[...] : path[..<slash]
     }
 }
 
