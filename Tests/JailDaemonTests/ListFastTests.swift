@@ -248,18 +248,29 @@ final class ListFastTests: XCTestCase {
         XCTAssertEqual(parents.memoryFiles(v2), [])
         XCTAssertEqual(parents.memoryFiles(v1), ["memory.current", "memory.usage_in_bytes"])
         XCTAssertNotNil(parents.enabled.first?.descriptor)
-        XCTAssertTrue(parents.exists("programs", in: v2))
-        XCTAssertFalse(parents.exists("programs/payload", in: v2))
-        XCTAssertTrue(parents.exists("programs", in: v1))
-        XCTAssertFalse(parents.exists("payload", in: v1))
+        XCTAssertNotNil(parents.status("programs", in: v2))
+        XCTAssertNil(parents.status("programs/payload", in: v2))
+        XCTAssertNotNil(parents.status("programs", in: v1))
+        XCTAssertNil(parents.status("payload", in: v1))
+        // A directory's link count is 2 + its subdirectories (here as in cgroupfs).
+        var state = JailState(socket: "s", pidFile: "p", uid: 9, gid: 9, root: "/", supervisor: 1, initPid: 0, started: 0,
+                              cgroup: v2)
+        XCTAssertFalse(Row.mayHavePayload(state, parents))
+        XCTAssertFalse(Row.mayHavePayload(state))
+        XCTAssertEqual(makeDirectories(v2 + "/programs/payload"), 0)
+        XCTAssertTrue(Row.mayHavePayload(state, parents))
+        XCTAssertTrue(Row.mayHavePayload(state))
+        rmdir(v2 + "/programs/payload")
+        state.cgroup = root + "/unified/jail/none"
+        XCTAssertFalse(Row.mayHavePayload(state, parents))
 
         XCTAssertEqual(CgroupFigures(directories: [v2, v1], parents: parents).memoryCharge, 8192)
         XCTAssertEqual(CgroupFigures(directories: [v2, v1]).memoryCharge, 4096)
 
-        var state = JailState(socket: "s", pidFile: "p", uid: 9, gid: 9, root: root + "/nonexistent/root", supervisor: 1,
-                              initPid: 0, started: 42, cgroup: "", name: "x")
-        state.cgroups = [v2, v1]
-        let figures = Metrics.read(state, sessions: nil, cgroupParents: parents)
+        var jail = JailState(socket: "s", pidFile: "p", uid: 9, gid: 9, root: root + "/nonexistent/root", supervisor: 1,
+                             initPid: 0, started: 42, cgroup: "", name: "x")
+        jail.cgroups = [v2, v1]
+        let figures = Metrics.read(jail, sessions: nil, cgroupParents: parents)
         XCTAssertEqual(figures.memoryBytes, 8192)
         XCTAssertEqual(figures.pids, 5)
         XCTAssertEqual(figures.cpuSeconds, 1)

@@ -145,9 +145,14 @@ struct Row {
     /// Whether the jail may run `--init`: its unified cgroup has `programs/payload`
     /// (JailCgroups.delegatePayload). One stat instead of a readlink of each of init's
     /// descriptors, for every jail `jaild list` shows; without a v2 cgroup in the state, the walk.
+    /// With `cgroupParents` (`jaild list` of every jail), the stat is of `programs`, whose link
+    /// count is 2 + its subdirectories in cgroupfs: a name cgroupfs does not have (`payload`
+    /// of nearly every jail) costs it a second, locked walk (4.0 against 1.7 µs, measured). A
+    /// subdirectory other than `payload` only costs the walk of init's descriptors, which then
+    /// finds no record, as for a jail without `--init`.
     static func mayHavePayload(_ state: JailState, _ cgroupParents: CgroupParents? = nil) -> Bool {
         guard !state.cgroup.isEmpty else { return true }
-        if let cgroupParents { return cgroupParents.exists("programs/payload", in: state.cgroup) }
+        if let cgroupParents { return (cgroupParents.status("programs", in: state.cgroup)?.st_nlink ?? 0) > 2 }
         var info = stat()
         return stat("\(state.cgroup)/programs/payload", &info) == 0
     }

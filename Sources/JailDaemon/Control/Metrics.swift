@@ -184,10 +184,17 @@ public enum Metrics {
             figures.bootRestarts = bootRestarts(initDirectory: initDirectory ?? ProcessDirectory(state.initPid))
         }
         for directory in state.cgroups {
+            // Read from the parent's descriptor when the caller has it (a shorter walk).
+            func file(_ name: String) -> [UInt8]? {
+                if let cgroupParents { return cgroupParents.read(name, in: directory, limit: cgroupFileLimit) }
+                return readProcFile("\(directory)/\(name)", limit: cgroupFileLimit)
+            }
+            func counter(_ name: String) -> UInt64? { Self.counter(bytes: file(name)) }
+            func keyed(_ name: String, _ key: String) -> UInt64? { Self.keyed(bytes: file(name), key) }
             if figures.cpuSeconds == nil {
-                if let usec = keyed(directory + "/cpu.stat", "usage_usec") {
+                if let usec = keyed("cpu.stat", "usage_usec") {
                     figures.cpuSeconds = Double(usec) / 1_000_000
-                } else if let nsec = counter(directory + "/cpuacct.usage") {
+                } else if let nsec = counter("cpuacct.usage") {
                     figures.cpuSeconds = Double(nsec) / 1_000_000_000
                 }
             }
@@ -196,23 +203,23 @@ public enum Metrics {
             let memory = cgroupParents?.mayHave(directory, "memory") ?? true
             let mayBeV1 = cgroupParents?.controllers(directory) == nil
             if figures.memoryBytes == nil && memory {
-                if let current = counter(directory + "/memory.current") {
+                if let current = counter("memory.current") {
                     figures.memoryBytes = current
-                    figures.memoryLimitBytes = counter(directory + "/programs/memory.max")
-                    figures.memoryMaxBytes = counter(directory + "/memory.peak")
-                    figures.oomKills = keyed(directory + "/memory.events", "oom_kill")
-                } else if mayBeV1, let usage = counter(directory + "/memory.usage_in_bytes") {
+                    figures.memoryLimitBytes = counter("programs/memory.max")
+                    figures.memoryMaxBytes = counter("memory.peak")
+                    figures.oomKills = keyed("memory.events", "oom_kill")
+                } else if mayBeV1, let usage = counter("memory.usage_in_bytes") {
                     figures.memoryBytes = usage
-                    figures.memoryLimitBytes = counter(directory + "/programs/memory.limit_in_bytes")
-                    figures.memoryMaxBytes = counter(directory + "/memory.max_usage_in_bytes")
+                    figures.memoryLimitBytes = counter("programs/memory.limit_in_bytes")
+                    figures.memoryMaxBytes = counter("memory.max_usage_in_bytes")
                     // v1 counts a kill in the cgroup whose limit was hit only: the leaves are summed.
-                    let kills = JailCgroups.leaves.compactMap { keyed("\(directory)/\($0)/memory.oom_control", "oom_kill") }
+                    let kills = JailCgroups.leaves.compactMap { keyed("\($0)/memory.oom_control", "oom_kill") }
                     figures.oomKills = kills.isEmpty ? nil : kills.reduce(0, +)
                 }
             }
-            if figures.pids == nil, cgroupParents?.mayHave(directory, "pids") ?? true, let current = counter(directory + "/pids.current") {
+            if figures.pids == nil, cgroupParents?.mayHave(directory, "pids") ?? true, let current = counter("pids.current") {
                 figures.pids = current
-                figures.pidsLimit = counter(directory + "/programs/pids.max")
+                figures.pidsLimit = counter("programs/pids.max")
             }
         }
         if let counters = NetworkCounters.read(state: state) {
@@ -241,7 +248,12 @@ public enum Metrics {
     /// Read on bytes, in one read(2) (cgroupfs, like procfs, makes a small file whole on the
     /// first read; readProcFile): `jaild metrics` reads several of these for every jail.
     static func counter(_ path: String) -> UInt64? {
-        guard let bytes = readProcFile(path, limit: cgroupFileLimit) else { return nil }
+        counter(bytes: readProcFile(path, limit: cgroupFileLimit))
+    }
+
+    /// `counter` of a file's bytes (nil: it could not be read).
+    static func counter(bytes: [UInt8]?) -> UInt64? {
+        guard let bytes else { return nil }
         return bytes.withUnsafeBufferPointer { bytes in
             // The kernel's form, digits and a newline; anything else as it was always read.
             let digits = bytes.last == UInt8(ascii: "\n") ? UnsafeBufferPointer(rebasing: bytes.dropLast()) : bytes
@@ -254,7 +266,12 @@ public enum Metrics {
 
     /// The number after `key ` in a flat-keyed file (cpu.stat, memory.events, memory.oom_control).
     static func keyed(_ path: String, _ key: String) -> UInt64? {
-        guard let bytes = readProcFile(path, limit: cgroupFileLimit) else { return nil }
+        keyed(bytes: readProcFile(path, limit: cgroupFileLimit), key)
+    }
+
+    /// `keyed` of a file's bytes (nil: it could not be read).
+    static func keyed(bytes: [UInt8]?, _ key: String) -> UInt64? {
+        guard let bytes else { return nil }
         let key = Array(key.utf8)
         for line in bytes.split(separator: UInt8(ascii: "\n")) {
             let parts = line.split(separator: UInt8(ascii: " "))

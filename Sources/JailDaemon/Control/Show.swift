@@ -127,13 +127,27 @@ final class CgroupParents: Sendable {
         return enabled.first { $0.path.utf8.elementsEqual(parent) }
     }
 
-    /// Whether `name` exists below the cgroup `directory` (stat(2), links followed).
-    func exists(_ name: String, in directory: String) -> Bool {
+    /// A file below the cgroup `directory`, in one read(2) as readProcFile reads it; nil when
+    /// it cannot be opened or read.
+    func read(_ name: String, in directory: String, limit: Int) -> [UInt8]? {
+        if let descriptor = entry(directory)?.descriptor, let slash = directory.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            let fd: FileDescriptor
+            do { fd = try openFile("\(directory[directory.utf8.index(after: slash)...])/\(name)", O_RDONLY, in: descriptor) } catch {
+                return nil
+            }
+            defer { closeDescriptor(fd.rawValue) }
+            return readProcFile(fd, limit: limit)
+        }
+        return readProcFile("\(directory)/\(name)", limit: limit)
+    }
+
+    /// stat(2) of `name` below the cgroup `directory` (links followed); nil when it fails.
+    func status(_ name: String, in directory: String) -> stat? {
         var info = stat()
         if let descriptor = entry(directory)?.descriptor, let slash = directory.utf8.lastIndex(of: UInt8(ascii: "/")) {
-            return fstatat(descriptor.rawValue, "\(directory[directory.utf8.index(after: slash)...])/\(name)", &info, 0) == 0
+            return fstatat(descriptor.rawValue, "\(directory[directory.utf8.index(after: slash)...])/\(name)", &info, 0) == 0 ? info : nil
         }
-        return stat("\(directory)/\(name)", &info) == 0
+        return stat("\(directory)/\(name)", &info) == 0 ? info : nil
     }
 
     /// The memory files `directory` may have, in the order CgroupFigures.memoryCharge tries them.
