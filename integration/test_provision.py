@@ -402,6 +402,16 @@ def test_the_host_account_is_what_useradd_writes_and_waits_for_the_shadow_locks(
         assert len(refused.stderr.strip().splitlines()) == 1 and waited >= 4.5, (refused.stderr, waited)
         assert prov.snapshot() == with_one
 
+        # The last file cannot be written (immutable): the three written before are put back.
+        subprocess.run(["chattr", "+i", "/etc/shadow"], check=True)
+        try:
+            refused = prov.jaild("create", "jt-p58", "--uid", "63058", "--base", "busybox")
+        finally:
+            subprocess.run(["chattr", "-i", "/etc/shadow"], check=True)
+        assert refused.returncode != 0 and "/etc/shadow" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert prov.snapshot() == with_one
+
         assert prov.destroy("jt-p59").returncode == 0
         assert prov.snapshot() == before
     finally:
