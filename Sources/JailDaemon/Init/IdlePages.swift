@@ -19,8 +19,7 @@ struct IdlePages {
     /// Waits on `poller` as `Poller.wait` does (nil on a poll error), releasing first when due.
     @discardableResult
     mutating func wait(_ poller: inout Poller, timeout loopTimeout: Int32) -> Bool? {
-        let release = releasesBeforeNextWait
-        releasesBeforeNextWait = false
+        let release = takeRelease()
         let woke: Bool?
         if release {
             woke = try? poller.wait(timeout: timeout(loopTimeout), using: { pollReleasingFilePages($0, $1, $2) })
@@ -29,6 +28,12 @@ struct IdlePages {
         }
         afterWait(woke: woke ?? true)
         return woke
+    }
+
+    /// Whether this wait is to release first (then the next is not, unless idle again).
+    mutating func takeRelease() -> Bool {
+        defer { releasesBeforeNextWait = false }
+        return releasesBeforeNextWait
     }
 
     /// The poll timeout to use instead of `timeout` (milliseconds, -1 for none).
