@@ -163,13 +163,19 @@ int cj_keep_pagemap_open(void) {
  * again is a fresh zero page. The release is the last thing before the sleep, in
  * release_then_poll. The stack mapping's lower end is found here with mincore (ENOMEM below
  * it): the kernel keeps a guard gap there, so no other mapping is next to it. */
+/* glibc's: an address at the top of the main thread's stack (inherited across fork and clone). */
+extern void *__libc_stack_end;
+
 static void find_stack_bottom(void) {
     stack_bottom = 0;
     /* Only the main thread's stack has that gap (a thread's stack is next to another's, in a
-     * test runner): jaild's processes are single-threaded. */
-    if (syscall(SYS_gettid) != getpid()) return;
+     * test runner; jaild's processes are single-threaded), and only code on it is released from:
+     * a clone child on a stack of its own in .bss (spawn.c) must never walk down into the data. */
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t top = (uintptr_t)__libc_stack_end;
+    if (syscall(SYS_gettid) != getpid() || here >= top || top - here > (64u << 20)) return;
     uintptr_t page = (uintptr_t)page_size;
-    uintptr_t bottom = (uintptr_t)__builtin_frame_address(0) & ~(page - 1);
+    uintptr_t bottom = here & ~(page - 1);
     unsigned char resident;
     /* At most the default stack limit's worth of probes. */
     for (int i = 0; i < 2048 && bottom > page; i++) {
