@@ -318,3 +318,88 @@ def test_root_inside_a_base_jail_is_not_host_root(prov):
         assert os.stat(upper / "home" / "work" / "mine").st_uid == 63054
     finally:
         prov.destroy("jt-p54")
+
+
+def login_defs_ages():
+    """PASS_MIN_DAYS, PASS_MAX_DAYS and PASS_WARN_AGE of /etc/login.defs as shadow(5) fields."""
+    values = {}
+    for line in pathlib.Path("/etc/login.defs").read_text().splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] in ("PASS_MIN_DAYS", "PASS_MAX_DAYS", "PASS_WARN_AGE"):
+            values[words[0]] = words[1] if int(words[1]) >= 0 else ""
+    return ":".join(values.get(k, "") for k in ("PASS_MIN_DAYS", "PASS_MAX_DAYS", "PASS_WARN_AGE"))
+
+
+def account_lines(name):
+    return {path: [l for l in pathlib.Path(path).read_text().splitlines() if l.split(":")[0] == name]
+            for path in ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow")}
+
+
+def members(path, group):
+    line = next(l for l in pathlib.Path(path).read_text().splitlines() if l.split(":")[0] == group)
+    return [m for m in line.split(":")[3].split(",") if m]
+
+
+def test_the_host_account_is_what_useradd_writes_and_waits_for_the_shadow_locks(prov):
+    """jaild writes the tenant's account itself (issue 36: useradd and userdel rewrite every
+    account file and cost more the more tenants there are): the lines are useradd's and
+    groupadd's, membership of `jail` in group and gshadow, a stale lastlog record of the uid
+    cleared; destroy leaves the four files byte for byte as they were. While another program
+    holds lckpwdf, create waits for it, then gives up and changes nothing."""
+    before = prov.snapshot()
+    lastlog = pathlib.Path("/var/log/lastlog")
+    made_lastlog = not lastlog.exists()
+    record_at = 63059 * 292
+    with open(lastlog, "ab"):
+        pass
+    size_before = lastlog.stat().st_size
+    with open(lastlog, "r+b") as f:
+        f.seek(record_at)
+        saved = f.read(292)
+        f.seek(record_at)
+        f.write(b"\x01" * 292)     # a login of an earlier account that had the uid
+    try:
+        day_before = int(time.time() // 86400)
+        prov.create("jt-p59", 63059, "busybox", start=False)
+        day_after = int(time.time() // 86400)
+        lines = account_lines("jt-p59")
+        passwd = lines["/etc/passwd"][0].split(":")
+        assert len(lines["/etc/passwd"]) == 1 and passwd[:5] == ["jt-p59", "x", "63059", "63059", "jail jt-p59"], lines
+        assert passwd[5] == str(prov.state / "home" / "jt-p59") and passwd[6].endswith("/jail")
+        assert lines["/etc/shadow"] in ([f"jt-p59:*:{day}:{login_defs_ages()}:::"] for day in {day_before, day_after}), lines
+        assert lines["/etc/group"] == ["jt-p59:x:63059:"] and lines["/etc/gshadow"] == ["jt-p59:!::"], lines
+        assert "jt-p59" in members("/etc/group", "jail") and "jt-p59" in members("/etc/gshadow", "jail")
+        assert subprocess.run(["id", "-Gn", "jt-p59"], capture_output=True, text=True).stdout.split() == ["jt-p59", "jail"]
+        grpck = subprocess.run(["grpck", "-r"], capture_output=True, text=True)
+        assert grpck.returncode == 0, grpck.stdout + grpck.stderr
+        with open(lastlog, "rb") as f:
+            f.seek(record_at)
+            assert f.read(292) == b"\0" * 292
+        for path in ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"):
+            assert not os.path.exists(path + ".lock") and not os.path.exists(path + "+"), path
+
+        # lckpwdf held (fcntl, as shadow's tools take it): create waits its 5 s and gives up.
+        with_one = prov.snapshot()
+        lock = os.open("/etc/.pwd.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            import fcntl
+            fcntl.lockf(lock, fcntl.LOCK_EX)
+            started = time.monotonic()
+            refused = prov.jaild("create", "jt-p58", "--uid", "63058", "--base", "busybox")
+            waited = time.monotonic() - started
+        finally:
+            os.close(lock)
+        assert refused.returncode != 0 and "/etc/.pwd.lock is held by another program" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and waited >= 4.5, (refused.stderr, waited)
+        assert prov.snapshot() == with_one
+
+        assert prov.destroy("jt-p59").returncode == 0
+        assert prov.snapshot() == before
+    finally:
+        if made_lastlog:
+            lastlog.unlink()
+        else:
+            with open(lastlog, "r+b") as f:
+                f.seek(record_at)
+                f.write(saved + b"\0" * (292 - len(saved)))
+                f.truncate(size_before)

@@ -38,7 +38,7 @@ final class ProvisionPathsTests: XCTestCase {
         XCTAssertEqual(Provision.unescapeMountPath("/srv/a\\040b"), "/srv/a b")
     }
 
-    func testConfigsMentioningAUidParseOnlyThoseThatHoldIt() throws {
+    func testConfigsWithAUidAreThoseThatGiveIt() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jail-configs-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -47,8 +47,13 @@ final class ProvisionPathsTests: XCTestCase {
         try "uid = 63002\n".write(toFile: directory + "/carol.conf", atomically: true, encoding: .utf8)
         let paths = ProvisionPaths(configDirectory: directory, stateDirectory: "/nonexistent")
         // bob's text holds the digits too: it is parsed, and its uid is not 63000.
-        XCTAssertEqual(paths.configs(mentioning: "63000").map(\.name), ["alice", "bob"])
-        XCTAssertEqual(paths.configs(mentioning: "63000").filter { $0.entries.value("uid") == "63000" }.map(\.name), ["alice"])
+        XCTAssertEqual(try paths.configs(withUID: 63000), ["alice"])
+        XCTAssertEqual(try paths.configs(withUID: 63004), [])
+        // One that cannot be read is an error, not a config without the uid.
+        try FileManager.default.createDirectory(atPath: directory + "/dave.conf", withIntermediateDirectories: true)
+        XCTAssertThrowsError(try paths.configs(withUID: 63000))
+        try FileManager.default.removeItem(atPath: directory + "/dave.conf")
+        XCTAssertEqual(try ProvisionPaths(configDirectory: directory + "/none", stateDirectory: "/nonexistent").configs(withUID: 1), [])
         XCTAssertEqual(paths.configs().map(\.name), ["alice", "bob", "carol"])
         XCTAssertTrue(Array("abc63000".utf8).contains(sequence: Array("63000".utf8)))
         XCTAssertFalse(Array("6300".utf8).contains(sequence: Array("63000".utf8)))

@@ -8,8 +8,8 @@ import Glibc
 /// `jaild destroy NAME --yes [--keep-data]`: stops the jail if it runs, then removes its
 /// config, its state directory (root mount point, upper and work; with `keepData` the upper
 /// (a copy's root, the image or the subvolume) stays with a record for a later create
-/// (KeptData), as do its id range and its log file), the host account (userdel takes it out of the group `jail`,
-/// which stays, as the sshd drop-in does) and its group, its home, and the /etc/shells
+/// (KeptData), as do its id range and its log file), the host account (out of the group `jail` too,
+/// which stays, as the sshd drop-in does) and its own group, its home, and the /etc/shells
 /// line of its login shell when no other account uses it. The base is never touched: the state directory is
 /// removed without crossing into another file system, and only after no mount is left in it.
 extension Provision {
@@ -31,7 +31,7 @@ extension Provision {
         }
         // Data kept by an earlier --keep-data: its record names the ids (the config is gone).
         let kept = try KeptData.load(jailDirectory: paths.jail(name))
-        let account = try HostAccounts.users().first { $0.name == name }
+        let account = AccountText.passwdEntry(try HostAccounts.passwdText().line(named: name))
         let hasState = try exists(paths.jail(name))
         guard entries != nil || hasState || account != nil else {
             throw ProvisionError.refused("no jail \(name): neither \(configPath) nor \(paths.jail(name)) exists")
@@ -100,13 +100,8 @@ extension Provision {
             if !removed { throw ProvisionError.refused("cannot remove \(keepData ? paths.work(name) : jailDirectory)") }
         }
         if let ownAccount {
-            try HostAccounts.deleteUser(name)
-            // userdel removes a user's own group where USERGROUPS_ENAB says so; else we do.
-            if try HostAccounts.groups().contains(where: { $0.name == name && $0.gid == ownAccount.gid }),
-               try !HostAccounts.users().contains(where: { $0.gid == ownAccount.gid }) {
-                try HostAccounts.deleteGroup(name)
-            }
-            if try !HostAccounts.users().contains(where: { $0.shell == ownAccount.shell }),
+            try AccountFiles.remove(name, ownGroup: ownAccount.gid)
+            if try HostAccounts.passwdText().line(whereField: 6, is: ownAccount.shell) == nil,
                try HostAccounts.shells().contains(ownAccount.shell) {
                 try HostAccounts.removeShell(ownAccount.shell)
             }

@@ -7,12 +7,11 @@ import Glibc
 /// The host side of a tenant: its account (uid and gid the jail's, login shell `jail`) and
 /// the line of /etc/shells that makes `jail` a valid login shell.
 ///
-/// Accounts are made by Debian's useradd/groupadd/userdel/groupdel (package passwd), run as
-/// programs: they take the same locks as every other tool that edits the account files
-/// (lckpwdf and the .lock files), keep /etc/shadow and /etc/gshadow consistent and tell nscd.
-/// Writing /etc/passwd ourselves would race with an administrator's `adduser` and get none of
-/// that. /etc/shells has no tool of its own in every distribution and nothing locks it: it is
-/// replaced as a whole (a new file renamed over it), so a reader never sees half of it.
+/// The account and its group are written by jaild (AccountFiles), under the locks of the
+/// shadow tools; the host group `jail`, made once, by groupadd -r and removed, on a failed first
+/// create, by groupdel. /etc/shells has no tool of its own in every distribution and nothing
+/// locks it: it is replaced as a whole (a new file renamed over it), so a reader never sees
+/// half of it.
 enum HostAccounts {
     static let passwdFile = "/etc/passwd"
     static let groupFile = "/etc/group"
@@ -22,6 +21,8 @@ enum HostAccounts {
     /// would then take a name or uid that is in use.
     static func users() throws(ProvisionError) -> [PasswdEntry] { PasswdEntry.parseAll(try accountFile(passwdFile)) }
     static func groups() throws(ProvisionError) -> [GroupEntry] { GroupEntry.parseAll(try accountFile(groupFile)) }
+    static func passwdText() throws(ProvisionError) -> AccountText { AccountText(try accountFile(passwdFile)) }
+    static func groupText() throws(ProvisionError) -> AccountText { AccountText(try accountFile(groupFile)) }
 
     static func accountFile(_ path: String) throws(ProvisionError) -> String {
         do { return try readText(path) } catch { throw .system(error) }
@@ -35,29 +36,9 @@ enum HostAccounts {
         }
     }
 
-    static func addGroup(_ name: String, gid: UInt32) throws(ProvisionError) {
-        try run("/usr/sbin/groupadd", ["-g", "\(gid)", name])
-    }
-
     /// A group with a gid from the system range (groupadd -r), for a role rather than a person.
     static func addSystemGroup(_ name: String) throws(ProvisionError) {
         try run("/usr/sbin/groupadd", ["-r", name])
-    }
-
-    /// "*" as the password: none will ever match, but unlike "!" it is not "locked", which
-    /// sshd (without PAM) would refuse even for a key. No /etc/subuid range: the account never
-    /// runs a program on the host (its shell is `jail`), and the user-namespace ranges of the
-    /// jails must not compete with 65,536 ids per tenant. `groups`: supplementary groups
-    /// (userdel takes the account out of them).
-    static func addUser(_ name: String, uid: UInt32, gid: UInt32, groups: [String], home: String,
-                        shell: String) throws(ProvisionError) {
-        try run("/usr/sbin/useradd", ["-u", "\(uid)", "-g", "\(gid)", "-G", groups.joined(separator: ","), "-M", "-d", home,
-                                      "-s", shell, "-p", "*",
-                                      "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", "-c", "jail \(name)", name])
-    }
-
-    static func deleteUser(_ name: String) throws(ProvisionError) {
-        try run("/usr/sbin/userdel", [name])
     }
 
     static func deleteGroup(_ name: String) throws(ProvisionError) {

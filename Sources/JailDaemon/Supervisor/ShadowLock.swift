@@ -24,8 +24,9 @@ struct ShadowLock {
     let passwordLockFD: FileDescriptor
     let lockFiles: [String]
 
-    /// Locks /etc/.pwd.lock, then `files` (as `FILE.lock`) in order.
-    static func acquire(_ files: [String]) throws(JailError) -> ShadowLock {
+    /// Locks /etc/.pwd.lock, then `files` (as `FILE.lock`) in order. `purpose` leads a refusal:
+    /// "cannot PURPOSE: /etc/.pwd.lock is held by …".
+    static func acquire(_ files: [String], purpose: String = "reserve the jail's ids") throws(JailError) -> ShadowLock {
         let deadline = monotonicMilliseconds() + deadlineMilliseconds
         let fd = try JailError.wrap { () throws(SystemError) in
             try openFile(passwordLock, O_WRONLY | O_CREAT | O_NOFOLLOW, mode: 0o600)
@@ -39,7 +40,7 @@ struct ShadowLock {
             if locked { break }
             guard monotonicMilliseconds() < deadline else {
                 fd.closeQuietly()
-                throw .userNamespace("cannot reserve the jail's ids: \(passwordLock) is held by another program "
+                throw .userNamespace("cannot \(purpose): \(passwordLock) is held by another program "
                     + "(useradd, usermod, vipw?) for more than \(deadlineMilliseconds / 1000) s")
             }
             sleepMilliseconds(50)
@@ -47,7 +48,7 @@ struct ShadowLock {
         var taken: [String] = []
         for file in files {
             do throws(JailError) {
-                try lockFile(file, deadline: deadline)
+                try lockFile(file, deadline: deadline, purpose: purpose)
                 taken.append(file + ".lock")
             } catch {
                 ShadowLock(passwordLockFD: fd, lockFiles: taken).release()
@@ -67,7 +68,7 @@ struct ShadowLock {
     }
 
     /// commonio's do_lock_file: `file.PID` → `file.lock`.
-    static func lockFile(_ file: String, deadline: Int64) throws(JailError) {
+    static func lockFile(_ file: String, deadline: Int64, purpose: String = "reserve the jail's ids") throws(JailError) {
         let mine = "\(file).\(getpid())"
         let lock = file + ".lock"
         let pid = Array("\(getpid())\0".utf8)
@@ -101,7 +102,7 @@ struct ShadowLock {
             }
             guard monotonicMilliseconds() < deadline else {
                 let who = lockHolder(lock).map { "process \($0)" } ?? "another program"
-                throw .userNamespace("cannot reserve the jail's ids: \(lock) is held by \(who) "
+                throw .userNamespace("cannot \(purpose): \(lock) is held by \(who) "
                     + "for more than \(deadlineMilliseconds / 1000) s")
             }
             sleepMilliseconds(50)
