@@ -10,7 +10,7 @@ import JailSystem
 /// (measured: 704 KiB of the supervisor's RSS came back that way).
 /// The same release also gives back the heap's free pages (malloc_trim), the stack below the
 /// sleeping frame, and the page tables of the code it unmaps (CJail/memory.c says how): at 300
-/// idle busybox tenants, supervisor + init + spare went from 1.13 to 0.89 MiB PSS and from 186
+/// idle busybox tenants, supervisor + init + spare went from 1.14 to 0.88 MiB PSS and from 186
 /// to 152 KiB of page tables per tenant (the syslog relay, now started at the first message,
 /// SyslogRelay+Init.swift, apart).
 struct IdlePages {
