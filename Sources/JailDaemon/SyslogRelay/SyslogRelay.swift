@@ -14,12 +14,12 @@ import Glibc
 /// reads such bytes (if PID 1 dies the jail dies). A crash here costs the jail its syslog,
 /// nothing more (init logs it). How it reaches a host path from inside: init connects a
 /// datagram socket to the host's target *before* pivot_root (`connectTarget`), and only this
-/// process keeps it (init until it forks the relay, SyslogRelay+Init.swift; close-on-exec, never
-/// in a session helper or a program); a connected
-/// datagram socket needs no path to send, so nothing of the host's file system is reachable
-/// through it. Sends never block (MSG_DONTWAIT): a busy host daemon costs messages, counted,
-/// not a stuck relay. Rate limit (SyslogBudget): at most 1,000 messages and 256 KiB each
-/// second; the excess is counted and reported in one message once per second.
+/// process keeps it (init until it forks the relay, SyslogRelay+Init.swift; close-on-exec,
+/// never in a session helper or a program); a connected datagram socket needs no path to send,
+/// so nothing of the host's file system is reachable through it. Sends never block
+/// (MSG_DONTWAIT): a busy host daemon costs messages, counted, not a stuck relay. Rate limit
+/// (SyslogBudget): at most 1,000 messages and 256 KiB each second; the excess is counted and
+/// reported in one message once per second.
 ///
 /// Without a host syslog (nothing listens on the target at start), the relay still serves the
 /// jail's /dev/log, so no message is lost without a word: each one, rewritten and rate-limited
