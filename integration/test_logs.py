@@ -3,8 +3,10 @@ service ended by the stop is "stopped" and not an error, and a start says nothin
 import pathlib
 import socket
 import subprocess
+import threading
 
 from conftest import UID_A, Jail, wait_for
+from harness import SYSLOG_RELAY, children_of, cmdline, spare_helper
 
 LOG_DIR = pathlib.Path("/var/log/jail")
 LOG = LOG_DIR / f"jail-{UID_A}-{UID_A}.log"
@@ -91,3 +93,31 @@ def test_the_note_is_said_once_at_a_terminal(rootfs_a):
             path.unlink()
         for path, content in saved.items():
             path.write_bytes(content)
+
+
+def test_the_syslog_relay_starts_at_the_jails_first_message(rootfs_a, tmp_path):
+    """An idle jail runs no relay (a fourth process per tenant, SyslogRelay+Init.swift); the
+    first datagram to /dev/log starts it, and none is lost, not even more than the socket's
+    queue holds (net.unix.max_dgram_qlen) before the relay reads."""
+    path = str(tmp_path / "host-log")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        listener.settimeout(5)
+        with Jail(rootfs_a, UID_A, args=["--jail-name", "lazylog", "--syslog-target", path]) as jail:
+            wait_for(lambda: spare_helper(jail.init_pid), 10, "the spare")
+            assert [p for p in children_of(jail.init_pid) if cmdline(p) == SYSLOG_RELAY] == []
+            # Read as a syslog daemon does, while the jail sends (the host socket's queue is
+            # as short as the jail's: the relay drops what it cannot send at once).
+            got = []
+            reader = threading.Thread(target=lambda: got.extend(listener.recv(65536) for _ in range(40)))
+            reader.start()
+            result = jail.run("for i in $(seq 1 40); do logger -t lazy \"m$i\"; done; echo sent")
+            reader.join()
+            assert result.stdout == b"sent\n", result
+            assert got == [f"<13>jail/lazylog: lazy: m{i}".encode() for i in range(1, 41)], got
+            relay = [p for p in children_of(jail.init_pid) if cmdline(p) == SYSLOG_RELAY]
+            assert len(relay) == 1
+            # Started once: the next message is the same relay's.
+            assert jail.run("logger -t lazy again").returncode == 0
+            assert listener.recv(65536) == b"<13>jail/lazylog: lazy: again"
+            assert [p for p in children_of(jail.init_pid) if cmdline(p) == SYSLOG_RELAY] == relay

@@ -378,6 +378,15 @@ def test_the_host_account_is_what_useradd_writes_and_waits_for_the_shadow_locks(
         for path in ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"):
             assert not os.path.exists(path + ".lock") and not os.path.exists(path + "+"), path
 
+        # A config of another name with the uid of an account create made would get its logins:
+        # its start is refused (create reads only the configs of jails it did not make).
+        (prov.conf / "jt-p57.conf").write_text("uid = 63059\nroot = /nonexistent\n")
+        try:
+            refused = prov.jaild("start", "jt-p57")
+        finally:
+            (prov.conf / "jt-p57.conf").unlink()
+        assert refused.returncode != 0 and "uid 63059 is jail jt-p59's" in refused.stderr, refused.stderr
+
         # lckpwdf held (fcntl, as shadow's tools take it): create waits its 5 s and gives up.
         with_one = prov.snapshot()
         lock = os.open("/etc/.pwd.lock", os.O_WRONLY | os.O_CREAT, 0o600)
@@ -391,6 +400,16 @@ def test_the_host_account_is_what_useradd_writes_and_waits_for_the_shadow_locks(
             os.close(lock)
         assert refused.returncode != 0 and "/etc/.pwd.lock is held by another program" in refused.stderr, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and waited >= 4.5, (refused.stderr, waited)
+        assert prov.snapshot() == with_one
+
+        # The last file cannot be written (immutable): the three written before are put back.
+        subprocess.run(["chattr", "+i", "/etc/shadow"], check=True)
+        try:
+            refused = prov.jaild("create", "jt-p58", "--uid", "63058", "--base", "busybox")
+        finally:
+            subprocess.run(["chattr", "-i", "/etc/shadow"], check=True)
+        assert refused.returncode != 0 and "/etc/shadow" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
         assert prov.snapshot() == with_one
 
         assert prov.destroy("jt-p59").returncode == 0

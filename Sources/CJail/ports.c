@@ -253,10 +253,28 @@ static int compare_keys(const void *left, const void *right) {
     return memcmp(left, right, sizeof(struct cj_owned_key));
 }
 
+/* The sync's two key lists on the heap for the call only, not in .bss: two arrays of 5 MiB there
+ * put the rest of .bss 10 MiB further, in 2 MiB regions of their own, and so cost every jaild
+ * process (supervisor, init, spare) one more page table for as long as it runs. */
+static int owned_ports_sync(int map, const struct cj_owned_key *keys, const uint64_t *owners, int n,
+                            struct cj_owned_key *wanted, struct cj_owned_key *stale);
+
 int cj_owned_ports_sync(int map, const struct cj_owned_key *keys, const uint64_t *owners, int n) {
-    static struct cj_owned_key wanted[MAP_ENTRIES];
-    static struct cj_owned_key stale[MAP_ENTRIES];
     if (n > MAP_ENTRIES) { errno = E2BIG; return -1; }
+    struct cj_owned_key *wanted = malloc((size_t)(n > 0 ? n : 1) * sizeof *wanted);
+    struct cj_owned_key *stale = malloc((size_t)MAP_ENTRIES * sizeof *stale);
+    int rc = -1;
+    if (wanted && stale) rc = owned_ports_sync(map, keys, owners, n, wanted, stale);
+    else errno = ENOMEM;
+    int saved = errno;
+    free(wanted);
+    free(stale);
+    errno = saved;
+    return rc;
+}
+
+static int owned_ports_sync(int map, const struct cj_owned_key *keys, const uint64_t *owners, int n,
+                            struct cj_owned_key *wanted, struct cj_owned_key *stale) {
     memcpy(wanted, keys, (size_t)n * sizeof *keys);
     qsort(wanted, (size_t)n, sizeof *wanted, compare_keys);
     /* Collect first: deleting while walking would restart the walk. */

@@ -34,6 +34,16 @@ final class AccountTextTests: XCTestCase {
         XCTAssertFalse(AccountText("").contains(name: "root"))
     }
 
+    func testTheJailsWhoseAccountsCreateMade() {
+        // web's comment is "jail web"; web2's is "jail web2"; root's is not; a comment naming another is not.
+        let text = AccountText(String(decoding: passwd.bytes, as: UTF8.self) + "odd:x:61002:61002:jail web:/:/usr/bin/jail\n")
+        XCTAssertEqual(text.namesOfCreatedJails, ["web", "web2"])
+        XCTAssertEqual(text.createdJail(withUID: 61001), "web2")
+        XCTAssertNil(text.createdJail(withUID: 61002))
+        XCTAssertNil(text.createdJail(withUID: 0))
+        XCTAssertNil(text.createdJail(withUID: 4))
+    }
+
     func testAppendingAddsTheNewlineAFileLacks() {
         XCTAssertEqual(String(decoding: AccountText("a:x:1:\n").appending("b:x:2:"), as: UTF8.self), "a:x:1:\nb:x:2:\n")
         XCTAssertEqual(String(decoding: AccountText("a:x:1:").appending("b:x:2:"), as: UTF8.self), "a:x:1:\nb:x:2:\n")

@@ -1,4 +1,5 @@
 import CJail
+import Foundation
 @testable import JailDaemon
 import JailIO
 import JailProtocol
@@ -59,5 +60,67 @@ final class IdlePagesTests: XCTestCase {
         XCTAssertEqual(pages.wait(&poller, timeout: -1), true)
         XCTAssertTrue(poller.readable(0))
         XCTAssertFalse(pages.releasesBeforeNextWait)
+    }
+
+    func testTakeReleaseSaysOnceAfterAnIdleWait() {
+        var pages = IdlePages()
+        XCTAssertFalse(pages.takeRelease())
+        pages.afterWait(woke: false)
+        XCTAssertTrue(pages.takeRelease())
+        XCTAssertFalse(pages.takeRelease(), "one release per idle spell")
+        pages.afterWait(woke: false)
+        XCTAssertFalse(pages.takeRelease(), "still idle, already released")
+    }
+
+    /// Fills `depth` frames with values, releases at the deepest, then checks every frame on the
+    /// way back: the release gives back only the stack below the caller's frame.
+    private func deepFrames(_ depth: Int) -> Bool {
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 512) { frame in
+            for i in 0..<512 { frame[i] = depth &* 1000 &+ i }
+            let below = depth == 0 ? { cj_release_file_pages(); return true }() : deepFrames(depth - 1)
+            return below && (0..<512).allSatisfy { frame[$0] == depth &* 1000 &+ $0 }
+        }
+    }
+
+    func testReleasingKeepsTheLiveStack() {
+        XCTAssertTrue(deepFrames(40))
+    }
+
+    func testReleasingGivesBackTheStackBelow() throws {
+        guard Thread.isMainThread else { throw XCTSkip("the stack is released on the main thread only") }
+        // 40 frames of 4 KiB, returned from: resident below the stack pointer until released.
+        XCTAssertTrue(deepFrames(40))
+        let before = try stackResidentKiB()
+        cj_release_file_pages()
+        let after = try stackResidentKiB()
+        XCTAssertLessThan(after, before - 100, "the stack's RSS went from \(before) to \(after) KiB")
+    }
+
+    private func stackResidentKiB() throws -> Int {
+        // Read to the end: a /proc file's size says 0.
+        let handle = try XCTUnwrap(FileHandle(forReadingAtPath: "/proc/self/smaps"))
+        defer { try? handle.close() }
+        let smaps = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        var inStack = false
+        for line in smaps.split(separator: "\n") {
+            if line.first?.isHexDigit == true && line.contains("-") && line.split(separator: " ").count >= 5 {
+                inStack = line.hasSuffix("[stack]")
+            } else if inStack && line.hasPrefix("Rss:") {
+                return Int(line.split(separator: " ")[1]) ?? 0
+            }
+        }
+        throw XCTSkip("no [stack] in /proc/self/smaps")
+    }
+
+    func testTheRelaysBufferIsUsableAfterItsRelease() {
+        let buffer = ReceiveBuffer()
+        XCTAssertEqual(Int(bitPattern: buffer.bytes.baseAddress) % Int(sysconf(Int32(_SC_PAGESIZE))), 0)
+        buffer.bytes.copyBytes(from: Array("<13>hello".utf8))
+        XCTAssertEqual(Array(buffer.prefix(9)), Array("<13>hello".utf8))
+        buffer.release()
+        XCTAssertEqual(Array(buffer.prefix(4)), [0, 0, 0, 0], "released pages come back as zero pages")
+        buffer.bytes.copyBytes(from: Array("again".utf8))
+        XCTAssertEqual(Array(buffer.prefix(5)), Array("again".utf8))
+        XCTAssertEqual(buffer.prefix(1 << 20).count, ReceiveBuffer.size, "a longer datagram is cut at the buffer")
     }
 }

@@ -211,7 +211,24 @@ public struct BindMount: Sendable, Equatable {
 
     /// `/a//b/./c/` → `/a/b/c`. `..` is kept: the mount code refuses it.
     static func normalize(_ path: String) -> String {
-        "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+        // A path that is normal already is returned as it is, unsplit: `jaild list` asks this
+        // of every jail's root (DiskUsage), and splitting by Character was 4 % of its time.
+        if isNormal(path) { return path }
+        return "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+    }
+
+    /// Printable ASCII (a Character is a byte), absolute, one slash between names, none at
+    /// the end, no `.` name: what `normalize` makes of it is itself.
+    static func isNormal(_ path: String) -> Bool {
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        var (before, previous): (UInt8, UInt8) = (0, 0)
+        for byte in path.utf8 {
+            guard byte >= 0x20 && byte < 0x7f, !(byte == slash && previous == slash),
+                  !(byte == slash && previous == dot && before == slash) else { return false }
+            (before, previous) = (previous, byte)
+        }
+        guard path.utf8.first == slash else { return false }
+        return path.utf8.count == 1 || (previous != slash && !(previous == dot && before == slash))
     }
 }
 

@@ -12,7 +12,7 @@ import Glibc
 public enum Control {
     public static func list(json: Bool) -> Int32 {
         let isRoot = getuid() == 0
-        let rows = JailState.all().filter(\.alive).map { Row(state: $0.state, isRoot: isRoot) }
+        let rows = Row.running(isRoot: isRoot, network: json)
         print(json ? Row.json(rows) : Row.table(rows), terminator: "")
         for row in rows where row.viewsBroken {
             JailLogHandler.emitToTerminal("warning: jail \(row.state.name): its lxcfs files (/proc/meminfo, uptime …) fail with "
@@ -107,8 +107,17 @@ struct Row {
     /// nil without `--init` or when the caller is not root.
     let payload: String?
 
-    init(state: JailState, isRoot: Bool = getuid() == 0) {
+    /// Every running jail's row (RunningJails: on as many threads as there are CPUs; at 2,000
+    /// jails these reads were most of the time). `network`: read the network counters (only
+    /// `--json` prints them).
+    static func running(isRoot: Bool, network: Bool) -> [Row] {
+        RunningJails.map { Row(state: $0, isRoot: isRoot, network: network, cgroupParents: $1) }
+    }
+
+    /// `cgroupParents`: what the parents of the jail's cgroups enable (nil: every file is tried).
+    init(state: JailState, isRoot: Bool = getuid() == 0, network: Bool = false, cgroupParents: CgroupParents? = nil) {
         self.state = state
+        self.network = network ? NetworkCounters.read(state: state).map { ($0.rxBytes, $0.txBytes) } : nil
         // /proc/INIT and /proc/CHILD opened once each (closed with the last reference); every
         // file of them is read relative to these (ProcessDirectory).
         let initDirectory = ProcessDirectory(state.initPid)
@@ -117,7 +126,7 @@ struct Row {
         // title: any process of the jail user may call itself "jaild: [9] /dev/pts/9".
         sessions = isRoot ? Sessions.helpers(initDirectory: initDirectory, children: initChildren).count : nil
         uptime = max(0, wallClockSeconds() - state.started)
-        if let charge = CgroupFigures(directories: state.cgroups).memoryCharge {
+        if let charge = CgroupFigures(directories: state.cgroups, parents: cgroupParents).memoryCharge {
             (memory, memorySource) = (charge, "cgroup")
         } else {
             let descendantsBytes = initChildren.reduce(UInt64(0)) { sum, child in
@@ -130,31 +139,44 @@ struct Row {
         }
         disk = DiskUsage.of(root: state.root, initPid: state.initPid)
         viewsBroken = isRoot && initDirectory.statusError("root/proc/meminfo") == .socketNotConnected
-        payload = isRoot && Self.mayHavePayload(state) ? PayloadRecord.phase(initDirectory: initDirectory) : nil
+        payload = isRoot && Self.mayHavePayload(state, cgroupParents) ? PayloadRecord.phase(initDirectory: initDirectory) : nil
     }
 
     /// Whether the jail may run `--init`: its unified cgroup has `programs/payload`
     /// (JailCgroups.delegatePayload). One stat instead of a readlink of each of init's
     /// descriptors, for every jail `jaild list` shows; without a v2 cgroup in the state, the walk.
-    static func mayHavePayload(_ state: JailState) -> Bool {
+    /// With `cgroupParents` (`jaild list` of every jail), the stat is of `programs`, whose link
+    /// count is 2 + its subdirectories in cgroupfs: a name cgroupfs does not have (`payload`
+    /// of nearly every jail) costs it a second, locked walk (4.0 against 1.7 µs, measured). A
+    /// subdirectory other than `payload` only costs the walk of init's descriptors, which then
+    /// finds no record, as for a jail without `--init`.
+    static func mayHavePayload(_ state: JailState, _ cgroupParents: CgroupParents? = nil) -> Bool {
         guard !state.cgroup.isEmpty else { return true }
+        if let cgroupParents { return (cgroupParents.status("programs", in: state.cgroup)?.st_nlink ?? 0) > 2 }
         var info = stat()
         return stat("\(state.cgroup)/programs/payload", &info) == 0
     }
+
+    /// The kernel's counts of the jail's network bytes (NetworkCounters); nil where it has
+    /// none, or they were not asked for.
+    let network: (rxBytes: UInt64, txBytes: UInt64)?
 
     /// Its lxcfs files fail with ENOTCONN (lxcfs stopped or restarted; LxcfsWatch).
     let viewsBroken: Bool
 
     static func table(_ rows: [Row]) -> String {
-        var lines = [["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "ADDRESS", "RC", "USERNS", "DISK", "SYSTEM"]]
-        for r in rows {
-            lines.append([r.state.name, r.state.socket, "\(r.state.uid):\(r.state.gid)", r.state.root, "\(r.state.initPid)",
-                          r.sessions.map { "\($0)" } ?? "-", "\(r.uptime)s", r.memoryColumn, r.state.ports.isEmpty ? "-" : r.state.ports,
-                          Self.addressColumn(r.state), r.state.rcStatus.map { "\($0)" } ?? "-",
-                          r.state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
-                          r.disk?.column ?? "-", r.payload ?? "-"])
-        }
-        return TextTable.render(lines)
+        let header = ["NAME", "SOCKET", "UID:GID", "ROOT", "INIT", "SESSIONS", "UPTIME", "MEMORY", "PORTS", "ADDRESS", "RC", "USERNS", "DISK", "SYSTEM"]
+        // Cells made on as many threads as there are CPUs, as the rows were (Parallel).
+        return TextTable.render([header] + Parallel.map(rows.count) { rows[$0].cells })
+    }
+
+    /// Its cells in the table, in the header's order.
+    var cells: [String] {
+        [state.name, state.socket, "\(state.uid):\(state.gid)", state.root, "\(state.initPid)",
+         sessions.map { "\($0)" } ?? "-", "\(uptime)s", memoryColumn, state.ports.isEmpty ? "-" : state.ports,
+         Self.addressColumn(state), state.rcStatus.map { "\($0)" } ?? "-",
+         state.userRange.map { "\($0)-\(UInt64($0) + UInt64(UserRange.insideCount) - 1)" } ?? "-",
+         disk?.column ?? "-", payload ?? "-"]
     }
 
     /// `192.0.2.10,lo=127.77.0.1`: the jail's addresses and its loopback; `-` for neither.
@@ -171,34 +193,45 @@ struct Row {
         services.map { service in
             let equals = service.firstIndex(of: "=") ?? service.endIndex
             let host = equals == service.endIndex ? "" : String(service[service.index(after: equals)...])
-            return "{\"path\":\(Logfmt.json(String(service[..<equals]))),\"host_path\":\(Logfmt.json(host))}"
+            return "{\"path\":\(jsonString(String(service[..<equals]))),\"host_path\":\(jsonString(host))}"
         }.joined(separator: ",")
     }
 
     /// The kernel's counts of the jail's network bytes; null where it has no counters.
-    static func networkJSON(_ state: JailState) -> String {
-        let counters = NetworkCounters.read(state: state)
-        return "\"network_rx_bytes\":\(counters.map { "\($0.rxBytes)" } ?? "null"),"
+    static func networkJSON(_ counters: (rxBytes: UInt64, txBytes: UInt64)?) -> String {
+        "\"network_rx_bytes\":\(counters.map { "\($0.rxBytes)" } ?? "null"),"
             + "\"network_tx_bytes\":\(counters.map { "\($0.txBytes)" } ?? "null")"
     }
 
     static func json(_ rows: [Row]) -> String {
-        let objects = rows.map { r in
-            "{\"name\":\(Logfmt.json(r.state.name)),\"socket\":\(Logfmt.json(r.state.socket)),\"pid_file\":\(Logfmt.json(r.state.pidFile)),\"uid\":\(r.state.uid),"
-                + "\"gid\":\(r.state.gid),\"root\":\(Logfmt.json(r.state.root)),\"supervisor_pid\":\(r.state.supervisor),"
-                + "\"init_pid\":\(r.state.initPid),\"sessions\":\(r.sessions.map { "\($0)" } ?? "null"),\"uptime_seconds\":\(r.uptime),"
-                + "\"memory_bytes\":\(r.memory),\"memory_source\":\"\(r.memorySource)\",\"ports\":\(Logfmt.json(r.state.ports)),"
-                + "\"addresses\":[\(r.state.addresses.map(Logfmt.json).joined(separator: ","))],\"address_shared\":\(r.state.addressShared),"
-                + "\"loopback\":\(r.state.loopback.isEmpty ? "null" : Logfmt.json(r.state.loopback)),\"cgroup\":\(Logfmt.json(r.state.cgroup)),"
-                + "\"rc_status\":\(r.state.rcStatus.map { "\($0)" } ?? "null"),"
-                + "\"payload\":\(r.payload.map(Logfmt.json) ?? "null"),"
-                + "\"services\":[\(Self.servicesJSON(r.state.services))],"
-                + "\"userns_start\":\(r.state.userRange.map { "\($0)" } ?? "null"),"
-                + "\"userns_count\":\(r.state.userRange == nil ? 0 : UserRange.insideCount),"
-                + "\"views_broken\":\(r.viewsBroken),"
-                + DiskUsage.jsonFields(r.disk) + "," + Self.networkJSON(r.state) + "}"
-        }
-        return "[" + objects.joined(separator: ",") + "]\n"
+        // Each object made on as many threads as there are CPUs (Parallel): at 2,000 rows
+        // making them was a tenth of `jaild list --json`'s time.
+        "[" + Parallel.map(rows.count) { rows[$0].jsonObject }.joined(separator: ",") + "]\n"
+    }
+
+    /// The row as `--json` gives it: one object, grown in place.
+    var jsonObject: String {
+        let s = state
+        var out = "{\"name\":" + Self.jsonString(s.name) + ",\"socket\":" + Self.jsonString(s.socket)
+        out.reserveCapacity(768)
+        out += ",\"pid_file\":" + Self.jsonString(s.pidFile) + ",\"uid\":\(s.uid),\"gid\":\(s.gid),\"root\":" + Self.jsonString(s.root)
+        out += ",\"supervisor_pid\":\(s.supervisor),\"init_pid\":\(s.initPid),\"sessions\":" + (sessions.map { "\($0)" } ?? "null")
+        out += ",\"uptime_seconds\":\(uptime),\"memory_bytes\":\(memory),\"memory_source\":\"\(memorySource)\""
+        out += ",\"ports\":" + Self.jsonString(s.ports) + ",\"addresses\":[" + s.addresses.map(Self.jsonString).joined(separator: ",")
+        out += "],\"address_shared\":\(s.addressShared),\"loopback\":" + (s.loopback.isEmpty ? "null" : Self.jsonString(s.loopback))
+        out += ",\"cgroup\":" + Self.jsonString(s.cgroup) + ",\"rc_status\":" + (s.rcStatus.map { "\($0)" } ?? "null")
+        out += ",\"payload\":" + (payload.map(Self.jsonString) ?? "null") + ",\"services\":[" + Self.servicesJSON(s.services)
+        out += "],\"userns_start\":" + (s.userRange.map { "\($0)" } ?? "null")
+        out += ",\"userns_count\":\(s.userRange == nil ? 0 : UserRange.insideCount),\"views_broken\":\(viewsBroken),"
+        out += DiskUsage.jsonFields(disk) + "," + Self.networkJSON(network) + "}"
+        return out
+    }
+
+    /// Logfmt.json, whose answer for printable ASCII without `"` or `\\` (nearly every value)
+    /// is the text in quotes, without a look at each Unicode scalar.
+    static func jsonString(_ text: String) -> String {
+        let plain = text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+        return plain ? "\"" + text + "\"" : Logfmt.json(text)
     }
 }
 

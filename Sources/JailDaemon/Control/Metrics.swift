@@ -116,13 +116,27 @@ public enum Metrics {
 
     /// The exposition text: HELP and TYPE once per family that has a series, then its series.
     static func render(_ jails: [Figures]) -> String {
+        // Each jail's labels and values made once, on as many threads as there are CPUs
+        // (Parallel), then laid out family by family in one string grown in place.
+        let series = Parallel.map(jails.count) { index in
+            let jail = jails[index]
+            return (labels: "{jail=\"\(escapeLabel(Logfmt.printable(jail.name)))\",uid=\"\(jail.uid)\"} ",
+                    values: families.map { $0.value(jail) })
+        }
         var out = ""
-        for family in families {
-            let samples = jails.compactMap { jail in family.value(jail).map { (jail, $0) } }
-            guard !samples.isEmpty else { continue }
-            out += "# HELP \(family.name) \(escapeHelp(family.help))\n# TYPE \(family.name) \(family.type)\n"
-            for (jail, value) in samples {
-                out += "\(family.name){jail=\"\(escapeLabel(Logfmt.printable(jail.name)))\",uid=\"\(jail.uid)\"} \(value)\n"
+        out.reserveCapacity(jails.count * families.count * 64)
+        for (column, family) in families.enumerated() {
+            var header = false
+            for jail in series {
+                guard let value = jail.values[column] else { continue }
+                if !header {
+                    out += "# HELP \(family.name) \(escapeHelp(family.help))\n# TYPE \(family.name) \(family.type)\n"
+                    header = true
+                }
+                out += family.name
+                out += jail.labels
+                out += value
+                out += "\n"
             }
         }
         return out
@@ -130,6 +144,9 @@ public enum Metrics {
 
     /// A label value as the format wants it: backslash, double quote and newline escaped.
     static func escapeLabel(_ text: String, quote: Bool = true) -> String {
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else {
+            return text
+        }
         var out = ""
         for character in text.unicodeScalars {
             switch character {
@@ -156,7 +173,9 @@ public enum Metrics {
     /// in each hierarchy it uses; usage is read there, where the kernel sums the leaves (init,
     /// sessions, programs), limits from `programs`, where `--memory` and `--pids` are set.
     /// `initDirectory`: the jail's /proc/INIT when the caller has it open (else opened here).
-    static func read(_ state: JailState, sessions: Int?, initDirectory: ProcessDirectory? = nil) -> Figures {
+    /// `cgroupParents`: what the parents of its cgroups enable, to skip the files they have not.
+    static func read(_ state: JailState, sessions: Int?, initDirectory: ProcessDirectory? = nil,
+                     cgroupParents: CgroupParents? = nil) -> Figures {
         var figures = Figures(name: state.name, uid: state.uid, started: state.started, rcExitStatus: state.rcStatus)
         figures.sessions = sessions
         if state.bootCommands == 0 {
@@ -165,31 +184,42 @@ public enum Metrics {
             figures.bootRestarts = bootRestarts(initDirectory: initDirectory ?? ProcessDirectory(state.initPid))
         }
         for directory in state.cgroups {
+            // Read from the parent's descriptor when the caller has it (a shorter walk).
+            func file(_ name: String) -> [UInt8]? {
+                if let cgroupParents { return cgroupParents.read(name, in: directory, limit: cgroupFileLimit) }
+                return readProcFile("\(directory)/\(name)", limit: cgroupFileLimit)
+            }
+            func counter(_ name: String) -> UInt64? { Self.counter(bytes: file(name)) }
+            func keyed(_ name: String, _ key: String) -> UInt64? { Self.keyed(bytes: file(name), key) }
             if figures.cpuSeconds == nil {
-                if let usec = keyed(directory + "/cpu.stat", "usage_usec") {
+                if let usec = keyed("cpu.stat", "usage_usec") {
                     figures.cpuSeconds = Double(usec) / 1_000_000
-                } else if let nsec = counter(directory + "/cpuacct.usage") {
+                } else if let nsec = counter("cpuacct.usage") {
                     figures.cpuSeconds = Double(nsec) / 1_000_000_000
                 }
             }
-            if figures.memoryBytes == nil {
-                if let current = counter(directory + "/memory.current") {
+            // A v2 directory whose parent does not enable memory or pids has no such files (and
+            // no v1 ones): those opens are skipped.
+            let memory = cgroupParents?.mayHave(directory, "memory") ?? true
+            let mayBeV1 = cgroupParents?.controllers(directory) == nil
+            if figures.memoryBytes == nil && memory {
+                if let current = counter("memory.current") {
                     figures.memoryBytes = current
-                    figures.memoryLimitBytes = counter(directory + "/programs/memory.max")
-                    figures.memoryMaxBytes = counter(directory + "/memory.peak")
-                    figures.oomKills = keyed(directory + "/memory.events", "oom_kill")
-                } else if let usage = counter(directory + "/memory.usage_in_bytes") {
+                    figures.memoryLimitBytes = counter("programs/memory.max")
+                    figures.memoryMaxBytes = counter("memory.peak")
+                    figures.oomKills = keyed("memory.events", "oom_kill")
+                } else if mayBeV1, let usage = counter("memory.usage_in_bytes") {
                     figures.memoryBytes = usage
-                    figures.memoryLimitBytes = counter(directory + "/programs/memory.limit_in_bytes")
-                    figures.memoryMaxBytes = counter(directory + "/memory.max_usage_in_bytes")
+                    figures.memoryLimitBytes = counter("programs/memory.limit_in_bytes")
+                    figures.memoryMaxBytes = counter("memory.max_usage_in_bytes")
                     // v1 counts a kill in the cgroup whose limit was hit only: the leaves are summed.
-                    let kills = JailCgroups.leaves.compactMap { keyed("\(directory)/\($0)/memory.oom_control", "oom_kill") }
+                    let kills = JailCgroups.leaves.compactMap { keyed("\($0)/memory.oom_control", "oom_kill") }
                     figures.oomKills = kills.isEmpty ? nil : kills.reduce(0, +)
                 }
             }
-            if figures.pids == nil, let current = counter(directory + "/pids.current") {
+            if figures.pids == nil, cgroupParents?.mayHave(directory, "pids") ?? true, let current = counter("pids.current") {
                 figures.pids = current
-                figures.pidsLimit = counter(directory + "/programs/pids.max")
+                figures.pidsLimit = counter("programs/pids.max")
             }
         }
         if let counters = NetworkCounters.read(state: state) {
@@ -215,29 +245,55 @@ public enum Metrics {
         return UInt64(text.dropFirst("restarts=".count).prefix { $0.isNumber })
     }
 
+    /// Read on bytes, in one read(2) (cgroupfs, like procfs, makes a small file whole on the
+    /// first read; readProcFile): `jaild metrics` reads several of these for every jail.
     static func counter(_ path: String) -> UInt64? {
-        guard let text = try? readText(path) else { return nil }
-        return UInt64(text.trimmingWhitespace())
+        counter(bytes: readProcFile(path, limit: cgroupFileLimit))
+    }
+
+    /// `counter` of a file's bytes (nil: it could not be read).
+    static func counter(bytes: [UInt8]?) -> UInt64? {
+        guard let bytes else { return nil }
+        return bytes.withUnsafeBufferPointer { bytes in
+            // The kernel's form, digits and a newline; anything else as it was always read.
+            let digits = bytes.last == UInt8(ascii: "\n") ? UnsafeBufferPointer(rebasing: bytes.dropLast()) : bytes
+            if !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+                return parseInteger(digits)
+            }
+            return UInt64(String(decoding: bytes, as: UTF8.self).trimmingWhitespace())
+        }
     }
 
     /// The number after `key ` in a flat-keyed file (cpu.stat, memory.events, memory.oom_control).
     static func keyed(_ path: String, _ key: String) -> UInt64? {
-        guard let text = try? readText(path) else { return nil }
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, parts[0] == key { return UInt64(parts[1]) }
+        keyed(bytes: readProcFile(path, limit: cgroupFileLimit), key)
+    }
+
+    /// `keyed` of a file's bytes (nil: it could not be read).
+    static func keyed(bytes: [UInt8]?, _ key: String) -> UInt64? {
+        guard let bytes else { return nil }
+        let key = Array(key.utf8)
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            let parts = line.split(separator: UInt8(ascii: " "))
+            if parts.count == 2, parts[0].elementsEqual(key) {
+                return parts[1].withUnsafeBufferPointer { parseInteger($0) }
+            }
         }
         return nil
     }
 
-    /// Every running jail, as exposition text.
+    /// More than any cgroup file read here holds (cpu.stat is a few hundred bytes).
+    static let cgroupFileLimit = 16384
+
+    /// Every running jail, as exposition text; each jail's figures read on as many threads as
+    /// there are CPUs (RunningJails), as `jaild list` does.
     static func collect() -> String {
-        render(JailState.all().filter(\.alive).map { entry in
+        render(RunningJails.map { state, parents in
             // /proc/INIT and its children's opened once for the sessions and the boot record.
-            let initDirectory = ProcessDirectory(entry.state.initPid)
+            let initDirectory = ProcessDirectory(state.initPid)
             let children = initDirectory.children.map(ProcessDirectory.init)
-            return read(entry.state, sessions: Sessions.helpers(initDirectory: initDirectory, children: children).count,
-                        initDirectory: initDirectory)
+            return read(state, sessions: Sessions.helpers(initDirectory: initDirectory, children: children).count,
+                        initDirectory: initDirectory, cgroupParents: parents)
         })
     }
 

@@ -127,6 +127,18 @@ func readProcFile(_ fd: FileDescriptor, limit: Int) -> [UInt8]? {
     }
 }
 
+/// An integer as Swift's `T(String)` reads it: plain digits on bytes (state files, cgroup
+/// files), anything else (a sign, no digits, an overflow) through that initializer.
+func parseInteger<T: FixedWidthInteger>(_ bytes: UnsafeBufferPointer<UInt8>) -> T? {
+    guard !bytes.isEmpty, bytes.count < 19 else { return T(String(decoding: bytes, as: UTF8.self)) }
+    var value: Int64 = 0
+    for byte in bytes {
+        guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return T(String(decoding: bytes, as: UTF8.self)) }
+        value = value * 10 + Int64(byte - UInt8(ascii: "0"))
+    }
+    return T(exactly: value)
+}
+
 /// The titles (cj_set_proctitle) of init's children that are no session, which `jaild list`
 /// knows them by (Sessions.notSessionTitles).
 enum ProcessTitle {

@@ -1,5 +1,6 @@
 import JailProtocol
 import JailSystem
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -10,6 +11,8 @@ import Glibc
 /// but the fallback of `memory` for a jail without a memory cgroup.
 struct CgroupFigures {
     let directories: [String]
+    /// What the directories' parents say of the controllers below them; nil: every file is tried.
+    var parents: CgroupParents? = nil
 
     /// The memory charge: the sum over the leaves that hold the jail's processes (init,
     /// programs, sessions) of v2 `memory.current` or v1 `memory.usage_in_bytes`, from the
@@ -18,7 +21,7 @@ struct CgroupFigures {
     /// which counts its leaves. nil when the jail has no memory cgroup.
     var memoryCharge: UInt64? {
         for directory in directories {
-            for file in ["memory.current", "memory.usage_in_bytes"] {
+            for file in parents?.memoryFiles(directory) ?? ["memory.current", "memory.usage_in_bytes"] {
                 // Where `jail/NAME` has no such file its leaves have none either (a v2
                 // controller's files exist below where it is enabled; v1's everywhere): one
                 // failed open per file instead of four, for every jail `jaild list` shows.
@@ -72,6 +75,99 @@ struct CgroupFigures {
     }
 
     static func number(_ path: String) -> UInt64? { text(path).flatMap { UInt64($0) } }
+}
+
+/// The v2 controllers enabled below the parents of jails' cgroup directories (their parent's
+/// `cgroup.subtree_control`), read once for every jail: a v2 directory has a controller's files
+/// only when its parent enables the controller for it, and v1 files never. `jaild list` and
+/// `metrics` then skip the opens that would fail (two or three a jail, thousands at 2,000
+/// jails). Read after the state files: a jail's cgroup is made before its state is written,
+/// so the controllers of every jail read are in them. Each such parent is held open, and
+/// what is looked at below it is looked up from there (a shorter walk than from /).
+final class CgroupParents: Sendable {
+    struct Parent: Sendable {
+        let path: String
+        let controllers: Set<String>
+        /// O_PATH; nil when it could not be opened (paths are then walked from /).
+        let descriptor: FileDescriptor?
+    }
+
+    /// One or two parents, asked for every jail: a list, compared on bytes. A parent that is
+    /// not v2 (no such file) or cannot be read is not here: every file of its children is tried.
+    let enabled: [Parent]
+
+    init(directories: some Sequence<String>) {
+        var enabled: [Parent] = []
+        var seen: [String] = []
+        for directory in directories {
+            guard let parent = Self.parent(directory), !seen.contains(where: { $0.utf8.elementsEqual(parent) }) else { continue }
+            let path = String(Substring(parent))
+            seen.append(path)
+            guard let bytes = readProcFile(path + "/cgroup.subtree_control", limit: 4096) else { continue }
+            let controllers = Set(bytes.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") })
+                .map { String(decoding: $0, as: UTF8.self) })
+            let descriptor: FileDescriptor?
+            do { descriptor = try openDirectoryPath(path) } catch { descriptor = nil }
+            enabled.append(Parent(path: path, controllers: controllers, descriptor: descriptor))
+        }
+        self.enabled = enabled
+    }
+
+    deinit {
+        for parent in enabled { parent.descriptor.map { closeDescriptor($0.rawValue) } }
+    }
+
+    /// The controllers `directory` has files of; nil: not known (try them all).
+    func controllers(_ directory: String) -> Set<String>? {
+        entry(directory)?.controllers
+    }
+
+    private func entry(_ directory: String) -> Parent? {
+        guard let parent = Self.parent(directory) else { return nil }
+        return enabled.first { $0.path.utf8.elementsEqual(parent) }
+    }
+
+    /// A file below the cgroup `directory`, in one read(2) as readProcFile reads it; nil when
+    /// it cannot be opened or read.
+    func read(_ name: String, in directory: String, limit: Int) -> [UInt8]? {
+        if let descriptor = entry(directory)?.descriptor, let slash = directory.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            let fd: FileDescriptor
+            do { fd = try openFile("\(directory[directory.utf8.index(after: slash)...])/\(name)", O_RDONLY, in: descriptor) } catch {
+                return nil
+            }
+            defer { closeDescriptor(fd.rawValue) }
+            return readProcFile(fd, limit: limit)
+        }
+        return readProcFile("\(directory)/\(name)", limit: limit)
+    }
+
+    /// stat(2) of `name` below the cgroup `directory` (links followed); nil when it fails.
+    func status(_ name: String, in directory: String) -> stat? {
+        var info = stat()
+        if let descriptor = entry(directory)?.descriptor, let slash = directory.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            return fstatat(descriptor.rawValue, "\(directory[directory.utf8.index(after: slash)...])/\(name)", &info, 0) == 0 ? info : nil
+        }
+        return stat("\(directory)/\(name)", &info) == 0 ? info : nil
+    }
+
+    /// The memory files `directory` may have, in the order CgroupFigures.memoryCharge tries them.
+    func memoryFiles(_ directory: String) -> [String] {
+        guard let controllers = controllers(directory) else { return ["memory.current", "memory.usage_in_bytes"] }
+        return controllers.contains("memory") ? ["memory.current"] : []
+    }
+
+    /// Whether `directory` may have the files of `controller`.
+    func mayHave(_ directory: String, _ controller: String) -> Bool {
+        controllers(directory)?.contains(controller) ?? true
+    }
+
+    /// Preflight.parentDirectory of an absolute path, on bytes without making a string (it is
+    /// asked for every jail's directories); nil for a path without a slash.
+    static func parent(_ directory: String) -> Substring.UTF8View? {
+        let path = directory.utf8
+        guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        return slash == path.startIndex ? "/".utf8[...] : path[..<slash]
+    }
 }
 
 extension Control {

@@ -295,6 +295,7 @@ extension Init {
         listener.closeQuietly()
         signals.fd.closeQuietly()
         serviceRelayStop?.closeQuietly()
+        syslogEndpoint?.close()
         adoption?.closeInChild()
         if let refusal = PayloadEntry.enter(configuration: configuration) {
             log.error("\(refusal)")

@@ -62,6 +62,7 @@ extension Init {
             listener.closeQuietly()
             signals.fd.closeQuietly()
             serviceRelayStop?.closeQuietly()  // else the relay's stop would wait for the spare
+            syslogEndpoint?.close()
             adoption?.closeInChild()
             SessionHelper.waitAsSpare(channel: theirs, configuration: configuration, settings: programSettings,
                                       jail: jailName, sessionCgroups: sessionCgroups)

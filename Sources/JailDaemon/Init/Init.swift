@@ -64,6 +64,8 @@ struct Init {
     var sessionCgroups: [Int32] = []
     /// Closed at stop: the service relay's stop (ServiceRelay.stopSignal).
     var serviceRelayStop: FileDescriptor?
+    /// `--syslog`: the jail's /dev/log until its first datagram starts the relay (SyslogRelay+Init.swift).
+    var syslogEndpoint: SyslogRelay.Endpoint?
     /// The number of the next session (session records: `id=N`; a helper that dies before
     /// its end line, a crash or SIGKILL, gets one from init with its number).
     var nextSessionID = 1
@@ -176,8 +178,8 @@ struct Init {
             if serviceRelay.pid > 0 { initProcess.children[serviceRelay.pid] = .serviceRelay }
             initProcess.serviceRelayStop = serviceRelay.stop
             if configuration.syslog {
-                let relay = try SyslogRelay.start(target: syslogTarget, jail: configuration.name(account: account))
-                initProcess.children[relay] = .syslogRelay
+                let endpoint = try SyslogRelay.bind(target: syslogTarget, jail: configuration.name(account: account))
+                try initProcess.serveSyslog(endpoint, startNow: configuration.rc != nil)
             }
             initProcess.serviceOutput = channels.bootOutput
             // "R" and the rc's exit status, in one write (atomic on a pipe).
@@ -324,6 +326,7 @@ struct Init {
         let handOffIndex = handOff.map { poller.add($0.spare.channel.rawValue, read: true) } ?? -1
         let adoptionWatch = adoption?.addPolls(&poller)
         let payloadIndex = payload.flatMap { $0.eventsOpen ? poller.add($0.events.rawValue, read: true) : nil } ?? -1
+        let syslogIndex = syslogEndpoint.map { poller.add($0.inside.rawValue, read: true) } ?? -1
         idlePages.wait(&poller, timeout: loopTimeout())
         if poller.readable(signalIndex) { handleSignals() }
         guard stop.exitStatus == nil else { return }
@@ -333,6 +336,7 @@ struct Init {
         checkHandOffDeadline()
         if startedIndex >= 0 && (poller.readable(startedIndex) || poller.hungUp(startedIndex)) { sessionStarted() }
         if listenIndex >= 0 && poller.readable(listenIndex) { acceptAll() }
+        if syslogIndex >= 0 && poller.readable(syslogIndex) { startSyslogRelay() }
         if let adoptionWatch {
             adoption?.handle(poller, adoptionWatch)
             for request in adoption?.takeOperatorSessions() ?? [] { startOperatorSession(request) }
@@ -417,6 +421,7 @@ struct Init {
             listener.closeQuietly()
             signals.fd.closeQuietly()
             serviceRelayStop?.closeQuietly()  // else the relay's stop would wait for this helper
+            syslogEndpoint?.close()
             adoption?.closeInChild()
             if !`operator` { SessionCgroup.join(sessionCgroups) }
             SessionHelper.run(connection: connection, configuration: configuration, settings: programSettings,

@@ -51,20 +51,33 @@ enum AccountFiles {
         if let problem = conflict(tenant, files) { throw .refused(problem) }
         let lines = try newLines(tenant)
         // The group before the account that names its gid: a crash between leaves a group, never
-        // an account without one.
+        // an account without one. A write that fails puts back the files written before it.
         var groupText = files.group
         if tenant.makeGroup { groupText = AccountText(groupText.appending(lines.group)) }
         guard let withMember = groupText.addingMember(tenant.name, toGroup: tenant.supplementaryGroup, field: 3) else {
             throw .refused("the host group \(tenant.supplementaryGroup) is gone from \(group)")
         }
-        try replace(group, withMember)
-        if var gshadowText = files.gshadow {
-            if tenant.makeGroup { gshadowText = AccountText(gshadowText.appending(lines.gshadow)) }
-            // A gshadow without the group's line (made by hand) keeps the membership in group(5) alone.
-            try replace(gshadow, gshadowText.addingMember(tenant.name, toGroup: tenant.supplementaryGroup, field: 3) ?? gshadowText.bytes)
+        var written: [(path: String, before: AccountText)] = []
+        do throws(ProvisionError) {
+            try replace(group, withMember)
+            written.append((group, files.group))
+            if var gshadowText = files.gshadow {
+                if tenant.makeGroup { gshadowText = AccountText(gshadowText.appending(lines.gshadow)) }
+                // A gshadow without the group's line (made by hand) keeps the membership in group(5) alone.
+                try replace(gshadow, gshadowText.addingMember(tenant.name, toGroup: tenant.supplementaryGroup, field: 3) ?? gshadowText.bytes)
+                written.append((gshadow, files.gshadow ?? gshadowText))
+            }
+            try append(passwd, lines.passwd, to: files.passwd)
+            written.append((passwd, files.passwd))
+            if let shadowText = files.shadow { try append(shadow, lines.shadow, to: shadowText) }
+        } catch {
+            for file in written.reversed() {
+                do { try replace(file.path, file.before) } catch {
+                    JailLogHandler.emitToTerminal("could not undo the account \(tenant.name) in \(file.path): \(error)")
+                }
+            }
+            throw error
         }
-        try append(passwd, lines.passwd, to: files.passwd)
-        if let shadowText = files.shadow { try append(shadow, lines.shadow, to: shadowText) }
         clearLoginRecords(of: tenant.uid)
         flushNameCaches()
     }

@@ -123,7 +123,7 @@ public enum Provision {
         if let other = AccountText.passwdEntry(users.line(whereField: 2, is: "\(r.uid)")) {
             throw ProvisionError.refused("uid \(r.uid) is in use by host account \(other.name)")
         }
-        if let holder = try paths.configs(withUID: r.uid).first {
+        if let holder = try paths.configs(withUID: r.uid, created: users.namesOfCreatedJails).first {
             throw ProvisionError.refused("uid \(r.uid) is in use by jail \(holder) (\(paths.config(holder)))")
         }
         if let running = JailState.all(uid: r.uid).first(where: { $0.alive }) {

@@ -69,13 +69,15 @@ public struct ProvisionPaths: Sendable, Equatable {
 }
 
 extension ProvisionPaths {
-    /// The jails whose config gives `uid` (`uid = N`), for `jaild create`'s check. Every config
-    /// is read, since one written by hand has no host account that would show its uid; each
-    /// with one openat(2) relative to the directory, one read and a close, and parsed only when
-    /// its bytes hold the uid's digits (about 2 µs a config: 4 ms at 2,000, where reading each
-    /// by its full path took 8). A config that cannot be read is an error: skipped, it could
-    /// hide the jail that has the uid.
-    func configs(withUID uid: UInt32) throws(ProvisionError) -> [String] {
+    /// The jails whose config gives `uid` (`uid = N`), for `jaild create`'s check. A config of
+    /// a jail whose host account `jaild create` made (`created`: passwd comments it "jail NAME")
+    /// is not read: that account's uid is the jail's, and create checks the accounts' uids
+    /// first (a start of such a config with another account's uid is refused, Preflight). Only
+    /// the other configs, written by hand, are read: with one openat(2) relative to the
+    /// directory, one read and a close each, parsed only when the bytes hold the uid's digits.
+    /// Reading all 2,000 configs took 4 ms of a 12 ms create at 2,000 tenants. A config that
+    /// cannot be read is an error: skipped, it could hide the jail that has the uid.
+    func configs(withUID uid: UInt32, created: Set<String> = []) throws(ProvisionError) -> [String] {
         let digits = Array("\(uid)".utf8)
         let directory: FileDescriptor
         do {
@@ -84,7 +86,7 @@ extension ProvisionPaths {
         } catch { throw .system(error) }
         defer { closeDescriptor(directory.rawValue) }
         var holders: [String] = []
-        for file in listDirectory(configDirectory) where file.hasSuffix(".conf") {
+        for file in listDirectory(configDirectory) where file.hasSuffix(".conf") && !created.contains(String(file.dropLast(5))) {
             let path = "\(configDirectory)/\(file)"
             let bytes: [UInt8]
             do throws(SystemError) {

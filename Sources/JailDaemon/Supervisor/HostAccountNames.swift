@@ -40,3 +40,20 @@ extension Preflight {
             + "as an alias, or use one name"
     }
 }
+
+extension Preflight {
+    /// A host account that `jaild create Y` made (passwd comments it "jail Y") logs into the
+    /// jail of its uid, whichever config starts it: a config of another name with that uid
+    /// (one written by hand, or edited) would receive Y's logins. Refused at its start, which
+    /// is what lets `jaild create` leave the configs of the jails it made unread in its uid
+    /// check (ProvisionPaths.configs(withUID:)). A start without a name (`--uid`, `--config`)
+    /// has nothing to compare.
+    static func checkUIDOwner(_ configuration: JailConfiguration) throws(JailError) {
+        guard let name = configuration.jailName, !configuration.rootless else { return }
+        let passwd = try JailError.wrap { () throws(SystemError) in try readFile("/etc/passwd") }
+        if let owner = AccountText(passwd).createdJail(withUID: configuration.uid), owner != name {
+            throw .startFailed("uid \(configuration.uid) is jail \(owner)'s: its host account \(owner), made by jaild create, "
+                + "logs into the jail of that uid; give jail \(name) another uid")
+        }
+    }
+}

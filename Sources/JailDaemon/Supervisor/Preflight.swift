@@ -14,6 +14,7 @@ public enum Preflight {
     /// make jaild read a host file).
     public static func check(_ configuration: JailConfiguration) throws(JailError) -> Account {
         if configuration.rootless { try Rootless.check(configuration) }
+        try checkUIDOwner(configuration)
         try ResourceLimitGrant.raiseOwnHardLimits(to: configuration.resourceLimits, rootless: configuration.rootless)
         let root = configuration.root ?? "/"
         guard let info = try JailError.wrap({ () throws(SystemError) in try fileStatus(root) }) else {

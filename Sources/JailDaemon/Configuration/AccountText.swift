@@ -76,6 +76,28 @@ struct AccountText: Equatable {
 
     func line(named name: String) -> ArraySlice<UInt8>? { line(whereField: 0, is: name) }
 
+    /// `jaild create NAME` comments the account it makes "jail NAME": the names of the jails
+    /// whose host account it made, from one pass over passwd.
+    var namesOfCreatedJails: Set<String> {
+        var names: Set<String> = []
+        let prefix = Array("jail ".utf8)
+        forEachLine { line, _ in
+            guard !Self.isComment(line), let name = Self.field(0, of: line), let comment = Self.field(4, of: line),
+                  comment.count == prefix.count + name.count, comment.starts(with: prefix),
+                  comment.dropFirst(prefix.count).elementsEqual(name) else { return }
+            names.insert(String(decoding: name, as: UTF8.self))
+        }
+        return names
+    }
+
+    /// The jail whose host account `jaild create` made with `uid` (comment "jail NAME"), if any.
+    func createdJail(withUID uid: UInt32) -> String? {
+        guard let line = line(whereField: 2, is: "\(uid)"), let name = Self.field(0, of: line),
+              let comment = Self.field(4, of: line) else { return nil }
+        let wanted = Array("jail ".utf8) + Array(name)
+        return comment.elementsEqual(wanted) ? String(decoding: name, as: UTF8.self) : nil
+    }
+
     func contains(name: String) -> Bool { line(named: name) != nil }
 
     /// passwd(5)'s entry of `line`, as PasswdEntry reads it.
