@@ -227,15 +227,15 @@ final class ListFastTests: XCTestCase {
         let root = "/tmp/jail-listfast-test-\(getpid())"
         defer { removeTree(root) }
         let v2 = root + "/unified/jail/x", v1 = root + "/memory/jail/x"
-        XCTAssertEqual(makeDirectories(v2 + "/programs"), 0)
-        XCTAssertEqual(makeDirectories(v1 + "/programs"), 0)
-        try write(root + "/unified/jail/cgroup.subtree_control", "cpu pids\n")
+        XCTAssertEqual(makeFixtureDirectories(v2 + "/programs"), 0)
+        XCTAssertEqual(makeFixtureDirectories(v1 + "/programs"), 0)
+        try writeFixture(root + "/unified/jail/cgroup.subtree_control", "cpu pids\n")
         // Files a real v2 child without memory would not have: present here, to see them skipped.
-        try write(v2 + "/memory.current", "4096\n")
-        try write(v2 + "/memory.usage_in_bytes", "4096\n")
-        try write(v2 + "/pids.current", "5\n")
-        try write(v2 + "/cpu.stat", "usage_usec 1000000\n")
-        try write(v1 + "/memory.usage_in_bytes", "8192\n")
+        try writeFixture(v2 + "/memory.current", "4096\n")
+        try writeFixture(v2 + "/memory.usage_in_bytes", "4096\n")
+        try writeFixture(v2 + "/pids.current", "5\n")
+        try writeFixture(v2 + "/cpu.stat", "usage_usec 1000000\n")
+        try writeFixture(v1 + "/memory.usage_in_bytes", "8192\n")
 
         let parents = CgroupParents(directories: [v2, v1, v2])
         XCTAssertEqual(parents.enabled.count, 1)
@@ -257,7 +257,7 @@ final class ListFastTests: XCTestCase {
                               cgroup: v2)
         XCTAssertFalse(Row.mayHavePayload(state, parents))
         XCTAssertFalse(Row.mayHavePayload(state))
-        XCTAssertEqual(makeDirectories(v2 + "/programs/payload"), 0)
+        XCTAssertEqual(makeFixtureDirectories(v2 + "/programs/payload"), 0)
         XCTAssertTrue(Row.mayHavePayload(state, parents))
         XCTAssertTrue(Row.mayHavePayload(state))
         rmdir(v2 + "/programs/payload")
@@ -276,8 +276,8 @@ final class ListFastTests: XCTestCase {
         XCTAssertEqual(figures.cpuSeconds, 1)
 
         // Memory enabled: memory.current is read, never the v1 file of a v2 directory.
-        try write(root + "/unified/jail/cgroup.subtree_control", "memory\n")
-        try write(v2 + "/memory.usage_in_bytes", "1\n")
+        try writeFixture(root + "/unified/jail/cgroup.subtree_control", "memory\n")
+        try writeFixture(v2 + "/memory.usage_in_bytes", "1\n")
         XCTAssertEqual(CgroupParents(directories: [v2]).memoryFiles(v2), ["memory.current"])
         removeFile(v2 + "/memory.current")
         XCTAssertNil(CgroupFigures(directories: [v2], parents: CgroupParents(directories: [v2])).memoryCharge)
@@ -285,15 +285,15 @@ final class ListFastTests: XCTestCase {
 
     func testCountersReadOnBytesAsTheTextParser() throws {
         let root = "/tmp/jail-listfast-counters-\(getpid())"
-        XCTAssertEqual(makeDirectories(root), 0)
+        XCTAssertEqual(makeFixtureDirectories(root), 0)
         defer { removeTree(root) }
         for (text, expected) in [("5\n", UInt64(5)), ("5", 5), (" 5 \n", 5), ("max\n", nil), ("\n", nil), ("", nil), ("-1\n", nil),
                                  ("18446744073709551615\n", UInt64.max), ("5\r\n", nil)] as [(String, UInt64?)] {
-            try write(root + "/value", text)
+            try writeFixture(root + "/value", text)
             XCTAssertEqual(Metrics.counter(root + "/value"), expected, text.debugDescription)
         }
         XCTAssertNil(Metrics.counter(root + "/missing"))
-        try write(root + "/stat", "usage_usec 2500000\nuser_usec  1\nsystem_usec 2 3\n\nempty\n")
+        try writeFixture(root + "/stat", "usage_usec 2500000\nuser_usec  1\nsystem_usec 2 3\n\nempty\n")
         XCTAssertEqual(Metrics.keyed(root + "/stat", "usage_usec"), 2_500_000)
         XCTAssertEqual(Metrics.keyed(root + "/stat", "user_usec"), 1)
         XCTAssertNil(Metrics.keyed(root + "/stat", "system_usec"))
@@ -302,23 +302,6 @@ final class ListFastTests: XCTestCase {
     }
 
     // MARK: Helpers
-
-    private func write(_ path: String, _ text: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        XCTAssertGreaterThanOrEqual(fd, 0, path)
-        defer { close(fd) }
-        let bytes = Array(text.utf8)
-        XCTAssertEqual(bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }, bytes.count)
-    }
-
-    private func makeDirectories(_ path: String) -> Int32 {
-        var partial = ""
-        for part in path.split(separator: "/") {
-            partial += "/" + part
-            if mkdir(partial, 0o755) < 0 && errno != EEXIST { return -1 }
-        }
-        return 0
-    }
 
     private func removeFile(_ path: String) {
         XCTAssertEqual(unlink(path), 0, path)

@@ -59,16 +59,16 @@ final class MetricsTests: XCTestCase {
         defer { _ = try? removeTree(root) }
         let v2 = root + "/unified/jail/x", memory = root + "/memory/jail/x", pids = root + "/pids/jail/x"
         for directory in [v2, memory, pids] {
-            for leaf in JailCgroups.leaves { XCTAssertEqual(mkdirs(directory + "/" + leaf), 0) }
+            for leaf in JailCgroups.leaves { XCTAssertEqual(makeFixtureDirectories(directory + "/" + leaf), 0) }
         }
-        try write(v2 + "/cpu.stat", "usage_usec 2500000\nuser_usec 1\nsystem_usec 2\n")
-        try write(memory + "/memory.usage_in_bytes", "4096\n")
-        try write(memory + "/programs/memory.limit_in_bytes", "67108864\n")
-        try write(memory + "/memory.max_usage_in_bytes", "8192\n")
-        try write(memory + "/programs/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
-        try write(memory + "/sessions/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
-        try write(pids + "/pids.current", "5\n")
-        try write(pids + "/programs/pids.max", "max\n")
+        try writeFixture(v2 + "/cpu.stat", "usage_usec 2500000\nuser_usec 1\nsystem_usec 2\n")
+        try writeFixture(memory + "/memory.usage_in_bytes", "4096\n")
+        try writeFixture(memory + "/programs/memory.limit_in_bytes", "67108864\n")
+        try writeFixture(memory + "/memory.max_usage_in_bytes", "8192\n")
+        try writeFixture(memory + "/programs/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+        try writeFixture(memory + "/sessions/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+        try writeFixture(pids + "/pids.current", "5\n")
+        try writeFixture(pids + "/programs/pids.max", "max\n")
         var state = JailState(socket: "s", pidFile: "p", uid: 9, gid: 9, root: root + "/nonexistent/root", supervisor: 1,
                               initPid: 0, started: 42, cgroup: "", rcStatus: 3, name: "x")
         state.cgroups = [v2, memory, pids]
@@ -80,33 +80,16 @@ final class MetricsTests: XCTestCase {
 
     func testOutputIsReplacedAtomically() throws {
         let directory = "/tmp/jail-metrics-out-\(getpid())"
-        XCTAssertEqual(mkdirs(directory), 0)
+        XCTAssertEqual(makeFixtureDirectories(directory), 0)
         defer { _ = try? removeTree(directory) }
         let path = directory + "/jail.prom"
-        try write(path, "old\n")
+        try writeFixture(path, "old\n")
         try Metrics.replaceAtomically(path, with: Array("new\n".utf8))
         XCTAssertEqual(try readText(path), "new\n")
         XCTAssertEqual(listDirectory(directory), ["jail.prom"])
         var info = stat()
         XCTAssertEqual(stat(path, &info), 0)
         XCTAssertEqual(info.st_mode & 0o777, 0o644)
-    }
-
-    private func write(_ path: String, _ text: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        XCTAssertGreaterThanOrEqual(fd, 0, path)
-        defer { close(fd) }
-        let bytes = Array(text.utf8)
-        XCTAssertEqual(bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }, bytes.count)
-    }
-
-    private func mkdirs(_ path: String) -> Int32 {
-        var partial = ""
-        for part in path.split(separator: "/") {
-            partial += "/" + part
-            if mkdir(partial, 0o755) < 0 && errno != EEXIST { return -1 }
-        }
-        return 0
     }
 
     private func removeTree(_ path: String) throws {
