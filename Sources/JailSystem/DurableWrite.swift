@@ -55,6 +55,8 @@ public func appendDurably(_ path: String, _ bytes: [UInt8], expectedSize: Int) t
     let written: Int
     do { written = try fd.writeSome(bytes[...]) } catch { throw SystemError("write", path: path, errno: error.errno) }
     if written != bytes.count {
+        // A full disk or quota: the part written goes again (a failure of that is what is
+        // thrown: the file may end in part of the line), and the caller fails.
         try fd.setSize(Int64(before.st_size), path: path)
         throw SystemError("write", path: path, errno: .noSpace)
     }

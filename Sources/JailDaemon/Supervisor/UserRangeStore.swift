@@ -285,27 +285,8 @@ struct UserRangeStore {
     func appendShadowLine(_ path: String, _ line: String, to text: String) throws(JailError) {
         let addition = Array(((text.isEmpty || text.utf8.last == UInt8(ascii: "\n") ? "" : "\n") + line + "\n").utf8)
         let appended = try JailError.wrap { () throws(SystemError) -> Bool in
-            let fd: FileDescriptor
-            do throws(SystemError) { fd = try openFile(path, O_WRONLY | O_APPEND | O_NOFOLLOW) } catch {
-                guard error.errno == .noSuchFileOrDirectory || error.errno == .tooManySymbolicLinkLevels else { throw error }
-                return false
-            }
-            defer { closeDescriptor(fd.rawValue) }
-            let before = try fd.fileStatus()
-            guard before.st_mode & S_IFMT == S_IFREG, before.st_size == text.utf8.count, !text.isEmpty else { return false }
-            let written: Int
-            do throws(SystemError) { written = try fd.writeSome(addition[...]) } catch {
-                throw SystemError("write", path: path, errno: error.errno)
-            }
-            if written != addition.count {
-                // A full disk or quota: the part written goes again, and the start fails.
-                do { try fd.setSize(Int64(before.st_size), path: path) } catch {
-                    log.error("\(error): \(path) may end in a part of '\(line)'")
-                }
-                throw SystemError("write", path: path, errno: .noSpace)
-            }
-            try fd.synchronize(path: path)
-            return true
+            guard !text.isEmpty else { return false }
+            return try appendDurably(path, addition, expectedSize: text.utf8.count)
         }
         if !appended { try replaceShadowFile(path, with: UserRange.adding(line, to: try shadowFile(path))) }
     }
@@ -314,21 +295,7 @@ struct UserRangeStore {
     /// beside it (`FILE+`) with the old one's mode and owner (0644 root:root when it is new),
     /// synced, then renamed over it, so a reader sees the old text or the new, never half.
     func replaceShadowFile(_ path: String, with text: String) throws(JailError) {
-        let temporary = path + "+"
-        try JailError.wrap { () throws(SystemError) in
-            let info = try fileStatus(path)
-            try removeFile(temporary)
-            let created = try writeFile(temporary, Array(text.utf8), mode: info.map { $0.st_mode & 0o7777 } ?? 0o644,
-                                        owner: (info?.st_uid ?? 0, info?.st_gid ?? 0), .exclusive)
-            if !created { throw SystemError("open", path: temporary, errno: .fileExists) }  // made by another since
-            do throws(SystemError) {
-                try syncFile(temporary)
-                try renameFile(temporary, to: path)
-            } catch {
-                discardFile(temporary)
-                throw error
-            }
-        }
+        try JailError.wrap { () throws(SystemError) in try replaceFileKeepingOwner(path, Array(text.utf8), temporary: path + "+") }
     }
 
     /// /var/lib/jail/userns, root's alone: only jaild decides who owns which ids.
