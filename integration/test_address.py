@@ -149,7 +149,7 @@ def host_state():
     programs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True).stdout)
     names = sorted(p.get("name", "") for p in programs if p.get("name", "").startswith("jail_"))
     maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True, check=True).stdout)
-    owned = [m["id"] for m in maps if m.get("name") == "jail_owned_port" and m.get("bytes_key") == 20]
+    owned = [m["id"] for m in maps if m.get("name") == "jail_owned_port" and m.get("bytes_key") == 24]
     return records, reserved, names, owned
 
 

@@ -283,12 +283,13 @@ def test_outgoing_connections_work_from_a_jail_without_ports(rootfs_sec, rootfs_
 
 def owned_map():
     """The shared owned-ports map's ports owned on every address as {(protocol, port): owner
-    cgroup id}, or None if absent. Its key (struct cj_owned_key, 20 bytes) is the port word and
-    an address, all zeros for "every address" (test_address checks the others); a map with a
-    4-byte key is a jaild's from before addresses."""
+    cgroup id}, or None if absent. Its key (struct cj_owned_key, 24 bytes) is the LPM trie's
+    prefix length (always 160, a full-length key), the port word and an address, all zeros for
+    "every address" (test_address checks the others); hash maps with 4- or 20-byte keys are
+    earlier jailds'."""
     maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True).stdout or "[]")
     found = []
-    for map_id in [m["id"] for m in maps if m.get("name") == "jail_owned_port" and m.get("bytes_key") == 20]:
+    for map_id in [m["id"] for m in maps if m.get("name") == "jail_owned_port" and m.get("bytes_key") == 24]:
         dump = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)], capture_output=True,
                                          text=True).stdout or "{}")
         if not isinstance(dump, list):
@@ -296,9 +297,10 @@ def owned_map():
         entries = {}
         for entry in dump:
             raw = bytes(int(b, 16) for b in entry["key"])
-            if raw[4:] != bytes(16):
+            assert struct.unpack("<I", raw[:4])[0] == 160, raw  # an exact key, never a prefix
+            if raw[8:] != bytes(16):
                 continue
-            key = struct.unpack("<I", raw[:4])[0]
+            key = struct.unpack("<I", raw[4:8])[0]
             entries[(key >> 16, key & 0xFFFF)] = struct.unpack("<Q", bytes(int(b, 16) for b in entry["value"]))[0]
         found.append((map_id, entries))
     assert len(found) <= 1, found
@@ -327,7 +329,7 @@ def test_owned_ports_map_follows_the_jails(rootfs_sec, rootfs_sec_b):
         record = f"/run/jail/ports/{owner + 999983}"
         with open(record, "w") as f:
             f.write(f"tcp:{stale}")
-        key = " ".join(str(b) for b in struct.pack("<I", 6 << 16 | stale) + bytes(16))  # every address
+        key = " ".join(str(b) for b in struct.pack("<II", 160, 6 << 16 | stale) + bytes(16))  # every address
         value = " ".join(str(b) for b in struct.pack("<Q", owner + 999983))
         subprocess.run(f"bpftool map update id {map_id} key {key} value {value}".split(), check=True)
         assert (6, stale) in owned_map()[1]

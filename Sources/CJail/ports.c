@@ -2,9 +2,12 @@
  * instructions, so nothing but the kernel is needed at run time: no clang, no libbpf, no
  * object files. The verifier checks every program at load.
  *
- * - One hash map shared by every jail's programs, "jail_owned_port": key struct cj_owned_key
+ * - One map shared by every jail's programs, "jail_owned_port": key struct cj_owned_key
  *   (protocol<<16|port, an IPv6 address: all zeros "every address", an IPv4 address v4-mapped,
- *   all ones "some address", see emit_post_bind), value the owning jail's cgroup id. It is not
+ *   all ones "some address", see emit_post_bind), value the owning jail's cgroup id. It is an
+ *   LPM trie whose every key is a full-length prefix, used as an exact-match table: a hash map
+ *   of MAP_ENTRIES allocates and zeroes 4 MiB of buckets at its creation (1.7 ms, on the path of
+ *   the start of a host's first jail, issue 36), a trie nothing until a key is added. It is not
  *   pinned (it lives as long as a program uses it: the last jail's stop frees it). jaild keeps
  *   its id in a file of its own and opens it by that id (cj_owned_ports_by_id); only when that
  *   id is gone does it walk the host's maps by name. A start adds its own entries
@@ -82,12 +85,12 @@ static int emit_bind(struct bpf_insn *p, const struct cj_port_range *ranges, int
     return asm_finish(&a);
 }
 
-/* One lookup of the key at fp-24: found → DENY. */
+/* One lookup of the key at fp-28: found → DENY. */
 static void emit_lookup(struct bpf_asm *a, int map) {
     asm_emit(a, INSN(BPF_LD | BPF_DW | BPF_IMM, BPF_REG_1, BPF_PSEUDO_MAP_FD, 0, map));
     asm_emit(a, INSN(0, 0, 0, 0, 0));
     MOV(a, BPF_REG_2, BPF_REG_10);
-    asm_emit(a, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -24));
+    asm_emit(a, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -28));
     CALL(a, BPF_FUNC_map_lookup_elem);
     JNE(a, BPF_REG_0, 0, DENY);
 }
@@ -95,7 +98,7 @@ static void emit_lookup(struct bpf_asm *a, int map) {
 /* post-bind: r2 = the bound port (host order), r3 = the protocol, r6 the socket.
  *   one of the jail's ranges, or the jail's own loopback address: allow
  *   otherwise, a TCP or UDP port that the map gives to another jail: 0 (EPERM), where the
- *   map's key (struct cj_owned_key, at fp-24) is looked up as
+ *   map's key (struct cj_owned_key, at fp-28: its prefix length, then the port word at fp-24) is looked up as
  *     (port, every address)       a jail without --address owns the port everywhere
  *     (port, the bound address)   a jail owns it on this address; a wildcard bind looks up
  *                                 the wildcard key, which says "some jail owns it somewhere"
@@ -129,6 +132,7 @@ static int emit_post_bind(struct bpf_insn *p, int map, const struct cj_port_rang
     asm_emit(&a, INSN(BPF_ALU64 | BPF_LSH | BPF_K, BPF_REG_3, 0, 0, 16));
     asm_emit(&a, INSN(BPF_ALU64 | BPF_OR | BPF_X, BPF_REG_3, BPF_REG_2, 0, 0));
     MOV(&a, BPF_REG_8, BPF_REG_3);                /* the port word, kept across the calls */
+    STW(&a, BPF_REG_10, -28, CJ_OWNED_KEY_BITS);
     STXW(&a, BPF_REG_10, BPF_REG_8, -24);
     for (int i = 0; i < 4; i++) STW(&a, BPF_REG_10, -20 + 4 * i, 0);
     emit_lookup(&a, map);                         /* (port, every address) */
@@ -160,8 +164,9 @@ static int emit_post_bind(struct bpf_insn *p, int map, const struct cj_port_rang
     return asm_finish(&a);
 }
 
-/* Whether fd is the owned-ports map: its name, type and key and value sizes (the key's size
- * tells it from the map of a jaild before addresses, a 4-byte key); *id gets its id. */
+/* Whether fd is the owned-ports map: its name, type and key and value sizes (the type and the
+ * key's size tell it from the hash maps of earlier jailds: 4-byte keys before addresses,
+ * 20-byte ones before the trie); *id gets its id. */
 static int is_owned_ports_map(int fd, uint32_t *id) {
     union bpf_attr attr;
     struct bpf_map_info info;
@@ -172,7 +177,7 @@ static int is_owned_ports_map(int fd, uint32_t *id) {
     attr.info.info = (uint64_t)(uintptr_t)&info;
     if (cj_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) < 0) return 0;
     if (id) *id = info.id;
-    return strcmp(info.name, map_name) == 0 && info.type == BPF_MAP_TYPE_HASH &&
+    return strcmp(info.name, map_name) == 0 && info.type == BPF_MAP_TYPE_LPM_TRIE &&
            info.key_size == sizeof(struct cj_owned_key) && info.value_size == 8;
 }
 
@@ -218,13 +223,21 @@ int cj_owned_ports_open(int create) {
     }
     if (!create) { errno = ENOENT; return -1; }
     memset(&attr, 0, sizeof attr);
-    attr.map_type = BPF_MAP_TYPE_HASH;
+    attr.map_type = BPF_MAP_TYPE_LPM_TRIE;
     attr.key_size = sizeof(struct cj_owned_key);
     attr.value_size = 8;
     attr.max_entries = MAP_ENTRIES;
-    attr.map_flags = BPF_F_NO_PREALLOC;  /* memory for the ports in use only */
+    attr.map_flags = BPF_F_NO_PREALLOC;  /* a trie's must: nodes are allocated as keys are added */
     strncpy(attr.map_name, map_name, sizeof attr.map_name - 1);
     return cj_bpf(BPF_MAP_CREATE, &attr);
+}
+
+/* keys[i] as the trie's exact key: whatever prefix length a caller left in it, a shorter one
+ * would match every key under it (0: every bind on the host). */
+static struct cj_owned_key exact_key(const struct cj_owned_key *key) {
+    struct cj_owned_key exact = *key;
+    exact.prefixlen = CJ_OWNED_KEY_BITS;
+    return exact;
 }
 
 /* One jail's keys, added where nobody owns them yet (BPF_NOEXIST): the first jail to start
@@ -233,16 +246,17 @@ int cj_owned_ports_open(int create) {
 int cj_owned_ports_add(int map, const struct cj_owned_key *keys, int n, uint64_t owner, uint64_t *holders) {
     union bpf_attr attr;
     for (int i = 0; i < n; i++) {
+        struct cj_owned_key key = exact_key(&keys[i]);
         memset(&attr, 0, sizeof attr);
         attr.map_fd = (uint32_t)map;
-        attr.key = (uint64_t)(uintptr_t)&keys[i];
+        attr.key = (uint64_t)(uintptr_t)&key;
         attr.value = (uint64_t)(uintptr_t)&owner;
         attr.flags = BPF_NOEXIST;
         if (cj_bpf(BPF_MAP_UPDATE_ELEM, &attr) == 0) { holders[i] = owner; continue; }
         if (errno != EEXIST) return -1;
         memset(&attr, 0, sizeof attr);
         attr.map_fd = (uint32_t)map;
-        attr.key = (uint64_t)(uintptr_t)&keys[i];
+        attr.key = (uint64_t)(uintptr_t)&key;
         attr.value = (uint64_t)(uintptr_t)&holders[i];
         if (cj_bpf(BPF_MAP_LOOKUP_ELEM, &attr) < 0) return -1;
     }
@@ -275,7 +289,7 @@ int cj_owned_ports_sync(int map, const struct cj_owned_key *keys, const uint64_t
 
 static int owned_ports_sync(int map, const struct cj_owned_key *keys, const uint64_t *owners, int n,
                             struct cj_owned_key *wanted, struct cj_owned_key *stale) {
-    memcpy(wanted, keys, (size_t)n * sizeof *keys);
+    for (int i = 0; i < n; i++) wanted[i] = exact_key(&keys[i]);
     qsort(wanted, (size_t)n, sizeof *wanted, compare_keys);
     /* Collect first: deleting while walking would restart the walk. */
     int nstale = 0;
@@ -302,9 +316,10 @@ static int owned_ports_sync(int map, const struct cj_owned_key *keys, const uint
         if (cj_bpf(BPF_MAP_DELETE_ELEM, &attr) < 0 && errno != ENOENT) return -1;
     }
     for (int i = 0; i < n; i++) {
+        struct cj_owned_key key = exact_key(&keys[i]);
         memset(&attr, 0, sizeof attr);
         attr.map_fd = (uint32_t)map;
-        attr.key = (uint64_t)(uintptr_t)&keys[i];
+        attr.key = (uint64_t)(uintptr_t)&key;
         attr.value = (uint64_t)(uintptr_t)&owners[i];
         attr.flags = BPF_ANY;
         if (cj_bpf(BPF_MAP_UPDATE_ELEM, &attr) < 0) return -1;

@@ -236,9 +236,11 @@ struct cj_port_range {
  * `address` an IPv6 address, an IPv4 one as ::ffff:a.b.c.d, all zeros for "every address",
  * all ones for "some address" (a wildcard bind's key). */
 struct cj_owned_key {
+    uint32_t prefixlen;  /* the LPM trie's: always CJ_OWNED_KEY_BITS, an exact match */
     uint32_t port;
     uint8_t address[16];
 };
+enum { CJ_OWNED_KEY_BITS = 8 * (4 + 16) };
 /* A jail's own addresses (address.c): IPv4 ones as their 4 bytes in network order read as a
  * uint32_t, IPv6 ones 16 bytes each; loopback 0 when the jail has none. */
 enum { CJ_ADDRESSES_MAX = 8 };

@@ -350,6 +350,7 @@ public enum OwnedPorts {
 
         var entry: cj_owned_key {
             var key = cj_owned_key()
+            key.prefixlen = UInt32(CJ_OWNED_KEY_BITS)
             key.port = port
             withUnsafeMutableBytes(of: &key.address) { $0.copyBytes(from: address) }
             return key
