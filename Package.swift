@@ -54,6 +54,9 @@ let package = Package(
         .executableTarget(name: "jail", dependencies: ["JailClient"], swiftSettings: strict,
                           linkerSettings: staticExecutable),
         .testTarget(name: "JailProtocolTests", dependencies: ["JailProtocol"]),
+        .testTarget(name: "JaildTests", dependencies: [
+            "jaild", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "JailDaemonTests", dependencies: ["JailDaemon", "JailSystem", "JailProtocol"]),
         .testTarget(name: "JailClientTests", dependencies: [
             "CJail", "JailClient", "JailProtocol", .product(name: "SystemPackage", package: "swift-system"),
