@@ -63,18 +63,26 @@ public func listDirectory(_ path: String) -> [String] {
 /// The number of threads of this process. clone/unshare/fork-without-exec are only safe when
 /// it is 1 (see DESIGN.md), so callers check it first.
 public func threadCount() -> Int {
-    guard let status = try? readText("/proc/self/status") else { return -1 }
-    for line in status.split(separator: "\n") where line.hasPrefix("Threads:") {
-        return Int(line.dropFirst("Threads:".count).trimmingWhitespace()) ?? -1
-    }
-    return -1
+    guard let status = try? readFile("/proc/self/status") else { return -1 }
+    let label = Array("\nThreads:".utf8)
+    guard let start = status.indices.first(where: { status[$0...].starts(with: label) }) else { return -1 }
+    return number(in: status[(start + label.count)...].prefix { $0 != UInt8(ascii: "\n") }) ?? -1
 }
 
 /// A file that holds one integer, such as /proc/sys/user/max_user_namespaces; nil if it
 /// cannot be read or is not a number.
 public func readNumber(_ path: String) -> Int? {
-    guard let text = try? readText(path) else { return nil }
-    return Int(text.trimmingWhitespace())
+    guard let bytes = try? readFile(path) else { return nil }
+    return number(in: bytes[...])
+}
+
+/// The decimal integer these bytes hold between blanks (space, tab, newline); nil if they
+/// hold anything else. On bytes: the Character-wise trim cost a start a tenth of a millisecond
+/// over the dozen /proc files it reads (issue 36).
+func number(in bytes: ArraySlice<UInt8>) -> Int? {
+    let blank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\n") }
+    guard let first = bytes.firstIndex(where: { !blank($0) }), let last = bytes.lastIndex(where: { !blank($0) }) else { return nil }
+    return Int(String(decoding: bytes[first...last], as: UTF8.self))
 }
 
 extension StringProtocol {

@@ -1,4 +1,5 @@
 @testable import JailDaemon
+import JailSystem
 import XCTest
 
 final class CgroupTests: XCTestCase {
@@ -17,7 +18,25 @@ final class CgroupTests: XCTestCase {
         XCTAssertEqual(mounts.v1["memory"], "/sys/fs/cgroup/memory")
         XCTAssertEqual(mounts.v1["cpu"], "/sys/fs/cgroup/cpu,cpuacct")
         XCTAssertEqual(mounts.v1["pids"], "/sys/fs/cgroup/pids")
-        XCTAssertEqual(CgroupMounts.unescape("/a\\040b"), "/a b")
+        XCTAssertEqual(MountInfoEntry.unescape("/a\\040b"), "/a b")
+    }
+
+    func testMountinfoLinesAreReadAsTheKernelWritesThem() {
+        let text = """
+            36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue
+            37 36 0:5 / /a\\040b\\011c\\134d rw - tmpfs none rw,size=1k
+            38 36 0:6 / /no/separator rw tmpfs none rw
+            39 36 0:7 / /short/tail rw - tmpfs none
+            40 36 0:8 / /x\\04 rw - tmpfs none rw
+            41 36 0:9 /
+            """
+        XCTAssertEqual(MountInfoEntry.parseAll(text), [
+            MountInfoEntry(mountPoint: "/mnt/parent", fsType: "ext3", superOptions: "rw,errors=continue"),
+            MountInfoEntry(mountPoint: "/a b\tc\\d", fsType: "tmpfs", superOptions: "rw,size=1k"),
+            MountInfoEntry(mountPoint: "/x\\04", fsType: "tmpfs", superOptions: "rw"),
+        ])
+        XCTAssertEqual(MountInfoEntry.parseAll(""), [])
+        XCTAssertEqual(MountInfoEntry.unescape("/a\\777b\\0"), "/a\\777b\\0")
     }
 
     func testV2IsPreferredWhereItOffersTheController() throws {

@@ -1,4 +1,5 @@
 @testable import JailDaemon
+import JailSystem
 import XCTest
 
 final class ProvisionPathsTests: XCTestCase {
@@ -35,7 +36,7 @@ final class ProvisionPathsTests: XCTestCase {
     }
 
     func testMountinfoEscapes() {
-        XCTAssertEqual(Provision.unescapeMountPath("/srv/a\\040b"), "/srv/a b")
+        XCTAssertEqual(MountInfoEntry.unescape("/srv/a\\040b"), "/srv/a b")
     }
 
     func testConfigsWithAUidAreThoseThatGiveIt() throws {

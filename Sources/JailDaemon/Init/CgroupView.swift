@@ -39,17 +39,11 @@ struct CgroupView {
     /// pivot_root, while init still has the host's mount table).
     static func hostHierarchies(mountinfo: String) -> [Hierarchy] {
         var found: [Hierarchy] = []
-        for line in mountinfo.split(separator: "\n") {
-            let halves = line.split(separator: " - ", maxSplits: 1)
-            guard halves.count == 2 else { continue }
-            let fields = halves[0].split(separator: " ")
-            let tail = halves[1].split(separator: " ")
-            guard fields.count >= 5, tail.count >= 3, tail[0] == "cgroup" || tail[0] == "cgroup2" else { continue }
-            let mountPoint = CgroupMounts.unescape(fields[4])
-            guard mountPoint == directory || mountPoint.hasPrefix(directory + "/") else { continue }
-            let options = tail[0] == "cgroup"
-                ? tail[2].split(separator: ",").filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",") : ""
-            found.append(Hierarchy(mountPoint: mountPoint, type: String(tail[0]), options: options))
+        for entry in MountInfoEntry.parseAll(mountinfo) where entry.fsType == "cgroup" || entry.fsType == "cgroup2" {
+            guard entry.mountPoint == directory || entry.mountPoint.hasPrefix(directory + "/") else { continue }
+            let options = entry.fsType == "cgroup"
+                ? entry.superOptions.split(separator: ",").filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",") : ""
+            found.append(Hierarchy(mountPoint: entry.mountPoint, type: entry.fsType, options: options))
         }
         return found
     }

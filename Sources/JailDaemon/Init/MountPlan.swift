@@ -172,7 +172,9 @@ public struct MountPlan: Equatable, Sendable {
     /// Carries out the plan. Runs in the jail's first process, in its new mount namespace.
     /// `rootTree`: the idmapped rootfs for `.attachIdmappedRoot`.
     public func apply(rootTree: FileDescriptor? = nil) throws(JailError) {
-        var sources: [Int: Source] = [:]
+        // Reserved: grown one bind at a time, the dictionary's rehashing was a tenth of a
+        // millisecond of init's start (perf, issue 36).
+        var sources: [Int: Source] = Dictionary(minimumCapacity: steps.count)
         defer { for source in sources.values { source.tree.closeQuietly() } }
         // Every host path is opened before any step: in root's user namespace, later steps
         // run as root inside, which host root's private directories keep out.

@@ -119,25 +119,6 @@ extension Provision {
     static func mountPoints() throws(ProvisionError) -> [String] {
         let text: String
         do { text = try readText("/proc/self/mountinfo") } catch { throw .system(error) }
-        return text.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ")
-            guard fields.count > 4 else { return nil }
-            return unescapeMountPath(String(fields[4]))
-        }
-    }
-
-    static func unescapeMountPath(_ s: String) -> String {
-        var out: [UInt8] = []
-        var bytes = Array(s.utf8)[...]
-        while let b = bytes.first {
-            bytes = bytes.dropFirst()
-            if b == UInt8(ascii: "\\"), bytes.count >= 3, let v = UInt8(String(decoding: bytes.prefix(3), as: UTF8.self), radix: 8) {
-                out.append(v)
-                bytes = bytes.dropFirst(3)
-            } else {
-                out.append(b)
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+        return MountInfoEntry.parseAll(text).map(\.mountPoint)
     }
 }
