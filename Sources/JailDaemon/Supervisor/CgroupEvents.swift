@@ -176,8 +176,11 @@ struct CgroupEvents {
     }
 
     mutating func report(jail: String) {
-        pendingVictims = Array((pendingVictims + readKernelVictims()).suffix(64))
+        // The counter first: the kernel writes a kill's `oom-kill:` record before it counts the
+        // kill, so a count read before the records has its records among them. Read the other
+        // way round, a kill that came between the two reads was logged without its process.
         let oom = countOOMKills()
+        pendingVictims = Array((pendingVictims + readKernelVictims()).suffix(64))
         if oom > oomKills {
             let new = oom - oomKills
             let victims = Array(pendingVictims.suffix(new))
