@@ -50,14 +50,16 @@ extension Supervisor {
     /// the clone (`cgroupsBeforeClone`), move init into them, say "C" (init forks nothing
     /// before), wait for its readiness. Any failure undoes all of it in the one `catch` below,
     /// and the caller's (which removes `cgroups`). Returns init and the exit status of `--rc`,
-    /// which init ran before it reported ready ("R" + status).
+    /// which init ran before it reported ready ("R" + status), and the id of the network
+    /// counters' map (nil: the jail has none).
     func cloneInit(listener: FileDescriptor, control: FileDescriptor?, cgroups: inout JailCgroups?,
-                   range: UInt32?) throws(JailError) -> (handle: InitHandle, rcStatus: Int32?) {
+                   range: UInt32?) throws(JailError) -> (handle: InitHandle, rcStatus: Int32?, traffic: UInt32?) {
         let threads = threadCount()
         guard threads == 1 else { throw .threaded(threads) }
         let channels = try openChannels(cgroups: cgroups, range: range)
         var pid: pid_t = 0
         var rcStatus: Int32?
+        var traffic: UInt32?
         var reaped = false
         let birthCgroups = openBirthCgroups(cgroups)
         defer {
@@ -99,6 +101,10 @@ extension Supervisor {
                     try tell(init: pid, .cgroupsJoined, channels: channels, reaped: &reaped)
                 }
             }
+            // While init finishes its start (hardening, --rc): attached after its "R", the counters'
+            // map and two programs were a quarter of a millisecond between init's readiness and the
+            // start's return (issue 36). A failure from here on is undone with the port filter.
+            traffic = NetworkCounters.attach(to: cgroups)
             rcStatus = try awaitInit(pid, channels: channels, reaped: &reaped)
         } catch {
             // Never a signal to a reaped pid: it may be another process's by now.
@@ -113,7 +119,7 @@ extension Supervisor {
         channels.closeSetup()
         // The lifeline's write end stays open (CLOEXEC) for the supervisor's whole life.
         return (InitHandle(pid: pid, pidfd: nil, logPipe: channels.logs.read, bootOutput: channels.boot.read, cgroups: cgroups),
-                rcStatus)
+                rcStatus, traffic)
     }
 
     func openChannels(cgroups: JailCgroups?, range: UInt32?) throws(JailError) -> CloneChannels {

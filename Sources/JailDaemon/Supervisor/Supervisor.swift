@@ -182,7 +182,7 @@ public struct Supervisor {
         var cgroups: JailCgroups?
         var range: UInt32?
         let signals: SignalDescriptor
-        let started: (handle: InitHandle, rcStatus: Int32?)
+        let started: (handle: InitHandle, rcStatus: Int32?, traffic: UInt32?)
         do {
             // With limits init inherits descriptors of its cgroups' procs files, so they exist
             // before the clone; without, they are made while init mounts its file system.
@@ -222,7 +222,7 @@ public struct Supervisor {
         state.forwardAgent = configuration.forwardAgent
         state.bootCommands = configuration.bootCommands.count
         state.forwardX11 = configuration.forwardX11
-        state.traffic = NetworkCounters.attach(to: cgroups)
+        state.traffic = started.traffic
         state.addresses = configuration.addresses.map(\.description)
         state.addressShared = configuration.addressShared
         state.loopback = JailAddresses.chosenLoopback(configuration, name: cgroupName)?.description ?? ""
