@@ -22,31 +22,44 @@ public struct MountInfoEntry: Equatable, Sendable {
         var entries: [MountInfoEntry] = []
         var text = text
         text.withUTF8 { bytes in
-            var fields: [Range<Int>] = []
+            // Field bounds as two arrays of Int: an array of ranges is a type of its own the
+            // runtime would look up at its first use, a tenth of a millisecond of a start.
+            var starts: [Int] = [], ends: [Int] = []
             var lineStart = 0
             while lineStart < bytes.count {
                 var lineEnd = lineStart
                 while lineEnd < bytes.count && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
-                fields.removeAll(keepingCapacity: true)
+                starts.removeAll(keepingCapacity: true)
+                ends.removeAll(keepingCapacity: true)
                 var fieldStart = lineStart
-                for index in lineStart...lineEnd where index == lineEnd || bytes[index] == UInt8(ascii: " ") {
-                    if index > fieldStart { fields.append(fieldStart..<index) }
-                    fieldStart = index + 1
+                var index = lineStart
+                while index <= lineEnd {
+                    if index == lineEnd || bytes[index] == UInt8(ascii: " ") {
+                        if index > fieldStart {
+                            starts.append(fieldStart)
+                            ends.append(index)
+                        }
+                        fieldStart = index + 1
+                    }
+                    index += 1
                 }
-                if let entry = entry(fields, in: bytes) { entries.append(entry) }
+                if let entry = entry(starts: starts, ends: ends, in: bytes) { entries.append(entry) }
                 lineStart = lineEnd + 1
             }
         }
         return entries
     }
 
-    static func entry(_ fields: [Range<Int>], in bytes: UnsafeBufferPointer<UInt8>) -> MountInfoEntry? {
+    static func entry(starts: [Int], ends: [Int], in bytes: UnsafeBufferPointer<UInt8>) -> MountInfoEntry? {
         // Optional fields (shared:N, master:N) stand between the sixth field and the separator.
-        guard let separator = fields.indices.first(where: { $0 >= 5 && fields[$0].count == 1 && bytes[fields[$0].lowerBound] == UInt8(ascii: "-") }),
-              separator + 3 < fields.count else { return nil }
-        func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
-        return MountInfoEntry(mountPoint: unescape(UnsafeBufferPointer(rebasing: bytes[fields[4]])),
-                              fsType: text(fields[separator + 1]), superOptions: text(fields[separator + 3]))
+        var separator = 5
+        while separator < starts.count && !(ends[separator] - starts[separator] == 1 && bytes[starts[separator]] == UInt8(ascii: "-")) {
+            separator += 1
+        }
+        guard separator + 3 < starts.count else { return nil }
+        func field(_ index: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: bytes[starts[index]..<ends[index]]) }
+        return MountInfoEntry(mountPoint: unescape(field(4)), fsType: String(decoding: field(separator + 1), as: UTF8.self),
+                              superOptions: String(decoding: field(separator + 3), as: UTF8.self))
     }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo.
