@@ -61,12 +61,13 @@ final class StartArgumentsTests: XCTestCase {
             // Help and --version print and exit, --config is expanded before the parse: they
             // are left to ArgumentParser.
             if names.contains("--version") || names.contains("--config") || names.contains("--help") {
-                for name in names { XCTAssertNil(StartArguments.entries[name], name) }
+                for name in names { XCTAssertFalse(StartArguments.optionNames.contains(name) || StartArguments.flagNames.contains(name), name) }
                 continue
             }
             for name in names {
                 seen.insert(name)
-                XCTAssertNotNil(StartArguments.entries[name], "\(name) is an option of StartCommand, not of StartArguments")
+                XCTAssertTrue((isFlag ? StartArguments.flagNames : StartArguments.optionNames).contains(name),
+                              "\(name) is \(isFlag ? "a flag" : "an option") of StartCommand, not of StartArguments")
                 let long = names.first { $0.hasPrefix("--") } ?? name
                 // A root: --service and --init need one.
                 let base = long == "--uid" ? ["-r", "/srv/jail"] : ["-u", "61000", "-r", "/srv/jail"]
@@ -86,7 +87,9 @@ final class StartArgumentsTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(Set(StartArguments.entries.keys), seen, "StartArguments reads an option StartCommand does not have")
+        let read = StartArguments.optionNames + StartArguments.flagNames
+        XCTAssertEqual(read.count, Set(read).count, "a name twice in StartArguments")
+        XCTAssertEqual(Set(read), seen, "StartArguments reads an option StartCommand does not have")
     }
 
     func testDefaultsRepeatsAndALineOfMany() throws {
