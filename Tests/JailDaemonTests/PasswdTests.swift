@@ -32,6 +32,15 @@ final class PasswdTests: XCTestCase {
         XCTAssertFalse(PasswdEntry.parseAll(passwd).contains { $0.home == "/commented" })
     }
 
+    func testEntriesAndGroupsAreReadFieldByField() {
+        XCTAssertEqual(PasswdEntry.parseAll(passwd).map { "\($0.name) \($0.uid) \($0.gid) \($0.home) \($0.shell)" },
+                       ["root 0 0 /root /bin/bash", "alice 1000 1000 /home/alice /bin/bash", "alias 1000 1000 /home/alias /bin/sh",
+                        "nohome 1001 1001  /bin/sh"])
+        let group = "root:x:0:\n# staff:x:50:bob\n\nusers:x:100:alice,,bob\nbad:x:z:\nshort:x:7\ntty:x:5:"
+        XCTAssertEqual(GroupEntry.parseAll(group).map { "\($0.name) \($0.gid) \($0.members)" },
+                       ["root 0 []", "users 100 [\"alice\", \"bob\"]", "tty 5 []"])
+    }
+
     func testTheHostsFileIsRead() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("passwd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
