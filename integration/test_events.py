@@ -18,7 +18,7 @@ def host_pid(supervisor, jail_pid):
     for pid in descendants(supervisor):
         try:
             status = open(f"/proc/{pid}/status").read()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone between the listing and the read (ESRCH)
             continue
         line = next(l for l in status.splitlines() if l.startswith("NSpid:"))
         if line.split()[-1] == str(jail_pid) and len(line.split()) > 2:

@@ -38,7 +38,7 @@ def session_helpers(jail):
     for pid in children_of(jail.init_pid):
         try:
             title = open(f"/proc/{pid}/cmdline", "rb").read()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone between the listing and the read (ESRCH)
             continue
         if title.startswith(b"jaild: [") and b"/dev/pts/" in title:
             out.append(pid)

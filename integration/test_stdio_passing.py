@@ -237,7 +237,7 @@ def helper_pids(probe_jail):
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if f.read().startswith(b"jaild: ["):
                     out.append(pid)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone between the listing and the read (ESRCH)
             pass
     return out
 
