@@ -62,8 +62,9 @@ public func listDirectory(_ path: String) -> [String] {
 
 /// The number of threads of this process. clone/unshare/fork-without-exec are only safe when
 /// it is 1 (see DESIGN.md), so callers check it first.
-public func threadCount() -> Int {
-    guard let status = try? readFile("/proc/self/status") else { return -1 }
+/// -1 when /proc/self/status has no such line.
+public func threadCount() throws(SystemError) -> Int {
+    let status = try readFile("/proc/self/status")
     let label = Array("\nThreads:".utf8)
     guard let start = status.indices.first(where: { status[$0...].starts(with: label) }) else { return -1 }
     return number(in: status[(start + label.count)...].prefix { $0 != UInt8(ascii: "\n") }) ?? -1

@@ -25,26 +25,17 @@ public struct MountInfoEntry: Equatable, Sendable {
             // Field bounds as two arrays of Int: an array of ranges is a type of its own the
             // runtime would look up at its first use, a tenth of a millisecond of a start.
             var starts: [Int] = [], ends: [Int] = []
-            var lineStart = 0
-            while lineStart < bytes.count {
-                var lineEnd = lineStart
-                while lineEnd < bytes.count && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            ByteLines.forEach(in: bytes) { lineStart, lineEnd in
                 starts.removeAll(keepingCapacity: true)
                 ends.removeAll(keepingCapacity: true)
-                var fieldStart = lineStart
-                var index = lineStart
-                while index <= lineEnd {
-                    if index == lineEnd || bytes[index] == UInt8(ascii: " ") {
-                        if index > fieldStart {
-                            starts.append(fieldStart)
-                            ends.append(index)
-                        }
-                        fieldStart = index + 1
+                // Spaces separate the fields (the kernel escapes those in paths): runs of them are one.
+                ByteLines.forEachField(in: bytes, lineStart, lineEnd, separator: UInt8(ascii: " ")) { start, end in
+                    if end > start {
+                        starts.append(start)
+                        ends.append(end)
                     }
-                    index += 1
                 }
                 if let entry = entry(starts: starts, ends: ends, in: bytes) { entries.append(entry) }
-                lineStart = lineEnd + 1
             }
         }
         return entries
@@ -57,9 +48,9 @@ public struct MountInfoEntry: Equatable, Sendable {
             separator += 1
         }
         guard separator + 3 < starts.count else { return nil }
-        func field(_ index: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: bytes[starts[index]..<ends[index]]) }
-        return MountInfoEntry(mountPoint: unescape(field(4)), fsType: String(decoding: field(separator + 1), as: UTF8.self),
-                              superOptions: String(decoding: field(separator + 3), as: UTF8.self))
+        return MountInfoEntry(mountPoint: unescape(UnsafeBufferPointer(rebasing: bytes[starts[4]..<ends[4]])),
+                              fsType: ByteLines.text(bytes, starts[separator + 1], ends[separator + 1]),
+                              superOptions: ByteLines.text(bytes, starts[separator + 3], ends[separator + 3]))
     }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo.

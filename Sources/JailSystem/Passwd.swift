@@ -58,21 +58,11 @@ func forEachRecord(_ text: String, _ body: ([String]) -> Void) {
     var text = text
     text.withUTF8 { bytes in
         var fields: [String] = []
-        var lineStart = 0
-        while lineStart < bytes.count {
-            var lineEnd = lineStart
-            while lineEnd < bytes.count && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
-            defer { lineStart = lineEnd + 1 }
-            guard lineEnd > lineStart, bytes[lineStart] != UInt8(ascii: "#") else { continue }
+        ByteLines.forEach(in: bytes) { start, end in
+            guard end > start, bytes[start] != UInt8(ascii: "#") else { return }
             fields.removeAll(keepingCapacity: true)
-            var fieldStart = lineStart
-            var index = lineStart
-            while index <= lineEnd {
-                if index == lineEnd || bytes[index] == UInt8(ascii: ":") {
-                    fields.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[fieldStart..<index]), as: UTF8.self))
-                    fieldStart = index + 1
-                }
-                index += 1
+            ByteLines.forEachField(in: bytes, start, end, separator: UInt8(ascii: ":")) { fieldStart, fieldEnd in
+                fields.append(ByteLines.text(bytes, fieldStart, fieldEnd))
             }
             body(fields)
         }

@@ -1,3 +1,5 @@
+import JailSystem
+
 /// Where the host ids of root-started jails come from: slots of 65,536 ids, one slot per jail.
 /// `--userns-pool START:COUNT` (COUNT ids, a multiple of 65,536). /etc/subuid and /etc/subgid
 /// ranges inside it are skipped, as are ids of existing accounts; each slot handed out is
@@ -76,17 +78,14 @@ public struct SubordinateSpan: Equatable, Sendable {
         var uidMin, uidMax, gidMin, gidMax: UInt64?
         var text = text
         text.withUTF8 { bytes in
-            var index = 0
-            while index < bytes.count {
-                let (key, value, next) = setting(in: bytes, from: index)
-                index = next
-                guard let value else { continue }
+            ByteLines.forEach(in: bytes) { start, end in
+                guard let (key, value) = setting(in: bytes, start, end) else { return }
                 switch key {
                 case "SUB_UID_MIN": uidMin = value
                 case "SUB_UID_MAX": uidMax = value
                 case "SUB_GID_MIN": gidMin = value
                 case "SUB_GID_MAX": gidMax = value
-                default: continue
+                default: return
                 }
             }
         }
@@ -97,23 +96,20 @@ public struct SubordinateSpan: Equatable, Sendable {
         return SubordinateSpan(uids: span(uidMin, uidMax), gids: span(gidMin, gidMax))
     }
 
-    /// The line from `start`: its first word when it starts with SUB_, and the number of its
-    /// second (nil if none); and where the next line starts.
-    static func setting(in bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (key: String, value: UInt64?, next: Int) {
-        var end = start
-        while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+    /// The line `start..<end` as a setting: its first word when it starts with SUB_, and the
+    /// number its second word is; nil for any other line, or a second word that is no number.
+    static func setting(in bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (key: String, value: UInt64)? {
         let blank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
         guard end - start > 4, bytes[start] == UInt8(ascii: "S"), bytes[start + 1] == UInt8(ascii: "U"),
-              bytes[start + 2] == UInt8(ascii: "B"), bytes[start + 3] == UInt8(ascii: "_") else { return ("", nil, end + 1) }
+              bytes[start + 2] == UInt8(ascii: "B"), bytes[start + 3] == UInt8(ascii: "_") else { return nil }
         var keyEnd = start
         while keyEnd < end && !blank(bytes[keyEnd]) { keyEnd += 1 }
         var valueStart = keyEnd
         while valueStart < end && blank(bytes[valueStart]) { valueStart += 1 }
         var valueEnd = valueStart
         while valueEnd < end && !blank(bytes[valueEnd]) { valueEnd += 1 }
-        let key = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<keyEnd]), as: UTF8.self)
-        let value = UInt64(String(decoding: UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self))
-        return (key, value, end + 1)
+        guard let value = UInt64(ByteLines.text(bytes, valueStart, valueEnd)) else { return nil }
+        return (ByteLines.text(bytes, start, keyEnd), value)
     }
 
     /// The one line that refuses `pool`, or nil if it lies outside both spans.

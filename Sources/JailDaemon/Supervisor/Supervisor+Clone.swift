@@ -54,7 +54,8 @@ extension Supervisor {
     /// counters' map (nil: the jail has none).
     func cloneInit(listener: FileDescriptor, control: FileDescriptor?, cgroups: inout JailCgroups?,
                    range: UInt32?) throws(JailError) -> (handle: InitHandle, rcStatus: Int32?, traffic: UInt32?) {
-        let threads = threadCount()
+        // Unreadable, the count is the start's error with its path, not a thread count of -1.
+        let threads = try JailError.wrap { () throws(SystemError) in try threadCount() }
         guard threads == 1 else { throw .threaded(threads) }
         let channels = try openChannels(cgroups: cgroups, range: range)
         var pid: pid_t = 0
