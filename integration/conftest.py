@@ -77,6 +77,22 @@ def userns_ranges_are_given_back(jaild_state_directories_are_removed):
             give_back_range(path)
 
 
+EXECUTABLE_CACHE = pathlib.Path("/var/cache/jail")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def executable_cache_is_removed():
+    """A root start keeps a copy of jaild in /var/cache/jail (Supervisor/ExecutableCache.swift);
+    the copies this run made go at its end, with the directory if this run made it."""
+    before = set(EXECUTABLE_CACHE.iterdir()) if EXECUTABLE_CACHE.is_dir() else None
+    yield
+    if EXECUTABLE_CACHE.is_dir():
+        for path in set(EXECUTABLE_CACHE.iterdir()) - (before or set()):
+            path.unlink(missing_ok=True)
+        if before is None and not any(EXECUTABLE_CACHE.iterdir()):
+            EXECUTABLE_CACHE.rmdir()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def jail_log_files_are_removed():
     """Without a host syslog, the tests' jails log to /var/log/jail/NAME.log (and the relay's

@@ -12,16 +12,22 @@
  * its file's mappings again from that mount (the pages it wrote copied over) and makes the
  * mount's file its /proc/self/exe with prctl(PR_SET_MM), which the kernel allows once no
  * mapping of the old path is left. The result is the one the exec gives: exe and every file
- * mapping on the read-only mount. The exec stays as the fallback. */
+ * mapping on the read-only mount. The exec stays as the fallback.
+ *
+ * Both can take a copy of jaild's file instead of the file itself (ExecutableCache.swift: the
+ * same bytes, cached in 2 MiB folios), whose read-only mount then serves the same purpose. */
 #define _GNU_SOURCE
 #include "cjail.h"
 
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -38,9 +44,13 @@ int cj_executable_is_read_only(void) {
     return (info.f_flag & ST_RDONLY) != 0;
 }
 
-/* The magic link is followed: the tree is a bind mount of the executable file itself. */
-static int open_read_only_self(void) {
-    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, "/proc/self/exe", OPEN_TREE_CLONE | O_CLOEXEC);
+/* A detached, read-only bind mount of `image` (a verified copy of jaild's file, see
+ * cj_build_id), or of jaild's own file when `image` is -1; the magic link /proc/self/exe is
+ * followed: the tree is a bind mount of the executable file itself. */
+static int open_read_only_self(int image) {
+    int tree = image >= 0
+        ? (int)syscall(SYS_open_tree, image, "", OPEN_TREE_CLONE | O_CLOEXEC | AT_EMPTY_PATH)
+        : (int)syscall(SYS_open_tree, AT_FDCWD, "/proc/self/exe", OPEN_TREE_CLONE | O_CLOEXEC);
     if (tree < 0) return -1;
     struct jail_mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
     if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
@@ -50,6 +60,38 @@ static int open_read_only_self(void) {
         return -1;
     }
     return tree;
+}
+
+size_t cj_build_id(unsigned char *id, size_t capacity, uint64_t *file_offset) {
+    const ElfW(Phdr) *headers = (const ElfW(Phdr) *)getauxval(AT_PHDR);
+    size_t count = (size_t)getauxval(AT_PHNUM);
+    if (headers == NULL || count == 0) return 0;
+    /* A position-independent program is loaded at an offset, which PT_PHDR tells; a static
+     * one without PT_PHDR is where its headers say. */
+    uintptr_t bias = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (headers[i].p_type == PT_PHDR) bias = (uintptr_t)headers - (uintptr_t)headers[i].p_vaddr;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (headers[i].p_type != PT_NOTE) continue;
+        const unsigned char *start = (const unsigned char *)(bias + (uintptr_t)headers[i].p_vaddr);
+        const unsigned char *end = start + headers[i].p_memsz;
+        size_t align = headers[i].p_align == 8 ? 8 : 4;
+        for (const unsigned char *at = start; at + sizeof(ElfW(Nhdr)) <= end;) {
+            const ElfW(Nhdr) *note = (const ElfW(Nhdr) *)(const void *)at;
+            const unsigned char *name = at + sizeof *note;
+            const unsigned char *desc = name + ((note->n_namesz + align - 1) & ~(align - 1));
+            if (desc + note->n_descsz > end) break;
+            if (note->n_type == NT_GNU_BUILD_ID && note->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+                if (note->n_descsz == 0 || note->n_descsz > capacity) return 0;
+                memcpy(id, desc, note->n_descsz);
+                *file_offset = (uint64_t)headers[i].p_offset + (uint64_t)(desc - start);
+                return note->n_descsz;
+            }
+            at = desc + ((note->n_descsz + align - 1) & ~(align - 1));
+        }
+    }
+    return 0;
 }
 
 #define PAGEMAP_PRESENT (1ULL << 63)
@@ -81,6 +123,15 @@ static int remap_one(int file, int pagemap, uintptr_t start, uintptr_t end, off_
             int written = ((entry & PAGEMAP_PRESENT) && !(entry & PAGEMAP_FILE)) || (entry & PAGEMAP_SWAPPED);
             if (written) memcpy(fresh + (address - start), (const void *)address, (size_t)page);
         }
+    }
+    /* Code faulted in from a file not yet in memory comes in 2 MiB pages (a copy written in
+     * 2 MiB pieces, cj_build_id, is in them already): the kernel maps those whole, in this
+     * process and, at their first touch, in every fork. */
+    if ((prot & PROT_EXEC) && madvise(fresh, length, MADV_HUGEPAGE) < 0 && errno != EINVAL) {
+        int saved = errno;
+        munmap(fresh, length);
+        errno = saved;
+        return -1;
     }
     if (mprotect(fresh, length, prot) < 0 || mremap(fresh, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)start) == MAP_FAILED) {
         int saved = errno;
@@ -125,7 +176,7 @@ static int set_exe_file(int file) {
     return prctl(PR_SET_MM, PR_SET_MM_MAP, (unsigned long)&map, sizeof map, 0);
 }
 
-int cj_remap_read_only(void) {
+int cj_remap_read_only(int image) {
     struct stat self;
     if (stat("/proc/self/exe", &self) < 0) return -1;
     int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
@@ -136,7 +187,7 @@ int cj_remap_read_only(void) {
     for (ssize_t got; used < sizeof text - 1 && (got = read(maps, text + used, sizeof text - 1 - used)) > 0;) used += (size_t)got;
     close(maps);
     text[used] = '\0';
-    int tree = open_read_only_self();
+    int tree = open_read_only_self(image);
     if (tree < 0) return -1;
     /* open_tree gives an O_PATH descriptor, which mmap and PR_SET_MM refuse: opened for
      * reading through it (the file on the read-only mount). */
@@ -174,8 +225,8 @@ int cj_remap_read_only(void) {
     return rc;
 }
 
-int cj_reexec_read_only(char *const argv[], char *const envp[]) {
-    int tree = open_read_only_self();
+int cj_reexec_read_only(int image, char *const argv[], char *const envp[]) {
+    int tree = open_read_only_self(image);
     if (tree < 0) return -1;
     /* The mount stays alive, detached, as long as the running image refers to it. */
     syscall(SYS_execveat, tree, "", argv, envp, AT_EMPTY_PATH);

@@ -116,13 +116,20 @@ int cj_install_payload_seccomp(int allow_aio);
 
 /* 1 if this process runs from a file on a read-only mount, 0 if not, -1 on error. */
 int cj_executable_is_read_only(void);
-/* Re-executes this program from a read-only, detached bind mount of its own file; returns
- * only on failure (-1, errno set). Needs CAP_SYS_ADMIN. */
-int cj_reexec_read_only(char *const argv[], char *const envp[]);
-/* Without an exec: maps jaild's file again from a read-only detached mount of it, its written
- * pages copied, and makes that file /proc/self/exe (PR_SET_MM_EXE_FILE). 0, or -1 and errno;
- * on failure some mappings may already be the new ones (equal content). */
-int cj_remap_read_only(void);
+/* Re-executes this program from a read-only, detached bind mount of its own file, or of
+ * `image` (a descriptor of a copy of it) when that is not -1; returns only on failure (-1,
+ * errno set). Needs CAP_SYS_ADMIN. */
+int cj_reexec_read_only(int image, char *const argv[], char *const envp[]);
+/* Without an exec: maps jaild's file again from a read-only detached mount of it (or of
+ * `image`, a copy of it, when that is not -1), its written pages copied, and makes that file
+ * /proc/self/exe (PR_SET_MM_EXE_FILE). 0, or -1 and errno; on failure some mappings may
+ * already be the new ones (equal content). */
+int cj_remap_read_only(int image);
+/* The GNU build id of the running program (its PT_NOTE in memory) into `id`, and where those
+ * bytes are in the program's file: a copy of the file of the same size with the same id at
+ * that offset is the same build. The id's length; 0 when it has none (or more than
+ * `capacity` bytes). */
+size_t cj_build_id(unsigned char *id, size_t capacity, uint64_t *file_offset);
 
 /* ---- unix sockets ----------------------------------------------------------------------- */
 
