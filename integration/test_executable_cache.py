@@ -10,6 +10,7 @@ import pathlib
 import shutil
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -122,19 +123,23 @@ def test_a_file_that_is_not_a_root_only_copy_is_replaced(rootfs_a, copy_path, ki
         assert runs_jaild_read_only(jail.supervisor) and runs_jaild_read_only(jail.init_pid)
 
 
-def test_copies_of_other_builds_and_half_written_ones_are_removed(rootfs_a, copy_path):
+def test_the_two_newest_copies_of_other_builds_stay_older_ones_and_half_written_ones_go(rootfs_a, copy_path):
+    """Two builds used in turn (an upgrade, a test of two versions) must not rewrite their
+    copies at every start; older builds' copies and a crash's half-written one are removed."""
     CACHE.mkdir(mode=0o700, exist_ok=True)
-    other = CACHE / ("jaild-" + "0" * 40)
+    others = [CACHE / (f"jaild-{digit}" * 1 + "0" * 39) for digit in "123"]
     half = CACHE / f".{copy_path.name}.new"
-    other.write_bytes(b"another build")
+    for age, other in enumerate(others):  # jaild-1… the oldest, jaild-3… the newest (of all)
+        other.write_bytes(b"another build")
+        os.utime(other, (time.time() + 1000 + age,) * 2)
     half.write_bytes(b"a crash's half")
     try:
         with Jail(rootfs_a, UID_A) as jail:
-            assert sorted(p.name for p in CACHE.iterdir()) == [copy_path.name]
+            assert sorted(p.name for p in CACHE.iterdir()) == sorted([copy_path.name, others[1].name, others[2].name])
             assert runs_jaild_read_only(jail.supervisor)
     finally:
-        other.unlink(missing_ok=True)
-        half.unlink(missing_ok=True)
+        for path in others + [half]:
+            path.unlink(missing_ok=True)
 
 
 def test_a_start_while_another_makes_the_copy_runs_from_its_own_file(rootfs_a, copy_path):

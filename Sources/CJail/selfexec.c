@@ -109,7 +109,8 @@ static int remap_one(int file, int pagemap, uintptr_t start, uintptr_t end, off_
     char *fresh = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, file, offset);
     if (fresh == MAP_FAILED) return -1;
     uint64_t entries[512];
-    for (uintptr_t address = start; address < end;) {
+    /* Code is never written (no PROT_WRITE): none of its pages is this process's own. */
+    for (uintptr_t address = (prot & PROT_WRITE) || !(prot & PROT_EXEC) ? start : end; address < end;) {
         size_t count = (size_t)((end - address) / (uintptr_t)page);
         if (count > 512) count = 512;
         ssize_t got = pread(pagemap, entries, count * sizeof entries[0], (off_t)(address / (uintptr_t)page * sizeof entries[0]));

@@ -31,9 +31,9 @@ struct JailCgroups {
 
     /// The controller each limit needs, and where it is served: v2 if its root offers it.
     static func plan(_ limits: CgroupLimits, mounts: CgroupMounts,
-                     offered: Set<String>) throws(JailError) -> (v2: [String], v1: [String: String]) {
+                     offered: [String]) throws(JailError) -> (v2: [String], v1: ControllerMounts) {
         var v2: [String] = []
-        var v1: [String: String] = [:]
+        var v1: ControllerMounts = [:]
         for (controller, flag) in limits.controllers {
             if mounts.unified != nil && offered.contains(controller) {
                 v2.append(controller)
@@ -52,12 +52,13 @@ struct JailCgroups {
     /// `jail/NAME` and the limits below it wait for `enableUnified` (Supervisor+Clone.swift).
     static func create(name: String, limits: CgroupLimits, mounts: CgroupMounts,
                        deferUnified: Bool = false) throws(JailError) -> JailCgroups {
-        let offered = Set((try? readText("\(mounts.unified ?? "/nonexistent")/cgroup.controllers"))?
-            .split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init) ?? [])
+        // An array: see ControllerMounts.
+        let offered = (try? readText("\(mounts.unified ?? "/nonexistent")/cgroup.controllers"))?
+            .split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init) ?? []
         let (v2, v1) = try plan(limits, mounts: mounts, offered: offered)
         var hierarchies: [(root: String, controllers: [String], unified: Bool)] = []
         if let unified = mounts.unified { hierarchies.append((unified, v2, true)) }
-        for mount in Set(v1.values).sorted() { hierarchies.append((mount, v1.filter { $0.value == mount }.map(\.key), false)) }
+        for mount in v1.mounts { hierarchies.append((mount, v1.controllers(mountedAt: mount), false)) }
         var cgroups = JailCgroups(name: name, directories: [], unifiedDirectory: nil, programDirectories: [])
         cgroups.limits = limits
         do throws(JailError) {

@@ -23,8 +23,9 @@ import Glibc
 /// only when its size and build id are the running file's (an id that is the linker's hash of
 /// the whole output), and it is replaced when not. It is written, synced and renamed into
 /// place by the first start of a build (under a lock; a start that finds the lock taken runs
-/// without the copy), which removes the copies of other builds; a jail started from one of
-/// those keeps running from it (its mapping holds the inode).
+/// without the copy), which keeps the two newest copies of other builds (two jaild builds used
+/// in turn, as in an upgrade, do not rewrite them at each start) and removes the rest; a jail
+/// started from a removed one keeps running from it (its mapping holds the inode).
 public enum ExecutableCache {
     public static let directory = "/var/cache/jail"
     /// The pieces the copy is written in: the size of a folio that one page-table entry maps.
@@ -68,7 +69,7 @@ public enum ExecutableCache {
         guard usage.blocksFree * usage.blockSize >= UInt64(size) + spareBytes else {
             return .refused(.noRoom(path: directory, needed: UInt64(size) + spareBytes))
         }
-        try removeEntries(of: anchor, except: name)
+        try removeOldEntries(of: anchor, except: name)
         try write(size: size, to: name, in: anchor)
         switch try check(path, identity: identity, size: size) {
         case .usable(let file): return .usable(file)
@@ -106,10 +107,22 @@ public enum ExecutableCache {
         }
     }
 
-    /// Every entry of the cache but `name`: other builds' copies, and one a crash left half-written.
-    static func removeEntries(of anchor: FileDescriptor, except name: String) throws(SystemError) {
+    /// Copies of other builds kept beside the running one's.
+    static let otherBuildsKept = 2
+
+    /// Every entry of the cache but `name` and the newest `otherBuildsKept` copies of other
+    /// builds: older builds' copies, and one a crash left half-written.
+    static func removeOldEntries(of anchor: FileDescriptor, except name: String) throws(SystemError) {
+        var copies: [(modified: Int, name: String)] = []
         for entry in try directoryEntries(of: anchor, path: directory) where entry.name != name {
-            try removeFile(entry.name, in: anchor)
+            if entry.name.hasPrefix("jaild-"), let info = try fileStatus(entry.name, in: anchor), info.st_mode & S_IFMT == S_IFREG {
+                copies.append((info.st_mtim.tv_sec * 1_000_000_000 + info.st_mtim.tv_nsec, entry.name))
+            } else {
+                try removeFile(entry.name, in: anchor)
+            }
+        }
+        for old in copies.sorted(by: { $0.modified > $1.modified }).dropFirst(otherBuildsKept) {
+            try removeFile(old.name, in: anchor)
         }
     }
 
