@@ -39,7 +39,7 @@ struct Jaild: ParsableCommand {
     }
 
     static func main() {
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        let arguments = argumentsAfterTheProgram()
         let mayStart = mayStartAJail(arguments)
         if mayStart { InheritedDescriptors.closeAll() }
         // Before anything else: the fewer of jaild's pages are mapped, the cheaper the remap.
@@ -69,6 +69,17 @@ struct Jaild: ParsableCommand {
         } catch {
             exitReportingUsageAsTwo(error)
         }
+    }
+
+    /// argv[1...] read from the C array: CommandLine.arguments builds its array through an
+    /// unspecialized map, 0.05 ms of the Swift runtime's type lookups in each start.
+    static func argumentsAfterTheProgram() -> [String] {
+        var arguments: [String] = []
+        arguments.reserveCapacity(Int(CommandLine.argc))
+        for index in 1..<max(Int(CommandLine.argc), 1) {
+            if let argument = CommandLine.unsafeArgv[index] { arguments.append(String(cString: argument)) }
+        }
+        return arguments
     }
 
     /// `jaild list`, `jaild list --json` and `jaild metrics` as the whole command line, run

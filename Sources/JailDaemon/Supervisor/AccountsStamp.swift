@@ -53,7 +53,11 @@ struct AccountsStamp {
 
     /// The stamp's text for these identities (nil: a file not there).
     func text(_ identities: [FileIdentity?], paths: HostIDFiles.Paths) -> String {
-        var text = "range \(start) ids \(ids.map(String.init).joined(separator: ","))\n"
+        // No joined(separator:): its first call resolves the Swift runtime's witnesses for it,
+        // 0.07 ms of the supervisor's start before the clone (perf, 2-core test VM).
+        var text = "range \(start) ids "
+        for (index, id) in ids.enumerated() { text += index == 0 ? String(id) : "," + String(id) }
+        text += "\n"
         for (file, identity) in zip(paths.all, identities) { text += "\(file) \(identity?.line ?? "absent")\n" }
         return text
     }

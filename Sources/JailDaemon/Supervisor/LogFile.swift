@@ -40,10 +40,14 @@ public final class LogFile: @unchecked Sendable {
     public func open() throws(SystemError) {
         created = !somethingExists(at: path)
         // Parents too (a rootless user's ~/.local/state may not exist yet), private to the owner.
-        var partial = ""
-        for component in directory.split(separator: "/") {
-            partial += "/" + component
-            try ensureDirectory(partial, mode: partial == directory ? 0o750 : 0o700)
+        // Only when missing: a start walks no path it finds made (one lstat instead of a mkdir
+        // and a stat per component).
+        if !somethingExists(at: directory) {
+            var partial = ""
+            for component in directory.split(separator: "/") {
+                partial += "/" + String(component)
+                try ensureDirectory(partial, mode: partial == directory ? 0o750 : 0o700)
+            }
         }
         let opened = try openFile(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o640)
         file = opened
