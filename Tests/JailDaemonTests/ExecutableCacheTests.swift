@@ -58,4 +58,27 @@ final class ExecutableCacheTests: ScratchDirectoryTestCase {
         try syscall("symlink", path: path) { symlink("/proc/self/exe", path) }
         XCTAssertThrowsError(try found())  // O_NOFOLLOW: ELOOP, never the link's target
     }
+
+    func testTheCopyIsWrittenIn2MiBPiecesButAroundTheKeptCode() {
+        let mib: Int64 = 1 << 20
+        XCTAssertEqual(ExecutableCache.pieces(size: 5 * mib + 100, kept: nil),
+                       [0..<2 * mib, 2 * mib..<4 * mib, 4 * mib..<5 * mib + 100])
+        // The kept code in the second window, in its second 64 KiB: that window is halved down
+        // to 64 KiB pieces around it, the largest aligned pieces elsewhere.
+        let kept = (2 * mib + 0x1a000)..<(2 * mib + 0x1a300)
+        let k: Int64 = 1 << 10
+        XCTAssertEqual(ExecutableCache.pieces(size: 5 * mib, kept: kept), [
+            0..<2 * mib,
+            2 * mib..<2 * mib + 64 * k, 2 * mib + 64 * k..<2 * mib + 128 * k, 2 * mib + 128 * k..<2 * mib + 256 * k,
+            2 * mib + 256 * k..<2 * mib + 512 * k, 2 * mib + 512 * k..<3 * mib, 3 * mib..<4 * mib,
+            4 * mib..<5 * mib,
+        ])
+        // Code across a 64 KiB boundary keeps both pieces small; the whole file is covered once.
+        let across = (2 * mib + 64 * k - 16)..<(2 * mib + 64 * k + 16)
+        let pieces = ExecutableCache.pieces(size: 5 * mib, kept: across)
+        XCTAssertEqual(pieces.filter { $0.overlaps(across) }, [2 * mib..<2 * mib + 64 * k, 2 * mib + 64 * k..<2 * mib + 128 * k])
+        XCTAssertEqual(pieces.first?.lowerBound, 0)
+        XCTAssertEqual(pieces.last?.upperBound, 5 * mib)
+        XCTAssertTrue(zip(pieces, pieces.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+    }
 }
