@@ -171,3 +171,40 @@ def test_a_cache_directory_others_can_write_is_not_used(rootfs_a, copy_path):
     finally:
         jail.stop()
         os.chmod(CACHE, 0o700)
+
+
+def code_mappings(pid):
+    """jaild's code mappings of process `pid`: (size in KiB, VmFlags, KiB mapped in 2 MiB pages)."""
+    found, current = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                current = {"kib": (high - low) // 1024, "pmd": 0, "flags": ""} if fields[1] == "r-xp" and fields[-1] == "/" else None
+                if current is not None:
+                    found.append(current)
+            elif current is not None and fields[0] == "FilePmdMapped:":
+                current["pmd"] = int(fields[1])
+            elif current is not None and fields[0] == "VmFlags:":
+                current["flags"] = fields[1:]
+    return found
+
+
+def test_the_copy_dropped_from_the_cache_comes_back_in_2mib_pages_but_the_idle_code(rootfs_a, copy_path):
+    """Some hosts drop the page cache on a timer (this VM every few minutes): the copy is read
+    back in 2 MiB folios, but never the window of the code an idle process keeps mapped, which
+    would keep 2 MiB per idle process resident (test_memory's goals)."""
+    with Jail(rootfs_a, UID_A):
+        pass
+    fd = os.open(copy_path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # what a cache drop does to it
+    finally:
+        os.close(fd)
+    with Jail(rootfs_a, UID_A) as jail:
+        for pid in (jail.supervisor, jail.init_pid):
+            code = code_mappings(pid)
+            assert sum(m["pmd"] for m in code) >= 2048, code
+            kept = [m for m in code if "nh" in m["flags"]]
+            assert len(kept) == 1 and kept[0]["pmd"] == 0 and kept[0]["kib"] == 2048, code

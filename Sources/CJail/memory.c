@@ -150,6 +150,12 @@ static int collect_segment(struct dl_phdr_info *info, size_t size, void *unused)
     return 0;
 }
 
+/* Where the kept code (jail_idle_text) lies in memory. */
+void cj_idle_text_range(uintptr_t *start, uintptr_t *end) {
+    *start = (uintptr_t)__start_jail_idle_text;
+    *end = (uintptr_t)__stop_jail_idle_text;
+}
+
 /* Where the kept code (jail_idle_text) lies in jaild's file: the text segment maps the file
  * at a fixed offset. 0 when it is not in a loaded segment. */
 int cj_idle_text_file_range(uint64_t *start, uint64_t *end) {

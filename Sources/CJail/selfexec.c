@@ -98,6 +98,45 @@ size_t cj_build_id(unsigned char *id, size_t capacity, uint64_t *file_offset) {
 #define PAGEMAP_SWAPPED (1ULL << 62)
 #define PAGEMAP_FILE (1ULL << 61)
 
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/* The 2 MiB window(s) of [start, end) that hold the code an idle process keeps mapped
+ * (CJail/memory.c); low == high when none. */
+static void kept_window(uintptr_t start, uintptr_t end, uintptr_t *low, uintptr_t *high) {
+    uintptr_t kept_start = 0, kept_end = 0;
+    cj_idle_text_range(&kept_start, &kept_end);
+    *low = kept_start & ~(HUGE_PAGE - 1);
+    *high = (kept_end + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    if (*low < start) *low = start;
+    if (*high > end) *high = end;
+    if (kept_end <= kept_start || *low >= *high) *low = *high = 0;
+}
+
+/* How jaild's code is faulted in; the advice is inherited by every fork. A 2 MiB window of
+ * code not in memory is read whole into one 2 MiB folio (MADV_HUGEPAGE), which the kernel
+ * maps with one entry, in this process and at its first touch in each fork; a cache that
+ * drops it (some hosts drop caches on a timer) reads it back the same way. MADV_RANDOM: a
+ * fault reads its own window, not the next one ahead as well. The window of the code an idle
+ * process keeps mapped stays in small folios: a kept page in a 2 MiB folio is mapped with all
+ * of it (Linux 6.18 maps a whole folio at a fault), 1.8 MiB more per idle process, measured.
+ * So its pages are read in small folios before anything can fault them (WILLNEED, here, on the
+ * new mapping before it replaces the old) and never in a 2 MiB one (MADV_NOHUGEPAGE, after).
+ * The advice changes only how pages are cached and mapped: a kernel that refuses it (no THP)
+ * runs the same code, so its result is not a failure. */
+static void advise_code_before(char *fresh, size_t length, int file, off_t offset, uintptr_t start, uintptr_t end) {
+    (void)madvise(fresh, length, MADV_HUGEPAGE);
+    (void)madvise(fresh, length, MADV_RANDOM);
+    uintptr_t low, high;
+    kept_window(start, end, &low, &high);
+    if (low < high) (void)posix_fadvise(file, offset + (off_t)(low - start), (off_t)(high - low), POSIX_FADV_WILLNEED);
+}
+
+static void advise_code_after(uintptr_t start, uintptr_t end) {
+    uintptr_t low, high;
+    kept_window(start, end, &low, &high);
+    if (low < high) (void)madvise((void *)low, high - low, MADV_NOHUGEPAGE);
+}
+
 /* One mapping of jaild's file, [start, end) at `offset`, mapped again from `file` (the same
  * inode on the read-only mount) at the same address. The pages this process wrote (private
  * copies: data it changed) are copied into the new mapping first; the others are the page
@@ -125,21 +164,14 @@ static int remap_one(int file, int pagemap, uintptr_t start, uintptr_t end, off_
             if (written) memcpy(fresh + (address - start), (const void *)address, (size_t)page);
         }
     }
-    /* Code faulted in from a file not yet in memory comes in 2 MiB pages (a copy written in
-     * 2 MiB pieces, cj_build_id, is in them already): the kernel maps those whole, in this
-     * process and, at their first touch, in every fork. */
-    if ((prot & PROT_EXEC) && madvise(fresh, length, MADV_HUGEPAGE) < 0 && errno != EINVAL) {
-        int saved = errno;
-        munmap(fresh, length);
-        errno = saved;
-        return -1;
-    }
+    if (prot & PROT_EXEC) advise_code_before(fresh, length, file, offset, start, end);
     if (mprotect(fresh, length, prot) < 0 || mremap(fresh, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)start) == MAP_FAILED) {
         int saved = errno;
         munmap(fresh, length);
         errno = saved;
         return -1;
     }
+    if (prot & PROT_EXEC) advise_code_after(start, end);
     return 0;
 }
 

@@ -50,6 +50,8 @@ void cj_release_file_pages(void);
 /* The same, then poll(2) on fds in one call, with nothing of jaild's file touched between the
  * release and the sleep (memory.c says why). Returns as poll does. */
 int cj_poll_releasing_file_pages(struct pollfd *fds, unsigned long nfds, int timeout_ms);
+/* The addresses of the code the idle release keeps mapped (its own). */
+void cj_idle_text_range(uintptr_t *start, uintptr_t *end);
 /* The bytes of jaild's file that the idle release keeps mapped (its own code): 1 and the
  * range, or 0. */
 int cj_idle_text_file_range(uint64_t *start, uint64_t *end);

@@ -14,11 +14,14 @@ import Glibc
 /// again, page by page, and the fault is what costs on a virtual machine. On a file system
 /// that keeps a file's cache in large folios (ext4 since Linux 6.16, xfs), a file written in
 /// 2 MiB pieces is cached in 2 MiB folios, and the kernel maps each with one entry: measured on
-/// the 2-core test VM, about 250 fewer page faults per start (text 324 -> ~60) and 0.92 of the
-/// start's time (40 starts, paired). The file jaild runs from is not cached that way: the
-/// linker, dpkg or cp wrote it in small pieces, and pages of it stay cached as long as a jail
-/// maps them. The copy is only ever written here in 2 MiB pieces and mapped with
-/// MADV_HUGEPAGE, so that after an eviction it comes back in 2 MiB pages too.
+/// the 2-core test VM, about 250 fewer page faults per start (text 324 -> ~60) and 0.87–0.93 of
+/// the start's time (30–40 starts, paired). The file jaild runs from is not cached that way:
+/// the linker, dpkg or cp wrote it in small pieces, and pages of it stay cached as long as a
+/// jail maps them. The copy is only ever written here in 2 MiB pieces and mapped with
+/// MADV_HUGEPAGE (CJail/selfexec.c), so that after the cache dropped it (this VM drops caches
+/// every few minutes) it comes back in 2 MiB pages too; but for the 2 MiB window of the code
+/// an idle process keeps mapped (CJail/memory.c), written in 64 KiB pieces and read in small
+/// ones, so an idle tenant keeps 64 KiB of code mapped, not its 2 MiB folio.
 ///
 /// `/var/cache/jail/jaild-BUILDID`, root's alone (0700 directory, 0500 file): a copy is used
 /// only when its size and build id are the running file's (an id that is the linker's hash of
