@@ -1,8 +1,9 @@
 """An idle jail gives back the pages it no longer uses (Sources/JailDaemon/Init/IdlePages.swift)."""
 import os
+import subprocess
 
-from conftest import UID_A, Jail, sha256, wait_for
-from harness import cmdline, smaps_rollup
+from conftest import JAIL, JAILD, UID_A, Jail, as_user, sha256, wait_for
+from harness import cmdline, session_children, smaps_rollup
 
 # The goal of the benchmarks issue for one idle jail: supervisor and init, PSS (issue 21: 1 MiB;
 # about 0.7 MiB since the release and the sleep are one call, IdlePages.swift).
@@ -65,3 +66,33 @@ def test_an_idle_tenant_is_three_processes_under_its_goal(rootfs_a):
             print(f"idle tenant: {footprint()}")
         # No syslog relay until the jail logs (SyslogRelay+Init.swift): supervisor, init, spare.
         assert sorted(cmdline(p).split(" [")[0] for p in pids) == ["jaild: init", "jaild: spare", "jaild: supervisor"]
+
+
+def code_rss_kib(pid):
+    """KiB of jaild's code (its executable mappings) resident in process `pid`."""
+    total, code = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:
+                code = fields[1] == "r-xp" and fields[-1] in ("/", JAILD)
+            elif code and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+def test_an_idle_sessions_helper_gives_back_its_code_and_the_session_goes_on(rootfs_a):
+    """A session waiting for its user (an ssh login left open) costs its helper's anonymous
+    memory, not the megabytes of code its set-up mapped (Sources/JailIO/Relay.swift)."""
+    with Jail(rootfs_a, UID_A) as jail:
+        session = subprocess.Popen([JAIL, "-c", "read line; echo got $line"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, env={"JAIL_SOCKET": jail.socket}, preexec_fn=as_user(UID_A))
+        try:
+            helper = wait_for(lambda: next(iter(session_children(jail.init_pid)), None), 10, "the session's helper")
+            wait_for(lambda: code_rss_kib(helper) <= 256, timeout=10, what="the idle helper's code under 256 KiB")
+            out, _ = session.communicate(b"hello\n", timeout=30)
+            assert (session.returncode, out) == (0, b"got hello\n")
+        finally:
+            if session.poll() is None:
+                session.kill()
+            session.wait()

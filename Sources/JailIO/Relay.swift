@@ -80,8 +80,16 @@ public struct Relay {
 
     var pendingInput: Int { inbox.count - inboxStart }
 
+    /// After this long without an event, the relay gives back the pages of jaild's code it
+    /// mapped (CJail/memory.c, as init's idle loop does) and sleeps: an idle session's helper
+    /// otherwise keeps every 2 MiB window of code its set-up touched (ExecutableCache), 1.4 MiB
+    /// of PSS per helper with 10 idle sessions, measured, against 0.5 before those windows.
+    public static let idleMilliseconds: Int32 = 1000
+
     public mutating func run() -> Outcome {
         var poller = Poller()
+        // The last wait ran out: the next gives back the code's pages first.
+        var idle = false
         while true {
             if let code = exitCode { return finish(code) }
             if channel.isClosed { return .clientGone }
@@ -97,7 +105,15 @@ public struct Relay {
             for source in sources.dropFirst() { poller.add(source.fd.rawValue, read: true) }
             let agentWatches = agents.register(&poller, canSend: channel.canAcceptMore)
 
-            do { _ = try poller.wait() } catch { return .clientGone }
+            do {
+                if idle {
+                    idle = false
+                    _ = try poller.wait(timeout: -1, using: { pollReleasingCodePages($0, $1, $2) })
+                } else if try !poller.wait(timeout: Self.idleMilliseconds) {
+                    idle = true
+                    continue
+                }
+            } catch { return .clientGone }
 
             if poller.readable(exitIndex), let code = program.reap() { exitCode = code }
             if poller.readable(socketIndex) { receiveFromClient() }

@@ -27,6 +27,11 @@ public func pollReleasingFilePages(_ entries: UnsafeMutablePointer<pollfd>?, _ c
     cj_poll_releasing_file_pages(entries, count, timeout)
 }
 
+/// poll(2) after releasing the code segments' pages only, in poll's place in a `Poller`'s wait.
+public func pollReleasingCodePages(_ entries: UnsafeMutablePointer<pollfd>?, _ count: nfds_t, _ timeout: Int32) -> Int32 {
+    cj_poll_releasing_code_pages(entries, count, timeout)
+}
+
 /// Releases the code segments' pages, then waits without a timeout for `descriptor` to be
 /// readable (or hung up). A poll that fails (other than EINTR, which waits on) returns at once:
 /// the caller's read of the descriptor then waits instead, only without the release.
