@@ -1,5 +1,5 @@
 """jaild's cached copy of itself (Supervisor/ExecutableCache.swift, issue 36 item 6): a root start
-maps jaild's code from /var/cache/jail/jaild-BUILDID, a copy written in 2 MiB pieces, so that the
+maps jaild's code from /var/cache/jail/jaild-BUILDID-SIZE, a copy written in 2 MiB pieces, so that the
 kernel maps it in 2 MiB pages in each of a start's processes; it is made by the first start of a
 build, refused and replaced when it is not a copy of this build or not root's alone, and never
 changes what runs: the supervisor and init run jaild's own bytes from a read-only mount."""
@@ -69,7 +69,7 @@ def runs_jaild_read_only(pid):
 @pytest.fixture
 def copy_path():
     """This build's copy, removed first so that the test's start decides what it is."""
-    path = CACHE / f"jaild-{build_id(JAILD)}"
+    path = CACHE / f"jaild-{build_id(JAILD)}-{os.stat(JAILD).st_size}"
     path.unlink(missing_ok=True)
     yield path
 

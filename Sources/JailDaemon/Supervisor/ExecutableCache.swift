@@ -23,7 +23,7 @@ import Glibc
 /// an idle process keeps mapped (CJail/memory.c), written in 64 KiB pieces and read in small
 /// ones, so an idle tenant keeps 64 KiB of code mapped, not its 2 MiB folio.
 ///
-/// `/var/cache/jail/jaild-BUILDID`, root's alone (0700 directory, 0500 file): a copy is used
+/// `/var/cache/jail/jaild-BUILDID-SIZE`, root's alone (0700 directory, 0500 file): a copy is used
 /// only when its size and build id are the running file's (an id that is the linker's hash of
 /// the whole output), and it is replaced when not. It is written, synced and renamed into
 /// place by the first start of a build (under a lock; a start that finds the lock taken runs
@@ -89,9 +89,10 @@ public enum ExecutableCache {
     }
 
     static func prepare(_ identity: BuildIdentity) throws(SystemError) -> Outcome {
-        let name = "jaild-\(identity.hex)"
-        let path = "\(directory)/\(name)"
         let size = try fileStatusFollowingLinks("/proc/self/exe").map { Int64($0.st_size) } ?? 0
+        // The size too: a stripped build (the package's) keeps its build id.
+        let name = "jaild-\(identity.hex)-\(size)"
+        let path = "\(directory)/\(name)"
         // Before any file in it is trusted: only root may change what the directory holds.
         if try fileStatus(directory) == nil { try ensureDirectory(directory, mode: 0o700) }
         if let reason = try untrustedDirectoryReason(directory, owners: [0]) {
