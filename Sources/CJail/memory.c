@@ -8,7 +8,6 @@
 #include <malloc.h>
 #include <poll.h>
 #include <stdint.h>
-#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -159,22 +158,7 @@ void cj_idle_text_range(uintptr_t *start, uintptr_t *end) {
 /* Where the kept code (jail_idle_text) lies in jaild's file: the text segment maps the file
  * at a fixed offset. 0 when it is not in a loaded segment. */
 int cj_idle_text_file_range(uint64_t *start, uint64_t *end) {
-    const ElfW(Phdr) *headers = (const ElfW(Phdr) *)getauxval(AT_PHDR);
-    size_t count = (size_t)getauxval(AT_PHNUM);
-    uintptr_t bias = 0;
-    for (size_t i = 0; headers != NULL && i < count; i++) {
-        if (headers[i].p_type == PT_PHDR) bias = (uintptr_t)headers - (uintptr_t)headers[i].p_vaddr;
-    }
-    uintptr_t first = (uintptr_t)__start_jail_idle_text, last = (uintptr_t)__stop_jail_idle_text;
-    for (size_t i = 0; headers != NULL && i < count; i++) {
-        uintptr_t base = bias + (uintptr_t)headers[i].p_vaddr;
-        if (headers[i].p_type == PT_LOAD && first >= base && last <= base + headers[i].p_filesz) {
-            *start = headers[i].p_offset + (first - base);
-            *end = headers[i].p_offset + (last - base);
-            return 1;
-        }
-    }
-    return 0;
+    return cj_file_offset_of((uintptr_t)__start_jail_idle_text, start) && cj_file_offset_of((uintptr_t)__stop_jail_idle_text, end);
 }
 
 /* Kept open from now on. In root's user namespace, init's /proc/self files belong to host

@@ -62,16 +62,36 @@ static int open_read_only_self(int image) {
     return tree;
 }
 
-size_t cj_build_id(unsigned char *id, size_t capacity, uint64_t *file_offset) {
+/* The running program's headers (AT_PHDR) and where it is loaded: a position-independent
+ * program at an offset, which PT_PHDR tells; a static one without PT_PHDR where its headers say. */
+static const ElfW(Phdr) *program_headers(size_t *count, uintptr_t *bias) {
     const ElfW(Phdr) *headers = (const ElfW(Phdr) *)getauxval(AT_PHDR);
-    size_t count = (size_t)getauxval(AT_PHNUM);
-    if (headers == NULL || count == 0) return 0;
-    /* A position-independent program is loaded at an offset, which PT_PHDR tells; a static
-     * one without PT_PHDR is where its headers say. */
-    uintptr_t bias = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (headers[i].p_type == PT_PHDR) bias = (uintptr_t)headers - (uintptr_t)headers[i].p_vaddr;
+    *count = headers == NULL ? 0 : (size_t)getauxval(AT_PHNUM);
+    *bias = 0;
+    for (size_t i = 0; i < *count; i++) {
+        if (headers[i].p_type == PT_PHDR) *bias = (uintptr_t)headers - (uintptr_t)headers[i].p_vaddr;
     }
+    return headers;
+}
+
+int cj_file_offset_of(uintptr_t address, uint64_t *offset) {
+    size_t count;
+    uintptr_t bias;
+    const ElfW(Phdr) *headers = program_headers(&count, &bias);
+    for (size_t i = 0; i < count; i++) {
+        uintptr_t base = bias + (uintptr_t)headers[i].p_vaddr;
+        if (headers[i].p_type == PT_LOAD && address >= base && address <= base + headers[i].p_filesz) {
+            *offset = (uint64_t)headers[i].p_offset + (uint64_t)(address - base);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t cj_build_id(unsigned char *id, size_t capacity, uint64_t *file_offset) {
+    size_t count;
+    uintptr_t bias;
+    const ElfW(Phdr) *headers = program_headers(&count, &bias);
     for (size_t i = 0; i < count; i++) {
         if (headers[i].p_type != PT_NOTE) continue;
         const unsigned char *start = (const unsigned char *)(bias + (uintptr_t)headers[i].p_vaddr);

@@ -12,7 +12,10 @@ import Glibc
 public func readFile(_ path: String, limit: Int = 16 << 20) throws(SystemError) -> [UInt8] {
     let fd = try syscall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
     defer { _ = close(fd) }
-    return try readAll(FileDescriptor(rawValue: fd), limit: limit)
+    // A failed read names the file, as the open does.
+    do { return try readAll(FileDescriptor(rawValue: fd), limit: limit) } catch {
+        throw SystemError(error.operation, path: error.path ?? path, errno: error.errno)
+    }
 }
 
 /// Reads a descriptor to its end (or `limit` bytes); EAGAIN and EINTR are retried.
@@ -71,10 +74,17 @@ public func threadCount() throws(SystemError) -> Int {
 }
 
 /// A file that holds one integer, such as /proc/sys/user/max_user_namespaces; nil if it
-/// cannot be read or is not a number.
+/// cannot be read or is not a number (for files that may be absent; `readIntegerFile` where
+/// an unreadable one must be said).
 public func readNumber(_ path: String) -> Int? {
     guard let bytes = try? readFile(path) else { return nil }
     return number(in: bytes[...])
+}
+
+/// The integer a file holds; nil when it holds something else. A file that cannot be read is
+/// the read's error.
+public func readIntegerFile(_ path: String) throws(SystemError) -> Int? {
+    number(in: try readFile(path)[...])
 }
 
 /// The decimal integer these bytes hold between blanks (space, tab, newline); nil if they

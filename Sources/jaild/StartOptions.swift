@@ -143,7 +143,9 @@ struct StartOptions {
         c.addresses = addresses.compactMap(HostAddress.parse)
         c.addressShared = addressShared
         c.loopback = try loopback.map { text throws(JailError) in try LoopbackChoice.parse(text).get() }
-        if let pool = loopbackPool.flatMap({ try? LoopbackPool.parse($0) }) { c.loopbackPool = pool }
+        if let loopbackPool {
+            do { c.loopbackPool = try LoopbackPool.parse(loopbackPool) } catch { throw .usage(error.description) }
+        }
         c.allowHostLoopback = allowHostLoopback
         if let problem = c.addressProblem { throw .usage(problem) }
         c.environmentPolicy = EnvironmentPolicy(extra: acceptEnvironment)

@@ -153,9 +153,14 @@ final class UserRangeTests: XCTestCase {
         try "128\n".write(toFile: directory + "/max_inotify_instances", atomically: true, encoding: .utf8)
         try "96555\n".write(toFile: directory + "/max_user_namespaces", atomically: true, encoding: .utf8)
         try "x\n".write(toFile: directory + "/other", atomically: true, encoding: .utf8)
-        XCTAssertEqual(UserNamespaceLimit.host(directory: directory),
+        XCTAssertEqual(try UserNamespaceLimit.host(directory: directory),
                        [UserNamespaceLimit(name: "max_inotify_instances", value: 128),
                         UserNamespaceLimit(name: "max_user_namespaces", value: 96555)])
+        // One that cannot be read is the start's error, not a limit left at 2^31-1.
+        try FileManager.default.createDirectory(atPath: directory + "/max_unreadable", withIntermediateDirectories: false)
+        XCTAssertThrowsError(try UserNamespaceLimit.host(directory: directory)) {
+            XCTAssertEqual(($0 as? SystemError)?.path, directory + "/max_unreadable")
+        }
     }
 
     func testShadowStyleLockIsTakenRemovedWhenStaleAndRefusedWhenHeld() throws {

@@ -135,6 +135,9 @@ int cj_remap_read_only(int image);
  * that offset is the same build. The id's length; 0 when it has none (or more than
  * `capacity` bytes). */
 size_t cj_build_id(unsigned char *id, size_t capacity, uint64_t *file_offset);
+/* Where `address`, in one of the running program's loaded segments, lies in its file: 1 and
+ * the offset, or 0. */
+int cj_file_offset_of(uintptr_t address, uint64_t *offset);
 
 /* ---- unix sockets ----------------------------------------------------------------------- */
 

@@ -52,9 +52,12 @@ struct JailCgroups {
     /// `jail/NAME` and the limits below it wait for `enableUnified` (Supervisor+Clone.swift).
     static func create(name: String, limits: CgroupLimits, mounts: CgroupMounts,
                        deferUnified: Bool = false) throws(JailError) -> JailCgroups {
-        // An array: see ControllerMounts.
-        let offered = (try? readText("\(mounts.unified ?? "/nonexistent")/cgroup.controllers"))?
-            .split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init) ?? []
+        // An array: see ControllerMounts. Unreadable, the start fails naming the file (it
+        // said before that the host offered no such controller).
+        let offered = try mounts.unified.map { root throws(JailError) in
+            try JailError.wrap { () throws(SystemError) in try readText("\(root)/cgroup.controllers") }
+                .split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        } ?? []
         let (v2, v1) = try plan(limits, mounts: mounts, offered: offered)
         var hierarchies: [(root: String, controllers: [String], unified: Bool)] = []
         if let unified = mounts.unified { hierarchies.append((unified, v2, true)) }

@@ -346,10 +346,13 @@ public struct UserNamespaceLimit: Equatable, Sendable {
     }
 
     /// Every max_* of /proc/sys/user as the calling process's user namespace has it (the
-    /// supervisor: the host's).
-    public static func host(directory: String = "/proc/sys/user") -> [UserNamespaceLimit] {
-        listDirectory(directory).filter { $0.hasPrefix("max_") }.sorted().compactMap { name in
-            readNumber("\(directory)/\(name)").map { UserNamespaceLimit(name: name, value: $0) }
+    /// supervisor: the host's). One that cannot be read fails the start: the jail would get
+    /// 2^31-1 for it, silently.
+    public static func host(directory: String = "/proc/sys/user") throws(SystemError) -> [UserNamespaceLimit] {
+        var limits: [UserNamespaceLimit] = []
+        for name in listDirectory(directory).filter({ $0.hasPrefix("max_") }).sorted() {
+            if let value = try readIntegerFile("\(directory)/\(name)") { limits.append(UserNamespaceLimit(name: name, value: value)) }
         }
+        return limits
     }
 }

@@ -167,7 +167,7 @@ extension Supervisor {
         var initConfiguration = configuration
         // Per user namespace, read and written in the reader's own: init, in the new one,
         // could only see 2^31-1 there, so the host's values are read here and written by init.
-        if owner != nil { initConfiguration.userNamespaceLimits = UserNamespaceLimit.host() }
+        if owner != nil { initConfiguration.userNamespaceLimits = try JailError.wrap { () throws(SystemError) in try UserNamespaceLimit.host() } }
         let supervisorsLoginUID = configuration.rootless ? nil : AuditIdentity.handOver(account.uid)
         var pid: pid_t = -1
         if let birthCgroups {
